@@ -1,0 +1,220 @@
+"""Instance → arrays: period fractions, subtree membership, phase shares, bounds, prices.
+
+Everything a formulation or a heuristic needs, as numpy arrays indexed by integer ids (sessions ``s``, nodes ``n``,
+periods ``t``). No solver here, and no Python loop over sessions x periods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .instance import Instance, load_instance
+
+PHASES = ("A", "B", "C")
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """The arrays of one instance.
+
+    Attributes
+    ----------
+    instance : Instance
+    period_start : pandas.DatetimeIndex — start of each period, tz-aware (``horizon.timezone``)
+    step_hours : float — period length [h]
+    session_ids : list of str
+    presence : numpy.ndarray, shape (S, T) — fraction f of period t during which session s is plugged in [0..1]
+    charge_max_kw, discharge_max_kw : numpy.ndarray, shape (S,) — min(charger, car) limits [kW]
+    efficiency : numpy.ndarray, shape (S,) — charger efficiency [-]
+    energy_lower_kwh, energy_upper_kwh : numpy.ndarray, shape (S,) — bounds on energy added so far [kWh]
+    energy_request_kwh : numpy.ndarray, shape (S,) — energy wanted by departure [kWh]
+    phase_share : numpy.ndarray, shape (S, 3) — share of the charger power on phases A, B, C [-]
+    session_node : numpy.ndarray, shape (S,) — index of the node the session's charger hangs from
+    node_ids : list of str; node_parent : numpy.ndarray, shape (N,) — parent index, -1 at the root
+    member_node, member_session : numpy.ndarray — pairs (n, s): session s is in the subtree of node n
+    base_net_kw : numpy.ndarray, shape (N, T) — base load minus generation of the node and its subtree [kW]
+    import_limit_kw, export_limit_kw, phase_import_limit_kw : numpy.ndarray, shape (N,) — inf where none [kW]
+    import_price, export_price : numpy.ndarray, shape (T,) — [CNY/kWh]
+    """
+
+    instance: Instance
+    period_start: pd.DatetimeIndex
+    step_hours: float
+    session_ids: list[str]
+    presence: np.ndarray
+    charge_max_kw: np.ndarray
+    discharge_max_kw: np.ndarray
+    efficiency: np.ndarray
+    energy_lower_kwh: np.ndarray
+    energy_upper_kwh: np.ndarray
+    energy_request_kwh: np.ndarray
+    phase_share: np.ndarray
+    session_node: np.ndarray
+    node_ids: list[str]
+    node_parent: np.ndarray
+    member_node: np.ndarray
+    member_session: np.ndarray
+    base_net_kw: np.ndarray
+    import_limit_kw: np.ndarray
+    export_limit_kw: np.ndarray
+    phase_import_limit_kw: np.ndarray
+    import_price: np.ndarray
+    export_price: np.ndarray
+    unmet_penalty: float
+    degradation_cost: float
+    peak_cost: float
+    overload_penalty: float
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n_sessions(self) -> int:
+        return len(self.session_ids)
+
+    @property
+    def n_periods(self) -> int:
+        return len(self.period_start)
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.node_ids)
+
+    @property
+    def root(self) -> int:
+        """Index of the root node."""
+        return int(np.flatnonzero(self.node_parent < 0)[0])
+
+    @property
+    def v2g(self) -> np.ndarray:
+        """Sessions that may discharge, shape (S,) bool."""
+        return self.discharge_max_kw > 0
+
+    def node_member_matrix(self) -> np.ndarray:
+        """Dense (N, S) 0/1 matrix of subtree membership; for small problems and heuristics only."""
+        matrix = np.zeros((self.n_nodes, self.n_sessions))
+        matrix[self.member_node, self.member_session] = 1.0
+        return matrix
+
+
+def build_problem(instance: Instance | object) -> Problem:
+    """Turn an instance (or anything :func:`~gridcharge.load_instance` reads) into arrays."""
+    inst = load_instance(instance)
+    horizon = inst.horizon
+    T = horizon.periods
+    step_h = horizon.step_hours
+    period_start = pd.date_range(
+        pd.Timestamp(horizon.start), periods=T, freq=pd.Timedelta(minutes=horizon.step_minutes)
+    ).tz_convert(horizon.timezone)
+
+    node_ids = [n.id for n in inst.nodes]
+    node_index = {nid: i for i, nid in enumerate(node_ids)}
+    node_parent = np.array([-1 if n.parent is None else node_index[n.parent] for n in inst.nodes], dtype=np.int64)
+    anc_ptr, anc_idx = _ancestors(node_parent)
+
+    chargers = {c.id: c for c in inst.chargers}
+    sessions = inst.sessions
+    S = len(sessions)
+    charger_of = [chargers[s.charger] for s in sessions]
+
+    # presence fraction f[s, t] = |[arrival, departure) ∩ period t| / step, vectorised over sessions x periods
+    t0 = horizon.start.timestamp()
+    step_s = horizon.step_minutes * 60.0
+    arrival = np.array([s.arrival.timestamp() for s in sessions]).reshape(S, 1) - t0
+    departure = np.array([s.departure.timestamp() for s in sessions]).reshape(S, 1) - t0
+    lo = np.arange(T) * step_s
+    overlap = np.minimum(departure, lo + step_s) - np.maximum(arrival, lo)
+    presence = np.clip(overlap / step_s, 0.0, 1.0)
+    presence[presence < 1e-12] = 0.0
+
+    charge_max = np.array(
+        [min(c.max_charge_kw, s.max_charge_kw if s.max_charge_kw is not None else c.max_charge_kw)
+         for s, c in zip(sessions, charger_of)], dtype=float)
+    discharge_max = np.array([min(c.max_discharge_kw, s.max_discharge_kw) for s, c in zip(sessions, charger_of)],
+                             dtype=float)
+    efficiency = np.array([c.efficiency for c in charger_of], dtype=float)
+    request = np.array([s.energy_kwh for s in sessions], dtype=float)
+    bounds = np.array([_energy_bounds(s) for s in sessions], dtype=float).reshape(S, 2)
+
+    phase_share = np.zeros((S, 3))
+    phase_code = np.array(["ABC".find(c.phases) if c.phases != "ABC" else 3 for c in charger_of], dtype=int)
+    single = phase_code < 3
+    phase_share[np.flatnonzero(single), phase_code[single]] = 1.0
+    phase_share[~single] = 1.0 / 3.0
+
+    session_node = np.array([node_index[c.node] for c in charger_of], dtype=np.int64)
+    counts = np.diff(anc_ptr)[session_node]
+    member_session = np.repeat(np.arange(S), counts)
+    offsets = np.repeat(anc_ptr[session_node] - np.cumsum(counts) + counts, counts)
+    member_node = anc_idx[offsets + np.arange(counts.sum())] if S else np.zeros(0, dtype=np.int64)
+
+    own = np.array([_series(n.base_load_kw, T) - _series(n.generation_kw, T) for n in inst.nodes]).reshape(-1, T)
+    # every node adds its own net load to each of its ancestors (itself included)
+    node_counts = np.diff(anc_ptr)
+    base_net = np.zeros_like(own)
+    np.add.at(base_net, anc_idx, own[np.repeat(np.arange(len(node_ids)), node_counts)])
+
+    def limit(values):
+        return np.array([np.inf if v is None else float(v) for v in values])
+
+    return Problem(
+        instance=inst,
+        period_start=period_start,
+        step_hours=step_h,
+        session_ids=[s.id for s in sessions],
+        presence=presence,
+        charge_max_kw=charge_max,
+        discharge_max_kw=discharge_max,
+        efficiency=efficiency,
+        energy_lower_kwh=bounds[:, 0],
+        energy_upper_kwh=bounds[:, 1],
+        energy_request_kwh=request,
+        phase_share=phase_share,
+        session_node=session_node,
+        node_ids=node_ids,
+        node_parent=node_parent,
+        member_node=member_node,
+        member_session=member_session,
+        base_net_kw=base_net,
+        import_limit_kw=limit(n.import_limit_kw for n in inst.nodes),
+        export_limit_kw=limit(n.export_limit_kw for n in inst.nodes),
+        phase_import_limit_kw=limit(n.phase_import_limit_kw for n in inst.nodes),
+        import_price=_series(inst.tariff.import_cny_per_kwh, T),
+        export_price=_series(inst.tariff.export_cny_per_kwh, T),
+        unmet_penalty=inst.objective.unmet_penalty_cny_per_kwh,
+        degradation_cost=inst.objective.degradation_cny_per_kwh,
+        peak_cost=inst.objective.peak_cny_per_kw,
+        overload_penalty=inst.objective.overload_penalty_cny_per_kwh,
+    )
+
+
+def _series(value, periods: int) -> np.ndarray:
+    """``number | [number x periods]`` → array of length ``periods``."""
+    return np.broadcast_to(np.asarray(value, dtype=float), (periods,)).copy()
+
+
+def _energy_bounds(session) -> tuple[float, float]:
+    """Bounds on the energy added so far [kWh]: battery given → [min - initial, battery - initial], else [0, energy]."""
+    if session.battery_kwh is None:
+        return 0.0, session.energy_kwh
+    initial = session.initial_kwh if session.initial_kwh is not None else 0.0
+    floor = session.min_kwh if session.min_kwh is not None else initial
+    return floor - initial, session.battery_kwh - initial
+
+
+def _ancestors(parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR lists of each node's ancestors, itself first: ``anc_idx[anc_ptr[n]:anc_ptr[n+1]]``.
+
+    A loop over nodes (not sessions x periods); depth is a handful of levels.
+    """
+    chains = []
+    for n in range(len(parent)):
+        chain = [n]
+        while parent[chain[-1]] >= 0:
+            chain.append(int(parent[chain[-1]]))
+        chains.append(chain)
+    ptr = np.zeros(len(parent) + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum([len(c) for c in chains])
+    idx = np.fromiter((a for c in chains for a in c), dtype=np.int64, count=int(ptr[-1]))
+    return ptr, idx

@@ -1,0 +1,216 @@
+"""Schedule: signed power per session and period, the node loads it causes, a summary, and the writers.
+
+Every solver (optimal or heuristic) returns one of these. Write it with :meth:`Schedule.write`; read a written
+``schedule.csv`` back with :func:`read_schedule_csv`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import FieldProblem, InstanceError
+from .problem import PHASES, Problem
+
+
+@dataclass(eq=False)
+class Schedule:
+    """The result of a solve.
+
+    Attributes
+    ----------
+    power_kw : pandas.DataFrame
+        Signed charger power per period (tz-aware index) and session (columns) [kW]; + charging, - discharging.
+    node_load_kw : pandas.DataFrame
+        Net load of each node (columns) per period: its subtree's base load - generation + charger powers [kW].
+    summary : dict
+        ``status``, ``objective_cny``, ``energy_requested_kwh``, ``energy_delivered_kwh``, ``unmet_kwh``,
+        ``peak_kw``, ``build_seconds``, ``solve_seconds``, ``solver``, ``solver_version`` and more.
+    overload_kwh : pandas.Series
+        Energy above each node's limits [kWh] (non-zero only with ``allow_overload`` or for ``uncontrolled``).
+    """
+
+    problem: Problem = field(repr=False)
+    power: np.ndarray = field(repr=False)  # (S, T) signed power [kW]
+    summary: dict
+    overload_kwh: pd.Series | None = None
+
+    @property
+    def power_kw(self) -> pd.DataFrame:
+        return pd.DataFrame(self.power.T, index=self.problem.period_start.rename("start"),
+                            columns=pd.Index(self.problem.session_ids, name="session_id"))
+
+    @property
+    def node_load_kw(self) -> pd.DataFrame:
+        return pd.DataFrame(node_loads(self.problem, self.power).T, index=self.problem.period_start.rename("start"),
+                            columns=pd.Index(self.problem.node_ids, name="node_id"))
+
+    @property
+    def status(self) -> str:
+        return self.summary["status"]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long form: one row per session and period in which the session is plugged in.
+
+        Columns ``session_id``, ``period``, ``start`` (tz-aware), ``power_kw`` [kW].
+        """
+        s_idx, t_idx = np.nonzero(self.problem.presence)
+        return pd.DataFrame({
+            "session_id": np.asarray(self.problem.session_ids, dtype=object)[s_idx],
+            "period": t_idx,
+            "start": self.problem.period_start[t_idx],
+            "power_kw": self.power[s_idx, t_idx],
+        })
+
+    def nodes_frame(self) -> pd.DataFrame:
+        """Long form node table: ``node_id, period, start, load_kw, phase_A_kw, phase_B_kw, phase_C_kw``,
+        the limits [kW] and ``headroom_kw`` (import limit - load) [kW]."""
+        p = self.problem
+        N, T = p.n_nodes, p.n_periods
+        load = node_loads(p, self.power)
+        phases = phase_loads(p, self.power)
+        frame = pd.DataFrame({
+            "node_id": np.repeat(np.asarray(p.node_ids, dtype=object), T),
+            "period": np.tile(np.arange(T), N),
+            "start": np.tile(p.period_start, N),
+            "load_kw": load.ravel(),
+        })
+        for i, name in enumerate(PHASES):
+            frame[f"phase_{name}_kw"] = phases[i].ravel()
+        frame["import_limit_kw"] = np.repeat(p.import_limit_kw, T)
+        frame["export_limit_kw"] = np.repeat(p.export_limit_kw, T)
+        frame["phase_import_limit_kw"] = np.repeat(p.phase_import_limit_kw, T)
+        frame["headroom_kw"] = frame["import_limit_kw"] - frame["load_kw"]
+        return frame
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``schedule.csv``, ``nodes.csv`` and ``summary.json`` into ``out_dir`` (created if needed).
+
+        Each file is written to a temporary name and renamed, so a reader never sees half a file.
+        """
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"schedule": out / "schedule.csv", "nodes": out / "nodes.csv", "summary": out / "summary.json"}
+        frame = self.to_frame()
+        frame["start"] = frame["start"].map(pd.Timestamp.isoformat)
+        _atomic_write(paths["schedule"], lambda tmp: frame.to_csv(tmp, index=False, float_format="%.10g"))
+        nodes = self.nodes_frame()
+        nodes["start"] = nodes["start"].map(pd.Timestamp.isoformat)
+        _atomic_write(paths["nodes"], lambda tmp: nodes.to_csv(tmp, index=False, float_format="%.10g"))
+        summary = dict(self.summary)
+        if self.overload_kwh is not None:
+            summary["overload_kwh_by_node"] = {k: float(v) for k, v in self.overload_kwh.items() if v > 0}
+        _atomic_write(paths["summary"], lambda tmp: tmp.write_text(json.dumps(_jsonable(summary), indent=2) + "\n"))
+        return paths
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    tmp.replace(path)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return v if np.isfinite(v) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def node_loads(problem: Problem, power: np.ndarray) -> np.ndarray:
+    """Net load of every node [kW], shape (N, T): subtree base net load + signed charger power in the subtree."""
+    load = problem.base_net_kw.copy()
+    np.add.at(load, problem.member_node, power[problem.member_session])
+    return load
+
+
+def phase_loads(problem: Problem, power: np.ndarray) -> np.ndarray:
+    """Load per phase of every node [kW], shape (3, N, T)."""
+    out = np.repeat(problem.base_net_kw[None, :, :] / 3.0, 3, axis=0)
+    for i in range(3):
+        np.add.at(out[i], problem.member_node, problem.phase_share[problem.member_session, i, None]
+                  * power[problem.member_session])
+    return out
+
+
+def delivered_kwh(problem: Problem, power: np.ndarray) -> np.ndarray:
+    """Energy added to each battery by departure [kWh], shape (S,)."""
+    eta = problem.efficiency[:, None]
+    energy = np.where(power >= 0, eta * power, power / eta) * problem.presence * problem.step_hours
+    return energy.sum(axis=1)
+
+
+def summarise(problem: Problem, power: np.ndarray, **extra) -> dict:
+    """The figures every schedule reports, computed from the power alone, plus ``extra`` (status, timings ...)."""
+    delivered = delivered_kwh(problem, power)
+    request = problem.energy_request_kwh
+    root_load = node_loads(problem, power)[problem.root] if problem.n_nodes else np.zeros(n_periods)
+    discharge = np.clip(-power, 0.0, None) * problem.presence * problem.step_hours
+    summary = {
+        "status": extra.pop("status", "optimal"),
+        "objective_cny": extra.pop("objective_cny", None),
+        "energy_requested_kwh": float(request.sum()),
+        "energy_delivered_kwh": float(delivered.sum()),
+        "unmet_kwh": float(np.clip(request - delivered, 0.0, None).sum()),
+        "energy_discharged_kwh": float(discharge.sum()),
+        "peak_kw": float(root_load.max()),
+        "n_sessions": problem.n_sessions,
+        "n_periods": problem.n_periods,
+    }
+    summary.update(extra)
+    return summary
+
+
+def read_schedule_csv(path: str | Path, instance) -> np.ndarray:
+    """Read ``schedule.csv`` (``session_id, period, power_kw``; other columns ignored) as an (S, T) power array.
+
+    Missing rows mean 0 kW. Unknown sessions, periods out of range, duplicates and non-numbers are errors.
+    ``instance`` gives the session ids and the number of periods.
+    """
+    session_ids = [s.id for s in instance.sessions]
+    n_periods = instance.horizon.periods
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype={"session_id": str})
+    except FileNotFoundError:
+        raise InstanceError(FieldProblem("", str(path), "an existing schedule CSV"), None) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InstanceError(FieldProblem("", str(path), f"a CSV file ({exc})"), None) from None
+    missing = [c for c in ("session_id", "period", "power_kw") if c not in frame.columns]
+    if missing:
+        raise InstanceError(FieldProblem("columns", list(frame.columns), f"columns session_id, period, power_kw "
+                                                                         f"(missing {', '.join(missing)})"), str(path))
+    index = {sid: i for i, sid in enumerate(session_ids)}
+    problems = []
+    s_idx = frame["session_id"].map(index)
+    for row in np.flatnonzero(s_idx.isna().to_numpy())[:5]:
+        problems.append(FieldProblem(f"row {row + 2}.session_id", frame["session_id"].iloc[row], "a session of the instance"))
+    period = pd.to_numeric(frame["period"], errors="coerce")
+    bad_period = period.isna() | (period < 0) | (period >= n_periods) | (period != period.round())
+    for row in np.flatnonzero(bad_period.to_numpy())[:5]:
+        problems.append(FieldProblem(f"row {row + 2}.period", frame["period"].iloc[row],
+                                     f"an integer period 0 .. {n_periods - 1}"))
+    power = pd.to_numeric(frame["power_kw"], errors="coerce")
+    bad_power = power.isna() | ~np.isfinite(power.to_numpy(dtype=float, na_value=np.nan))
+    for row in np.flatnonzero(bad_power.to_numpy())[:5]:
+        problems.append(FieldProblem(f"row {row + 2}.power_kw", frame["power_kw"].iloc[row], "a finite number [kW]"))
+    if not problems:
+        dup = frame.assign(period=period).duplicated(["session_id", "period"], keep="first").to_numpy()
+        for row in np.flatnonzero(dup)[:5]:
+            problems.append(FieldProblem(f"row {row + 2}", f"{frame['session_id'].iloc[row]}, period {int(period.iloc[row])}",
+                                         "one row per session and period"))
+    if problems:
+        raise InstanceError(problems, str(path))
+    out = np.zeros((len(session_ids), n_periods))
+    out[s_idx.to_numpy(dtype=np.int64), period.to_numpy(dtype=np.int64)] = power.to_numpy(dtype=float)
+    return out

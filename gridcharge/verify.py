@@ -1,0 +1,261 @@
+"""The independent checker: does a signed power schedule keep every rule of an instance?
+
+It re-derives everything from the :class:`~gridcharge.instance.Instance` and the power alone and imports nothing
+else from gridcharge (no ``problem``, no formulation), so a mistake there cannot hide itself here. Its arithmetic is
+written differently on purpose: presence comes from first/last period indices and edge fractions (``problem`` clips
+interval overlaps), subtree loads are summed level by level up the tree (``problem`` uses ancestor lists).
+
+Rules checked, at every period, on every phase, in both directions:
+
+- power only while plugged in; charge <= min(charger, car) max charge; discharge <= min(charger, car) max discharge;
+- energy added so far within the battery bounds ([0, energy_kwh] without a battery) and <= energy_kwh by departure;
+- each node's net load <= import_limit_kw and >= -export_limit_kw; each phase <= phase_import_limit_kw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .instance import Instance, load_instance
+
+#: Differences below this are numerical noise of the solver, not violations [kW or kWh], scaled by max(1, |limit|).
+TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule.
+
+    kind : str — ``not_plugged_in``, ``charge_limit``, ``discharge_limit``, ``battery_upper``, ``battery_lower``,
+        ``over_request``, ``node_import``, ``node_export``, ``phase_import``, ``not_finite``
+    where : str — the session id or node id (with ``/A``, ``/B``, ``/C`` for a phase)
+    period : int — period index
+    value : float — what the schedule gives [kW or kWh]
+    limit : float — the bound it breaks [kW or kWh]
+    """
+
+    kind: str
+    where: str
+    period: int
+    value: float
+    limit: float
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.where} period {self.period}: {self.value:.6g} vs limit {self.limit:.6g}"
+
+
+@dataclass
+class Verification:
+    """The verdict. ``ok`` is true when ``violations`` is empty.
+
+    cost_cny : float — the objective recomputed from the power alone [CNY]
+    delivered_kwh, unmet_kwh : float — energy added by departure, shortfall, summed over sessions [kWh]
+    peak_kw : float — the root's highest net load [kW]
+    overload_kwh : dict — energy above import/export/phase limits per node [kWh]
+    """
+
+    violations: list[Violation]
+    cost_cny: float
+    delivered_kwh: float
+    unmet_kwh: float
+    peak_kw: float
+    overload_kwh: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def frame(self) -> pd.DataFrame:
+        """The violations as a table (kind, where, period, value, limit)."""
+        return pd.DataFrame([v.__dict__ for v in self.violations], columns=["kind", "where", "period", "value", "limit"])
+
+    def __str__(self) -> str:
+        if self.ok:
+            return "ok: no violation"
+        lines = [f"{len(self.violations)} violation(s):"] + [f"  {v}" for v in self.violations[:50]]
+        if len(self.violations) > 50:
+            lines.append(f"  ... and {len(self.violations) - 50} more")
+        return "\n".join(lines)
+
+
+def verify(instance, schedule) -> Verification:
+    """Check a schedule against every limit of an instance.
+
+    Parameters
+    ----------
+    instance : Instance or anything :func:`gridcharge.load_instance` reads
+    schedule : Schedule, pandas.DataFrame or numpy.ndarray
+        A :class:`~gridcharge.schedule.Schedule`; a wide frame (periods x session-id columns) of signed power [kW];
+        a long frame with columns ``session_id, period, power_kw``; or an array of shape (sessions, periods).
+
+    Returns
+    -------
+    Verification
+    """
+    inst = load_instance(instance)
+    power = _power_array(inst, schedule)
+    S, T = power.shape
+    step_h = inst.horizon.step_minutes / 60.0
+    violations: list[Violation] = []
+    session_ids = [s.id for s in inst.sessions]
+    chargers = {c.id: c for c in inst.chargers}
+
+    bad = ~np.isfinite(power)
+    violations += _collect("not_finite", session_ids, bad, power, np.zeros_like(power))
+    power = np.where(bad, 0.0, power)
+
+    frac = _presence(inst)
+    tol_kw = TOLERANCE
+    violations += _collect("not_plugged_in", session_ids, (frac <= 0) & (np.abs(power) > tol_kw), power,
+                           np.zeros_like(power))
+
+    cmax = np.array([min(chargers[s.charger].max_charge_kw,
+                         chargers[s.charger].max_charge_kw if s.max_charge_kw is None else s.max_charge_kw)
+                     for s in inst.sessions]).reshape(S, 1)
+    dmax = np.array([min(chargers[s.charger].max_discharge_kw, s.max_discharge_kw) for s in inst.sessions]).reshape(S, 1)
+    violations += _exceeds("charge_limit", session_ids, power, np.broadcast_to(cmax, power.shape))
+    violations += _exceeds("discharge_limit", session_ids, -power, np.broadcast_to(dmax, power.shape))
+
+    # battery: energy added so far, period by period
+    eta = np.array([chargers[s.charger].efficiency for s in inst.sessions]).reshape(S, 1)
+    gained = np.where(power > 0, power * eta, power / eta) * frac * step_h
+    added = np.cumsum(gained, axis=1)
+    request = np.array([s.energy_kwh for s in inst.sessions]).reshape(S, 1)
+    upper = np.empty((S, 1))
+    lower = np.empty((S, 1))
+    for i, s in enumerate(inst.sessions):
+        if s.battery_kwh is None:
+            lower[i], upper[i] = 0.0, s.energy_kwh
+        else:
+            start = s.initial_kwh or 0.0
+            floor = start if s.min_kwh is None else s.min_kwh
+            lower[i], upper[i] = floor - start, s.battery_kwh - start
+    violations += _exceeds("battery_upper", session_ids, added, np.broadcast_to(upper, added.shape))
+    violations += _exceeds("battery_lower", session_ids, -added, np.broadcast_to(-lower, added.shape))
+    final = added[:, -1:] if T else np.zeros((S, 1))
+    last_period = np.full((S, 1), T - 1)
+    if S:
+        last_period[:, 0] = T - 1 - np.argmax(frac[:, ::-1] > 0, axis=1)
+    over = final > request + TOLERANCE * np.maximum(1.0, request)
+    for i in np.flatnonzero(over[:, 0]):
+        violations.append(Violation("over_request", session_ids[i], int(last_period[i, 0]), float(final[i, 0]),
+                                    float(request[i, 0])))
+
+    # the tree, level by level from the leaves up
+    node_ids = [n.id for n in inst.nodes]
+    index = {nid: i for i, nid in enumerate(node_ids)}
+    N = len(node_ids)
+    parent = np.array([-1 if n.parent is None else index[n.parent] for n in inst.nodes])
+    depth = np.zeros(N, dtype=int)
+    for i in range(N):
+        j = i
+        while parent[j] >= 0:
+            depth[i] += 1
+            j = parent[j]
+
+    def per_period(value):
+        return np.broadcast_to(np.asarray(value, dtype=float), (T,))
+
+    own = np.array([per_period(n.base_load_kw) - per_period(n.generation_kw) for n in inst.nodes]).reshape(N, T)
+    session_node = np.array([index[chargers[s.charger].node] for s in inst.sessions], dtype=int)
+    load = own.copy()
+    np.add.at(load, session_node, power)
+    shares = np.array([[1 / 3] * 3 if chargers[s.charger].phases == "ABC"
+                       else [float(chargers[s.charger].phases == ph) for ph in "ABC"] for s in inst.sessions])
+    phase = np.repeat(own[None] / 3.0, 3, axis=0)
+    for k in range(3):
+        np.add.at(phase[k], session_node, power * shares.reshape(S, 3)[:, k:k + 1])
+    for level in range(depth.max(initial=0), 0, -1):
+        at = np.flatnonzero(depth == level)
+        np.add.at(load, parent[at], load[at])
+        for k in range(3):
+            np.add.at(phase[k], parent[at], phase[k][at])
+
+    def limit_of(attr):
+        return np.array([np.inf if getattr(n, attr) is None else getattr(n, attr) for n in inst.nodes]).reshape(N, 1)
+
+    imp, exp, ph_lim = limit_of("import_limit_kw"), limit_of("export_limit_kw"), limit_of("phase_import_limit_kw")
+    violations += _exceeds("node_import", node_ids, load, np.broadcast_to(imp, load.shape))
+    violations += _exceeds("node_export", node_ids, -load, np.broadcast_to(exp, load.shape))
+    for k, name in enumerate("ABC"):
+        violations += _exceeds("phase_import", [f"{n}/{name}" for n in node_ids], phase[k],
+                               np.broadcast_to(ph_lim, load.shape))
+    overload = {}
+    for i, nid in enumerate(node_ids):
+        kwh = (np.clip(load[i] - imp[i], 0, None).sum() + np.clip(-load[i] - exp[i], 0, None).sum()
+               + sum(np.clip(phase[k][i] - ph_lim[i], 0, None).sum() for k in range(3))) * step_h
+        if kwh > 0:
+            overload[nid] = float(kwh)
+
+    # the objective, from the power alone
+    price_in = per_period(inst.tariff.import_cny_per_kwh)
+    price_out = per_period(inst.tariff.export_cny_per_kwh)
+    obj = inst.objective
+    charge_kwh = np.clip(power, 0, None) * frac * step_h
+    discharge_kwh = np.clip(-power, 0, None) * frac * step_h
+    delivered = added[:, -1] if T else np.zeros(S)
+    unmet = np.clip(request[:, 0] - delivered, 0, None)
+    root = int(np.flatnonzero(parent < 0)[0])
+    peak = float(load[root].max()) if T else 0.0
+    cost = float((charge_kwh * price_in).sum() - (discharge_kwh * price_out).sum()
+                 + obj.degradation_cny_per_kwh * discharge_kwh.sum()
+                 + obj.unmet_penalty_cny_per_kwh * unmet.sum() + obj.peak_cny_per_kw * peak)
+    return Verification(violations=violations, cost_cny=cost, delivered_kwh=float(delivered.sum()),
+                        unmet_kwh=float(unmet.sum()), peak_kw=peak, overload_kwh=overload)
+
+
+def _presence(inst: Instance) -> np.ndarray:
+    """Fraction of each period each session is plugged in, from first/last period indices and edge fractions."""
+    S, T = len(inst.sessions), inst.horizon.periods
+    step = inst.horizon.step_minutes * 60.0
+    start = inst.horizon.start.timestamp()
+    arrive = np.array([max(s.arrival.timestamp(), start) for s in inst.sessions]) - start
+    leave = np.array([s.departure.timestamp() for s in inst.sessions]) - start
+    first = np.floor(arrive / step).astype(int)
+    last = np.ceil(leave / step).astype(int) - 1
+    t = np.arange(T)
+    frac = ((t >= first[:, None]) & (t <= last[:, None])).astype(float)
+    rows = np.arange(S)
+    np.add.at(frac, (rows, np.clip(first, 0, T - 1)), -(arrive - first * step) / step)
+    np.add.at(frac, (rows, np.clip(last, 0, T - 1)), -((last + 1) * step - leave) / step)
+    frac[np.abs(frac) < 1e-12] = 0.0
+    return frac
+
+
+def _exceeds(kind, names, value, limit) -> list[Violation]:
+    finite = np.isfinite(limit)
+    over = finite & (value > limit + TOLERANCE * np.maximum(1.0, np.abs(np.where(finite, limit, 0.0))))
+    return _collect(kind, names, over, value, limit)
+
+
+def _collect(kind, names, mask, value, limit) -> list[Violation]:
+    rows, cols = np.nonzero(mask)
+    return [Violation(kind, names[r], int(c), float(value[r, c]), float(limit[r, c])) for r, c in zip(rows, cols)]
+
+
+def _power_array(inst: Instance, schedule) -> np.ndarray:
+    """Signed power as an (S, T) array in the instance's session order."""
+    ids = [s.id for s in inst.sessions]
+    S, T = len(ids), inst.horizon.periods
+    frame = getattr(schedule, "power_kw", schedule)
+    if isinstance(frame, pd.DataFrame):
+        if {"session_id", "period", "power_kw"} <= set(frame.columns):
+            out = np.zeros((S, T))
+            pos = pd.Index(ids).get_indexer(frame["session_id"].astype(str))
+            if (pos < 0).any():
+                raise ValueError(f"schedule names sessions the instance does not have: "
+                                 f"{sorted(set(frame['session_id'][pos < 0]))[:5]}")
+            out[pos, frame["period"].to_numpy(dtype=int)] = frame["power_kw"].to_numpy(dtype=float)
+            return out
+        if list(map(str, frame.columns)) != ids or len(frame) != T:
+            missing = sorted(set(ids) - set(map(str, frame.columns)))[:5]
+            raise ValueError(f"schedule must have one column per session in instance order and {T} rows; "
+                             f"got {frame.shape[1]} columns x {len(frame)} rows (missing e.g. {missing})")
+        return frame.to_numpy(dtype=float).T.copy()
+    array = np.asarray(frame, dtype=float)
+    if array.shape != (S, T):
+        raise ValueError(f"schedule array must have shape (sessions, periods) = {(S, T)}; got {array.shape}")
+    return array.copy()
