@@ -38,7 +38,27 @@ def solve(instance, solver: str = "highs", time_limit_s: float | None = None, **
     """
     function = get_solver(solver)
     problem = instance if isinstance(instance, Problem) else build_problem(instance)
-    return function(problem, time_limit_s=time_limit_s, **options)
+    schedule = function(problem, time_limit_s=time_limit_s, **options)
+    return _checked(problem, schedule, solver, overload_allowed=bool(options.get("allow_overload")))
+
+
+#: Violations that ``allow_overload`` permits (they are the finding); every other kind is a bug.
+_LIMIT_KINDS = {"node_import", "node_export", "phase_import"}
+
+
+def _checked(problem: Problem, schedule: Schedule, solver: str, overload_allowed: bool) -> Schedule:
+    """Verify independently before anything is emitted; attach the verdict to the schedule."""
+    result = verify(problem.instance, schedule)
+    schedule.verification = result
+    schedule.summary["verified"] = result.ok
+    schedule.summary["verify_cost_cny"] = result.cost_cny
+    allowed = _LIMIT_KINDS if overload_allowed else set()
+    broken = [v for v in result.violations if v.kind not in allowed]
+    if broken:
+        shown = "\n  ".join(str(v) for v in broken[:10])
+        raise SolverError(f"the {solver!r} schedule failed independent verification "
+                          f"({len(broken)} violation(s)); nothing is emitted:\n  {shown}")
+    return schedule
 
 
 __all__ = [

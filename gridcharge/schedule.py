@@ -32,12 +32,15 @@ class Schedule:
         ``peak_kw``, ``build_seconds``, ``solve_seconds``, ``solver``, ``solver_version`` and more.
     overload_kwh : pandas.Series
         Energy above each node's limits [kWh] (non-zero only with ``allow_overload`` or for ``uncontrolled``).
+    verification : Verification
+        The independent check of this schedule (attached by :func:`gridcharge.solve`).
     """
 
     problem: Problem = field(repr=False)
     power: np.ndarray = field(repr=False)  # (S, T) signed power [kW]
     summary: dict
     overload_kwh: pd.Series | None = None
+    verification: object | None = None  # gridcharge.verify.Verification, attached by gridcharge.solve
 
     @property
     def power_kw(self) -> pd.DataFrame:

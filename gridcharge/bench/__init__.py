@@ -1,0 +1,1 @@
+"""Benchmark support: seeded instance generators (:mod:`.generate`)."""

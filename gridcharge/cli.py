@@ -1,0 +1,180 @@
+"""The ``gridcharge`` command line. Thin: parse, call the library, format.
+
+Exit codes: 0 done; 1 anything else (a verification failure, a solver failure, an internal error); 2 invalid input;
+3 infeasible (which node, which period, by how many kW).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gridcharge",
+        description="Schedule EV charging under the limits of a transformer → feeder → meter tree.",
+        epilog="Exit codes: 0 ok, 1 error, 2 invalid input, 3 infeasible. Instance format: see README.md.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show a traceback on internal errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    solve = sub.add_parser(
+        "solve", help="find the optimal schedule of an instance",
+        description="Solve an instance-v1 file (JSON or TOML), verify the result independently, print a summary "
+                    "and, with --out, write schedule.csv, nodes.csv and summary.json.",
+    )
+    solve.add_argument("instance", type=Path, help="instance file (.json or .toml, format gridcharge/instance-v1)")
+    solve.add_argument("--solver", default="highs",
+                       help="solver name (default: highs; `gridcharge solvers` lists them)")
+    solve.add_argument("--time-limit", type=_positive_float, metavar="S",
+                       help="wall-clock limit for the solver [seconds] (default: none)")
+    solve.add_argument("--out", type=Path, metavar="DIR",
+                       help="directory to write schedule.csv (session_id, period, start, power_kw [kW]), "
+                            "nodes.csv (node_id, period, start, load_kw [kW], phase loads and limits [kW]) and "
+                            "summary.json (created if missing; files are replaced whole)")
+    solve.add_argument("--allow-overload", action="store_true",
+                       help="turn node limits into penalised slack (objective.overload_penalty_cny_per_kwh, default "
+                            "1000 CNY/kWh) and report overload energy per node [kWh] instead of failing")
+    solve.add_argument("--method", choices=["auto", "simplex", "ipm"], default="auto",
+                       help="HiGHS LP method (default auto: simplex for small models, interior point for large)")
+    solve.add_argument("--quiet", action="store_true", help="print only the summary, no progress lines on stderr")
+    solve.add_argument("--verbose", action="store_true", help="show the solver's own log")
+
+    verify = sub.add_parser(
+        "verify", help="check a schedule against every limit of an instance",
+        description="Re-derive node loads, phase loads and battery energy from the instance and the signed power "
+                    "in SCHEDULE.csv alone; print each violation. Exit 0 when there is none, 1 otherwise.",
+    )
+    verify.add_argument("instance", type=Path, help="instance file (.json or .toml)")
+    verify.add_argument("schedule", type=Path,
+                        help="schedule CSV with columns session_id, period, power_kw [kW] (as written by solve)")
+
+    sub.add_parser("solvers", help="list the solver names --solver accepts")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from .errors import InfeasibleError, InstanceError, SolverError, UnknownSolverError
+
+    try:
+        if args.command == "solve":
+            return _solve(args)
+        if args.command == "verify":
+            return _verify(args)
+        if args.command == "solvers":
+            from .solvers import available
+
+            print("\n".join(available()))
+            return EXIT_OK
+    except InstanceError as exc:
+        print(f"gridcharge: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except UnknownSolverError as exc:
+        print(f"gridcharge: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except InfeasibleError as exc:
+        print(f"gridcharge: {exc}", file=sys.stderr)
+        return EXIT_INFEASIBLE
+    except SolverError as exc:
+        print(f"gridcharge: solver error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("gridcharge: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # an internal error: say so plainly, traceback only on request
+        if args.debug:
+            traceback.print_exc()
+        print(f"gridcharge: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_ERROR  # pragma: no cover - argparse requires a command
+
+
+def _say(args, message: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(message, file=sys.stderr, flush=True)
+
+
+def _solve(args) -> int:
+    from . import build_problem, load_instance, solve
+    from .solvers import get_solver
+
+    get_solver(args.solver)  # an unknown name fails before any work
+    started = time.perf_counter()
+    instance = load_instance(args.instance)
+    problem = build_problem(instance)
+    _say(args, f"[1/3] loaded {args.instance}: {problem.n_sessions} sessions, {problem.n_nodes} nodes, "
+               f"{problem.n_periods} periods x {instance.horizon.step_minutes} min "
+               f"({time.perf_counter() - started:.2f} s)")
+    _say(args, f"[2/3] solving with {args.solver} ...")
+    options = {"allow_overload": args.allow_overload}
+    if args.solver == "highs":
+        options.update(method=args.method, verbose=args.verbose)
+    schedule = solve(problem, solver=args.solver, time_limit_s=args.time_limit, **options)
+    summary = schedule.summary
+    _say(args, f"[3/3] verified: {'ok' if schedule.verification.ok else 'overloads reported'}")
+    paths = schedule.write(args.out) if args.out else {}
+    print(_format_summary(instance, problem, schedule, paths))
+    return EXIT_OK if summary["status"] == "optimal" or args.allow_overload else EXIT_ERROR
+
+
+def _format_summary(instance, problem, schedule, paths) -> str:
+    s = schedule.summary
+    root = problem.root
+    limit = problem.import_limit_kw[root]
+    lines = [
+        f"gridcharge solve: {instance.name}",
+        f"  status          {s['status']} ({s.get('solver')} {s.get('solver_version', '')}"
+        f"{', ' + s['method'] if s.get('method') else ''})",
+        f"  objective       {s['objective_cny']:.2f} CNY",
+        f"  energy          requested {s['energy_requested_kwh']:.1f} kWh, delivered "
+        f"{s['energy_delivered_kwh']:.1f} kWh, unmet {s['unmet_kwh']:.1f} kWh",
+        f"  V2G discharged  {s['energy_discharged_kwh']:.1f} kWh",
+        f"  peak load       {s['peak_kw']:.1f} kW at {problem.node_ids[root]!r}"
+        + (f" (import limit {limit:.1f} kW)" if limit < float("inf") else ""),
+        f"  time            build {s.get('build_seconds', 0):.2f} s, solve {s.get('solve_seconds', 0):.2f} s",
+    ]
+    if s.get("overload_kwh", 0) > 0:
+        worst = schedule.overload_kwh.sort_values(ascending=False)
+        worst = worst[worst > 0].head(5)
+        lines.append(f"  overload        {s['overload_kwh']:.2f} kWh over node limits: "
+                     + ", ".join(f"{n} {v:.2f} kWh" for n, v in worst.items()))
+    v = schedule.verification
+    lines.append(f"  verified        {'ok, no violation' if v.ok else f'{len(v.violations)} limit violation(s) (overload)'}")
+    if paths:
+        lines.append("  wrote           " + ", ".join(str(p) for p in paths.values()))
+    return "\n".join(lines)
+
+
+def _verify(args) -> int:
+    from . import load_instance, verify
+    from .schedule import read_schedule_csv
+
+    instance = load_instance(args.instance)
+    power = read_schedule_csv(args.schedule, instance)
+    result = verify(instance, power)
+    print(result)
+    print(f"cost {result.cost_cny:.2f} CNY, delivered {result.delivered_kwh:.1f} kWh, unmet {result.unmet_kwh:.1f} kWh, "
+          f"peak {result.peak_kw:.1f} kW")
+    return EXIT_OK if result.ok else EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
