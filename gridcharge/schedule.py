@@ -153,15 +153,31 @@ def delivered_kwh(problem: Problem, power: np.ndarray) -> np.ndarray:
     return energy.sum(axis=1)
 
 
+def cost_cny(problem: Problem, power: np.ndarray) -> float:
+    """The objective of a schedule [CNY]: energy bought − sold + degradation + unmet penalty + peak charge."""
+    energy = problem.presence * problem.step_hours
+    charge = np.clip(power, 0.0, None) * energy
+    discharge = np.clip(-power, 0.0, None) * energy
+    unmet = np.clip(problem.energy_request_kwh - delivered_kwh(problem, power), 0.0, None)
+    peak = node_loads(problem, power)[problem.root].max() if problem.n_periods else 0.0
+    return float((charge.sum(axis=0) @ problem.import_price) - (discharge.sum(axis=0) @ problem.export_price)
+                 + problem.degradation_cost * discharge.sum() + problem.unmet_penalty * unmet.sum()
+                 + problem.peak_cost * peak)
+
+
 def summarise(problem: Problem, power: np.ndarray, **extra) -> dict:
-    """The figures every schedule reports, computed from the power alone, plus ``extra`` (status, timings ...)."""
+    """The figures every schedule reports, computed from the emitted power alone, plus ``extra`` (status, timings ...).
+
+    ``objective_cny`` is the cost of the emitted schedule (:func:`cost_cny`); a solver's own objective value, which
+    can differ from it by the solver's tolerances, goes in ``extra`` as ``solver_objective_cny``.
+    """
     delivered = delivered_kwh(problem, power)
     request = problem.energy_request_kwh
-    root_load = node_loads(problem, power)[problem.root] if problem.n_nodes else np.zeros(n_periods)
+    root_load = node_loads(problem, power)[problem.root]
     discharge = np.clip(-power, 0.0, None) * problem.presence * problem.step_hours
     summary = {
         "status": extra.pop("status", "optimal"),
-        "objective_cny": extra.pop("objective_cny", None),
+        "objective_cny": cost_cny(problem, power),
         "energy_requested_kwh": float(request.sum()),
         "energy_delivered_kwh": float(delivered.sum()),
         "unmet_kwh": float(np.clip(request - delivered, 0.0, None).sum()),

@@ -3,9 +3,11 @@
 Charge and discharge of one car in one period are exclusive. The LP relaxes that; when its optimum uses both for some
 (session, period) pairs, those pairs get a binary and the model is solved again as a MIP, until no pair uses both.
 This is exact: each round solves a relaxation of the true problem (binaries on a subset of pairs), so an optimum of a
-round that uses no pair both ways is optimal for the true problem. Where netting is provably free (efficiency 1 and
-import price >= export price - degradation, so the signed power, the battery and the cost are unchanged or better),
-both-ways pairs are netted instead of branching.
+round that uses no pair both ways is optimal for the true problem. Where netting is provably free (import price >=
+export price - degradation, so the cost does not rise, the signed power is unchanged, and the battery only gains by
+the avoided round-trip loss without leaving its bounds), both-ways pairs are netted instead of branching. This is
+what makes the interior-point method usable without crossover: its optimum sits in the middle of degenerate faces
+where charge and discharge of a car are both slightly positive at no cost.
 """
 
 from __future__ import annotations
@@ -20,13 +22,18 @@ import pandas as pd
 from ..errors import InfeasibleError, Overload, SolverError
 from ..formulation.lp import LinearProgram, build_lp
 from ..problem import Problem
-from ..schedule import Schedule, summarise
+from ..schedule import Schedule, node_loads, summarise
 
-#: Above this many non-zeros the interior-point method is used by default (``method="auto"``).
-IPM_THRESHOLD_NZ = 200_000
+#: Above this many non-zeros the interior-point method would be used by default (``method="auto"``). Measured on the
+#: residential family (benchmarks/RESULTS.md), dual simplex beat interior point at every size up to 10,000 sessions,
+#: so "auto" means simplex; ``method="ipm"`` remains available.
+IPM_THRESHOLD_NZ = float("inf")
 #: A pair charges *and* discharges when both exceed this [kW].
 BOTH_WAYS_TOL_KW = 1e-7
 MAX_BINARY_ROUNDS = 20
+#: Netting may lift an energy state above its bound by at most this, relative to max(1, |bound|) [kWh]: the size of
+#: an interior-point solution's own residuals, a tenth of the verifier's tolerance.
+NETTING_TOL_KWH = 1e-7
 
 
 def solve_highs(problem: Problem, *, time_limit_s: float | None = None, allow_overload: bool = False,
@@ -63,18 +70,10 @@ def solve_highs(problem: Problem, *, time_limit_s: float | None = None, allow_ov
         both = _both_ways(lp, x)
         if not both.any():
             break
-        eta1 = problem.efficiency[lp.pair_session] == 1.0
-        t = lp.pair_period
-        convex = problem.import_price[t] >= problem.export_price[t] - problem.degradation_cost
-        free = both & eta1 & convex & ~binary
-        if free.any():
-            k = np.flatnonzero(free)
-            common = np.minimum(x[k], x[lp.discharge_col[k]])
-            x[k] -= common
-            x[lp.discharge_col[k]] -= common
-        rest = both & ~free
+        x, netted = _net_where_free(problem, lp, x, both)
+        rest = both & ~netted
         if not rest.any():
-            continue
+            break
         rounds += 1
         if rounds > MAX_BINARY_ROUNDS:
             raise SolverError("charge/discharge exclusivity did not settle after "
@@ -87,6 +86,7 @@ def solve_highs(problem: Problem, *, time_limit_s: float | None = None, allow_ov
         solve_s += seconds
         if status != "optimal":
             raise SolverError(f"HiGHS MIP (charge/discharge exclusivity) stopped without an optimum: {status}")
+    objective = float(lp.col_cost @ x)
 
     started = time.perf_counter()
     power = lp.power_kw(x, problem.n_sessions, problem.n_periods)
@@ -94,7 +94,7 @@ def solve_highs(problem: Problem, *, time_limit_s: float | None = None, allow_ov
     extract_s = time.perf_counter() - started
     summary = summarise(
         problem, power,
-        status="optimal", objective_cny=objective + lp.offset,
+        status="optimal", solver_objective_cny=objective + lp.offset,
         build_seconds=build_s, solve_seconds=solve_s, extract_seconds=extract_s,
         solver="highs", solver_version=version("highspy"), method=chosen,
         n_columns=lp.n_col, n_rows=lp.n_row, n_nonzeros=lp.n_nz, n_binaries=int(binary.sum()),
@@ -110,6 +110,77 @@ def _both_ways(lp: LinearProgram, x: np.ndarray) -> np.ndarray:
     k = np.flatnonzero(has_d)
     both[k] = (x[k] > BOTH_WAYS_TOL_KW) & (x[lp.discharge_col[k]] > BOTH_WAYS_TOL_KW)
     return both
+
+
+def _net_where_free(problem: Problem, lp: LinearProgram, x: np.ndarray, both: np.ndarray):
+    """Remove simultaneous charge and discharge where that provably keeps the solution feasible and no worse.
+
+    Only where import price >= export price - degradation (otherwise both-ways can genuinely pay, and binaries decide).
+    Two exact moves, per session:
+
+    - *keep the power*: take ``m = min(charge, discharge)`` off both. Node loads are unchanged, the cost falls by
+      ``f dt (import - export + degradation) m``, the battery gains the avoided round-trip loss
+      ``m (1/eta - eta) f dt``; accepted if every energy state of the session stays within its upper bound.
+    - *keep the battery*: replace (charge, discharge) by the one signed power with the same battery effect. It is
+      never above the old signed power and never costs more, so battery states and import limits hold; accepted if no
+      export (reverse-flow) limit breaks.
+
+    Returns the new solution and the pairs no longer both ways.
+    """
+    t = lp.pair_period
+    candidate = both & (problem.import_price[t] >= problem.export_price[t] - problem.degradation_cost)
+    if not candidate.any():
+        return x, candidate
+    y = x.copy()
+    k = np.flatnonzero(candidate)
+    dcol = lp.discharge_col[k]
+    eta = problem.efficiency[lp.pair_session[k]]
+    step = lp.pair_fraction[k] * problem.step_hours
+
+    # keep the power: energy states rise by the avoided loss, cumulatively within each session
+    rise = np.zeros(len(lp.pair_session))
+    rise[k] = np.minimum(x[k], x[dcol]) * (1.0 / eta - eta) * step
+    v = np.flatnonzero(lp.energy_col >= 0)  # every pair with an energy state, session-major
+    sess = lp.pair_session[v]
+    first = np.r_[True, sess[1:] != sess[:-1]]
+    running = np.cumsum(rise[v])
+    within = running - (running - rise[v])[np.flatnonzero(first)][np.cumsum(first) - 1]
+    energy = x[lp.energy_col[v]] + within
+    upper = lp.col_upper[lp.energy_col[v]]
+    refused = np.zeros(problem.n_sessions, dtype=bool)
+    refused[sess[energy > upper + NETTING_TOL_KWH * np.maximum(1.0, np.abs(upper))]] = True
+    keep_power = ~refused[lp.pair_session[k]]
+    kp = k[keep_power]
+    common = np.minimum(x[kp], x[lp.discharge_col[kp]])
+    y[kp] -= common
+    y[lp.discharge_col[kp]] -= common
+    ok_states = ~refused[sess]
+    y[lp.energy_col[v][ok_states]] = energy[ok_states]
+    done = np.zeros_like(candidate)
+    done[kp] = True
+
+    # keep the battery, for the sessions where keeping the power would overfill
+    kb = k[~keep_power]
+    if len(kb):
+        eta_b, step_b = eta[~keep_power], step[~keep_power]
+        gain = eta_b * x[kb] * step_b - x[lp.discharge_col[kb]] * step_b / eta_b
+        signed = np.where(gain >= 0, gain / (eta_b * step_b), gain * eta_b / step_b)
+        trial = y.copy()
+        trial[kb] = np.maximum(signed, 0.0)
+        trial[lp.discharge_col[kb]] = np.maximum(-signed, 0.0)
+        if _export_limits_hold(problem, lp, trial):
+            y = trial
+            done[kb] = True
+    return y, done
+
+
+def _export_limits_hold(problem: Problem, lp: LinearProgram, x: np.ndarray) -> bool:
+    limited = np.isfinite(problem.export_limit_kw)
+    if not limited.any():
+        return True
+    load = node_loads(problem, lp.power_kw(x, problem.n_sessions, problem.n_periods))[limited]
+    floor = -problem.export_limit_kw[limited, None]
+    return bool(np.all(load >= floor - NETTING_TOL_KWH * np.maximum(1.0, np.abs(floor))))
 
 
 def _overload_kwh(problem: Problem, lp: LinearProgram, x: np.ndarray) -> np.ndarray | None:
@@ -158,7 +229,9 @@ def _run(lp: LinearProgram, *, time_limit_s, method, verbose, threads):
     if lp.integrality is None:
         h.setOptionValue("solver", method)
         if method == "ipm":
-            h.setOptionValue("run_crossover", "on")
+            # no crossover: its pushes cost more than the interior solve here, and the interior optimum's
+            # degenerate charge-and-discharge pairs are netted exactly afterwards (see _net_where_free)
+            h.setOptionValue("run_crossover", "off")
     else:
         h.setOptionValue("mip_rel_gap", 1e-9)
         h.setOptionValue("mip_abs_gap", 1e-9)
