@@ -39,7 +39,8 @@ def solve(instance, solver: str = "highs", time_limit_s: float | None = None, **
     function = get_solver(solver)
     problem = instance if isinstance(instance, Problem) else build_problem(instance)
     schedule = function(problem, time_limit_s=time_limit_s, **options)
-    return _checked(problem, schedule, solver, overload_allowed=bool(options.get("allow_overload")))
+    overload_allowed = bool(options.get("allow_overload")) or getattr(function, "reports_overload", False)
+    return _checked(problem, schedule, solver, overload_allowed=overload_allowed)
 
 
 #: Violations that ``allow_overload`` permits (they are the finding); every other kind is a bug.

@@ -30,7 +30,7 @@ no schedule can satisfy are reported as :class:`~gridcharge.errors.InfeasibleErr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,6 +39,21 @@ from ..problem import PHASES, Problem
 
 #: A limit row counts as infeasible only when the bound gap exceeds this [kW] (solver tolerance is far below).
 INFEASIBLE_TOLERANCE_KW = 1e-9
+
+
+@dataclass(frozen=True)
+class Block:
+    """A named group of consecutive columns or rows, ``[start, stop)``, with label arrays for each position.
+
+    ``labels`` maps a label name (``pair``, ``session``, ``node``, ``phase``, ``period``, ``limit``) to an array of
+    the block's length; indices, not ids (``node`` 3 is ``problem.node_ids[3]``). Used to give the Pyomo model readable
+    names; the direct HiGHS path ignores it.
+    """
+
+    name: str
+    start: int
+    stop: int
+    labels: dict
 
 
 @dataclass(eq=False)
@@ -67,6 +82,8 @@ class LinearProgram:
     slack_kind: np.ndarray  # per overload column: "import" | "export" | "phase_A" ...
     slack_period: np.ndarray
     slack_col: np.ndarray
+    col_blocks: list = field(default_factory=list)  # Block per named group of columns, in column order
+    row_blocks: list = field(default_factory=list)  # Block per named group of rows, in row order
 
     @property
     def n_col(self) -> int:
@@ -103,8 +120,10 @@ class _Builder:
         self.rows, self.cols, self.vals = [], [], []
         self.n_col = 0
         self.n_row = 0
+        self.col_blocks: list[Block] = []
+        self.row_blocks: list[Block] = []
 
-    def add_cols(self, cost, lower, upper, integer=False) -> np.ndarray:
+    def add_cols(self, name, labels, cost, lower, upper, integer=False) -> np.ndarray:
         cost = np.asarray(cost, dtype=float)
         n = len(cost)
         self.cost.append(cost)
@@ -113,15 +132,17 @@ class _Builder:
         self.integer.append(np.full(n, 1 if integer else 0, dtype=np.int32))
         first = self.n_col
         self.n_col += n
+        self.col_blocks.append(Block(name, first, first + n, labels))
         return np.arange(first, first + n)
 
-    def add_rows(self, lower, upper) -> np.ndarray:
+    def add_rows(self, name, labels, lower, upper) -> np.ndarray:
         lower = np.asarray(lower, dtype=float)
         n = len(lower)
         self.row_lower.append(lower)
         self.row_upper.append(np.broadcast_to(np.asarray(upper, dtype=float), (n,)))
         first = self.n_row
         self.n_row += n
+        self.row_blocks.append(Block(name, first, first + n, labels))
         return np.arange(first, first + n)
 
     def add_entries(self, rows, cols, vals):
@@ -186,7 +207,7 @@ def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np
 
     # charge columns (k = 0 .. K-1): energy cost, minus the unmet penalty on delivered energy of charge-only sessions
     charge_cost = f * dt * p.import_price[pair_period] - np.where(v2g_pair, 0.0, penalty * eta * f * dt)
-    b.add_cols(charge_cost, 0.0, p.charge_max_kw[pair_session])
+    b.add_cols("charge_kw", {"pair": np.arange(K)}, charge_cost, 0.0, p.charge_max_kw[pair_session])
 
     vk = np.flatnonzero(v2g_pair)
     V = len(vk)
@@ -195,14 +216,14 @@ def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np
     if V:
         vs, vt = pair_session[vk], pair_period[vk]
         discharge_col[vk] = b.add_cols(
-            f[vk] * dt * (p.degradation_cost - p.export_price[vt]), 0.0, p.discharge_max_kw[vs]
+            "discharge_kw", {"pair": vk}, f[vk] * dt * (p.degradation_cost - p.export_price[vt]), 0.0, p.discharge_max_kw[vs]
         )
         last = np.zeros(V, dtype=bool)
         last[np.flatnonzero(np.r_[vs[1:] != vs[:-1], True])] = True
         upper = np.where(last, np.minimum(p.energy_upper_kwh[vs], p.energy_request_kwh[vs]), p.energy_upper_kwh[vs])
-        energy_col[vk] = b.add_cols(np.where(last, -penalty, 0.0), p.energy_lower_kwh[vs], upper)
+        energy_col[vk] = b.add_cols("energy_kwh", {"pair": vk}, np.where(last, -penalty, 0.0), p.energy_lower_kwh[vs], upper)
         # dynamics: energy[k] - energy[k-1] - eta f dt charge[k] + f dt / eta discharge[k] = 0
-        rows = b.add_rows(np.zeros(V), 0.0)
+        rows = b.add_rows("energy_balance", {"pair": vk}, np.zeros(V), 0.0)
         first = np.r_[True, vs[1:] != vs[:-1]]
         b.add_entries(rows, energy_col[vk], 1.0)
         b.add_entries(rows[~first], energy_col[vk][:-1][~first[1:]], -1.0)
@@ -212,7 +233,8 @@ def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np
     # energy by departure for charge-only sessions: sum eta f dt charge <= request
     charge_only = np.flatnonzero(~v2g_session & (pair_count > 0))
     if len(charge_only):
-        rows = b.add_rows(np.full(len(charge_only), -np.inf), p.energy_request_kwh[charge_only])
+        rows = b.add_rows("energy_by_departure", {"session": charge_only}, np.full(len(charge_only), -np.inf),
+                          p.energy_request_kwh[charge_only])
         row_of_session = np.full(S, -1, dtype=np.int64)
         row_of_session[charge_only] = rows
         ck = np.flatnonzero(~v2g_pair)
@@ -236,7 +258,7 @@ def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np
             bad_n, bad_t = np.nonzero(limited[:, None] & (gap > INFEASIBLE_TOLERANCE_KW))
             infeasible += [_overload(p, n, kind, t, gap[n, t]) for n, t in zip(bad_n, bad_t)]
         needed = limited[:, None] & ((most > upper) | (least < lower))
-        _limit_rows(b, p, needed, lower, upper, node_e, k_e, pair_period, discharge_col, 1.0,
+        _limit_rows(b, p, "node_limit", {}, needed, lower, upper, node_e, k_e, pair_period, discharge_col, 1.0,
                     allow_overload, slack, ("import", "export"))
 
     # phase import limits: base net load split evenly, chargers by their phase share
@@ -256,16 +278,17 @@ def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np
             bad_n, bad_t = np.nonzero(phase_limited[:, None] & (gap > INFEASIBLE_TOLERANCE_KW))
             infeasible += [_overload(p, n, f"phase_{name}", t, gap[n, t]) for n, t in zip(bad_n, bad_t)]
             needed = phase_limited[:, None] & (most > upper)
-            _limit_rows(b, p, needed, np.full_like(upper, -np.inf), upper, node_e[on], k_e[on], pair_period,
-                        discharge_col, share[on], allow_overload, slack, (f"phase_{name}", None))
+            _limit_rows(b, p, "phase_import_limit", {"phase": ph}, needed, np.full_like(upper, -np.inf), upper,
+                        node_e[on], k_e[on], pair_period, discharge_col, share[on], allow_overload, slack,
+                        (f"phase_{name}", None))
 
     if infeasible and not allow_overload:
         raise InfeasibleError(infeasible, "base load (minus the most every charger below can give back) is over a limit")
 
     # peak: peak >= net load of the root at every period
     if p.peak_cost > 0:
-        peak_col = b.add_cols([p.peak_cost], -np.inf, np.inf)[0]
-        rows = b.add_rows(p.base_net_kw[p.root], np.inf)
+        peak_col = b.add_cols("peak_kw", {}, [p.peak_cost], -np.inf, np.inf)[0]
+        rows = b.add_rows("peak_definition", {"period": np.arange(T)}, p.base_net_kw[p.root], np.inf)
         b.add_entries(rows, np.full(T, peak_col), 1.0)
         b.add_entries(rows[pair_period], np.arange(K), -1.0)
         if V:
@@ -275,12 +298,12 @@ def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np
     integer = False
     if binary_pairs is not None and len(binary_pairs):
         bk = np.asarray(binary_pairs, dtype=np.int64)
-        z = b.add_cols(np.zeros(len(bk)), 0.0, 1.0, integer=True)
+        z = b.add_cols("charging_mode", {"pair": bk}, np.zeros(len(bk)), 0.0, 1.0, integer=True)
         cmax, dmax = p.charge_max_kw[pair_session[bk]], p.discharge_max_kw[pair_session[bk]]
-        rows = b.add_rows(np.full(len(bk), -np.inf), 0.0)
+        rows = b.add_rows("charge_only_if_charging", {"pair": bk}, np.full(len(bk), -np.inf), 0.0)
         b.add_entries(rows, bk, 1.0)
         b.add_entries(rows, z, -cmax)
-        rows = b.add_rows(np.full(len(bk), -np.inf), dmax)
+        rows = b.add_rows("discharge_only_if_not_charging", {"pair": bk}, np.full(len(bk), -np.inf), dmax)
         b.add_entries(rows, discharge_col[bk], 1.0)
         b.add_entries(rows, z, dmax)
         integer = True
@@ -297,17 +320,19 @@ def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np
         slack_kind=np.asarray(slack["kind"], dtype=object),
         slack_period=np.asarray(slack["period"], dtype=np.int64),
         slack_col=np.asarray(slack["col"], dtype=np.int64),
+        col_blocks=b.col_blocks, row_blocks=b.row_blocks,
     )
 
 
-def _limit_rows(b, p, needed, lower, upper, node_e, k_e, pair_period, discharge_col, weight, allow_overload, slack,
+def _limit_rows(b, p, name, fixed_labels, needed, lower, upper, node_e, k_e, pair_period, discharge_col, weight, allow_overload, slack,
                 kinds):
     """Add one row per needed (node, period) on sum(weight * (charge - discharge)) within [lower, upper]."""
     row_id = np.full(needed.shape, -1, dtype=np.int64)
     need_n, need_t = np.nonzero(needed)
     if not len(need_n):
         return
-    row_id[need_n, need_t] = b.add_rows(lower[need_n, need_t], upper[need_n, need_t])
+    labels = {"node": need_n, **{k: np.full(len(need_n), v) for k, v in fixed_labels.items()}, "period": need_t}
+    row_id[need_n, need_t] = b.add_rows(name, labels, lower[need_n, need_t], upper[need_n, need_t])
     rows = row_id[node_e, pair_period[k_e]]
     on = rows >= 0
     weight = np.broadcast_to(weight, rows.shape)
@@ -322,7 +347,8 @@ def _limit_rows(b, p, needed, lower, upper, node_e, k_e, pair_period, discharge_
                 continue
             finite = np.isfinite(bound[need_n, need_t])
             n_s, t_s = need_n[finite], need_t[finite]
-            cols = b.add_cols(np.full(len(n_s), cost), 0.0, np.inf)
+            cols = b.add_cols("overload_kw", {"node": n_s, "limit": np.full(len(n_s), kind, dtype=object), "period": t_s},
+                              np.full(len(n_s), cost), 0.0, np.inf)
             b.add_entries(row_id[n_s, t_s], cols, sign)
             slack["node"] += n_s.tolist()
             slack["kind"] += [kind] * len(n_s)

@@ -1,39 +1,27 @@
 """Solve the LP of :mod:`gridcharge.formulation.lp` with HiGHS through highspy, arrays straight in.
 
-Charge and discharge of one car in one period are exclusive. The LP relaxes that; when its optimum uses both for some
-(session, period) pairs, those pairs get a binary and the model is solved again as a MIP, until no pair uses both.
-This is exact: each round solves a relaxation of the true problem (binaries on a subset of pairs), so an optimum of a
-round that uses no pair both ways is optimal for the true problem. Where netting is provably free (import price >=
-export price - degradation, so the cost does not rise, the signed power is unchanged, and the battery only gains by
-the avoided round-trip loss without leaving its bounds), both-ways pairs are netted instead of branching. This is
-what makes the interior-point method usable without crossover: its optimum sits in the middle of degenerate faces
-where charge and discharge of a car are both slightly positive at no cost.
+The charge-or-discharge rule, infeasibility diagnosis and write-back are in :mod:`gridcharge.solvers.exact`.
 """
 
 from __future__ import annotations
 
 import time
+from functools import partial
 from importlib.metadata import version
 
 import highspy
 import numpy as np
-import pandas as pd
 
-from ..errors import InfeasibleError, Overload, SolverError
-from ..formulation.lp import LinearProgram, build_lp
+from ..errors import SolverError
+from ..formulation.lp import LinearProgram
 from ..problem import Problem
-from ..schedule import Schedule, node_loads, summarise
+from ..schedule import Schedule
+from .exact import RunResult, solve_exactly
 
 #: Above this many non-zeros the interior-point method would be used by default (``method="auto"``). Measured on the
 #: residential family (benchmarks/RESULTS.md), dual simplex beat interior point at every size up to 10,000 sessions,
 #: so "auto" means simplex; ``method="ipm"`` remains available.
 IPM_THRESHOLD_NZ = float("inf")
-#: A pair charges *and* discharges when both exceed this [kW].
-BOTH_WAYS_TOL_KW = 1e-7
-MAX_BINARY_ROUNDS = 20
-#: Netting may lift an energy state above its bound by at most this, relative to max(1, |bound|) [kWh]: the size of
-#: an interior-point solution's own residuals, a tenth of the verifier's tolerance.
-NETTING_TOL_KWH = 1e-7
 
 
 def solve_highs(problem: Problem, *, time_limit_s: float | None = None, allow_overload: bool = False,
@@ -45,167 +33,16 @@ def solve_highs(problem: Problem, *, time_limit_s: float | None = None, allow_ov
     problem : Problem
     time_limit_s : float, optional — wall-clock limit per HiGHS call [s]
     allow_overload : bool — node limits become penalised slack; overload kWh per node is reported
-    method : {"auto", "simplex", "ipm", "pdlp"} — "auto" picks simplex for small models, interior point for large
+    method : {"auto", "simplex", "ipm"} — LP method; "auto" is simplex (see ``IPM_THRESHOLD_NZ``)
     verbose : bool — HiGHS log on the console
     threads : int, optional — HiGHS threads (default: HiGHS's choice)
     """
-    started = time.perf_counter()
-    lp = build_lp(problem, allow_overload=allow_overload)
-    build_s = time.perf_counter() - started
-    chosen = method if method != "auto" else ("ipm" if lp.n_nz > IPM_THRESHOLD_NZ else "simplex")
-    options = dict(time_limit_s=time_limit_s, method=chosen, verbose=verbose, threads=threads)
-
-    solve_s = 0.0
-    x, objective, status, seconds = _run(lp, **options)
-    solve_s += seconds
-    if status == "infeasible":
-        raise _locate_infeasibility(problem, options)
-    if status != "optimal":
-        raise SolverError(f"HiGHS stopped without an optimal solution: {status}"
-                          + (f" (time limit {time_limit_s} s)" if status == "time_limit" else ""))
-
-    binary = np.zeros(len(lp.pair_session), dtype=bool)
-    rounds = 0
-    while True:
-        both = _both_ways(lp, x)
-        if not both.any():
-            break
-        x, netted = _net_where_free(problem, lp, x, both)
-        rest = both & ~netted
-        if not rest.any():
-            break
-        rounds += 1
-        if rounds > MAX_BINARY_ROUNDS:
-            raise SolverError("charge/discharge exclusivity did not settle after "
-                              f"{MAX_BINARY_ROUNDS} rounds of binaries")
-        binary |= rest
-        started = time.perf_counter()
-        lp = build_lp(problem, allow_overload=allow_overload, binary_pairs=np.flatnonzero(binary))
-        build_s += time.perf_counter() - started
-        x, objective, status, seconds = _run(lp, **options)
-        solve_s += seconds
-        if status != "optimal":
-            raise SolverError(f"HiGHS MIP (charge/discharge exclusivity) stopped without an optimum: {status}")
-    objective = float(lp.col_cost @ x)
-
-    started = time.perf_counter()
-    power = lp.power_kw(x, problem.n_sessions, problem.n_periods)
-    overload = _overload_kwh(problem, lp, x)
-    extract_s = time.perf_counter() - started
-    summary = summarise(
-        problem, power,
-        status="optimal", solver_objective_cny=objective + lp.offset,
-        build_seconds=build_s, solve_seconds=solve_s, extract_seconds=extract_s,
-        solver="highs", solver_version=version("highspy"), method=chosen,
-        n_columns=lp.n_col, n_rows=lp.n_row, n_nonzeros=lp.n_nz, n_binaries=int(binary.sum()),
-        overload_kwh=float(overload.sum()) if overload is not None else 0.0,
-    )
-    series = None if overload is None else pd.Series(overload, index=problem.node_ids, name="overload_kwh")
-    return Schedule(problem=problem, power=power, summary=summary, overload_kwh=series)
-
-
-def _both_ways(lp: LinearProgram, x: np.ndarray) -> np.ndarray:
-    has_d = lp.discharge_col >= 0
-    both = np.zeros(len(lp.pair_session), dtype=bool)
-    k = np.flatnonzero(has_d)
-    both[k] = (x[k] > BOTH_WAYS_TOL_KW) & (x[lp.discharge_col[k]] > BOTH_WAYS_TOL_KW)
-    return both
-
-
-def _net_where_free(problem: Problem, lp: LinearProgram, x: np.ndarray, both: np.ndarray):
-    """Remove simultaneous charge and discharge where that provably keeps the solution feasible and no worse.
-
-    Only where import price >= export price - degradation (otherwise both-ways can genuinely pay, and binaries decide).
-    Two exact moves, per session:
-
-    - *keep the power*: take ``m = min(charge, discharge)`` off both. Node loads are unchanged, the cost falls by
-      ``f dt (import - export + degradation) m``, the battery gains the avoided round-trip loss
-      ``m (1/eta - eta) f dt``; accepted if every energy state of the session stays within its upper bound.
-    - *keep the battery*: replace (charge, discharge) by the one signed power with the same battery effect. It is
-      never above the old signed power and never costs more, so battery states and import limits hold; accepted if no
-      export (reverse-flow) limit breaks.
-
-    Returns the new solution and the pairs no longer both ways.
-    """
-    t = lp.pair_period
-    candidate = both & (problem.import_price[t] >= problem.export_price[t] - problem.degradation_cost)
-    if not candidate.any():
-        return x, candidate
-    y = x.copy()
-    k = np.flatnonzero(candidate)
-    dcol = lp.discharge_col[k]
-    eta = problem.efficiency[lp.pair_session[k]]
-    step = lp.pair_fraction[k] * problem.step_hours
-
-    # keep the power: energy states rise by the avoided loss, cumulatively within each session
-    rise = np.zeros(len(lp.pair_session))
-    rise[k] = np.minimum(x[k], x[dcol]) * (1.0 / eta - eta) * step
-    v = np.flatnonzero(lp.energy_col >= 0)  # every pair with an energy state, session-major
-    sess = lp.pair_session[v]
-    first = np.r_[True, sess[1:] != sess[:-1]]
-    running = np.cumsum(rise[v])
-    within = running - (running - rise[v])[np.flatnonzero(first)][np.cumsum(first) - 1]
-    energy = x[lp.energy_col[v]] + within
-    upper = lp.col_upper[lp.energy_col[v]]
-    refused = np.zeros(problem.n_sessions, dtype=bool)
-    refused[sess[energy > upper + NETTING_TOL_KWH * np.maximum(1.0, np.abs(upper))]] = True
-    keep_power = ~refused[lp.pair_session[k]]
-    kp = k[keep_power]
-    common = np.minimum(x[kp], x[lp.discharge_col[kp]])
-    y[kp] -= common
-    y[lp.discharge_col[kp]] -= common
-    ok_states = ~refused[sess]
-    y[lp.energy_col[v][ok_states]] = energy[ok_states]
-    done = np.zeros_like(candidate)
-    done[kp] = True
-
-    # keep the battery, for the sessions where keeping the power would overfill
-    kb = k[~keep_power]
-    if len(kb):
-        eta_b, step_b = eta[~keep_power], step[~keep_power]
-        gain = eta_b * x[kb] * step_b - x[lp.discharge_col[kb]] * step_b / eta_b
-        signed = np.where(gain >= 0, gain / (eta_b * step_b), gain * eta_b / step_b)
-        trial = y.copy()
-        trial[kb] = np.maximum(signed, 0.0)
-        trial[lp.discharge_col[kb]] = np.maximum(-signed, 0.0)
-        if _export_limits_hold(problem, lp, trial):
-            y = trial
-            done[kb] = True
-    return y, done
-
-
-def _export_limits_hold(problem: Problem, lp: LinearProgram, x: np.ndarray) -> bool:
-    limited = np.isfinite(problem.export_limit_kw)
-    if not limited.any():
-        return True
-    load = node_loads(problem, lp.power_kw(x, problem.n_sessions, problem.n_periods))[limited]
-    floor = -problem.export_limit_kw[limited, None]
-    return bool(np.all(load >= floor - NETTING_TOL_KWH * np.maximum(1.0, np.abs(floor))))
-
-
-def _overload_kwh(problem: Problem, lp: LinearProgram, x: np.ndarray) -> np.ndarray | None:
-    if not len(lp.slack_col):
-        return None
-    out = np.zeros(problem.n_nodes)
-    np.add.at(out, lp.slack_node, x[lp.slack_col] * problem.step_hours)
-    return out
-
-
-def _locate_infeasibility(problem: Problem, options: dict) -> InfeasibleError:
-    """Solve with every limit as penalised slack; the slack that remains says which limit cannot be met where."""
-    elastic = build_lp(problem, allow_overload=True)
-    x, _, status, _ = _run(elastic, **options)
-    if status != "optimal":
-        return InfeasibleError([], f"HiGHS reports the model infeasible and the elastic model ended {status}")
-    used = x[elastic.slack_col] > 1e-6
-    overloads = [
-        Overload(node=problem.node_ids[n], kind=str(kind), period=int(t), start=problem.period_start[t].isoformat(),
-                 excess_kw=float(v))
-        for n, kind, t, v in zip(elastic.slack_node[used], elastic.slack_kind[used], elastic.slack_period[used],
-                                 x[elastic.slack_col][used])
-    ]
-    return InfeasibleError(overloads, "the limits cannot all be met together (battery floors and V2G "
-                                      "cannot relieve these nodes enough)")
+    if method not in ("auto", "simplex", "ipm"):
+        raise ValueError(f"method {method!r}: expected one of auto, simplex, ipm")
+    chosen = {"auto": "simplex"}.get(method, method)
+    run = partial(run_highs, time_limit_s=time_limit_s, method=chosen, verbose=verbose, threads=threads)
+    return solve_exactly(problem, run, allow_overload=allow_overload, solver="highs",
+                         solver_version=version("highspy"), method=chosen)
 
 
 _STATUS = {
@@ -218,8 +55,8 @@ _STATUS = {
 }
 
 
-def _run(lp: LinearProgram, *, time_limit_s, method, verbose, threads):
-    """Pass the arrays to a fresh HiGHS object and solve. Returns (x, objective without offset, status, seconds)."""
+def run_highs(lp: LinearProgram, *, time_limit_s=None, method="simplex", verbose=False, threads=None) -> RunResult:
+    """Pass the arrays to a fresh HiGHS object and solve."""
     h = highspy._Highs()  # the raw binding: the Python wrapper prints a banner on stdout at construction
     h.setOptionValue("output_flag", bool(verbose))
     if time_limit_s is not None:
@@ -248,6 +85,6 @@ def _run(lp: LinearProgram, *, time_limit_s, method, verbose, threads):
     model_status = h.getModelStatus()
     name = _STATUS.get(model_status, h.modelStatusToString(model_status))
     if name != "optimal":
-        return None, None, name, seconds
+        return RunResult(None, None, name, seconds)
     x = np.asarray(h.getSolution().col_value, dtype=float)
-    return x, h.getInfo().objective_function_value, name, seconds
+    return RunResult(x, h.getInfo().objective_function_value, name, seconds)

@@ -1,22 +1,32 @@
 """Solver names → callables. The names are the CLI's ``--solver`` values.
 
-Every solver has the signature ``solve(problem, **options) -> Schedule``.
+Every solver has the signature ``solve(problem, **options) -> Schedule``:
+
+- ``highs`` — the LP of :mod:`gridcharge.formulation.lp` straight into HiGHS (the fast, exact path);
+- ``pyomo:<name>`` — the same model built with Pyomo (:mod:`gridcharge.formulation.pyomo_model`) and solved by any
+  solver Pyomo knows (``pyomo:highs`` / ``pyomo:appsi_highs`` always; ``glpk``, ``cbc``, ``gurobi``... where installed);
+- the baselines of :mod:`gridcharge.solvers.baselines` (``uncontrolled``, ``equal_share``, ``edf``, ``llf``,
+  ``greedy_cost``).
+
+A solver function with the attribute ``reports_overload = True`` (``uncontrolled``) ignores node limits on purpose:
+its limit violations are the finding and are kept in ``schedule.verification`` instead of raising.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from ..errors import UnknownSolverError
 from ..problem import Problem
 from ..schedule import Schedule
+from .baselines import BASELINES
 from .highs import solve_highs
 
 SolverFunction = Callable[..., Schedule]
 
-_SOLVERS: dict[str, SolverFunction] = {
-    "highs": solve_highs,
-}
+_SOLVERS: dict[str, SolverFunction] = {"highs": solve_highs, **BASELINES}
+PYOMO_PREFIX = "pyomo:"
 
 
 def register(name: str, function: SolverFunction) -> None:
@@ -25,18 +35,27 @@ def register(name: str, function: SolverFunction) -> None:
 
 
 def available() -> list[str]:
-    """Registered solver names, sorted."""
-    return sorted(_SOLVERS)
+    """Registered solver names, sorted, plus ``pyomo:<name>`` for each Pyomo solver available on this machine."""
+    from .pyomo import available_pyomo_solvers
+
+    return sorted(_SOLVERS) + [PYOMO_PREFIX + name for name in available_pyomo_solvers()]
 
 
 def get_solver(name: str) -> SolverFunction:
     """The solver registered as ``name``; an unknown name is an error that lists the known ones."""
-    try:
+    if name in _SOLVERS:
         return _SOLVERS[name]
-    except KeyError:
-        raise UnknownSolverError(f"unknown solver {name!r}; available: {', '.join(available())}") from None
+    if name.startswith(PYOMO_PREFIX):
+        from .pyomo import check_pyomo_solver, solve_pyomo
+
+        solver_name = name[len(PYOMO_PREFIX):]
+        check_pyomo_solver(solver_name)
+        function = partial(solve_pyomo, solver_name=solver_name)
+        function.__name__ = name  # type: ignore[attr-defined]
+        return function
+    raise UnknownSolverError(f"unknown solver {name!r}; available: {', '.join(available())}")
 
 
 def run(problem: Problem, solver: str = "highs", **options) -> Schedule:
-    """Solve ``problem`` with the solver registered as ``solver``."""
+    """Solve ``problem`` with the solver registered as ``name``."""
     return get_solver(solver)(problem, **options)
