@@ -1,0 +1,3 @@
+"""Baseline charging strategies that real systems use, in numpy (being written)."""
+
+BASELINES: dict = {}
