@@ -11,11 +11,12 @@ Nothing is clamped or ignored silently: an unknown key is an error, too.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -224,28 +225,38 @@ def load_instance(source: str | Path | Mapping | Instance) -> Instance:
 
 
 def _read_file(path: Path) -> Mapping:
+    label = str(path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise InstanceError(FieldProblem("", str(path), "an existing instance file"), None) from None
+        raise InstanceError(FieldProblem("", label, "no such file; expected an instance file (.json or .toml)"),
+                            None) from None
     except OSError as exc:
-        raise InstanceError(FieldProblem("", str(path), f"a readable file ({exc.strerror})"), None) from None
+        raise InstanceError(FieldProblem("", label, f"cannot be read ({exc.strerror}); expected a readable file"),
+                            None) from None
     suffix = path.suffix.lower()
+    kind = "TOML" if suffix == ".toml" else "JSON"
     try:
         if suffix == ".toml":
             data = tomllib.loads(raw.decode("utf-8"))
         else:
             data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InstanceError(FieldProblem("", str(path), "UTF-8 text"), None) from None
+    except UnicodeDecodeError as exc:
+        raise InstanceError(FieldProblem("", f"byte {exc.start}", "is not UTF-8; expected UTF-8 text"), label) from None
     except json.JSONDecodeError as exc:
         raise InstanceError(
-            FieldProblem("", f"{path}", f"valid JSON; {exc.msg} at line {exc.lineno} column {exc.colno}"), None
+            FieldProblem("", f"line {exc.lineno} column {exc.colno}", f"is not valid JSON: {exc.msg}"), label
         ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise InstanceError(FieldProblem("", f"{path}", f"valid TOML; {exc}"), None) from None
+        where = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        reason = re.sub(r"\s*\(at [^)]*\)", "", str(exc))
+        value = f"line {where[1]} column {where[2]}" if where else "the file"
+        raise InstanceError(FieldProblem("", value, f"is not valid TOML: {reason}"), label) from None
     if not isinstance(data, dict):
-        raise InstanceError(FieldProblem("", type(data).__name__, "a JSON object at the top level"), str(path))
+        raise InstanceError(
+            FieldProblem("", f"top level is {_describe(data)}",
+                         f"must be a {kind} object with the keys format, name, horizon, nodes, chargers, sessions, "
+                         f"tariff, objective"), label)
     return data
 
 
@@ -268,23 +279,124 @@ def _format_path(loc: tuple) -> str:
     return path
 
 
+def _describe(value: object) -> str:
+    """What a JSON/TOML value is, in words: ``a string``, ``a boolean``, ``null`` ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (datetime, date)):
+        return "a date-time" if isinstance(value, datetime) else "a date"
+    return f"a {type(value).__name__}"
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The model whose keys are checked at ``loc[:-1]`` (to list the keys it allows)."""
+    model: type[BaseModel] = Instance
+    for part in loc[:-1]:
+        if isinstance(part, int) or _is_type_tag(part):
+            continue
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        annotation = info.annotation
+        candidates = (annotation, *get_args(annotation))
+        found = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not found:
+            return None
+        model = found[0]
+    return model
+
+
+def _expectation(error: dict) -> str:
+    """What was expected, in the words of instance-v1 rather than pydantic's."""
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    if kind == "extra_forbidden":
+        model = _model_at(error["loc"])
+        allowed = f"; allowed here: {', '.join(model.model_fields)}" if model is not None else ""
+        return f"unknown key (instance-v1 allows no extra keys{allowed})"
+    if kind == "missing":
+        return "missing required key"
+    if kind in ("float_type", "float_parsing"):
+        return f"must be a number, not {_describe(value)}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"must be a whole number, not {_describe(value)}"
+    if kind == "string_type":
+        return f"must be a string, not {_describe(value)}"
+    if kind == "list_type":
+        return f"must be a list, not {_describe(value)}"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"must be an object (a mapping of keys to values), not {_describe(value)}"
+    if kind == "finite_number":
+        return "must be a finite number, not NaN or infinity"
+    if kind == "greater_than_equal":
+        return f"must be >= {ctx['ge']:g}"
+    if kind == "greater_than":
+        return f"must be > {ctx['gt']:g}"
+    if kind == "less_than_equal":
+        return f"must be <= {ctx['le']:g}"
+    if kind == "literal_error":
+        return f"must be {ctx['expected']}"
+    if kind in ("string_too_short", "too_short"):
+        return "must not be empty"
+    if kind == "value_error":
+        return error["msg"].removeprefix("Value error, ")
+    return error["msg"]
+
+
+def _shown(value: object) -> object:
+    """The offending value as the user wrote it (dates in ISO form, not as Python objects)."""
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return value
+
+
 def _problems_from_pydantic(exc: ValidationError) -> list[FieldProblem]:
-    # A union (number | list of numbers) reports one error per branch; keep the branch that matches the input's shape.
+    errors = exc.errors(include_url=False)
+    # A union ``number | list of numbers`` reports one error per branch. Keep the branch that matches the input's
+    # shape: the list branch for a list, the number branch for anything else; one problem per field.
+    kept = []
+    for error in errors:
+        loc = error["loc"]
+        branch = next((part for part in loc if _is_type_tag(part)), None)
+        if branch is None:
+            kept.append(error)
+            continue
+        is_list_branch = branch.startswith("list[")
+        union_input = _union_input(errors, loc[:loc.index(branch)], error)
+        if is_list_branch == isinstance(union_input, list):
+            kept.append(error)
     by_path: dict[str, list[dict]] = {}
-    for error in exc.errors(include_url=False):
+    for error in kept:
         by_path.setdefault(_format_path(error["loc"]), []).append(error)
     problems = []
-    for path, errors in by_path.items():
-        chosen = max(errors, key=lambda e: len(e["loc"]))
-        message = chosen["msg"]
-        if chosen["type"] == "extra_forbidden":
-            message = "unknown key (instance-v1 allows no extra keys)"
-        elif chosen["type"] == "missing":
-            message = "missing required key"
-        elif chosen["type"] == "value_error":
-            message = message.removeprefix("Value error, ")
-        problems.append(FieldProblem(path, chosen.get("input"), message))
+    for path, path_errors in by_path.items():
+        chosen = max(path_errors, key=lambda e: len(e["loc"]))
+        value = "(missing)" if chosen["type"] == "missing" else _shown(chosen.get("input"))
+        expected = _expectation(chosen)
+        if _is_type_tag(chosen["loc"][-1]) and chosen["type"] in ("float_type", "float_parsing"):
+            expected = f"must be a number, or a list with one number per period, not {_describe(chosen.get('input'))}"
+        problems.append(FieldProblem(path, value, expected))
     return problems
+
+
+def _union_input(errors: list[dict], union_loc: tuple, error: dict) -> object:
+    """The value given to the union at ``union_loc``: the input of an error raised on the union member itself."""
+    for other in errors:
+        loc = other["loc"]
+        if loc[:len(union_loc)] == union_loc and len(loc) == len(union_loc) + 1:
+            return other.get("input")
+    return error.get("input")
 
 
 def _series_problems(path: str, value: float | list[float], periods: int) -> list[FieldProblem]:
@@ -300,7 +412,7 @@ def _cross_checks(inst: Instance) -> list[FieldProblem]:
     periods = horizon.periods
     try:
         ZoneInfo(horizon.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory such as 'America'
         problems.append(FieldProblem("horizon.timezone", horizon.timezone, "an IANA time zone such as Asia/Shanghai"))
 
     problems += _unique_ids("nodes", [n.id for n in inst.nodes])
@@ -308,37 +420,44 @@ def _cross_checks(inst: Instance) -> list[FieldProblem]:
     problems += _unique_ids("sessions", [s.id for s in inst.sessions])
 
     # the tree: exactly one root, known parents, no cycle
-    node_ids = {n.id for n in inst.nodes}
+    node_ids = list(dict.fromkeys(n.id for n in inst.nodes))
     roots = [i for i, n in enumerate(inst.nodes) if n.parent is None]
-    if len(roots) != 1:
-        names = ", ".join(f"nodes[{i}] {inst.nodes[i].id!r}" for i in roots) or "none"
-        problems.append(FieldProblem("nodes", f"roots: {names}", "exactly one node with parent null (the root)"))
+    tree_problems: list[FieldProblem] = []
     parent_of = {}
     for i, node in enumerate(inst.nodes):
         if node.parent is not None and node.parent not in node_ids:
-            problems.append(FieldProblem(f"nodes[{i}].parent", node.parent, "the id of another node"))
+            tree_problems.append(FieldProblem(f"nodes[{i}].parent", node.parent,
+                                              "the id of another node" + ("" if roots else ", or null for the root")
+                                              + f" ({_known(node_ids)})"))
         elif node.parent == node.id:
-            problems.append(FieldProblem(f"nodes[{i}].parent", node.parent, "another node's id (a node cannot be its own parent)"))
+            tree_problems.append(FieldProblem(f"nodes[{i}].parent", node.parent,
+                                              "another node's id (a node cannot be its own parent)"))
         else:
             parent_of[node.id] = node.parent
         problems += _series_problems(f"nodes[{i}].base_load_kw", node.base_load_kw, periods)
         problems += _series_problems(f"nodes[{i}].generation_kw", node.generation_kw, periods)
-    problems += _cycle_problems(inst, parent_of)
+    tree_problems += _cycle_problems(inst, parent_of)
+    # Without a root some parent is unknown, a node's own, or on a cycle: that problem is the one to report.
+    if len(roots) > 1 or (not roots and not tree_problems):
+        names = ", ".join(f"nodes[{i}] {inst.nodes[i].id!r}" for i in roots) or "none"
+        problems.append(FieldProblem("nodes", f"roots: {names}", "exactly one node with parent null (the root)"))
+    problems += tree_problems
 
     problems += _series_problems("tariff.import_cny_per_kwh", inst.tariff.import_cny_per_kwh, periods)
     problems += _series_problems("tariff.export_cny_per_kwh", inst.tariff.export_cny_per_kwh, periods)
 
-    charger_ids = {c.id for c in inst.chargers}
+    charger_ids = list(dict.fromkeys(c.id for c in inst.chargers))
     for i, charger in enumerate(inst.chargers):
         if charger.node not in node_ids:
-            problems.append(FieldProblem(f"chargers[{i}].node", charger.node, "the id of a node"))
+            problems.append(FieldProblem(f"chargers[{i}].node", charger.node, f"the id of a node ({_known(node_ids)})"))
 
     start, end = horizon.start, horizon.end
     by_charger: dict[str, list[tuple[int, Session]]] = {}
     for i, session in enumerate(inst.sessions):
         where = f"sessions[{i}]"
         if session.charger not in charger_ids:
-            problems.append(FieldProblem(f"{where}.charger", session.charger, "the id of a charger"))
+            problems.append(FieldProblem(f"{where}.charger", session.charger,
+                                         f"the id of a charger ({_known(charger_ids)})"))
         if session.departure <= session.arrival:
             problems.append(
                 FieldProblem(f"{where}.departure", session.departure.isoformat(),
@@ -370,6 +489,14 @@ def _cross_checks(inst: Instance) -> list[FieldProblem]:
                     )
                 )
     return problems
+
+
+def _known(ids: list[str], shown: int = 5) -> str:
+    """``known: 'T', 'M1' ...`` — the ids a reference may name, the first few of them."""
+    if not ids:
+        return "there are none"
+    listed = ", ".join(repr(i) for i in ids[:shown])
+    return f"known: {listed}" + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
 def _unique_ids(field: str, ids: list[str]) -> list[FieldProblem]:
@@ -411,16 +538,22 @@ def _battery_problems(where: str, s: Session) -> list[FieldProblem]:
             if getattr(s, key) is not None
         ]
     initial = s.initial_kwh if s.initial_kwh is not None else 0.0
-    floor = s.min_kwh if s.min_kwh is not None else initial
+    defaulted = " (its default)" if s.initial_kwh is None else ""
     problems = []
-    if not floor <= initial <= s.battery_kwh:
+    if s.min_kwh is not None and s.min_kwh > initial:
+        problems.append(
+            FieldProblem(f"{where}.min_kwh", s.min_kwh,
+                         f"must be <= initial_kwh {initial:g}{defaulted} (min_kwh <= initial_kwh <= battery_kwh)")
+        )
+    elif initial > s.battery_kwh:
         problems.append(
             FieldProblem(f"{where}.initial_kwh", initial,
-                         f"min_kwh <= initial_kwh <= battery_kwh (min_kwh {floor}, battery_kwh {s.battery_kwh})")
+                         f"must be <= battery_kwh {s.battery_kwh:g} (min_kwh <= initial_kwh <= battery_kwh)")
         )
     elif initial + s.energy_kwh > s.battery_kwh * (1 + 1e-12):
         problems.append(
             FieldProblem(f"{where}.energy_kwh", s.energy_kwh,
-                         f"initial_kwh + energy_kwh <= battery_kwh ({initial} + {s.energy_kwh} > {s.battery_kwh})")
+                         f"must fit the battery: initial_kwh + energy_kwh <= battery_kwh "
+                         f"({initial:g}{defaulted} + {s.energy_kwh:g} > {s.battery_kwh:g})")
         )
     return problems
