@@ -43,6 +43,17 @@ def solve(instance, solver: str = "highs", time_limit_s: float | None = None, **
     return _checked(problem, schedule, solver, overload_allowed=overload_allowed)
 
 
+def build_pyomo(instance, **options):
+    """The scheduling model as a named Pyomo ``ConcreteModel`` (see :mod:`gridcharge.formulation.pyomo_model`).
+
+    ``instance`` is an Instance, path, mapping or Problem; ``options``: ``allow_overload``, ``binary_pairs``.
+    Pyomo is imported only here, so ``import gridcharge`` stays quick.
+    """
+    from .formulation.pyomo_model import build_pyomo as build
+
+    return build(instance if isinstance(instance, Problem) else build_problem(instance), **options)
+
+
 #: Violations that ``allow_overload`` permits (they are the finding); every other kind is a bug.
 _LIMIT_KINDS = {"node_import", "node_export", "phase_import"}
 
@@ -64,5 +75,6 @@ def _checked(problem: Problem, schedule: Schedule, solver: str, overload_allowed
 
 __all__ = [
     "Instance", "InstanceError", "InfeasibleError", "Problem", "Schedule", "SolverError", "UnknownSolverError",
-    "Verification", "Violation", "available_solvers", "build_problem", "load_instance", "solve", "verify",
+    "Verification", "Violation", "available_solvers", "build_problem", "build_pyomo", "load_instance", "solve",
+    "verify",
 ]
