@@ -21,8 +21,16 @@ import pandas as pd
 
 from .instance import Instance, load_instance
 
-#: Differences below this are numerical noise of the solver, not violations [kW or kWh], scaled by max(1, |limit|).
+#: Differences below this are numerical noise of the solver, not violations [kW or kWh], scaled by max(1, |limit|)
 TOLERANCE = 1e-6
+#: ... but never more than this [kW or kWh], so that the scaling cannot hide a real violation at a large limit
+#: (1e-3 kW over a 2500 kW transformer is a violation; solver noise there stays below 1e-6).
+MAX_TOLERANCE = 1e-4
+
+
+def _tolerance(limit):
+    """Allowed excess over ``limit`` [kW or kWh]: relative for small limits, capped for large ones."""
+    return np.minimum(TOLERANCE * np.maximum(1.0, np.abs(limit)), MAX_TOLERANCE)
 
 
 @dataclass(frozen=True)
@@ -139,7 +147,7 @@ def verify(instance, schedule) -> Verification:
     last_period = np.full((S, 1), T - 1)
     if S:
         last_period[:, 0] = T - 1 - np.argmax(frac[:, ::-1] > 0, axis=1)
-    over = final > request + TOLERANCE * np.maximum(1.0, request)
+    over = final > request + _tolerance(request)
     for i in np.flatnonzero(over[:, 0]):
         violations.append(Violation("over_request", session_ids[i], int(last_period[i, 0]), float(final[i, 0]),
                                     float(request[i, 0])))
@@ -227,7 +235,7 @@ def _presence(inst: Instance) -> np.ndarray:
 
 def _exceeds(kind, names, value, limit) -> list[Violation]:
     finite = np.isfinite(limit)
-    over = finite & (value > limit + TOLERANCE * np.maximum(1.0, np.abs(np.where(finite, limit, 0.0))))
+    over = finite & (value > limit + _tolerance(np.where(finite, limit, 0.0)))
     return _collect(kind, names, over, value, limit)
 
 
@@ -240,7 +248,8 @@ def _power_array(inst: Instance, schedule) -> np.ndarray:
     """Signed power as an (S, T) array in the instance's session order."""
     ids = [s.id for s in inst.sessions]
     S, T = len(ids), inst.horizon.periods
-    frame = getattr(schedule, "power_kw", schedule)
+    # a long frame has a ``power_kw`` column, which attribute access would return in place of the frame
+    frame = schedule if isinstance(schedule, (pd.DataFrame, np.ndarray)) else getattr(schedule, "power_kw", schedule)
     if isinstance(frame, pd.DataFrame):
         if {"session_id", "period", "power_kw"} <= set(frame.columns):
             out = np.zeros((S, T))
@@ -248,9 +257,17 @@ def _power_array(inst: Instance, schedule) -> np.ndarray:
             if (pos < 0).any():
                 raise ValueError(f"schedule names sessions the instance does not have: "
                                  f"{sorted(set(frame['session_id'][pos < 0]))[:5]}")
-            out[pos, frame["period"].to_numpy(dtype=int)] = frame["power_kw"].to_numpy(dtype=float)
+            period = frame["period"].to_numpy()
+            bad = (period < 0) | (period >= T) | (period != np.round(period))
+            if bad.any():  # a negative index would silently wrap around to the last periods
+                raise ValueError(f"schedule periods must be integers 0 .. {T - 1}; got {sorted(set(period[bad]))[:5]}")
+            out[pos, period.astype(int)] = frame["power_kw"].to_numpy(dtype=float)
             return out
-        if list(map(str, frame.columns)) != ids or len(frame) != T:
+        columns = list(map(str, frame.columns))
+        if columns != ids and sorted(columns) == sorted(ids) and len(set(columns)) == len(columns):
+            frame = frame.set_axis(columns, axis=1)[ids]  # the same sessions in another order: match by name
+            columns = ids
+        if columns != ids or len(frame) != T:
             missing = sorted(set(ids) - set(map(str, frame.columns)))[:5]
             raise ValueError(f"schedule must have one column per session in instance order and {T} rows; "
                              f"got {frame.shape[1]} columns x {len(frame)} rows (missing e.g. {missing})")
