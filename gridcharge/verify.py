@@ -260,7 +260,8 @@ def _power_array(inst: Instance, schedule) -> np.ndarray:
             period = frame["period"].to_numpy()
             bad = (period < 0) | (period >= T) | (period != np.round(period))
             if bad.any():  # a negative index would silently wrap around to the last periods
-                raise ValueError(f"schedule periods must be integers 0 .. {T - 1}; got {sorted(set(period[bad]))[:5]}")
+                raise ValueError(f"schedule periods must be integers 0 .. {T - 1}; "
+                                 f"got {sorted(set(period[bad].tolist()))[:5]}")
             out[pos, period.astype(int)] = frame["power_kw"].to_numpy(dtype=float)
             return out
         columns = list(map(str, frame.columns))
@@ -269,7 +270,7 @@ def _power_array(inst: Instance, schedule) -> np.ndarray:
             columns = ids
         if columns != ids or len(frame) != T:
             missing = sorted(set(ids) - set(map(str, frame.columns)))[:5]
-            raise ValueError(f"schedule must have one column per session in instance order and {T} rows; "
+            raise ValueError(f"schedule must have one column per session (named by its id) and {T} rows; "
                              f"got {frame.shape[1]} columns x {len(frame)} rows (missing e.g. {missing})")
         return frame.to_numpy(dtype=float).T.copy()
     array = np.asarray(frame, dtype=float)
