@@ -147,6 +147,14 @@ def _solve(args) -> int:
     _say(args, f"[1/3] loaded {args.instance}: {problem.n_sessions} sessions, {problem.n_nodes} nodes, "
                f"{problem.n_periods} periods x {instance.horizon.step_minutes} min "
                f"({time.perf_counter() - started:.2f} s)")
+    if args.out is not None:  # an --out that cannot be a directory fails before the solve
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = "is a file" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
+            print(f"gridcharge: --out {args.out}: {reason}; expected a directory (created if missing)",
+                  file=sys.stderr)
+            return EXIT_INVALID
     _say(args, f"[2/3] solving with {args.solver} ...")
     options = {"allow_overload": args.allow_overload}
     if args.solver == "highs":
@@ -155,7 +163,11 @@ def _solve(args) -> int:
         schedule = solve(problem, solver=args.solver, time_limit_s=args.time_limit, **options)
     summary = schedule.summary
     _say(args, f"[3/3] verified: {'ok' if schedule.verification.ok else 'overloads reported'}")
-    paths = schedule.write(args.out) if args.out else {}
+    try:
+        paths = schedule.write(args.out) if args.out else {}
+    except OSError as exc:
+        print(f"gridcharge: --out {args.out}: cannot write the results ({exc.strerror or exc})", file=sys.stderr)
+        return EXIT_ERROR
     print(_format_summary(instance, problem, schedule, paths))
     return EXIT_OK if summary["status"] == "optimal" or args.allow_overload else EXIT_ERROR
 

@@ -195,41 +195,68 @@ def read_schedule_csv(path: str | Path, instance) -> np.ndarray:
 
     Missing rows mean 0 kW. Unknown sessions, periods out of range, duplicates and non-numbers are errors.
     ``instance`` gives the session ids and the number of periods.
+
+    Raises
+    ------
+    InstanceError
+        Invalid input (the CLI's exit code 2), with a message that starts ``invalid schedule PATH`` and names the
+        row, the column, the value as written and what was expected.
     """
     session_ids = [s.id for s in instance.sessions]
     n_periods = instance.horizon.periods
     path = Path(path)
+    label = str(path)
+    shown_rows = 5
+
+    def invalid(problems) -> InstanceError:
+        error = InstanceError(problems, label)
+        error.args = (str(error).replace("invalid instance", "invalid schedule", 1),)  # the schedule is what is bad
+        return error
+
     try:
-        frame = pd.read_csv(path, dtype={"session_id": str})
+        # every column as the text written, so that an error shows the value as it stands in the file
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except FileNotFoundError:
-        raise InstanceError(FieldProblem("", str(path), "an existing schedule CSV"), None) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InstanceError(FieldProblem("", str(path), f"a CSV file ({exc})"), None) from None
+        raise invalid(FieldProblem("", "no such file",
+                                   "expected a schedule CSV as written by gridcharge solve")) from None
+    except OSError as exc:
+        raise invalid(FieldProblem("", "cannot be read", f"expected a readable CSV file ({exc.strerror})")) from None
+    except pd.errors.EmptyDataError:
+        raise invalid(FieldProblem("", "empty file", "expected a header line session_id,period,power_kw")) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise invalid(FieldProblem("", "not a readable CSV", f"expected comma-separated UTF-8 text ({exc})")) from None
     missing = [c for c in ("session_id", "period", "power_kw") if c not in frame.columns]
     if missing:
-        raise InstanceError(FieldProblem("columns", list(frame.columns), f"columns session_id, period, power_kw "
-                                                                         f"(missing {', '.join(missing)})"), str(path))
+        raise invalid(FieldProblem("columns", ",".join(map(str, frame.columns)),
+                                   f"must include session_id, period, power_kw (missing {', '.join(missing)})"))
+
+    def as_written(text: str) -> str:
+        return text if text.strip() else "(empty)"
+
+    def report(column: str, mask: np.ndarray, expected: str) -> list[FieldProblem]:
+        rows = np.flatnonzero(mask)
+        found = [FieldProblem(f"row {row + 2}.{column}", as_written(frame[column].iloc[row]), expected)
+                 for row in rows[:shown_rows]]  # row 1 is the header
+        if len(rows) > shown_rows:
+            found.append(FieldProblem(column, f"{len(rows) - shown_rows} more rows like these", expected))
+        return found
+
     index = {sid: i for i, sid in enumerate(session_ids)}
-    problems = []
     s_idx = frame["session_id"].map(index)
-    for row in np.flatnonzero(s_idx.isna().to_numpy())[:5]:
-        problems.append(FieldProblem(f"row {row + 2}.session_id", frame["session_id"].iloc[row], "a session of the instance"))
-    period = pd.to_numeric(frame["period"], errors="coerce")
+    known = ", ".join(repr(sid) for sid in session_ids[:shown_rows]) + (" ..." if len(session_ids) > shown_rows else "")
+    problems = report("session_id", s_idx.isna().to_numpy(), f"a session id of the instance ({known or 'none'})")
+    period = pd.to_numeric(frame["period"].str.strip(), errors="coerce")
     bad_period = period.isna() | (period < 0) | (period >= n_periods) | (period != period.round())
-    for row in np.flatnonzero(bad_period.to_numpy())[:5]:
-        problems.append(FieldProblem(f"row {row + 2}.period", frame["period"].iloc[row],
-                                     f"an integer period 0 .. {n_periods - 1}"))
-    power = pd.to_numeric(frame["power_kw"], errors="coerce")
-    bad_power = power.isna() | ~np.isfinite(power.to_numpy(dtype=float, na_value=np.nan))
-    for row in np.flatnonzero(bad_power.to_numpy())[:5]:
-        problems.append(FieldProblem(f"row {row + 2}.power_kw", frame["power_kw"].iloc[row], "a finite number [kW]"))
+    problems += report("period", bad_period.to_numpy(), f"an integer period 0 .. {n_periods - 1}")
+    power = pd.to_numeric(frame["power_kw"].str.strip(), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    problems += report("power_kw", ~np.isfinite(power), "a finite number [kW]")
     if not problems:
         dup = frame.assign(period=period).duplicated(["session_id", "period"], keep="first").to_numpy()
-        for row in np.flatnonzero(dup)[:5]:
-            problems.append(FieldProblem(f"row {row + 2}", f"{frame['session_id'].iloc[row]}, period {int(period.iloc[row])}",
-                                         "one row per session and period"))
+        problems += [FieldProblem(f"row {row + 2}", f"{frame['session_id'].iloc[row]}, period {int(period.iloc[row])}",
+                                  "one row per session and period (this one repeats an earlier row)")
+                     for row in np.flatnonzero(dup)[:shown_rows]]
     if problems:
-        raise InstanceError(problems, str(path))
+        raise invalid(problems)
     out = np.zeros((len(session_ids), n_periods))
-    out[s_idx.to_numpy(dtype=np.int64), period.to_numpy(dtype=np.int64)] = power.to_numpy(dtype=float)
+    out[s_idx.to_numpy(dtype=np.int64), period.to_numpy(dtype=np.int64)] = power
     return out

@@ -1,0 +1,418 @@
+"""The command line: exit codes, messages a user can act on, the files ``solve --out`` writes, ``verify`` on written
+and tampered schedules. Most tests run ``gridcharge.cli.main`` in-process; a few run ``python -m gridcharge.cli`` to
+see exactly what a user sees (and that no traceback is printed)."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gridcharge.cli import main
+from tests.builders import at, charger, instance, modified, node, session
+
+REPO = Path(__file__).resolve().parent.parent
+SCENARIO = REPO / "scenarios" / "beijing-residential-630kva.json"
+
+
+def small() -> dict:
+    """T (20 kW) → M (10 kW); charger c1 (7 kW) on M with two back-to-back sessions of 5 kWh; prices fall at night."""
+    return instance(
+        periods=4, import_price=[1.0, 0.8, 0.3, 0.3],
+        nodes=[node("T", import_limit_kw=20.0), node("M", "T", import_limit_kw=10.0)],
+        chargers=[charger("c1", "M")],
+        sessions=[session("s1", "c1", at(0), at(2), 5.0), session("s2", "c1", at(2), at(4), 5.0)],
+    )
+
+
+def overloaded() -> dict:
+    """Base load alone is 30 kW over the transformer limit in period 1 (of two half-hour periods)."""
+    return instance(periods=2, step_minutes=30, nodes=[node("T", import_limit_kw=100.0, base_load_kw=[90.0, 130.0])])
+
+
+def write_json(path: Path, data) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def run(capsys, *argv):
+    """``main(argv)`` in-process: (exit code, stdout, stderr)."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_process(*argv, cwd=None):
+    """``python -m gridcharge.cli argv`` in a subprocess, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "gridcharge.cli", *map(str, argv)], capture_output=True, text=True,
+                          cwd=cwd or REPO, timeout=120)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture
+def solved(tmp_path, capsys):
+    """The small instance solved with ``--out``: (instance path, output directory, stdout)."""
+    path = write_json(tmp_path / "small.json", small())
+    out_dir = tmp_path / "out"
+    code, out, err = run(capsys, "solve", path, "--out", out_dir)
+    assert code == 0, err
+    return path, out_dir, out
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# solve
+
+
+def test_solve_writes_the_three_files(solved):
+    _, out_dir, out = solved
+    assert sorted(p.name for p in out_dir.iterdir()) == ["nodes.csv", "schedule.csv", "summary.json"]
+    assert "status          optimal" in out and "objective       5.50 CNY" in out
+    assert "verified        ok, no violation" in out
+
+
+def test_schedule_csv_columns_and_content(solved):
+    _, out_dir, _ = solved
+    with (out_dir / "schedule.csv").open() as handle:
+        assert handle.readline().strip() == "session_id,period,start,power_kw"
+    rows = read_csv(out_dir / "schedule.csv")
+    # one row per session and period plugged in: s1 in periods 0, 1 and s2 in 2, 3
+    assert [(r["session_id"], int(r["period"])) for r in rows] == [("s1", 0), ("s1", 1), ("s2", 2), ("s2", 3)]
+    assert rows[0]["start"] == "2026-07-01T00:00:00+08:00"
+    power = {(r["session_id"], int(r["period"])): float(r["power_kw"]) for r in rows}
+    # s1 buys its 5 kWh at 0.8 in period 1 rather than at 1.0 in period 0; s2 at 0.3 in periods 2 and 3
+    assert power[("s1", 0)] == pytest.approx(0.0, abs=1e-9)
+    assert power[("s1", 1)] == pytest.approx(5.0)
+    assert power[("s2", 2)] + power[("s2", 3)] == pytest.approx(5.0)
+
+
+def test_nodes_csv_columns_and_loads(solved):
+    _, out_dir, _ = solved
+    with (out_dir / "nodes.csv").open() as handle:
+        header = handle.readline().strip().split(",")
+    assert header[:4] == ["node_id", "period", "start", "load_kw"]
+    assert header[4:] == ["phase_A_kw", "phase_B_kw", "phase_C_kw", "import_limit_kw", "export_limit_kw",
+                          "phase_import_limit_kw", "headroom_kw"]
+    rows = read_csv(out_dir / "nodes.csv")
+    assert len(rows) == 2 * 4
+    m1 = next(r for r in rows if r["node_id"] == "M" and r["period"] == "1")
+    assert float(m1["load_kw"]) == pytest.approx(5.0)
+    assert float(m1["import_limit_kw"]) == 10.0 and float(m1["headroom_kw"]) == pytest.approx(5.0)
+
+
+def test_summary_json(solved):
+    _, out_dir, _ = solved
+    summary = json.loads((out_dir / "summary.json").read_text())
+    for key in ("status", "objective_cny", "unmet_kwh", "peak_kw", "build_seconds", "solve_seconds"):
+        assert key in summary, key
+    assert summary["status"] == "optimal"
+    # s1 can only buy in periods 0-1 (1.0, 0.8): 5 kWh at 0.8 = 4.0; s2 in periods 2-3 at 0.3: 1.5
+    assert summary["objective_cny"] == pytest.approx(5.5)
+    assert summary["unmet_kwh"] == pytest.approx(0.0, abs=1e-9)
+    assert summary["peak_kw"] == pytest.approx(5.0)
+    assert summary["build_seconds"] >= 0 and summary["solve_seconds"] >= 0
+
+
+def test_solve_reads_toml(tmp_path, capsys):
+    path = tmp_path / "tiny.toml"
+    path.write_text("""
+format = "gridcharge/instance-v1"
+name = "tiny"
+horizon = { start = 2026-07-01T00:00:00+08:00, step_minutes = 60, periods = 2 }
+nodes = [ { id = "T", kind = "transformer", import_limit_kw = 5.0 } ]
+chargers = [ { id = "c", node = "T", max_charge_kw = 7.0 } ]
+tariff = { import_cny_per_kwh = [1.0, 0.5] }
+
+[[sessions]]
+id = "s"
+charger = "c"
+arrival = 2026-07-01T00:00:00+08:00
+departure = 2026-07-01T02:00:00+08:00
+energy_kwh = 8.0
+""")
+    code, out, err = run(capsys, "solve", path, "--quiet")
+    assert code == 0, err
+    assert err == ""  # --quiet: no progress lines
+    assert "objective       5.50 CNY" in out  # 5 kWh at 0.5 (the 5 kW limit), 3 kWh at 1.0
+
+
+def test_the_shipped_scenario_solves(tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    result = run_process("solve", SCENARIO, "--out", out_dir)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "[1/3] loaded" in result.stderr and "verified        ok, no violation" in result.stdout
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["status"] == "optimal" and summary["verified"] is True
+    assert summary["n_sessions"] > 0
+    rows = read_csv(out_dir / "schedule.csv")
+    assert rows and list(rows[0]) == ["session_id", "period", "start", "power_kw"]
+    code, out, err = run(capsys, "verify", SCENARIO, out_dir / "schedule.csv")
+    assert code == 0, out + err
+    assert out.startswith("ok: no violation")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# invalid input: exit 2, one message naming the field, no traceback
+
+
+def test_missing_instance_file(tmp_path, capsys):
+    missing = tmp_path / "nope.json"
+    code, out, err = run(capsys, "solve", missing)
+    assert code == 2 and out == ""
+    assert err.strip() == f"gridcharge: invalid instance: {missing} — no such file; expected an instance file " \
+                          f"(.json or .toml)"
+
+
+def test_malformed_json(tmp_path, capsys):
+    path = tmp_path / "bad.json"
+    path.write_text('{"format": "gridcharge/instance-v1", "name": }')
+    code, _, err = run(capsys, "solve", path)
+    assert code == 2
+    assert err.strip() == f"gridcharge: invalid instance {path}: line 1 column 46 — is not valid JSON: " \
+                          f"Expecting value"
+
+
+def test_a_bad_field_is_named_with_its_value(tmp_path, capsys):
+    path = write_json(tmp_path / "bad.json", modified(small(), "sessions[1].departure", at(8)))
+    code, _, err = run(capsys, "solve", path)
+    assert code == 2
+    assert err.strip() == (f"gridcharge: invalid instance {path}: sessions[1].departure: 2026-07-01T08:00:00+08:00 — "
+                           f"must not be after the horizon end 2026-07-01T04:00:00+08:00")
+
+
+def test_invalid_input_prints_no_traceback_in_a_real_process(tmp_path):
+    path = write_json(tmp_path / "neg.json", modified(small(), "nodes[1].import_limit_kw", -5.0))
+    result = run_process("solve", path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr == f"gridcharge: invalid instance {path}: nodes[1].import_limit_kw: -5.0 — must be >= 0\n"
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    result = run_process("verify", bad, tmp_path / "schedule.csv")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr == f"gridcharge: invalid instance {bad}: line 1 column 2 — is not valid JSON: " \
+                            f"Expecting property name enclosed in double quotes\n"
+
+
+def test_unknown_solver_lists_the_available_names(tmp_path, capsys):
+    path = write_json(tmp_path / "small.json", small())
+    code, out, err = run(capsys, "solve", path, "--solver", "gurobi")
+    assert code == 2 and out == ""
+    assert err.startswith("gridcharge: unknown solver 'gurobi'; available: ")
+    assert "highs" in err.split("available: ")[1]
+
+
+def test_unknown_solver_fails_before_reading_the_instance(tmp_path, capsys):
+    code, _, err = run(capsys, "solve", tmp_path / "nope.json", "--solver", "nosuch")
+    assert code == 2 and "unknown solver 'nosuch'" in err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_time_limit_must_be_a_positive_number(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as caught:
+        main(["solve", str(tmp_path / "x.json"), "--time-limit", value])
+    assert caught.value.code == 2
+    assert "--time-limit" in capsys.readouterr().err
+
+
+def test_out_that_is_a_file(tmp_path, capsys):
+    path = write_json(tmp_path / "small.json", small())
+    blocker = tmp_path / "taken"
+    blocker.write_text("")
+    code, out, err = run(capsys, "solve", path, "--out", blocker, "--quiet")
+    assert code == 2 and out == ""
+    assert err.strip() == f"gridcharge: --out {blocker}: is a file; expected a directory (created if missing)"
+    code, _, err = run(capsys, "solve", path, "--out", blocker / "sub", "--quiet")
+    assert code == 2 and f"--out {blocker / 'sub'}" in err
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# infeasible and --allow-overload
+
+
+def test_base_load_over_a_limit_exits_3_naming_node_period_and_kw(tmp_path, capsys):
+    path = write_json(tmp_path / "over.json", overloaded())
+    code, out, err = run(capsys, "solve", path, "--quiet")
+    assert code == 3 and out == ""
+    assert "infeasible" in err
+    assert "node 'T' import limit, period 1 (2026-07-01T00:30:00+08:00): over by 30.000 kW" in err
+    assert "period 0" not in err
+
+
+def test_allow_overload_exits_0_and_reports_the_overload_energy(tmp_path, capsys):
+    path = write_json(tmp_path / "over.json", overloaded())
+    out_dir = tmp_path / "out"
+    code, out, err = run(capsys, "solve", path, "--allow-overload", "--quiet", "--out", out_dir)
+    assert code == 0, err
+    # 30 kW over for half an hour
+    assert "overload        15.00 kWh over node limits: T 15.00 kWh" in out
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["overload_kwh"] == pytest.approx(15.0)
+    assert summary["overload_kwh_by_node"] == {"T": pytest.approx(15.0)}
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# verify
+
+
+def test_verify_accepts_the_written_schedule(solved, capsys):
+    path, out_dir, _ = solved
+    code, out, err = run(capsys, "verify", path, out_dir / "schedule.csv")
+    assert code == 0, err
+    assert out.splitlines()[0] == "ok: no violation"
+    assert "cost 5.50 CNY" in out
+
+
+def tamper(schedule_csv: Path, session_id: str, period: int, power_kw: str, to: Path) -> Path:
+    rows = read_csv(schedule_csv)
+    hit = [r for r in rows if r["session_id"] == session_id and r["period"] == str(period)]
+    assert len(hit) == 1
+    hit[0]["power_kw"] = power_kw
+    with to.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return to
+
+
+def test_verify_rejects_a_tampered_schedule(solved, capsys, tmp_path):
+    path, out_dir, _ = solved
+    # s1 charges its 5 kWh in period 1; 7.5 kW there is over the 7 kW charger and 2.5 kWh over the request
+    tampered = tamper(out_dir / "schedule.csv", "s1", 1, "7.5", tmp_path / "tampered.csv")
+    code, out, err = run(capsys, "verify", path, tampered)
+    assert code == 1, err
+    lines = out.splitlines()
+    assert lines[0] == "5 violation(s):"
+    assert "  charge_limit: s1 period 1: 7.5 vs limit 7" in lines
+    assert "  over_request: s1 period 1: 7.5 vs limit 5" in lines
+    assert [line.split(":")[0].strip() for line in lines[1:6]].count("battery_upper") == 3  # periods 1, 2, 3
+
+
+def test_verify_tampered_schedule_in_a_real_process(solved, tmp_path):
+    path, out_dir, _ = solved
+    tampered = tamper(out_dir / "schedule.csv", "s1", 1, "12.5", tmp_path / "tampered.csv")
+    result = run_process("verify", path, tampered)
+    assert result.returncode == 1
+    assert "charge_limit: s1 period 1: 12.5 vs limit 7" in result.stdout
+    assert "node_import: M period 1: 12.5 vs limit 10" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("session_id,period,start\ns1,0,x\n",
+     "columns: session_id,period,start — must include session_id, period, power_kw (missing power_kw)"),
+    ("session_id,period,power_kw\ns9,0,1.0\n",
+     "row 2.session_id: s9 — a session id of the instance ('s1', 's2')"),
+    ("session_id,period,power_kw\ns1,0,1.0\ns1,1,fast\n",
+     "row 3.power_kw: fast — a finite number [kW]"),
+    ("session_id,period,power_kw\ns1,0,\n",
+     "row 2.power_kw: (empty) — a finite number [kW]"),
+    ("session_id,period,power_kw\ns1,0,inf\n",
+     "row 2.power_kw: inf — a finite number [kW]"),
+    ("session_id,period,power_kw\ns1,4,1.0\n",
+     "row 2.period: 4 — an integer period 0 .. 3"),
+    ("session_id,period,power_kw\ns1,0.5,1.0\n",
+     "row 2.period: 0.5 — an integer period 0 .. 3"),
+    ("session_id,period,power_kw\ns1,-1,1.0\n",
+     "row 2.period: -1 — an integer period 0 .. 3"),
+    ("session_id,period,power_kw\ns1,0,1.0\ns1,0,2.0\n",
+     "row 3: s1, period 0 — one row per session and period"),
+    ("", "empty file — expected a header line session_id,period,power_kw"),
+])
+def test_verify_on_a_malformed_schedule_exits_2(tmp_path, capsys, text, expected):
+    path = write_json(tmp_path / "small.json", small())
+    schedule = write_text(tmp_path / "schedule.csv", text)
+    code, out, err = run(capsys, "verify", path, schedule)
+    assert code == 2, out + err
+    assert out == ""
+    assert err.startswith(f"gridcharge: invalid schedule {schedule}")
+    assert expected in err
+
+
+def test_verify_reports_several_bad_rows_and_counts_the_rest(tmp_path, capsys):
+    path = write_json(tmp_path / "small.json", small())
+    lines = ["session_id,period,power_kw"] + [f"s1,0,x{i}" for i in range(8)]
+    code, _, err = run(capsys, "verify", path, write_text(tmp_path / "s.csv", "\n".join(lines) + "\n"))
+    assert code == 2
+    assert "8 problems" not in err and "6 problems" in err
+    assert "row 2.power_kw: x0" in err and "row 6.power_kw: x4" in err and "row 7.power_kw" not in err
+    assert "power_kw: 3 more rows like these — a finite number [kW]" in err
+
+
+def test_verify_malformed_schedule_in_a_real_process(tmp_path, capsys):
+    path = write_json(tmp_path / "small.json", small())
+    schedule = write_text(tmp_path / "schedule.csv", "session_id,period,power_kw\nghost,0,1\n")
+    result = run_process("verify", path, schedule)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"gridcharge: invalid schedule {schedule}: row 2.session_id: ghost — "
+                                     f"a session id of the instance ('s1', 's2')")
+    code, _, err = run(capsys, "verify", path, tmp_path / "absent.csv")
+    assert code == 2
+    assert err.strip() == (f"gridcharge: invalid schedule {tmp_path / 'absent.csv'}: no such file — "
+                           f"expected a schedule CSV as written by gridcharge solve")
+
+
+def test_verify_a_schedule_missing_rows_is_zero_power(tmp_path, capsys):
+    path = write_json(tmp_path / "small.json", small())
+    schedule = write_text(tmp_path / "schedule.csv", "session_id,period,power_kw\ns1,1,5\n")
+    code, out, _ = run(capsys, "verify", path, schedule)
+    assert code == 0
+    assert "unmet 5.0 kWh" in out  # s2 got nothing
+
+
+def test_verify_power_while_not_plugged_in(tmp_path, capsys):
+    path = write_json(tmp_path / "small.json", small())
+    schedule = write_text(tmp_path / "schedule.csv", "session_id,period,power_kw\ns1,3,2\n")
+    code, out, _ = run(capsys, "verify", path, schedule)
+    assert code == 1
+    assert "not_plugged_in: s1 period 3: 2 vs limit 0" in out
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# help and listing
+
+
+def test_solve_help_mentions_units(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["solve", "--help"])
+    assert caught.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--time-limit S wall-clock limit for the solver [seconds]" in text
+    assert "power_kw [kW]" in text and "load_kw [kW]" in text and "[kWh]" in text
+    for option in ("--solver", "--out", "--allow-overload", "--method", "--quiet", "--verbose"):
+        assert option in text
+
+
+def test_top_level_help_lists_commands_and_exit_codes(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["--help"])
+    assert caught.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "solve" in text and "verify" in text and "solvers" in text
+    assert "Exit codes: 0 ok, 1 error, 2 invalid input, 3 infeasible" in text
+
+
+def test_no_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main([])
+    assert caught.value.code == 2
+    assert "usage: gridcharge" in capsys.readouterr().err
+
+
+def test_solvers_lists_highs(capsys):
+    code, out, _ = run(capsys, "solvers")
+    assert code == 0
+    assert "highs" in out.split()
