@@ -224,6 +224,19 @@ def load_instance(source: str | Path | Mapping | Instance) -> Instance:
     return instance
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object names one key twice (json would silently keep the last value)."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    data = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateKey(key)
+        data[key] = value
+    return data
+
+
 def _read_file(path: Path) -> Mapping:
     label = str(path)
     try:
@@ -240,9 +253,12 @@ def _read_file(path: Path) -> Mapping:
         if suffix == ".toml":
             data = tomllib.loads(raw.decode("utf-8"))
         else:
-            data = json.loads(raw.decode("utf-8"))
+            data = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
     except UnicodeDecodeError as exc:
         raise InstanceError(FieldProblem("", f"byte {exc.start}", "is not UTF-8; expected UTF-8 text"), label) from None
+    except _DuplicateKey as exc:
+        raise InstanceError(FieldProblem("", f"key {exc.args[0]!r}",
+                                         "appears twice in one JSON object; give each key once"), label) from None
     except json.JSONDecodeError as exc:
         raise InstanceError(
             FieldProblem("", f"line {exc.lineno} column {exc.colno}", f"is not valid JSON: {exc.msg}"), label

@@ -78,6 +78,22 @@ def test_file_that_is_not_utf8(tmp_path):
     assert "UTF-8" in problem.expected and str(path) in message
 
 
+def test_a_key_given_twice_in_json_is_an_error_not_a_silent_override(tmp_path):
+    text = json.dumps(valid()).replace('"energy_kwh": 5.0', '"energy_kwh": 5.0, "energy_kwh": 50.0', 1)
+    path = tmp_path / "twice.json"
+    path.write_text(text)
+    problem, message = only_problem(path)
+    assert problem.value == "key 'energy_kwh'"
+    assert "appears twice" in message and str(path) in message
+
+
+def test_a_key_given_twice_in_toml_is_an_error(tmp_path):
+    path = tmp_path / "twice.toml"
+    path.write_text('format = "gridcharge/instance-v1"\nname = "a"\nname = "b"\n')
+    problem, message = only_problem(path)
+    assert problem.value == "line 3 column 11" and "not valid TOML" in message
+
+
 @pytest.mark.parametrize("top, described", [("[1, 2]", "a list"), ('"text"', "a string"), ("null", "null")])
 def test_top_level_must_be_an_object(tmp_path, top, described):
     path = tmp_path / "top.json"
