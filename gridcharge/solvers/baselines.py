@@ -52,6 +52,8 @@ from ..schedule import Schedule, node_loads, phase_loads, summarise
 SAFETY_KW = 1e-9
 #: Upper bound on priority-filling rounds per period (the iteration normally settles in a handful).
 MAX_PRIORITY_ROUNDS = 10_000
+#: A car whose remaining need is below this is done: no dust powers from the safety margin [kWh].
+DONE_KWH = 1e-9
 #: A feasible priority-filling iterate that moves by less than this is settled [kW].
 SETTLED_KW = 1e-12
 
@@ -228,7 +230,7 @@ def _controlled(p: Problem, name: str, allocate, *, priority=None, period_order=
     cmax = p.charge_max_kw
     rounds = 0
     for t in (range(T) if period_order is None else period_order):
-        on = (gain[t] > 0) & (remaining > 0)
+        on = (gain[t] > 0) & (remaining > DONE_KWH)
         if allowed is not None:
             on &= allowed[:, t]
         if not on.any():
