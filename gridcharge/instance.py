@@ -283,10 +283,14 @@ def _is_type_tag(part: object) -> bool:
     return isinstance(part, str) and (part in _TYPE_TAGS or "[" in part or part.startswith(("function-", "constrained")))
 
 
-def _format_path(loc: tuple) -> str:
+def _format_path(loc: tuple, key_last: bool = False) -> str:
+    """``('sessions', 3, 'departure')`` → ``sessions[3].departure``, without pydantic's union branch tags.
+
+    With ``key_last`` the last part is a key of the input (an unknown key), never a tag, whatever it looks like.
+    """
     path = ""
-    for part in loc:
-        if _is_type_tag(part):
+    for i, part in enumerate(loc):
+        if _is_type_tag(part) and not (key_last and i == len(loc) - 1):
             continue
         if isinstance(part, int):
             path += f"[{part}]"
@@ -384,7 +388,8 @@ def _problems_from_pydantic(exc: ValidationError) -> list[FieldProblem]:
     kept = []
     for error in errors:
         loc = error["loc"]
-        branch = next((part for part in loc if _is_type_tag(part)), None)
+        tags = loc[:-1] if error["type"] == "extra_forbidden" else loc  # an unknown key may look like a tag
+        branch = next((part for part in tags if _is_type_tag(part)), None)
         if branch is None:
             kept.append(error)
             continue
@@ -394,13 +399,13 @@ def _problems_from_pydantic(exc: ValidationError) -> list[FieldProblem]:
             kept.append(error)
     by_path: dict[str, list[dict]] = {}
     for error in kept:
-        by_path.setdefault(_format_path(error["loc"]), []).append(error)
+        by_path.setdefault(_format_path(error["loc"], key_last=error["type"] == "extra_forbidden"), []).append(error)
     problems = []
     for path, path_errors in by_path.items():
         chosen = max(path_errors, key=lambda e: len(e["loc"]))
         value = "(missing)" if chosen["type"] == "missing" else _shown(chosen.get("input"))
         expected = _expectation(chosen)
-        if _is_type_tag(chosen["loc"][-1]) and chosen["type"] in ("float_type", "float_parsing"):
+        if chosen["type"] in ("float_type", "float_parsing") and _is_type_tag(chosen["loc"][-1]):
             expected = f"must be a number, or a list with one number per period, not {_describe(chosen.get('input'))}"
         problems.append(FieldProblem(path, value, expected))
     return problems

@@ -235,6 +235,14 @@ def test_unknown_keys_are_errors_at_every_level(path, allowed):
     assert "unknown key" in message and allowed in message
 
 
+@pytest.mark.parametrize("key", ["limit[kW]", "float", "constrained-x", "function-y"])
+def test_an_unknown_key_that_looks_like_a_type_name_is_still_named(key):
+    data = valid()
+    data["nodes"][1][key] = 1.0
+    problem, _ = only_problem(data)
+    assert problem.path == f"nodes[1].{key}" and "unknown key" in problem.expected
+
+
 @pytest.mark.parametrize("path", [
     "format", "name", "horizon", "nodes", "tariff", "horizon.start", "horizon.step_minutes", "horizon.periods",
     "nodes[1].id", "nodes[1].kind", "chargers[0].node", "chargers[0].max_charge_kw", "sessions[1].charger",
