@@ -189,7 +189,7 @@ def test_phase_base_load_over_a_limit_is_infeasible(name):
 
 @pytest.mark.parametrize("name", CONTROLLED)
 def test_reverse_flow_is_infeasible_unless_charging_absorbs_it(name):
-    pv = dict(nodes=[node("T", export_limit_kw=0.0, generation_kw=3.0)], periods=2)
+    pv = {"nodes": [node("T", export_limit_kw=0.0, generation_kw=3.0)], "periods": 2}
     with pytest.raises(InfeasibleError) as err:
         run(instance(**pv), name)
     assert {(o.kind, o.period) for o in err.value.overloads} == {("export", 0), ("export", 1)}
@@ -272,7 +272,7 @@ def instances(draw, limits=True):
         extra = {}
         energy = draw(_kw(0, 30))
         if v2g:
-            extra = dict(max_discharge_kw=7.0, battery_kwh=60.0, initial_kwh=20.0, min_kwh=10.0)
+            extra = {"max_discharge_kw": 7.0, "battery_kwh": 60.0, "initial_kwh": 20.0, "min_kwh": 10.0}
         sessions.append(session(f"S{k}", f"C{k}", (START + timedelta(minutes=arrive)).isoformat(),
                                 (START + timedelta(minutes=leave)).isoformat(), energy, **extra))
     prices = draw(st.lists(_kw(0.1, 2, 0.1), min_size=periods, max_size=periods))

@@ -70,13 +70,26 @@ def _version() -> str:
 
 
 def uncontrolled(problem: Problem, *, time_limit_s: float | None = None, **options) -> Schedule:
-    """Every car charges at its maximum power from arrival until it has its energy, whatever the grid [kW].
+    """Every car charges at its maximum power [kW] from arrival until it has its energy [kWh], whatever the grid.
 
-    Today's reality, the "dumb charging" reference of EV hosting-capacity studies; ignores node limits on purpose and
-    reports the energy above each node's import, export and phase limits in ``overload_kwh`` [kWh].
+    Today's reality: the "uncontrolled" (plug-and-charge) reference case of EV hosting-capacity studies.
 
-    Vectorised over sessions x periods at once: the most energy each period can add is cumulated along time, and each
-    period gets ``clip(need - energy before it, 0, most of this period)``.
+    Parameters
+    ----------
+    problem : Problem
+    time_limit_s : float, optional — ignored: one pass, no search [s]
+    **options — accepted and ignored (``allow_overload``, ``method``, ``verbose`` ...)
+
+    Returns
+    -------
+    Schedule — status ``"uncontrolled"``; ``overload_kwh``: energy above each node's import, export and phase
+        limits [kWh] (also ``summary["overload_kwh"]``, the total). Node limits are ignored on purpose
+        (``reports_overload = True``: :func:`gridcharge.solve` keeps the violations in ``schedule.verification``).
+
+    Notes
+    -----
+    No loop at all: the most energy each period can add is cumulated along time, and each period gets
+    ``clip(need - energy before it, 0, most of this period)``.
     """
     started = time.perf_counter()
     p = problem
@@ -99,22 +112,48 @@ uncontrolled.reports_overload = True
 
 
 def equal_share(problem: Problem, *, time_limit_s: float | None = None, **options) -> Schedule:
-    """Each period, the tightest headroom of every node (import and per phase) is split equally among present cars [kW].
+    """Each period, every node's tightest headroom [kW] (import and per phase) is split equally among present cars.
 
-    The "equal distribution" mode of commercial dynamic load management, made exact as max-min fair progressive
-    filling (Bertsekas & Gallager, *Data Networks*, 1992): a car needing less than its share leaves the rest to others.
+    What commercial load managers do ("equal distribution"), made exact as max-min fair progressive filling
+    (Bertsekas & Gallager, *Data Networks*, 1992): a car needing less than its share leaves the rest to the others.
 
-    A car's share is capped by its max power and by what it still needs this period; the result never exceeds any
-    node's import or phase limit. Rounds of water-filling per period, vectorised over all limited nodes and cars.
+    Parameters
+    ----------
+    problem : Problem
+    time_limit_s : float, optional — ignored: one pass, no search [s]
+    **options — accepted and ignored (``allow_overload``, ``method``, ``verbose`` ...)
+
+    Returns
+    -------
+    Schedule — status ``"heuristic"``; never over any node's import or phase limit.
+
+    Notes
+    -----
+    A car's share is capped by its max power [kW] and by what it still needs this period. Loop over periods; in each,
+    rounds of water-filling over all binding nodes at once (at most one round per binding limit, plus one).
     """
     return _controlled(problem, "equal_share", _water_fill)
 
 
 def edf(problem: Problem, *, time_limit_s: float | None = None, **options) -> Schedule:
-    """Earliest departure first: each period, cars in order of departure [h] take all they can of the node headroom.
+    """Earliest departure first: each period, cars in order of departure [h] take all the node headroom they can.
 
-    Earliest-deadline-first scheduling (Liu & Layland, 1973) applied to charging: the car leaving soonest is served
-    first, up to its max power [kW] and remaining need [kWh], within every ancestor's import and phase headroom.
+    Earliest-deadline-first scheduling (Liu & Layland, 1973) applied to charging, up to each car's max power [kW].
+
+    Parameters
+    ----------
+    problem : Problem
+    time_limit_s : float, optional — ignored: one pass, no search [s]
+    **options — accepted and ignored (``allow_overload``, ``method``, ``verbose`` ...)
+
+    Returns
+    -------
+    Schedule — status ``"heuristic"``; never over any node's import or phase limit.
+
+    Notes
+    -----
+    Each car takes ``min(max power, remaining need / (efficiency x f x step), what every ancestor's import and phase
+    headroom left by the cars before it allows)`` — computed as the fixed point of priority filling (module notes).
     """
     departure = _hours_from_start(problem, "departure")
     rank = _rank(departure)
@@ -122,10 +161,24 @@ def edf(problem: Problem, *, time_limit_s: float | None = None, **options) -> Sc
 
 
 def llf(problem: Problem, *, time_limit_s: float | None = None, **options) -> Schedule:
-    """Least laxity first: each period, cars in order of laxity [h] take all they can of the node headroom.
+    """Least laxity first: each period, cars in order of laxity [h] take all the node headroom they can.
 
-    Least-laxity-first scheduling (Mok, 1983): laxity = time left until departure [h] - energy still needed [kWh] /
-    (efficiency x max power [kW]), recomputed every period, so a car that is falling behind moves up.
+    Least-laxity-first scheduling (Mok, 1983): laxity = time left [h] - energy still needed [kWh] / max power [kW].
+
+    Parameters
+    ----------
+    problem : Problem
+    time_limit_s : float, optional — ignored: one pass, no search [s]
+    **options — accepted and ignored (``allow_overload``, ``method``, ``verbose`` ...)
+
+    Returns
+    -------
+    Schedule — status ``"heuristic"``; never over any node's import or phase limit.
+
+    Notes
+    -----
+    Laxity is recomputed at the start of every period, with the max power into the battery (efficiency x max
+    charge power), so a car falling behind moves up. Ties: session order. Filling as in :func:`edf`.
     """
     p = problem
     departure = _hours_from_start(p, "departure")
@@ -139,16 +192,29 @@ def llf(problem: Problem, *, time_limit_s: float | None = None, **options) -> Sc
 
 
 def greedy_cost(problem: Problem, *, time_limit_s: float | None = None, **options) -> Schedule:
-    """Each car, least laxity first, takes its cheapest periods [CNY/kWh] within the headroom its predecessors left.
+    """Each car, least laxity first, fills its cheapest periods [CNY/kWh] within the headroom [kW] the others left.
 
-    The price-responsive greedy of smart charging (valley filling by tariff); a period whose price / efficiency is not
-    below the unmet-energy penalty is never used (not charging is cheaper there); the peak charge is not considered.
+    The price-responsive greedy of smart charging (valley filling by tariff, ordered by least laxity as in LLF).
 
-    Formulated per period, not per car: the price is the same for every car, so every car ranks the periods alike
-    (cost per kWh delivered = price / efficiency). Visiting periods from the cheapest up (ties: earlier first) and
-    letting cars take headroom in static least-laxity order within each period gives exactly the car-by-car greedy —
-    each car sees, in every period, the headroom left by the cars before it, and fills its own periods in price order —
-    with a loop over periods only (static laxity = plugged-in time - request / (efficiency x max power) [h]).
+    Parameters
+    ----------
+    problem : Problem
+    time_limit_s : float, optional — ignored: one pass, no search [s]
+    **options — accepted and ignored (``allow_overload``, ``method``, ``verbose`` ...)
+
+    Returns
+    -------
+    Schedule — status ``"heuristic"``; never over any node's import or phase limit.
+
+    Notes
+    -----
+    Formulated per period, not per car (no loop over sessions): the price is the same for every car, so every car
+    ranks the periods alike (cost per kWh delivered = price / efficiency). Visiting periods from the cheapest up
+    (ties: earlier first) and letting cars take headroom in least-laxity order within each period gives exactly the
+    car-by-car greedy — each car sees, in every period, the headroom left by the cars before it, and fills its own
+    periods in price order — with a loop over periods only. Laxity is static here: plugged-in time [h] - request
+    [kWh] / (efficiency x max power [kW]). A period whose price / efficiency is not below the unmet-energy penalty
+    is never used (going unmet is cheaper there); the peak charge (``peak_cny_per_kw``) is not considered.
     """
     p = problem
     arrival = np.maximum(_hours_from_start(p, "arrival"), 0.0)
