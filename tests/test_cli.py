@@ -416,3 +416,15 @@ def test_solvers_lists_highs(capsys):
     code, out, _ = run(capsys, "solvers")
     assert code == 0
     assert "highs" in out.split()
+
+
+@pytest.mark.parametrize("solver", ["equal_share", "edf", "llf", "greedy_cost", "uncontrolled"])
+def test_heuristic_and_uncontrolled_schedules_exit_zero_and_say_what_they_are(solver, capsys):
+    code = main(["solve", "scenarios/beijing-residential-630kva.json", "--solver", solver, "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"({solver} " in out
+    if solver == "uncontrolled":
+        assert "overload" in out and "limit violation" in out
+    else:
+        assert "ok, no violation" in out
