@@ -6,7 +6,6 @@ The charge-or-discharge rule, infeasibility diagnosis and write-back are in :mod
 from __future__ import annotations
 
 import time
-from functools import partial
 from importlib.metadata import version
 
 import highspy
@@ -40,9 +39,23 @@ def solve_highs(problem: Problem, *, time_limit_s: float | None = None, allow_ov
     if method not in ("auto", "simplex", "ipm"):
         raise ValueError(f"method {method!r}: expected one of auto, simplex, ipm")
     chosen = {"auto": "simplex"}.get(method, method)
-    run = partial(run_highs, time_limit_s=time_limit_s, method=chosen, verbose=verbose, threads=threads)
-    return solve_exactly(problem, run, allow_overload=allow_overload, solver="highs",
-                         solver_version=version("highspy"), method=chosen)
+    fallbacks: list[str] = []
+
+    def run(lp: LinearProgram) -> RunResult:
+        result = run_highs(lp, time_limit_s=time_limit_s, method=chosen, verbose=verbose, threads=threads)
+        if chosen == "ipm" and result.status not in ("optimal", "infeasible", "time_limit"):
+            # HiGHS's interior point without crossover can end 'Unknown' when postsolve finds the interior solution
+            # dual infeasible (seen on tiny V2G models); dual simplex then settles it
+            fallbacks.append(result.status)
+            retry = run_highs(lp, time_limit_s=time_limit_s, method="simplex", verbose=verbose, threads=threads)
+            retry.seconds += result.seconds
+            return retry
+        return result
+
+    schedule = solve_exactly(problem, run, allow_overload=allow_overload, solver="highs",
+                             solver_version=version("highspy"), method=chosen)
+    schedule.summary["ipm_fallbacks_to_simplex"] = len(fallbacks)
+    return schedule
 
 
 _STATUS = {
