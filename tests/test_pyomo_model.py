@@ -4,6 +4,7 @@ import highspy
 import numpy as np
 import pyomo.environ as pyo
 import pytest
+from hypothesis import given, settings
 
 import gridcharge
 from gridcharge.formulation.lp import build_lp
@@ -11,6 +12,7 @@ from gridcharge.formulation.pyomo_model import build_pyomo
 from gridcharge.solvers.highs import run_highs
 from gridcharge.testing import assert_feasible, assert_objective_close
 from tests.builders import at, charger, instance, node, session
+from tests.test_properties import close, instances, solve_or_none
 
 
 def small_site(**objective):
@@ -103,3 +105,17 @@ def test_run_highs_and_pyomo_agree_on_the_lp_objective_before_write_back():
     model = build_pyomo(problem)
     pyo.SolverFactory("appsi_highs").solve(model)
     assert pyo.value(model.cost) == pytest.approx(direct.objective + lp.offset, rel=1e-9, abs=1e-9)
+
+
+@given(instances())
+@settings(max_examples=15)
+def test_both_builders_reach_the_same_optimum_on_random_instances(data):
+    direct = solve_or_none(data)
+    if direct is None:
+        with pytest.raises(gridcharge.InfeasibleError):
+            gridcharge.solve(data, solver="pyomo:highs")
+        return
+    through_pyomo = gridcharge.solve(data, solver="pyomo:highs")
+    assert close(through_pyomo.summary["objective_cny"], direct.summary["objective_cny"]), (
+        through_pyomo.summary["objective_cny"], direct.summary["objective_cny"])
+    assert_feasible(data, through_pyomo)
