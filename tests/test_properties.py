@@ -386,3 +386,30 @@ def test_regression_ipm_ending_unknown_on_a_tiny_v2g_instance_still_gives_the_op
     # 'Unknown' here (postsolve found a dual infeasibility) and gridcharge raised SolverError; fixed in da9a11c
     schedule = gridcharge.solve(_tiny_ipm_case(), method="ipm")
     assert_objective_close(schedule.summary["objective_cny"], 0.75)
+
+
+def _burn_through_losses_case():
+    # 1 kW of PV and no reverse flow allowed at the transformer: the one car must take >= 1 kW for the hour. It wants
+    # 0 kWh and has no battery_kwh, so the energy added must stay in [0, 0]: any charge breaks that, and a car never
+    # charges and discharges at once, so there is no schedule. (The LP relaxation has one: charge 3.60 kW and
+    # discharge 2.60 kW at once, 0.85 * 3.60 = 2.60 / 0.85, burning 1 kWh as round-trip loss.)
+    return instance(
+        periods=1, import_price=0.1, nodes=[node("T", generation_kw=1.0, export_limit_kw=0.0)],
+        chargers=[charger("c", max_charge_kw=7.0, max_discharge_kw=7.0, efficiency=0.85)],
+        sessions=[session("s", "c", at(0), at(1), 0.0, max_discharge_kw=7.0)],
+    )
+
+
+def test_burn_through_losses_case_is_infeasible_for_the_reference():
+    assert not solve_reference(_burn_through_losses_case()).feasible
+
+
+@pytest.mark.xfail(strict=True, raises=gridcharge.SolverError,
+                   reason="an instance whose LP relaxation is feasible only by charging and discharging one car at "
+                          "once is infeasible; gridcharge raises SolverError('the MIP (charge/discharge exclusivity) "
+                          "stopped without an optimum: infeasible') instead of InfeasibleError naming T, export, "
+                          "period 0")
+def test_regression_infeasible_only_by_exclusivity_raises_infeasible_error():
+    # found by test_raising_or_removing_a_limit_never_costs_more (the shrunk example had the same mechanism)
+    with pytest.raises(gridcharge.InfeasibleError):
+        gridcharge.solve(_burn_through_losses_case())
