@@ -404,12 +404,8 @@ def test_burn_through_losses_case_is_infeasible_for_the_reference():
     assert not solve_reference(_burn_through_losses_case()).feasible
 
 
-@pytest.mark.xfail(strict=True, raises=gridcharge.SolverError,
-                   reason="an instance whose LP relaxation is feasible only by charging and discharging one car at "
-                          "once is infeasible; gridcharge raises SolverError('the MIP (charge/discharge exclusivity) "
-                          "stopped without an optimum: infeasible') instead of InfeasibleError naming T, export, "
-                          "period 0")
 def test_regression_infeasible_only_by_exclusivity_raises_infeasible_error():
     # found by test_raising_or_removing_a_limit_never_costs_more (the shrunk example had the same mechanism)
-    with pytest.raises(gridcharge.InfeasibleError):
+    with pytest.raises(gridcharge.InfeasibleError) as caught:
         gridcharge.solve(_burn_through_losses_case())
+    assert ("T", "export", 0) in {(o.node, o.kind, o.period) for o in caught.value.overloads}

@@ -58,45 +58,13 @@ def solve_exactly(problem: Problem, run: Runner, *, allow_overload: bool = False
     allow_overload : bool — node limits as penalised slack
     net : bool — allow the exact netting moves (off when user constraints may involve charge or discharge alone)
     **summary_extra — solver, solver_version, method ... for the summary
+
+    Raises
+    ------
+    InfeasibleError — no schedule keeps every limit (with the node, limit, period and kW that cannot be met)
+    SolverError — the back-end stopped without an optimum (time limit, numerical trouble)
     """
-    started = time.perf_counter()
-    lp = build_lp(problem, allow_overload=allow_overload)
-    build_s = time.perf_counter() - started
-    result = run(lp)
-    solve_s = result.seconds
-    build_s += result.build_seconds
-    if result.status == "infeasible":
-        raise locate_infeasibility(problem, run)
-    if result.status != "optimal":
-        raise SolverError(f"the solver stopped without an optimal solution: {result.status}")
-    x = result.x
-
-    binary = np.zeros(len(lp.pair_session), dtype=bool)
-    rounds = 0
-    while True:
-        both = _both_ways(lp, x)
-        if not both.any():
-            break
-        netted = np.zeros_like(both)
-        if net:
-            x, netted = _net_where_free(problem, lp, x, both)
-        rest = both & ~netted
-        if not rest.any():
-            break
-        rounds += 1
-        if rounds > MAX_BINARY_ROUNDS:
-            raise SolverError(f"charge/discharge exclusivity did not settle after {MAX_BINARY_ROUNDS} rounds of binaries")
-        binary |= rest
-        started = time.perf_counter()
-        lp = build_lp(problem, allow_overload=allow_overload, binary_pairs=np.flatnonzero(binary))
-        build_s += time.perf_counter() - started
-        result = run(lp)
-        solve_s += result.seconds
-        build_s += result.build_seconds
-        if result.status != "optimal":
-            raise SolverError(f"the MIP (charge/discharge exclusivity) stopped without an optimum: {result.status}")
-        x = result.x
-
+    lp, x, binary, build_s, solve_s = _solve_rounds(problem, run, allow_overload=allow_overload, net=net)
     started = time.perf_counter()
     power = lp.power_kw(x, problem.n_sessions, problem.n_periods)
     overload = _overload_kwh(problem, lp, x)
@@ -200,24 +168,60 @@ def _overload_kwh(problem: Problem, lp: LinearProgram, x: np.ndarray) -> np.ndar
     return out
 
 
-def locate_infeasibility(problem: Problem, run: Runner) -> InfeasibleError:
-    """Solve with every limit as penalised slack; the slack that remains says which limit cannot be met where."""
-    elastic = build_lp(problem, allow_overload=True)
-    result = run(elastic)
-    if result.status != "optimal":
-        return InfeasibleError([], f"the model is infeasible and the elastic model ended {result.status}")
-    x = result.x
-    used = x[elastic.slack_col] > 1e-6
+def _solve_rounds(problem: Problem, run: Runner, *, allow_overload: bool, net: bool, locating: bool = False):
+    """LP, then netting or binaries until no pair charges and discharges at once.
+
+    Returns ``(lp, x, binary, build_seconds, solve_seconds)`` of the last round.
+    """
+    started = time.perf_counter()
+    lp = build_lp(problem, allow_overload=allow_overload)
+    build_s = time.perf_counter() - started
+    binary = np.zeros(len(lp.pair_session), dtype=bool)
+    solve_s = 0.0
+    rounds = 0
+    while True:
+        result = run(lp)
+        solve_s += result.seconds
+        build_s += result.build_seconds
+        if result.status == "infeasible":
+            if locating or allow_overload:
+                raise InfeasibleError([], "infeasible even with every node limit as penalised slack: a constraint "
+                                          "added through extend= (or a solver fault) is the cause")
+            raise locate_infeasibility(problem, run, net=net)
+        if result.status != "optimal":
+            what = "the MIP (charge/discharge exclusivity)" if binary.any() else "the solver"
+            raise SolverError(f"{what} stopped without an optimal solution: {result.status}")
+        x = result.x
+        both = _both_ways(lp, x)
+        netted = np.zeros_like(both)
+        if net and both.any():
+            x, netted = _net_where_free(problem, lp, x, both)
+        rest = both & ~netted
+        if not rest.any():
+            return lp, x, binary, build_s, solve_s
+        rounds += 1
+        if rounds > MAX_BINARY_ROUNDS:
+            raise SolverError(f"charge/discharge exclusivity did not settle after {MAX_BINARY_ROUNDS} rounds of binaries")
+        binary |= rest
+        started = time.perf_counter()
+        lp = build_lp(problem, allow_overload=allow_overload, binary_pairs=np.flatnonzero(binary))
+        build_s += time.perf_counter() - started
+
+
+def locate_infeasibility(problem: Problem, run: Runner, net: bool = True) -> InfeasibleError:
+    """Solve with every limit as penalised slack (exactly: the same charge-or-discharge rounds); the slack that
+    remains says which limit cannot be met where, by how many kW."""
+    lp, x, _, _, _ = _solve_rounds(problem, run, allow_overload=True, net=net, locating=True)
+    used = x[lp.slack_col] > 1e-6
     overloads = [
         Overload(node=problem.node_ids[n], kind=str(kind), period=int(t), start=problem.period_start[t].isoformat(),
                  excess_kw=float(v))
-        for n, kind, t, v in zip(elastic.slack_node[used], elastic.slack_kind[used], elastic.slack_period[used],
-                                 x[elastic.slack_col][used])
+        for n, kind, t, v in zip(lp.slack_node[used], lp.slack_kind[used], lp.slack_period[used], x[lp.slack_col][used])
     ]
     if not overloads:
         return InfeasibleError([], "the model is infeasible, but every node limit can be met: a constraint added "
                                    "through extend= (or a solver fault) is the cause")
-    return InfeasibleError(overloads, "the limits cannot all be met together (battery floors and V2G "
-                                      "cannot relieve these nodes enough)")
+    return InfeasibleError(overloads, "the limits cannot all be met together (battery floors, V2G and the rule that "
+                                      "a car cannot charge and discharge at once leave these nodes over)")
 
 
