@@ -409,3 +409,42 @@ def test_regression_infeasible_only_by_exclusivity_raises_infeasible_error():
     with pytest.raises(gridcharge.InfeasibleError) as caught:
         gridcharge.solve(_burn_through_losses_case())
     assert ("T", "export", 0) in {(o.node, o.kind, o.period) for o in caught.value.overloads}
+
+
+def _binary_residue_case():
+    # Three 5-minute sessions in a row on one three-phase charger in period 1 (period 0 is empty); the feeder allows
+    # 5.333334 kW per phase, i.e. 16.000002 kW in all, counting every car present in the period at full power.
+    # Export (1.35) pays more than import (0.2), efficiency 1. Optimum: the V2G car s2 discharges 5.999998 kW so that
+    # s3 and s4 can both charge 11 kW: 100 * 45.5 - 100 * 16.000002/12 + 0.2 * 22/12 - 1.35 * 5.999998/12
+    # + 0.2 * 16.000002 (peak) = 4419.558317...
+    return instance(
+        periods=2, step_minutes=15, start=at(1), import_price=0.2, export_price=1.35,
+        nodes=[node("T"), node("M1", "T", kind="feeder", phase_import_limit_kw=5.333334)],
+        chargers=[charger("c0", "M1", max_charge_kw=11.0, max_discharge_kw=11.0)],
+        sessions=[session("s2", "c0", at(1.25), at(1 + 20 / 60), 15.5, max_discharge_kw=11.0, battery_kwh=30.0,
+                          initial_kwh=1.0, min_kwh=0.5),
+                  session("s3", "c0", at(1 + 20 / 60), at(1 + 25 / 60), 23.0),
+                  session("s4", "c0", at(1 + 25 / 60), at(1.5), 7.0)],
+        objective={"peak_cny_per_kw": 0.2},
+    )
+
+
+BINARY_RESIDUE_OPTIMUM = (100 * 45.5 - 100 * 16.000002 / 12 + 0.2 * 22 / 12 - 1.35 * 5.999998 / 12
+                          + 0.2 * 16.000002)
+
+
+def test_binary_residue_case_optimum_for_the_reference():
+    result = solve_reference(_binary_residue_case())
+    assert_objective_close(result.objective_cny, BINARY_RESIDUE_OPTIMUM)
+    assert result.power_kw[:, 1] == pytest.approx([-5.999998, 11.0, 11.0], abs=1e-6)
+
+
+@pytest.mark.xfail(strict=True, raises=gridcharge.SolverError,
+                   reason="the MIP round returns the charge-or-discharge binary of s2 at 1.2e-7 (inside HiGHS's "
+                          "integrality tolerance), so s2 charges 1.3e-6 kW (> BOTH_WAYS_TOL_KW 1e-7) while it "
+                          "discharges 6 kW; the pair is flagged both-ways again, already binary, and the identical MIP "
+                          "is re-solved until 'charge/discharge exclusivity did not settle after 20 rounds'")
+def test_regression_binary_residue_does_not_loop_forever():
+    # found by test_optimum_matches_the_reference_milp (V2G-heavy exploration)
+    schedule = gridcharge.solve(_binary_residue_case())
+    assert_objective_close(schedule.summary["objective_cny"], BINARY_RESIDUE_OPTIMUM)
