@@ -1,0 +1,1132 @@
+"""Online control: a rolling-horizon controller that re-optimises on every event and always publishes a safe,
+verified schedule.
+
+A deployed charger cluster does not know tomorrow's arrivals. :class:`Controller` holds the *site* (nodes, chargers,
+tariff, objective, the day's time grid and a base-load forecast) and the cars announced so far, accepts events
+(:meth:`~Controller.plug_in`, :meth:`~Controller.depart`, :meth:`~Controller.update`, :meth:`~Controller.measure`,
+:meth:`~Controller.set_limit`, :meth:`~Controller.forecast`, :meth:`~Controller.advance`) and, after each, publishes a
+schedule for the current and every later period of the day.
+
+Time
+----
+The controller acts at period boundaries. ``now`` is a period index ``0 .. T`` of the site's horizon (``T`` =
+``horizon.periods``); the current time is ``horizon.start + now * step``. A publication covers periods ``now .. T-1``
+(or ``now .. now + horizon_periods - 1``); its first column is the set-point for the period that starts now.
+
+How a re-solve works (what is implemented, honestly)
+----------------------------------------------------
+1. A *sub-instance* (instance-v1) is built from the state over ``[now, end)``: the site's nodes with the base-load
+   forecast and generation of those periods, the tariff of those periods, and one session per active car with what
+   is still wanted: ``energy_kwh' = max(energy_kwh - delivered, 0)`` [kWh], ``initial_kwh' = initial_kwh + delivered``
+   (battery cars), the announced arrival (a car that arrived before ``now`` is present from ``now``) and departure.
+   A V2G car without ``battery_kwh`` gets an equivalent one (``battery_kwh = energy_kwh``, initial 0, floor 0: the
+   same bounds ``[0, energy_kwh]`` on energy added), so that what it delivered so far shifts its bounds exactly.
+2. The LP of that sub-instance is built anew (``gridcharge.formulation.lp.build_lp``; about 1 % of a cold solve) and
+   solved by :func:`gridcharge.solvers.exact.solve_exactly` (the same charge-or-discharge rounds and infeasibility
+   diagnosis as ``gridcharge.solve``) with this module's HiGHS runner, which adds to each model what instance-v1
+   cannot say:
+
+   - demand-response caps (:meth:`~Controller.set_limit`) as extra rows ``sum(charge - discharge) <= cap - base``
+     for each capped node and period in the window (``Highs.addRows`` after ``passModel``); a cap that base load
+     alone breaks is reported as :class:`~gridcharge.errors.InfeasibleError` (node, period, kW) before any solve;
+   - with ``peak_cny_per_kw > 0``, the peak column's lower bound is the root load already reached earlier in the day
+     (a peak charge is paid on the day's maximum, and what is past is sunk);
+   - a V2G car that has taken more than its request (it may, and discharge before leaving) keeps the bound
+     ``energy added by departure <= energy_kwh - delivered`` (negative), which instance-v1 cannot express.
+
+3. **Warm start** (``warm_start=True``, the default): the HiGHS object is *not* kept between re-solves (the model is
+   rebuilt), but the previous optimal basis is mapped onto the new model by stable keys (car serial, absolute
+   period, column kind; node and period for limit rows) and given to HiGHS with ``setBasis`` (an *alien* basis: new
+   columns nonbasic at a bound, new rows' slacks basic, HiGHS repairs the count), so HiGHS skips presolve and starts
+   from it. With ``simplex="auto"`` the primal simplex is used when the only changes since the last solve are new
+   cars (the old basis stays primal feasible: new columns sit at 0), the dual simplex otherwise. Whether it pays is
+   measured in ``benchmarks/bench_online.py`` (results in ``benchmarks/RESULTS.md``); keeping one HiGHS object and
+   changing only what an event touched (``addCols``/``changeColBounds``) is *not* implemented.
+4. Every schedule is checked before it is published: :func:`gridcharge.verify` on the sub-instance (the independent
+   verifier: every node, phase and battery rule), plus this module's check of the demand-response caps and of the
+   over-request bound of (3). A schedule that fails is not published.
+
+Failure and fallback
+--------------------
+When the solve fails (``SolverError``: time limit ``time_limit_s``, numerical trouble; ``InfeasibleError``: e.g. a
+demand-response cap that cannot be met; a failed check; anything else), the controller publishes the ``fallback``
+heuristic's schedule (a baseline of :mod:`gridcharge.solvers.baselines`, run on the same sub-problem with the caps
+folded into it as extra base load at the capped node, which also lowers that node's per-phase headroom: conservative)
+after the same checks; ``status`` then starts with ``"fallback"`` and says why. If the heuristic fails too (base
+load alone over a limit), it publishes **zero power for every charger**; zero never adds import load, so it is the
+safest set-point there is, but if base load alone breaks a limit, zero cannot repair it: ``status`` starts with
+``"zero"`` and says which check failed. A fallback does not discharge, so a V2G car above its request stays there.
+
+Refused events
+--------------
+Every event is validated before anything changes; a refused event raises :class:`~gridcharge.errors.InstanceError`
+whose ``problems`` name the field (``session.charger``, ``session.departure``, ``energy_delivered_kwh`` ...), the value
+and what was expected, and leaves the state, the publication and the status exactly as they were (the new state is
+built aside and swapped in only when every check passed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from importlib.metadata import version as _package_version
+
+import highspy
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+
+from ..errors import FieldProblem, InfeasibleError, InstanceError, Overload, SolverError
+from ..formulation.lp import INFEASIBLE_TOLERANCE_KW, LinearProgram
+from ..instance import Horizon, Instance, Session, Tariff, _battery_problems, _expectation, load_instance
+from ..problem import Problem, build_problem
+from ..schedule import Schedule, node_loads, summarise
+from ..solvers.baselines import BASELINES
+from ..solvers.exact import RunResult, solve_exactly
+from ..verify import Verification, _tolerance, verify
+
+#: Solvers a controller accepts: the direct HiGHS LP and the controlled baselines (``uncontrolled`` ignores limits
+#: and is not a controller; it is a strategy of :func:`gridcharge.online.simulate`).
+CONTROLLER_SOLVERS = ("highs", "equal_share", "edf", "llf", "greedy_cost")
+#: A measured energy that differs from the controller's own account by less than this is no news [kWh].
+MEASURE_TOLERANCE_KWH = 1e-9
+#: Stable keys for warm starts: ``kind << KIND_SHIFT | serial * T + period`` (serial, node, period < 2**20 each).
+KIND_SHIFT = 42
+
+_BASIC = int(highspy.HighsBasisStatus.kBasic)
+_LOWER = int(highspy.HighsBasisStatus.kLower)
+_UPPER = int(highspy.HighsBasisStatus.kUpper)
+_ZERO = int(highspy.HighsBasisStatus.kZero)
+_STATUS_OBJECTS = {int(s): s for s in highspy.HighsBasisStatus.__members__.values()}
+_HIGHS_STATUS = {
+    highspy.HighsModelStatus.kOptimal: "optimal",
+    highspy.HighsModelStatus.kInfeasible: "infeasible",
+    highspy.HighsModelStatus.kUnboundedOrInfeasible: "infeasible",
+    highspy.HighsModelStatus.kUnbounded: "unbounded",
+    highspy.HighsModelStatus.kTimeLimit: "time_limit",
+    highspy.HighsModelStatus.kIterationLimit: "iteration_limit",
+}
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# state
+
+
+@dataclass(frozen=True)
+class Car:
+    """An announced car.
+
+    session : Session — as announced (instance-v1 fields; arrival and departure are absolute date-times)
+    serial : int — the controller's own number for it, stable for the day (keys of the warm start)
+    delivered_kwh : float — energy added to the battery since arrival [kWh]; negative after V2G discharge
+    """
+
+    session: Session
+    serial: int
+    delivered_kwh: float = 0.0
+
+
+@dataclass(frozen=True)
+class Cap:
+    """A demand-response cap: the net load of ``node`` must stay <= ``import_limit_kw`` [kW] in periods
+    ``start .. end - 1`` (absolute period indices of the site's horizon)."""
+
+    node: str
+    import_limit_kw: float
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class ControllerState:
+    """Everything an event can change. Replaced as a whole by each accepted event (never edited in place).
+
+    now : int — current period index (0 .. T)
+    cars : dict of id → Car — announced cars that have not left
+    finished : dict of id → Car — cars that left, with what they were given
+    caps : tuple of Cap
+    base_load_kw : numpy.ndarray, shape (N, T) — forecast of each node's own base load [kW] (read-only)
+    peak_so_far_kw : float — highest root net load of the periods before ``now``, from the published set-points
+        and the forecast [kW]; -inf at the start of the day
+    next_serial : int
+    """
+
+    now: int
+    cars: dict
+    finished: dict
+    caps: tuple
+    base_load_kw: np.ndarray
+    peak_so_far_kw: float
+    next_serial: int
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A published schedule: set-points for periods ``start_period .. start_period + power_kw.shape[1] - 1``.
+
+    session_ids : tuple of str — rows of ``power_kw``
+    power_kw : numpy.ndarray, shape (S, P) — signed power [kW] (+ charge, - discharge), read-only
+    source : str — ``"highs"``, a baseline name, ``"fallback:<name>"``, ``"zero"`` or ``"idle"`` (no car)
+    status : str — what happened, in words (also :attr:`Controller.status`)
+    verification : Verification or None — the verifier's verdict on the sub-instance
+    schedule : Schedule or None — the sub-instance's schedule (tz-aware frames via ``schedule.power_kw``)
+    timings : dict — ``instance_s``, ``problem_s``, ``solve_s`` (all of solve_exactly), ``highs_s`` (HiGHS only),
+        ``verify_s``, ``total_s`` [s]; ``warm`` (a mapped basis was given), ``iterations`` (simplex)
+    """
+
+    start_period: int
+    session_ids: tuple
+    power_kw: np.ndarray
+    source: str
+    status: str
+    verification: Verification | None = None
+    schedule: Schedule | None = field(default=None, repr=False)
+    timings: dict = field(default_factory=dict)
+
+    def column(self, period: int) -> np.ndarray:
+        """Set-points of absolute period ``period`` [kW], shape (S,); zeros outside the published range."""
+        j = period - self.start_period
+        if 0 <= j < self.power_kw.shape[1]:
+            return self.power_kw[:, j]
+        return np.zeros(len(self.session_ids))
+
+
+def _refused(event: str, problems) -> InstanceError:
+    error = InstanceError(problems)
+    error.args = (str(error).replace("invalid instance", f"refused {event} event", 1),)
+    return error
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the controller
+
+
+class Controller:
+    """Rolling-horizon re-optimisation of one site.
+
+    Parameters
+    ----------
+    site : Instance, mapping or path
+        An instance-v1 without sessions (nodes, chargers, tariff, objective; ``horizon`` is the whole day grid the
+        controller runs on). Node base loads are the initial base-load forecast [kW].
+    solver : str
+        ``"highs"`` (the LP, optimal) or a controlled baseline (``equal_share``, ``edf``, ``llf``, ``greedy_cost``),
+        re-run on each re-solve.
+    horizon_periods : int, optional
+        Length of the receding horizon [periods]; default: to the end of the day. With a shorter horizon a car that
+        leaves after it is planned as if it left at the horizon's end with its whole remaining request.
+    fallback : str
+        Baseline published when a solve fails (default ``"equal_share"``).
+    time_limit_s : float, optional
+        HiGHS wall-clock limit per call [s]; reaching it is a failure (fallback).
+    warm_start : bool
+        Give HiGHS the previous optimal basis mapped onto the new model (module notes). Default True.
+    simplex : {"auto", "primal", "dual"}
+        Simplex variant for warm-started solves; cold solves use HiGHS's default (dual).
+    always_resolve : bool
+        Re-solve at every :meth:`advance` even when nothing changed (by default the rest of the last optimal plan
+        is re-verified and published again: it is still optimal when nothing changed).
+    threads : int, optional
+        HiGHS threads.
+
+    Attributes
+    ----------
+    state : ControllerState
+    publication : Publication
+    status : str — what the last publication is and why (``"optimal"``, ``"heuristic ..."``, ``"fallback ..."``,
+        ``"zero ..."``, ``"idle"``)
+    log : list of dict — one entry per publication (period, source, status, timings, active cars)
+    auto_resolve : bool — re-solve after each accepted event (default True; see :meth:`batch`)
+    """
+
+    def __init__(self, site, solver: str = "highs", *, horizon_periods: int | None = None,
+                 fallback: str = "equal_share", time_limit_s: float | None = None, warm_start: bool = True,
+                 simplex: str = "auto", always_resolve: bool = False, threads: int | None = None):
+        if isinstance(site, Mapping) and site.get("sessions"):
+            raise _refused("site", FieldProblem("sessions", f"{len(site['sessions'])} sessions",
+                                                "a Controller site has no sessions; announce cars with plug_in()"))
+        inst = load_instance(site)
+        if inst.sessions:
+            raise _refused("site", FieldProblem("sessions", f"{len(inst.sessions)} sessions",
+                                                "a Controller site has no sessions; announce cars with plug_in()"))
+        if solver not in CONTROLLER_SOLVERS:
+            raise ValueError(f"solver {solver!r}: a controller runs one of {', '.join(CONTROLLER_SOLVERS)}")
+        if fallback not in CONTROLLER_SOLVERS[1:]:
+            raise ValueError(f"fallback {fallback!r}: expected one of {', '.join(CONTROLLER_SOLVERS[1:])}")
+        if simplex not in ("auto", "primal", "dual"):
+            raise ValueError(f"simplex {simplex!r}: expected auto, primal or dual")
+        if horizon_periods is not None and (int(horizon_periods) != horizon_periods or horizon_periods < 1):
+            raise ValueError(f"horizon_periods {horizon_periods!r}: expected a whole number >= 1")
+        self.site = inst
+        self.solver = solver
+        self.fallback = fallback
+        self.horizon_periods = None if horizon_periods is None else int(horizon_periods)
+        self.time_limit_s = time_limit_s
+        self.warm_start = warm_start
+        self.simplex = simplex
+        self.always_resolve = always_resolve
+        self.threads = threads
+        self.auto_resolve = True
+
+        h = inst.horizon
+        self.periods = h.periods
+        self.step = timedelta(minutes=h.step_minutes)
+        self.node_ids = [n.id for n in inst.nodes]
+        self._node_index = {nid: i for i, nid in enumerate(self.node_ids)}
+        self._chargers = {c.id: c for c in inst.chargers}
+        T = h.periods
+        base = np.array([np.broadcast_to(np.asarray(n.base_load_kw, dtype=float), (T,)) for n in inst.nodes])
+        self._generation = np.array([np.broadcast_to(np.asarray(n.generation_kw, dtype=float), (T,))
+                                     for n in inst.nodes])
+        self._import_price = np.broadcast_to(np.asarray(inst.tariff.import_cny_per_kwh, dtype=float), (T,)).copy()
+        self._export_price = np.broadcast_to(np.asarray(inst.tariff.export_cny_per_kwh, dtype=float), (T,)).copy()
+        self.state = ControllerState(now=0, cars={}, finished={}, caps=(), base_load_kw=_readonly(base.copy()),
+                                     peak_so_far_kw=-math.inf, next_serial=0)
+        self.publication = Publication(0, (), _readonly(np.zeros((0, T))), "idle", "idle")
+        self.status = "idle"
+        self.log: list[dict] = []
+        self._dirty = False
+        self._batch_depth = 0
+        self._changes: set[str] = set()
+        self._saved_basis = None  # (col_keys, col_status, row_keys, row_status), keys sorted
+        self._last_run: dict = {}
+
+    # ---------------------------------------------------------------------------------------------------------
+    # time
+
+    @property
+    def now(self) -> int:
+        """Current period index (0 .. T)."""
+        return self.state.now
+
+    def time_of(self, period: int) -> datetime:
+        """Start of period ``period`` (``period == T`` is the end of the day)."""
+        return self.site.horizon.start + self.step * period
+
+    @property
+    def time(self) -> datetime:
+        """The current time: start of period ``now``."""
+        return self.time_of(self.state.now)
+
+    def _period(self, value, path: str, event: str, *, rounding: str) -> int:
+        """A period index from an int or a date-time / ISO string (``rounding``: floor or ceil to a boundary)."""
+        if isinstance(value, (bool, np.bool_)):
+            raise _refused(event, FieldProblem(path, value, "a period index or an ISO-8601 date-time with offset"))
+        if isinstance(value, (int, np.integer)):
+            return int(value)
+        when = self._datetime(value, path, event)
+        periods = (when - self.site.horizon.start) / self.step
+        return int(math.floor(periods + 1e-9) if rounding == "floor" else math.ceil(periods - 1e-9))
+
+    def _datetime(self, value, path: str, event: str) -> datetime:
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                raise _refused(event, FieldProblem(path, value, "an ISO-8601 date-time with UTC offset")) from None
+        if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+            raise _refused(event, FieldProblem(path, value, "an ISO-8601 date-time with UTC offset"))
+        return value
+
+    # ---------------------------------------------------------------------------------------------------------
+    # events
+
+    def plug_in(self, session: Mapping) -> None:
+        """A car announces itself: an instance-v1 session mapping (``id``, ``charger``, ``departure``,
+        ``energy_kwh`` [kWh], optional ``arrival`` (default: now), ``max_charge_kw``, ``max_discharge_kw`` (V2G
+        consent, [kW]), ``battery_kwh``, ``initial_kwh``, ``min_kwh`` [kWh]).
+
+        An arrival in the future is a reservation; one in the past means the car is plugged in from now.
+        Refused: an unknown key or bad value, an id already used today, an unknown charger, a charger occupied by
+        another car during the new car's stay, a departure not after the current time (or not after arrival, or
+        after the end of the day), a battery that does not fit.
+        """
+        event = "plug_in"
+        if not isinstance(session, Mapping):
+            raise _refused(event, FieldProblem("session", type(session).__name__, "a mapping of session fields"))
+        data = dict(session)
+        data.setdefault("arrival", self.time.isoformat())
+        try:
+            parsed = Session.model_validate(data)
+        except ValidationError as exc:
+            raise _refused(event, _session_problems(exc)) from None
+        state = self.state
+        problems: list[FieldProblem] = []
+        if parsed.id in state.cars or parsed.id in state.finished:
+            problems.append(FieldProblem("session.id", parsed.id, "an id not used by another car today"))
+        if parsed.charger not in self._chargers:
+            known = ", ".join(repr(c) for c in list(self._chargers)[:5])
+            problems.append(FieldProblem("session.charger", parsed.charger, f"the id of a charger (known: {known})"))
+        problems += self._departure_problems("session.departure", parsed.arrival, parsed.departure)
+        problems += _battery_problems("session", parsed)
+        if not problems:
+            problems += self._occupied(parsed.charger, parsed.arrival, parsed.departure, "session.charger")
+        if problems:
+            raise _refused(event, problems)
+        car = Car(session=parsed, serial=state.next_serial)
+        self._commit(dataclasses.replace(state, cars={**state.cars, parsed.id: car},
+                                         next_serial=state.next_serial + 1), "plug_in")
+
+    def depart(self, session_id: str, at=None) -> None:
+        """Car ``session_id`` leaves at ``at`` (date-time or ISO string; default now).
+
+        ``at`` not after the current time: the car has left (it is removed; a car that has not arrived yet is a
+        cancelled reservation). ``at`` in the future: the announced departure moves there (early or late).
+        """
+        event = "depart"
+        car = self._car(session_id, event)
+        when = self.time if at is None else self._datetime(at, "at", event)
+        state = self.state
+        if when <= self.time:
+            cars = dict(state.cars)
+            del cars[session_id]
+            self._commit(dataclasses.replace(state, cars=cars, finished={**state.finished, session_id: car}),
+                         "depart")
+            return
+        self._change_session(event, car, {"departure": when}, "at")
+
+    def update(self, session_id: str, *, departure=None, energy_kwh: float | None = None) -> None:
+        """The driver changes their wishes: a new ``departure`` (date-time or ISO string) and/or ``energy_kwh``
+        (total energy to add since arrival [kWh])."""
+        event = "update"
+        car = self._car(session_id, event)
+        if departure is None and energy_kwh is None:
+            raise _refused(event, FieldProblem("departure", None, "a new departure and/or energy_kwh"))
+        change = {}
+        if departure is not None:
+            change["departure"] = self._datetime(departure, "departure", event)
+        if energy_kwh is not None:
+            if isinstance(energy_kwh, bool) or not isinstance(energy_kwh, (int, float, np.number)) \
+                    or not math.isfinite(energy_kwh) or energy_kwh < 0:
+                raise _refused(event, FieldProblem("energy_kwh", energy_kwh, "a finite number >= 0 [kWh]"))
+            change["energy_kwh"] = float(energy_kwh)
+        self._change_session(event, car, change, "departure")
+
+    def measure(self, session_id, energy_delivered_kwh: float | None = None) -> None:
+        """The meter says car ``session_id`` has received ``energy_delivered_kwh`` since arrival (into the battery,
+        after efficiency) [kWh]. Also ``measure({id: kWh, ...})`` for many cars at once (all or nothing).
+
+        Refused: an unknown car, a value that is not finite, negative energy for a car without ``battery_kwh``,
+        a value outside the battery (``min_kwh - initial_kwh .. battery_kwh - initial_kwh``).
+        A value within ``MEASURE_TOLERANCE_KWH`` of the controller's own account changes nothing.
+        """
+        event = "measure"
+        values = session_id if isinstance(session_id, Mapping) else {session_id: energy_delivered_kwh}
+        problems: list[FieldProblem] = []
+        changed: dict[str, Car] = {}
+        for sid, value in values.items():
+            if sid not in self.state.cars:
+                problems.append(FieldProblem("session_id", sid, "the id of an announced car that has not left"))
+                continue
+            car = self.state.cars[sid]
+            path = "energy_delivered_kwh" if len(values) == 1 else f"energy_delivered_kwh[{sid!r}]"
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
+                problems.append(FieldProblem(path, value, "a finite number [kWh]"))
+                continue
+            low, high = _energy_bounds(car.session)
+            if value < low - 1e-9:
+                expected = ">= 0: energy delivered cannot be negative" if low == 0 else \
+                    f">= {low:g} (min_kwh - initial_kwh: the battery cannot go below its floor)"
+                problems.append(FieldProblem(path, value, f"must be {expected} [kWh]"))
+                continue
+            if high is not None and value > high + 1e-9:
+                problems.append(FieldProblem(path, value, f"must be <= {high:g} (battery_kwh - initial_kwh) [kWh]"))
+                continue
+            if abs(float(value) - car.delivered_kwh) > MEASURE_TOLERANCE_KWH:
+                changed[sid] = dataclasses.replace(car, delivered_kwh=float(value))
+        if problems:
+            raise _refused(event, problems)
+        if changed:
+            self._commit(dataclasses.replace(self.state, cars={**self.state.cars, **changed}), "measure")
+
+    def set_limit(self, node_id: str, import_limit_kw: float, start, end) -> None:
+        """A demand-response cap: node ``node_id``'s net load <= ``import_limit_kw`` [kW] from ``start`` to ``end``
+        (period indices, or date-times rounded outwards to period boundaries). Caps add up by minimum with each
+        other and with the node's own limit. Refused: unknown node, a limit that is not a finite number >= 0,
+        ``end`` not after ``start`` or not after now, a window outside the day."""
+        event = "set_limit"
+        problems = []
+        if node_id not in self._node_index:
+            problems.append(FieldProblem("node_id", node_id, f"the id of a node (known: "
+                                                             f"{', '.join(map(repr, self.node_ids[:5]))})"))
+        if isinstance(import_limit_kw, bool) or not isinstance(import_limit_kw, (int, float, np.number)) \
+                or not math.isfinite(import_limit_kw) or import_limit_kw < 0:
+            problems.append(FieldProblem("import_limit_kw", import_limit_kw, "a finite number >= 0 [kW]"))
+        first = self._period(start, "start", event, rounding="floor")
+        last = self._period(end, "end", event, rounding="ceil")
+        if first < 0 or first >= self.periods:
+            problems.append(FieldProblem("start", start, f"within the day: period 0 .. {self.periods - 1}"))
+        if last <= first:
+            problems.append(FieldProblem("end", end, "after start"))
+        elif last <= self.now:
+            problems.append(FieldProblem("end", end, f"after the current period {self.now} (the window is over)"))
+        elif last > self.periods:
+            problems.append(FieldProblem("end", end, f"not after the end of the day (period {self.periods})"))
+        if problems:
+            raise _refused(event, problems)
+        cap = Cap(node_id, float(import_limit_kw), first, last)
+        self._commit(dataclasses.replace(self.state, caps=self.state.caps + (cap,)), "set_limit")
+
+    def forecast(self, node_id: str, base_load_kw, start: int | None = None) -> None:
+        """A new forecast of node ``node_id``'s own base load [kW] from period ``start`` (default now): one number
+        for every remaining period, or one number per period from ``start`` on (at most to the end of the day)."""
+        event = "forecast"
+        problems = []
+        if node_id not in self._node_index:
+            problems.append(FieldProblem("node_id", node_id, "the id of a node"))
+        first = self.now if start is None else start
+        if isinstance(first, bool) or not isinstance(first, (int, np.integer)) or not self.now <= first < self.periods:
+            problems.append(FieldProblem("start", start, f"a period index from now ({self.now}) to {self.periods - 1}"))
+            first = self.now
+        values = np.atleast_1d(np.asarray(base_load_kw, dtype=object))
+        try:
+            numbers = values.astype(float)
+        except (TypeError, ValueError):
+            numbers = None
+        if numbers is None or values.ndim != 1 or any(isinstance(v, bool) for v in values) \
+                or not np.all(np.isfinite(numbers)) or np.any(numbers < 0):
+            problems.append(FieldProblem("base_load_kw", base_load_kw, "a finite number >= 0, or a list of them [kW]"))
+        elif np.ndim(base_load_kw) and len(numbers) > self.periods - first:
+            problems.append(FieldProblem("base_load_kw", f"a list of {len(numbers)} numbers",
+                                         f"at most {self.periods - first} (one per period to the end of the day)"))
+        if problems:
+            raise _refused(event, problems)
+        base = self.state.base_load_kw.copy()
+        i = self._node_index[node_id]
+        if np.ndim(base_load_kw):
+            base[i, first:first + len(numbers)] = numbers
+        else:
+            base[i, first:] = numbers[0]
+        self._commit(dataclasses.replace(self.state, base_load_kw=_readonly(base)), "forecast")
+
+    def advance(self, to_period) -> None:
+        """Time moves on to period ``to_period`` (index or date-time on a boundary, rounded down).
+
+        Each car is credited with the energy of its published set-points for the elapsed periods (correct it with
+        :meth:`measure`); cars whose departure is not after the new time leave. Refused: a period before now or
+        after the end of the day.
+        """
+        event = "advance"
+        to = self._period(to_period, "to_period", event, rounding="floor")
+        if to < self.now or to > self.periods:
+            raise _refused(event, FieldProblem("to_period", to_period,
+                                               f"a period from now ({self.now}) to the end of the day ({self.periods})"))
+        if to == self.now:
+            return
+        state = self.state
+        pub = self.publication
+        cars = dict(state.cars)
+        peak = state.peak_so_far_kw
+        if pub.schedule is not None and len(pub.session_ids):
+            problem = pub.schedule.problem
+            a, b = state.now - pub.start_period, to - pub.start_period
+            power = pub.power_kw[:, a:b]
+            presence = problem.presence[:, a:b]
+            eta = problem.efficiency[:, None]
+            gained = (np.where(power >= 0, eta * power, power / eta) * presence).sum(axis=1) * problem.step_hours
+            for sid, kwh in zip(pub.session_ids, gained):
+                if sid in cars and kwh != 0.0:
+                    car = cars[sid]
+                    cars[sid] = dataclasses.replace(car, delivered_kwh=car.delivered_kwh + float(kwh))
+            root_load = node_loads(problem, pub.power_kw)[problem.root, a:b]
+            if len(root_load):
+                peak = max(peak, float(root_load.max()))
+        else:  # no car: the root carries every node's own net load
+            own = state.base_load_kw - self._generation
+            peak = max(peak, float(own[:, state.now:to].sum(axis=0).max()))
+        end_time = self.time_of(to)
+        finished = dict(state.finished)
+        for sid in [sid for sid, car in cars.items() if car.session.departure <= end_time]:
+            finished[sid] = cars.pop(sid)
+        self.state = dataclasses.replace(state, now=to, cars=cars, finished=finished, peak_so_far_kw=peak)
+        self._changes.add("advance")
+        self._after_change()
+
+    # ---------------------------------------------------------------------------------------------------------
+    # event helpers
+
+    def _car(self, session_id, event: str) -> Car:
+        if session_id not in self.state.cars:
+            raise _refused(event, FieldProblem("session_id", session_id,
+                                               "the id of an announced car that has not left"))
+        return self.state.cars[session_id]
+
+    def _departure_problems(self, path: str, arrival: datetime, departure: datetime) -> list[FieldProblem]:
+        end = self.time_of(self.periods)
+        if departure <= arrival:
+            return [FieldProblem(path, departure.isoformat(), f"must be after arrival {arrival.isoformat()}")]
+        if departure <= self.time:
+            return [FieldProblem(path, departure.isoformat(),
+                                 f"must be after the current time {self.time.isoformat()} (it is in the past)")]
+        if departure > end:
+            return [FieldProblem(path, departure.isoformat(), f"must not be after the end of the day {end.isoformat()}")]
+        return []
+
+    def _occupied(self, charger: str, arrival: datetime, departure: datetime, path: str,
+                  ignore: str | None = None) -> list[FieldProblem]:
+        for other in self.state.cars.values():
+            s = other.session
+            if s.id != ignore and s.charger == charger and s.arrival < departure and arrival < s.departure:
+                return [FieldProblem(path, charger, f"a free charger: car {s.id!r} is on it from "
+                                                    f"{s.arrival.isoformat()} to {s.departure.isoformat()}")]
+        return []
+
+    def _change_session(self, event: str, car: Car, change: dict, departure_path: str) -> None:
+        session = car.session
+        problems = []
+        if "departure" in change:
+            problems += self._departure_problems(departure_path, session.arrival, change["departure"])
+            if not problems:
+                problems += self._occupied(session.charger, session.arrival, change["departure"], departure_path,
+                                           ignore=session.id)
+        updated = session.model_copy(update=change)
+        if "energy_kwh" in change:
+            problems += [dataclasses.replace(p, path="energy_kwh") if p.path.endswith(".energy_kwh") else p
+                         for p in _battery_problems("session", updated)]
+        if problems:
+            raise _refused(event, problems)
+        new_car = dataclasses.replace(car, session=updated)
+        self._commit(dataclasses.replace(self.state, cars={**self.state.cars, session.id: new_car}), event)
+
+    def _commit(self, state: ControllerState, kind: str) -> None:
+        self.state = state
+        self._changes.add(kind)
+        self._dirty = True
+        self._after_change()
+
+    def _after_change(self) -> None:
+        if self._batch_depth == 0 and self.auto_resolve:
+            self.refresh()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[Controller]:
+        """Apply several events with one re-solve at the end (also when an event inside is refused)."""
+        self._batch_depth += 1
+        try:
+            yield self
+        finally:
+            self._batch_depth -= 1
+            if self._batch_depth == 0 and self.auto_resolve:
+                self.refresh()
+
+    # ---------------------------------------------------------------------------------------------------------
+    # publication
+
+    def refresh(self) -> Publication:
+        """Publish for the current state: re-solve if anything changed (or ``always_resolve``, or the last
+        publication was a fallback), else publish the rest of the last plan again, re-verified."""
+        pub = self.publication
+        reuse = (not self._dirty and not self.always_resolve and pub.source == self.solver
+                 and pub.schedule is not None and pub.start_period <= self.now)
+        if not self._dirty and pub.start_period == self.now and pub.source in (self.solver, "idle") \
+                and not self.always_resolve:
+            return pub
+        self._publish(reuse=reuse)
+        self._dirty = False
+        self._changes = set()
+        return self.publication
+
+    def resolve(self) -> Publication:
+        """Re-solve now, whatever changed."""
+        self._dirty = True
+        return self.refresh()
+
+    def setpoints(self) -> pd.Series:
+        """Set-points of the current period [kW] per announced car (0 for a car not plugged in this period)."""
+        pub = self.publication
+        return pd.Series(pub.column(self.now), index=pd.Index(pub.session_ids, name="session_id"),
+                         name="power_kw", dtype=float)
+
+    def snapshot(self) -> dict:
+        """A plain, comparable copy of everything an event may change: state, publication and status."""
+        s = self.state
+        pub = self.publication
+        return {
+            "now": s.now,
+            "cars": {k: (v.session.model_dump(mode="json"), v.serial, v.delivered_kwh) for k, v in s.cars.items()},
+            "finished": {k: (v.session.model_dump(mode="json"), v.serial, v.delivered_kwh)
+                         for k, v in s.finished.items()},
+            "caps": list(s.caps),
+            "base_load_kw": s.base_load_kw.tolist(),
+            "peak_so_far_kw": s.peak_so_far_kw,
+            "next_serial": s.next_serial,
+            "publication": (pub.start_period, pub.session_ids, pub.power_kw.tolist(), pub.source, pub.status),
+            "status": self.status,
+        }
+
+    def _publish(self, reuse: bool) -> None:
+        started = time.perf_counter()
+        timings: dict = {}
+        sub, meta = self._sub_instance()
+        timings["instance_s"] = time.perf_counter() - started
+        now = self.now
+        if not sub.sessions:
+            T_sub = sub.horizon.periods
+            self._set_publication(Publication(now, (), _readonly(np.zeros((0, T_sub))), "idle", "idle",
+                                              timings={**timings, "total_s": time.perf_counter() - started}))
+            return
+        mark = time.perf_counter()
+        problem = build_problem(sub)
+        timings["problem_s"] = time.perf_counter() - mark
+        caps = self._caps_array(problem)
+        meta["caps"] = caps
+        failure = None
+        schedule = None
+        source = self.solver
+        if reuse:
+            power = self._tail(problem)
+            if power is not None:
+                schedule = Schedule(problem=problem, power=power,
+                                    summary=summarise(problem, power, status="optimal", solver=self.solver))
+                source = self.solver
+        self._last_run = {}
+        if schedule is None:
+            mark = time.perf_counter()
+            try:
+                if self.solver == "highs":
+                    schedule = self._solve_highs(problem, caps, meta)
+                else:
+                    schedule = BASELINES[self.solver](_capped_problem(problem, caps))
+                    schedule = _rebased(problem, schedule)
+            except Exception as exc:  # noqa: BLE001 - any failure means: publish the fallback
+                failure = exc
+            timings["solve_s"] = time.perf_counter() - mark
+        timings["highs_s"] = self._last_run.get("seconds", 0.0)
+        timings["warm"] = self._last_run.get("warm", False)
+        timings["iterations"] = self._last_run.get("iterations", 0)
+        verification = None
+        if failure is None:
+            mark = time.perf_counter()
+            try:
+                verification = self._check(problem, schedule.power, meta)
+            except SolverError as exc:
+                failure = exc
+            timings["verify_s"] = time.perf_counter() - mark
+        if failure is None:
+            status = "optimal" if self.solver == "highs" else f"heuristic {self.solver}"
+        else:
+            reason = f"{type(failure).__name__}: {_first_line(failure)}"
+            source = f"fallback:{self.fallback}"
+            status = f"fallback {self.fallback}: the {self.solver} re-solve failed ({reason})"
+            try:
+                schedule = _rebased(problem, BASELINES[self.fallback](_capped_problem(problem, caps)))
+                verification = self._check(problem, schedule.power, meta)
+            except Exception as exc:  # noqa: BLE001 - the last resort is zero power
+                source = "zero"
+                status = (f"zero power for every charger: the {self.solver} re-solve failed ({reason}) and the "
+                          f"{self.fallback} fallback failed ({type(exc).__name__}: {_first_line(exc)}); zero adds "
+                          f"no load, but it cannot relieve a limit that base load alone breaks")
+                power = np.zeros((problem.n_sessions, problem.n_periods))
+                schedule = Schedule(problem=problem, power=power, summary=summarise(problem, power, status="zero"))
+                verification = verify(sub, power)
+                if not verification.ok:
+                    status += f" ({len(verification.violations)} violation(s) remain at zero power)"
+        if source == "zero" or source.startswith("fallback"):
+            self._saved_basis = None
+        timings["total_s"] = time.perf_counter() - started
+        schedule.verification = verification
+        self._set_publication(Publication(now, tuple(problem.session_ids), _readonly(schedule.power.copy()), source,
+                                          status, verification, schedule, timings))
+
+    def _set_publication(self, pub: Publication) -> None:
+        self.publication = pub
+        self.status = pub.status
+        self.log.append({"period": pub.start_period, "source": pub.source, "status": pub.status,
+                         "active_cars": len(pub.session_ids), "changes": sorted(self._changes), **pub.timings})
+
+    def _tail(self, problem: Problem) -> np.ndarray | None:
+        """The last plan's set-points from now on, in the order of ``problem``'s sessions (None if a car is new)."""
+        pub = self.publication
+        index = {sid: i for i, sid in enumerate(pub.session_ids)}
+        rows = [index.get(sid, -1) for sid in problem.session_ids]
+        if min(rows, default=0) < 0:
+            return None
+        a = self.now - pub.start_period
+        tail = pub.power_kw[rows, a:a + problem.n_periods]
+        if tail.shape[1] != problem.n_periods:
+            return None
+        return np.where(problem.presence > 0, tail, 0.0)
+
+    # ---------------------------------------------------------------------------------------------------------
+    # the sub-instance
+
+    def _sub_instance(self) -> tuple[Instance, dict]:
+        """instance-v1 over [now, end) with what each car still wants (module notes, step 1)."""
+        state = self.state
+        site = self.site
+        now = state.now
+        end = self.periods if self.horizon_periods is None else min(self.periods, now + self.horizon_periods)
+        end = max(end, now + 1) if now < self.periods else now + 1
+        end_time = self.time_of(end)
+        horizon = Horizon.model_construct(start=self.time, step_minutes=site.horizon.step_minutes,
+                                          periods=end - now, timezone=site.horizon.timezone)
+
+        def series(values: np.ndarray):
+            if len(values) == 0:
+                return 0.0
+            return float(values[0]) if np.all(values == values[0]) else values.tolist()
+
+        base = state.base_load_kw[:, now:end] if now < self.periods else np.zeros((len(site.nodes), 1))
+        gen = self._generation[:, now:end] if now < self.periods else np.zeros((len(site.nodes), 1))
+        nodes = [n.model_copy(update={"base_load_kw": series(base[i]), "generation_kw": series(gen[i])})
+                 for i, n in enumerate(site.nodes)]
+        prices_in = self._import_price[now:end] if now < self.periods else np.zeros(1)
+        prices_out = self._export_price[now:end] if now < self.periods else np.zeros(1)
+        tariff = Tariff.model_construct(import_cny_per_kwh=series(prices_in), export_cny_per_kwh=series(prices_out))
+        sessions = []
+        serials = []
+        final_upper = []
+        for car in sorted(state.cars.values(), key=lambda c: c.serial):
+            s = car.session
+            if s.departure <= self.time or s.arrival >= end_time:
+                continue
+            d = car.delivered_kwh
+            update = {"energy_kwh": max(s.energy_kwh - d, 0.0)}
+            if s.departure > end_time:
+                update["departure"] = end_time
+            over = math.nan
+            v2g = min(self._chargers[s.charger].max_discharge_kw, s.max_discharge_kw) > 0
+            if s.battery_kwh is not None:
+                initial = s.initial_kwh or 0.0
+                floor = initial if s.min_kwh is None else s.min_kwh
+                update["initial_kwh"] = min(max(initial + d, floor), s.battery_kwh)
+                update["min_kwh"] = floor
+                update["energy_kwh"] = min(update["energy_kwh"], s.battery_kwh - update["initial_kwh"])
+                if v2g and d > s.energy_kwh:
+                    over = s.energy_kwh - d  # negative: the car must give back what it took above its request
+            elif v2g and s.energy_kwh > 0:
+                # the same bounds [0, energy] on energy added, as a battery, so that what was delivered shifts them
+                update.update(battery_kwh=s.energy_kwh, initial_kwh=min(max(d, 0.0), s.energy_kwh), min_kwh=0.0)
+                update["energy_kwh"] = s.energy_kwh - update["initial_kwh"]
+            sessions.append(s.model_copy(update=update))
+            serials.append(car.serial)
+            final_upper.append(over)
+        sub = Instance.model_construct(format=site.format, name=f"{site.name} [online, period {now}]",
+                                       horizon=horizon, nodes=nodes, chargers=site.chargers, sessions=sessions,
+                                       tariff=tariff, objective=site.objective)
+        meta = {"serials": np.asarray(serials, dtype=np.int64), "final_upper": np.asarray(final_upper, dtype=float),
+                "now": now, "end": end}
+        return sub, meta
+
+    def _caps_array(self, problem: Problem) -> np.ndarray:
+        """Demand-response caps per node and sub-horizon period, shape (N, T_sub) [kW]; inf where none."""
+        caps = np.full((problem.n_nodes, problem.n_periods), np.inf)
+        now = self.now
+        for cap in self.state.caps:
+            a, b = max(cap.start - now, 0), min(cap.end - now, problem.n_periods)
+            if a < b:
+                i = self._node_index[cap.node]
+                caps[i, a:b] = np.minimum(caps[i, a:b], cap.import_limit_kw)
+        return caps
+
+    # ---------------------------------------------------------------------------------------------------------
+    # the LP solve with HiGHS
+
+    def _solve_highs(self, problem: Problem, caps: np.ndarray, meta: dict) -> Schedule:
+        dr = _cap_rows(problem, caps)
+        peak_floor = self.state.peak_so_far_kw if problem.peak_cost > 0 and math.isfinite(
+            self.state.peak_so_far_kw) else None
+
+        def run(lp: LinearProgram) -> RunResult:
+            return self._run(lp, problem, dr, meta, peak_floor)
+
+        return solve_exactly(problem, run, solver="highs", solver_version=_package_version("highspy"),
+                             method="simplex")
+
+    def _run(self, lp: LinearProgram, problem: Problem, dr: dict, meta: dict, peak_floor) -> RunResult:
+        """One HiGHS call: patch bounds, pass the model, add the cap rows, warm start, solve."""
+        _patch_bounds(lp, problem, meta["final_upper"], peak_floor)
+        pure_lp = lp.integrality is None and not len(lp.slack_col)
+        h = highspy._Highs()
+        h.setOptionValue("output_flag", False)
+        if self.time_limit_s is not None:
+            h.setOptionValue("time_limit", float(self.time_limit_s))
+        if self.threads is not None:
+            h.setOptionValue("threads", int(self.threads))
+        if lp.integrality is None:
+            h.setOptionValue("solver", "simplex")
+        else:
+            h.setOptionValue("mip_rel_gap", 1e-9)
+            h.setOptionValue("mip_abs_gap", 1e-9)
+        integrality = lp.integrality if lp.integrality is not None else np.zeros(lp.n_col, dtype=np.int32)
+        status = h.passModel(lp.n_col, lp.n_row, lp.n_nz, int(highspy.MatrixFormat.kColwise),
+                             int(highspy.ObjSense.kMinimize), 0.0, lp.col_cost, lp.col_lower, lp.col_upper,
+                             lp.row_lower, lp.row_upper, lp.a_start, lp.a_index, lp.a_value, integrality)
+        if status == highspy.HighsStatus.kError:
+            raise SolverError("HiGHS rejected the model (passModel returned an error)")
+        if dr["n"]:
+            start, index, value = _cap_entries(lp, problem, dr)
+            h.addRows(dr["n"], dr["lower"], dr["upper"], len(index), start, index, value)
+        warm = False
+        keys = None
+        if pure_lp and self.warm_start:
+            keys = _keys(lp, problem, dr, meta, self.periods)
+            if self._saved_basis is not None:
+                basis = _mapped_basis(self._saved_basis, keys, lp, dr)
+                if h.setBasis(basis) != highspy.HighsStatus.kError:
+                    warm = True
+                    primal = self.simplex == "primal" or (self.simplex == "auto" and self._changes <= {"plug_in"})
+                    h.setOptionValue("simplex_strategy", 4 if primal else 1)
+        started = time.perf_counter()
+        h.run()
+        seconds = time.perf_counter() - started
+        info = h.getInfo()
+        name = _HIGHS_STATUS.get(h.getModelStatus(), h.modelStatusToString(h.getModelStatus()))
+        self._last_run = {"seconds": self._last_run.get("seconds", 0.0) + seconds, "warm": warm or
+                          self._last_run.get("warm", False),
+                          "iterations": self._last_run.get("iterations", 0) + int(info.simplex_iteration_count)}
+        if name != "optimal":
+            if pure_lp:
+                self._saved_basis = None
+            return RunResult(None, None, name, seconds)
+        if pure_lp and self.warm_start:
+            basis = h.getBasis()
+            if basis.valid:
+                col_status = np.fromiter((int(s) for s in basis.col_status), dtype=np.int8, count=h.getNumCol())
+                row_status = np.fromiter((int(s) for s in basis.row_status), dtype=np.int8, count=h.getNumRow())
+                col_keys, row_keys = keys
+                co, ro = np.argsort(col_keys), np.argsort(row_keys)
+                self._saved_basis = (col_keys[co], col_status[co], row_keys[ro], row_status[ro])
+        x = np.asarray(h.getSolution().col_value, dtype=float)
+        return RunResult(x, info.objective_function_value, name, seconds)
+
+    # ---------------------------------------------------------------------------------------------------------
+    # the check before publication
+
+    def _check(self, problem: Problem, power: np.ndarray, meta: dict) -> Verification:
+        """The independent verifier on the sub-instance, plus demand-response caps and over-request bounds."""
+        result = verify(problem.instance, power)
+        if result.violations:
+            shown = "; ".join(str(v) for v in result.violations[:3])
+            raise SolverError(f"the schedule failed independent verification ({len(result.violations)} "
+                              f"violation(s)): {shown}")
+        caps = meta["caps"]
+        if np.isfinite(caps).any():
+            load = node_loads(problem, power)
+            finite = np.isfinite(caps)
+            over = finite & (load > np.where(finite, caps, 0.0) + _tolerance(np.where(finite, caps, 0.0)))
+            if over.any():
+                n, t = (int(v[0]) for v in np.nonzero(over))
+                raise SolverError(f"the schedule breaks the demand-response cap on node {problem.node_ids[n]!r} in "
+                                  f"period {self.now + t}: {load[n, t]:.6g} kW > {caps[n, t]:.6g} kW "
+                                  f"({int(over.sum())} period(s) in all)")
+        upper = meta["final_upper"]
+        if np.isfinite(upper).any():
+            eta = problem.efficiency[:, None]
+            added = (np.where(power >= 0, eta * power, power / eta) * problem.presence).sum(axis=1) * problem.step_hours
+            bad = np.isfinite(upper) & (added > upper + _tolerance(upper))
+            if bad.any():
+                s = int(np.flatnonzero(bad)[0])
+                raise SolverError(f"car {problem.session_ids[s]!r} would leave with more than its request "
+                                  f"({added[s]:.6g} kWh added vs at most {upper[s]:.6g} kWh)")
+        return result
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _energy_bounds(session: Session) -> tuple[float, float | None]:
+    """Bounds on the energy added since arrival [kWh]: battery → [min - initial, battery - initial], else [0, None]."""
+    if session.battery_kwh is None:
+        return 0.0, None
+    initial = session.initial_kwh or 0.0
+    floor = initial if session.min_kwh is None else session.min_kwh
+    return floor - initial, session.battery_kwh - initial
+
+
+def _session_problems(exc: ValidationError) -> list[FieldProblem]:
+    """pydantic's errors on one session mapping as FieldProblems with paths ``session.<key>``."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        path = "session" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]
+                                   if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+        if error["type"] == "extra_forbidden":
+            expected = f"unknown key (allowed: {', '.join(Session.model_fields)})"
+        else:
+            expected = _expectation(error)
+        value = "(missing)" if error["type"] == "missing" else error.get("input")
+        problems.append(FieldProblem(path, value, expected))
+    return problems
+
+
+def _patch_bounds(lp: LinearProgram, problem: Problem, final_upper: np.ndarray, peak_floor) -> None:
+    """In place: the peak column's floor, and the over-request bound of V2G cars above their request."""
+    if peak_floor is not None:
+        for block in lp.col_blocks:
+            if block.name == "peak_kw":
+                lp.col_lower[block.start] = max(lp.col_lower[block.start], peak_floor)
+    over = np.isfinite(final_upper)
+    if over.any():
+        count = np.bincount(lp.pair_session, minlength=problem.n_sessions)
+        last = np.cumsum(count) - 1
+        for s in np.flatnonzero(over & (count > 0)):
+            col = lp.energy_col[last[s]]
+            if col >= 0:
+                lp.col_upper[col] = max(min(lp.col_upper[col], final_upper[s]), lp.col_lower[col])
+
+
+def _cap_rows(problem: Problem, caps: np.ndarray) -> dict:
+    """Rows ``sum over the subtree's pairs of (charge - discharge) <= cap - base`` for every capped (node, period).
+
+    Returns ``n`` (rows), ``lower``, ``upper`` [kW], ``node``, ``period`` (sub-horizon) per row and the (row,
+    session, period) entries; :func:`_cap_entries` turns those into one LP's columns. Raises InfeasibleError where
+    base load minus all the discharge available below the node is already over the cap (node, period, kW).
+    """
+    p = problem
+    need_n, need_t = np.nonzero(np.isfinite(caps))
+    if not len(need_n):
+        return {"n": 0}
+    upper = caps[need_n, need_t] - p.base_net_kw[need_n, need_t]
+    row_id = np.full(caps.shape, -1, dtype=np.int64)
+    row_id[need_n, need_t] = np.arange(len(need_n))
+    on = np.isfinite(caps[p.member_node]).any(axis=1)
+    mn, ms = p.member_node[on], p.member_session[on]
+    rows_of = row_id[mn]  # (members of capped nodes, T)
+    m_idx, t_idx = np.nonzero((rows_of >= 0) & (p.presence[ms] > 0))
+    rows, sess = rows_of[m_idx, t_idx], ms[m_idx]
+    give_back = np.zeros(len(need_n))
+    np.add.at(give_back, rows, p.discharge_max_kw[sess])
+    gap = -give_back - upper
+    bad = gap > INFEASIBLE_TOLERANCE_KW
+    if bad.any():
+        raise InfeasibleError(
+            [Overload(node=p.node_ids[need_n[r]], kind="import (demand-response cap)", period=int(need_t[r]),
+                      start=p.period_start[need_t[r]].isoformat(), excess_kw=float(gap[r]))
+             for r in np.flatnonzero(bad)],
+            "base load (minus the most every charger below can give back) is over a demand-response cap")
+    return {"n": len(need_n), "lower": np.full(len(need_n), -np.inf), "upper": upper, "node": need_n,
+            "period": need_t, "rows": rows, "sess": sess, "t": t_idx}
+
+
+def _cap_entries(lp: LinearProgram, problem: Problem, dr: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row-wise entries (start, column, value) of the cap rows in ``lp``'s column numbering: +1 on each charge
+    column, -1 on each discharge column."""
+    pair_index = np.full((problem.n_sessions, problem.n_periods), -1, dtype=np.int64)
+    pair_index[lp.pair_session, lp.pair_period] = np.arange(len(lp.pair_session))
+    k = pair_index[dr["sess"], dr["t"]]
+    dcol = lp.discharge_col[k]
+    has_d = dcol >= 0
+    cols = np.concatenate([k, dcol[has_d]])
+    vals = np.concatenate([np.ones(len(k)), -np.ones(int(has_d.sum()))])
+    rows = np.concatenate([dr["rows"], dr["rows"][has_d]])
+    order = np.argsort(rows, kind="stable")
+    start = np.zeros(dr["n"], dtype=np.int32)
+    start[1:] = np.cumsum(np.bincount(rows, minlength=dr["n"]))[:-1]
+    return start, cols[order].astype(np.int32), vals[order]
+
+
+def _keys(lp: LinearProgram, problem: Problem, dr: dict, meta: dict, T_day: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stable keys of the LP's columns and rows (cap rows last): the same variable or limit gets the same key in the
+    next re-solve, whatever the numbering."""
+    now = meta["now"]
+    serial = meta["serials"]
+    S = np.int64(1) << KIND_SHIFT
+    pair_key = serial[lp.pair_session] * T_day + lp.pair_period + now
+    col = np.full(lp.n_col, -1, dtype=np.int64)
+    col[: len(pair_key)] = pair_key
+    has = lp.discharge_col >= 0
+    col[lp.discharge_col[has]] = 1 * S + pair_key[has]
+    has = lp.energy_col >= 0
+    col[lp.energy_col[has]] = 2 * S + pair_key[has]
+    for block in lp.col_blocks:
+        if block.name == "peak_kw":
+            col[block.start] = 3 * S
+    rows = [np.full(lp.n_row, -1, dtype=np.int64)]
+    for block in lp.row_blocks:
+        labels = block.labels
+        part = rows[0][block.start:block.stop]
+        if block.name == "energy_by_departure":
+            part[:] = 10 * S + serial[labels["session"]]
+        elif block.name == "energy_balance":
+            part[:] = 11 * S + pair_key[labels["pair"]]
+        elif block.name == "node_limit":
+            part[:] = 12 * S + labels["node"] * T_day + labels["period"] + now
+        elif block.name == "phase_import_limit":
+            part[:] = 13 * S + (labels["node"] * 3 + labels["phase"]) * T_day + labels["period"] + now
+        elif block.name == "peak_definition":
+            part[:] = 14 * S + labels["period"] + now
+        else:  # unknown row kinds get unique keys that match nothing
+            part[:] = -(np.arange(block.start, block.stop) + 2)
+    if dr["n"]:
+        rows.append(15 * S + dr["node"] * T_day + dr["period"] + now)
+    return col, np.concatenate(rows)
+
+
+def _mapped_basis(saved, keys, lp: LinearProgram, dr: dict) -> highspy.HighsBasis:
+    """The saved basis on the new model's columns and rows; new columns at a finite bound, new rows basic."""
+    old_col_keys, old_col_status, old_row_keys, old_row_status = saved
+    col_keys, row_keys = keys
+
+    def mapped(new, old, status, default):
+        out = np.full(len(new), default, dtype=np.int8)
+        if len(old):
+            pos = np.clip(np.searchsorted(old, new), 0, len(old) - 1)
+            hit = old[pos] == new
+            out[hit] = status[pos[hit]]
+        return out
+
+    col_status = mapped(col_keys, old_col_keys, old_col_status, _LOWER)
+    row_status = mapped(row_keys, old_row_keys, old_row_status, _BASIC)
+    col_status = _sane(col_status, lp.col_lower, lp.col_upper)
+    row_lower = np.concatenate([lp.row_lower, dr["lower"]]) if dr["n"] else lp.row_lower
+    row_upper = np.concatenate([lp.row_upper, dr["upper"]]) if dr["n"] else lp.row_upper
+    row_status = _sane(row_status, row_lower, row_upper)
+    basis = highspy.HighsBasis()
+    basis.col_status = [_STATUS_OBJECTS[int(s)] for s in col_status]
+    basis.row_status = [_STATUS_OBJECTS[int(s)] for s in row_status]
+    basis.valid = True
+    basis.alien = True
+    return basis
+
+
+def _sane(status: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Nonbasic statuses only at a finite bound (a bound that became infinite moves to the other one, or zero)."""
+    status = status.copy()
+    at_lower = (status == _LOWER) & ~np.isfinite(lower)
+    status[at_lower] = np.where(np.isfinite(upper[at_lower]), _UPPER, _ZERO)
+    at_upper = (status == _UPPER) & ~np.isfinite(upper)
+    status[at_upper] = np.where(np.isfinite(lower[at_upper]), _LOWER, _ZERO)
+    zero = (status == _ZERO) & (np.isfinite(lower) | np.isfinite(upper))
+    status[zero] = np.where(np.isfinite(lower[zero]), _LOWER, _UPPER)
+    return status
+
+
+def _capped_problem(problem: Problem, caps: np.ndarray) -> Problem:
+    """The caps folded into a Problem for the baselines: at a capped node, base load raised by (limit - cap) in
+    the window, and a node without an import limit given one that cannot bind outside it. Only that node's own
+    rows change (``base_net_kw`` is per subtree); its per-phase headroom shrinks by a third of it (conservative)."""
+    finite = np.isfinite(caps)
+    if not finite.any():
+        return problem
+    capped = finite.any(axis=1)
+    most = np.zeros(problem.n_nodes)
+    np.add.at(most, problem.member_node, problem.charge_max_kw[problem.member_session])
+    limit = problem.import_limit_kw.copy()
+    no_limit = capped & ~np.isfinite(limit)
+    limit[no_limit] = (problem.base_net_kw.max(axis=1) + most + 1.0)[no_limit]
+    delta = np.where(finite, np.maximum(limit[:, None] - np.where(finite, caps, 0.0), 0.0), 0.0)
+    return dataclasses.replace(problem, import_limit_kw=limit, base_net_kw=problem.base_net_kw + delta, _cache={})
+
+
+def _rebased(problem: Problem, schedule: Schedule) -> Schedule:
+    """A baseline's schedule (maybe on the capped Problem) as a schedule of the real sub-problem."""
+    power = schedule.power
+    summary = summarise(problem, power, status=schedule.summary.get("status", "heuristic"),
+                        solver=schedule.summary.get("solver"), solve_seconds=schedule.summary.get("solve_seconds"))
+    return Schedule(problem=problem, power=power, summary=summary)
