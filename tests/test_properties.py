@@ -439,11 +439,6 @@ def test_binary_residue_case_optimum_for_the_reference():
     assert result.power_kw[:, 1] == pytest.approx([-5.999998, 11.0, 11.0], abs=1e-6)
 
 
-@pytest.mark.xfail(strict=True, raises=gridcharge.SolverError,
-                   reason="the MIP round returns the charge-or-discharge binary of s2 at 1.2e-7 (inside HiGHS's "
-                          "integrality tolerance), so s2 charges 1.3e-6 kW (> BOTH_WAYS_TOL_KW 1e-7) while it "
-                          "discharges 6 kW; the pair is flagged both-ways again, already binary, and the identical MIP "
-                          "is re-solved until 'charge/discharge exclusivity did not settle after 20 rounds'")
 def test_regression_binary_residue_does_not_loop_forever():
     # found by test_optimum_matches_the_reference_milp (V2G-heavy exploration)
     schedule = gridcharge.solve(_binary_residue_case())
