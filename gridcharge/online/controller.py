@@ -238,6 +238,12 @@ class Controller:
         is re-verified and published again: it is still optimal when nothing changed).
     threads : int, optional
         HiGHS threads.
+    never_above_request : bool
+        Bound the energy added to a V2G car *at every period* by its request (the model bounds it only at
+        departure). Without it the optimum may overfill a car in cheap periods and sell the excess back before it
+        leaves; a car that then leaves early goes home above its request. With it that cannot happen, at the cost
+        of that arbitrage (so the plan may cost more than the offline optimum of the instance-v1 model). Default
+        False: the controller solves the same model as ``gridcharge.solve``.
 
     Attributes
     ----------
@@ -251,7 +257,8 @@ class Controller:
 
     def __init__(self, site, solver: str = "highs", *, horizon_periods: int | None = None,
                  fallback: str = "equal_share", time_limit_s: float | None = None, warm_start: bool = True,
-                 simplex: str = "auto", always_resolve: bool = False, threads: int | None = None):
+                 simplex: str = "auto", always_resolve: bool = False, threads: int | None = None,
+                 never_above_request: bool = False):
         if isinstance(site, Mapping) and site.get("sessions"):
             raise _refused("site", FieldProblem("sessions", f"{len(site['sessions'])} sessions",
                                                 "a Controller site has no sessions; announce cars with plug_in()"))
@@ -276,6 +283,7 @@ class Controller:
         self.simplex = simplex
         self.always_resolve = always_resolve
         self.threads = threads
+        self.never_above_request = bool(never_above_request)
         self.auto_resolve = True
 
         h = inst.horizon
@@ -719,8 +727,14 @@ class Controller:
             source = f"fallback:{self.fallback}"
             status = f"fallback {self.fallback}: the {self.solver} re-solve failed ({reason})"
             try:
-                schedule = _rebased(problem, BASELINES[self.fallback](_capped_problem(problem, caps)))
-                verification = self._check(problem, schedule.power, meta)
+                # a cap that base load alone breaks cannot be met by any charging: there the fallback charges
+                # nothing below the capped node, and says so (rather than stopping every charger of the site)
+                fallback_caps, unattainable = _attainable(problem, caps, self.now)
+                schedule = _rebased(problem, BASELINES[self.fallback](_capped_problem(problem, fallback_caps)))
+                verification = self._check(problem, schedule.power, {**meta, "caps": fallback_caps})
+                if unattainable:
+                    status += (f"; demand-response cap unattainable, base load alone is over it ({unattainable}): "
+                               f"no car below that node charges then")
             except Exception as exc:  # noqa: BLE001 - the last resort is zero power
                 source = "zero"
                 status = (f"zero power for every charger: the {self.solver} re-solve failed ({reason}) and the "
@@ -815,7 +829,7 @@ class Controller:
                                        horizon=horizon, nodes=nodes, chargers=site.chargers, sessions=sessions,
                                        tariff=tariff, objective=site.objective)
         meta = {"serials": np.asarray(serials, dtype=np.int64), "final_upper": np.asarray(final_upper, dtype=float),
-                "now": now, "end": end}
+                "now": now, "end": end, "never_above_request": self.never_above_request}
         return sub, meta
 
     def _caps_array(self, problem: Problem) -> np.ndarray:
@@ -845,7 +859,7 @@ class Controller:
 
     def _run(self, lp: LinearProgram, problem: Problem, dr: dict, meta: dict, peak_floor) -> RunResult:
         """One HiGHS call: patch bounds, pass the model, add the cap rows, warm start, solve."""
-        _patch_bounds(lp, problem, meta["final_upper"], peak_floor)
+        _patch_bounds(lp, problem, meta["final_upper"], peak_floor, meta["never_above_request"])
         pure_lp = lp.integrality is None and not len(lp.slack_col)
         h = highspy._Highs()
         h.setOptionValue("output_flag", False)
@@ -920,6 +934,16 @@ class Controller:
                 raise SolverError(f"the schedule breaks the demand-response cap on node {problem.node_ids[n]!r} in "
                                   f"period {self.now + t}: {load[n, t]:.6g} kW > {caps[n, t]:.6g} kW "
                                   f"({int(over.sum())} period(s) in all)")
+        if meta["never_above_request"] and problem.n_sessions:
+            eta = problem.efficiency[:, None]
+            running = np.cumsum(np.where(power >= 0, eta * power, power / eta) * problem.presence, axis=1) \
+                * problem.step_hours
+            bound = np.where(np.isfinite(meta["final_upper"]), meta["final_upper"], problem.energy_request_kwh)
+            above = running.max(axis=1, initial=0.0) > np.maximum(bound, 0.0) + _tolerance(bound)
+            if above.any():
+                s = int(np.flatnonzero(above)[0])
+                raise SolverError(f"car {problem.session_ids[s]!r} would hold more than its request at some period "
+                                  f"({running[s].max():.6g} kWh added vs {bound[s]:.6g} kWh)")
         upper = meta["final_upper"]
         if np.isfinite(upper).any():
             eta = problem.efficiency[:, None]
@@ -965,8 +989,17 @@ def _session_problems(exc: ValidationError) -> list[FieldProblem]:
     return problems
 
 
-def _patch_bounds(lp: LinearProgram, problem: Problem, final_upper: np.ndarray, peak_floor) -> None:
-    """In place: the peak column's floor, and the over-request bound of V2G cars above their request."""
+def _patch_bounds(lp: LinearProgram, problem: Problem, final_upper: np.ndarray, peak_floor,
+                  never_above_request: bool = False) -> None:
+    """In place: the peak column's floor, the over-request bound of V2G cars above their request, and (option)
+    every energy state of a V2G car within its request."""
+    if never_above_request:
+        k = np.flatnonzero(lp.energy_col >= 0)
+        if len(k):
+            s = lp.pair_session[k]
+            bound = np.where(np.isfinite(final_upper[s]), final_upper[s], problem.energy_request_kwh[s])
+            cols = lp.energy_col[k]
+            lp.col_upper[cols] = np.maximum(np.minimum(lp.col_upper[cols], bound), lp.col_lower[cols])
     if peak_floor is not None:
         for block in lp.col_blocks:
             if block.name == "peak_kw":
@@ -1105,6 +1138,21 @@ def _sane(status: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarra
     zero = (status == _ZERO) & (np.isfinite(lower) | np.isfinite(upper))
     status[zero] = np.where(np.isfinite(lower[zero]), _LOWER, _UPPER)
     return status
+
+
+def _attainable(problem: Problem, caps: np.ndarray, now: int) -> tuple[np.ndarray, str]:
+    """Caps raised to the base load where base load alone is over them [kW], and those places in words."""
+    finite = np.isfinite(caps)
+    base = np.where(finite, problem.base_net_kw, -np.inf)
+    low = finite & (caps < base)
+    if not low.any():
+        return caps, ""
+    n_idx, t_idx = np.nonzero(low)
+    words = ", ".join(f"node {problem.node_ids[n]!r} period {now + t} by {base[n, t] - caps[n, t]:.3g} kW"
+                      for n, t in zip(n_idx[:3], t_idx[:3]))
+    if len(n_idx) > 3:
+        words += f" and {len(n_idx) - 3} more"
+    return np.where(low, base, caps), words
 
 
 def _capped_problem(problem: Problem, caps: np.ndarray) -> Problem:
