@@ -102,7 +102,9 @@ _BASIC = int(highspy.HighsBasisStatus.kBasic)
 _LOWER = int(highspy.HighsBasisStatus.kLower)
 _UPPER = int(highspy.HighsBasisStatus.kUpper)
 _ZERO = int(highspy.HighsBasisStatus.kZero)
-_STATUS_OBJECTS = {int(s): s for s in highspy.HighsBasisStatus.__members__.values()}
+_STATUS_LOOKUP = np.empty(max(int(v) for v in highspy.HighsBasisStatus.__members__.values()) + 1, dtype=object)
+for _status in highspy.HighsBasisStatus.__members__.values():
+    _STATUS_LOOKUP[int(_status)] = _status
 _HIGHS_STATUS = {
     highspy.HighsModelStatus.kOptimal: "optimal",
     highspy.HighsModelStatus.kInfeasible: "infeasible",
@@ -307,6 +309,8 @@ class Controller:
         self._batch_depth = 0
         self._changes: set[str] = set()
         self._saved_basis = None  # (col_keys, col_status, row_keys, row_status), keys sorted
+        self._node_cache = None  # ((now, end), base-load array, node copies) of the last sub-instance
+        self._session_cache: dict = {}  # id → (car, end time, sub-instance session, over-request bound)
         self._last_run: dict = {}
 
     # ---------------------------------------------------------------------------------------------------------
@@ -790,19 +794,32 @@ class Controller:
                 return 0.0
             return float(values[0]) if np.all(values == values[0]) else values.tolist()
 
-        base = state.base_load_kw[:, now:end] if now < self.periods else np.zeros((len(site.nodes), 1))
-        gen = self._generation[:, now:end] if now < self.periods else np.zeros((len(site.nodes), 1))
-        nodes = [n.model_copy(update={"base_load_kw": series(base[i]), "generation_kw": series(gen[i])})
-                 for i, n in enumerate(site.nodes)]
+        cached = self._node_cache
+        if cached is not None and cached[0] == (now, end) and cached[1] is state.base_load_kw:
+            nodes = cached[2]
+        else:
+            base = state.base_load_kw[:, now:end] if now < self.periods else np.zeros((len(site.nodes), 1))
+            gen = self._generation[:, now:end] if now < self.periods else np.zeros((len(site.nodes), 1))
+            nodes = [n.model_copy(update={"base_load_kw": series(base[i]), "generation_kw": series(gen[i])})
+                     for i, n in enumerate(site.nodes)]
+            self._node_cache = ((now, end), state.base_load_kw, nodes)
         prices_in = self._import_price[now:end] if now < self.periods else np.zeros(1)
         prices_out = self._export_price[now:end] if now < self.periods else np.zeros(1)
         tariff = Tariff.model_construct(import_cny_per_kwh=series(prices_in), export_cny_per_kwh=series(prices_out))
         sessions = []
         serials = []
         final_upper = []
+        session_cache = {}
         for car in sorted(state.cars.values(), key=lambda c: c.serial):
             s = car.session
             if s.departure <= self.time or s.arrival >= end_time:
+                continue
+            hit = self._session_cache.get(s.id)
+            if hit is not None and hit[0] is car and hit[1] == end_time:
+                session_cache[s.id] = hit
+                sessions.append(hit[2])
+                serials.append(car.serial)
+                final_upper.append(hit[3])
                 continue
             d = car.delivered_kwh
             update = {"energy_kwh": max(s.energy_kwh - d, 0.0)}
@@ -825,6 +842,8 @@ class Controller:
             sessions.append(s.model_copy(update=update))
             serials.append(car.serial)
             final_upper.append(over)
+            session_cache[s.id] = (car, end_time, sessions[-1], over)
+        self._session_cache = session_cache
         sub = Instance.model_construct(format=site.format, name=f"{site.name} [online, period {now}]",
                                        horizon=horizon, nodes=nodes, chargers=site.chargers, sessions=sessions,
                                        tariff=tariff, objective=site.objective)
@@ -903,15 +922,15 @@ class Controller:
             if pure_lp:
                 self._saved_basis = None
             return RunResult(None, None, name, seconds)
+        solution = h.getSolution()
+        x = np.asarray(solution.col_value, dtype=float)
         if pure_lp and self.warm_start:
-            basis = h.getBasis()
-            if basis.valid:
-                col_status = np.fromiter((int(s) for s in basis.col_status), dtype=np.int8, count=h.getNumCol())
-                row_status = np.fromiter((int(s) for s in basis.row_status), dtype=np.int8, count=h.getNumRow())
+            statuses = _basis_statuses(h, x, np.asarray(solution.row_value, dtype=float), lp, dr)
+            if statuses is not None:
+                col_status, row_status = statuses
                 col_keys, row_keys = keys
                 co, ro = np.argsort(col_keys), np.argsort(row_keys)
                 self._saved_basis = (col_keys[co], col_status[co], row_keys[ro], row_status[ro])
-        x = np.asarray(h.getSolution().col_value, dtype=float)
         return RunResult(x, info.objective_function_value, name, seconds)
 
     # ---------------------------------------------------------------------------------------------------------
@@ -1121,11 +1140,35 @@ def _mapped_basis(saved, keys, lp: LinearProgram, dr: dict) -> highspy.HighsBasi
     row_upper = np.concatenate([lp.row_upper, dr["upper"]]) if dr["n"] else lp.row_upper
     row_status = _sane(row_status, row_lower, row_upper)
     basis = highspy.HighsBasis()
-    basis.col_status = [_STATUS_OBJECTS[int(s)] for s in col_status]
-    basis.row_status = [_STATUS_OBJECTS[int(s)] for s in row_status]
+    basis.col_status = _STATUS_LOOKUP[col_status].tolist()
+    basis.row_status = _STATUS_LOOKUP[row_status].tolist()
     basis.valid = True
     basis.alien = True
     return basis
+
+
+def _basis_statuses(h, x: np.ndarray, row_value: np.ndarray, lp: LinearProgram, dr: dict):
+    """The optimal basis as int8 status arrays (columns, rows), from HiGHS's basic variables and the solution
+    values (a nonbasic variable sits at the bound it equals); ``getBasis`` would convert ~S x T enum objects in
+    Python. None if HiGHS has no basis."""
+    status, basic = h.getBasicVariables()
+    if status == highspy.HighsStatus.kError:
+        return None
+    basic = np.asarray(basic, dtype=np.int64)
+    row_lower = np.concatenate([lp.row_lower, dr["lower"]]) if dr["n"] else lp.row_lower
+    row_upper = np.concatenate([lp.row_upper, dr["upper"]]) if dr["n"] else lp.row_upper
+
+    def nonbasic(value, lower, upper):
+        at_upper = np.isfinite(upper) & (~np.isfinite(lower) | (np.abs(value - upper) < np.abs(value - lower)))
+        out = np.where(at_upper, _UPPER, _LOWER).astype(np.int8)
+        out[~np.isfinite(lower) & ~np.isfinite(upper)] = _ZERO
+        return out
+
+    col_status = nonbasic(x, lp.col_lower, lp.col_upper)
+    row_status = nonbasic(row_value, row_lower, row_upper)
+    col_status[basic[basic >= 0]] = _BASIC
+    row_status[-1 - basic[basic < 0]] = _BASIC
+    return col_status, row_status
 
 
 def _sane(status: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
