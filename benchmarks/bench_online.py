@@ -1,0 +1,238 @@
+"""Benchmarks of online control (issue 4): re-solve latency after one arrival, warm against cold, and the closed-loop
+comparison of strategies on a residential day.
+
+Usage (from the repository root)::
+
+    # latency: every period with arrivals at 1,000 cars; three evening periods at 10,000 cars
+    python benchmarks/bench_online.py latency --size 1000 --seed 2026 --out benchmarks/out/online_latency_1000.csv
+    python benchmarks/bench_online.py latency --size 10000 --seed 2026 --periods 28,32,36 \\
+        --out benchmarks/out/online_latency_10000.csv
+
+    # closed loop: every strategy on residential(300, seed=2026, transformer_kw=598.5), without and with noise
+    python benchmarks/bench_online.py compare --out benchmarks/out/online_compare.csv
+
+    # a whole simulated day of online control
+    python benchmarks/bench_online.py day --size 1000 --seed 2026
+
+How ``latency`` measures
+------------------------
+``gridcharge.bench.generate.residential(size, seed)`` is replayed through one :class:`~gridcharge.online.Controller`
+(``solver="highs"``, warm start, ``simplex="auto"``), no noise. At each measured period ``t``: one batch of events
+(``advance(t)`` and the plug-in of every car revealed at ``t`` except the last; one re-solve, kind ``batch``, or
+``reuse`` when nothing changed and the rest of the last plan is re-verified and published again), then
+the last car's ``plug_in`` alone (kind ``warm``: the re-solve it triggers, warm-started from the batch's basis,
+primal simplex), then, on exactly the same state, a re-solve without a basis (kind ``cold``: dual simplex with
+presolve, HiGHS's default). ``--ipm`` also solves that state's sub-instance with ``gridcharge.solve(method="ipm")``
+(kind ``ipm``; its ``total_s`` is the whole call, verification included). Periods not measured are one batch each.
+A car is revealed at the first period boundary at or after its arrival. Every row records the controller's own
+timings (``instance_s`` sub-instance, ``problem_s`` arrays, ``solve_s`` LP build + HiGHS + write-back, ``highs_s``
+HiGHS alone, ``verify_s`` independent verification, ``total_s`` all of the publication) and the 1-minute load
+average at that moment (the machine is shared). ``wall_s`` is the event call as the caller sees it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from importlib.metadata import version
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+import gridcharge  # noqa: E402
+from gridcharge.bench.generate import residential  # noqa: E402
+from gridcharge.online import Controller, Noise, compare, simulate  # noqa: E402
+
+ROW_TIMINGS = ("total_s", "highs_s", "iterations", "instance_s", "problem_s", "solve_s", "verify_s")
+
+
+def load() -> float:
+    """1-minute load average."""
+    return round(os.getloadavg()[0], 2)
+
+
+def git_rev() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _row(controller: Controller, kind: str, period: int, wall: float, size: int) -> dict:
+    entry = controller.log[-1]
+    if kind == "batch" and entry.get("solve_s") is None:
+        kind = "reuse"  # nothing changed: the rest of the last plan, re-verified
+    return {"size": size, "period": period, "time": controller.time.strftime("%H:%M"), "kind": kind,
+            "active_cars": entry["active_cars"], "wall_s": wall, **{k: entry.get(k) for k in ROW_TIMINGS},
+            "warm": entry.get("warm"), "status": entry["status"], "load_1m": load()}
+
+
+def latency(size: int, seed: int, periods: list[int] | None, ipm: bool, out: Path | None) -> pd.DataFrame:
+    day = residential(size, seed=seed)
+    sessions = day.pop("sessions")
+    day["sessions"] = []
+    planned = gridcharge.load_instance({**day, "sessions": sessions})
+    start, step = planned.horizon.start, timedelta(minutes=planned.horizon.step_minutes)
+    arrival = np.array([(s.arrival - start) / step for s in planned.sessions])
+    reveal = np.maximum(np.ceil(arrival - 1e-9), 0).astype(int)
+    controller = Controller(day, solver="highs")
+    T = planned.horizon.periods
+    measured = set(range(T)) if periods is None else set(periods)
+    rows: list[dict] = []
+    print(f"# size {size}: load {load()} at start", file=sys.stderr, flush=True)
+    for t in range(T):
+        new = [sessions[i] for i in np.flatnonzero(reveal == t)]
+        if periods is not None and t > max(measured):
+            break
+        timed = t in measured and len(new) >= 1
+        if periods is not None and t not in measured:
+            # not measured: fold this period's arrivals into the next measured batch (no re-solve in between)
+            controller.auto_resolve = False
+            controller.advance(t)
+            for s in new:
+                controller.plug_in(s)
+            continue
+        controller.auto_resolve = True
+        began = time.perf_counter()
+        with controller.batch():
+            if t:
+                controller.advance(t)
+            for s in (new[:-1] if timed else new):
+                controller.plug_in(s)
+        if controller.log and controller.log[-1]["period"] == t:
+            rows.append(_row(controller, "batch", t, time.perf_counter() - began, size))
+        if not timed:
+            continue
+        began = time.perf_counter()
+        controller.plug_in(new[-1])
+        warm = _row(controller, "warm", t, time.perf_counter() - began, size)
+        controller._saved_basis = None  # the same state, solved without a basis
+        began = time.perf_counter()
+        controller.resolve()
+        cold = _row(controller, "cold", t, time.perf_counter() - began, size)
+        rows += [warm, cold]
+        if ipm:
+            sub, _ = controller._sub_instance()
+            began = time.perf_counter()
+            schedule = gridcharge.solve(sub, method="ipm")
+            wall = time.perf_counter() - began
+            rows.append({"size": size, "period": t, "time": controller.time.strftime("%H:%M"), "kind": "ipm",
+                         "active_cars": len(sub.sessions), "wall_s": wall, "total_s": wall,
+                         "highs_s": schedule.summary["solve_seconds"], "iterations": None,
+                         "status": schedule.summary["status"], "load_1m": load()})
+        print(f"# t={t} {warm['time']} active={warm['active_cars']} warm={warm['total_s']:.3f}s "
+              f"cold={cold['total_s']:.3f}s load={rows[-1]['load_1m']}", file=sys.stderr, flush=True)
+        if out is not None:
+            _write(pd.DataFrame(rows), out)
+    frame = pd.DataFrame(rows)
+    if out is not None:
+        _write(frame, out)
+    print(f"# size {size}: load {load()} at end", file=sys.stderr, flush=True)
+    return frame
+
+
+def _write(frame: pd.DataFrame, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    frame.to_csv(tmp, index=False, float_format="%.6g")
+    tmp.replace(out)
+
+
+def latency_table(frame: pd.DataFrame) -> str:
+    """Median and p95 per kind: total, HiGHS alone, iterations, active cars, load average."""
+    lines = ["| size | kind | events | active cars (median, max) | total_s median | total_s p95 | HiGHS s median "
+             "| HiGHS s p95 | simplex iterations median | verify_s median | load 1m (min-max) |",
+             "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    for (size, kind), g in frame.groupby(["size", "kind"], sort=False):
+        it = g["iterations"].dropna()
+        ver = g["verify_s"].dropna() if "verify_s" in g else pd.Series(dtype=float)
+        lines.append(
+            f"| {size:,} | {kind} | {len(g)} | {int(g['active_cars'].median()):,}, {int(g['active_cars'].max()):,} | "
+            f"{g['total_s'].median():.3f} | {g['total_s'].quantile(0.95):.3f} | {g['highs_s'].median():.3f} | "
+            f"{g['highs_s'].quantile(0.95):.3f} | {(f'{it.median():.0f}' if len(it) else '-')} | "
+            f"{(f'{ver.median():.3f}' if len(ver) else '-')} | {g['load_1m'].min():.2f}-{g['load_1m'].max():.2f} |")
+    return "\n".join(lines)
+
+
+def run_compare(out: Path | None) -> pd.DataFrame:
+    site = residential(300, seed=2026, transformer_kw=598.5)
+    strategies = ["uncontrolled", "equal_share", "edf", "llf", "greedy_cost", "online", "optimal"]
+    noise = Noise(underdraw=0.2, early_departure_prob=0.3, early_departure_max_h=2.0, base_load_sigma=0.05)
+    frames = []
+    for label, kwargs in (("none", {}), ("noisy", {"noise": noise, "seed": 1})):
+        print(f"# compare noise={label}: load {load()}", file=sys.stderr, flush=True)
+        table = compare(site, strategies=strategies, **kwargs)
+        if label == "noisy":
+            guarded = simulate(site, strategy="online", controller_options={"never_above_request": True}, **kwargs)
+            table.loc["online never_above_request"] = pd.Series(guarded.summary())
+        table.insert(0, "noise", label)
+        table["load_1m_after"] = load()
+        frames.append(table)
+        print(table.to_string(), file=sys.stderr, flush=True)
+    frame = pd.concat(frames)
+    if out is not None:
+        _write(frame.reset_index(), out)
+    return frame
+
+
+def compare_table(frame: pd.DataFrame) -> str:
+    lines = ["| noise | strategy | unmet kWh | peak kW | cost CNY | overload kWh | limit violations | solve s | "
+             "re-solves | fallbacks | wall s | load 1m after |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for strategy, r in frame.iterrows():
+        lines.append(f"| {r['noise']} | {strategy} | {r['unmet_kwh']:.2f} | {r['peak_kw']:.1f} | {r['cost_cny']:.2f} | "
+                     f"{r['overload_kwh']:.2f} | {int(r['limit_violations'])} | {r['decide_seconds']:.2f} | "
+                     f"{int(r['resolves'])} | {int(r['fallbacks'])} | {r['wall_seconds']:.1f} | "
+                     f"{r['load_1m_after']:.2f} |")
+    return "\n".join(lines)
+
+
+def run_day(size: int, seed: int) -> dict:
+    site = residential(size, seed=seed)
+    before = load()
+    result = simulate(site, strategy="online")
+    row = {"size": size, "seed": seed, **result.summary(), "load_1m_before": before, "load_1m_after": load()}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    lat = sub.add_parser("latency", help="re-solve latency after one arrival, warm vs cold")
+    lat.add_argument("--size", type=int, required=True, help="cars of the residential day")
+    lat.add_argument("--seed", type=int, default=2026)
+    lat.add_argument("--periods", default=None, help="comma-separated periods to measure (default: every period)")
+    lat.add_argument("--ipm", action="store_true", help="also a cold interior-point solve of each measured state")
+    lat.add_argument("--out", type=Path, default=None)
+    cmp_ = sub.add_parser("compare", help="closed-loop comparison on residential(300, 2026, 598.5 kW)")
+    cmp_.add_argument("--out", type=Path, default=None)
+    day = sub.add_parser("day", help="one simulated day of online control")
+    day.add_argument("--size", type=int, default=1000)
+    day.add_argument("--seed", type=int, default=2026)
+    args = parser.parse_args(argv)
+    print(f"# git {git_rev()}, highspy {version('highspy')}, load {load()}",
+          file=sys.stderr, flush=True)
+    if args.command == "latency":
+        periods = None if args.periods is None else [int(p) for p in args.periods.split(",")]
+        frame = latency(args.size, args.seed, periods, args.ipm, args.out)
+        print(latency_table(frame))
+    elif args.command == "compare":
+        print(compare_table(run_compare(args.out)))
+    else:
+        run_day(args.size, args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
