@@ -441,12 +441,13 @@ def _cross_checks(inst: Instance) -> list[FieldProblem]:
     problems += _unique_ids("sessions", [s.id for s in inst.sessions])
 
     # the tree: exactly one root, known parents, no cycle
-    node_ids = list(dict.fromkeys(n.id for n in inst.nodes))
+    node_ids = list(dict.fromkeys(n.id for n in inst.nodes))  # ordered, for messages
+    node_set = set(node_ids)  # for membership: a list here made validation quadratic (59 s at 50,000 sessions)
     roots = [i for i, n in enumerate(inst.nodes) if n.parent is None]
     tree_problems: list[FieldProblem] = []
     parent_of = {}
     for i, node in enumerate(inst.nodes):
-        if node.parent is not None and node.parent not in node_ids:
+        if node.parent is not None and node.parent not in node_set:
             tree_problems.append(FieldProblem(f"nodes[{i}].parent", node.parent,
                                               "the id of another node" + ("" if roots else ", or null for the root")
                                               + f" ({_known(node_ids)})"))
@@ -468,15 +469,16 @@ def _cross_checks(inst: Instance) -> list[FieldProblem]:
     problems += _series_problems("tariff.export_cny_per_kwh", inst.tariff.export_cny_per_kwh, periods)
 
     charger_ids = list(dict.fromkeys(c.id for c in inst.chargers))
+    charger_set = set(charger_ids)
     for i, charger in enumerate(inst.chargers):
-        if charger.node not in node_ids:
+        if charger.node not in node_set:
             problems.append(FieldProblem(f"chargers[{i}].node", charger.node, f"the id of a node ({_known(node_ids)})"))
 
     start, end = horizon.start, horizon.end
     by_charger: dict[str, list[tuple[int, Session]]] = {}
     for i, session in enumerate(inst.sessions):
         where = f"sessions[{i}]"
-        if session.charger not in charger_ids:
+        if session.charger not in charger_set:
             problems.append(FieldProblem(f"{where}.charger", session.charger,
                                          f"the id of a charger ({_known(charger_ids)})"))
         if session.departure <= session.arrival:
