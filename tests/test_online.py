@@ -337,7 +337,7 @@ def test_every_strategy_runs_a_residential_day_end_to_end(small_day):
     table = compare(small_day, strategies=["uncontrolled", "equal_share", "edf", "llf", "greedy_cost", "online",
                                            "optimal"])
     assert list(table.index) == ["uncontrolled", "equal_share", "edf", "llf", "greedy_cost", "online", "optimal"]
-    for column in ("unmet_kwh", "peak_kw", "cost_cny", "overload_kwh", "decide_seconds"):
+    for column in ("unmet_kwh", "peak_kw", "cost_cny", "overload_kwh", "solve_seconds"):
         assert column in table.columns
     assert table.loc["uncontrolled", "overload_kwh"] > 0  # plug and charge breaks the tight transformer
     controlled = table.drop(index="uncontrolled")

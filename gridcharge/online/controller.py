@@ -240,6 +240,8 @@ class Controller:
         is re-verified and published again: it is still optimal when nothing changed).
     threads : int, optional
         HiGHS threads.
+    highs_options : mapping, optional
+        More HiGHS options (name → value) for every re-solve, e.g. ``{"simplex_dual_edge_weight_strategy": 1}``.
     never_above_request : bool
         Bound the energy added to a V2G car *at every period* by its request (the model bounds it only at
         departure). Without it the optimum may overfill a car in cheap periods and sell the excess back before it
@@ -260,7 +262,7 @@ class Controller:
     def __init__(self, site, solver: str = "highs", *, horizon_periods: int | None = None,
                  fallback: str = "equal_share", time_limit_s: float | None = None, warm_start: bool = True,
                  simplex: str = "auto", always_resolve: bool = False, threads: int | None = None,
-                 never_above_request: bool = False):
+                 never_above_request: bool = False, highs_options: Mapping | None = None):
         if isinstance(site, Mapping) and site.get("sessions"):
             raise _refused("site", FieldProblem("sessions", f"{len(site['sessions'])} sessions",
                                                 "a Controller site has no sessions; announce cars with plug_in()"))
@@ -286,6 +288,7 @@ class Controller:
         self.always_resolve = always_resolve
         self.threads = threads
         self.never_above_request = bool(never_above_request)
+        self.highs_options = dict(highs_options or {})
         self.auto_resolve = True
 
         h = inst.horizon
@@ -886,6 +889,9 @@ class Controller:
             h.setOptionValue("time_limit", float(self.time_limit_s))
         if self.threads is not None:
             h.setOptionValue("threads", int(self.threads))
+        for option, value in self.highs_options.items():
+            if h.setOptionValue(option, value) == highspy.HighsStatus.kError:
+                raise ValueError(f"HiGHS option {option}={value!r} was refused")
         if lp.integrality is None:
             h.setOptionValue("solver", "simplex")
         else:

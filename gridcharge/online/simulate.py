@@ -99,8 +99,9 @@ class SimulationResult:
     problem : Problem — its arrays (presence fractions of what actually happened)
     power : numpy.ndarray, shape (S, T) — realised signed charger power [kW]
     verification : Verification — :func:`gridcharge.verify` of ``power`` on ``instance``
-    decide_seconds : float — wall time spent deciding: controller re-solves (build, solve, verify) or the
-        perfect-foresight solve [s]
+    solve_seconds : float — wall time spent deciding [s]: for controller strategies every publication (sub-instance,
+        arrays, LP build, HiGHS or the heuristic, verification); for ``optimal`` the whole-day ``gridcharge.solve``
+        (verification included); 0 for ``uncontrolled``
     resolves : int — publications that ran a solver; fallbacks : int — publications of a fallback or of zero power
     statuses : list of str — the controller's status after each batch of events (empty without a controller)
     log : pandas.DataFrame or None — the controller's publication log (period, source, status, timings ...)
@@ -112,7 +113,7 @@ class SimulationResult:
     problem: Problem = field(repr=False)
     power: np.ndarray = field(repr=False)
     verification: Verification = field(repr=False)
-    decide_seconds: float = 0.0
+    solve_seconds: float = 0.0
     resolves: int = 0
     fallbacks: int = 0
     statuses: list = field(default_factory=list, repr=False)
@@ -154,7 +155,7 @@ class SimulationResult:
         return [v for v in self.violations if v.kind in ("node_import", "node_export", "phase_import")]
 
     def summary(self) -> dict:
-        """unmet_kwh, peak_kw, cost_cny, overload_kwh, violations, decide_seconds ... as one row."""
+        """unmet_kwh, peak_kw, cost_cny, overload_kwh, violations, solve_seconds ... as one row."""
         v = self.verification
         return {
             "strategy": self.strategy,
@@ -165,7 +166,7 @@ class SimulationResult:
             "delivered_kwh": v.delivered_kwh,
             "limit_violations": len(self.limit_violations),
             "violations": len(v.violations),
-            "decide_seconds": self.decide_seconds,
+            "solve_seconds": self.solve_seconds,
             "resolves": self.resolves,
             "fallbacks": self.fallbacks,
             "wall_seconds": self.wall_seconds,
@@ -212,10 +213,10 @@ def simulate(site, sessions: Sequence[Mapping] | None = None, strategy: str = "o
     runner = _CONTROLLED if strategy in CONTROLLER_SOLVERS or strategy == "online" else _OPEN_LOOP
     result = runner(strategy, site_data, session_data, planned, reality, actual_problem, reveal=reveal,
                     time_limit_s=time_limit_s, controller_options=dict(controller_options or {}))
-    power, decide_s, resolves, fallbacks, statuses, log = result
+    power, solve_s, resolves, fallbacks, statuses, log = result
     verification = verify(reality.instance, power)
     return SimulationResult(strategy=strategy, instance=reality.instance, problem=actual_problem, power=power,
-                            verification=verification, decide_seconds=decide_s, resolves=resolves,
+                            verification=verification, solve_seconds=solve_s, resolves=resolves,
                             fallbacks=fallbacks, statuses=statuses, log=log,
                             wall_seconds=time.perf_counter() - started)
 
@@ -227,7 +228,8 @@ def compare(site, sessions: Sequence[Mapping] | None = None, strategies: Sequenc
     Columns: ``unmet_kwh`` [kWh], ``peak_kw`` (root's highest actual net load) [kW], ``cost_cny`` (energy bought -
     sold + degradation + unmet penalty + peak charge, on the actual day) [CNY], ``overload_kwh`` (energy above node
     and phase limits) [kWh], ``delivered_kwh`` [kWh], ``limit_violations`` and ``violations`` (counts of
-    (node or car, period) pairs the verifier flags), ``decide_seconds`` (time spent solving) [s], ``resolves``,
+    (node or car, period) pairs the verifier flags), ``solve_seconds`` (time spent deciding, see
+    :class:`SimulationResult`) [s], ``resolves``,
     ``fallbacks``, ``wall_seconds`` [s]. ``options`` go to :func:`simulate`.
     """
     rows = [simulate(site, sessions, strategy, noise=noise, seed=seed, **options).summary() for strategy in strategies]
@@ -317,14 +319,14 @@ def _run_open_loop(strategy, site_data, session_data, planned, reality, problem,
     S, T = problem.n_sessions, problem.n_periods
     power = np.zeros((S, T))
     delivered = np.zeros(S)
-    decide = 0.0
+    solve_time = 0.0
     plan = None
     if strategy == "optimal":
         import gridcharge
 
         started = time.perf_counter()
         plan = gridcharge.solve(planned, solver="highs", time_limit_s=time_limit_s).power
-        decide = time.perf_counter() - started
+        solve_time = time.perf_counter() - started
     need = np.minimum(problem.energy_request_kwh, problem.energy_upper_kwh)
     gain = problem.efficiency * problem.step_hours
     for t in range(T):
@@ -336,7 +338,7 @@ def _run_open_loop(strategy, site_data, session_data, planned, reality, problem,
             most = np.divide(remaining, gain * f, out=np.zeros(S), where=f > 0)
             setpoint = np.where(remaining > 1e-9, np.minimum(problem.charge_max_kw, most), 0.0)
         power[:, t] = _apply(setpoint, t, reality, problem, delivered)
-    return power, decide, int(plan is not None), 0, [], None
+    return power, solve_time, int(plan is not None), 0, [], None
 
 
 def _run_controlled(strategy, site_data, session_data, planned, reality, problem, *, reveal, time_limit_s,
@@ -383,10 +385,10 @@ def _run_controlled(strategy, site_data, session_data, planned, reality, problem
         power[:, t] = _apply(setpoint, t, reality, problem, delivered)
     log = pd.DataFrame(controller.log)
     solved = log[log["source"] != "idle"] if len(log) else log
-    decide = float(log["total_s"].sum()) if len(log) else 0.0
+    solve_time = float(log["total_s"].sum()) if len(log) else 0.0
     resolves = int((solved["solve_s"].notna()).sum()) if "solve_s" in solved else 0
     fallbacks = int(solved["source"].str.startswith(("fallback", "zero")).sum()) if len(solved) else 0
-    return power, decide, resolves, fallbacks, statuses, log
+    return power, solve_time, resolves, fallbacks, statuses, log
 
 
 def _within_bounds(controller: Controller, readings: dict) -> dict:
