@@ -52,6 +52,12 @@ def loaded_controller(**options) -> Controller:
     return c
 
 
+def expected_car(**fields) -> dict:
+    """A forecast car: 14 kWh at up to 7 kW below T, between 04:00 and 06:00."""
+    return {"id": "E1", "node": "T", "arrival": at(4), "departure": at(6), "energy_kwh": 14.0, "max_charge_kw": 7.0,
+            **fields}
+
+
 def problem_paths(excinfo) -> list[str]:
     return [p.path for p in excinfo.value.problems]
 
@@ -97,6 +103,13 @@ BAD_EVENTS = {
     "forecast: negative": (lambda c: c.forecast("T", -1.0), "base_load_kw"),
     "forecast: too long": (lambda c: c.forecast("T", [1.0] * 7), "base_load_kw"),
     "forecast: start in the past": (lambda c: c.forecast("T", 1.0, start=1), "start"),
+    "expect: unknown node": (lambda c: c.expect([expected_car(node="X")]), "cars[0].node"),
+    "expect: departure before arrival": (lambda c: c.expect([expected_car(departure=at(3))]), "cars[0].departure"),
+    "expect: negative energy": (lambda c: c.expect([expected_car(energy_kwh=-1.0)]), "cars[0].energy_kwh"),
+    "expect: id twice": (lambda c: c.expect([expected_car(), expected_car()]), "cars[1].id"),
+    "expect: unknown key": (lambda c: c.expect([{**expected_car(), "colour": "red"}]), "cars[0].colour"),
+    "expect: missing key": (lambda c: c.expect([{k: v for k, v in expected_car().items() if k != "node"}]),
+                            "cars[0].node"),
     "advance backwards": (lambda c: c.advance(1), "to_period"),
     "advance past the day": (lambda c: c.advance(9), "to_period"),
 }
@@ -325,6 +338,54 @@ def test_a_v2g_car_above_its_request_gives_back_the_excess_before_leaving():
 
 
 # ------------------------------------------------------------------------------------------------------------------
+# the arrival forecast
+
+
+def test_a_forecast_car_holds_capacity_that_a_later_arrival_then_gets():
+    """T carries 7 kW. S1 (known from 00:00) and S2 (arrives at 04:00) each need 14 kWh by 06:00, and 04:00-06:00
+    is the cheap time. Without a forecast the controller plans S1 into the cheap hours, and S2 then finds no room;
+    with S2's arrival forecast, S1 charges before 04:00."""
+    day = instance(periods=8, step_minutes=60, nodes=[node("T", import_limit_kw=7.0)],
+                   chargers=[charger("C1"), charger("C2")], import_price=[1.0, 1.0, 1.0, 1.0, 0.2, 0.2, 1.0, 1.0],
+                   sessions=[session("S1", "C1", at(0), at(6), 14.0), session("S2", "C2", at(4), at(6), 14.0)])
+    blind = simulate(day, strategy="online")
+    assert blind.verification.unmet_kwh == pytest.approx(14.0)
+    told = simulate(day, strategy="online", controller_options={"expected_arrivals": [expected_car()]})
+    assert told.verification.unmet_kwh == pytest.approx(0.0, abs=1e-6)
+    assert told.violations == []
+    assert told.verification.cost_cny == pytest.approx(simulate(day, strategy="optimal").verification.cost_cny)
+
+
+def test_forecast_cars_get_no_set_point_and_leave_the_plan_at_their_arrival():
+    c = Controller(site(), expected_arrivals=[expected_car(node="M2")])
+    assert c.status == "idle"
+    c.plug_in(session("S1", "C1", at(0), at(7), 5.0))
+    assert any(sid.startswith(controller_module.EXPECTED_PREFIX) for sid in c.publication.session_ids)
+    assert list(c.setpoints().index) == ["S1"]
+    c.advance(4)
+    assert not any(sid.startswith(controller_module.EXPECTED_PREFIX) for sid in c.publication.session_ids)
+    c.expect([])
+    assert c.state.expected == ()
+
+
+def test_a_forecast_car_never_absorbs_a_real_car_s_discharge():
+    """Selling is worth 2 CNY/kWh at 02:00 but the transformer takes no reverse flow. A forecast car charging then
+    would let the plan sell from the real V2G car; that car does not exist, so the real cars alone must keep the
+    export limit."""
+    day = site(nodes=[node("T", import_limit_kw=20.0, export_limit_kw=0.0), node("M1", "T", import_limit_kw=7.0),
+                      node("M2", "T", import_limit_kw=7.0)],
+               tariff={"import_cny_per_kwh": 0.1, "export_cny_per_kwh": [0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0]})
+    c = Controller(day, expected_arrivals=[expected_car(node="M1", arrival=at(1), departure=at(4), energy_kwh=5.0)])
+    c.plug_in(session("S2", "C2", at(0), at(8), 0.0, max_discharge_kw=5.0, battery_kwh=40.0, initial_kwh=20.0))
+    assert c.status == "optimal"
+    problem = c.publication.schedule.problem
+    real = c.publication.power_kw.copy()
+    real[[i for i, sid in enumerate(c.publication.session_ids) if sid != "S2"]] = 0.0
+    assert node_loads(problem, real)[problem.node_ids.index("T")].min() >= -1e-6
+    check_publication(c)
+
+
+# ------------------------------------------------------------------------------------------------------------------
 # the simulator
 
 
@@ -460,6 +521,27 @@ def test_online_mpc_never_breaks_a_limit_nor_overfills_a_car(day, noisy):
     assert (result.delivered_kwh <= result.requested_kwh + 1e-6).all()
     offline_bound = build_problem(day)
     assert result.power.shape == (offline_bound.n_sessions, offline_bound.n_periods)
+
+
+@PROPERTY_SETTINGS
+@given(days(), st.sampled_from([0.5, 1.0, 2.0]), st.floats(-2.0, 2.0))
+def test_a_forecast_never_makes_online_mpc_break_a_limit(day, scale, shift_h):
+    """Any forecast (here: the day's own cars, scaled and shifted in time, at their charger's node) only holds
+    capacity: the real cars never break a limit because of it."""
+    step = day["horizon"]["step_minutes"]
+    end = gridcharge.load_instance(day).horizon.end
+    nodes = {c["id"]: c["node"] for c in day["chargers"]}
+    expected = []
+    for s in gridcharge.load_instance(day).sessions:
+        arrival = s.arrival + pd.Timedelta(hours=shift_h)
+        departure = min(s.departure + pd.Timedelta(hours=shift_h), end)
+        if departure > arrival + pd.Timedelta(minutes=step / 4):
+            expected.append({"id": s.id, "node": nodes[s.charger], "arrival": arrival.isoformat(),
+                             "departure": departure.isoformat(), "energy_kwh": s.energy_kwh * scale,
+                             "max_charge_kw": 7.0})
+    result = simulate(day, strategy="online", seed=3, controller_options={"expected_arrivals": expected})
+    assert result.fallbacks == 0, result.statuses
+    assert result.violations == [], [str(v) for v in result.violations[:5]]
 
 
 @PROPERTY_SETTINGS

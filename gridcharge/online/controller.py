@@ -83,7 +83,7 @@ from pydantic import ValidationError
 
 from ..errors import FieldProblem, InfeasibleError, InstanceError, Overload, SolverError
 from ..formulation.lp import INFEASIBLE_TOLERANCE_KW, LinearProgram
-from ..instance import Horizon, Instance, Session, Tariff, _battery_problems, _expectation, load_instance
+from ..instance import Charger, Horizon, Instance, Session, Tariff, _battery_problems, _expectation, load_instance
 from ..problem import Problem, build_problem
 from ..schedule import Schedule, node_loads, summarise
 from ..solvers.baselines import BASELINES
@@ -95,6 +95,8 @@ from ..verify import Verification, _tolerance, verify
 CONTROLLER_SOLVERS = ("highs", "equal_share", "edf", "llf", "greedy_cost")
 #: A measured energy that differs from the controller's own account by less than this is no news [kWh].
 MEASURE_TOLERANCE_KWH = 1e-9
+#: Serial numbers of forecast (phantom) cars start here (real cars count from 0).
+PHANTOM_SERIAL = 1 << 19
 #: Stable keys for warm starts: ``kind << KIND_SHIFT | serial * T + period`` (serial, node, period < 2**20 each).
 KIND_SHIFT = 42
 
@@ -156,6 +158,7 @@ class ControllerState:
     peak_so_far_kw : float — highest root net load of the periods before ``now``, from the published set-points
         and the forecast [kW]; -inf at the start of the day
     next_serial : int
+    expected : tuple of Expected — the arrival forecast (:meth:`Controller.expect`)
     """
 
     now: int
@@ -165,6 +168,28 @@ class ControllerState:
     base_load_kw: np.ndarray
     peak_so_far_kw: float
     next_serial: int
+    expected: tuple = ()
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A car expected to arrive (the arrival forecast): it needs ``energy_kwh`` [kWh] between ``arrival`` and
+    ``departure`` at a charger of up to ``max_charge_kw`` [kW] (phases, efficiency) below ``node``. Planned for as a
+    charge-only phantom session on a virtual charger while its arrival is still in the future; never given a
+    set-point."""
+
+    id: str
+    node: str
+    arrival: datetime
+    departure: datetime
+    energy_kwh: float
+    max_charge_kw: float
+    phases: str = "ABC"
+    efficiency: float = 1.0
+
+
+#: Prefix of phantom sessions and virtual chargers of the arrival forecast in a sub-instance.
+EXPECTED_PREFIX = "~expected:"
 
 
 @dataclass(frozen=True)
@@ -240,6 +265,10 @@ class Controller:
         is re-verified and published again: it is still optimal when nothing changed).
     threads : int, optional
         HiGHS threads.
+    expected_arrivals : sequence of mappings, optional
+        An arrival forecast, as :meth:`expect` takes it. Without one the controller plans only for the cars it
+        knows: it defers their charging to the cheapest periods and sells V2G energy early, and cars that arrive
+        later may then find no room (see benchmarks/RESULTS.md, "Online control").
     highs_options : mapping, optional
         More HiGHS options (name → value) for every re-solve, e.g. ``{"simplex_dual_edge_weight_strategy": 1}``.
     never_above_request : bool
@@ -262,7 +291,8 @@ class Controller:
     def __init__(self, site, solver: str = "highs", *, horizon_periods: int | None = None,
                  fallback: str = "equal_share", time_limit_s: float | None = None, warm_start: bool = True,
                  simplex: str = "auto", always_resolve: bool = False, threads: int | None = None,
-                 never_above_request: bool = False, highs_options: Mapping | None = None):
+                 never_above_request: bool = False, highs_options: Mapping | None = None,
+                 expected_arrivals=None):
         if isinstance(site, Mapping) and site.get("sessions"):
             raise _refused("site", FieldProblem("sessions", f"{len(site['sessions'])} sessions",
                                                 "a Controller site has no sessions; announce cars with plug_in()"))
@@ -306,6 +336,7 @@ class Controller:
         self.state = ControllerState(now=0, cars={}, finished={}, caps=(), base_load_kw=_readonly(base.copy()),
                                      peak_so_far_kw=-math.inf, next_serial=0)
         self.publication = Publication(0, (), _readonly(np.zeros((0, T))), "idle", "idle")
+
         self.status = "idle"
         self.log: list[dict] = []
         self._dirty = False
@@ -314,6 +345,10 @@ class Controller:
         self._saved_basis = None  # (col_keys, col_status, row_keys, row_status), keys sorted
         self._node_cache = None  # ((now, end), base-load array, node copies) of the last sub-instance
         self._session_cache: dict = {}  # id → (car, end time, sub-instance session, over-request bound)
+        if expected_arrivals is not None:  # no car yet: nothing to re-solve
+            self.auto_resolve = False
+            self.expect(expected_arrivals)
+            self.auto_resolve = True
         self._last_run: dict = {}
 
     # ---------------------------------------------------------------------------------------------------------
@@ -524,6 +559,70 @@ class Controller:
             base[i, first:] = numbers[0]
         self._commit(dataclasses.replace(self.state, base_load_kw=_readonly(base)), "forecast")
 
+    def expect(self, cars) -> None:
+        """Replace the arrival forecast: a sequence of expected cars, each a mapping with ``id``, ``node`` (where
+        its charger hangs), ``arrival``, ``departure`` (ISO date-times), ``energy_kwh`` [kWh] and ``max_charge_kw``
+        [kW], optionally ``phases`` ("A" | "B" | "C" | "ABC") and ``efficiency`` (0, 1].
+
+        Each re-solve plans for the expected cars whose arrival is still ahead (flexible, charge-only phantoms on
+        virtual chargers: capacity is held for them where it is cheapest to hold); once the arrival time has passed
+        the forecast car is dropped (a real car announces itself with :meth:`plug_in`). ``expect([])`` removes the
+        forecast. Refused: a car that is not a mapping, a missing or unknown key, an id given twice, an unknown
+        node, times that are not date-times with offset, a departure not after arrival or after the day, energy
+        < 0, max_charge_kw <= 0, phases or efficiency out of range.
+        """
+        event = "expect"
+        allowed = {"id", "node", "arrival", "departure", "energy_kwh", "max_charge_kw", "phases", "efficiency"}
+        problems: list[FieldProblem] = []
+        parsed = []
+        seen: set = set()
+        end = self.time_of(self.periods)
+        for i, car in enumerate(cars):
+            where = f"cars[{i}]"
+            if not isinstance(car, Mapping):
+                problems.append(FieldProblem(where, type(car).__name__, "a mapping of expected-car fields"))
+                continue
+            found = [FieldProblem(f"{where}.{k}", car[k], f"unknown key (allowed: {', '.join(sorted(allowed))})")
+                     for k in car if k not in allowed]
+            found += [FieldProblem(f"{where}.{k}", "(missing)", "missing required key")
+                      for k in ("id", "node", "arrival", "departure", "energy_kwh", "max_charge_kw") if k not in car]
+            if found:
+                problems += found
+                continue
+            if not isinstance(car["id"], str) or not car["id"] or car["id"] in seen:
+                found.append(FieldProblem(f"{where}.id", car["id"], "a non-empty id not given to another expected car"))
+            seen.add(car["id"])
+            if car["node"] not in self._node_index:
+                found.append(FieldProblem(f"{where}.node", car["node"], "the id of a node"))
+            times = []
+            for key in ("arrival", "departure"):
+                try:
+                    times.append(self._datetime(car[key], f"{where}.{key}", event))
+                except InstanceError as exc:
+                    found += exc.problems
+            if len(times) == 2 and not times[0] < times[1] <= end:
+                found.append(FieldProblem(f"{where}.departure", str(car["departure"]),
+                                          f"after arrival and not after the end of the day {end.isoformat()}"))
+            for key, low, closed, high in (("energy_kwh", 0.0, True, math.inf), ("max_charge_kw", 0.0, False, math.inf),
+                                           ("efficiency", 0.0, False, 1.0)):
+                value = car.get(key, 1.0)
+                ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value) \
+                    and (value >= low if closed else value > low) and value <= high
+                if not ok:
+                    found.append(FieldProblem(f"{where}.{key}", value, f"a number {'>=' if closed else '>'} {low:g}"
+                                                                       + (f" and <= {high:g}" if high < math.inf else "")))
+            if car.get("phases", "ABC") not in ("A", "B", "C", "ABC"):
+                found.append(FieldProblem(f"{where}.phases", car["phases"], "one of A, B, C, ABC"))
+            if found:
+                problems += found
+                continue
+            parsed.append(Expected(car["id"], car["node"], times[0], times[1], float(car["energy_kwh"]),
+                                   float(car["max_charge_kw"]), car.get("phases", "ABC"),
+                                   float(car.get("efficiency", 1.0))))
+        if problems:
+            raise _refused(event, problems)
+        self._commit(dataclasses.replace(self.state, expected=tuple(parsed)), "expect")
+
     def advance(self, to_period) -> None:
         """Time moves on to period ``to_period`` (index or date-time on a boundary, rounded down).
 
@@ -565,6 +664,8 @@ class Controller:
             finished[sid] = cars.pop(sid)
         self.state = dataclasses.replace(state, now=to, cars=cars, finished=finished, peak_so_far_kw=peak)
         self._changes.add("advance")
+        if any(self.time_of(state.now) < e.arrival <= end_time for e in state.expected):
+            self._dirty = True  # forecast cars left the plan: re-plan the rest
         self._after_change()
 
     # ---------------------------------------------------------------------------------------------------------
@@ -659,8 +760,9 @@ class Controller:
     def setpoints(self) -> pd.Series:
         """Set-points of the current period [kW] per announced car (0 for a car not plugged in this period)."""
         pub = self.publication
-        return pd.Series(pub.column(self.now), index=pd.Index(pub.session_ids, name="session_id"),
-                         name="power_kw", dtype=float)
+        series = pd.Series(pub.column(self.now), index=pd.Index(pub.session_ids, name="session_id"),
+                           name="power_kw", dtype=float)
+        return series[~series.index.str.startswith(EXPECTED_PREFIX)] if len(series) else series
 
     def snapshot(self) -> dict:
         """A plain, comparable copy of everything an event may change: state, publication and status."""
@@ -675,6 +777,7 @@ class Controller:
             "base_load_kw": s.base_load_kw.tolist(),
             "peak_so_far_kw": s.peak_so_far_kw,
             "next_serial": s.next_serial,
+            "expected": list(s.expected),
             "publication": (pub.start_period, pub.session_ids, pub.power_kw.tolist(), pub.source, pub.status),
             "status": self.status,
         }
@@ -749,7 +852,7 @@ class Controller:
                           f"no load, but it cannot relieve a limit that base load alone breaks")
                 power = np.zeros((problem.n_sessions, problem.n_periods))
                 schedule = Schedule(problem=problem, power=power, summary=summarise(problem, power, status="zero"))
-                verification = verify(sub, power)
+                verification = verify(meta["real_instance"], power[:meta["n_real"]])
                 if not verification.ok:
                     status += f" ({len(verification.violations)} violation(s) remain at zero power)"
         if source == "zero" or source.startswith("fallback"):
@@ -847,11 +950,33 @@ class Controller:
             final_upper.append(over)
             session_cache[s.id] = (car, end_time, sessions[-1], over)
         self._session_cache = session_cache
+        chargers = site.chargers
+        phantoms = [e for e in state.expected if self.time < e.arrival < end_time]
+        if phantoms:
+            chargers = list(chargers)
+            for k, e in enumerate(state.expected):
+                if not self.time < e.arrival < end_time:
+                    continue
+                name = EXPECTED_PREFIX + e.id
+                chargers.append(Charger.model_construct(id=name, node=e.node, max_charge_kw=e.max_charge_kw,
+                                                        max_discharge_kw=0.0, phases=e.phases,
+                                                        efficiency=e.efficiency))
+                sessions.append(Session.model_construct(
+                    id=name, charger=name, arrival=e.arrival, departure=min(e.departure, end_time),
+                    energy_kwh=e.energy_kwh, max_charge_kw=None, max_discharge_kw=0.0, battery_kwh=None,
+                    initial_kwh=None, min_kwh=None))
+                serials.append(PHANTOM_SERIAL + k)
+                final_upper.append(math.nan)
         sub = Instance.model_construct(format=site.format, name=f"{site.name} [online, period {now}]",
-                                       horizon=horizon, nodes=nodes, chargers=site.chargers, sessions=sessions,
+                                       horizon=horizon, nodes=nodes, chargers=chargers, sessions=sessions,
                                        tariff=tariff, objective=site.objective)
+        n_real = len(sessions) - len(phantoms)
+        real = sub if not phantoms else Instance.model_construct(
+            format=site.format, name=sub.name, horizon=horizon, nodes=nodes, chargers=site.chargers,
+            sessions=sessions[:n_real], tariff=tariff, objective=site.objective)
         meta = {"serials": np.asarray(serials, dtype=np.int64), "final_upper": np.asarray(final_upper, dtype=float),
-                "now": now, "end": end, "never_above_request": self.never_above_request}
+                "now": now, "end": end, "never_above_request": self.never_above_request, "n_real": n_real,
+                "real_instance": real}
         return sub, meta
 
     def _caps_array(self, problem: Problem) -> np.ndarray:
@@ -869,7 +994,7 @@ class Controller:
     # the LP solve with HiGHS
 
     def _solve_highs(self, problem: Problem, caps: np.ndarray, meta: dict) -> Schedule:
-        dr = _cap_rows(problem, caps)
+        dr = _extra_rows(problem, caps, meta["n_real"])
         peak_floor = self.state.peak_so_far_kw if problem.peak_cost > 0 and math.isfinite(
             self.state.peak_so_far_kw) else None
 
@@ -943,15 +1068,19 @@ class Controller:
     # the check before publication
 
     def _check(self, problem: Problem, power: np.ndarray, meta: dict) -> Verification:
-        """The independent verifier on the sub-instance, plus demand-response caps and over-request bounds."""
-        result = verify(problem.instance, power)
+        """The independent verifier on the sub-instance's *real* cars (forecast phantoms removed: they exist only in
+        the plan and must not relieve any limit), plus demand-response caps and over-request bounds."""
+        n_real = meta["n_real"]
+        result = verify(meta["real_instance"], power[:n_real])
         if result.violations:
             shown = "; ".join(str(v) for v in result.violations[:3])
             raise SolverError(f"the schedule failed independent verification ({len(result.violations)} "
                               f"violation(s)): {shown}")
         caps = meta["caps"]
         if np.isfinite(caps).any():
-            load = node_loads(problem, power)
+            real_power = power.copy()
+            real_power[n_real:] = 0.0
+            load = node_loads(problem, real_power)
             finite = np.isfinite(caps)
             over = finite & (load > np.where(finite, caps, 0.0) + _tolerance(np.where(finite, caps, 0.0)))
             if over.any():
@@ -1039,41 +1168,81 @@ def _patch_bounds(lp: LinearProgram, problem: Problem, final_upper: np.ndarray, 
                 lp.col_upper[col] = max(min(lp.col_upper[col], final_upper[s]), lp.col_lower[col])
 
 
-def _cap_rows(problem: Problem, caps: np.ndarray) -> dict:
-    """Rows ``sum over the subtree's pairs of (charge - discharge) <= cap - base`` for every capped (node, period).
+def _subtree_rows(problem: Problem, need: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                  members: np.ndarray) -> dict:
+    """Rows ``lower <= sum over the pairs of node n's subtree at period t of (charge - discharge) <= upper`` for
+    every (n, t) where ``need``; only sessions where ``members`` (S,) is true take part.
 
     Returns ``n`` (rows), ``lower``, ``upper`` [kW], ``node``, ``period`` (sub-horizon) per row and the (row,
-    session, period) entries; :func:`_cap_entries` turns those into one LP's columns. Raises InfeasibleError where
-    base load minus all the discharge available below the node is already over the cap (node, period, kW).
+    session, period) entries ``rows, sess, t``; :func:`_cap_entries` turns those into one LP's columns."""
+    p = problem
+    need_n, need_t = np.nonzero(need)
+    row_id = np.full(need.shape, -1, dtype=np.int64)
+    row_id[need_n, need_t] = np.arange(len(need_n))
+    on = need[p.member_node].any(axis=1) & members[p.member_session]
+    mn, ms = p.member_node[on], p.member_session[on]
+    rows_of = row_id[mn]  # (members of those nodes, T)
+    m_idx, t_idx = np.nonzero((rows_of >= 0) & (p.presence[ms] > 0))
+    return {"n": len(need_n), "lower": lower[need_n, need_t], "upper": upper[need_n, need_t], "node": need_n,
+            "period": need_t, "rows": rows_of[m_idx, t_idx], "sess": ms[m_idx], "t": t_idx}
+
+
+def _extra_rows(problem: Problem, caps: np.ndarray, n_real: int) -> dict:
+    """The rows the controller adds to every model (module notes, step 2).
+
+    - demand-response caps: ``sum(charge - discharge) <= cap - base`` for every capped (node, period), all cars;
+      InfeasibleError where base load minus all the discharge available below the node is already over the cap;
+    - export limits for the real cars alone, where a forecast (phantom) car could otherwise absorb a real car's
+      discharge: ``sum over real cars (charge - discharge) >= -export_limit - base`` for every node with an export
+      limit and period where both a phantom and a real V2G car are present below it.
+
+    ``kind`` per row (15 cap, 16 real export) keys the rows for warm starts.
     """
     p = problem
-    need_n, need_t = np.nonzero(np.isfinite(caps))
-    if not len(need_n):
+    S, T = p.n_sessions, p.n_periods
+    finite = np.isfinite(caps)
+    everyone = np.ones(S, dtype=bool)
+    parts = []
+    if finite.any():
+        cap_rows = _subtree_rows(p, finite, np.full(caps.shape, -np.inf), np.where(finite, caps, 0.0) - p.base_net_kw,
+                                 everyone)
+        give_back = np.zeros(cap_rows["n"])
+        np.add.at(give_back, cap_rows["rows"], p.discharge_max_kw[cap_rows["sess"]])
+        gap = -give_back - cap_rows["upper"]
+        bad = gap > INFEASIBLE_TOLERANCE_KW
+        if bad.any():
+            n_bad, t_bad = cap_rows["node"][bad], cap_rows["period"][bad]
+            raise InfeasibleError(
+                [Overload(node=p.node_ids[n], kind="import (demand-response cap)", period=int(t),
+                          start=p.period_start[t].isoformat(), excess_kw=float(g))
+                 for n, t, g in zip(n_bad, t_bad, gap[bad])],
+                "base load (minus the most every charger below can give back) is over a demand-response cap")
+        parts.append((15, cap_rows))
+    if n_real < S and np.isfinite(p.export_limit_kw).any():
+        real = np.arange(S) < n_real
+        phantom_here = np.zeros((p.n_nodes, T))
+        v2g_here = np.zeros((p.n_nodes, T))
+        np.add.at(phantom_here, p.member_node, (p.presence[p.member_session] > 0) & ~real[p.member_session, None])
+        np.add.at(v2g_here, p.member_node, (p.presence[p.member_session] > 0)
+                  & (real & p.v2g)[p.member_session, None])
+        need = np.isfinite(p.export_limit_kw)[:, None] & (phantom_here > 0) & (v2g_here > 0)
+        if need.any():
+            lower = -np.where(np.isfinite(p.export_limit_kw), p.export_limit_kw, 0.0)[:, None] - p.base_net_kw
+            parts.append((16, _subtree_rows(p, need, lower, np.full(need.shape, np.inf), real)))
+    if not parts:
         return {"n": 0}
-    upper = caps[need_n, need_t] - p.base_net_kw[need_n, need_t]
-    row_id = np.full(caps.shape, -1, dtype=np.int64)
-    row_id[need_n, need_t] = np.arange(len(need_n))
-    on = np.isfinite(caps[p.member_node]).any(axis=1)
-    mn, ms = p.member_node[on], p.member_session[on]
-    rows_of = row_id[mn]  # (members of capped nodes, T)
-    m_idx, t_idx = np.nonzero((rows_of >= 0) & (p.presence[ms] > 0))
-    rows, sess = rows_of[m_idx, t_idx], ms[m_idx]
-    give_back = np.zeros(len(need_n))
-    np.add.at(give_back, rows, p.discharge_max_kw[sess])
-    gap = -give_back - upper
-    bad = gap > INFEASIBLE_TOLERANCE_KW
-    if bad.any():
-        raise InfeasibleError(
-            [Overload(node=p.node_ids[need_n[r]], kind="import (demand-response cap)", period=int(need_t[r]),
-                      start=p.period_start[need_t[r]].isoformat(), excess_kw=float(gap[r]))
-             for r in np.flatnonzero(bad)],
-            "base load (minus the most every charger below can give back) is over a demand-response cap")
-    return {"n": len(need_n), "lower": np.full(len(need_n), -np.inf), "upper": upper, "node": need_n,
-            "period": need_t, "rows": rows, "sess": sess, "t": t_idx}
+    offset = np.cumsum([0] + [part["n"] for _, part in parts])
+    return {
+        "n": int(offset[-1]),
+        "kind": np.concatenate([np.full(part["n"], kind) for kind, part in parts]),
+        **{key: np.concatenate([part[key] for _, part in parts]) for key in ("lower", "upper", "node", "period",
+                                                                             "sess", "t")},
+        "rows": np.concatenate([part["rows"] + offset[i] for i, (_, part) in enumerate(parts)]),
+    }
 
 
 def _cap_entries(lp: LinearProgram, problem: Problem, dr: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row-wise entries (start, column, value) of the cap rows in ``lp``'s column numbering: +1 on each charge
+    """Row-wise entries (start, column, value) of the extra rows in ``lp``'s column numbering: +1 on each charge
     column, -1 on each discharge column."""
     pair_index = np.full((problem.n_sessions, problem.n_periods), -1, dtype=np.int64)
     pair_index[lp.pair_session, lp.pair_period] = np.arange(len(lp.pair_session))
@@ -1122,7 +1291,7 @@ def _keys(lp: LinearProgram, problem: Problem, dr: dict, meta: dict, T_day: int)
         else:  # unknown row kinds get unique keys that match nothing
             part[:] = -(np.arange(block.start, block.stop) + 2)
     if dr["n"]:
-        rows.append(15 * S + dr["node"] * T_day + dr["period"] + now)
+        rows.append(dr["kind"].astype(np.int64) * S + dr["node"] * T_day + dr["period"] + now)
     return col, np.concatenate(rows)
 
 
