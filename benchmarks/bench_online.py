@@ -8,7 +8,8 @@ Usage (from the repository root)::
     python benchmarks/bench_online.py latency --size 10000 --seed 2026 --periods 28,32,36 \\
         --out benchmarks/out/online_latency_10000.csv
 
-    # closed loop: every strategy on residential(300, seed=2026, transformer_kw=598.5), without and with noise
+    # closed loop: every strategy on residential(300, seed=2026, transformer_kw=598.5), without and with noise,
+    # and online control with an arrival forecast (the cars of residential(300, seed=2027, ...))
     python benchmarks/bench_online.py compare --out benchmarks/out/online_compare.csv
 
     # a whole simulated day of online control
@@ -165,17 +166,37 @@ def latency_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def typical_day(size: int, seed: int, **options) -> list[dict]:
+    """An arrival forecast: the cars of another day of the same generator (another seed: the distribution, not this
+    day's draw), each placed on the feeder of its parking space (it holds shared capacity, not a meter)."""
+    day = residential(size, seed=seed, **options)
+    feeder = {n["id"]: n["parent"] for n in day["nodes"]}
+    chargers = {c["id"]: c for c in day["chargers"]}
+    return [{"id": s["id"], "node": feeder[chargers[s["charger"]]["node"]], "arrival": s["arrival"],
+             "departure": s["departure"], "energy_kwh": s["energy_kwh"],
+             "max_charge_kw": chargers[s["charger"]]["max_charge_kw"], "phases": chargers[s["charger"]]["phases"],
+             "efficiency": chargers[s["charger"]]["efficiency"]} for s in day["sessions"]]
+
+
 def run_compare(out: Path | None) -> pd.DataFrame:
     site = residential(300, seed=2026, transformer_kw=598.5)
     strategies = ["uncontrolled", "equal_share", "edf", "llf", "greedy_cost", "online", "optimal"]
     noise = Noise(underdraw=0.2, early_departure_prob=0.3, early_departure_max_h=2.0, base_load_sigma=0.05)
+    forecast = typical_day(300, 2027, transformer_kw=598.5)
+    variants = {
+        "online + forecast": {"expected_arrivals": forecast},
+        "online + forecast x1.2": {"expected_arrivals": [{**c, "energy_kwh": 1.2 * c["energy_kwh"]} for c in forecast]},
+    }
     frames = []
     for label, kwargs in (("none", {}), ("noisy", {"noise": noise, "seed": 1})):
         print(f"# compare noise={label}: load {load()}", file=sys.stderr, flush=True)
         table = compare(site, strategies=strategies, **kwargs)
         if label == "noisy":
-            guarded = simulate(site, strategy="online", controller_options={"never_above_request": True}, **kwargs)
-            table.loc["online never_above_request"] = pd.Series(guarded.summary())
+            variants["online + forecast x1.2, never_above_request"] = {**variants["online + forecast x1.2"],
+                                                                       "never_above_request": True}
+        for name, options in variants.items():
+            result = simulate(site, strategy="online", controller_options=options, **kwargs)
+            table.loc[name] = pd.Series(result.summary())
         table.insert(0, "noise", label)
         table["load_1m_after"] = load()
         frames.append(table)
