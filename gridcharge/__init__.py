@@ -78,3 +78,8 @@ __all__ = [
     "Verification", "Violation", "available_solvers", "build_problem", "build_pyomo", "load_instance", "solve",
     "verify",
 ]
+
+
+def __getattr__(name: str):  # lazy: gridcharge.simulate (issue 4) without importing gridcharge.online up front
+    if name == "simulate": from .online import simulate; return simulate  # noqa: E701, E702
+    raise AttributeError(f"module 'gridcharge' has no attribute {name!r}")

@@ -438,6 +438,15 @@ def test_with_noise_online_control_stays_within_limits_when_base_load_is_as_fore
     assert (guarded.delivered_kwh <= guarded.requested_kwh + 1e-6).all()
 
 
+def test_the_simulator_is_gridcharge_simulate():
+    """The issue's entry point: ``gridcharge.simulate(site, sessions, strategy)``."""
+    assert gridcharge.simulate is simulate
+    result = gridcharge.simulate(site(), [session("S1", "C1", at(0), at(7), 5.0)], "online")
+    assert result.verification.ok and result.verification.unmet_kwh == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(AttributeError):
+        gridcharge.no_such_thing  # noqa: B018
+
+
 def test_simulate_rejects_unknown_strategies_and_noise():
     with pytest.raises(ValueError):
         simulate(site(), [], "magic")
