@@ -158,11 +158,10 @@ def verify(instance, schedule) -> Verification:
     N = len(node_ids)
     parent = np.array([-1 if n.parent is None else index[n.parent] for n in inst.nodes])
     depth = np.zeros(N, dtype=int)
-    for i in range(N):
-        j = i
-        while parent[j] >= 0:
-            depth[i] += 1
-            j = parent[j]
+    above = parent.copy()
+    while (up := above >= 0).any():  # one step up the tree per pass, all nodes at once
+        depth[up] += 1
+        above[up] = parent[above[up]]
 
     def per_period(value):
         return np.broadcast_to(np.asarray(value, dtype=float), (T,))
@@ -191,12 +190,9 @@ def verify(instance, schedule) -> Verification:
     for k, name in enumerate("ABC"):
         violations += _exceeds("phase_import", [f"{n}/{name}" for n in node_ids], phase[k],
                                np.broadcast_to(ph_lim, load.shape))
-    overload = {}
-    for i, nid in enumerate(node_ids):
-        kwh = (np.clip(load[i] - imp[i], 0, None).sum() + np.clip(-load[i] - exp[i], 0, None).sum()
-               + sum(np.clip(phase[k][i] - ph_lim[i], 0, None).sum() for k in range(3))) * step_h
-        if kwh > 0:
-            overload[nid] = float(kwh)
+    per_node = (np.clip(load - imp, 0, None).sum(axis=1) + np.clip(-load - exp, 0, None).sum(axis=1)
+                + np.clip(phase - ph_lim[None], 0, None).sum(axis=(0, 2))) * step_h
+    overload = {node_ids[i]: float(per_node[i]) for i in np.flatnonzero(per_node > 0)}
 
     # the objective, from the power alone
     price_in = per_period(inst.tariff.import_cny_per_kwh)
