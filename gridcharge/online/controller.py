@@ -97,6 +97,7 @@ from ..problem import Problem, build_problem
 from ..schedule import Schedule, node_loads, summarise
 from ..solvers.baselines import BASELINES
 from ..solvers.exact import RunResult, solve_exactly
+from ..solvers.highs import HIGHS_STATUS
 from ..verify import Verification, _tolerance, verify
 
 #: Solvers a controller accepts: the direct HiGHS LP and the controlled baselines (``uncontrolled`` ignores limits
@@ -116,14 +117,6 @@ _ZERO = int(highspy.HighsBasisStatus.kZero)
 _STATUS_LOOKUP = np.empty(max(int(v) for v in highspy.HighsBasisStatus.__members__.values()) + 1, dtype=object)
 for _status in highspy.HighsBasisStatus.__members__.values():
     _STATUS_LOOKUP[int(_status)] = _status
-_HIGHS_STATUS = {
-    highspy.HighsModelStatus.kOptimal: "optimal",
-    highspy.HighsModelStatus.kInfeasible: "infeasible",
-    highspy.HighsModelStatus.kUnboundedOrInfeasible: "infeasible",
-    highspy.HighsModelStatus.kUnbounded: "unbounded",
-    highspy.HighsModelStatus.kTimeLimit: "time_limit",
-    highspy.HighsModelStatus.kIterationLimit: "iteration_limit",
-}
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -1054,7 +1047,7 @@ class Controller:
         h.run()
         seconds = time.perf_counter() - started
         info = h.getInfo()
-        name = _HIGHS_STATUS.get(h.getModelStatus(), h.modelStatusToString(h.getModelStatus()))
+        name = HIGHS_STATUS.get(h.getModelStatus(), h.modelStatusToString(h.getModelStatus()))
         self._last_run = {"seconds": self._last_run.get("seconds", 0.0) + seconds, "warm": warm or
                           self._last_run.get("warm", False),
                           "iterations": self._last_run.get("iterations", 0) + int(info.simplex_iteration_count)}

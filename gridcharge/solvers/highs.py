@@ -58,7 +58,8 @@ def solve_highs(problem: Problem, *, time_limit_s: float | None = None, allow_ov
     return schedule
 
 
-_STATUS = {
+#: HiGHS model status → gridcharge's status words (also used by the online controller).
+HIGHS_STATUS = {
     highspy.HighsModelStatus.kOptimal: "optimal",
     highspy.HighsModelStatus.kInfeasible: "infeasible",
     highspy.HighsModelStatus.kUnboundedOrInfeasible: "infeasible",
@@ -96,7 +97,7 @@ def run_highs(lp: LinearProgram, *, time_limit_s=None, method="simplex", verbose
     h.run()
     seconds = time.perf_counter() - started
     model_status = h.getModelStatus()
-    name = _STATUS.get(model_status, h.modelStatusToString(model_status))
+    name = HIGHS_STATUS.get(model_status, h.modelStatusToString(model_status))
     if name != "optimal":
         return RunResult(None, None, name, seconds)
     x = np.asarray(h.getSolution().col_value, dtype=float)
