@@ -44,13 +44,11 @@ class Schedule:
 
     @property
     def power_kw(self) -> pd.DataFrame:
-        return pd.DataFrame(self.power.T, index=self.problem.period_start.rename("start"),
-                            columns=pd.Index(self.problem.session_ids, name="session_id"))
+        return power_frame(self.problem, self.power)
 
     @property
     def node_load_kw(self) -> pd.DataFrame:
-        return pd.DataFrame(node_loads(self.problem, self.power).T, index=self.problem.period_start.rename("start"),
-                            columns=pd.Index(self.problem.node_ids, name="node_id"))
+        return node_load_frame(self.problem, self.power)
 
     @property
     def status(self) -> str:
@@ -128,6 +126,18 @@ def _jsonable(value):
     if isinstance(value, np.integer):
         return int(value)
     return value
+
+
+def power_frame(problem: Problem, power: np.ndarray) -> pd.DataFrame:
+    """Signed power as a frame: tz-aware period index x session-id columns [kW]."""
+    return pd.DataFrame(power.T, index=problem.period_start.rename("start"),
+                        columns=pd.Index(problem.session_ids, name="session_id"))
+
+
+def node_load_frame(problem: Problem, power: np.ndarray) -> pd.DataFrame:
+    """Net load of every node as a frame: tz-aware period index x node-id columns [kW]."""
+    return pd.DataFrame(node_loads(problem, power).T, index=problem.period_start.rename("start"),
+                        columns=pd.Index(problem.node_ids, name="node_id"))
 
 
 def node_loads(problem: Problem, power: np.ndarray) -> np.ndarray:

@@ -49,7 +49,7 @@ import pandas as pd
 
 from ..instance import Instance, load_instance
 from ..problem import Problem, build_problem
-from ..schedule import node_loads
+from ..schedule import node_load_frame, power_frame
 from ..verify import Verification, verify
 from .controller import CONTROLLER_SOLVERS, Controller
 
@@ -123,14 +123,12 @@ class SimulationResult:
     @property
     def power_kw(self) -> pd.DataFrame:
         """Realised power, periods (tz-aware) x sessions [kW]."""
-        return pd.DataFrame(self.power.T, index=self.problem.period_start.rename("start"),
-                            columns=pd.Index(self.problem.session_ids, name="session_id"))
+        return power_frame(self.problem, self.power)
 
     @property
     def node_load_kw(self) -> pd.DataFrame:
         """Actual net load, periods x nodes [kW]: actual base load plus realised charger power."""
-        return pd.DataFrame(node_loads(self.problem, self.power).T, index=self.problem.period_start.rename("start"),
-                            columns=pd.Index(self.problem.node_ids, name="node_id"))
+        return node_load_frame(self.problem, self.power)
 
     @property
     def delivered_kwh(self) -> pd.Series:
