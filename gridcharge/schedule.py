@@ -156,10 +156,15 @@ def phase_loads(problem: Problem, power: np.ndarray) -> np.ndarray:
     return out
 
 
+def battery_power_kw(power: np.ndarray, efficiency: np.ndarray) -> np.ndarray:
+    """Power into the battery [kW] for a signed charger power [kW]: ``efficiency * p`` when charging, ``p / efficiency``
+    when discharging. ``efficiency`` broadcasts against ``power`` (shape (S, 1) for an (S, T) schedule)."""
+    return np.where(power >= 0, efficiency * power, power / efficiency)
+
+
 def delivered_kwh(problem: Problem, power: np.ndarray) -> np.ndarray:
     """Energy added to each battery by departure [kWh], shape (S,)."""
-    eta = problem.efficiency[:, None]
-    energy = np.where(power >= 0, eta * power, power / eta) * problem.presence * problem.step_hours
+    energy = battery_power_kw(power, problem.efficiency[:, None]) * problem.presence * problem.step_hours
     return energy.sum(axis=1)
 
 

@@ -94,7 +94,7 @@ from ..errors import FieldProblem, InfeasibleError, InstanceError, Overload, Sol
 from ..formulation.lp import INFEASIBLE_TOLERANCE_KW, LinearProgram
 from ..instance import Charger, Horizon, Instance, Session, Tariff, _battery_problems, _expectation, load_instance
 from ..problem import Problem, build_problem
-from ..schedule import Schedule, node_loads, summarise
+from ..schedule import Schedule, battery_power_kw, delivered_kwh, node_loads, summarise
 from ..solvers.baselines import BASELINES
 from ..solvers.exact import RunResult, solve_exactly
 from ..solvers.highs import HIGHS_STATUS
@@ -648,8 +648,7 @@ class Controller:
             a, b = state.now - pub.start_period, to - pub.start_period
             power = pub.power_kw[:, a:b]
             presence = problem.presence[:, a:b]
-            eta = problem.efficiency[:, None]
-            gained = (np.where(power >= 0, eta * power, power / eta) * presence).sum(axis=1) * problem.step_hours
+            gained = (battery_power_kw(power, problem.efficiency[:, None]) * presence).sum(axis=1) * problem.step_hours
             for sid, kwh in zip(pub.session_ids, gained):
                 if sid in cars and kwh != 0.0:
                     car = cars[sid]
@@ -1091,8 +1090,7 @@ class Controller:
                                   f"period {self.now + t}: {load[n, t]:.6g} kW > {caps[n, t]:.6g} kW "
                                   f"({int(over.sum())} period(s) in all)")
         if meta["never_above_request"] and problem.n_sessions:
-            eta = problem.efficiency[:, None]
-            running = np.cumsum(np.where(power >= 0, eta * power, power / eta) * problem.presence, axis=1) \
+            running = np.cumsum(battery_power_kw(power, problem.efficiency[:, None]) * problem.presence, axis=1) \
                 * problem.step_hours
             bound = np.where(np.isfinite(meta["final_upper"]), meta["final_upper"], problem.energy_request_kwh)
             above = running.max(axis=1, initial=0.0) > np.maximum(bound, 0.0) + _tolerance(bound)
@@ -1102,8 +1100,7 @@ class Controller:
                                   f"({running[s].max():.6g} kWh added vs {bound[s]:.6g} kWh)")
         upper = meta["final_upper"]
         if np.isfinite(upper).any():
-            eta = problem.efficiency[:, None]
-            added = (np.where(power >= 0, eta * power, power / eta) * problem.presence).sum(axis=1) * problem.step_hours
+            added = delivered_kwh(problem, power)
             bad = np.isfinite(upper) & (added > upper + _tolerance(upper))
             if bad.any():
                 s = int(np.flatnonzero(bad)[0])

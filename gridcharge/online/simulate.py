@@ -49,7 +49,7 @@ import pandas as pd
 
 from ..instance import Instance, load_instance
 from ..problem import Problem, build_problem
-from ..schedule import node_load_frame, power_frame
+from ..schedule import battery_power_kw, delivered_kwh, node_load_frame, power_frame
 from ..verify import Verification, verify
 from .controller import CONTROLLER_SOLVERS, Controller
 
@@ -134,9 +134,8 @@ class SimulationResult:
     def delivered_kwh(self) -> pd.Series:
         """Energy added to each car's battery by its actual departure [kWh]."""
         p = self.problem
-        eta = p.efficiency[:, None]
-        gained = np.where(self.power >= 0, eta * self.power, self.power / eta) * p.presence * p.step_hours
-        return pd.Series(gained.sum(axis=1), index=pd.Index(p.session_ids, name="session_id"), name="delivered_kwh")
+        return pd.Series(delivered_kwh(p, self.power), index=pd.Index(p.session_ids, name="session_id"),
+                         name="delivered_kwh")
 
     @property
     def requested_kwh(self) -> pd.Series:
@@ -302,8 +301,7 @@ def _apply(setpoint: np.ndarray, t: int, reality: _Reality, problem: Problem, de
     present = problem.presence[:, t]
     power = np.where(setpoint > 0, setpoint * reality.underdraw[:, t], setpoint)
     power = np.where(present > 0, power, 0.0)
-    eta = problem.efficiency
-    delivered += np.where(power >= 0, eta * power, power / eta) * present * problem.step_hours
+    delivered += battery_power_kw(power, problem.efficiency) * present * problem.step_hours
     return power
 
 
