@@ -7,6 +7,7 @@ Exit codes: 0 done; 1 anything else (a verification failure, a solver failure, a
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import threading
 import time
@@ -15,6 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
+
+#: Further subcommands, one module each in ``gridcharge/commands/``. Each module has ``register(subparsers)``,
+#: which adds its parser and sets ``run=callable(args) -> exit code`` as the parser's default. The modules import
+#: the library lazily inside ``run`` so that ``--help`` stays fast.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _positive_float(text: str) -> float:
@@ -68,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="schedule CSV with columns session_id, period, power_kw [kW] (as written by solve)")
 
     sub.add_parser("solvers", help="list the solver names --solver accepts")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"gridcharge.commands.{name}").register(sub)
     return parser
 
 
@@ -80,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             return _solve(args)
         if args.command == "verify":
             return _verify(args)
+        if getattr(args, "run", None) is not None:
+            return args.run(args)
         if args.command == "solvers":
             from .solvers import available
 
