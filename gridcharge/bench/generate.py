@@ -11,27 +11,10 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-#: Residential household demand shape, hourly from 00:00, as a fraction of the evening peak [-]. A typical northern
-#: Chinese urban residential feeder: overnight trough, morning shoulder, evening peak around 19:00-21:00.
-HOUSEHOLD_SHAPE = np.array([
-    0.42, 0.36, 0.33, 0.32, 0.32, 0.35, 0.45, 0.58, 0.60, 0.55, 0.52, 0.56,
-    0.60, 0.55, 0.52, 0.52, 0.58, 0.72, 0.90, 1.00, 1.00, 0.92, 0.75, 0.55,
-])
-#: Evening peak of one household's diversified demand [kW].
-HOUSEHOLD_PEAK_KW = 1.2
-
-#: Time-of-use periods by hour of day (0 valley, 1 flat, 2 peak): valley 23:00-07:00, peak 10:00-15:00 and
-#: 18:00-21:00, flat otherwise — modelled on the period split of Beijing's time-of-use tariff for general commercial users.
-TOU_PERIOD_BY_HOUR = np.array([0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 1, 1, 1, 2, 2, 2, 1, 1, 0])
-#: Illustrative prices for those periods [CNY/kWh] (valley, flat, peak).
-TOU_PRICES_CNY_PER_KWH = np.array([0.30, 0.65, 1.00])
+from ..grid.profiles import HOUSEHOLD_PEAK_KW, HOUSEHOLD_SHAPE, hourly_to_periods
+from ..grid.tariffs import tou_prices
 
 BEIJING = timezone(timedelta(hours=8))
-
-
-def _hourly_to_periods(hourly: np.ndarray, start_hour: float, step_minutes: int, periods: int) -> np.ndarray:
-    hours = (start_hour + np.arange(periods) * step_minutes / 60.0) % 24
-    return np.interp(hours, np.arange(25), np.r_[hourly, hourly[0]])
 
 
 def residential(n_sessions: int, seed: int = 0, *, v2g_share: float = 1 / 3, feeders: int = 4,
@@ -58,7 +41,7 @@ def residential(n_sessions: int, seed: int = 0, *, v2g_share: float = 1 / 3, fee
     t0 = datetime.fromisoformat(start)
     start_hour = t0.hour + t0.minute / 60
     households = households_per_space * n_sessions
-    base = HOUSEHOLD_PEAK_KW * households * _hourly_to_periods(HOUSEHOLD_SHAPE, start_hour, step_minutes, periods)
+    base = HOUSEHOLD_PEAK_KW * households * hourly_to_periods(HOUSEHOLD_SHAPE, start_hour, step_minutes, periods)
     if transformer_kw is None:
         transformer_kw = float(np.ceil(base.max() + ev_kw_per_space * n_sessions))
     feeder_kw = float(np.ceil(transformer_kw / feeders * 1.1))
@@ -96,8 +79,7 @@ def residential(n_sessions: int, seed: int = 0, *, v2g_share: float = 1 / 3, fee
                            min_kwh=float(round(0.2 * battery[i], 2)))
         sessions.append(session)
 
-    hours = (start_hour + np.arange(periods) * step_minutes / 60.0) % 24
-    tou = TOU_PRICES_CNY_PER_KWH[TOU_PERIOD_BY_HOUR[np.floor(hours).astype(int)]]
+    tou = tou_prices(start_hour, step_minutes, periods)
     return {
         "format": "gridcharge/instance-v1",
         "name": f"residential n_sessions={n_sessions} seed={seed} v2g_share={v2g_share:.3f} feeders={feeders} "
