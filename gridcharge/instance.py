@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from .errors import FieldProblem, InstanceError
@@ -181,6 +182,24 @@ class Instance(_Strict):
     def to_dict(self) -> dict:
         """A JSON-ready mapping that :func:`load_instance` reads back to an equal instance."""
         return self.model_dump(mode="json")
+
+    def own_net_load_kw(self) -> np.ndarray:
+        """Each node's own base load minus its own generation, per period (not its subtree's) [kW].
+
+        Returns
+        -------
+        numpy.ndarray — shape (nodes, periods), nodes in file order [kW]
+        """
+        T = self.horizon.periods
+        net = np.zeros((len(self.nodes), T))
+        for attr, sign in (("base_load_kw", 1.0), ("generation_kw", -1.0)):
+            values = [getattr(n, attr) for n in self.nodes]
+            listed = [i for i, v in enumerate(values) if isinstance(v, list)]
+            scalar = np.array([0.0 if isinstance(v, list) else v for v in values], dtype=float)
+            net += sign * scalar[:, None]
+            if listed:
+                net[listed] += sign * np.array([values[i] for i in listed], dtype=float).reshape(len(listed), T)
+        return net
 
 
 # ----------------------------------------------------------------------------------------------------------------

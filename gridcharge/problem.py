@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ._arrays import add_rows_at
 from .instance import Instance, load_instance
 
 PHASES = ("A", "B", "C")
@@ -149,11 +150,13 @@ def build_problem(instance: Instance | object) -> Problem:
     offsets = np.repeat(anc_ptr[session_node] - np.cumsum(counts) + counts, counts)
     member_node = anc_idx[offsets + np.arange(counts.sum())] if S else np.zeros(0, dtype=np.int64)
 
-    own = np.array([_series(n.base_load_kw, T) - _series(n.generation_kw, T) for n in inst.nodes]).reshape(-1, T)
-    # every node adds its own net load to each of its ancestors (itself included)
+    own = inst.own_net_load_kw()
+    # every node with a load of its own adds it to each of its ancestors (itself included)
     node_counts = np.diff(anc_ptr)
+    owner = np.repeat(np.arange(len(node_ids)), node_counts)
+    loaded = own.any(axis=1)[owner]
     base_net = np.zeros_like(own)
-    np.add.at(base_net, anc_idx, own[np.repeat(np.arange(len(node_ids)), node_counts)])
+    add_rows_at(base_net, anc_idx[loaded], own[owner[loaded]])
 
     def limit(values):
         return np.array([np.inf if v is None else float(v) for v in values])
@@ -204,17 +207,13 @@ def _energy_bounds(session) -> tuple[float, float]:
 
 
 def _ancestors(parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CSR lists of each node's ancestors, itself first: ``anc_idx[anc_ptr[n]:anc_ptr[n+1]]``.
-
-    A loop over nodes (not sessions x periods); depth is a handful of levels.
-    """
-    chains = []
-    for n in range(len(parent)):
-        chain = [n]
-        while parent[chain[-1]] >= 0:
-            chain.append(int(parent[chain[-1]]))
-        chains.append(chain)
+    """CSR lists of each node's ancestors, itself first: ``anc_idx[anc_ptr[n]:anc_ptr[n+1]]``."""
+    levels = [np.arange(len(parent), dtype=np.int64)]  # levels[k][n]: n's k-th ancestor, -1 above the root
+    while (levels[-1] >= 0).any():
+        up = levels[-1]
+        levels.append(np.where(up >= 0, parent[np.maximum(up, 0)], -1))
+    table = np.stack(levels[:-1], axis=1)  # (nodes, depth + 1), one pass per level of the tree, all nodes at once
+    present = table >= 0
     ptr = np.zeros(len(parent) + 1, dtype=np.int64)
-    ptr[1:] = np.cumsum([len(c) for c in chains])
-    idx = np.fromiter((a for c in chains for a in c), dtype=np.int64, count=int(ptr[-1]))
-    return ptr, idx
+    ptr[1:] = np.cumsum(present.sum(axis=1))
+    return ptr, table[present].astype(np.int64)

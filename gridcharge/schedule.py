@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._arrays import add_rows_at
 from .errors import FieldProblem, InstanceError
 from .problem import PHASES, Problem
 
@@ -143,17 +144,16 @@ def node_load_frame(problem: Problem, power: np.ndarray) -> pd.DataFrame:
 def node_loads(problem: Problem, power: np.ndarray) -> np.ndarray:
     """Net load of every node [kW], shape (N, T): subtree base net load + signed charger power in the subtree."""
     load = problem.base_net_kw.copy()
-    np.add.at(load, problem.member_node, power[problem.member_session])
+    add_rows_at(load, problem.member_node, power[problem.member_session])
     return load
 
 
 def phase_loads(problem: Problem, power: np.ndarray) -> np.ndarray:
     """Load per phase of every node [kW], shape (3, N, T)."""
-    out = np.repeat(problem.base_net_kw[None, :, :] / 3.0, 3, axis=0)
-    for i in range(3):
-        np.add.at(out[i], problem.member_node, problem.phase_share[problem.member_session, i, None]
-                  * power[problem.member_session])
-    return out
+    out = np.repeat(problem.base_net_kw[:, None, :] / 3.0, 3, axis=1)  # (N, 3, T) while summing
+    add_rows_at(out, problem.member_node,
+                problem.phase_share[problem.member_session, :, None] * power[problem.member_session, None, :])
+    return out.transpose(1, 0, 2)
 
 
 def battery_power_kw(power: np.ndarray, efficiency: np.ndarray) -> np.ndarray:

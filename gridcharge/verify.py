@@ -1,7 +1,7 @@
 """The independent checker: does a signed power schedule keep every rule of an instance?
 
 It re-derives everything from the :class:`~gridcharge.instance.Instance` and the power alone and imports nothing
-else from gridcharge (no ``problem``, no formulation), so a mistake there cannot hide itself here. Its arithmetic is
+else from gridcharge but a pure numpy helper (no ``problem``, no formulation), so a mistake there cannot hide itself here. Its arithmetic is
 written differently on purpose: presence comes from first/last period indices and edge fractions (``problem`` clips
 interval overlaps), subtree loads are summed level by level up the tree (``problem`` uses ancestor lists).
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ._arrays import add_rows_at
 from .instance import Instance, load_instance
 
 #: Differences below this are numerical noise of the solver, not violations [kW or kWh], scaled by max(1, |limit|)
@@ -163,23 +164,17 @@ def verify(instance, schedule) -> Verification:
         depth[up] += 1
         above[up] = parent[above[up]]
 
-    def per_period(value):
-        return np.broadcast_to(np.asarray(value, dtype=float), (T,))
-
-    own = np.array([per_period(n.base_load_kw) - per_period(n.generation_kw) for n in inst.nodes]).reshape(N, T)
+    own = inst.own_net_load_kw()
     session_node = np.array([index[chargers[s.charger].node] for s in inst.sessions], dtype=int)
-    load = own.copy()
-    np.add.at(load, session_node, power)
     shares = np.array([[1 / 3] * 3 if chargers[s.charger].phases == "ABC"
                        else [float(chargers[s.charger].phases == ph) for ph in "ABC"] for s in inst.sessions])
-    phase = np.repeat(own[None] / 3.0, 3, axis=0)
-    for k in range(3):
-        np.add.at(phase[k], session_node, power * shares.reshape(S, 3)[:, k:k + 1])
+    # one array (node, total + three phases, period): each node's own load, then its chargers', then up the tree
+    loads = np.concatenate([own[:, None, :], np.repeat(own[:, None, :] / 3.0, 3, axis=1)], axis=1)
+    add_rows_at(loads, session_node, power[:, None, :] * np.c_[np.ones(S), shares.reshape(S, 3)][:, :, None])
     for level in range(depth.max(initial=0), 0, -1):
         at = np.flatnonzero(depth == level)
-        np.add.at(load, parent[at], load[at])
-        for k in range(3):
-            np.add.at(phase[k], parent[at], phase[k][at])
+        add_rows_at(loads, parent[at], loads[at])
+    load, phase = loads[:, 0, :], loads[:, 1:, :].transpose(1, 0, 2)
 
     def limit_of(attr):
         return np.array([np.inf if getattr(n, attr) is None else getattr(n, attr) for n in inst.nodes]).reshape(N, 1)
@@ -195,8 +190,8 @@ def verify(instance, schedule) -> Verification:
     overload = {node_ids[i]: float(per_node[i]) for i in np.flatnonzero(per_node > 0)}
 
     # the objective, from the power alone
-    price_in = per_period(inst.tariff.import_cny_per_kwh)
-    price_out = per_period(inst.tariff.export_cny_per_kwh)
+    price_in = np.broadcast_to(np.asarray(inst.tariff.import_cny_per_kwh, dtype=float), (T,))
+    price_out = np.broadcast_to(np.asarray(inst.tariff.export_cny_per_kwh, dtype=float), (T,))
     obj = inst.objective
     charge_kwh = np.clip(power, 0, None) * frac * step_h
     discharge_kwh = np.clip(-power, 0, None) * frac * step_h

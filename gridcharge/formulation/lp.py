@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._arrays import summed_grid
 from ..errors import InfeasibleError, Overload
 from ..problem import PHASES, Problem
 
@@ -250,10 +251,8 @@ def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np
     if len(node_e) or np.any(limited):
         upper = p.import_limit_kw[:, None] - p.base_net_kw
         lower = -p.export_limit_kw[:, None] - p.base_net_kw
-        most = np.zeros((p.n_nodes, T))
-        least = np.zeros((p.n_nodes, T))
-        np.add.at(most, (node_e, pair_period[k_e]), p.charge_max_kw[pair_session[k_e]])
-        np.add.at(least, (node_e, pair_period[k_e]), -p.discharge_max_kw[pair_session[k_e]])
+        most = summed_grid((p.n_nodes, T), node_e, pair_period[k_e], p.charge_max_kw[pair_session[k_e]])
+        least = summed_grid((p.n_nodes, T), node_e, pair_period[k_e], -p.discharge_max_kw[pair_session[k_e]])
         for kind, gap in (("import", least - upper), ("export", lower - most)):
             bad_n, bad_t = np.nonzero(limited[:, None] & (gap > INFEASIBLE_TOLERANCE_KW))
             infeasible += [_overload(p, n, kind, t, gap[n, t]) for n, t in zip(bad_n, bad_t)]
@@ -270,10 +269,9 @@ def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np
             share = p.phase_share[pair_session[k_e], ph]
             on = share > 0
             upper = p.phase_import_limit_kw[:, None] - p.base_net_kw / 3.0
-            most = np.zeros((p.n_nodes, T))
-            least = np.zeros((p.n_nodes, T))
-            np.add.at(most, (node_e[on], pair_period[k_e[on]]), share[on] * p.charge_max_kw[pair_session[k_e[on]]])
-            np.add.at(least, (node_e[on], pair_period[k_e[on]]), -share[on] * p.discharge_max_kw[pair_session[k_e[on]]])
+            cells = ((p.n_nodes, T), node_e[on], pair_period[k_e[on]])
+            most = summed_grid(*cells, share[on] * p.charge_max_kw[pair_session[k_e[on]]])
+            least = summed_grid(*cells, -share[on] * p.discharge_max_kw[pair_session[k_e[on]]])
             gap = least - upper
             bad_n, bad_t = np.nonzero(phase_limited[:, None] & (gap > INFEASIBLE_TOLERANCE_KW))
             infeasible += [_overload(p, n, f"phase_{name}", t, gap[n, t]) for n, t in zip(bad_n, bad_t)]
