@@ -80,6 +80,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):  # lazy: gridcharge.simulate (issue 4) without importing gridcharge.online up front
+def __getattr__(name: str):  # lazy: gridcharge.simulate (issue 4), gridcharge.generate (issue 5), imported on use
     if name == "simulate": from .online import simulate; return simulate  # noqa: E701, E702
+    if name == "generate": from .bench.generate import generate; return generate  # noqa: E701, E702 (issue 5)
     raise AttributeError(f"module 'gridcharge' has no attribute {name!r}")
