@@ -32,3 +32,20 @@ def tou_prices(start_hour: float, step_minutes: float, periods: int,
     """
     hours = hours_of_day(start_hour, step_minutes, periods)
     return np.asarray(prices_cny_per_kwh, dtype=float)[np.asarray(period_by_hour)[np.floor(hours).astype(int)]]
+
+
+#: Named presets: name → (class index per hour of day, price per class [CNY/kWh]). ``beijing-tou`` is the default
+#: above. ``beijing-residential`` is a two-period residential split — valley 23:00-07:00 at 0.30, otherwise 0.49 CNY/kWh
+#: (modelled on Beijing's residential time-of-use option; illustrative prices).
+TARIFF_PRESETS = {
+    "beijing-tou": (TOU_PERIOD_BY_HOUR, TOU_PRICES_CNY_PER_KWH),
+    "beijing-residential": (np.array([0] * 7 + [1] * 16 + [0]), np.array([0.30, 0.49])),
+}
+
+
+def preset_prices(name: str, start_hour: float, step_minutes: float, periods: int) -> np.ndarray:
+    """Import price per period of a named preset (``TARIFF_PRESETS``) [CNY/kWh]."""
+    if name not in TARIFF_PRESETS:
+        raise ValueError(f"tariff preset {name!r}: expected one of {', '.join(TARIFF_PRESETS)}")
+    by_hour, prices = TARIFF_PRESETS[name]
+    return tou_prices(start_hour, step_minutes, periods, prices_cny_per_kwh=prices, period_by_hour=by_hour)

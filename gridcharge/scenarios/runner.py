@@ -1,0 +1,290 @@
+"""Run a scenario study: every (strategy, EV count, day) task, on dask.distributed, with transformer thermal physics.
+
+Tasks
+-----
+The study is the scenario's own EV count on ``days`` days under each of ``strategies`` (these keep their time series
+for the report's plots), plus the hosting sweep: ``hosting.ev_counts`` x ``hosting.days`` x
+``hosting.strategies`` (metrics only). A task is a pure function of the scenario and its key ``(strategy, evs,
+day)``: day ``d``'s random draws come from ``SeedSequence(seed, spawn_key=(d,))`` (see
+:mod:`gridcharge.scenarios.sampling`), HiGHS runs with one thread, so the numbers do not depend on how many workers
+run the tasks or in which order they finish. Results are put back in task order.
+
+Strategies
+----------
+``uncontrolled`` and the baselines via :func:`gridcharge.solve` (``uncontrolled`` reports its overload as its
+finding; a controlled baseline on a day whose base load alone exceeds the limit is recorded with status
+``infeasible``, no EV power, every request unmet); ``optimal`` via ``gridcharge.solve(solver="highs",
+allow_overload=True, threads=1)`` (the limit becomes a penalised slack, so a day the limit cannot serve reports its
+overload instead of failing); ``online`` via :func:`gridcharge.online.simulate` (closed loop, cars revealed on
+arrival). Every schedule has gone through the independent verifier.
+
+Physics and metrics per task
+----------------------------
+Transformer loading ``K = |P_root| / pf / S_rated`` per period (P_root: base load - PV + EV power at the transformer
+[kW]) into the IEC 60076-7 model (:mod:`gridcharge.grid.thermal`, cyclic initial state: the day repeats) with the
+day's ambient. Columns (units in names): ``peak_loading_pct``, ``hours_above_rating_h``, ``kwh_above_rating``
+(energy above the rated active power ``S_rated · pf``), ``overload_kwh`` (verifier: energy above the controlled limits
+of transformer, feeders, meters and phases), ``max_hot_spot_c``, ``max_top_oil_c``, ``loss_of_life_h`` (equivalent
+ageing hours in the day; 24 = normal), ``requested_kwh``, ``delivered_kwh``, ``unmet_kwh``, ``unmet_share``,
+``energy_cost_cny`` (EV energy bought - V2G energy sold), ``v2g_exported_kwh``, ``turned_away``,
+``turned_away_kwh``, ``violates`` and ``violated`` (which hosting criteria), ``status``, ``solve_seconds``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..grid.thermal import simulate as thermal_simulate
+from .sampling import Day, build_day
+from .spec import Scenario
+
+#: Columns that are measurements of time, not results (they differ from run to run).
+TIMING_COLUMNS = ("solve_seconds", "task_seconds")
+
+
+@dataclass(frozen=True, order=True)
+class Task:
+    """One simulated day: ``strategy`` with ``evs`` EVs on day ``day``; ``series`` keeps the time series."""
+
+    strategy: str
+    evs: int
+    day: int
+    series: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.strategy}-{self.evs}-{self.day}"
+
+
+@dataclass
+class StudyResult:
+    """Everything a study produced.
+
+    rows : pandas.DataFrame — one row per task (columns in the module notes), in task order
+    series : pandas.DataFrame — long form for the study's own EV count: strategy, day, period, start, hour,
+        base_kw, pv_kw, ev_kw, load_kw, loading_pct, hot_spot_c, top_oil_c, ambient_c
+    scenario : Scenario; wall_seconds : float; workers : int (0: in-process)
+    """
+
+    rows: pd.DataFrame
+    series: pd.DataFrame
+    scenario: Scenario
+    wall_seconds: float = 0.0
+    workers: int = 0
+    tasks: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def study(self) -> pd.DataFrame:
+        """Rows of the study's own EV count and strategies."""
+        s = self.scenario
+        return self.rows[(self.rows["evs"] == s.evs) & self.rows["strategy"].isin(s.strategies)]
+
+
+def plan(scenario: Scenario) -> list[Task]:
+    """Every task of the study, in a fixed order (study first, then the hosting sweep), without duplicates."""
+    s = scenario
+    tasks: dict[tuple, Task] = {}
+    for strategy in s.strategies:
+        for day in range(s.days):
+            tasks[(strategy, s.evs, day)] = Task(strategy, s.evs, day, series=True)
+    for strategy in s.hosting_strategies():
+        for evs in s.hosting_counts():
+            for day in range(s.hosting_days()):
+                tasks.setdefault((strategy, evs, day), Task(strategy, evs, day))
+    return list(tasks.values())
+
+
+def run_task(scenario: Scenario, task: Task) -> dict:
+    """Simulate one task and evaluate it (module notes). Returns ``{"row": dict, "series": dict or None}``."""
+    started = time.perf_counter()
+    day = build_day(scenario, task.day, task.evs)
+    problem, power, verification, status, solve_s = _schedule(scenario, task.strategy, day)
+    row, series = evaluate(scenario, day, problem, power, verification)
+    row = {"strategy": task.strategy, "evs": task.evs, "day": task.day, "status": status, **row,
+           "solve_seconds": solve_s, "task_seconds": time.perf_counter() - started}
+    return {"row": row, "series": series if task.series else None}
+
+
+def _schedule(scenario: Scenario, strategy: str, day: Day):
+    import gridcharge
+    from ..errors import InfeasibleError
+
+    if strategy == "online":
+        from ..online import simulate
+
+        result = simulate(day.instance, strategy="online", time_limit_s=scenario.time_limit_s,
+                          controller_options={"threads": 1})
+        status = "fallback" if result.fallbacks else "ok"
+        return result.problem, result.power, result.verification, status, result.solve_seconds
+    instance = gridcharge.load_instance(day.instance)
+    problem = gridcharge.build_problem(instance)
+    started = time.perf_counter()
+    try:
+        if strategy == "optimal":
+            schedule = gridcharge.solve(problem, solver="highs", time_limit_s=scenario.time_limit_s,
+                                        allow_overload=True, threads=1)
+        else:
+            schedule = gridcharge.solve(problem, solver=strategy, time_limit_s=scenario.time_limit_s)
+    except InfeasibleError:
+        power = np.zeros((problem.n_sessions, problem.n_periods))
+        return problem, power, gridcharge.verify(instance, power), "infeasible", time.perf_counter() - started
+    return problem, schedule.power, schedule.verification, str(schedule.status), time.perf_counter() - started
+
+
+def evaluate(scenario: Scenario, day: Day, problem, power: np.ndarray, verification) -> tuple[dict, dict]:
+    """Metrics of one day (module notes) and its time series."""
+    from ..schedule import delivered_kwh, node_loads
+
+    s, tr = scenario, scenario.transformer
+    step_h = problem.step_hours
+    root = problem.root
+    load_kw = node_loads(problem, power)[root]
+    base_net_kw = problem.base_net_kw[root]
+    ev_kw = load_kw - base_net_kw
+    loading = np.abs(load_kw) / tr.power_factor / tr.rated_kva  # K [-]
+    thermal = thermal_simulate(loading, day.ambient_c, s.horizon.step_minutes, tr.thermal.parameters(),
+                               ageing=tr.thermal.ageing, initial="cyclic")
+    energy = problem.presence * step_h
+    charge = np.clip(power, 0.0, None) * energy
+    discharge = np.clip(-power, 0.0, None) * energy
+    requested = float(problem.energy_request_kwh.sum())  # of the cars that got a charger
+    delivered = float(np.minimum(delivered_kwh(problem, power), problem.energy_request_kwh).sum())
+    unmet = float(np.clip(problem.energy_request_kwh - delivered_kwh(problem, power), 0.0, None).sum())
+    row = {
+        "peak_loading_pct": float(100 * loading.max()),
+        "hours_above_rating_h": float((loading > 1 + 1e-9).sum() * step_h),
+        "kwh_above_rating": float(np.clip(np.abs(load_kw) - tr.rated_kw, 0.0, None).sum() * step_h),
+        "overload_kwh": float(sum(verification.overload_kwh.values())),
+        "max_hot_spot_c": float(thermal.hot_spot_c.max()),
+        "max_top_oil_c": float(thermal.top_oil_c.max()),
+        "loss_of_life_h": thermal.loss_of_life_h,
+        "requested_kwh": requested,
+        "delivered_kwh": delivered,
+        "unmet_kwh": unmet,
+        "unmet_share": unmet / requested if requested > 0 else 0.0,
+        "energy_cost_cny": float(charge.sum(axis=0) @ problem.import_price - discharge.sum(axis=0)
+                                 @ problem.export_price),
+        "v2g_exported_kwh": float(discharge.sum()),
+        "peak_kw": float(load_kw.max()),
+        "turned_away": day.turned_away,
+        "turned_away_kwh": day.turned_away_kwh,
+    }
+    c = s.hosting.criteria
+    broken = [name for name, bad in (
+        ("loading", row["peak_loading_pct"] > c.max_loading_pct + 1e-9),
+        ("hot_spot", row["max_hot_spot_c"] > c.max_hot_spot_c),
+        ("top_oil", row["max_top_oil_c"] > c.max_top_oil_c),
+        ("ageing", row["loss_of_life_h"] > c.max_ageing_h_per_day),
+        ("unmet", row["unmet_share"] > c.max_unmet_share),
+    ) if bad]
+    row["violates"] = bool(broken)
+    row["violated"] = ",".join(broken)
+    series = {"base_kw": day.base_kw, "pv_kw": day.pv_kw, "ev_kw": ev_kw, "load_kw": load_kw,
+              "loading_pct": 100 * loading, "hot_spot_c": thermal.hot_spot_c, "top_oil_c": thermal.top_oil_c,
+              "ambient_c": day.ambient_c}
+    return row, {k: np.asarray(v, dtype=float) for k, v in series.items()}
+
+
+def run_study(scenario: Scenario, *, workers: int | None = None, scheduler: str | None = None,
+              progress: bool = True, stream=None) -> StudyResult:
+    """Run every task of :func:`plan` and collect the results.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    workers : int, optional — processes of a local dask cluster (one thread each; default: the CPU count); ``0``
+        runs the tasks one after another in this process, without dask
+    scheduler : str, optional — address of a running dask scheduler (``tcp://HOST:8786``); its workers need
+        gridcharge installed. Overrides ``workers``.
+    progress : bool — print ``done/total tasks, elapsed, left`` to ``stream`` (default stderr) as tasks finish
+    """
+    stream = sys.stderr if stream is None else stream
+    tasks = plan(scenario)
+    started = time.perf_counter()
+    ticker = _Ticker(len(tasks), stream if progress else None, started)
+    results: dict[Task, dict] = {}
+    used_workers = 0
+    if scheduler is None and workers == 0:
+        for task in tasks:
+            results[task] = run_task(scenario, task)
+            ticker.tick(task)
+    else:
+        from dask.distributed import Client, LocalCluster, as_completed
+
+        cluster = None
+        if scheduler is None:
+            import os
+
+            n = workers or os.cpu_count() or 1
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                   silence_logs=logging.ERROR)
+            client = Client(cluster)
+        else:
+            client = Client(scheduler)
+        try:
+            used_workers = len(client.scheduler_info().get("workers", {}))
+            if progress:
+                where = scheduler or f"local cluster, {used_workers} worker process(es) x 1 thread"
+                print(f"      dask: {where}; {len(tasks)} tasks", file=stream, flush=True)
+            shared = client.scatter(scenario, broadcast=True)
+            futures = {client.submit(run_task, shared, task, key=f"gridcharge-scenario-{task.key}", pure=False):
+                       task for task in tasks}
+            for future in as_completed(futures):
+                task = futures[future]
+                results[task] = future.result()
+                ticker.tick(task)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    rows = pd.DataFrame([results[t]["row"] for t in tasks])
+    series = _series_frame(scenario, [(t, results[t]["series"]) for t in tasks if t.series])
+    return StudyResult(rows=rows, series=series, scenario=scenario, wall_seconds=time.perf_counter() - started,
+                       workers=used_workers, tasks=len(tasks))
+
+
+def _series_frame(scenario: Scenario, items) -> pd.DataFrame:
+    from .sampling import horizon_start, period_hours
+
+    h = scenario.horizon
+    start = pd.date_range(horizon_start(scenario), periods=h.periods, freq=f"{h.step_minutes}min")
+    hours = period_hours(scenario)
+    frames = []
+    for task, series in items:
+        frame = pd.DataFrame(series)
+        frame.insert(0, "strategy", task.strategy)
+        frame.insert(1, "day", task.day)
+        frame.insert(2, "period", np.arange(h.periods))
+        frame.insert(3, "start", start)
+        frame.insert(4, "hour", hours)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+class _Ticker:
+    """Progress on stderr: at most one line every ``every_s`` seconds, and the last one."""
+
+    def __init__(self, total: int, stream, started: float, every_s: float = 2.0):
+        self.total, self.stream, self.started, self.every_s = total, stream, started, every_s
+        self.done = 0
+        self.last = -1e9
+
+    def tick(self, task: Task) -> None:
+        self.done += 1
+        if self.stream is None:
+            return
+        now = time.perf_counter()
+        if now - self.last < self.every_s and self.done < self.total:
+            return
+        self.last = now
+        elapsed = now - self.started
+        left = elapsed / self.done * (self.total - self.done)
+        print(f"      {self.done}/{self.total} tasks, {elapsed:.0f} s elapsed, ~{left:.0f} s left "
+              f"(last: {task.key})", file=self.stream, flush=True)

@@ -1,0 +1,565 @@
+"""Capacity-scenario files (``gridcharge/scenario-v1``, TOML): schema, defaults and field-named validation.
+
+A scenario describes a site (building type, parking spaces, chargers, meters, feeders), its transformer (rating,
+power factor, IEC 60076-7 thermal parameters, ambient temperature), the base load, the EV fleet as distributions,
+the tariff, the strategies to compare, the Monte Carlo days and the hosting-capacity sweep. :func:`load_scenario`
+reads and validates one; every mistake is reported as an :class:`~gridcharge.errors.InstanceError` whose problems
+name the field (``transformer.rated_kva``), the value and what was expected.
+
+Beijing charger ratios (see /work/shared/README.md, the Beijing policy): new residential parking 100 % of spaces,
+office buildings 25 %, commercial buildings and public car parks (including P+R) 20 %, other public buildings
+(hospitals, schools, venues) 15 %, existing public car parks 10 % and at least 2. A ``site.chargers`` below the ratio
+is allowed and reported as a compliance shortfall.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import tomllib
+import datetime as _dt
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from ..errors import FieldProblem, InstanceError
+from ..grid.profiles import BEIJING_AMBIENT_C, LOAD_SHAPES
+from ..grid.tariffs import TARIFF_PRESETS
+from ..grid.thermal import AGEING_METHODS, PRESETS as THERMAL_PRESETS
+
+FORMAT = "gridcharge/scenario-v1"
+
+#: Required share of parking spaces with a charger, and the minimum count, by building type (module notes).
+CHARGER_RATIO = {
+    "residential": (1.00, 0),
+    "office": (0.25, 0),
+    "commercial": (0.20, 0),
+    "public": (0.20, 0),
+    "p-and-r": (0.20, 0),
+    "other-public": (0.15, 0),
+    "existing-public": (0.10, 2),
+}
+BuildingType = Literal["residential", "office", "commercial", "public", "p-and-r", "other-public", "existing-public"]
+#: Strategy names a scenario may list: the baselines of gridcharge.solve, the closed-loop controller, the LP optimum.
+STRATEGIES = ("uncontrolled", "equal_share", "edf", "llf", "greedy_cost", "online", "optimal")
+#: Strategies cheap enough for the default hosting sweep (heuristics: well under a second per day).
+CHEAP_STRATEGIES = ("uncontrolled", "equal_share", "edf", "llf", "greedy_cost")
+STEP_MINUTES = (5, 10, 15, 20, 30, 60)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Distribution(_Strict):
+    """A parametric distribution, clipped to ``[min, max]`` when given.
+
+    ``normal`` (mean, sd), ``lognormal`` (mean, sd of the variable itself, not of its log), ``gamma`` (shape,
+    scale), ``uniform`` (low, high), ``fixed`` (value).
+    """
+
+    distribution: Literal["normal", "lognormal", "gamma", "uniform", "fixed"]
+    mean: float | None = None
+    sd: float | None = Field(None, ge=0)
+    shape: float | None = Field(None, gt=0)
+    scale: float | None = Field(None, gt=0)
+    low: float | None = None
+    high: float | None = None
+    value: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` draws (one call to the generator, whatever ``n``'s prefix is used later)."""
+        d = self.distribution
+        if d == "normal":
+            x = rng.normal(self.mean, self.sd, n)
+        elif d == "lognormal":
+            sigma2 = math.log1p((self.sd / self.mean) ** 2)
+            x = rng.lognormal(math.log(self.mean) - sigma2 / 2, math.sqrt(sigma2), n)
+        elif d == "gamma":
+            x = rng.gamma(self.shape, self.scale, n)
+        elif d == "uniform":
+            x = rng.uniform(self.low, self.high, n)
+        else:
+            x = np.full(n, float(self.value))
+        lo = -np.inf if self.min is None else self.min
+        hi = np.inf if self.max is None else self.max
+        return np.clip(x, lo, hi)
+
+
+_NEEDS = {"normal": ("mean", "sd"), "lognormal": ("mean", "sd"), "gamma": ("shape", "scale"),
+          "uniform": ("low", "high"), "fixed": ("value",)}
+
+
+class Horizon(_Strict):
+    date: _dt.date = _dt.date(2026, 1, 15)
+    start_hour: float = Field(12.0, ge=0, lt=24)
+    step_minutes: int = 15
+    timezone: str = "Asia/Shanghai"
+
+    @property
+    def periods(self) -> int:
+        return 1440 // self.step_minutes
+
+
+class Site(_Strict):
+    building_type: BuildingType
+    parking_spaces: int = Field(gt=0)
+    chargers: int | None = Field(None, ge=0)
+    charger_kw: float = Field(7.0, gt=0)
+    meter_limit_kw: float = Field(7.0, gt=0)
+    charger_phases: Literal["single", "three"] = "single"
+    phase_assignment: Literal["rotate", "A", "B", "C"] = "rotate"
+    feeders: int = Field(0, ge=0)
+    feeder_limit_kw: float | None = Field(None, gt=0)
+    efficiency: float = Field(0.95, gt=0, le=1)
+
+    @property
+    def required_chargers(self) -> int:
+        ratio, minimum = CHARGER_RATIO[self.building_type]
+        return max(math.ceil(ratio * self.parking_spaces - 1e-9), minimum)
+
+    @property
+    def charger_count(self) -> int:
+        return self.required_chargers if self.chargers is None else self.chargers
+
+
+class Thermal(_Strict):
+    preset: str = "onan-distribution"
+    ageing: str = "iec-normal"
+    top_oil_rise_k: float | None = Field(None, ge=0)
+    hot_spot_gradient_k: float | None = Field(None, ge=0)
+    loss_ratio: float | None = Field(None, gt=0)
+    oil_exponent: float | None = Field(None, gt=0)
+    winding_exponent: float | None = Field(None, gt=0)
+    k11: float | None = Field(None, gt=0)
+    k21: float | None = Field(None, gt=0)
+    k22: float | None = Field(None, gt=0)
+    tau_oil_min: float | None = Field(None, gt=0)
+    tau_winding_min: float | None = Field(None, gt=0)
+
+    def parameters(self):
+        changes = {k: v for k, v in self.model_dump().items() if k not in ("preset", "ageing") and v is not None}
+        return THERMAL_PRESETS[self.preset].updated(**changes)
+
+
+class Ambient(_Strict):
+    preset: str | None = "beijing-winter"
+    csv: str | None = None
+    offset_c: float = 0.0
+    daily_sd_c: float = Field(2.0, ge=0)
+
+
+class Transformer(_Strict):
+    rated_kva: float = Field(gt=0)
+    power_factor: float = Field(0.95, gt=0, le=1)
+    control_limit_pct: float = Field(100.0, gt=0, le=200)
+    phase_limit_pct: float | None = Field(None, gt=0, le=200)
+    thermal: Thermal = Thermal()
+    ambient: Ambient = Ambient()
+
+    @property
+    def rated_kw(self) -> float:
+        """Active power at rated apparent power and the given power factor [kW]."""
+        return self.rated_kva * self.power_factor
+
+    @property
+    def control_limit_kw(self) -> float:
+        """Import (and export) limit given to the controllers [kW]."""
+        return self.rated_kw * self.control_limit_pct / 100.0
+
+
+class BaseLoad(_Strict):
+    households: int | None = Field(None, ge=0)
+    peak_kw_per_household: float = Field(1.2, ge=0)
+    peak_kw: float | None = Field(None, ge=0)
+    shape: Literal["residential", "office", "commercial"] = "residential"
+    csv: str | None = None
+    daily_sd: float = Field(0.05, ge=0, lt=1)
+    pv_peak_kw: float = Field(0.0, ge=0)
+    pv_clearness_min: float = Field(0.5, ge=0, le=1)
+
+    def peak(self) -> float:
+        """Evening (or working-day) peak of the base load [kW]."""
+        if self.peak_kw is not None:
+            return self.peak_kw
+        return (self.households or 0) * self.peak_kw_per_household
+
+
+class Fleet(_Strict):
+    evs: int | None = Field(None, ge=0)
+    penetration: float | None = Field(None, ge=0, le=1)
+    arrival_hour: Distribution
+    dwell_hours: Distribution
+    energy_kwh: Distribution
+    battery_kwh: list[float] = Field(default_factory=lambda: [50.0, 60.0, 75.0], min_length=1)
+    battery_weights: list[float] | None = None
+    initial_soc: Distribution = Distribution(distribution="uniform", low=0.2, high=0.5)
+    v2g_share: float = Field(0.0, ge=0, le=1)
+    v2g_min_soc: float = Field(0.2, ge=0, le=1)
+
+    def count(self, site: Site) -> int:
+        """EVs that come on a day: ``evs``, or ``penetration`` x parking spaces (rounded)."""
+        if self.evs is not None:
+            return self.evs
+        return int(round((self.penetration if self.penetration is not None else 1.0) * site.parking_spaces))
+
+
+class Tariff(_Strict):
+    """``preset`` (default ``beijing-tou`` when no custom split is given) or ``period_by_hour`` (24 class indices)
+    with ``prices_cny_per_kwh`` (one price per class); export price for V2G as a fixed ``export_cny_per_kwh`` or a
+    ``export_fraction_of_import`` of the import price in each period (default 0: no payment for export)."""
+
+    preset: str | None = None
+    period_by_hour: list[int] | None = None
+    prices_cny_per_kwh: list[float] | None = None
+    export_cny_per_kwh: float | None = Field(None, ge=0)
+    export_fraction_of_import: float | None = Field(None, ge=0)
+    unmet_penalty_cny_per_kwh: float = Field(100.0, ge=0)
+    degradation_cny_per_kwh: float = Field(0.1, ge=0)
+
+
+class Criteria(_Strict):
+    """A day *violates* when any of these is exceeded (IEC 60076-7 Table 3 limits for distribution transformers
+    under normal cyclic loading: hot spot 120 °C, top oil 105 °C; 24 equivalent ageing hours = one day of normal
+    life)."""
+
+    max_loading_pct: float = Field(100.0, gt=0)
+    max_hot_spot_c: float = 120.0
+    max_top_oil_c: float = 105.0
+    max_ageing_h_per_day: float = Field(24.0, gt=0)
+    max_unmet_share: float = Field(0.01, ge=0, le=1)
+
+
+class Hosting(_Strict):
+    enabled: bool = True
+    ev_counts: list[int] | None = None
+    max_evs: int | None = Field(None, ge=1)
+    steps: int = Field(10, ge=1, le=200)
+    strategies: list[str] | None = None
+    days: int | None = Field(None, ge=1)
+    alpha: float = Field(0.05, gt=0, lt=1)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    criteria: Criteria = Criteria()
+
+
+class Scenario(_Strict):
+    format: Literal["gridcharge/scenario-v1"] = FORMAT
+    name: str = Field(min_length=1)
+    description: str = ""
+    seed: int = Field(0, ge=0)
+    days: int = Field(10, ge=1)
+    strategies: list[str] = Field(default_factory=lambda: ["uncontrolled", "equal_share", "online", "optimal"],
+                                  min_length=1)
+    time_limit_s: float = Field(120.0, gt=0)
+    horizon: Horizon = Horizon()
+    site: Site
+    transformer: Transformer
+    base_load: BaseLoad = BaseLoad()
+    fleet: Fleet
+    tariff: Tariff = Tariff()
+    hosting: Hosting = Hosting()
+    #: profiles read from the CSV files named in the scenario (hourly or per period, from 00:00) [°C] / [kW]
+    _ambient_csv_c: np.ndarray | None = PrivateAttr(default=None)
+    _base_csv_kw: np.ndarray | None = PrivateAttr(default=None)
+
+    # --- derived, for the sampler and the report -------------------------------------------------------------
+    @property
+    def evs(self) -> int:
+        return self.fleet.count(self.site)
+
+    def hosting_counts(self) -> list[int]:
+        """EV counts of the hosting sweep, ascending, without duplicates."""
+        h = self.hosting
+        if not h.enabled:
+            return []
+        if h.ev_counts is not None:
+            return sorted(set(h.ev_counts))
+        top = h.max_evs or (self.site.charger_count if self.site.building_type == "residential"
+                            else max(2 * self.evs, 1))
+        return sorted({int(round(top * i / h.steps)) for i in range(1, h.steps + 1)})
+
+    def hosting_strategies(self) -> list[str]:
+        h = self.hosting
+        if not h.enabled:
+            return []
+        if h.strategies is not None:
+            return list(h.strategies)
+        return [s for s in self.strategies if s in CHEAP_STRATEGIES]
+
+    def hosting_days(self) -> int:
+        return self.hosting.days or self.days
+
+    def quick(self) -> "Scenario":
+        """A fast look: 2 days, 4 hosting points on 2 days, no closed-loop ``online`` (it re-solves every period)."""
+        strategies = [s for s in self.strategies if s != "online"] or ["uncontrolled"]
+        counts = self.hosting_counts()
+        if counts:
+            picks = sorted({counts[int(round(i * (len(counts) - 1) / 3))] for i in range(4)})
+            hosting = self.hosting.model_copy(update={"ev_counts": picks, "days": 2,
+                                                      "strategies": [s for s in self.hosting_strategies()
+                                                                     if s != "online"]})
+        else:
+            hosting = self.hosting
+        return self.model_copy(update={"days": min(self.days, 2), "strategies": strategies, "hosting": hosting})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# loading and validation
+
+
+def load_scenario(source: str | Path | dict) -> Scenario:
+    """Read and validate a scenario (a TOML path or a mapping).
+
+    CSV paths in the file (``transformer.ambient.csv``, ``base_load.csv``) are resolved against the file's folder
+    and read here, so a bad CSV is reported with its field.
+
+    Raises
+    ------
+    InstanceError — every problem found, each with its field path, value and expectation
+    """
+    label = None
+    folder = Path.cwd()
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        label = str(path)
+        folder = path.resolve().parent
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InstanceError(FieldProblem("", label, "no such file; expected a scenario file (.toml)")) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InstanceError(FieldProblem("", label, f"cannot be read ({exc}); expected a UTF-8 TOML file")) \
+                from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise InstanceError(FieldProblem("", str(exc), "is not valid TOML"), label) from None
+    elif isinstance(source, dict):
+        data = source
+    else:
+        raise InstanceError(FieldProblem("", type(source).__name__, "a path to a .toml scenario file or a mapping"))
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise InstanceError(_problems(exc), label) from None
+    problems = _cross_checks(scenario, folder)
+    if problems:
+        raise InstanceError(problems, label)
+    # CSV profiles are read here, once, and travel with the scenario (workers of a remote cluster need no files)
+    if scenario.transformer.ambient.csv is not None:
+        scenario._ambient_csv_c = read_profile_csv(folder / scenario.transformer.ambient.csv, "temperature_c",
+                                                   scenario.horizon.periods)
+    if scenario.base_load.csv is not None:
+        scenario._base_csv_kw = read_profile_csv(folder / scenario.base_load.csv, "load_kw", scenario.horizon.periods)
+    return scenario
+
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _problems(exc: ValidationError) -> list[FieldProblem]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+        path = _path(error["loc"])
+        if kind == "extra_forbidden":
+            expected = "unknown key (see the scenario format in README.md)"
+        elif kind == "missing":
+            value, expected = "(missing)", "missing required key"
+        elif kind == "greater_than_equal":
+            expected = f"must be >= {ctx['ge']:g}"
+        elif kind == "greater_than":
+            expected = f"must be > {ctx['gt']:g}"
+        elif kind == "less_than_equal":
+            expected = f"must be <= {ctx['le']:g}"
+        elif kind == "less_than":
+            expected = f"must be < {ctx['lt']:g}"
+        elif kind == "literal_error":
+            expected = f"must be {ctx['expected']}"
+        elif kind in ("float_type", "float_parsing"):
+            expected = "must be a number"
+        elif kind in ("int_type", "int_parsing", "int_from_float"):
+            expected = "must be a whole number"
+        elif kind in ("model_type", "dict_type"):
+            expected = "must be a table (a mapping of keys to values)"
+        else:
+            expected = error["msg"]
+        problems.append(FieldProblem(path, value if not isinstance(value, date) else value.isoformat(), expected))
+    return problems
+
+
+def _cross_checks(s: Scenario, folder: Path) -> list[FieldProblem]:
+    problems: list[FieldProblem] = []
+    add = problems.append
+    if s.horizon.step_minutes not in STEP_MINUTES:
+        add(FieldProblem("horizon.step_minutes", s.horizon.step_minutes,
+                         f"one of {', '.join(map(str, STEP_MINUTES))} (the day is 1440 minutes)"))
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(s.horizon.timezone)
+    except Exception:
+        add(FieldProblem("horizon.timezone", s.horizon.timezone, "an IANA time zone such as Asia/Shanghai"))
+    for name, where in ((*s.strategies,), "strategies"), ((*(s.hosting.strategies or ()),), "hosting.strategies"):
+        for i, strategy in enumerate(name):
+            if strategy not in STRATEGIES:
+                add(FieldProblem(f"{where}[{i}]", strategy, f"one of {', '.join(STRATEGIES)}"))
+        if len(set(name)) != len(name):
+            add(FieldProblem(where, list(name), "each strategy at most once"))
+    if s.site.feeder_limit_kw is not None and s.site.feeders == 0:
+        add(FieldProblem("site.feeder_limit_kw", s.site.feeder_limit_kw, "only with site.feeders >= 1"))
+    if s.site.charger_count == 0:
+        add(FieldProblem("site.chargers", s.site.chargers, "at least 1 charger"))
+    # transformer
+    thermal = s.transformer.thermal
+    if thermal.preset not in THERMAL_PRESETS:
+        add(FieldProblem("transformer.thermal.preset", thermal.preset, f"one of {', '.join(THERMAL_PRESETS)}"))
+    else:
+        try:
+            thermal.parameters()
+        except ValueError as exc:
+            add(FieldProblem("transformer.thermal", str(exc), "valid IEC 60076-7 thermal parameters"))
+    if thermal.ageing not in AGEING_METHODS:
+        add(FieldProblem("transformer.thermal.ageing", thermal.ageing, f"one of {', '.join(AGEING_METHODS)}"))
+    amb = s.transformer.ambient
+    if (amb.preset is None) == (amb.csv is None):
+        add(FieldProblem("transformer.ambient", {"preset": amb.preset, "csv": amb.csv},
+                         "exactly one of preset and csv"))
+    elif amb.preset is not None and amb.preset not in BEIJING_AMBIENT_C:
+        add(FieldProblem("transformer.ambient.preset", amb.preset, f"one of {', '.join(BEIJING_AMBIENT_C)}"))
+    elif amb.csv is not None:
+        problems += _csv_problems("transformer.ambient.csv", folder / amb.csv, "temperature_c", s.horizon.periods,
+                                  low=-60, high=60)
+    # base load
+    b = s.base_load
+    if b.csv is not None:
+        if b.households is not None or b.peak_kw is not None:
+            add(FieldProblem("base_load.csv", b.csv, "either a csv or households/peak_kw, not both"))
+        problems += _csv_problems("base_load.csv", folder / b.csv, "load_kw", s.horizon.periods, low=0, high=None)
+    elif b.households is not None and b.peak_kw is not None:
+        add(FieldProblem("base_load.peak_kw", b.peak_kw, "either households (x peak_kw_per_household) or peak_kw"))
+    # fleet
+    f = s.fleet
+    if f.evs is not None and f.penetration is not None:
+        add(FieldProblem("fleet.penetration", f.penetration, "either fleet.evs or fleet.penetration, not both"))
+    for name in ("arrival_hour", "dwell_hours", "energy_kwh", "initial_soc"):
+        problems += _distribution_problems(f"fleet.{name}", getattr(f, name))
+    if f.dwell_hours.min is None or f.dwell_hours.min <= 0:
+        add(FieldProblem("fleet.dwell_hours.min", f.dwell_hours.min, "a minimum dwell > 0 [h]"))
+    if f.energy_kwh.min is None or f.energy_kwh.min < 0:
+        add(FieldProblem("fleet.energy_kwh.min", f.energy_kwh.min, "a minimum energy >= 0 [kWh]"))
+    lo, hi = f.initial_soc.min, f.initial_soc.max
+    if f.initial_soc.distribution == "uniform":
+        lo = f.initial_soc.low if lo is None else max(lo, f.initial_soc.low or 0)
+        hi = f.initial_soc.high if hi is None else min(hi, f.initial_soc.high or 1)
+    if lo is None or hi is None or lo < 0 or hi > 1:
+        add(FieldProblem("fleet.initial_soc", f.initial_soc.model_dump(exclude_none=True),
+                         "a state of charge within [0, 1] (give min and max, or a uniform low/high inside [0, 1])"))
+    for i, kwh in enumerate(f.battery_kwh):
+        if not kwh > 0:
+            add(FieldProblem(f"fleet.battery_kwh[{i}]", kwh, "a battery capacity > 0 [kWh]"))
+    if f.battery_weights is not None:
+        w = np.asarray(f.battery_weights, dtype=float)
+        if len(w) != len(f.battery_kwh) or np.any(w < 0) or not w.sum() > 0:
+            add(FieldProblem("fleet.battery_weights", f.battery_weights,
+                             f"{len(f.battery_kwh)} non-negative weights (one per battery_kwh), not all 0"))
+    if s.site.building_type == "residential" and not problems:
+        top = max([s.evs, *s.hosting_counts()])
+        if top > s.site.charger_count:
+            where = "fleet" if s.evs > s.site.charger_count else "hosting"
+            add(FieldProblem(where, top, f"at most site.chargers = {s.site.charger_count} EVs: in a residential "
+                                         "compound each EV charges at its own space"))
+    # tariff
+    t = s.tariff
+    custom = t.period_by_hour is not None or t.prices_cny_per_kwh is not None
+    if t.preset is not None:
+        if t.preset not in TARIFF_PRESETS:
+            add(FieldProblem("tariff.preset", t.preset, f"one of {', '.join(TARIFF_PRESETS)}"))
+        if custom:
+            add(FieldProblem("tariff.preset", t.preset, "either a preset or a custom period_by_hour + "
+                                                         "prices_cny_per_kwh, not both"))
+    elif custom:
+        if t.prices_cny_per_kwh is None or len(t.prices_cny_per_kwh) == 0 or min(t.prices_cny_per_kwh) < 0:
+            add(FieldProblem("tariff.prices_cny_per_kwh", t.prices_cny_per_kwh,
+                             "a list of prices >= 0 [CNY/kWh] (one per tariff period class)"))
+        elif t.period_by_hour is None or len(t.period_by_hour) != 24 or \
+                not all(0 <= c < len(t.prices_cny_per_kwh) for c in t.period_by_hour):
+            add(FieldProblem("tariff.period_by_hour", t.period_by_hour,
+                             f"24 class indices (one per hour from 00:00), each in 0..{len(t.prices_cny_per_kwh) - 1}"))
+    if t.export_cny_per_kwh is not None and t.export_fraction_of_import is not None:
+        add(FieldProblem("tariff.export_fraction_of_import", t.export_fraction_of_import,
+                         "either export_cny_per_kwh or export_fraction_of_import, not both"))
+    # hosting
+    if s.hosting.ev_counts is not None:
+        for i, n in enumerate(s.hosting.ev_counts):
+            if n < 0:
+                add(FieldProblem(f"hosting.ev_counts[{i}]", n, "an EV count >= 0"))
+        if not s.hosting.ev_counts:
+            add(FieldProblem("hosting.ev_counts", [], "at least one EV count"))
+    return problems
+
+
+def _distribution_problems(path: str, d: Distribution) -> list[FieldProblem]:
+    out = []
+    needed = _NEEDS[d.distribution]
+    given = {k for k in ("mean", "sd", "shape", "scale", "low", "high", "value") if getattr(d, k) is not None}
+    for key in needed:
+        if getattr(d, key) is None:
+            out.append(FieldProblem(f"{path}.{key}", "(missing)", f"required for a {d.distribution} distribution"))
+    for key in sorted(given - set(needed)):
+        out.append(FieldProblem(f"{path}.{key}", getattr(d, key),
+                                f"not a parameter of a {d.distribution} distribution (it takes {', '.join(needed)})"))
+    if d.distribution == "lognormal" and d.mean is not None and not d.mean > 0:
+        out.append(FieldProblem(f"{path}.mean", d.mean, "> 0 for a lognormal distribution"))
+    if d.distribution == "uniform" and d.low is not None and d.high is not None and not d.high > d.low:
+        out.append(FieldProblem(f"{path}.high", d.high, f"> low ({d.low})"))
+    if d.min is not None and d.max is not None and not d.max >= d.min:
+        out.append(FieldProblem(f"{path}.max", d.max, f">= min ({d.min})"))
+    return out
+
+
+def read_profile_csv(path: Path, column: str, periods: int) -> np.ndarray:
+    """A daily profile from a CSV with a header row and a ``column``: 24 hourly values from 00:00, or one value per
+    period of the day. Raises ValueError with a message naming the row."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or column not in rows[0]:
+        raise ValueError(f"no column {column!r}")
+    values = []
+    for i, row in enumerate(rows):
+        try:
+            values.append(float(row[column]))
+        except (TypeError, ValueError):
+            raise ValueError(f"row {i + 2}: {row[column]!r} is not a number") from None
+    if len(values) not in (24, periods):
+        raise ValueError(f"{len(values)} rows")
+    arr = np.asarray(values)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("a value is not finite")
+    return arr
+
+
+def _csv_problems(field: str, path: Path, column: str, periods: int, low, high) -> list[FieldProblem]:
+    expected = (f"a CSV file with a header and a column {column!r}: 24 hourly values from 00:00 or {periods} values "
+                "(one per period from 00:00)")
+    if not path.is_file():
+        return [FieldProblem(field, str(path), f"no such file; expected {expected}")]
+    try:
+        values = read_profile_csv(path, column, periods)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return [FieldProblem(field, str(path), f"{exc}; expected {expected}")]
+    if (low is not None and values.min() < low) or (high is not None and values.max() > high):
+        return [FieldProblem(field, f"values {values.min():g}..{values.max():g}",
+                             f"values within [{low}, {high if high is not None else 'inf'}]")]
+    return []
+
+
