@@ -118,9 +118,8 @@ def latency(size: int, seed: int, periods: list[int] | None, ipm: bool, out: Pat
         began = time.perf_counter()
         controller.plug_in(new[-1])
         warm = _row(controller, "warm", t, time.perf_counter() - began, size)
-        controller._saved_basis = None  # the same state, solved without a basis
         began = time.perf_counter()
-        controller.resolve()
+        controller.resolve(cold=True)  # the same state, solved without a kept model or basis
         cold = _row(controller, "cold", t, time.perf_counter() - began, size)
         rows += [warm, cold]
         if ipm:

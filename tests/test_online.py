@@ -308,6 +308,17 @@ def test_warm_and_cold_re_solves_publish_plans_of_the_same_cost():
     assert any(entry["warm"] for entry in warm_log)
 
 
+def test_a_plug_in_patches_the_kept_highs_model_and_a_departure_date_change_does_not():
+    c = loaded_controller()
+    c.plug_in(session("S3", "C3", at(2), at(8), 6.0))
+    assert c.log[-1]["warm"] == "kept" and c.status == "optimal"
+    kept = c.publication.schedule.summary["objective_cny"]
+    assert kept == pytest.approx(c.resolve(cold=True).schedule.summary["objective_cny"], rel=1e-9, abs=1e-9)
+    assert c.log[-1]["warm"] is False  # cold: a fresh HiGHS object, no basis
+    c.update("S3", departure=at(7.5))  # a partial last period changes coefficients: a fresh model, warm basis
+    assert c.log[-1]["warm"] == "basis" and c.status == "optimal"
+
+
 def test_a_shorter_receding_horizon_runs_and_verifies():
     c = Controller(site(), horizon_periods=3)
     c.plug_in(session("S1", "C1", at(0), at(7), 10.0))
@@ -429,9 +440,13 @@ def test_with_noise_online_control_stays_within_limits_when_base_load_is_as_fore
     assert result.limit_violations == []
     assert result.fallbacks == 0
     assert result.resolves > 10  # the measured shortfalls make it re-plan
-    # the optimum overfills a V2G car at night to sell the excess in the morning; this one left before selling
-    over = result.delivered_kwh > result.requested_kwh + 1e-6
-    assert list(result.delivered_kwh.index[over]) == ["S00007"]
+    # an optimum may overfill a V2G car at night to sell the excess in the morning: only a car that then left
+    # earlier than announced can go home above its request (which alternative optimum HiGHS returns decides whether
+    # any does)
+    over = set(result.delivered_kwh.index[result.delivered_kwh > result.requested_kwh + 1e-6])
+    announced = {s.id: s.departure for s in small_day_instance(small_day).sessions}
+    left_early = {s.id for s in result.instance.sessions if s.departure < announced[s.id]}
+    assert over <= left_early
     guarded = simulate(small_day, strategy="online", noise=noise, seed=1,
                        controller_options={"never_above_request": True})
     assert guarded.violations == [] and guarded.fallbacks == 0
@@ -515,6 +530,30 @@ def test_online_mpc_with_every_arrival_known_equals_the_offline_optimum(day):
     assert online.fallbacks == 0, online.statuses
     assert online.resolves >= 1
     assert online.verification.cost_cny == pytest.approx(offline.verification.cost_cny, rel=1e-6, abs=1e-6)
+
+
+@PROPERTY_SETTINGS
+@given(days())
+def test_every_warm_re_solve_reaches_the_optimum_of_its_state(day):
+    """Cars plugged in one by one as they arrive, time advancing: each publication (kept HiGHS model patched,
+    saved basis, or fresh) costs what a cold ``gridcharge.solve`` of the same state costs."""
+    day = {**day, "objective": {**day["objective"], "peak_cny_per_kw": 0.0}}  # no sunk peak: the state is an instance
+    sessions = day.pop("sessions")
+    c = Controller({**day, "sessions": []})
+    start = gridcharge.load_instance({**day, "sessions": sessions})
+    for t in range(day["horizon"]["periods"]):
+        c.advance(t)
+        for s in start.sessions:
+            if t * start.horizon.step_minutes * 60 <= (s.arrival - start.horizon.start).total_seconds() \
+                    < (t + 1) * start.horizon.step_minutes * 60:
+                c.plug_in(next(raw for raw in sessions if raw["id"] == s.id))
+                if not c.status == "optimal":
+                    continue  # infeasible by exclusivity alone, say: the fallback is tested elsewhere
+                sub, meta = c._sub_instance()
+                if np.isfinite(meta["final_upper"]).any():
+                    continue  # a V2G car above its request: a bound the instance cannot state (hand test above)
+                cold = gridcharge.solve(sub).summary["objective_cny"]
+                assert c.publication.schedule.summary["objective_cny"] == pytest.approx(cold, rel=1e-7, abs=1e-6)
 
 
 @PROPERTY_SETTINGS

@@ -99,6 +99,7 @@ from ..solvers.baselines import BASELINES
 from ..solvers.exact import RunResult, solve_exactly
 from ..solvers.highs import HIGHS_STATUS
 from ..verify import Verification, _tolerance, verify
+from . import persistent
 
 #: Solvers a controller accepts: the direct HiGHS LP and the controlled baselines (``uncontrolled`` ignores limits
 #: and is not a controller; it is a strategy of :func:`gridcharge.online.simulate`).
@@ -345,6 +346,7 @@ class Controller:
         self._batch_depth = 0
         self._changes: set[str] = set()
         self._saved_basis = None  # (col_keys, col_status, row_keys, row_status), keys sorted
+        self._model: persistent.Model | None = None  # the HiGHS object kept between re-solves
         self._node_cache = None  # ((now, end), base-load array, node copies) of the last sub-instance
         self._session_cache: dict = {}  # id → (car, end time, sub-instance session, over-request bound)
         if expected_arrivals is not None:  # no car yet: nothing to re-solve
@@ -753,8 +755,16 @@ class Controller:
         self._changes = set()
         return self.publication
 
-    def resolve(self) -> Publication:
-        """Re-solve now, whatever changed."""
+    def resolve(self, cold: bool = False) -> Publication:
+        """Re-solve now, whatever changed.
+
+        Parameters
+        ----------
+        cold : bool — forget the kept HiGHS model and the saved basis first (a solve from scratch, as after a
+            failure; for measuring what the warm start saves)
+        """
+        if cold:
+            self._saved_basis = self._model = None
         self._dirty = True
         return self.refresh()
 
@@ -857,7 +867,7 @@ class Controller:
                 if not verification.ok:
                     status += f" ({len(verification.violations)} violation(s) remain at zero power)"
         if source == "zero" or source.startswith("fallback"):
-            self._saved_basis = None
+            self._saved_basis = self._model = None
         timings["total_s"] = time.perf_counter() - started
         schedule.verification = verification
         self._set_publication(Publication(now, tuple(problem.session_ids), _readonly(schedule.power.copy()), source,
@@ -1006,9 +1016,63 @@ class Controller:
                              method="simplex")
 
     def _run(self, lp: LinearProgram, problem: Problem, dr: dict, meta: dict, peak_floor) -> RunResult:
-        """One HiGHS call: patch bounds, pass the model, add the cap rows, warm start, solve."""
+        """One HiGHS call: patch bounds; patch the kept HiGHS model (or pass a fresh one, add the cap rows and warm
+        start it from the saved basis); solve."""
         _patch_bounds(lp, problem, meta["final_upper"], peak_floor, meta["never_above_request"])
         pure_lp = lp.integrality is None and not len(lp.slack_col)
+        keep = pure_lp and self.warm_start
+        cap_rows = (dr["n"], *_cap_entries(lp, problem, dr)) if dr["n"] else None
+        row_lower = np.concatenate([lp.row_lower, dr["lower"]]) if dr["n"] else lp.row_lower
+        row_upper = np.concatenate([lp.row_upper, dr["upper"]]) if dr["n"] else lp.row_upper
+        warm = False
+        mapping = keys = None
+        if keep:
+            keys = _keys(lp, problem, dr, meta, self.periods)
+            rows, cols, values = persistent.entries(lp, cap_rows)
+            if self._model is not None:
+                mapping = persistent.patch(self._model, *keys, lp.col_cost, lp.col_lower, lp.col_upper, row_lower,
+                                           row_upper, rows, cols, values)
+        if mapping is not None:
+            h = self._model.highs
+            warm = "kept"
+        else:
+            h = self._new_highs(lp, cap_rows, dr)
+            if keep:
+                self._model = persistent.adopt(h, *keys, rows, cols, values)
+                mapping = persistent.Mapping(np.arange(lp.n_col), np.arange(len(row_lower)))
+                if self._saved_basis is not None:
+                    basis = _mapped_basis(self._saved_basis, keys, lp, dr)
+                    warm = "basis" if h.setBasis(basis) != highspy.HighsStatus.kError else False
+        if keep:
+            primal = self.simplex == "primal" or (self.simplex == "auto" and self._changes <= {"plug_in"})
+            h.setOptionValue("simplex_strategy", (4 if primal else 1) if warm else 1)
+        started = time.perf_counter()
+        h.run()
+        seconds = time.perf_counter() - started
+        info = h.getInfo()
+        name = HIGHS_STATUS.get(h.getModelStatus(), h.modelStatusToString(h.getModelStatus()))
+        self._last_run = {"seconds": self._last_run.get("seconds", 0.0) + seconds,
+                          "warm": warm or self._last_run.get("warm", False),
+                          "iterations": self._last_run.get("iterations", 0) + int(info.simplex_iteration_count)}
+        if name != "optimal":
+            if keep:
+                self._saved_basis = self._model = None
+            return RunResult(None, None, name, seconds)
+        solution = h.getSolution()
+        x = np.asarray(solution.col_value, dtype=float)
+        if keep:
+            row_value = np.asarray(solution.row_value, dtype=float)
+            statuses = _basis_statuses(h, x, row_value, mapping, lp.col_lower, lp.col_upper, row_lower, row_upper)
+            x = x[mapping.col]
+            if statuses is not None:
+                col_status, row_status = statuses
+                col_keys, row_keys = keys
+                co, ro = np.argsort(col_keys), np.argsort(row_keys)
+                self._saved_basis = (col_keys[co], col_status[co], row_keys[ro], row_status[ro])
+        return RunResult(x, info.objective_function_value, name, seconds)
+
+    def _new_highs(self, lp: LinearProgram, cap_rows, dr: dict) -> highspy._Highs:
+        """A HiGHS object with this controller's options, holding ``lp`` and the cap rows."""
         h = highspy._Highs()
         h.setOptionValue("output_flag", False)
         if self.time_limit_s is not None:
@@ -1029,41 +1093,10 @@ class Controller:
                              lp.row_lower, lp.row_upper, lp.a_start, lp.a_index, lp.a_value, integrality)
         if status == highspy.HighsStatus.kError:
             raise SolverError("HiGHS rejected the model (passModel returned an error)")
-        if dr["n"]:
-            start, index, value = _cap_entries(lp, problem, dr)
-            h.addRows(dr["n"], dr["lower"], dr["upper"], len(index), start, index, value)
-        warm = False
-        keys = None
-        if pure_lp and self.warm_start:
-            keys = _keys(lp, problem, dr, meta, self.periods)
-            if self._saved_basis is not None:
-                basis = _mapped_basis(self._saved_basis, keys, lp, dr)
-                if h.setBasis(basis) != highspy.HighsStatus.kError:
-                    warm = True
-                    primal = self.simplex == "primal" or (self.simplex == "auto" and self._changes <= {"plug_in"})
-                    h.setOptionValue("simplex_strategy", 4 if primal else 1)
-        started = time.perf_counter()
-        h.run()
-        seconds = time.perf_counter() - started
-        info = h.getInfo()
-        name = HIGHS_STATUS.get(h.getModelStatus(), h.modelStatusToString(h.getModelStatus()))
-        self._last_run = {"seconds": self._last_run.get("seconds", 0.0) + seconds, "warm": warm or
-                          self._last_run.get("warm", False),
-                          "iterations": self._last_run.get("iterations", 0) + int(info.simplex_iteration_count)}
-        if name != "optimal":
-            if pure_lp:
-                self._saved_basis = None
-            return RunResult(None, None, name, seconds)
-        solution = h.getSolution()
-        x = np.asarray(solution.col_value, dtype=float)
-        if pure_lp and self.warm_start:
-            statuses = _basis_statuses(h, x, np.asarray(solution.row_value, dtype=float), lp, dr)
-            if statuses is not None:
-                col_status, row_status = statuses
-                col_keys, row_keys = keys
-                co, ro = np.argsort(col_keys), np.argsort(row_keys)
-                self._saved_basis = (col_keys[co], col_status[co], row_keys[ro], row_status[ro])
-        return RunResult(x, info.objective_function_value, name, seconds)
+        if cap_rows is not None:
+            n, start, index, value = cap_rows
+            h.addRows(n, dr["lower"], dr["upper"], len(index), start, index, value)
+        return h
 
     # ---------------------------------------------------------------------------------------------------------
     # the check before publication
@@ -1321,16 +1354,16 @@ def _mapped_basis(saved, keys, lp: LinearProgram, dr: dict) -> highspy.HighsBasi
     return basis
 
 
-def _basis_statuses(h, x: np.ndarray, row_value: np.ndarray, lp: LinearProgram, dr: dict):
-    """The optimal basis as int8 status arrays (columns, rows), from HiGHS's basic variables and the solution
-    values (a nonbasic variable sits at the bound it equals); ``getBasis`` would convert ~S x T enum objects in
-    Python. None if HiGHS has no basis."""
+def _basis_statuses(h, x: np.ndarray, row_value: np.ndarray, mapping, col_lower: np.ndarray, col_upper: np.ndarray,
+                    row_lower: np.ndarray, row_upper: np.ndarray):
+    """The optimal basis as int8 status arrays (columns, rows) of the new LP, from HiGHS's basic variables and the
+    solution values in HiGHS's numbering (``mapping``: where each LP column and row sits there; a nonbasic variable
+    sits at the bound it equals); ``getBasis`` would convert ~S x T enum objects in Python. None if HiGHS has no
+    basis."""
     status, basic = h.getBasicVariables()
     if status == highspy.HighsStatus.kError:
         return None
     basic = np.asarray(basic, dtype=np.int64)
-    row_lower = np.concatenate([lp.row_lower, dr["lower"]]) if dr["n"] else lp.row_lower
-    row_upper = np.concatenate([lp.row_upper, dr["upper"]]) if dr["n"] else lp.row_upper
 
     def nonbasic(value, lower, upper):
         at_upper = np.isfinite(upper) & (~np.isfinite(lower) | (np.abs(value - upper) < np.abs(value - lower)))
@@ -1338,10 +1371,14 @@ def _basis_statuses(h, x: np.ndarray, row_value: np.ndarray, lp: LinearProgram, 
         out[~np.isfinite(lower) & ~np.isfinite(upper)] = _ZERO
         return out
 
-    col_status = nonbasic(x, lp.col_lower, lp.col_upper)
-    row_status = nonbasic(row_value, row_lower, row_upper)
-    col_status[basic[basic >= 0]] = _BASIC
-    row_status[-1 - basic[basic < 0]] = _BASIC
+    col_status = nonbasic(x[mapping.col], col_lower, col_upper)
+    row_status = nonbasic(row_value[mapping.row], row_lower, row_upper)
+    col_basic = np.zeros(len(x), dtype=bool)
+    col_basic[basic[basic >= 0]] = True
+    row_basic = np.zeros(len(row_value), dtype=bool)
+    row_basic[-1 - basic[basic < 0]] = True
+    col_status[col_basic[mapping.col]] = _BASIC
+    row_status[row_basic[mapping.row]] = _BASIC
     return col_status, row_status
 
 
