@@ -1,0 +1,141 @@
+"""``gridcharge scenario``: capacity studies of a site from a scenario file (``run``) or a check of the file (``check``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "scenario", help="capacity studies: overload, transformer ageing and hosting capacity from a scenario file",
+        description="Simulate a site (scenario-v1 TOML, see scenarios/ and README.md 'Capacity scenarios') over "
+                    "Monte Carlo days under each strategy, with the IEC 60076-7 transformer thermal model, and sweep "
+                    "EV counts for the hosting capacity.")
+    sub = parser.add_subparsers(dest="scenario_command", required=True, metavar="ACTION")
+    run_parser = sub.add_parser(
+        "run", help="run the study; print the metrics per strategy; with --out write the report",
+        description="Run every (strategy, EV count, day) task on dask.distributed (a local cluster by default) and "
+                    "print the metrics per strategy and the hosting capacity. With --out DIR: report.md, report.html "
+                    "(images embedded), results.parquet/.csv (one row per simulated day and strategy), "
+                    "timeseries.parquet, hosting.csv and the PNG plots.")
+    run_parser.add_argument("scenario", type=Path, metavar="FILE", help="scenario file (.toml, gridcharge/scenario-v1)")
+    run_parser.add_argument("--out", type=Path, metavar="DIR",
+                            help="directory for the report, tables and plots (created if missing; files replaced "
+                                 "whole, only when all are written)")
+    run_parser.add_argument("--quick", action="store_true",
+                            help="a fast look: 2 days, 4 hosting counts on 2 days, no 'online' strategy")
+    run_parser.add_argument("--workers", type=_count, metavar="N",
+                            help="worker processes of the local dask cluster, one thread each [-] (default: the CPU "
+                                 "count); 0 runs the tasks in this process without dask")
+    run_parser.add_argument("--scheduler", metavar="URL",
+                            help="address of a running dask scheduler, e.g. tcp://HOST:8786 (its workers need "
+                                 "gridcharge installed); overrides --workers")
+    run_parser.add_argument("--days", type=_positive_int, metavar="N",
+                            help="Monte Carlo days per strategy [days] (default: the file's 'days')")
+    run_parser.add_argument("--seed", type=_count, metavar="N", help="random seed [-] (default: the file's 'seed')")
+    run_parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    run_parser.set_defaults(run=run)
+    check_parser = sub.add_parser("check", help="validate a scenario file and print what it describes",
+                                  description="Validate a scenario file: every problem is reported with its field, "
+                                              "value and what was expected (exit 2); nothing is simulated.")
+    check_parser.add_argument("scenario", type=Path, metavar="FILE", help="scenario file (.toml)")
+    check_parser.set_defaults(run=check)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def _load(args):
+    from ..scenarios.spec import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    updates = {}
+    if getattr(args, "days", None) is not None:
+        updates["days"] = args.days
+    if getattr(args, "seed", None) is not None:
+        updates["seed"] = args.seed
+    if updates:
+        scenario = scenario.model_copy(update=updates)
+    if getattr(args, "quick", False):
+        scenario = scenario.quick()
+    return scenario
+
+
+def check(args) -> int:
+    from ..cli import EXIT_OK
+    from ..scenarios.runner import plan
+
+    s = _load(args)
+    print(f"{args.scenario}: ok — {s.name}")
+    print(f"  {s.site.building_type}, {s.site.parking_spaces} spaces, {s.site.charger_count} chargers "
+          f"(required {s.site.required_chargers}), {s.transformer.rated_kva:g} kVA, {s.evs} EVs/day")
+    print(f"  {len(plan(s))} tasks: {len(s.strategies)} strategies x {s.days} days"
+          + (f" + hosting {s.hosting_counts()} EVs x {s.hosting_days()} days x {s.hosting_strategies()}"
+             if s.hosting_counts() else ""))
+    return EXIT_OK
+
+
+def run(args) -> int:
+    import time
+
+    from ..cli import EXIT_ERROR, EXIT_INVALID, EXIT_OK
+    from ..scenarios.report import compliance, hosting_tables, strategy_table, write_report
+    from ..scenarios.runner import run_study
+
+    started = time.perf_counter()
+    scenario = _load(args)
+    if args.out is not None:
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = "is a file" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
+            print(f"gridcharge: --out {args.out}: {reason}; expected a directory (created if missing)",
+                  file=sys.stderr)
+            return EXIT_INVALID
+    if not args.quiet:
+        print(f"[1/3] {args.scenario}: {scenario.name}{' (--quick)' if args.quick else ''}", file=sys.stderr,
+              flush=True)
+        print("[2/3] simulating ...", file=sys.stderr, flush=True)
+    result = run_study(scenario, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+    paths = {}
+    if args.out is not None:
+        if not args.quiet:
+            print(f"[3/3] writing the report to {args.out}", file=sys.stderr, flush=True)
+        try:
+            paths = write_report(result, args.out)
+        except OSError as exc:
+            print(f"gridcharge: --out {args.out}: cannot write the report ({exc.strerror or exc})", file=sys.stderr)
+            return EXIT_ERROR
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 30):
+        print(f"gridcharge scenario run: {scenario.name}")
+        print(f"  {compliance(result)}")
+        print(f"  {result.tasks} tasks in {result.wall_seconds:.1f} s "
+              f"({result.tasks / max(result.wall_seconds, 1e-9):.1f} tasks/s, "
+              f"{result.workers or 'no'} dask worker(s)); total {time.perf_counter() - started:.1f} s")
+        print(f"\nMetrics per strategy ({scenario.evs} EVs, {scenario.days} days):")
+        print(strategy_table(result).T.to_string())
+        curve, capacity = hosting_tables(result)
+        if len(capacity):
+            print(f"\nHosting capacity (alpha {scenario.hosting.alpha:.0%}, {scenario.hosting_days()} days per count):")
+            print(capacity.to_string(index=False))
+        if paths:
+            print("\nwrote " + ", ".join(str(p) for p in paths.values()))
+    return EXIT_OK

@@ -1,0 +1,451 @@
+"""The report a person reads: ``report.md``, ``report.html`` (images embedded), ``results.parquet`` / ``.csv`` (one
+row per simulated day and strategy), ``timeseries.parquet`` and four PNG plots.
+
+Every file is written to a temporary name in the output folder and moved into place (``os.replace``) only when all
+of them are complete, so an interrupted run never leaves a half-written report.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .hosting import hosting_capacity, violation_curve
+from .runner import StudyResult
+from .spec import CHARGER_RATIO
+
+#: Plot colours per strategy (stable across plots).
+_COLOURS = {"uncontrolled": "#d62728", "equal_share": "#1f77b4", "edf": "#9467bd", "llf": "#8c564b",
+            "greedy_cost": "#17becf", "online": "#2ca02c", "optimal": "#ff7f0e"}
+
+#: Metric columns of the per-strategy table: (column, heading, aggregation over days, format).
+_TABLE = [
+    ("peak_loading_pct", "peak loading [% of kVA] mean / max", "meanmax", "{:.0f}"),
+    ("hours_above_rating_h", "hours above rating [h/day]", "mean", "{:.2f}"),
+    ("kwh_above_rating", "energy above rating [kWh/day]", "mean", "{:.0f}"),
+    ("overload_kwh", "overload of controlled limits [kWh/day]", "mean", "{:.0f}"),
+    ("max_hot_spot_c", "hot spot [°C] mean of daily max / max", "meanmax", "{:.1f}"),
+    ("max_top_oil_c", "top oil [°C] max", "max", "{:.1f}"),
+    ("loss_of_life_h", "ageing [equivalent h/day] mean / max", "meanmax", "{:.1f}"),
+    ("unmet_kwh", "unmet energy [kWh/day]", "mean", "{:.1f}"),
+    ("unmet_share", "unmet share [%]", "mean%", "{:.2f}"),
+    ("energy_cost_cny", "EV energy cost [CNY/day]", "mean", "{:.0f}"),
+    ("v2g_exported_kwh", "V2G exported [kWh/day]", "mean", "{:.0f}"),
+    ("violates", "violating days", "count", "{}"),
+]
+
+
+def write_report(result: StudyResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write the report files into ``out_dir`` (created if missing; files replaced whole). Returns name → path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    s = result.scenario
+    curve, capacity = hosting_tables(result)
+    images = {
+        "load_stack.png": _plot_load_stack(result),
+        "loading_duration.png": _plot_duration(result),
+        "hot_spot.png": _plot_hot_spot(result),
+    }
+    if len(curve):
+        images["hosting_capacity.png"] = _plot_hosting(result, curve, capacity)
+    summary = strategy_table(result)
+    markdown = _markdown(result, summary, curve, capacity, images)
+    files: dict[str, bytes] = {name: data for name, data in images.items()}
+    files["report.md"] = markdown.encode("utf-8")
+    files["report.html"] = _html(result, summary, curve, capacity, images).encode("utf-8")
+    files["results.csv"] = result.rows.to_csv(index=False).encode("utf-8")
+    files["results.parquet"] = _parquet(result.rows)
+    if len(result.series):
+        files["timeseries.parquet"] = _parquet(result.series)
+    if len(curve):
+        files["hosting.csv"] = curve.to_csv(index=False).encode("utf-8")
+    staged = {}
+    try:
+        for name, data in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            staged[name] = tmp
+        for name, tmp in staged.items():
+            os.replace(tmp, out / name)
+    finally:
+        for tmp in staged.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return {name: out / name for name in files}
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def strategy_table(result: StudyResult) -> pd.DataFrame:
+    """The metrics table per strategy of the study's own EV count (rows: strategies, columns: headings)."""
+    study = result.study
+    table = {}
+    for strategy in result.scenario.strategies:
+        rows = study[study["strategy"] == strategy]
+        cells = {}
+        for column, heading, how, fmt in _TABLE:
+            values = rows[column]
+            if how == "meanmax":
+                cells[heading] = f"{fmt.format(values.mean())} / {fmt.format(values.max())}"
+            elif how == "max":
+                cells[heading] = fmt.format(values.max())
+            elif how == "mean%":
+                cells[heading] = fmt.format(100 * values.mean())
+            elif how == "count":
+                cells[heading] = f"{int(values.sum())} of {len(values)}"
+            else:
+                cells[heading] = fmt.format(values.mean())
+        table[strategy] = cells
+    return pd.DataFrame(table).T
+
+
+def hosting_tables(result: StudyResult) -> tuple[pd.DataFrame, pd.DataFrame]:
+    s = result.scenario
+    counts, strategies = s.hosting_counts(), s.hosting_strategies()
+    if not counts or not strategies:
+        return pd.DataFrame(), pd.DataFrame()
+    rows = result.rows
+    rows = rows[rows["strategy"].isin(strategies) & rows["evs"].isin(counts) & (rows["day"] < s.hosting_days())]
+    curve = violation_curve(rows, s.hosting.confidence)
+    order = {name: i for i, name in enumerate(strategies)}
+    curve = curve.sort_values(["strategy", "evs"], key=lambda c: c.map(order) if c.name == "strategy" else c)
+    return curve.reset_index(drop=True), hosting_capacity(curve, s.hosting.alpha)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# text
+
+
+def site_lines(result: StudyResult) -> list[tuple[str, str]]:
+    """(item, value) pairs of the site summary."""
+    s = result.scenario
+    site, tr, b, f = s.site, s.transformer, s.base_load, s.fleet
+    ratio, minimum = CHARGER_RATIO[site.building_type]
+    p = tr.thermal.parameters()
+    base_peak = b.peak() if s._base_csv_kw is None else float(np.max(s._base_csv_kw))
+    ambient = tr.ambient.preset or f"CSV {tr.ambient.csv}"
+    return [
+        ("building type", site.building_type),
+        ("parking spaces", f"{site.parking_spaces}"),
+        ("chargers", f"{site.charger_count} x {site.charger_kw:g} kW, {site.charger_phases}-phase "
+                     f"({site.phase_assignment}), meter limit {site.meter_limit_kw:g} kW per space"),
+        ("Beijing ratio", f"{ratio:.0%} of spaces" + (f", at least {minimum}" if minimum else "")
+         + f" = {site.required_chargers} chargers"),
+        ("feeders", f"{site.feeders}" + (f", {site.feeder_limit_kw:g} kW each" if site.feeder_limit_kw else "")),
+        ("transformer", f"{tr.rated_kva:g} kVA, power factor {tr.power_factor:g} = {tr.rated_kw:.1f} kW rated; "
+                        f"controlled strategies keep <= {tr.control_limit_pct:g} % = {tr.control_limit_kw:.1f} kW"),
+        ("thermal model", f"IEC 60076-7 {tr.thermal.preset}: Δθor {p.top_oil_rise_k:g} K, H·gr "
+                          f"{p.hot_spot_gradient_k:g} K, R {p.loss_ratio:g}, x {p.oil_exponent:g}, "
+                          f"y {p.winding_exponent:g}, k11 {p.k11:g}, k21 {p.k21:g}, k22 {p.k22:g}, "
+                          f"τo {p.tau_oil_min:g} min, τw {p.tau_winding_min:g} min; ageing {tr.thermal.ageing}"),
+        ("ambient", f"{ambient}, offset {tr.ambient.offset_c:+g} °C, day-to-day sd {tr.ambient.daily_sd_c:g} °C"),
+        ("base load", (f"{b.households} households x {b.peak_kw_per_household:g} kW" if b.households else
+                       f"CSV {b.csv}" if b.csv else f"{base_peak:g} kW peak") + f", {b.shape} shape, peak "
+                       f"{base_peak:.0f} kW ({100 * base_peak / tr.power_factor / tr.rated_kva:.0f} % of rating)"),
+        ("PV", f"{b.pv_peak_kw:g} kW peak" if b.pv_peak_kw else "none"),
+        ("EVs per day", f"{s.evs}, V2G share {f.v2g_share:.0%}"),
+        ("tariff", s.tariff.preset or "custom"),
+        ("days, seed", f"{s.days} Monte Carlo days, seed {s.seed}"),
+        ("run", f"{result.tasks} tasks in {result.wall_seconds:.1f} s on "
+                f"{result.workers or 'no'} dask worker(s)" + (" (in-process)" if not result.workers else "")),
+    ]
+
+
+def compliance(result: StudyResult) -> str:
+    site = result.scenario.site
+    have, need = site.charger_count, site.required_chargers
+    if have >= need:
+        return f"Compliant: {have} chargers for {site.parking_spaces} spaces (required {need})."
+    return (f"SHORTFALL: {have} chargers for {site.parking_spaces} spaces; the Beijing ratio for "
+            f"{site.building_type} requires {need} ({need - have} missing).")
+
+
+def _findings(result: StudyResult, capacity: pd.DataFrame) -> list[str]:
+    s = result.scenario
+    study = result.study
+    lines = []
+    for strategy in s.strategies:
+        rows = study[study["strategy"] == strategy]
+        if not len(rows):
+            continue
+        lines.append(f"`{strategy}`: peak loading {rows['peak_loading_pct'].max():.0f} % of rating on the worst "
+                     f"day, hot spot up to {rows['max_hot_spot_c'].max():.0f} °C, ageing "
+                     f"{rows['loss_of_life_h'].mean():.1f} equivalent h/day on average, unmet "
+                     f"{rows['unmet_kwh'].mean():.1f} kWh/day; {int(rows['violates'].sum())} of {len(rows)} days "
+                     "violate the criteria.")
+    for _, row in capacity.iterrows():
+        more = "" if row["limited"] else f" (no swept count violated: at least {row['largest_swept']})"
+        lines.append(f"Hosting capacity with `{row['strategy']}`: {row['hosting_evs']} EVs{more}.")
+    return lines
+
+
+def _criteria_text(s) -> str:
+    c = s.hosting.criteria
+    return (f"loading > {c.max_loading_pct:g} % of kVA, hot spot > {c.max_hot_spot_c:g} °C, top oil > "
+            f"{c.max_top_oil_c:g} °C, ageing > {c.max_ageing_h_per_day:g} equivalent h/day, or unmet energy > "
+            f"{100 * c.max_unmet_share:g} % of the requested")
+
+
+def _markdown(result, summary, curve, capacity, images) -> str:
+    s = result.scenario
+    out = [f"# {s.name}", ""]
+    if s.description:
+        out += [s.description, ""]
+    out += ["## Site", "", "| item | value |", "|---|---|"]
+    out += [f"| {k} | {v} |" for k, v in site_lines(result)]
+    out += ["", "## Compliance with the Beijing charger ratio", "", compliance(result), "", "## Findings", ""]
+    out += [f"- {line}" for line in _findings(result, capacity)]
+    out += ["", f"## Metrics per strategy ({s.evs} EVs, {s.days} days)", "",
+            "Means over the simulated days unless marked max. A day *violates* when " + _criteria_text(s) + ".", ""]
+    out += [_md_table(summary, "strategy")]
+    out += ["", "## Plots", ""]
+    captions = _captions(result)
+    for name in images:
+        out += [f"![{captions[name]}]({name})", "", f"*{captions[name]}*", ""]
+    if len(curve):
+        out += ["## Hosting capacity", "",
+                f"Probability that a day violates the criteria ({_criteria_text(s)}), estimated from "
+                f"{s.hosting_days()} days per EV count with common random numbers (the same cars on day d at every "
+                f"count), with {s.hosting.confidence:.0%} Wilson score intervals; alpha = {s.hosting.alpha:.0%}.", ""]
+        out += [_md_table(capacity.set_index("strategy"), "strategy"), ""]
+        n = s.hosting_days()
+        out += [f"With {n} days and no violating day, the Wilson upper bound is "
+                f"{_upper_at_zero(n, s.hosting.confidence):.0%}: `hosting_evs_confident` (upper bound <= alpha) "
+                f"needs more days than a point estimate does — about {_days_needed(s.hosting.alpha, s.hosting.confidence)}"
+                " violation-free days before any count can be claimed at this confidence.", ""]
+        table = curve.copy()
+        table["probability"] = table["probability"].map("{:.2f}".format)
+        table["ci_low"] = table["ci_low"].map("{:.2f}".format)
+        table["ci_high"] = table["ci_high"].map("{:.2f}".format)
+        out += [_md_table(table.set_index("strategy"), "strategy"), ""]
+    out += ["## Method", "",
+            "Each day is an instance-v1 problem (site, base load, the day's cars) solved or simulated by each "
+            "strategy, and every schedule is checked by gridcharge's independent verifier. The transformer's "
+            "loading K = |P| / pf / S_rated per period drives the IEC 60076-7 exponential model (exact update per "
+            "step; cyclic initial state), giving top-oil and hot-spot temperatures and the relative ageing rate. "
+            "`results.csv` / `results.parquet` hold every simulated day (study and hosting sweep); "
+            "`timeseries.parquet` the study's series per period.", ""]
+    return "\n".join(out)
+
+
+def _upper_at_zero(n: int, confidence: float) -> float:
+    from .hosting import wilson_interval
+
+    return wilson_interval(0, n, confidence)[1]
+
+
+def _days_needed(alpha: float, confidence: float) -> int:
+    n = 1
+    while _upper_at_zero(n, confidence) > alpha and n < 100000:
+        n += 1
+    return n
+
+
+def _md_table(frame: pd.DataFrame, index_name: str) -> str:
+    cols = [index_name, *map(str, frame.columns)]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for idx, row in frame.iterrows():
+        lines.append("| " + " | ".join([str(idx), *(str(v) for v in row.tolist())]) + " |")
+    return "\n".join(lines)
+
+
+def _captions(result: StudyResult) -> dict[str, str]:
+    s = result.scenario
+    return {
+        "load_stack.png": f"Transformer load over the day, mean of {s.days} days per strategy: base load and EV "
+                          "charging stacked (PV and V2G below zero), against the rating",
+        "loading_duration.png": "Loading duration curve: share of the time the loading exceeds a level, all days",
+        "hot_spot.png": "Winding hot-spot temperature over the day (IEC 60076-7): mean of the days, band min-max",
+        "hosting_capacity.png": "Hosting capacity: probability of a violating day vs EV count, Wilson interval",
+    }
+
+
+def _html(result, summary, curve, capacity, images) -> str:
+    s = result.scenario
+    esc = html.escape
+    captions = _captions(result)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(s.name)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 6px;"
+             "text-align:right}td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+             "figcaption{font-style:italic;color:#444}</style></head><body>",
+             f"<h1>{esc(s.name)}</h1>"]
+    if s.description:
+        parts.append(f"<p>{esc(s.description)}</p>")
+    parts.append("<h2>Site</h2><table>" + "".join(f"<tr><td>{esc(k)}</td><td style='text-align:left'>{esc(v)}"
+                                                  f"</td></tr>" for k, v in site_lines(result)) + "</table>")
+    parts.append(f"<h2>Compliance with the Beijing charger ratio</h2><p>{esc(compliance(result))}</p>")
+    parts.append("<h2>Findings</h2><ul>" + "".join(f"<li>{esc(line)}</li>" for line in _findings(result, capacity))
+                 + "</ul>")
+    parts.append(f"<h2>Metrics per strategy ({s.evs} EVs, {s.days} days)</h2><p>Means over the simulated days "
+                 f"unless marked max. A day violates when {esc(_criteria_text(s))}.</p>")
+    parts.append(summary.to_html(escape=True))
+    parts.append("<h2>Plots</h2>")
+    for name, data in images.items():
+        encoded = base64.b64encode(data).decode("ascii")
+        parts.append(f"<figure><img alt='{esc(captions[name])}' src='data:image/png;base64,{encoded}'>"
+                     f"<figcaption>{esc(captions[name])}</figcaption></figure>")
+    if len(curve):
+        parts.append(f"<h2>Hosting capacity</h2><p>alpha = {s.hosting.alpha:.0%}, {s.hosting_days()} days per EV "
+                     f"count, {s.hosting.confidence:.0%} Wilson intervals.</p>")
+        parts.append(capacity.to_html(index=False))
+        parts.append(curve.to_html(index=False, float_format=lambda v: f"{v:.2f}"))
+    parts.append("<p>Every simulated day: results.csv / results.parquet; series: timeseries.parquet.</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# plots
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _clock_axis(ax, result: StudyResult) -> None:
+    s = result.scenario
+    start = s.horizon.start_hour
+    ticks = np.arange(0, 25, 3)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{int((start + t) % 24):02d}:{int(round(((start + t) % 1) * 60)):02d}" for t in ticks])
+    ax.set_xlim(0, 24)
+
+
+def _mean_by_period(series: pd.DataFrame, strategy: str, column: str) -> np.ndarray:
+    rows = series[series["strategy"] == strategy]
+    return rows.groupby("period")[column].mean().to_numpy()
+
+
+def _plot_load_stack(result: StudyResult) -> bytes:
+    import matplotlib.pyplot as plt
+
+    s = result.scenario
+    strategies = s.strategies
+    series = result.series
+    step_h = s.horizon.step_minutes / 60
+    x = np.arange(s.horizon.periods) * step_h
+    cols = min(len(strategies), 2)
+    rows = int(np.ceil(len(strategies) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 3.6 * rows), sharex=True, sharey=True, squeeze=False)
+    rated = s.transformer.rated_kw
+    for ax, strategy in zip(axes.flat, strategies):
+        base = _mean_by_period(series, strategy, "base_kw")
+        pv = _mean_by_period(series, strategy, "pv_kw")
+        ev = _mean_by_period(series, strategy, "ev_kw")
+        load = _mean_by_period(series, strategy, "load_kw")
+        charge = np.clip(ev, 0, None)
+        ax.stackplot(x, base, charge, step="post", colors=["#9e9e9e", _COLOURS.get(strategy, "#1f77b4")],
+                     labels=["base load", "EV charging"], alpha=0.85)
+        if np.any(pv > 0):
+            ax.fill_between(x, 0, -pv, step="post", color="#f2c12e", alpha=0.8, label="PV")
+        if np.any(ev < 0):
+            ax.fill_between(x, -pv, -pv + np.clip(ev, None, 0), step="post", color="#2e7d32", alpha=0.8,
+                            label="V2G export")
+        ax.step(x, load, where="post", color="black", lw=1.0, label="net load")
+        ax.axhline(rated, color="red", ls="--", lw=1.2, label=f"rating {rated:.0f} kW")
+        if abs(s.transformer.control_limit_pct - 100) > 1e-9:
+            ax.axhline(s.transformer.control_limit_kw, color="purple", ls=":", lw=1.2, label="control limit")
+        ax.set_title(f"{strategy}: peak {load.max():.0f} kW ({100 * load.max() / rated:.0f} % of rating)",
+                     fontsize=10)
+        ax.grid(alpha=0.3)
+        _clock_axis(ax, result)
+    for ax in axes.flat[len(strategies):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("power [kW]")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=6, fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(f"{s.name}\nmean of {s.days} days, {s.evs} EVs", fontsize=11)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return _png(fig)
+
+
+def _plot_duration(result: StudyResult) -> bytes:
+    import matplotlib.pyplot as plt
+
+    s = result.scenario
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for strategy in s.strategies:
+        values = np.sort(result.series.loc[result.series["strategy"] == strategy, "loading_pct"].to_numpy())[::-1]
+        share = (np.arange(len(values)) + 1) / len(values) * 100
+        ax.step(share, values, where="pre", color=_COLOURS.get(strategy), label=strategy, lw=1.5)
+    ax.axhline(100, color="red", ls="--", lw=1, label="rating")
+    ax.set_xlabel("share of the time [%]")
+    ax.set_ylabel("loading [% of rated kVA]")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"Loading duration curve, {s.days} days x 24 h", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _plot_hot_spot(result: StudyResult) -> bytes:
+    import matplotlib.pyplot as plt
+
+    s = result.scenario
+    x = np.arange(s.horizon.periods) * s.horizon.step_minutes / 60
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    series = result.series
+    for strategy in s.strategies:
+        rows = series[series["strategy"] == strategy].groupby("period")["hot_spot_c"]
+        colour = _COLOURS.get(strategy)
+        ax.fill_between(x, rows.min().to_numpy(), rows.max().to_numpy(), color=colour, alpha=0.15, lw=0)
+        ax.plot(x, rows.mean().to_numpy(), color=colour, label=strategy, lw=1.5)
+    ambient = series[series["strategy"] == s.strategies[0]].groupby("period")["ambient_c"].mean().to_numpy()
+    ax.plot(x, ambient, color="grey", ls=":", label="ambient (mean)")
+    c = s.hosting.criteria
+    ax.axhline(c.max_hot_spot_c, color="red", ls="--", lw=1, label=f"limit {c.max_hot_spot_c:g} °C")
+    ax.axhline(98, color="black", ls=":", lw=0.8, label="98 °C (V = 1, normal paper)")
+    ax.set_ylabel("temperature [°C]")
+    ax.grid(alpha=0.3)
+    _clock_axis(ax, result)
+    ax.legend(fontsize=8, ncol=2)
+    ax.set_title("Winding hot-spot temperature (IEC 60076-7)", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _plot_hosting(result: StudyResult, curve: pd.DataFrame, capacity: pd.DataFrame) -> bytes:
+    import matplotlib.pyplot as plt
+
+    s = result.scenario
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for strategy, group in curve.groupby("strategy", sort=False):
+        colour = _COLOURS.get(strategy)
+        ax.fill_between(group["evs"], group["ci_low"], group["ci_high"], color=colour, alpha=0.15, lw=0)
+        cap = capacity.loc[capacity["strategy"] == strategy, "hosting_evs"].iloc[0]
+        ax.plot(group["evs"], group["probability"], marker="o", ms=4, color=colour, label=f"{strategy} (hosts {cap})")
+    ax.axhline(s.hosting.alpha, color="black", ls="--", lw=1, label=f"alpha {s.hosting.alpha:.0%}")
+    ax.set_xlabel("EVs per day")
+    ax.set_ylabel("probability of a violating day [-]")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"Hosting capacity, {s.hosting_days()} days per count, {s.hosting.confidence:.0%} Wilson "
+                 "intervals", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
