@@ -1,0 +1,97 @@
+"""``gridcharge serve``: the HTTP schedule service (issue 7) on uvicorn.
+
+Chargers fetch their OCPP charging profiles; operators feed sites and sessions (see README, "Schedule service",
+and :mod:`gridcharge.service.app` for the endpoints). The operator token comes from ``--operator-token-file``, else
+from the environment variable ``GRIDCHARGE_OPERATOR_TOKEN``, else the one stored earlier in the database; at the very
+first start without any, one is generated and printed once (only its hash is stored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ENV_TOKEN = "GRIDCHARGE_OPERATOR_TOKEN"
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number 0..65535")
+    return int(text)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="run the HTTP schedule service (OCPP charging profiles for chargers, an API for operators)",
+        description="Serve sites, sessions and demand-response caps to operators and OCPP SetChargingProfile "
+                    "payloads to chargers, re-optimising with the online controller after every change. State is "
+                    "kept in a database (SQLite in WAL mode by default) and survives restarts.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=8080, help="TCP port (default 8080; 0 = any free port)")
+    parser.add_argument("--database", default="sqlite:///gridcharge.db", metavar="URL",
+                        help="SQLAlchemy database URL (default sqlite:///gridcharge.db in the current directory; "
+                             "e.g. postgresql+psycopg://user@host/db with its driver installed)")
+    parser.add_argument("--operator-token-file", type=Path, metavar="PATH",
+                        help=f"file holding the operator token (>= 16 characters; default: ${ENV_TOKEN}, else the "
+                             f"stored one, else a new one printed once)")
+    parser.add_argument("--solver", default="highs",
+                        help="controller solver: highs (default) or a baseline (equal_share, edf, llf, greedy_cost)")
+    parser.add_argument("--time-limit", type=_positive, metavar="S",
+                        help="HiGHS wall-clock limit per re-optimisation [seconds]; beyond it the fallback is "
+                             "published (default: none)")
+    parser.add_argument("--interval", type=_positive, default=60.0, metavar="S",
+                        help="re-optimisation / polling interval [seconds] (default 60): the worker wakes at least "
+                             "this often, and profiles carry Cache-Control max-age of it")
+    parser.add_argument("--grace", type=_positive, default=300.0, metavar="S",
+                        help="a TxProfile stays valid this long after its period ends, and OCPP 2.1 "
+                             "maxOfflineDuration [seconds] (default 300); then chargers fall back to the fail-safe "
+                             "default profile")
+    parser.add_argument("--max-body-bytes", type=_positive, default=16 * 1024 * 1024, metavar="BYTES",
+                        help="request body limit [bytes] (default 16 MiB; larger bodies get 413)")
+    parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
+                        help="uvicorn log level (default warning: no line per request)")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..cli import EXIT_INVALID, EXIT_OK
+
+    token = None
+    if args.operator_token_file is not None:
+        try:
+            token = args.operator_token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            print(f"gridcharge serve: --operator-token-file {args.operator_token_file}: cannot be read "
+                  f"({exc.strerror or exc}); expected a file holding the operator token", file=sys.stderr)
+            return EXIT_INVALID
+    elif os.environ.get(ENV_TOKEN):
+        token = os.environ[ENV_TOKEN]
+    if token is not None and len(token) < 16:
+        print("gridcharge serve: the operator token must have at least 16 characters", file=sys.stderr)
+        return EXIT_INVALID
+
+    import uvicorn
+
+    from ..service import create_app
+
+    app = create_app(args.database, operator_token=token, solver=args.solver, time_limit_s=args.time_limit,
+                     interval_s=args.interval, grace_s=int(args.grace), max_body_bytes=int(args.max_body_bytes))
+    created = app.state.new_operator_token
+    if created is not None:
+        print(f"operator token (shown once; only its hash is stored): {created}", flush=True)
+    print(f"gridcharge serve: http://{args.host}:{args.port} (database {args.database})", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return EXIT_OK

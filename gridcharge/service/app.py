@@ -1,0 +1,579 @@
+"""The HTTP API of the schedule service (FastAPI). Thin: parse, authorise, call the engine, format.
+
+Endpoints (``Authorization: Bearer <token>`` everywhere except ``/v1/health`` and ``/openapi.json``)
+------------------------------------------------------------------------------------------------
+Operator (operator token; a charger token gets 403):
+
+- ``PUT /v1/sites/{site_id}`` — create (201) or replace (200) a site: ``{"instance": <instance-v1 without
+  sessions>, "charger_settings": {"<charger id>": {"rate_unit": "W"|"A", "voltage_v": 230, "evse_id": 1}}}``.
+  The response carries a fresh token per charger, shown this once (replacing a site issues new tokens, drops its
+  sessions and caps). A charger id owned by another site → 409.
+- ``GET /v1/sites/{site_id}`` — status: period, sessions, accepted / published event, the publication's source
+  and status, re-optimisation latency and solve time statistics.
+- ``POST /v1/sites/{site_id}/sessions`` — a plug-in (arrival omitted or past) or a reservation (arrival ahead):
+  instance-v1 session fields (``id``, ``charger``, ``departure``, ``energy_kwh`` [kWh], optional ``arrival``,
+  ``max_charge_kw`` [kW], ``max_discharge_kw`` [kW] — V2G consent when > 0 —, ``battery_kwh``, ``initial_kwh``,
+  ``min_kwh`` [kWh]) → 201. An id already used today or an occupied charger → 409.
+- ``PATCH /v1/sites/{site_id}/sessions/{session_id}`` — ``departure``, ``energy_kwh`` [kWh] and/or
+  ``energy_delivered_kwh`` [kWh] (a meter reading since arrival) → 200; unknown session → 404.
+- ``DELETE /v1/sites/{site_id}/sessions/{session_id}`` — the car left now (or a reservation is cancelled) → 200.
+- ``POST /v1/sites/{site_id}/caps`` — a demand-response cap ``{"node", "import_limit_kw" [kW], "start", "end"}``
+  (date-times, rounded outwards to the period grid) → 201.
+
+Every accepted write is committed to the database before its 2xx and returns ``event_seq``; the re-optimisation
+runs afterwards in the worker (``GET /v1/sites/{id}`` says when ``published_seq`` has reached it).
+
+Firmware (charger token; a charger reads only its own profile, 403 otherwise; the operator token may read any):
+
+- ``GET /v1/chargers/{charger_id}/profile?ocpp=1.6|2.0.1|2.1`` — the charger's SetChargingProfile payloads
+  (station maximum, fail-safe TxDefaultProfile, and the TxProfile when a car is planned; see
+  :mod:`gridcharge.service.runtime`), ``ETag`` (``If-None-Match`` → 304) and ``Cache-Control: private,
+  max-age=<re-optimisation interval>``.
+
+Errors are RFC 9457 problem details (``application/problem+json``): ``type``, ``title``, ``status``, ``detail``,
+``instance`` and ``errors``: one entry per bad field with ``field`` (a path in the request such as
+``instance.chargers[2].max_charge_kw`` or ``query.ocpp``), ``pointer`` (JSON pointer into the body), ``value`` and
+``detail`` (what was expected). Status codes: 400 malformed JSON or parameters, 401 missing or unknown token, 403
+wrong token, 404 unknown site / session / charger, 409 conflict with stored state, 413 body over the limit, 422
+invalid values. A client mistake never yields a 500 and never a partial write.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import FieldProblem, InstanceError
+from ..ocpp.profiles import VERSIONS
+from .auth import CHARGER_PREFIX, OPERATOR_PREFIX, bearer, matches, new_token, token_hash
+from .runtime import Engine
+from .store import ConflictError, Store
+
+PROBLEM_JSON = "application/problem+json"
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# request bodies
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class ChargerSettingsIn(_Body):
+    """OCPP settings of one charger."""
+
+    rate_unit: Literal["W", "A"] = Field("W", description="chargingRateUnit of its profiles")
+    voltage_v: Annotated[float, Field(gt=0, le=1000, description="phase-to-neutral voltage [V], for rate_unit A")] = 230.0
+    evse_id: Annotated[int, Field(ge=0, description="EVSE / connector id of its TxProfile")] = 1
+
+
+class SiteIn(_Body):
+    """A site: an instance-v1 without sessions, and OCPP settings per charger (default: W, 230 V, EVSE 1)."""
+
+    instance: dict[str, Any] = Field(description="instance-v1 (format, name, horizon, nodes, chargers, tariff, "
+                                                 "objective); no sessions")
+    charger_settings: dict[str, ChargerSettingsIn] = Field(default_factory=dict)
+
+
+class SessionIn(_Body):
+    """A plug-in or reservation (instance-v1 session fields)."""
+
+    id: Annotated[str, Field(min_length=1, max_length=200)]
+    charger: Annotated[str, Field(min_length=1, max_length=200)]
+    departure: str = Field(description="ISO-8601 date-time with UTC offset")
+    energy_kwh: Annotated[float, Field(ge=0, description="energy to add by departure [kWh]")]
+    arrival: str | None = Field(None, description="ISO-8601 date-time with offset; default: now (plug-in); "
+                                                  "a future arrival is a reservation")
+    max_charge_kw: Annotated[float | None, Field(gt=0, description="the car's charge limit [kW]")] = None
+    max_discharge_kw: Annotated[float, Field(ge=0, description="V2G consent: discharge limit [kW], 0 = none")] = 0.0
+    battery_kwh: Annotated[float | None, Field(gt=0, description="[kWh]")] = None
+    initial_kwh: Annotated[float | None, Field(ge=0, description="[kWh]")] = None
+    min_kwh: Annotated[float | None, Field(ge=0, description="[kWh]")] = None
+
+
+class SessionPatch(_Body):
+    """A change of a session: new departure, new energy wish, and/or a meter reading."""
+
+    departure: str | None = Field(None, description="ISO-8601 date-time with UTC offset")
+    energy_kwh: Annotated[float | None, Field(ge=0, description="total energy to add since arrival [kWh]")] = None
+    energy_delivered_kwh: float | None = Field(None, description="energy delivered since arrival (meter) [kWh]")
+
+
+class CapIn(_Body):
+    """A demand-response cap on a node's net import for a time window."""
+
+    node: Annotated[str, Field(min_length=1)]
+    import_limit_kw: Annotated[float, Field(ge=0, description="[kW]")]
+    start: str = Field(description="ISO-8601 date-time with UTC offset (rounded down to the period grid)")
+    end: str = Field(description="ISO-8601 date-time with UTC offset (rounded up to the period grid)")
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[dict[str, Any]] = []
+
+
+_ERRORS = {code: {"model": ProblemDetails, "content": {PROBLEM_JSON: {}}, "description": text}
+           for code, text in [(400, "malformed request"), (401, "missing or unknown token"), (403, "wrong token"),
+                              (404, "not found"), (409, "conflict"), (413, "body too large"),
+                              (422, "invalid values (each field named)")]}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# problems
+
+
+class Problem(Exception):
+    """An HTTP problem to answer with (status, title, detail, field errors)."""
+
+    def __init__(self, status: int, title: str, detail: str, errors: list[dict] | None = None,
+                 headers: dict | None = None):
+        self.status, self.title, self.detail, self.errors, self.headers = status, title, detail, errors or [], headers
+        super().__init__(detail)
+
+
+_TYPES = {400: "malformed-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
+          409: "conflict", 413: "body-too-large", 415: "unsupported-media-type", 422: "invalid-field",
+          500: "internal-error"}
+
+
+def _problem_response(request_path: str, problem: Problem) -> JSONResponse:
+    body = {"type": f"urn:gridcharge:problem:{_TYPES.get(problem.status, 'error')}", "title": problem.title,
+            "status": problem.status, "detail": problem.detail, "instance": request_path}
+    if problem.errors:
+        body["errors"] = problem.errors
+    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers)
+
+
+def _jsonable(value):
+    try:
+        json.dumps(value, allow_nan=False)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _pointer(path: str) -> str:
+    """``instance.chargers[2].id`` → ``/instance/chargers/2/id``; ``body`` (the whole body) → ``""``."""
+    if path == "body":
+        return ""
+    parts = path.replace("]", "").replace("[", ".").split(".") if path else []
+    return "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts if p != "")
+
+
+def _field_error(path: str, value, expected: str) -> dict:
+    """One bad field: ``pointer`` (JSON pointer) for the body, ``parameter`` for a query / path parameter."""
+    where = path.split(".", 1)
+    if where[0] in ("query", "path", "header") and len(where) == 2:
+        return {"field": path, "parameter": where[1], "value": _jsonable(value), "detail": expected}
+    return {"field": path, "pointer": _pointer(path), "value": _jsonable(value), "detail": expected}
+
+
+def _problems_from_instance_error(exc: InstanceError, prefix: str = "", rename: dict | None = None) -> list[dict]:
+    out = []
+    for p in exc.problems:
+        path = p.path
+        for old, new in (rename or {}).items():
+            if path == old:
+                path = new
+            elif path.startswith(old + ".") or path.startswith(old + "["):
+                rest = path[len(old):]
+                path = new + rest if new else rest.lstrip(".")
+        path = f"{prefix}.{path}" if prefix and path else (prefix or path)
+        out.append(_field_error(path, p.value, p.expected))
+    return out
+
+
+def _event_problem(exc: InstanceError, rename: dict) -> Problem:
+    """A controller's refusal → 404 (unknown session), 409 (id used today, charger occupied) or 422."""
+    for p in exc.problems:
+        if p.path == "session_id" and "announced car" in p.expected:
+            return Problem(404, "Not Found", f"no active session {p.value!r} on this site",
+                           [_field_error("path.session_id", p.value, p.expected)])
+    errors = _problems_from_instance_error(exc, rename=rename)
+    conflict = any(p.expected.startswith(("an id not used", "a free charger")) for p in exc.problems)
+    status = 409 if conflict else 422
+    return Problem(status, "Conflict" if conflict else "Unprocessable Content",
+                   "; ".join(f"{e['field']}: {e['detail']}" for e in errors), errors)
+
+
+def _validation_problem(exc: RequestValidationError) -> Problem:
+    errors = []
+    malformed = False
+    for error in exc.errors():
+        loc = list(error.get("loc", ()))
+        kind = error.get("type", "")
+        if kind in ("json_invalid", "json_type") or (loc[:1] == ["body"] and kind == "model_attributes_type"):
+            malformed = True
+        if loc and loc[0] == "body":
+            loc = loc[1:]
+        elif loc and loc[0] in ("query", "path", "header"):
+            pass
+        path = ""
+        for part in loc:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        if kind == "json_invalid":
+            ctx = error.get("ctx") or {}
+            errors.append(_field_error("body", f"position {loc[-1] if loc else '?'}",
+                                       f"valid JSON ({ctx.get('error', 'JSON decode error')})"))
+            continue
+        if kind == "extra_forbidden":
+            expected = "no such field (unknown key)"
+        elif kind == "missing":
+            expected = "a required field"
+        else:
+            expected = error.get("msg", "a valid value")
+        errors.append(_field_error(path or "body", error.get("input"), expected))
+    status = 400 if malformed else 422
+    title = "Bad Request" if malformed else "Unprocessable Content"
+    return Problem(status, title, "; ".join(f"{e['field']}: {e['detail']}" for e in errors), errors)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# body size limit (pure ASGI, before any parsing)
+
+
+class BodyLimit:
+    """Answer 413 to a request whose body is over ``max_bytes``: by its Content-Length at once, or while it is
+    being read (chunked) — then the body is buffered up to the limit and handed on whole."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, int(max_bytes)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        length = None
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    length = -1
+        if length is not None and length < 0:
+            return await self._reject(scope, send, 400, "Bad Request", "Content-Length is not a whole number")
+        if length is not None and length > self.max_bytes:
+            return await self._too_large(scope, send, length)
+        if length is not None:
+            return await self.app(scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await self._too_large(scope, send, size)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+    async def _too_large(self, scope, send, size):
+        return await self._reject(scope, send, 413, "Content Too Large",
+                                  f"request body of {size} bytes (at least) is over the limit of {self.max_bytes} "
+                                  f"bytes", [_field_error("body", f"{size} bytes", f"at most {self.max_bytes} bytes")])
+
+    async def _reject(self, scope, send, status, title, detail, errors=None):
+        response = _problem_response(scope.get("path", ""), Problem(status, title, detail, errors))
+        await response(scope, _empty_receive, send)
+
+
+async def _empty_receive():
+    return {"type": "http.disconnect"}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the app
+
+
+def ensure_operator_token(store: Store, token: str | None) -> str | None:
+    """Store the hash of ``token`` if given; else, if no operator token exists yet, make one and return it (to be
+    shown once). Returns the new token or None."""
+    if token is not None:
+        token = token.strip()
+        if len(token) < 16:
+            raise ValueError("the operator token must have at least 16 characters")
+        if store.operator_hash() != token_hash(token):
+            store.set_operator_hash(token_hash(token))
+        return None
+    if store.operator_hash() is not None:
+        return None
+    created = new_token(OPERATOR_PREFIX)
+    store.set_operator_hash(token_hash(created))
+    return created
+
+
+def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_token: str | None = None,
+               clock=None, solver: str = "highs", time_limit_s: float | None = None, interval_s: float = 60.0,
+               grace_s: int = 300, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, start_worker: bool = True):
+    """Build the ASGI app.
+
+    Parameters
+    ----------
+    database : SQLAlchemy URL or Store — default ``sqlite:///gridcharge.db`` (WAL)
+    operator_token : str, optional — the operator token (its hash is stored); without one, an existing stored hash
+        is kept, or a new token is generated: ``app.state.new_operator_token`` then holds it (print it once)
+    clock : callable → tz-aware datetime, optional — the wall clock (tests inject one)
+    solver, time_limit_s : the controller's solver and per-solve limit [s]
+    interval_s : re-optimisation / polling interval [s] (the profiles' ``Cache-Control: max-age``)
+    grace_s : validity of a TxProfile past its period, and 2.1 ``maxOfflineDuration`` [s]
+    max_body_bytes : request body limit [bytes] (413 beyond)
+    start_worker : run the re-optimisation thread (on startup; tests may drive ``engine.work`` themselves)
+
+    Returns
+    -------
+    The ASGI application (a :class:`BodyLimit` around the FastAPI app; the FastAPI app is ``.app``; its
+    ``state.engine`` is the :class:`~gridcharge.service.runtime.Engine`).
+    """
+    store = database if isinstance(database, Store) else Store(database)
+    new_operator_token = ensure_operator_token(store, operator_token)
+    engine = Engine(store, clock=clock, solver=solver, time_limit_s=time_limit_s, interval_s=interval_s,
+                    grace_s=grace_s)
+    engine.load()
+    max_age = max(int(math.ceil(interval_s)), 0)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        if start_worker:
+            engine.start()
+        try:
+            yield
+        finally:
+            engine.stop()
+
+    api = FastAPI(title="gridcharge schedule service", version="1", lifespan=lifespan,
+                  description="Operators feed sites and sessions; chargers fetch their OCPP charging profiles. "
+                              "See the module docstring of gridcharge.service.app.")
+    api.state.engine = engine
+    api.state.store = store
+    api.state.new_operator_token = new_operator_token
+
+    @api.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem):
+        return _problem_response(request.url.path, exc)
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        return _problem_response(request.url.path, _validation_problem(exc))
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        titles = {404: "Not Found", 405: "Method Not Allowed"}
+        return _problem_response(request.url.path, Problem(exc.status_code, titles.get(exc.status_code, "Error"),
+                                                           str(exc.detail)))
+
+    @api.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception):
+        return _problem_response(request.url.path, Problem(500, "Internal Server Error",
+                                                           f"internal error ({type(exc).__name__}); nothing was "
+                                                           f"changed by this request unless it returned 2xx before"))
+
+    # auth ------------------------------------------------------------------------------------------------------
+    def unauthorized(detail: str) -> Problem:
+        return Problem(401, "Unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="gridcharge"'})
+
+    def require_operator(request: Request) -> None:
+        token = bearer(request.headers.get("authorization"))
+        if token is None:
+            raise unauthorized("an operator token is required: Authorization: Bearer <token>")
+        if matches(token, engine.operator_hash):
+            return
+        if token_hash(token) in engine.hash_charger:
+            raise Problem(403, "Forbidden", "a charger token cannot use the operator API")
+        raise unauthorized("unknown token")
+
+    def site_of(site_id: str):
+        runtime = engine.sites.get(site_id)
+        if runtime is None:
+            raise Problem(404, "Not Found", f"no site {site_id!r}",
+                          [_field_error("path.site_id", site_id, "the id of an existing site")])
+        return runtime
+
+    def submit(runtime, kind: str, body: dict, rename: dict) -> int:
+        try:
+            return engine.submit(runtime, kind, body)
+        except InstanceError as exc:
+            raise _event_problem(exc, rename) from None
+        except LookupError:
+            raise Problem(409, "Conflict", f"site {runtime.site_id!r} was replaced while this request ran; "
+                                           f"nothing was written") from None
+
+    def now_text() -> str:
+        return engine.clock().isoformat()
+
+    operator_only = {"security": [{"operatorToken": []}]}
+
+    # operator API ----------------------------------------------------------------------------------------------
+    @api.put("/v1/sites/{site_id}", status_code=200, responses={201: {"description": "site created"}, **_ERRORS},
+             openapi_extra=operator_only, summary="Create or replace a site (issues charger tokens, shown once)")
+    def put_site(site_id: str, body: SiteIn, request: Request):
+        require_operator(request)
+        instance = body.instance
+        unknown = [cid for cid in body.charger_settings
+                   if cid not in {c.get("id") for c in instance.get("chargers", []) if isinstance(c, dict)}]
+        if unknown:
+            raise Problem(422, "Unprocessable Content", f"charger_settings names chargers the instance lacks",
+                          [_field_error(f"charger_settings.{cid}", cid, "the id of a charger of the instance")
+                           for cid in unknown])
+        chargers = instance.get("chargers", [])
+        ids = [c.get("id") for c in chargers if isinstance(c, dict)]
+        tokens = {cid: new_token(CHARGER_PREFIX) for cid in ids if isinstance(cid, str)}
+        settings = {cid: s.model_dump() for cid, s in body.charger_settings.items()}
+        existed = site_id in engine.sites
+        try:
+            runtime = engine.replace_site(site_id, instance, settings, tokens)
+        except InstanceError as exc:
+            errors = _problems_from_instance_error(exc, prefix="instance")
+            raise Problem(422, "Unprocessable Content", "; ".join(f"{e['field']}: {e['detail']}" for e in errors),
+                          errors) from None
+        except ConflictError as exc:
+            raise Problem(409, "Conflict", exc.detail, [_field_error(exc.field, exc.value, exc.detail)]) from None
+        content = {"site_id": site_id, "generation": runtime.generation, "chargers": len(tokens),
+                   "charger_tokens": tokens,
+                   "note": "charger tokens are shown only in this response; only their hashes are stored"}
+        return JSONResponse(content, status_code=200 if existed else 201,
+                            headers={"Location": f"/v1/sites/{site_id}", "Cache-Control": "no-store"})
+
+    @api.get("/v1/sites/{site_id}", responses=_ERRORS, openapi_extra=operator_only, summary="Site status")
+    def get_site(site_id: str, request: Request):
+        require_operator(request)
+        return engine.status(site_of(site_id))
+
+    @api.post("/v1/sites/{site_id}/sessions", status_code=201, responses=_ERRORS, openapi_extra=operator_only,
+              summary="Plug-in or reservation")
+    def post_session(site_id: str, body: SessionIn, request: Request, response: Response):
+        require_operator(request)
+        runtime = site_of(site_id)
+        data = body.model_dump(exclude_none=True)
+        data.setdefault("arrival", now_text())
+        seq = submit(runtime, "plug_in", data, {"session": ""})
+        response.headers["Location"] = f"/v1/sites/{site_id}/sessions/{body.id}"
+        return {"event_seq": seq, "site_id": site_id, "session_id": body.id, "accepted": data}
+
+    @api.patch("/v1/sites/{site_id}/sessions/{session_id}", responses=_ERRORS, openapi_extra=operator_only,
+               summary="Change a session (departure, energy, meter reading)")
+    def patch_session(site_id: str, session_id: str, body: SessionPatch, request: Request):
+        require_operator(request)
+        runtime = site_of(site_id)
+        data = body.model_dump(exclude_none=True)
+        if not data:
+            raise Problem(422, "Unprocessable Content", "give departure, energy_kwh and/or energy_delivered_kwh",
+                          [_field_error("body", {}, "at least one of departure, energy_kwh, energy_delivered_kwh")])
+        data["session_id"] = session_id
+        seq = submit(runtime, "update", data, {})
+        return {"event_seq": seq, "site_id": site_id, "session_id": session_id, "accepted": data}
+
+    @api.delete("/v1/sites/{site_id}/sessions/{session_id}", responses=_ERRORS, openapi_extra=operator_only,
+                summary="End a session now (the car left, or the reservation is cancelled)")
+    def delete_session(site_id: str, session_id: str, request: Request):
+        require_operator(request)
+        runtime = site_of(site_id)
+        data = {"session_id": session_id, "at": now_text()}
+        seq = submit(runtime, "end", data, {"at": "at"})
+        return {"event_seq": seq, "site_id": site_id, "session_id": session_id, "accepted": data}
+
+    @api.post("/v1/sites/{site_id}/caps", status_code=201, responses=_ERRORS, openapi_extra=operator_only,
+              summary="Demand-response cap on a node for a time window")
+    def post_cap(site_id: str, body: CapIn, request: Request):
+        require_operator(request)
+        runtime = site_of(site_id)
+        data = body.model_dump()
+        seq = submit(runtime, "cap", data, {"node_id": "node"})
+        return {"event_seq": seq, "site_id": site_id, "accepted": data}
+
+    # firmware API ----------------------------------------------------------------------------------------------
+    @api.get("/v1/chargers/{charger_id}/profile", responses={304: {"description": "unchanged (If-None-Match)"},
+                                                            **_ERRORS},
+             openapi_extra={"security": [{"chargerToken": []}, {"operatorToken": []}]},
+             summary="The charger's OCPP SetChargingProfile payloads")
+    async def get_profile(charger_id: str, request: Request,
+                          ocpp: Annotated[str | None, Query(description="OCPP version",
+                                                            json_schema_extra={"enum": list(VERSIONS)})] = None):
+        token = bearer(request.headers.get("authorization"))
+        if token is None:
+            raise unauthorized("a charger token is required: Authorization: Bearer <token>")
+        runtime = engine.charger_site.get(charger_id)
+        if not (runtime is not None and matches(token, runtime.token_hashes.get(charger_id))) \
+                and not matches(token, engine.operator_hash):
+            if token_hash(token) in engine.hash_charger:
+                raise Problem(403, "Forbidden", "a charger may read only its own profile")
+            raise unauthorized("unknown token")
+        if runtime is None:
+            raise Problem(404, "Not Found", f"no charger {charger_id!r}",
+                          [_field_error("path.charger_id", charger_id, "the id of a charger of a site")])
+        if ocpp not in VERSIONS:
+            raise Problem(400 if ocpp is None else 422, "Bad Request" if ocpp is None else "Unprocessable Content",
+                          f"query parameter ocpp: expected one of {', '.join(VERSIONS)}",
+                          [_field_error("query.ocpp", ocpp, f"one of {', '.join(VERSIONS)}")])
+        body, etag = runtime.profile(charger_id, ocpp, engine.clock(), engine.grace_s)
+        headers = {"ETag": etag, "Cache-Control": f"private, max-age={max_age}"}
+        candidates = request.headers.get("if-none-match")
+        if candidates is not None and _etag_matches(candidates, etag):
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
+
+    @api.get("/v1/health", summary="Liveness (no token)")
+    def health():
+        return {"status": "ok", "sites": len(engine.sites), "time": datetime.now(timezone.utc).isoformat()}
+
+    def openapi():
+        if api.openapi_schema is None:
+            schema = get_openapi(title=api.title, version=api.version, description=api.description,
+                                 routes=api.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "operatorToken": {"type": "http", "scheme": "bearer", "description": "the operator token"},
+                "chargerToken": {"type": "http", "scheme": "bearer",
+                                 "description": "a charger's token (from PUT /v1/sites/{site_id})"},
+            }
+            api.openapi_schema = schema
+        return api.openapi_schema
+
+    api.openapi = openapi
+    wrapped = BodyLimit(api, max_body_bytes)
+    wrapped.app = api
+    wrapped.state = api.state
+    return wrapped
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    if header.strip() == "*":
+        return True
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate.startswith("W/"):
+            candidate = candidate[2:]
+        if candidate == etag:
+            return True
+    return False
+
+
+__all__ = ["BodyLimit", "FieldProblem", "create_app", "ensure_operator_token"]

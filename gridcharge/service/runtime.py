@@ -1,0 +1,535 @@
+"""The schedule service's engine: sites in memory, the re-optimisation worker, and pre-rendered charger profiles.
+
+Design (choices where the issue is silent)
+------------------------------------------
+Two controllers per site. Each site holds two :class:`gridcharge.online.Controller` objects fed the same events:
+
+- the **validator** lives in the request path (under the site's lock). It never solves (``auto_resolve=False``);
+  it decides whether an event is accepted (its refusals name the field) and assigns the event its period;
+- the **solver** belongs to the worker thread alone. The worker drains the accepted events in order, advances the
+  solver to each event's period, applies it, and re-solves (:meth:`Controller.resolve`): a burst of events is one
+  re-solve. The solver controller is therefore only ever touched by one thread.
+
+A write is: site lock → advance the validator to the clock's period → apply the event to it (a refusal leaves its
+state as it was: the immutable ``ControllerState`` is restored) → insert the event into the store and commit →
+queue it for the worker → 2xx. If the commit fails, the validator's state is restored, nothing is queued, and the
+client gets an error: no partial writes. Writes wait for each other (one site lock, one SQLite writer) but never
+for a solve.
+
+Reads never wait for a solve: each publication is turned into an immutable :class:`Served` snapshot that the worker
+swaps in with one assignment; a fetch reads whichever snapshot is current. The per-charger response (JSON bytes and
+a strong ETag, the SHA-256 of the bytes) is rendered on the first fetch of a (charger, OCPP version) for the
+current period and publication, and cached; a charger whose set-points did not change in a re-solve keeps its
+cached bytes (a per-charger signature of its rows decides). ETags are content hashes, so an unchanged profile has
+the same ETag across re-solves and across restarts.
+
+Time: ``clock()`` (injectable; default the system clock) is mapped onto the site's period grid:
+``period = floor((clock - horizon.start) / step)``, clipped to ``0 .. T``. The worker advances the controllers at
+each period boundary (and every ``interval_s``). Before the horizon starts the site is at period 0; after it ends,
+no car can be scheduled (the operator replaces the site with the next day's horizon) and chargers get only the
+fail-safe profiles.
+
+What a charger gets (``GET /v1/chargers/{id}/profile?ocpp=...``): a JSON object with ``set_charging_profile``, a
+list of SetChargingProfile request payloads to apply in order:
+
+1. the station maximum (``ChargePointMaxProfile`` in 1.6, ``ChargingStationMaxProfile`` in 2.x, EVSE 0): the
+   charger's ``max_charge_kw`` of the instance, from the horizon start, no end;
+2. the fail-safe ``TxDefaultProfile`` (EVSE 0, stack level 0): the limit of
+   :func:`gridcharge.ocpp.profiles.failsafe_limits_kw` (safe if every charger of the site draws it at once against
+   every node's import and per-phase limit at the worst base load), from the horizon start, no end;
+3. when a car is (or will be) on the charger within the published plan: the ``TxProfile`` (EVSE ``evse_id``,
+   stack level 1) from the start of the current period, with ``validTo`` = end of the current period +
+   ``grace_s`` and, in 2.1, ``maxOfflineDuration`` = ``grace_s``: a charger that stops fetching falls back to its
+   fail-safe default within one period plus the grace. 2.1 sends ``CentralSetpoint`` periods for V2G sessions;
+   1.6/2.0.1 send charge-only limits and the response says ``charge_only: true`` with a warning when a discharge
+   set-point was dropped.
+
+Known limits: a mix of chargers on stale TxProfiles (within their validity) and chargers on fresh ones is only as
+safe as the previous and current plans are together (the controller does not know which charger missed a fetch);
+the validity window bounds how long that can last. ``transactionId`` is not sent (the service does not know the
+charger's OCPP transaction; the charger's own CSMS link adds it if it needs it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+
+from ..errors import InstanceError
+from ..ocpp.profiles import VERSIONS, build_set_charging_profile, failsafe_limits_kw, failsafe_profile, \
+    number_of_phases
+
+log = logging.getLogger("gridcharge.service")
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class ChargerSettings:
+    """How a charger wants its profiles: ``rate_unit`` ``"W"`` or ``"A"``; ``voltage_v`` phase voltage [V] (for A);
+    ``evse_id``: the EVSE / connector id of its TxProfile."""
+
+    rate_unit: str = "W"
+    voltage_v: float = 230.0
+    evse_id: int = 1
+
+
+@dataclass(frozen=True)
+class Served:
+    """One publication as the firmware API serves it (immutable; swapped in whole).
+
+    start_period : int — absolute period of column 0 of the rows
+    rows : dict charger id → numpy.ndarray — signed power per period [kW] from ``start_period``
+    bidirectional : dict charger id → bool — a V2G session (discharge allowed) is on the charger
+    signature : dict charger id → str — changes iff the charger's rows change
+    source, status : str — from the controller's publication
+    after_seq : int — the last event included
+    """
+
+    start_period: int
+    rows: dict
+    bidirectional: dict
+    signature: dict
+    source: str
+    status: str
+    after_seq: int
+    published_at: str
+
+
+@dataclass
+class PendingEvent:
+    seq: int
+    period: int
+    kind: str
+    body: dict
+    accepted_at: float
+
+
+def apply_event(controller, kind: str, body: Mapping) -> None:
+    """Apply one stored event to a controller, all or nothing (its immutable state is restored on refusal)."""
+    old = controller.state
+    try:
+        if kind == "plug_in":
+            controller.plug_in(body)
+        elif kind == "update":
+            if body.get("energy_delivered_kwh") is not None:
+                controller.measure(body["session_id"], body["energy_delivered_kwh"])
+            if body.get("departure") is not None or body.get("energy_kwh") is not None:
+                controller.update(body["session_id"], departure=body.get("departure"),
+                                  energy_kwh=body.get("energy_kwh"))
+        elif kind == "end":
+            controller.depart(body["session_id"], at=body["at"])
+        elif kind == "cap":
+            controller.set_limit(body["node"], body["import_limit_kw"], body["start"], body["end"])
+        else:  # pragma: no cover - kinds are fixed by the HTTP layer
+            raise ValueError(f"unknown event kind {kind!r}")
+    except BaseException:
+        controller.state = old
+        raise
+
+
+class SiteRuntime:
+    """One site in memory: its instance, settings, tokens, the two controllers and what is served."""
+
+    def __init__(self, site_id: str, generation: int, instance: dict, settings: dict, token_hashes: dict, *,
+                 solver: str = "highs", time_limit_s: float | None = None):
+        from ..online import Controller
+
+        self.site_id = site_id
+        self.generation = generation
+        self.instance_dict = instance
+        self.validator = Controller(instance, solver=solver, time_limit_s=time_limit_s)
+        self.validator.auto_resolve = False
+        self.solver = Controller(self.validator.site, solver=solver, time_limit_s=time_limit_s)
+        self.solver.auto_resolve = False
+        self.instance = self.validator.site
+        horizon = self.instance.horizon
+        self.horizon_start = horizon.start
+        self.step = timedelta(minutes=horizon.step_minutes)
+        self.step_s = horizon.step_minutes * 60
+        self.periods = horizon.periods
+        self.chargers = {c.id: c for c in self.instance.chargers}
+        self.settings = {cid: ChargerSettings(**settings.get(cid, {})) for cid in self.chargers}
+        self.token_hashes = dict(token_hashes)
+        self.failsafe_kw = failsafe_limits_kw(self.instance).to_dict()
+        self.lock = threading.Lock()
+        self.pending: deque[PendingEvent] = deque()
+        self.accepted_seq = 0
+        self.applied_seq = 0
+        self.needs_solve = False
+        self.served: Served | None = None
+        self.cache: dict = {}
+        self.latencies_s: deque[float] = deque(maxlen=20000)
+        self.solve_seconds: deque[float] = deque(maxlen=20000)
+        self.divergences: list[str] = []
+
+    # time ------------------------------------------------------------------------------------------------------
+    def period_of(self, moment: datetime) -> int:
+        """The site's period at ``moment``, clipped to ``0 .. T``."""
+        elapsed = (moment - self.horizon_start) / self.step
+        return int(min(max(math.floor(elapsed + 1e-9), 0), self.periods))
+
+    def time_of(self, period: int) -> datetime:
+        return self.horizon_start + self.step * period
+
+    # serving ---------------------------------------------------------------------------------------------------
+    def served_from(self, start_period: int, sessions, power_kw: np.ndarray, source: str, status: str,
+                    after_seq: int) -> Served:
+        """A :class:`Served` from a publication; ``sessions`` are (session id, charger id, bidirectional)."""
+        rows: dict = {}
+        bidirectional: dict = {}
+        power_kw = np.asarray(power_kw, dtype=float)
+        by_charger: dict = {}
+        for i, (_sid, cid, v2g) in enumerate(sessions):
+            by_charger.setdefault(cid, []).append(i)
+            bidirectional[cid] = bidirectional.get(cid, False) or bool(v2g)
+        for cid, index in by_charger.items():
+            rows[cid] = power_kw[index].sum(axis=0) if len(index) > 1 else power_kw[index[0]]
+        previous = self.served
+        signature = {}
+        for cid, row in rows.items():
+            digest = hashlib.sha1(np.round(row, 9).tobytes())
+            digest.update(f"{start_period}|{bidirectional[cid]}".encode())
+            signature[cid] = digest.hexdigest()
+        served = Served(start_period, rows, bidirectional, signature, source, status, after_seq,
+                        datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
+        if previous is not None:  # drop cache entries whose charger changed
+            self.cache = {k: v for k, v in self.cache.items()
+                          if previous.signature.get(k[0]) == signature.get(k[0])}
+        return served
+
+    def profile(self, charger_id: str, version: str, now: datetime, grace_s: int) -> tuple[bytes, str]:
+        """The response body and ETag of a charger's profiles at ``now`` (cached per period and signature)."""
+        period = self.period_of(now)
+        served = self.served
+        signature = served.signature.get(charger_id) if served is not None else None
+        key = (charger_id, version)
+        hit = self.cache.get(key)
+        if hit is not None and hit[0] == period and hit[1] == signature:
+            return hit[2], hit[3]
+        body = self._render(charger_id, version, period, served, grace_s)
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        self.cache[key] = (period, signature, body, etag)
+        return body, etag
+
+    def _render(self, charger_id: str, version: str, period: int, served: Served | None, grace_s: int) -> bytes:
+        charger = self.chargers[charger_id]
+        settings = self.settings[charger_id]
+        phases = number_of_phases(charger.phases)
+        unit = dict(rate_unit=settings.rate_unit, voltage_v=settings.voltage_v, phases=phases)
+        origin = self.horizon_start
+        payloads = [
+            failsafe_profile(version, charger.max_charge_kw, origin, purpose="ChargingStationMaxProfile", **unit),
+            failsafe_profile(version, self.failsafe_kw[charger_id], origin, purpose="TxDefaultProfile", **unit),
+        ]
+        warnings: list[str] = []
+        charge_only = version != "2.1"
+        row = None if served is None else served.rows.get(charger_id)
+        if row is not None:
+            first = max(period, served.start_period) - served.start_period
+            row = row[first:]
+        if row is not None and len(row):
+            start = self.time_of(served.start_period + first)
+            bidirectional = version == "2.1" and served.bidirectional.get(charger_id, False)
+            options = dict(bidirectional=bidirectional)
+            if version == "2.1":
+                options["max_offline_duration_s"] = int(grace_s)
+            tx = build_set_charging_profile(
+                version, row, start, period_minutes=self.step_s / 60, purpose="TxProfile", evse_id=settings.evse_id,
+                valid_to=start + self.step + timedelta(seconds=grace_s), **unit, **options)
+            payloads.append(tx)
+            warnings += tx.warnings
+            charge_only = not bidirectional
+        document = {
+            "charger_id": charger_id,
+            "site_id": self.site_id,
+            "ocpp_version": version,
+            "period_start": self.time_of(period).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "schedule_source": None if served is None else served.source,
+            "charge_only": charge_only,
+            "failsafe_limit_kw": round(float(self.failsafe_kw[charger_id]), 6),
+            "warnings": warnings,
+            "set_charging_profile": [p.payload for p in payloads],
+        }
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    def sessions_of_publication(self, session_ids) -> list[tuple[str, str, bool]]:
+        """(session id, charger id, V2G allowed) of a solver publication's rows (solver thread only)."""
+        state = self.solver.state
+        cars = {**state.finished, **state.cars}
+        out = []
+        for sid in session_ids:
+            car = cars.get(sid)
+            if car is None:  # a forecast phantom (not used by the service) or a car gone since
+                continue
+            s = car.session
+            v2g = min(self.chargers[s.charger].max_discharge_kw, s.max_discharge_kw) > 0
+            out.append((sid, s.charger, v2g))
+        return out
+
+
+class Engine:
+    """All sites, the worker thread, the clock.
+
+    Parameters
+    ----------
+    store : gridcharge.service.store.Store
+    clock : callable → tz-aware datetime (default: the system clock, UTC)
+    solver : str — the controller's solver (``highs`` or a baseline)
+    time_limit_s : float, optional — HiGHS limit per re-solve [s] (the fallback is published beyond it)
+    interval_s : float — the re-optimisation / polling interval [s]: the worker wakes at least this often, and
+        it is the ``Cache-Control: max-age`` of profiles
+    grace_s : int — how long a TxProfile stays valid after its period ends, and 2.1's ``maxOfflineDuration`` [s]
+    """
+
+    def __init__(self, store, *, clock: Clock | None = None, solver: str = "highs", time_limit_s: float | None = None,
+                 interval_s: float = 60.0, grace_s: int = 300):
+        self.store = store
+        self.clock = clock or system_clock
+        self.solver = solver
+        self.time_limit_s = time_limit_s
+        self.interval_s = float(interval_s)
+        self.grace_s = int(grace_s)
+        self.sites: dict[str, SiteRuntime] = {}
+        self.charger_site: dict[str, SiteRuntime] = {}
+        self.hash_charger: dict[str, str] = {}
+        self.operator_hash: str | None = None
+        self._wake = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sites_lock = threading.Lock()
+
+    # lifecycle -------------------------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Rebuild every stored site (replay its events into fresh controllers; serve its last publication)."""
+        self.operator_hash = self.store.operator_hash()
+        for stored in self.store.load_sites():
+            runtime = self._runtime(stored.site_id, stored.generation, stored.instance, stored.settings,
+                                    stored.token_hashes)
+            self._replay(runtime, stored)
+            self._install(runtime)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="gridcharge-reoptimiser", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._wake:
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def _runtime(self, site_id, generation, instance, settings, token_hashes) -> SiteRuntime:
+        return SiteRuntime(site_id, generation, instance, settings, token_hashes, solver=self.solver,
+                           time_limit_s=self.time_limit_s)
+
+    def _install(self, runtime: SiteRuntime) -> None:
+        with self._sites_lock:
+            old = self.sites.get(runtime.site_id)
+            if old is not None:
+                for cid in old.chargers:
+                    self.charger_site.pop(cid, None)
+                for h in old.token_hashes.values():
+                    self.hash_charger.pop(h, None)
+            self.sites[runtime.site_id] = runtime
+            for cid in runtime.chargers:
+                self.charger_site[cid] = runtime
+            for cid, h in runtime.token_hashes.items():
+                self.hash_charger[h] = cid
+        self.notify()
+
+    def _replay(self, runtime: SiteRuntime, stored) -> None:
+        pub = stored.publication
+        measured = pub is None
+
+        def restore_delivered():
+            solver = runtime.solver
+            if pub.now > solver.now:
+                solver.advance(pub.now)
+            delivered = {sid: kwh for sid, kwh in pub.delivered_kwh.items() if sid in solver.state.cars}
+            if delivered:
+                solver.measure(delivered)
+
+        for event in stored.events:
+            if not measured and event.seq > pub.after_seq:
+                restore_delivered()
+                measured = True
+            for controller in (runtime.validator, runtime.solver):
+                try:
+                    if event.period > controller.now:
+                        controller.advance(event.period)
+                    apply_event(controller, event.kind, event.body)
+                except InstanceError as exc:  # cannot happen for events the validator accepted; say so if it does
+                    runtime.divergences.append(f"replay of event {event.seq} ({event.kind}): {exc}")
+                    log.warning("replay of event %s refused: %s", event.seq, exc)
+            runtime.accepted_seq = runtime.applied_seq = event.seq
+        if not measured:
+            restore_delivered()
+        if pub is not None:
+            runtime.served = runtime.served_from(pub.start_period, [tuple(s) for s in pub.session_ids], pub.power_kw,
+                                                 pub.source, pub.status, pub.after_seq)
+        runtime.needs_solve = True
+
+    def notify(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    # sites -----------------------------------------------------------------------------------------------------
+    def replace_site(self, site_id: str, instance: dict, settings: dict, tokens: dict) -> SiteRuntime:
+        """Validate, store, install. ``tokens``: charger id → plain token (hashed here). Raises InstanceError
+        (nothing stored) or store.ConflictError."""
+        from .auth import token_hash
+
+        hashes = {cid: token_hash(t) for cid, t in tokens.items()}
+        runtime = self._runtime(site_id, 0, instance, settings, hashes)  # validates the instance: raises first
+        runtime.generation = self.store.replace_site(site_id, instance, settings, hashes)
+        runtime.needs_solve = True
+        self._install(runtime)
+        return runtime
+
+    def submit(self, runtime: SiteRuntime, kind: str, body: dict) -> int:
+        """Validate an event on the site's validator, store it (committed), queue it. Returns its seq.
+
+        Raises InstanceError (refused: nothing changed) or a store error (nothing changed)."""
+        with runtime.lock:
+            if self.sites.get(runtime.site_id) is not runtime:
+                raise LookupError(runtime.site_id)
+            validator = runtime.validator
+            period = runtime.period_of(self.clock())
+            old = validator.state
+            try:
+                if period > validator.now:
+                    validator.advance(period)
+                apply_event(validator, kind, body)
+                seq = self.store.add_event(runtime.site_id, runtime.generation, validator.now, kind, body)
+            except BaseException:
+                validator.state = old
+                raise
+            runtime.accepted_seq = seq
+            runtime.pending.append(PendingEvent(seq, validator.now, kind, body, time.perf_counter()))
+        self.notify()
+        return seq
+
+    # the worker ------------------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for runtime in list(self.sites.values()):
+                    self.work(runtime)
+            except Exception:  # noqa: BLE001 - the worker must survive anything; the status says what happened
+                log.exception("re-optimisation failed")
+            with self._wake:
+                if self._stop.is_set():
+                    break
+                if not any(r.pending or r.needs_solve for r in self.sites.values()):
+                    self._wake.wait(timeout=self._sleep_s())
+
+    def _sleep_s(self) -> float:
+        now = self.clock()
+        wait = self.interval_s
+        for runtime in self.sites.values():
+            period = runtime.period_of(now)
+            if period < runtime.periods:
+                boundary = (runtime.time_of(period + 1) - now).total_seconds()
+                wait = min(wait, max(boundary, 0.0) + 0.01)
+        return max(wait, 0.01)
+
+    def work(self, runtime: SiteRuntime) -> bool:
+        """One pass for a site: apply queued events, follow the clock, re-solve and publish if anything changed.
+        Returns whether a publication was made. (Called by the worker thread; tests may call it directly.)"""
+        with runtime.lock:
+            if self.sites.get(runtime.site_id) is not runtime:
+                return False
+            period = runtime.period_of(self.clock())
+            if period > runtime.validator.now:
+                runtime.validator.advance(period)
+            events = list(runtime.pending)
+            runtime.pending.clear()
+            target = runtime.validator.now
+            needs_solve = runtime.needs_solve
+            runtime.needs_solve = False
+        solver = runtime.solver
+        moved = False
+        for event in events:
+            try:
+                if event.period > solver.now:
+                    solver.advance(event.period)
+                    moved = True
+                apply_event(solver, event.kind, event.body)
+            except InstanceError as exc:
+                runtime.divergences.append(f"event {event.seq} ({event.kind}): {exc}")
+                log.warning("solver controller refused event %s accepted by the validator: %s", event.seq, exc)
+        if target > solver.now:
+            solver.advance(target)
+            moved = True
+        if not (events or needs_solve or moved):
+            return False
+        started = time.perf_counter()
+        publication = solver.resolve() if (events or needs_solve) else solver.refresh()
+        runtime.solve_seconds.append(time.perf_counter() - started)
+        after_seq = events[-1].seq if events else runtime.applied_seq
+        sessions = runtime.sessions_of_publication(publication.session_ids)
+        keep = [i for i, sid in enumerate(publication.session_ids) if sid in {s[0] for s in sessions}]
+        power = np.asarray(publication.power_kw)[keep] if len(keep) != len(publication.session_ids) \
+            else np.asarray(publication.power_kw)
+        delivered = {sid: car.delivered_kwh for sid, car in solver.state.cars.items()}
+        stored = self.store.save_publication(runtime.site_id, runtime.generation, after_seq, solver.now,
+                                             publication.start_period, [list(s) for s in sessions], power,
+                                             publication.source, publication.status, delivered)
+        if not stored or self.sites.get(runtime.site_id) is not runtime:
+            return False
+        runtime.served = runtime.served_from(publication.start_period, sessions, power, publication.source,
+                                             publication.status, after_seq)
+        runtime.applied_seq = after_seq
+        done = time.perf_counter()
+        runtime.latencies_s.extend(done - e.accepted_at for e in events)
+        return True
+
+    # reads -----------------------------------------------------------------------------------------------------
+    def status(self, runtime: SiteRuntime) -> dict:
+        served = runtime.served
+        lat = np.array(runtime.latencies_s) if runtime.latencies_s else None
+        solves = np.array(runtime.solve_seconds) if runtime.solve_seconds else None
+
+        def stats(values):
+            if values is None:
+                return None
+            return {"count": int(values.size), "p50_s": float(np.percentile(values, 50)),
+                    "p99_s": float(np.percentile(values, 99)), "max_s": float(values.max())}
+
+        return {
+            "site_id": runtime.site_id,
+            "generation": runtime.generation,
+            "period": runtime.period_of(self.clock()),
+            "periods": runtime.periods,
+            "chargers": len(runtime.chargers),
+            "active_sessions": len(runtime.validator.state.cars),
+            "accepted_seq": runtime.accepted_seq,
+            "published_seq": runtime.applied_seq,
+            "pending_events": len(runtime.pending),
+            "publication": None if served is None else {
+                "start_period": served.start_period, "source": served.source, "status": served.status,
+                "after_seq": served.after_seq, "published_at": served.published_at,
+                "chargers_with_schedule": len(served.rows)},
+            "reoptimisation_latency": stats(lat),
+            "solve_seconds": stats(solves),
+            "divergences": runtime.divergences[-10:],
+        }
+
+
+__all__ = ["ChargerSettings", "Engine", "Served", "SiteRuntime", "VERSIONS", "apply_event", "system_clock"]
