@@ -20,7 +20,7 @@ EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
 #: Further subcommands, one module each in ``gridcharge/commands/``. Each module has ``register(subparsers)``,
 #: which adds its parser and sets ``run=callable(args) -> exit code`` as the parser's default. The modules import
 #: the library lazily inside ``run`` so that ``--help`` stays fast.
-COMMAND_MODULES: tuple[str, ...] = ("generate", "bench", "scenario")
+COMMAND_MODULES: tuple[str, ...] = ("generate", "bench", "scenario", "serve")
 
 
 def _positive_float(text: str) -> float:
