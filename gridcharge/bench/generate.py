@@ -39,7 +39,7 @@ KINDS = ("residential", "office", "carpark", "feeder")
 CAPACITY_KW_PER_CHARGER = {
     "residential": {"tight": 0.8, "default": 1.6, "loose": 4.0},
     "office": {"tight": 1.5, "default": 3.0, "loose": 6.0},
-    "carpark": {"tight": 15.0, "default": 30.0, "loose": 50.0},
+    "carpark": {"tight": 6.0, "default": 15.0, "loose": 40.0},
 }
 #: Feeder root limit as a share of the sum of its transformers' limits, per capacity variant [-].
 FEEDER_DIVERSITY = {"tight": 0.8, "default": 0.9, "loose": 1.2}
@@ -404,7 +404,7 @@ def carpark(n_sessions: int, seed: int = 0, *, capacity: str = "default", v2g_sh
     ----------
     n_sessions : int — visits [-]; chargers = ceil(n_sessions / sessions_per_charger)
     seed : int
-    capacity : str — transformer headroom: tight 15, default 30, loose 50 [kW per charger]
+    capacity : str — transformer headroom: tight 6, default 15, loose 40 [kW per charger]
     v2g_share : float [-]; phase_limits : bool; pv_kw : float [kW peak]; charger_kw : float [kW]
     sessions_per_charger : int; cabinet_size : int [chargers]; spaces_per_charger : float [-]
     transformer_kw : float, optional [kW]; step_minutes : int [minutes]; periods : int; start : str
