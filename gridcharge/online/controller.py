@@ -1038,7 +1038,8 @@ class Controller:
         else:
             h = self._new_highs(lp, cap_rows, dr)
             if keep:
-                self._model = persistent.adopt(h, *keys, rows, cols, values)
+                self._model = persistent.adopt(h, *keys, lp.col_cost, lp.col_lower, lp.col_upper, row_lower,
+                                               row_upper, rows, cols, values)
                 mapping = persistent.Mapping(np.arange(lp.n_col), np.arange(len(row_lower)))
                 if self._saved_basis is not None:
                     basis = _mapped_basis(self._saved_basis, keys, lp, dr)

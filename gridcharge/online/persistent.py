@@ -9,7 +9,7 @@ kind; node and period), and only the difference is sent:
 - columns and rows that are gone (past periods, departed cars, lifted caps) are *retired*, not deleted: a column
   fixed at 0 with no cost, a row made free. Deleting would renumber HiGHS's model and invalidate its basis; a
   retired column at 0 and a free row change nothing in the optimum;
-- columns and rows that stay get the new costs and bounds (one vectorised call each);
+- columns and rows that stay get the new costs and bounds where they differ from what HiGHS holds;
 - new columns are added with their entries in the rows that stay, then new rows with their entries in every live
   column (``addCols`` then ``addRows``).
 
@@ -45,6 +45,11 @@ class Model:
     entry_value: np.ndarray
     live_cols: np.ndarray  # bool, column not retired
     live_rows: np.ndarray  # bool
+    col_cost: np.ndarray  # what HiGHS holds, per HiGHS column and row: only differences are sent
+    col_lower: np.ndarray
+    col_upper: np.ndarray
+    row_lower: np.ndarray
+    row_upper: np.ndarray
 
     @property
     def n_col(self) -> int:
@@ -78,11 +83,13 @@ def entries(lp: LinearProgram, extra_rows: tuple | None) -> tuple[np.ndarray, np
     return rows, cols, values
 
 
-def adopt(highs: highspy._Highs, col_keys: np.ndarray, row_keys: np.ndarray,
-          rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> Model:
-    """Remember a model just passed to ``highs`` (new LP numbering = HiGHS numbering)."""
+def adopt(highs: highspy._Highs, col_keys: np.ndarray, row_keys: np.ndarray, cost: np.ndarray, col_lower: np.ndarray,
+          col_upper: np.ndarray, row_lower: np.ndarray, row_upper: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+          values: np.ndarray) -> Model:
+    """Remember a model just passed to ``highs`` (new LP numbering = HiGHS numbering); arguments as :func:`patch`."""
     return Model(highs, col_keys.copy(), row_keys.copy(), cols.copy(), rows.copy(), values.copy(),
-                 np.ones(len(col_keys), dtype=bool), np.ones(len(row_keys), dtype=bool))
+                 np.ones(len(col_keys), dtype=bool), np.ones(len(row_keys), dtype=bool), cost.copy(),
+                 col_lower.copy(), col_upper.copy(), row_lower.copy(), row_upper.copy())
 
 
 def patch(model: Model, col_keys: np.ndarray, row_keys: np.ndarray, cost: np.ndarray, col_lower: np.ndarray,
@@ -122,21 +129,28 @@ def patch(model: Model, col_keys: np.ndarray, row_keys: np.ndarray, cost: np.nda
     row_pos = row_in_old.copy()
     row_pos[new_rows] = n_old_rows + np.arange(len(new_rows))
 
-    if len(retired_cols):
-        zeros = np.zeros(len(retired_cols))
-        h.changeColsBounds(len(retired_cols), retired_cols.astype(np.int32), zeros, zeros)
-        h.changeColsCost(len(retired_cols), retired_cols.astype(np.int32), zeros)
-    if len(retired_rows):
-        free = np.full(len(retired_rows), np.inf)
-        h.changeRowsBounds(len(retired_rows), retired_rows.astype(np.int32), -free, free)
+    # retired columns: fixed at 0, no cost; retired rows: free
+    target_cost, target_lower, target_upper = model.col_cost.copy(), model.col_lower.copy(), model.col_upper.copy()
+    target_cost[retired_cols] = target_lower[retired_cols] = target_upper[retired_cols] = 0.0
+    row_target_lower, row_target_upper = model.row_lower.copy(), model.row_upper.copy()
+    row_target_lower[retired_rows], row_target_upper[retired_rows] = -np.inf, np.inf
     kept = np.flatnonzero(col_in_old >= 0)
-    if len(kept):
-        index = col_in_old[kept].astype(np.int32)
-        h.changeColsBounds(len(kept), index, col_lower[kept], col_upper[kept])
-        h.changeColsCost(len(kept), index, cost[kept])
+    target_cost[col_in_old[kept]] = cost[kept]
+    target_lower[col_in_old[kept]] = col_lower[kept]
+    target_upper[col_in_old[kept]] = col_upper[kept]
     kept_r = np.flatnonzero(row_in_old >= 0)
-    if len(kept_r):
-        h.changeRowsBounds(len(kept_r), row_in_old[kept_r].astype(np.int32), row_lower[kept_r], row_upper[kept_r])
+    row_target_lower[row_in_old[kept_r]] = row_lower[kept_r]
+    row_target_upper[row_in_old[kept_r]] = row_upper[kept_r]
+    # send only what differs from what HiGHS holds
+    moved = np.flatnonzero((target_lower != model.col_lower) | (target_upper != model.col_upper))
+    if len(moved):
+        h.changeColsBounds(len(moved), moved.astype(np.int32), target_lower[moved], target_upper[moved])
+    repriced = np.flatnonzero(target_cost != model.col_cost)
+    if len(repriced):
+        h.changeColsCost(len(repriced), repriced.astype(np.int32), target_cost[repriced])
+    moved = np.flatnonzero((row_target_lower != model.row_lower) | (row_target_upper != model.row_upper))
+    if len(moved):
+        h.changeRowsBounds(len(moved), moved.astype(np.int32), row_target_lower[moved], row_target_upper[moved])
 
     entry_is_new_col = col_in_old[cols] < 0
     entry_is_new_row = row_in_old[rows] < 0
@@ -165,6 +179,11 @@ def patch(model: Model, col_keys: np.ndarray, row_keys: np.ndarray, cost: np.nda
     model.entry_col = np.concatenate([model.entry_col, col_pos[cols[added]]])
     model.entry_row = np.concatenate([model.entry_row, row_pos[rows[added]]])
     model.entry_value = np.concatenate([model.entry_value, values[added]])
+    model.col_cost = np.concatenate([target_cost, cost[new_cols]])
+    model.col_lower = np.concatenate([target_lower, col_lower[new_cols]])
+    model.col_upper = np.concatenate([target_upper, col_upper[new_cols]])
+    model.row_lower = np.concatenate([row_target_lower, row_lower[new_rows]])
+    model.row_upper = np.concatenate([row_target_upper, row_upper[new_rows]])
     return Mapping(col_pos, row_pos)
 
 
