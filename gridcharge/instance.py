@@ -357,7 +357,7 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     return model
 
 
-def _expectation(error: dict) -> str:
+def expectation_of(error: dict) -> str:
     """What was expected, in the words of instance-v1 rather than pydantic's."""
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     if kind == "extra_forbidden":
@@ -423,7 +423,7 @@ def _problems_from_pydantic(exc: ValidationError) -> list[FieldProblem]:
     for path, path_errors in by_path.items():
         chosen = max(path_errors, key=lambda e: len(e["loc"]))
         value = "(missing)" if chosen["type"] == "missing" else _shown(chosen.get("input"))
-        expected = _expectation(chosen)
+        expected = expectation_of(chosen)
         if chosen["type"] in ("float_type", "float_parsing") and _is_type_tag(chosen["loc"][-1]):
             expected = f"must be a number, or a list with one number per period, not {_describe(chosen.get('input'))}"
         problems.append(FieldProblem(path, value, expected))
@@ -517,7 +517,7 @@ def _cross_checks(inst: Instance) -> list[FieldProblem]:
             )
         else:
             by_charger.setdefault(session.charger, []).append((i, session))
-        problems += _battery_problems(where, session)
+        problems += battery_problems(where, session)
 
     for sessions in by_charger.values():
         ordered = sorted(sessions, key=lambda item: item[1].arrival)
@@ -572,7 +572,9 @@ def _cycle_problems(inst: Instance, parent_of: dict[str, str | None]) -> list[Fi
     return problems
 
 
-def _battery_problems(where: str, s: Session) -> list[FieldProblem]:
+def battery_problems(where: str, s: Session) -> list[FieldProblem]:
+    """What is inconsistent in a session's battery fields (``where`` is the session's field path, e.g.
+    ``sessions[3]``); also used by the online controller to check a car it is told about."""
     if s.battery_kwh is None:
         return [
             FieldProblem(f"{where}.{key}", getattr(s, key), "only meaningful with battery_kwh; give battery_kwh too")

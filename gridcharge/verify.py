@@ -29,7 +29,7 @@ TOLERANCE = 1e-6
 MAX_TOLERANCE = 1e-4
 
 
-def _tolerance(limit):
+def tolerance(limit):
     """Allowed excess over ``limit`` [kW or kWh]: relative for small limits, capped for large ones."""
     return np.minimum(TOLERANCE * np.maximum(1.0, np.abs(limit)), MAX_TOLERANCE)
 
@@ -148,7 +148,7 @@ def verify(instance, schedule) -> Verification:
     last_period = np.full((S, 1), T - 1)
     if S:
         last_period[:, 0] = T - 1 - np.argmax(frac[:, ::-1] > 0, axis=1)
-    over = final > request + _tolerance(request)
+    over = final > request + tolerance(request)
     for i in np.flatnonzero(over[:, 0]):
         violations.append(Violation("over_request", session_ids[i], int(last_period[i, 0]), float(final[i, 0]),
                                     float(request[i, 0])))
@@ -226,7 +226,7 @@ def _presence(inst: Instance) -> np.ndarray:
 
 def _exceeds(kind, names, value, limit) -> list[Violation]:
     finite = np.isfinite(limit)
-    over = finite & (value > limit + _tolerance(np.where(finite, limit, 0.0)))
+    over = finite & (value > limit + tolerance(np.where(finite, limit, 0.0)))
     return _collect(kind, names, over, value, limit)
 
 

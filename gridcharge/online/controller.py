@@ -92,13 +92,13 @@ from pydantic import ValidationError
 
 from ..errors import FieldProblem, InfeasibleError, InstanceError, Overload, SolverError
 from ..formulation.lp import INFEASIBLE_TOLERANCE_KW, LinearProgram
-from ..instance import Charger, Horizon, Instance, Session, Tariff, _battery_problems, _expectation, load_instance
+from ..instance import Charger, Horizon, Instance, Session, Tariff, battery_problems, expectation_of, load_instance
 from ..problem import Problem, build_problem
 from ..schedule import Schedule, battery_power_kw, delivered_kwh, node_loads, summarise
 from ..solvers.baselines import BASELINES
 from ..solvers.exact import RunResult, solve_exactly
 from ..solvers.highs import HIGHS_STATUS
-from ..verify import Verification, _tolerance, verify
+from ..verify import Verification, tolerance, verify
 from . import persistent
 
 #: Solvers a controller accepts: the direct HiGHS LP and the controlled baselines (``uncontrolled`` ignores limits
@@ -422,7 +422,7 @@ class Controller:
             known = ", ".join(repr(c) for c in list(self._chargers)[:5])
             problems.append(FieldProblem("session.charger", parsed.charger, f"the id of a charger (known: {known})"))
         problems += self._departure_problems("session.departure", parsed.arrival, parsed.departure)
-        problems += _battery_problems("session", parsed)
+        problems += battery_problems("session", parsed)
         if not problems:
             problems += self._occupied(parsed.charger, parsed.arrival, parsed.departure, "session.charger")
         if problems:
@@ -711,7 +711,7 @@ class Controller:
         updated = session.model_copy(update=change)
         if "energy_kwh" in change:
             problems += [dataclasses.replace(p, path="energy_kwh") if p.path.endswith(".energy_kwh") else p
-                         for p in _battery_problems("session", updated)]
+                         for p in battery_problems("session", updated)]
         if problems:
             raise _refused(event, problems)
         new_car = dataclasses.replace(car, session=updated)
@@ -1117,7 +1117,7 @@ class Controller:
             real_power[n_real:] = 0.0
             load = node_loads(problem, real_power)
             finite = np.isfinite(caps)
-            over = finite & (load > np.where(finite, caps, 0.0) + _tolerance(np.where(finite, caps, 0.0)))
+            over = finite & (load > np.where(finite, caps, 0.0) + tolerance(np.where(finite, caps, 0.0)))
             if over.any():
                 n, t = (int(v[0]) for v in np.nonzero(over))
                 raise SolverError(f"the schedule breaks the demand-response cap on node {problem.node_ids[n]!r} in "
@@ -1127,7 +1127,7 @@ class Controller:
             running = np.cumsum(battery_power_kw(power, problem.efficiency[:, None]) * problem.presence, axis=1) \
                 * problem.step_hours
             bound = np.where(np.isfinite(meta["final_upper"]), meta["final_upper"], problem.energy_request_kwh)
-            above = running.max(axis=1, initial=0.0) > np.maximum(bound, 0.0) + _tolerance(bound)
+            above = running.max(axis=1, initial=0.0) > np.maximum(bound, 0.0) + tolerance(bound)
             if above.any():
                 s = int(np.flatnonzero(above)[0])
                 raise SolverError(f"car {problem.session_ids[s]!r} would hold more than its request at some period "
@@ -1135,7 +1135,7 @@ class Controller:
         upper = meta["final_upper"]
         if np.isfinite(upper).any():
             added = delivered_kwh(problem, power)
-            bad = np.isfinite(upper) & (added > upper + _tolerance(upper))
+            bad = np.isfinite(upper) & (added > upper + tolerance(upper))
             if bad.any():
                 s = int(np.flatnonzero(bad)[0])
                 raise SolverError(f"car {problem.session_ids[s]!r} would leave with more than its request "
@@ -1170,7 +1170,7 @@ def _session_problems(exc: ValidationError) -> list[FieldProblem]:
         if error["type"] == "extra_forbidden":
             expected = f"unknown key (allowed: {', '.join(Session.model_fields)})"
         else:
-            expected = _expectation(error)
+            expected = expectation_of(error)
         value = "(missing)" if error["type"] == "missing" else error.get("input")
         problems.append(FieldProblem(path, value, expected))
     return problems
