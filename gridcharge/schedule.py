@@ -70,7 +70,8 @@ class Schedule:
 
     def nodes_frame(self) -> pd.DataFrame:
         """Long form node table: ``node_id, period, start, load_kw, phase_A_kw, phase_B_kw, phase_C_kw``,
-        the limits [kW] and ``headroom_kw`` (import limit - load) [kW]."""
+        the limits [kW] (NaN, an empty cell in CSV, where a node has none) and ``headroom_kw`` (import limit -
+        load) [kW]."""
         p = self.problem
         N, T = p.n_nodes, p.n_periods
         load = node_loads(p, self.power)
@@ -83,9 +84,9 @@ class Schedule:
         })
         for i, name in enumerate(PHASES):
             frame[f"phase_{name}_kw"] = phases[i].ravel()
-        frame["import_limit_kw"] = np.repeat(p.import_limit_kw, T)
-        frame["export_limit_kw"] = np.repeat(p.export_limit_kw, T)
-        frame["phase_import_limit_kw"] = np.repeat(p.phase_import_limit_kw, T)
+        for column, limit in (("import_limit_kw", p.import_limit_kw), ("export_limit_kw", p.export_limit_kw),
+                              ("phase_import_limit_kw", p.phase_import_limit_kw)):
+            frame[column] = np.repeat(np.where(np.isfinite(limit), limit, np.nan), T)  # no limit: empty, not inf
         frame["headroom_kw"] = frame["import_limit_kw"] - frame["load_kw"]
         return frame
 

@@ -103,6 +103,7 @@ def test_nodes_csv_columns_and_loads(solved):
     m1 = next(r for r in rows if r["node_id"] == "M" and r["period"] == "1")
     assert float(m1["load_kw"]) == pytest.approx(5.0)
     assert float(m1["import_limit_kw"]) == 10.0 and float(m1["headroom_kw"]) == pytest.approx(5.0)
+    assert m1["export_limit_kw"] == "" and m1["phase_import_limit_kw"] == ""  # no limit: an empty cell, not "inf"
 
 
 def test_summary_json(solved):
