@@ -32,7 +32,9 @@ def wilson_interval(violations: int, days: int, confidence: float = 0.95) -> tup
     z2n = z * z / days
     centre = (p + z2n / 2) / (1 + z2n)
     half = z / (1 + z2n) * math.sqrt(p * (1 - p) / days + z * z / (4 * days * days))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if violations == 0 else max(0.0, centre - half)  # exact ends (the formula gives them up to rounding)
+    high = 1.0 if violations == days else min(1.0, centre + half)
+    return low, high
 
 
 def violation_curve(rows: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:

@@ -370,6 +370,7 @@ def _plot_load_stack(result: StudyResult) -> bytes:
                      fontsize=10)
         ax.grid(alpha=0.3)
         _clock_axis(ax, result)
+        ax.tick_params(labelbottom=True)
     for ax in axes.flat[len(strategies):]:
         ax.axis("off")
     for ax in axes[:, 0]:
@@ -433,11 +434,17 @@ def _plot_hosting(result: StudyResult, curve: pd.DataFrame, capacity: pd.DataFra
 
     s = result.scenario
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    for strategy, group in curve.groupby("strategy", sort=False):
+    groups = list(curve.groupby("strategy", sort=False))
+    counts = np.unique(curve["evs"])
+    spacing = np.min(np.diff(counts)) if len(counts) > 1 else max(counts[0], 1)
+    for i, (strategy, group) in enumerate(groups):
         colour = _COLOURS.get(strategy)
-        ax.fill_between(group["evs"], group["ci_low"], group["ci_high"], color=colour, alpha=0.15, lw=0)
+        shift = (i - (len(groups) - 1) / 2) * 0.12 * spacing  # side by side, so the intervals do not hide each other
+        x = group["evs"].to_numpy() + shift
+        p = group["probability"].to_numpy()
         cap = capacity.loc[capacity["strategy"] == strategy, "hosting_evs"].iloc[0]
-        ax.plot(group["evs"], group["probability"], marker="o", ms=4, color=colour, label=f"{strategy} (hosts {cap})")
+        ax.errorbar(x, p, yerr=[p - group["ci_low"].to_numpy(), group["ci_high"].to_numpy() - p], color=colour,
+                    marker="o", ms=4, capsize=3, lw=1.5, elinewidth=0.8, label=f"{strategy} (hosts {cap} EVs)")
     ax.axhline(s.hosting.alpha, color="black", ls="--", lw=1, label=f"alpha {s.hosting.alpha:.0%}")
     ax.set_xlabel("EVs per day")
     ax.set_ylabel("probability of a violating day [-]")

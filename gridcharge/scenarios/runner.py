@@ -238,7 +238,11 @@ def run_study(scenario: Scenario, *, workers: int | None = None, scheduler: str 
                        task for task in tasks}
             for future in as_completed(futures):
                 task = futures[future]
-                results[task] = future.result()
+                try:
+                    results[task] = future.result()
+                except Exception as exc:  # stop the study: cancel what is left, name the task that failed
+                    client.cancel(list(futures))
+                    raise RuntimeError(f"scenario task {task.key} failed: {type(exc).__name__}: {exc}") from exc
                 ticker.tick(task)
         finally:
             client.close()

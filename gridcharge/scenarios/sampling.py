@@ -13,7 +13,8 @@ Charger assignment
 ------------------
 Residential (one meter per space): EV ``i`` charges at its own space's charger ``i``. Other building types share
 ``site.charger_count`` chargers: EVs in arrival order take the lowest-numbered free charger; an EV that finds none
-free is turned away (counted, with its energy, in ``turned_away`` / ``turned_away_kwh``).
+free is turned away (counted, with its energy, in ``turned_away`` / ``turned_away_kwh``). A charger is free again
+from the first period boundary after its car left.
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def build_day(scenario: Scenario, day: int, evs: int | None = None) -> Day:
     request = np.minimum.reduce([energy, battery - initial, rate * site.efficiency * stay_h * 0.999])
     request = np.round(np.maximum(request, 0.0), 3)
 
-    charger_of = _assign(site.building_type == "residential", arrive_min, leave_min, site.charger_count)
+    charger_of = _assign(site.building_type == "residential", arrive_min, leave_min, site.charger_count, step)
     served = charger_of >= 0
     start = horizon_start(s)
     feeders = site.feeders
@@ -213,8 +214,14 @@ def build_day(scenario: Scenario, day: int, evs: int | None = None) -> Day:
                turned_away=int((~served).sum()), turned_away_kwh=float(request[~served].sum()))
 
 
-def _assign(own_space: bool, arrive_min: np.ndarray, leave_min: np.ndarray, chargers: int) -> np.ndarray:
-    """Charger index of each EV, -1 when turned away (module notes)."""
+def _assign(own_space: bool, arrive_min: np.ndarray, leave_min: np.ndarray, chargers: int,
+            step_minutes: int) -> np.ndarray:
+    """Charger index of each EV, -1 when turned away (module notes).
+
+    A charger is free again at the end of the period in which its car left: instance-v1 counts every car present
+    in a period with its full power (conservative), so two cars on one charger in one period would double its
+    meter's load.
+    """
     n = len(arrive_min)
     if own_space:
         return np.where(np.arange(n) < chargers, np.arange(n), -1)
@@ -227,5 +234,6 @@ def _assign(own_space: bool, arrive_min: np.ndarray, leave_min: np.ndarray, char
         if free:
             c = heapq.heappop(free)
             out[i] = c
-            heapq.heappush(busy, (int(leave_min[i]), c))
+            free_at = -(-int(leave_min[i]) // step_minutes) * step_minutes  # end of the departure's period
+            heapq.heappush(busy, (free_at, c))
     return out

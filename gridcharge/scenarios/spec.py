@@ -453,17 +453,18 @@ def _cross_checks(s: Scenario, folder: Path) -> list[FieldProblem]:
         add(FieldProblem("fleet.penetration", f.penetration, "either fleet.evs or fleet.penetration, not both"))
     for name in ("arrival_hour", "dwell_hours", "energy_kwh", "initial_soc"):
         problems += _distribution_problems(f"fleet.{name}", getattr(f, name))
-    if f.dwell_hours.min is None or f.dwell_hours.min <= 0:
-        add(FieldProblem("fleet.dwell_hours.min", f.dwell_hours.min, "a minimum dwell > 0 [h]"))
-    if f.energy_kwh.min is None or f.energy_kwh.min < 0:
-        add(FieldProblem("fleet.energy_kwh.min", f.energy_kwh.min, "a minimum energy >= 0 [kWh]"))
-    lo, hi = f.initial_soc.min, f.initial_soc.max
-    if f.initial_soc.distribution == "uniform":
-        lo = f.initial_soc.low if lo is None else max(lo, f.initial_soc.low or 0)
-        hi = f.initial_soc.high if hi is None else min(hi, f.initial_soc.high or 1)
-    if lo is None or hi is None or lo < 0 or hi > 1:
+    low, _ = _support(f.dwell_hours)
+    if not low > 0:
+        add(FieldProblem("fleet.dwell_hours.min", f.dwell_hours.min,
+                         "a minimum dwell > 0 [h] (the distribution can draw values <= 0 otherwise)"))
+    low, _ = _support(f.energy_kwh)
+    if not low >= 0:
+        add(FieldProblem("fleet.energy_kwh.min", f.energy_kwh.min,
+                         "a minimum energy >= 0 [kWh] (the distribution can draw negative values otherwise)"))
+    low, high = _support(f.initial_soc)
+    if not (low >= 0 and high <= 1):
         add(FieldProblem("fleet.initial_soc", f.initial_soc.model_dump(exclude_none=True),
-                         "a state of charge within [0, 1] (give min and max, or a uniform low/high inside [0, 1])"))
+                         "a state of charge within [0, 1] (set min and max, or uniform low/high inside [0, 1])"))
     for i, kwh in enumerate(f.battery_kwh):
         if not kwh > 0:
             add(FieldProblem(f"fleet.battery_kwh[{i}]", kwh, "a battery capacity > 0 [kWh]"))
@@ -506,6 +507,19 @@ def _cross_checks(s: Scenario, folder: Path) -> list[FieldProblem]:
         if not s.hosting.ev_counts:
             add(FieldProblem("hosting.ev_counts", [], "at least one EV count"))
     return problems
+
+
+def _support(d: Distribution) -> tuple[float, float]:
+    """Smallest and largest value ``d`` can draw (after clipping)."""
+    low, high = {"normal": (-np.inf, np.inf), "lognormal": (0.0, np.inf), "gamma": (0.0, np.inf),
+                 "uniform": (d.low, d.high), "fixed": (d.value, d.value)}[d.distribution]
+    low = -np.inf if low is None else low
+    high = np.inf if high is None else high
+    if d.min is not None:
+        low, high = max(low, d.min), max(high, d.min)
+    if d.max is not None:
+        low, high = min(low, d.max), min(high, d.max)
+    return low, high
 
 
 def _distribution_problems(path: str, d: Distribution) -> list[FieldProblem]:
