@@ -143,7 +143,7 @@ def _sessions(prefix: str, charger_ids: list[str], arrive_min, leave_min, energy
     n = len(charger_ids)
     arrival, departure = _iso(day0, arrive_min), _iso(day0, leave_min)
     energy = np.minimum(energy, battery - initial).tolist()
-    floor = np.round(0.2 * battery, 2).tolist()
+    floor = np.minimum(np.round(0.2 * battery, 2), initial).tolist()  # 20 % floor, never above the state at arrival
     battery, initial, v2g = battery.tolist(), initial.tolist(), v2g.tolist()
     discharge_kw = np.broadcast_to(np.asarray(discharge_kw, dtype=float), (n,)).tolist()
     sessions = []
@@ -434,7 +434,8 @@ def feeder(n_sessions: int, seed: int = 0, *, capacity: str = "default", v2g_sha
            start: str = "2026-01-15T07:00:00+08:00") -> dict:
     """A 10 kV feeder (root, kind ``feeder``) with transformers beneath, each a site from ``mix`` in turn.
 
-    ``n_sessions`` is split as evenly as possible over ``max(2, ceil(n_sessions / site_sessions))`` transformers.
+    ``n_sessions`` is split as evenly as possible over ``max(2, ceil(n_sessions / site_sessions))`` transformers
+    (one for a single session).
     Each site is built as by :func:`residential`, :func:`office` or :func:`carpark` (ids prefixed ``Tnn-``) on the
     feeder's common horizon (96 quarter-hours from 07:00: residential departures after 07:00 are cut to 07:00); the
     feeder's import limit is :data:`FEEDER_DIVERSITY` [capacity] times the sum of its transformers' limits.
@@ -455,13 +456,11 @@ def feeder(n_sessions: int, seed: int = 0, *, capacity: str = "default", v2g_sha
             raise ValueError(f"mix[{i}]: {kind!r} — expected 'residential', 'office' or 'carpark'")
     rng = np.random.default_rng(seed)
     horizon = (*_horizon(start, step_minutes, periods), step_minutes, periods)
-    n_sites = max(2, -(-n_sessions // site_sessions))
+    n_sites = min(n_sessions, max(2, -(-n_sessions // site_sessions)))  # at least 2 unless 1 session
     sizes = [len(part) for part in np.array_split(np.arange(n_sessions), n_sites)]
     nodes = [{"id": "FDR", "parent": None, "kind": "feeder", "import_limit_kw": 0.0, "export_limit_kw": 0.0}]
     chargers, sessions, limits = [], [], []
     for k, size in enumerate(sizes):
-        if size == 0:
-            continue
         kind = mix[k % len(mix)]
         prefix = f"T{k + 1:02d}-"
         site_rng = np.random.default_rng([seed, k])
