@@ -268,7 +268,8 @@ def _captions(result: StudyResult) -> dict[str, str]:
     s = result.scenario
     return {
         "load_stack.png": f"Transformer load over the day, mean of {s.days} days per strategy: base load and EV "
-                          "charging stacked (PV and V2G below zero), against the rating",
+                          "charging stacked, PV and V2G export below zero; the black line is the net load the "
+                          "transformer carries (stack minus PV and V2G), against the rating",
         "loading_duration.png": "Loading duration curve: share of the time the loading exceeds a level, all days",
         "hot_spot.png": "Winding hot-spot temperature over the day (IEC 60076-7): mean of the days, band min-max",
         "hosting_capacity.png": "Hosting capacity: probability of a violating day vs EV count, Wilson interval",
@@ -362,7 +363,7 @@ def _plot_load_stack(result: StudyResult) -> bytes:
         if np.any(ev < 0):
             ax.fill_between(x, -pv, -pv + np.clip(ev, None, 0), step="post", color="#2e7d32", alpha=0.8,
                             label="V2G export")
-        ax.step(x, load, where="post", color="black", lw=1.0, label="net load")
+        ax.step(x, load, where="post", color="black", lw=1.0, label="net load at the transformer")
         ax.axhline(rated, color="red", ls="--", lw=1.2, label=f"rating {rated:.0f} kW")
         if abs(s.transformer.control_limit_pct - 100) > 1e-9:
             ax.axhline(s.transformer.control_limit_kw, color="purple", ls=":", lw=1.2, label="control limit")
@@ -375,8 +376,12 @@ def _plot_load_stack(result: StudyResult) -> bytes:
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel("power [kW]")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=6, fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    legend = {}
+    for ax in axes.flat:  # every kind of area once (V2G may appear in one panel only)
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault("EV charging" if label == "EV charging" else label, handle)
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=7, fontsize=8,
+               bbox_to_anchor=(0.5, -0.02))
     fig.suptitle(f"{s.name}\nmean of {s.days} days, {s.evs} EVs", fontsize=11)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return _png(fig)
