@@ -334,7 +334,8 @@ def ensure_operator_token(store: Store, token: str | None) -> str | None:
 
 def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_token: str | None = None,
                clock=None, solver: str = "highs", time_limit_s: float | None = None, interval_s: float = 60.0,
-               grace_s: int = 300, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, start_worker: bool = True):
+               grace_s: int = 300, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, start_worker: bool = True,
+               solver_process: bool = True):
     """Build the ASGI app.
 
     Parameters
@@ -348,6 +349,8 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
     grace_s : validity of a TxProfile past its period, and 2.1 ``maxOfflineDuration`` [s]
     max_body_bytes : request body limit [bytes] (413 beyond)
     start_worker : run the re-optimisation thread (on startup; tests may drive ``engine.work`` themselves)
+    solver_process : run each site's solver controller in a child process (default; keeps re-solves off the
+        HTTP process's GIL) rather than in the worker thread
 
     Returns
     -------
@@ -357,7 +360,7 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
     store = database if isinstance(database, Store) else Store(database)
     new_operator_token = ensure_operator_token(store, operator_token)
     engine = Engine(store, clock=clock, solver=solver, time_limit_s=time_limit_s, interval_s=interval_s,
-                    grace_s=grace_s)
+                    grace_s=grace_s, solver_process=solver_process)
     engine.load()
     max_age = max(int(math.ceil(interval_s)), 0)
 
@@ -369,6 +372,7 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
             yield
         finally:
             engine.stop()
+            store.close()
 
     api = FastAPI(title="gridcharge schedule service", version="1", lifespan=lifespan,
                   description="Operators feed sites and sessions; chargers fetch their OCPP charging profiles. "

@@ -2,13 +2,17 @@
 
 Design (choices where the issue is silent)
 ------------------------------------------
-Two controllers per site. Each site holds two :class:`gridcharge.online.Controller` objects fed the same events:
+Two controllers per site, fed the same events:
 
 - the **validator** lives in the request path (under the site's lock). It never solves (``auto_resolve=False``);
   it decides whether an event is accepted (its refusals name the field) and assigns the event its period;
-- the **solver** belongs to the worker thread alone. The worker drains the accepted events in order, advances the
-  solver to each event's period, applies it, and re-solves (:meth:`Controller.resolve`): a burst of events is one
-  re-solve. The solver controller is therefore only ever touched by one thread.
+- the **solver** controller runs in a child process (:class:`SolverProcess`, one per site; ``solver_process=False``
+  keeps it in this process, :class:`LocalSolver`), driven over a pipe by the one worker thread. The worker drains
+  the accepted events in order and sends them with the clock's period; the child advances its controller to each
+  event's period, applies it and re-solves (:meth:`Controller.resolve`): a burst of events is one re-solve. The
+  process boundary is there because a re-solve at thousands of cars is seconds of Python and numpy (model
+  building, verification): in a thread it would hold the GIL against the HTTP event loop (measured: fetch p99 of
+  seconds during a 500-car burst at 5,000 chargers).
 
 A write is: site lock → advance the validator to the clock's period → apply the event to it (a refusal leaves its
 state as it was: the immutable ``ControllerState`` is restored) → insert the event into the store and commit →
@@ -142,11 +146,146 @@ def apply_event(controller, kind: str, body: Mapping) -> None:
         raise
 
 
+def execute(controller, ops, solve: str | None) -> dict:
+    """Run solver-side operations on a controller and, with ``solve`` (``"resolve"`` or ``"refresh"``), publish.
+
+    ``ops``: ``("event", period, kind, body, seq)``, ``("measure", period, {session: kWh})``, ``("advance",
+    period)``, in order; the controller is advanced to each op's period first. Returns a picklable reply: ``now``,
+    ``divergences`` (events the controller refused, which the validator had accepted: should never happen) and,
+    when solved, ``start_period``, ``sessions`` [(session id, charger id, V2G allowed)], ``power_kw`` (rows as
+    ``sessions``) [kW], ``source``, ``status``, ``delivered_kwh`` {session: kWh}, ``solve_s`` [s]."""
+    divergences = []
+    for op in ops:
+        try:
+            if op[1] > controller.now:
+                controller.advance(op[1])
+            if op[0] == "event":
+                apply_event(controller, op[2], op[3])
+            elif op[0] == "measure":
+                delivered = {sid: kwh for sid, kwh in op[2].items() if sid in controller.state.cars}
+                if delivered:
+                    controller.measure(delivered)
+        except InstanceError as exc:
+            divergences.append(f"{op[0]} {op[4] if op[0] == 'event' else ''}: {exc}")
+    reply: dict = {"now": controller.now, "divergences": divergences}
+    if solve:
+        started = time.perf_counter()
+        publication = controller.resolve() if solve == "resolve" else controller.refresh()
+        reply["solve_s"] = time.perf_counter() - started
+        state = controller.state
+        cars = {**state.finished, **state.cars}
+        chargers = {c.id: c for c in controller.site.chargers}
+        sessions, rows = [], []
+        for i, sid in enumerate(publication.session_ids):
+            car = cars.get(sid)
+            if car is None:  # a forecast phantom (the service sets no forecast)
+                continue
+            session = car.session
+            v2g = min(chargers[session.charger].max_discharge_kw, session.max_discharge_kw) > 0
+            sessions.append((sid, session.charger, bool(v2g)))
+            rows.append(i)
+        power = np.asarray(publication.power_kw, dtype=float)
+        reply.update(start_period=publication.start_period, sessions=sessions,
+                     power_kw=power[rows] if len(rows) != power.shape[0] else power.copy(),
+                     source=publication.source, status=publication.status,
+                     delivered_kwh={sid: car.delivered_kwh for sid, car in state.cars.items()})
+    return reply
+
+
+class LocalSolver:
+    """The solver controller in this process (the worker thread calls it). Simple, but its Python and numpy work
+    competes with the HTTP event loop for the GIL; :class:`SolverProcess` is the default."""
+
+    def __init__(self, instance: dict, solver: str, time_limit_s: float | None):
+        from ..online import Controller
+
+        self.controller = Controller(instance, solver=solver, time_limit_s=time_limit_s)
+        self.controller.auto_resolve = False
+
+    def run(self, ops, solve: str | None) -> dict:
+        return execute(self.controller, ops, solve)
+
+    def close(self) -> None:
+        pass
+
+
+def _solver_main(fd: int) -> None:  # pragma: no cover - runs in the child process
+    from multiprocessing.connection import Connection
+
+    connection = Connection(fd)
+    local = LocalSolver(*connection.recv())
+    connection.send({"ready": True})
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        try:
+            reply = local.run(*message)
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which keeps serving the last publication
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        connection.send(reply)
+
+
+class SolverProcess:
+    """The solver controller in a child process (``python -m gridcharge.service.runtime``, talking pickled
+    messages over a socket pair), driven by the worker thread. Re-solves (model building, HiGHS, verification:
+    seconds of Python and numpy at thousands of cars) then never hold the HTTP process's GIL, so profile fetches
+    keep their latency while re-optimisations run. (A plain subprocess rather than ``multiprocessing``'s spawn,
+    which would re-import the caller's main script.)"""
+
+    def __init__(self, instance: dict, solver: str, time_limit_s: float | None):
+        import socket
+        import subprocess
+        import sys
+        from multiprocessing.connection import Connection
+
+        parent, child = socket.socketpair()
+        self.process = subprocess.Popen([sys.executable, "-m", "gridcharge.service.runtime", str(child.fileno())],
+                                        pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
+        child.close()
+        self._connection = Connection(parent.detach())
+        self._connection.send((instance, solver, time_limit_s))
+        self._lock = threading.Lock()
+        self._ready = False
+
+    def run(self, ops, solve: str | None) -> dict:
+        with self._lock:
+            if not self._ready:
+                self._connection.recv()
+                self._ready = True
+            self._connection.send((ops, solve))
+            reply = self._connection.recv()
+        if "error" in reply:
+            raise RuntimeError(f"solver process: {reply['error']}")
+        return reply
+
+    def close(self) -> None:
+        try:
+            self._connection.send(None)
+        except (OSError, ValueError):
+            pass
+        try:
+            self.process.wait(timeout=10)
+        except Exception:  # noqa: BLE001 - a solve still running: stop it
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except Exception:  # noqa: BLE001
+                self.process.kill()
+        try:
+            self._connection.close()
+        except OSError:
+            pass
+
+
 class SiteRuntime:
     """One site in memory: its instance, settings, tokens, the two controllers and what is served."""
 
     def __init__(self, site_id: str, generation: int, instance: dict, settings: dict, token_hashes: dict, *,
-                 solver: str = "highs", time_limit_s: float | None = None):
+                 solver: str = "highs", time_limit_s: float | None = None, solver_process: bool = True):
         from ..online import Controller
 
         self.site_id = site_id
@@ -154,9 +293,10 @@ class SiteRuntime:
         self.instance_dict = instance
         self.validator = Controller(instance, solver=solver, time_limit_s=time_limit_s)
         self.validator.auto_resolve = False
-        self.solver = Controller(self.validator.site, solver=solver, time_limit_s=time_limit_s)
-        self.solver.auto_resolve = False
         self.instance = self.validator.site
+        self.solver = (SolverProcess if solver_process else LocalSolver)(instance, solver, time_limit_s)
+        self.solver_now = 0
+        self.solver_error: str | None = None
         horizon = self.instance.horizon
         self.horizon_start = horizon.start
         self.step = timedelta(minutes=horizon.step_minutes)
@@ -267,19 +407,9 @@ class SiteRuntime:
         }
         return json.dumps(document, separators=(",", ":")).encode()
 
-    def sessions_of_publication(self, session_ids) -> list[tuple[str, str, bool]]:
-        """(session id, charger id, V2G allowed) of a solver publication's rows (solver thread only)."""
-        state = self.solver.state
-        cars = {**state.finished, **state.cars}
-        out = []
-        for sid in session_ids:
-            car = cars.get(sid)
-            if car is None:  # a forecast phantom (not used by the service) or a car gone since
-                continue
-            s = car.session
-            v2g = min(self.chargers[s.charger].max_discharge_kw, s.max_discharge_kw) > 0
-            out.append((sid, s.charger, v2g))
-        return out
+    def close(self) -> None:
+        """Stop the site's solver (its process, if any)."""
+        self.solver.close()
 
 
 class Engine:
@@ -297,13 +427,14 @@ class Engine:
     """
 
     def __init__(self, store, *, clock: Clock | None = None, solver: str = "highs", time_limit_s: float | None = None,
-                 interval_s: float = 60.0, grace_s: int = 300):
+                 interval_s: float = 60.0, grace_s: int = 300, solver_process: bool = True):
         self.store = store
         self.clock = clock or system_clock
         self.solver = solver
         self.time_limit_s = time_limit_s
         self.interval_s = float(interval_s)
         self.grace_s = int(grace_s)
+        self.solver_process = bool(solver_process)
         self.sites: dict[str, SiteRuntime] = {}
         self.charger_site: dict[str, SiteRuntime] = {}
         self.hash_charger: dict[str, str] = {}
@@ -333,10 +464,12 @@ class Engine:
             self._wake.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=60)
+        for runtime in list(self.sites.values()):
+            runtime.close()
 
     def _runtime(self, site_id, generation, instance, settings, token_hashes) -> SiteRuntime:
         return SiteRuntime(site_id, generation, instance, settings, token_hashes, solver=self.solver,
-                           time_limit_s=self.time_limit_s)
+                           time_limit_s=self.time_limit_s, solver_process=self.solver_process)
 
     def _install(self, runtime: SiteRuntime) -> None:
         with self._sites_lock:
@@ -351,35 +484,33 @@ class Engine:
                 self.charger_site[cid] = runtime
             for cid, h in runtime.token_hashes.items():
                 self.hash_charger[h] = cid
+        if old is not None:  # its solver may be mid-solve: let it finish aside
+            threading.Thread(target=old.close, daemon=True).start()
         self.notify()
 
     def _replay(self, runtime: SiteRuntime, stored) -> None:
+        """Events into both controllers (the solver's delivered-energy account restored from the last
+        publication), the last publication served as it was; a re-solve follows in the worker."""
         pub = stored.publication
-        measured = pub is None
-
-        def restore_delivered():
-            solver = runtime.solver
-            if pub.now > solver.now:
-                solver.advance(pub.now)
-            delivered = {sid: kwh for sid, kwh in pub.delivered_kwh.items() if sid in solver.state.cars}
-            if delivered:
-                solver.measure(delivered)
-
+        ops: list = []
         for event in stored.events:
-            if not measured and event.seq > pub.after_seq:
-                restore_delivered()
-                measured = True
-            for controller in (runtime.validator, runtime.solver):
-                try:
-                    if event.period > controller.now:
-                        controller.advance(event.period)
-                    apply_event(controller, event.kind, event.body)
-                except InstanceError as exc:  # cannot happen for events the validator accepted; say so if it does
-                    runtime.divergences.append(f"replay of event {event.seq} ({event.kind}): {exc}")
-                    log.warning("replay of event %s refused: %s", event.seq, exc)
+            if pub is not None and event.seq > pub.after_seq and not any(op[0] == "measure" for op in ops):
+                ops.append(("measure", pub.now, pub.delivered_kwh))
+            ops.append(("event", event.period, event.kind, event.body, event.seq))
+            validator = runtime.validator
+            try:
+                if event.period > validator.now:
+                    validator.advance(event.period)
+                apply_event(validator, event.kind, event.body)
+            except InstanceError as exc:  # cannot happen for events the validator accepted; say so if it does
+                runtime.divergences.append(f"replay of event {event.seq} ({event.kind}): {exc}")
+                log.warning("replay of event %s refused: %s", event.seq, exc)
             runtime.accepted_seq = runtime.applied_seq = event.seq
-        if not measured:
-            restore_delivered()
+        if pub is not None and not any(op[0] == "measure" for op in ops):
+            ops.append(("measure", pub.now, pub.delivered_kwh))
+        reply = runtime.solver.run(ops, None)
+        runtime.solver_now = reply["now"]
+        runtime.divergences += reply["divergences"]
         if pub is not None:
             runtime.served = runtime.served_from(pub.start_period, [tuple(s) for s in pub.session_ids], pub.power_kw,
                                                  pub.source, pub.status, pub.after_seq)
@@ -450,8 +581,8 @@ class Engine:
         return max(wait, 0.01)
 
     def work(self, runtime: SiteRuntime) -> bool:
-        """One pass for a site: apply queued events, follow the clock, re-solve and publish if anything changed.
-        Returns whether a publication was made. (Called by the worker thread; tests may call it directly.)"""
+        """One pass for a site: hand the queued events and the clock's period to the solver, re-solve and publish
+        if anything changed. Returns whether a publication was made. (The worker thread calls it.)"""
         with runtime.lock:
             if self.sites.get(runtime.site_id) is not runtime:
                 return False
@@ -463,38 +594,31 @@ class Engine:
             target = runtime.validator.now
             needs_solve = runtime.needs_solve
             runtime.needs_solve = False
-        solver = runtime.solver
-        moved = False
-        for event in events:
-            try:
-                if event.period > solver.now:
-                    solver.advance(event.period)
-                    moved = True
-                apply_event(solver, event.kind, event.body)
-            except InstanceError as exc:
-                runtime.divergences.append(f"event {event.seq} ({event.kind}): {exc}")
-                log.warning("solver controller refused event %s accepted by the validator: %s", event.seq, exc)
-        if target > solver.now:
-            solver.advance(target)
-            moved = True
+        moved = target > runtime.solver_now
         if not (events or needs_solve or moved):
             return False
-        started = time.perf_counter()
-        publication = solver.resolve() if (events or needs_solve) else solver.refresh()
-        runtime.solve_seconds.append(time.perf_counter() - started)
+        ops = [("event", e.period, e.kind, e.body, e.seq) for e in events] + [("advance", target)]
+        try:
+            reply = runtime.solver.run(ops, "resolve" if (events or needs_solve) else "refresh")
+        except (EOFError, OSError, RuntimeError) as exc:
+            if self.sites.get(runtime.site_id) is runtime:
+                runtime.solver_error = f"{type(exc).__name__}: {exc}"
+                log.error("site %s: the solver failed (%s); the last publication stays served",
+                          runtime.site_id, runtime.solver_error)
+            return False
+        runtime.solver_error = None
+        runtime.solver_now = reply["now"]
+        runtime.divergences += reply["divergences"]
+        runtime.solve_seconds.append(reply["solve_s"])
         after_seq = events[-1].seq if events else runtime.applied_seq
-        sessions = runtime.sessions_of_publication(publication.session_ids)
-        keep = [i for i, sid in enumerate(publication.session_ids) if sid in {s[0] for s in sessions}]
-        power = np.asarray(publication.power_kw)[keep] if len(keep) != len(publication.session_ids) \
-            else np.asarray(publication.power_kw)
-        delivered = {sid: car.delivered_kwh for sid, car in solver.state.cars.items()}
-        stored = self.store.save_publication(runtime.site_id, runtime.generation, after_seq, solver.now,
-                                             publication.start_period, [list(s) for s in sessions], power,
-                                             publication.source, publication.status, delivered)
+        stored = self.store.save_publication(runtime.site_id, runtime.generation, after_seq, reply["now"],
+                                             reply["start_period"], [list(x) for x in reply["sessions"]],
+                                             reply["power_kw"], reply["source"], reply["status"],
+                                             reply["delivered_kwh"])
         if not stored or self.sites.get(runtime.site_id) is not runtime:
             return False
-        runtime.served = runtime.served_from(publication.start_period, sessions, power, publication.source,
-                                             publication.status, after_seq)
+        runtime.served = runtime.served_from(reply["start_period"], reply["sessions"], reply["power_kw"],
+                                             reply["source"], reply["status"], after_seq)
         runtime.applied_seq = after_seq
         done = time.perf_counter()
         runtime.latencies_s.extend(done - e.accepted_at for e in events)
@@ -529,7 +653,14 @@ class Engine:
             "reoptimisation_latency": stats(lat),
             "solve_seconds": stats(solves),
             "divergences": runtime.divergences[-10:],
+            "solver_error": runtime.solver_error,
         }
 
 
 __all__ = ["ChargerSettings", "Engine", "Served", "SiteRuntime", "VERSIONS", "apply_event", "system_clock"]
+
+
+if __name__ == "__main__":  # pragma: no cover - the solver child of SolverProcess
+    import sys
+
+    _solver_main(int(sys.argv[1]))

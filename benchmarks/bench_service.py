@@ -1,0 +1,358 @@
+"""Load benchmark of the schedule service (issue 7): profile fetches while re-optimisations run.
+
+The server (``gridcharge serve``) runs in its own process on loopback with a fresh SQLite file; this script is the
+load generator (another process). Two phases:
+
+1. **Fleet** (what the issue describes): ``--chargers`` chargers (default 5,000) each fetch their profile once every
+   ``--fetch-interval`` seconds (default 60, each at its own random offset within the interval, with
+   ``If-None-Match`` of the ETag it got last, as firmware would), while the operator sends a burst of ``--burst``
+   plug-ins (default 500) spread evenly over ``--burst-seconds`` (default 60). Client: asyncio + httpx (one
+   ``AsyncClient``, up to ``--fleet-connections`` connections). Reports sustained requests/s, p50/p99 fetch latency
+   (client side, send to full response), the HTTP statuses, and the re-optimisation latency (server side: from the
+   commit of an event to the publication that includes it; ``GET /v1/sites/{id}``).
+2. **Capacity**: ``wrk`` (C, installed with ``apt-get install wrk``) with ``--connections`` connections on
+   ``--wrk-threads`` threads for ``--capacity-seconds`` seconds, each request a random charger with its own token
+   and a random OCPP version, no ``If-None-Match`` (every answer a full 200 body: the worst case), while a second
+   burst of plug-ins (on other chargers) keeps the re-optimiser busy. Reports requests/s and wrk's latency
+   percentiles (p50, p90, p99). Without ``wrk`` on the PATH the phase is skipped (said in the output).
+
+Usage (from the repository root)::
+
+    python benchmarks/bench_service.py --out benchmarks/out/service.json
+    python benchmarks/bench_service.py --chargers 200 --burst 20 --burst-seconds 5 --fleet-seconds 10 \\
+        --fetch-interval 5 --capacity-seconds 5      # smoke run, ~40 s
+
+The site: ``gridcharge.bench.generate.residential(chargers, seed)`` without its sessions, its horizon moved so that
+now is 2 hours into it (96 quarter-hours); the burst's cars take the generated sessions' energy, V2G fields and
+stay length (cut to the horizon), arriving now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+WRK_SCRIPT = r"""
+local ids, tokens, versions = {}, {}, {"1.6", "2.0.1", "2.1"}
+local counter = 0
+function setup(thread)
+  thread:set("seed", math.random(1, 1000000))
+end
+function init(args)
+  for line in io.lines(args[1]) do
+    local id, token = line:match("^(%S+) (%S+)$")
+    if id then ids[#ids + 1] = id; tokens[#tokens + 1] = token end
+  end
+  math.randomseed(seed or os.time())
+end
+function request()
+  local i = math.random(1, #ids)
+  local v = versions[math.random(1, 3)]
+  return wrk.format("GET", "/v1/chargers/" .. ids[i] .. "/profile?ocpp=" .. v,
+                    {["Authorization"] = "Bearer " .. tokens[i]})
+end
+function done(summary, latency, requests)
+  local statuses = {}
+  io.write(string.format(
+    "WRKJSON {\"requests\": %d, \"duration_us\": %d, \"p50_us\": %d, \"p90_us\": %d, \"p99_us\": %d, " ..
+    "\"p999_us\": %d, \"max_us\": %d, \"mean_us\": %.1f, \"errors_status\": %d, \"errors_connect\": %d, " ..
+    "\"errors_read\": %d, \"errors_write\": %d, \"errors_timeout\": %d}\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max, latency.mean, summary.errors.status, summary.errors.connect,
+    summary.errors.read, summary.errors.write, summary.errors.timeout))
+end
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _site(chargers: int, seed: int, now: datetime) -> tuple[dict, list[dict]]:
+    from gridcharge.bench.generate import residential
+
+    data = residential(chargers, seed=seed)
+    sessions = data.pop("sessions")
+    old_start = datetime.fromisoformat(data["horizon"]["start"])
+    step = data["horizon"]["step_minutes"]
+    local = now.astimezone(old_start.tzinfo)
+    floor = local.replace(minute=(local.minute // step) * step, second=0, microsecond=0)
+    start = floor - timedelta(hours=2)
+    data["horizon"]["start"] = start.isoformat()
+    end = start + timedelta(minutes=step * data["horizon"]["periods"])
+    cars = []
+    for s in sessions:
+        stay = datetime.fromisoformat(s["departure"]) - datetime.fromisoformat(s["arrival"])
+        car = {k: v for k, v in s.items() if k not in ("arrival", "departure")}
+        car["departure_after_s"] = min(stay.total_seconds(), (end - now).total_seconds() - 60)
+        cars.append(car)
+    return data, cars
+
+
+def _start_server(port: int, database: str, token_file: Path, interval: float, log: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "gridcharge.cli", "serve", "--port", str(port), "--database", database,
+               "--operator-token-file", str(token_file), "--interval", str(interval)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
+    return process
+
+
+def _wait_up(base: str, timeout_s: float = 60.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/v1/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the server did not come up")
+
+
+def _plug_in_body(car: dict, session_id: str, now: datetime) -> dict:
+    body = {k: v for k, v in car.items() if k not in ("id", "departure_after_s")}
+    body["id"] = session_id
+    body["departure"] = (now + timedelta(seconds=car["departure_after_s"])).isoformat()
+    return body
+
+
+async def _burst(client, base: str, site: str, cars: list[dict], chargers: list[str], seconds: float, prefix: str,
+                 headers: dict, results: list) -> None:
+    if not cars:
+        return
+    gap = seconds / len(cars)
+    started = time.perf_counter()
+    for i, (car, charger) in enumerate(zip(cars, chargers)):
+        delay = started + i * gap - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        body = _plug_in_body(car, f"{prefix}{i:05d}", datetime.now(timezone.utc))
+        body["charger"] = charger
+        t0 = time.perf_counter()
+        response = await client.post(f"{base}/v1/sites/{site}/sessions", json=body, headers=headers)
+        results.append((time.perf_counter() - t0, response.status_code,
+                        response.json().get("event_seq") if response.status_code == 201 else response.text[:300]))
+
+
+async def _fleet(base: str, site: str, tokens: dict, interval: float, seconds: float, connections: int,
+                 burst_cars, burst_chargers, burst_seconds: float, operator_headers: dict) -> dict:
+    import httpx
+
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    versions = ["1.6", "2.0.1", "2.1"]
+    rng = random.Random(7)
+    ids = list(tokens)
+    offsets = {cid: rng.uniform(0, interval) for cid in ids}
+    version_of = {cid: versions[i % 3] for i, cid in enumerate(ids)}
+    etags: dict[str, str] = {}
+    burst_results: list = []
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        started = time.perf_counter()
+
+        async def charger_loop(cid: str):
+            k = 0
+            while True:
+                due = started + offsets[cid] + k * interval
+                if due - started >= seconds:
+                    return
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                headers = {"Authorization": f"Bearer {tokens[cid]}"}
+                if cid in etags:
+                    headers["If-None-Match"] = etags[cid]
+                t0 = time.perf_counter()
+                response = await client.get(f"{base}/v1/chargers/{cid}/profile",
+                                            params={"ocpp": version_of[cid]}, headers=headers)
+                latencies.append(time.perf_counter() - t0)
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                if "etag" in response.headers:
+                    etags[cid] = response.headers["etag"]
+                k += 1
+
+        tasks = [asyncio.create_task(charger_loop(cid)) for cid in ids]
+        tasks.append(asyncio.create_task(_burst(client, base, site, burst_cars, burst_chargers, burst_seconds, "fleet-",
+                                                operator_headers, burst_results)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+    lat = np.array(latencies)
+    return {"requests": int(lat.size), "seconds": elapsed, "requests_per_s": lat.size / elapsed,
+            "p50_ms": float(np.percentile(lat, 50) * 1e3), "p99_ms": float(np.percentile(lat, 99) * 1e3),
+            "max_ms": float(lat.max() * 1e3), "statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "plug_ins": len(burst_results),
+            "plug_in_statuses": _count(r[1] for r in burst_results),
+            "plug_in_p50_ms": float(np.percentile([r[0] for r in burst_results], 50) * 1e3) if burst_results else None,
+            "plug_in_p99_ms": float(np.percentile([r[0] for r in burst_results], 99) * 1e3) if burst_results else None,
+            "plug_in_errors": [r[2] for r in burst_results if r[1] != 201][:3]}
+
+
+def _count(values) -> dict:
+    out: dict = {}
+    for v in values:
+        out[str(v)] = out.get(str(v), 0) + 1
+    return out
+
+
+def _wrk(base: str, tokens: dict, seconds: float, connections: int, threads: int, workdir: Path) -> dict | None:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    script = workdir / "profiles.lua"
+    script.write_text(WRK_SCRIPT)
+    token_file = workdir / "tokens.txt"
+    token_file.write_text("".join(f"{cid} {tok}\n" for cid, tok in tokens.items()))
+    command = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{int(seconds)}s", "--timeout", "10s",
+               "-s", str(script), base, "--", str(token_file)]
+    output = subprocess.run(command, capture_output=True, text=True, check=False).stdout
+    line = next((l for l in output.splitlines() if l.startswith("WRKJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no summary:\n{output}")
+    result = json.loads(line[len("WRKJSON "):])
+    result["requests_per_s"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["command"] = " ".join(command[:-3] + ["<lua script: random charger, own token, random version>"])
+    return result
+
+
+def _loadavg() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--chargers", type=int, default=5000, help="chargers of the site (default 5000)")
+    parser.add_argument("--burst", type=int, default=500, help="plug-ins per burst (default 500)")
+    parser.add_argument("--burst-seconds", type=float, default=60.0, help="a burst is spread over this [s]")
+    parser.add_argument("--fetch-interval", type=float, default=60.0, help="each charger fetches this often [s]")
+    parser.add_argument("--fleet-seconds", type=float, default=120.0, help="length of the fleet phase [s]")
+    parser.add_argument("--fleet-connections", type=int, default=100, help="httpx connections of the fleet phase")
+    parser.add_argument("--capacity-seconds", type=float, default=60.0, help="length of the wrk phase [s]")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1)")
+    parser.add_argument("--seed", type=int, default=1, help="generator seed")
+    parser.add_argument("--database", help="SQLAlchemy URL (default: a fresh SQLite file in a temporary directory)")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+
+    import httpx
+
+    workdir = Path(tempfile.mkdtemp(prefix="gridcharge-bench-service-"))
+    database = args.database or f"sqlite:///{workdir / 'service.db'}"
+    operator = "bench-operator-token-" + os.urandom(8).hex()
+    token_file = workdir / "operator.token"
+    token_file.write_text(operator)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    results: dict = {"chargers": args.chargers, "burst": args.burst, "burst_seconds": args.burst_seconds,
+                     "fetch_interval_s": args.fetch_interval, "cpus": os.cpu_count(), "loadavg_before": _loadavg(),
+                     "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    server = _start_server(port, database, token_file, args.fetch_interval, workdir / "server.log")
+    try:
+        _wait_up(base)
+        now = datetime.now(timezone.utc)
+        site, cars = _site(args.chargers, args.seed, now)
+        headers = {"Authorization": f"Bearer {operator}"}
+        t0 = time.perf_counter()
+        response = httpx.put(f"{base}/v1/sites/bench", json={"instance": site}, headers=headers, timeout=600)
+        response.raise_for_status()
+        results["site_put_s"] = time.perf_counter() - t0
+        tokens = response.json()["charger_tokens"]
+        charger_ids = [c["id"] for c in site["chargers"]]
+        print(f"site: {len(tokens)} chargers in {results['site_put_s']:.1f} s; fleet phase "
+              f"{args.fleet_seconds:.0f} s ...", file=sys.stderr, flush=True)
+
+        burst1 = cars[:args.burst]
+        fleet = asyncio.run(_fleet(base, "bench", tokens, args.fetch_interval, args.fleet_seconds,
+                                   args.fleet_connections, burst1, charger_ids[:args.burst], args.burst_seconds,
+                                   headers))
+        status = _settle(base, headers)
+        fleet["reoptimisation"] = status["reoptimisation_latency"]
+        fleet["solve_seconds"] = status["solve_seconds"]
+        fleet["active_sessions"] = status["active_sessions"]
+        fleet["publication_status"] = status["publication"]["status"] if status["publication"] else None
+        results["fleet"] = fleet
+        print(json.dumps({"fleet": fleet}, indent=1), file=sys.stderr, flush=True)
+
+        burst2 = cars[args.burst:2 * args.burst]
+        plug_results: list = []
+
+        def second_burst():
+            async def go():
+                async with httpx.AsyncClient(timeout=60) as client:
+                    await _burst(client, base, "bench", burst2, charger_ids[args.burst:2 * args.burst],
+                                 min(args.burst_seconds, args.capacity_seconds), "cap-", headers, plug_results)
+            asyncio.run(go())
+
+        before = httpx.get(f"{base}/v1/sites/bench", headers=headers).json()
+        thread = threading.Thread(target=second_burst)
+        thread.start()
+        results["loadavg_capacity_start"] = _loadavg()
+        capacity = _wrk(base, tokens, args.capacity_seconds, args.connections, args.wrk_threads, workdir)
+        thread.join()
+        status = _settle(base, headers)
+        if capacity is None:
+            results["capacity"] = "skipped: wrk not on PATH (apt-get install wrk)"
+        else:
+            capacity["plug_ins"] = len(plug_results)
+            capacity["plug_in_statuses"] = _count(r[1] for r in plug_results)
+            count_before = (before["solve_seconds"] or {}).get("count", 0)
+            capacity["reoptimisations_during"] = status["solve_seconds"]["count"] - count_before
+            capacity["reoptimisation_all_events"] = status["reoptimisation_latency"]
+            capacity["active_sessions_after"] = status["active_sessions"]
+            results["capacity"] = capacity
+        results["loadavg_after"] = _loadavg()
+        print(json.dumps({"capacity": results["capacity"]}, indent=1), file=sys.stderr, flush=True)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    text = json.dumps(results, indent=1)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def _settle(base: str, headers: dict, timeout_s: float = 600.0) -> dict:
+    """Wait until every accepted event is published; the site status then."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = httpx.get(f"{base}/v1/sites/bench", headers=headers, timeout=30).json()
+        if status["published_seq"] >= status["accepted_seq"] or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

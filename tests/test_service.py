@@ -1,0 +1,416 @@
+"""The schedule service over real HTTP on loopback (uvicorn in a thread, httpx as the client).
+
+The site is small and designed so that its optimum is unique and known: prices rise every period, so each car
+charges as early and as fast as the 18 kW of transformer headroom allows (20 kW limit - 2 kW base load; car1
+11 kW + car2 7 kW = 18 kW). Served profiles are decoded back to kW and checked by the independent verifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import sqlite3
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+
+from gridcharge import load_instance, verify
+from gridcharge.ocpp import VERSIONS, validate_payload
+from gridcharge.service import create_app
+
+TZ = timezone(timedelta(hours=8))
+START = datetime(2026, 7, 1, 0, 0, tzinfo=TZ)
+STEP = timedelta(minutes=15)
+PERIODS = 16
+OPERATOR = "test-operator-token-0123456789"
+BASE_KW = 2.0
+ROOT_LIMIT_KW = 20.0
+
+
+def site_instance() -> dict:
+    return {
+        "format": "gridcharge/instance-v1", "name": "service test site",
+        "horizon": {"start": START.isoformat(), "step_minutes": 15, "periods": PERIODS},
+        "nodes": [{"id": "T", "parent": None, "kind": "transformer", "import_limit_kw": ROOT_LIMIT_KW,
+                   "base_load_kw": BASE_KW},
+                  {"id": "M1", "parent": "T", "kind": "meter"}, {"id": "M2", "parent": "T", "kind": "meter"}],
+        "chargers": [{"id": "c1", "node": "M1", "max_charge_kw": 11.0, "max_discharge_kw": 11.0},
+                     {"id": "c2", "node": "M2", "max_charge_kw": 7.0, "phases": "A"},
+                     {"id": "c3", "node": "M2", "max_charge_kw": 7.0},
+                     {"id": "c4", "node": "M1", "max_charge_kw": 7.0}],
+        "tariff": {"import_cny_per_kwh": [round(0.30 + 0.01 * t, 2) for t in range(PERIODS)]},
+    }
+
+
+SETTINGS = {"c4": {"rate_unit": "A", "voltage_v": 230.0}}
+CAR1 = {"id": "car1", "charger": "c1", "departure": (START + timedelta(hours=3)).isoformat(), "energy_kwh": 20.0,
+        "max_discharge_kw": 5.0}
+CAR2 = {"id": "car2", "charger": "c2", "departure": (START + timedelta(hours=3)).isoformat(), "energy_kwh": 10.0}
+
+
+class Clock:
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Server:
+    """uvicorn in a thread on a free loopback port."""
+
+    def __init__(self, database: str, clock: Clock, **options):
+        self.app = create_app(database, operator_token=OPERATOR, clock=clock, interval_s=0.2, **options)
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.01)
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+
+    def stop(self) -> None:
+        self.client.close()
+        self.server.should_exit = True
+        self.thread.join(timeout=60)
+        self.socket.close()
+
+    # helpers ---------------------------------------------------------------------------------------------------
+    def op(self, method: str, path: str, headers: dict | None = None, **kwargs) -> httpx.Response:
+        return self.client.request(method, path, headers={"Authorization": f"Bearer {OPERATOR}", **(headers or {})},
+                                   **kwargs)
+
+    def profile(self, charger: str, version: str, token: str, **headers) -> httpx.Response:
+        return self.client.get(f"/v1/chargers/{charger}/profile", params={"ocpp": version},
+                               headers={"Authorization": f"Bearer {token}", **headers})
+
+    def published(self, site: str, seq: int, timeout_s: float = 60) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = self.op("GET", f"/v1/sites/{site}").json()
+            if status["published_seq"] >= seq and status["publication"] is not None:
+                return status
+            assert time.monotonic() < deadline, f"event {seq} not published: {status}"
+            time.sleep(0.05)
+
+
+def _problem(response: httpx.Response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status and body["type"].startswith("urn:gridcharge:problem:") and body["detail"]
+    return body
+
+
+def _fields(problem: dict) -> set:
+    return {e["field"] for e in problem.get("errors", [])}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    database = f"sqlite:///{tmp_path_factory.mktemp('service') / 'service.db'}"
+    clock = Clock(START + timedelta(minutes=5))
+    server = Server(database, clock, max_body_bytes=256 * 1024)
+    created = server.op("PUT", "/v1/sites/s1", json={"instance": site_instance(), "charger_settings": SETTINGS})
+    assert created.status_code == 201, created.text
+    server.tokens = created.json()["charger_tokens"]
+    server.clock = clock
+    server.database = database
+    seqs = [server.op("POST", "/v1/sites/s1/sessions", json=car).json()["event_seq"] for car in (CAR1, CAR2)]
+    server.published("s1", seqs[-1])
+    yield server
+    server.stop()
+
+
+def _decode_kw(payload: dict, version: str, unit_factor_kw: float, period_starts: list[datetime]) -> np.ndarray:
+    """Power [kW] per period from a TxProfile (limit for 1.6/2.0.1, signed setpoint in 2.1 V2G periods)."""
+    profile = payload["csChargingProfiles"] if version == "1.6" else payload["chargingProfile"]
+    schedule = profile["chargingSchedule"] if version == "1.6" else profile["chargingSchedule"][0]
+    start = datetime.fromisoformat(schedule["startSchedule"].replace("Z", "+00:00"))
+    periods = schedule["chargingSchedulePeriod"]
+    offsets = np.array([p["startPeriod"] for p in periods])
+    out = []
+    for moment in period_starts:
+        k = int(np.searchsorted(offsets, (moment - start).total_seconds(), side="right")) - 1
+        p = periods[k]
+        out.append(p.get("setpoint", p["limit"]) * unit_factor_kw)
+    return np.array(out)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_openapi_document(service):
+    response = service.client.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert document["openapi"].startswith("3.")
+    paths = document["paths"]
+    assert {"put"} <= set(paths["/v1/sites/{site_id}"]) and {"get"} <= set(paths["/v1/sites/{site_id}"])
+    assert {"post"} <= set(paths["/v1/sites/{site_id}/sessions"])
+    assert {"patch", "delete"} <= set(paths["/v1/sites/{site_id}/sessions/{session_id}"])
+    assert {"post"} <= set(paths["/v1/sites/{site_id}/caps"])
+    fetch = paths["/v1/chargers/{charger_id}/profile"]["get"]
+    ocpp = next(p for p in fetch["parameters"] if p["name"] == "ocpp")
+    assert ocpp["in"] == "query" and ocpp["schema"]["enum"] == list(VERSIONS)
+    assert {"chargerToken": []} in fetch["security"]
+    assert set(document["components"]["securitySchemes"]) == {"operatorToken", "chargerToken"}
+    assert "application/problem+json" in fetch["responses"]["401"]["content"]
+    session_schema = document["components"]["schemas"]["SessionIn"]
+    assert {"id", "charger", "departure", "energy_kwh"} <= set(session_schema["required"])
+
+
+def test_profiles_validate_and_verify(service):
+    """Every payload of every charger in every version is valid against the official schema; the TxProfiles,
+    decoded back to kW, pass the independent verifier on the site with the two cars; the fail-safe limits are the
+    hand-computed (20 - 2) / 4 = 4.5 kW."""
+    now = service.clock()
+    period = int((now - START) // STEP)
+    period_starts = [START + STEP * t for t in range(period, PERIODS)]
+    decoded = {}
+    for version in VERSIONS:
+        for charger in ("c1", "c2", "c3", "c4"):
+            response = service.profile(charger, version, service.tokens[charger])
+            assert response.status_code == 200, response.text
+            document = response.json()
+            assert document["ocpp_version"] == version and document["charger_id"] == charger
+            payloads = document["set_charging_profile"]
+            for payload in payloads:
+                validate_payload(version, "SetChargingProfile", payload)
+            purposes = [(p.get("csChargingProfiles") or p["chargingProfile"])["chargingProfilePurpose"]
+                        for p in payloads]
+            station = "ChargePointMaxProfile" if version == "1.6" else "ChargingStationMaxProfile"
+            expected = [station, "TxDefaultProfile"] + (["TxProfile"] if charger in ("c1", "c2") else [])
+            assert purposes == expected
+            default = payloads[1]
+            schedule = (default.get("csChargingProfiles") or default["chargingProfile"])["chargingSchedule"]
+            limit = (schedule if version == "1.6" else schedule[0])["chargingSchedulePeriod"][0]["limit"]
+            assert limit == (6.5 if charger == "c4" else 4500)  # 4.5 kW / (230 V x 3) = 6.52 A -> 6.5 A
+            assert document["failsafe_limit_kw"] == pytest.approx(4.5)
+            if charger in ("c1", "c2"):
+                tx = payloads[2]
+                tx_profile = tx.get("csChargingProfiles") or tx["chargingProfile"]
+                assert tx_profile["validTo"] == (START + STEP * (period + 1) + timedelta(seconds=300)) \
+                    .astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                decoded[(charger, version)] = _decode_kw(tx, version, 1e-3, period_starts)
+            if version == "2.1" and charger == "c1":
+                assert not document["charge_only"]
+                first = tx_profile["chargingSchedule"][0]["chargingSchedulePeriod"][0]
+                assert first["operationMode"] == "CentralSetpoint" and first["dischargeLimit"] <= 0
+                assert tx_profile["maxOfflineDuration"] == 300
+            elif version != "2.1":
+                assert document["charge_only"]
+    for charger in ("c1", "c2"):  # the three versions say the same (no discharge in this optimum)
+        assert np.allclose(decoded[(charger, "1.6")], decoded[(charger, "2.1")])
+        assert np.allclose(decoded[(charger, "1.6")], decoded[(charger, "2.0.1")])
+    # the decoded profiles on the remaining horizon, checked by the independent verifier
+    remaining = site_instance()
+    remaining["horizon"].update(start=period_starts[0].isoformat(), periods=len(period_starts))
+    remaining["tariff"]["import_cny_per_kwh"] = remaining["tariff"]["import_cny_per_kwh"][period:]
+    remaining["sessions"] = [{**CAR1, "arrival": now.isoformat()}, {**CAR2, "arrival": now.isoformat()}]
+    power = np.vstack([decoded[("c1", "1.6")], decoded[("c2", "1.6")]])
+    verdict = verify(load_instance(remaining), power)
+    assert verdict.ok, str(verdict)
+    # the known optimum: both cars at full power from the start (18 kW = the whole headroom) while they need it
+    assert power[0, 0] == pytest.approx(11.0) and power[1, 0] == pytest.approx(7.0)
+    assert verdict.delivered_kwh == pytest.approx(30.0, abs=0.01)
+
+
+def test_etag_and_cache_control(service):
+    token = service.tokens["c1"]
+    first = service.profile("c1", "2.0.1", token)
+    etag = first.headers["etag"]
+    assert first.headers["cache-control"] == "private, max-age=1"  # interval 0.2 s, whole seconds up
+    assert etag == '"' + hashlib.sha256(first.content).hexdigest()[:32] + '"'
+    again = service.profile("c1", "2.0.1", token, **{"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    other = service.profile("c1", "2.0.1", token, **{"If-None-Match": '"something-else"'})
+    assert other.status_code == 200 and other.content == first.content
+    assert service.profile("c1", "1.6", token, **{"If-None-Match": etag}).status_code == 200  # per version
+
+
+def test_auth_rules(service):
+    t1, t2 = service.tokens["c1"], service.tokens["c2"]
+    missing = _problem(service.client.get("/v1/chargers/c1/profile", params={"ocpp": "1.6"}), 401)
+    assert "token" in missing["detail"]
+    assert service.client.get("/v1/chargers/c1/profile", params={"ocpp": "1.6"}).headers["www-authenticate"]
+    _problem(service.profile("c1", "1.6", "gcc_not-a-real-token-at-all"), 401)
+    _problem(service.profile("c1", "1.6", t2), 403)  # another charger's valid token
+    _problem(service.profile("nope", "1.6", t2), 403)
+    assert service.profile("c1", "1.6", OPERATOR).status_code == 200  # the operator may read any
+    _problem(service.profile("nope", "1.6", OPERATOR), 404)
+    charger = {"Authorization": f"Bearer {t1}"}
+    _problem(service.client.get("/v1/sites/s1", headers=charger), 403)
+    _problem(service.client.post("/v1/sites/s1/sessions", json={**CAR2, "id": "x", "charger": "c3"},
+                                 headers=charger), 403)
+    _problem(service.client.put("/v1/sites/s1", json={"instance": site_instance()}, headers=charger), 403)
+    _problem(service.client.get("/v1/sites/s1"), 401)
+    _problem(service.client.get("/v1/sites/s1", headers={"Authorization": "Basic abc"}), 401)
+    # tokens are stored hashed only
+    raw = sqlite3.connect(service.database.removeprefix("sqlite:///"))
+    stored = dict(raw.execute("select charger_id, token_hash from charger_tokens").fetchall())
+    operator_hash = raw.execute("select value from meta").fetchone()[0]
+    raw.close()
+    assert stored["c1"] == hashlib.sha256(t1.encode()).hexdigest() and operator_hash != OPERATOR
+    with open(service.database.removeprefix("sqlite:///"), "rb") as handle:
+        assert t1.encode() not in handle.read()
+
+
+def test_bad_requests_name_the_field_and_change_nothing(service):
+    before = service.op("GET", "/v1/sites/s1").json()
+    late = (START + timedelta(hours=3)).isoformat()
+    cases = [
+        (service.op("POST", "/v1/sites/s1/sessions", content=b'{"id": "x", ',
+                    headers={"content-type": "application/json"}), 400, "body"),
+        (service.op("POST", "/v1/sites/s1/sessions", json={**CAR2, "id": "x", "charger": "c3", "colour": "red"}),
+         422, "colour"),
+        (service.op("POST", "/v1/sites/s1/sessions", json={**CAR2, "id": "x", "charger": "c3", "energy_kwh": -1}),
+         422, "energy_kwh"),
+        (service.op("POST", "/v1/sites/s1/sessions", json={**CAR2, "id": "x", "charger": "c3",
+                                                            "energy_kwh": "ten"}), 422, "energy_kwh"),
+        (service.op("POST", "/v1/sites/s1/sessions", json={"id": "x", "charger": "c3", "energy_kwh": 1}),
+         422, "departure"),
+        (service.op("POST", "/v1/sites/s1/sessions", json={**CAR2, "id": "x", "charger": "c3",
+                                                            "departure": "2026-07-01T03:00:00"}), 422, "departure"),
+        (service.op("POST", "/v1/sites/s1/sessions", json={**CAR2, "id": "x", "charger": "c9"}), 422, "charger"),
+        (service.op("POST", "/v1/sites/s1/sessions", json={**CAR2, "id": "x"}), 409, "charger"),  # c2 occupied
+        (service.op("POST", "/v1/sites/s1/sessions", json={**CAR2, "charger": "c3"}), 409, "id"),  # car2 again
+        (service.op("POST", "/v1/sites/nowhere/sessions", json={**CAR2, "id": "x", "charger": "c3"}), 404,
+         "path.site_id"),
+        (service.op("PATCH", "/v1/sites/s1/sessions/ghost", json={"energy_kwh": 3}), 404, "path.session_id"),
+        (service.op("PATCH", "/v1/sites/s1/sessions/car1", json={}), 422, "body"),
+        (service.op("PATCH", "/v1/sites/s1/sessions/car1", json={"departure": "2026-06-30T23:00:00+08:00"}), 422,
+         "departure"),
+        (service.op("DELETE", "/v1/sites/s1/sessions/ghost"), 404, "path.session_id"),
+        (service.op("POST", "/v1/sites/s1/caps", json={"node": "X", "import_limit_kw": 5, "start": late,
+                                                        "end": late}), 422, "node"),
+        (service.op("POST", "/v1/sites/s1/caps", json={"node": "T", "import_limit_kw": 5,
+                                                        "start": (START + STEP).isoformat(),
+                                                        "end": START.isoformat()}), 422, "end"),
+        (service.op("PUT", "/v1/sites/s1", json={"instance": {**site_instance(), "chargers": [
+            {"id": "c1", "node": "M1", "max_charge_kw": -3}]}}), 422, "instance.chargers[0].max_charge_kw"),
+        (service.op("PUT", "/v1/sites/s1", json={"instance": site_instance(),
+                                                 "charger_settings": {"c1": {"rate_unit": "kW"}}}), 422,
+         "charger_settings.c1.rate_unit"),
+        (service.op("PUT", "/v1/sites/s1", json={"instance": site_instance(),
+                                                 "charger_settings": {"c77": {"rate_unit": "A"}}}), 422,
+         "charger_settings.c77"),
+        (service.op("PUT", "/v1/sites/s2", json={"instance": site_instance()}), 409, "instance.chargers[0].id"),
+        (service.profile("c1", "1.7", service.tokens["c1"]), 422, "query.ocpp"),
+        (service.profile("c1", "", service.tokens["c1"]), 422, "query.ocpp"),
+        (service.op("POST", "/v1/sites/s1/sessions", content=b"x" * (300 * 1024),
+                    headers={"content-type": "application/json"}), 413, "body"),
+        (service.op("POST", "/v1/sites/s1/sessions", content=iter([b"[" + b"1," * 200_000 + b"1]"]),
+                    headers={"content-type": "application/json"}), 413, "body"),  # chunked: no Content-Length
+    ]
+    for response, status, field in cases:
+        problem = _problem(response, status)
+        assert field in _fields(problem), (field, problem)
+    after = service.op("GET", "/v1/sites/s1").json()
+    assert (after["accepted_seq"], after["generation"], after["active_sessions"]) == \
+           (before["accepted_seq"], before["generation"], before["active_sessions"])
+    assert service.client.get("/v1/sites/s1/nothing-here").status_code == 404
+
+
+def test_demand_response_cap_and_period_advance(service):
+    """A 12 kW cap on T for the next hour leaves 10 kW for the cars; the served profiles keep it. Then the clock
+    moves one period on: the TxProfile starts at the new period."""
+    now = service.clock()
+    period = int((now - START) // STEP)
+    window_end = START + STEP * (period + 4)
+    response = service.op("POST", "/v1/sites/s1/caps", json={"node": "T", "import_limit_kw": 12.0,
+                                                              "start": now.isoformat(),
+                                                              "end": window_end.isoformat()})
+    assert response.status_code == 201, response.text
+    # durable before the 2xx: the event row is already in the file, read by another connection
+    raw = sqlite3.connect(service.database.removeprefix("sqlite:///"))
+    assert raw.execute("select kind from events where seq = ?", (response.json()["event_seq"],)).fetchone() == \
+           ("cap",)
+    raw.close()
+    service.published("s1", response.json()["event_seq"])
+    starts = [START + STEP * t for t in range(period, period + 4)]
+    total = sum(_decode_kw(service.profile(c, "1.6", service.tokens[c]).json()["set_charging_profile"][2], "1.6",
+                           1e-3, starts) for c in ("c1", "c2"))
+    assert (total <= 12.0 - BASE_KW + 1e-3).all() and total[0] == pytest.approx(10.0, abs=1e-3)
+
+    service.clock.now = now + STEP
+    deadline = time.monotonic() + 60
+    while True:
+        status = service.op("GET", "/v1/sites/s1").json()
+        if status["publication"]["start_period"] == period + 1:
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+    tx = service.profile("c1", "2.0.1", service.tokens["c1"]).json()["set_charging_profile"][2]
+    start = tx["chargingProfile"]["chargingSchedule"][0]["startSchedule"]
+    assert start == (START + STEP * (period + 1)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_restart_loses_nothing(tmp_path):
+    """Stop the server, start a new one on the same SQLite file: same profiles and ETags, tokens still valid,
+    sessions still known (a further update is accepted and re-optimised)."""
+    database = f"sqlite:///{tmp_path / 'restart.db'}"
+    clock = Clock(START + timedelta(minutes=20))
+    first = Server(database, clock)
+    try:
+        tokens = first.op("PUT", "/v1/sites/r", json={"instance": site_instance(),
+                                                       "charger_settings": SETTINGS}).json()["charger_tokens"]
+        seq = first.op("POST", "/v1/sites/r/sessions", json=CAR1).json()["event_seq"]
+        seq = first.op("POST", "/v1/sites/r/sessions", json={**CAR2, "charger": "c4"}).json()["event_seq"]
+        first.published("r", seq)
+        before = {(c, v): first.profile(c, v, tokens[c]) for c in ("c1", "c4") for v in VERSIONS}
+        status_before = first.op("GET", "/v1/sites/r").json()
+    finally:
+        first.stop()
+    journal = sqlite3.connect(tmp_path / "restart.db").execute("pragma journal_mode").fetchone()[0]
+    assert journal == "wal"
+
+    second = Server(database, clock)
+    try:
+        for (charger, version), response in before.items():  # served at once from the stored publication
+            again = second.profile(charger, version, tokens[charger])
+            assert again.status_code == 200 and again.headers["etag"] == response.headers["etag"]
+            assert again.content == response.content
+        status = second.published("r", status_before["published_seq"])
+        deadline = time.monotonic() + 60
+        while (status["solve_seconds"] or {}).get("count", 0) < 1:  # the first re-solve after the restart
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+            status = second.op("GET", "/v1/sites/r").json()
+        assert status["active_sessions"] == 2 and status["accepted_seq"] == status_before["accepted_seq"]
+        for (charger, version), response in before.items():  # the unique optimum again: same bytes, same ETag
+            assert second.profile(charger, version, tokens[charger],
+                                  **{"If-None-Match": response.headers["etag"]}).status_code == 304
+        update = second.op("PATCH", "/v1/sites/r/sessions/car1", json={"energy_kwh": 5.0})
+        assert update.status_code == 200, update.text
+        second.published("r", update.json()["event_seq"])
+        changed = second.profile("c1", "1.6", tokens["c1"], **{"If-None-Match": before[("c1", "1.6")].headers["etag"]})
+        assert changed.status_code == 200
+        assert second.op("POST", "/v1/sites/r/sessions", json=CAR1).status_code == 409  # car1 is still known
+    finally:
+        second.stop()
+
+
+def test_operator_token_generated_once(tmp_path):
+    """Without a token the first start makes one (returned once), later starts keep the stored hash."""
+    database = f"sqlite:///{tmp_path / 'token.db'}"
+    app = create_app(database, start_worker=False)
+    token = app.state.new_operator_token
+    assert token.startswith("gco_") and len(token) > 40
+    again = create_app(database, start_worker=False)
+    assert again.state.new_operator_token is None
+    stored = sqlite3.connect(tmp_path / "token.db").execute("select value from meta").fetchone()[0]
+    assert stored == hashlib.sha256(token.encode()).hexdigest()
+    for built in (app, again):
+        built.state.engine.stop()
+        built.state.store.close()
