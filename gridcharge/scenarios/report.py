@@ -271,7 +271,8 @@ def _captions(result: StudyResult) -> dict[str, str]:
                           "charging stacked, PV and V2G export below zero; the black line is the net load the "
                           "transformer carries (stack minus PV and V2G), against the rating",
         "loading_duration.png": "Loading duration curve: share of the time the loading exceeds a level, all days",
-        "hot_spot.png": "Winding hot-spot temperature over the day (IEC 60076-7): mean of the days, band min-max",
+        "hot_spot.png": "Winding hot-spot temperature over the day (IEC 60076-7): mean of the days (solid) and the "
+                        "day with the highest hot spot (dashed), per strategy",
         "hosting_capacity.png": "Hosting capacity: probability of a violating day vs EV count, Wilson interval",
     }
 
@@ -413,13 +414,16 @@ def _plot_hot_spot(result: StudyResult) -> bytes:
 
     s = result.scenario
     x = np.arange(s.horizon.periods) * s.horizon.step_minutes / 60
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    fig, ax = plt.subplots(figsize=(9.5, 4.2))
     series = result.series
     for strategy in s.strategies:
-        rows = series[series["strategy"] == strategy].groupby("period")["hot_spot_c"]
+        rows = series[series["strategy"] == strategy]
         colour = _COLOURS.get(strategy)
-        ax.fill_between(x, rows.min().to_numpy(), rows.max().to_numpy(), color=colour, alpha=0.15, lw=0)
-        ax.plot(x, rows.mean().to_numpy(), color=colour, label=strategy, lw=1.5)
+        hottest = rows.loc[rows["hot_spot_c"].idxmax(), "day"]  # the day with the highest hot spot
+        ax.plot(x, rows.groupby("period")["hot_spot_c"].mean().to_numpy(), color=colour, lw=1.8,
+                label=f"{strategy} (mean)")
+        ax.plot(x, rows.loc[rows["day"] == hottest, "hot_spot_c"].to_numpy(), color=colour, lw=0.9, ls="--",
+                label=f"{strategy} (hottest day)")
     ambient = series[series["strategy"] == s.strategies[0]].groupby("period")["ambient_c"].mean().to_numpy()
     ax.plot(x, ambient, color="grey", ls=":", label="ambient (mean)")
     c = s.hosting.criteria
@@ -428,7 +432,7 @@ def _plot_hot_spot(result: StudyResult) -> bytes:
     ax.set_ylabel("temperature [°C]")
     ax.grid(alpha=0.3)
     _clock_axis(ax, result)
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.set_title("Winding hot-spot temperature (IEC 60076-7)", fontsize=10)
     fig.tight_layout()
     return _png(fig)
