@@ -513,6 +513,7 @@ class _Link:
         self.dirty.set()
         self.events: asyncio.Queue = asyncio.Queue()
         self.accepted: dict[str, dict] = {}  # purpose → the payload the charger accepted (or last answered)
+        self.closed = False
         self.connected_at = time.perf_counter()
 
     def record(self, **facts) -> None:
@@ -533,15 +534,22 @@ class _Link:
         try:
             await self.station.start()
         finally:
+            # Python 3.11's asyncio.wait_for (inside the ocpp package's call) can swallow a cancellation that
+            # races with a response: the tasks also stop on this flag, woken by the event and the queue.
+            self.closed = True
+            self.ready.set()
+            self.dirty.set()
+            self.events.put_nowait(None)
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await asyncio.wait(tasks, timeout=5)
 
     async def _consume(self) -> None:
-        while True:
-            kind, payload = await self.events.get()
+        while not self.closed:
+            item = await self.events.get()
+            if item is None:
+                return
+            kind, payload = item
             try:
                 await self.csms._event(self, kind, payload)
             except Exception:  # noqa: BLE001 - a bad event must not end the connection
@@ -549,9 +557,11 @@ class _Link:
 
     async def _push(self) -> None:
         await self.ready.wait()
-        while True:
+        while not self.closed:
             await self.dirty.wait()
             self.dirty.clear()
+            if self.closed:
+                return
             try:
                 await self.csms._sync(self)
             except (asyncio.TimeoutError, ConnectionError) as exc:
