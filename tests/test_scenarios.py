@@ -270,3 +270,48 @@ def test_beijing_study_quick_writes_the_report(tmp_path, capsys):
     assert html.count("data:image/png;base64,") == 4
     printed = capsys.readouterr().out
     assert "Hosting capacity" in printed and "uncontrolled" in printed
+
+
+def test_csv_profiles_are_placed_on_the_horizon_from_midnight(tmp_path):
+    # ambient: 24 hourly values = hour of day [°C]; base load: 96 quarter-hour values = the period index from 00:00 [kW]
+    (tmp_path / "ambient.csv").write_text("hour,temperature_c\n" + "".join(f"{h},{h}\n" for h in range(24)))
+    (tmp_path / "base.csv").write_text("load_kw\n" + "".join(f"{i}\n" for i in range(96)))
+    data = tiny()
+    data["transformer"]["ambient"] = {"csv": "ambient.csv", "daily_sd_c": 0.0}
+    data["base_load"] = {"csv": "base.csv", "daily_sd": 0.0}
+    path = tmp_path / "s.toml"
+    path.write_text(_toml(data))
+    s = load_scenario(path)
+    day = build_day(s, 0)
+    # the horizon starts at 12:00: the first period is quarter-hour 48 of the CSV, the last wraps to 47
+    assert day.base_kw[0] == 48 and day.base_kw[47] == 95 and day.base_kw[48] == 0 and day.base_kw[-1] == 47
+    # hourly values are interpolated linearly: 12:00 -> 12 °C, 12:15 -> 12.25 °C, 23:45 -> between 23 and 0 (wrap)
+    assert day.ambient_c[0] == pytest.approx(12.0) and day.ambient_c[1] == pytest.approx(12.25)
+    assert day.ambient_c[47] == pytest.approx(23 + 0.75 * (0 - 23))
+
+
+def _toml(data: dict, prefix: str = "") -> str:
+    """A minimal TOML writer for the test's nested dicts (scalars, lists of scalars, inline tables)."""
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return f'"{v}"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items() if x is not None) + " }"
+        return repr(v)
+
+    lines, tables = [], []
+    for k, v in data.items():
+        if v is None:
+            continue
+        if isinstance(v, dict) and not k.endswith(("_hour", "_hours", "_kwh", "_soc")):
+            tables.append((k, v))
+        else:
+            lines.append(f"{k} = {value(v)}")
+    out = "\n".join(lines) + "\n"
+    for k, v in tables:
+        out += f"\n[{prefix}{k}]\n" + _toml(v, f"{prefix}{k}.")
+    return out

@@ -138,7 +138,7 @@ def site_lines(result: StudyResult) -> list[tuple[str, str]]:
     ratio, minimum = CHARGER_RATIO[site.building_type]
     p = tr.thermal.parameters()
     base_peak = b.peak() if s._base_csv_kw is None else float(np.max(s._base_csv_kw))
-    ambient = tr.ambient.preset or f"CSV {tr.ambient.csv}"
+    ambient = f"CSV {tr.ambient.csv}" if tr.ambient.csv else (tr.ambient.preset or "beijing-winter")
     return [
         ("building type", site.building_type),
         ("parking spaces", f"{site.parking_spaces}"),

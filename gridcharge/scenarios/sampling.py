@@ -93,7 +93,7 @@ def base_shape_kw(scenario: Scenario) -> np.ndarray:
 def ambient_shape_c(scenario: Scenario) -> np.ndarray:
     """Expected ambient temperature per period [°C] (preset or CSV, plus ``offset_c``)."""
     a = scenario.transformer.ambient
-    hourly = scenario._ambient_csv_c if a.csv is not None else ambient_preset(a.preset)
+    hourly = scenario._ambient_csv_c if a.csv is not None else ambient_preset(a.preset or "beijing-winter")
     return _from_midnight(hourly, scenario) + a.offset_c
 
 

@@ -6,7 +6,7 @@ the tariff, the strategies to compare, the Monte Carlo days and the hosting-capa
 reads and validates one; every mistake is reported as an :class:`~gridcharge.errors.InstanceError` whose problems
 name the field (``transformer.rated_kva``), the value and what was expected.
 
-Beijing charger ratios (see /work/shared/README.md, the Beijing policy): new residential parking 100 % of spaces,
+Beijing charger ratios (the Beijing charging-infrastructure policy for new and existing parking): residential 100 % of spaces,
 office buildings 25 %, commercial buildings and public car parks (including P+R) 20 %, other public buildings
 (hospitals, schools, venues) 15 %, existing public car parks 10 % and at least 2. A ``site.chargers`` below the ratio
 is allowed and reported as a compliance shortfall.
@@ -148,7 +148,10 @@ class Thermal(_Strict):
 
 
 class Ambient(_Strict):
-    preset: str | None = "beijing-winter"
+    """``preset`` (default ``beijing-winter``) or ``csv``; ``offset_c`` added to every value; ``daily_sd_c``: the
+    standard deviation of a whole-day offset drawn per Monte Carlo day [°C]."""
+
+    preset: str | None = None
     csv: str | None = None
     offset_c: float = 0.0
     daily_sd_c: float = Field(2.0, ge=0)
@@ -431,9 +434,9 @@ def _cross_checks(s: Scenario, folder: Path) -> list[FieldProblem]:
     if thermal.ageing not in AGEING_METHODS:
         add(FieldProblem("transformer.thermal.ageing", thermal.ageing, f"one of {', '.join(AGEING_METHODS)}"))
     amb = s.transformer.ambient
-    if (amb.preset is None) == (amb.csv is None):
+    if amb.preset is not None and amb.csv is not None:
         add(FieldProblem("transformer.ambient", {"preset": amb.preset, "csv": amb.csv},
-                         "exactly one of preset and csv"))
+                         "either a preset or a csv, not both"))
     elif amb.preset is not None and amb.preset not in BEIJING_AMBIENT_C:
         add(FieldProblem("transformer.ambient.preset", amb.preset, f"one of {', '.join(BEIJING_AMBIENT_C)}"))
     elif amb.csv is not None:
