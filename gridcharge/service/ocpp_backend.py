@@ -1,0 +1,163 @@
+"""The schedule service as the backend of the OCPP central system (issue 8): ``gridcharge serve --ocpp``.
+
+:class:`ServiceBackend` adapts the service's :class:`~gridcharge.service.runtime.Engine` to
+:class:`gridcharge.ocpp.csms.CsmsBackend`, so that chargers on OCPP websockets and chargers fetching over HTTP see
+the same sites, tokens, sessions and profiles:
+
+- identity: HTTP Basic password = the charger's token of ``PUT /v1/sites/{site_id}`` (compared as the firmware
+  API compares it: SHA-256, constant time);
+- events go through :meth:`Engine.submit` exactly like the operator API's session calls (validated by the site's
+  validator controller, committed to the database before the charger's event is considered done, re-optimised by
+  the worker): ``plug_in``, ``update`` (departure, energy, meter reading), ``end``. Sessions therefore survive a
+  restart, and a session the operator announced on a charger is adopted by the transaction that starts on it;
+- profiles are the firmware API's own rendering (:meth:`SiteRuntime.profile`: the same payloads, byte for byte,
+  as ``GET /v1/chargers/{id}/profile``), with ``transactionId`` and the transaction's EVSE added by the central
+  system;
+- publications: :meth:`Engine.work` returns True when it published; the backend wraps the engine's ``work`` (once)
+  to tell the central system, which then re-renders and pushes what changed. (A publication hook inside the engine
+  would be cleaner; wrapping keeps this module out of the engine's code while it is being worked on.)
+
+:func:`mount_ocpp` adds the websocket route ``/ocpp/{charger_id}`` to the service's ASGI app: one port for HTTP and
+OCPP.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from ..ocpp.csms import OCPP_PATH, CentralSystem, ChargerInfo, RefusedEvent, mount
+from .auth import matches
+
+
+class ServiceBackend:
+    """:class:`gridcharge.ocpp.csms.CsmsBackend` over the schedule service's engine."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self._listeners: list[Callable] = []
+        self._wrapped = False
+        self._parsed: dict = {}
+        self._lock = threading.Lock()
+
+    def _runtime(self, charger_id: str):
+        runtime = self.engine.charger_site.get(charger_id)
+        if runtime is None:
+            raise RefusedEvent(f"charger {charger_id!r}: not a charger of any site")
+        return runtime
+
+    # identity --------------------------------------------------------------------------------------------------
+    def authenticate(self, charger_id: str, password: str) -> bool:
+        runtime = self.engine.charger_site.get(charger_id)
+        stored = runtime.token_hashes.get(charger_id) if runtime is not None else None
+        return matches(password, stored)
+
+    def charger(self, charger_id: str) -> ChargerInfo | None:
+        runtime = self.engine.charger_site.get(charger_id)
+        if runtime is None:
+            return None
+        c = runtime.chargers[charger_id]
+        return ChargerInfo(c.id, float(c.max_charge_kw), float(c.max_discharge_kw), float(c.efficiency),
+                           runtime.time_of(runtime.periods))
+
+    def now(self) -> datetime:
+        return self.engine.clock()
+
+    # events ----------------------------------------------------------------------------------------------------
+    def plug_in(self, charger_id: str, session: dict) -> None:
+        self.engine.submit(self._runtime(charger_id), "plug_in", dict(session))
+
+    def update(self, charger_id: str, session_id: str, changes: dict) -> None:
+        self.engine.submit(self._runtime(charger_id), "update", {"session_id": session_id, **changes})
+
+    def end(self, charger_id: str, session_id: str, at: datetime | None) -> None:
+        runtime = self._runtime(charger_id)
+        if at is None:  # remove at once: a departure at the start of the current period
+            at = runtime.time_of(runtime.period_of(self.engine.clock()))
+        self.engine.submit(runtime, "end", {"session_id": session_id, "at": at.isoformat()})
+
+    def active_session(self, charger_id: str) -> str | None:
+        runtime = self.engine.charger_site.get(charger_id)
+        if runtime is None:
+            return None
+        now = self.engine.clock()
+        with runtime.lock:
+            for sid, car in runtime.validator.state.cars.items():
+                s = car.session
+                if s.charger == charger_id and s.arrival <= now < s.departure:
+                    return sid
+        return None
+
+    # profiles --------------------------------------------------------------------------------------------------
+    def profiles(self, charger_id: str, version: str) -> list[dict]:
+        runtime = self.engine.charger_site.get(charger_id)
+        if runtime is None:
+            return []
+        body, etag = runtime.profile(charger_id, version, self.engine.clock(), self.engine.grace_s)
+        key = (charger_id, version)
+        hit = self._parsed.get(key)
+        if hit is not None and hit[0] == etag:
+            return hit[1]
+        payloads = json.loads(body)["set_charging_profile"]
+        self._parsed[key] = (etag, payloads)
+        return payloads
+
+    def subscribe(self, listener: Callable) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+            if self._wrapped:
+                return
+            self._wrapped = True
+            engine = self.engine
+            work = engine.work
+
+            def work_and_tell(runtime, *args, **kwargs):
+                published = work(runtime, *args, **kwargs)
+                if published:
+                    chargers = set(runtime.chargers)
+                    for each in list(self._listeners):
+                        try:
+                            each(chargers)
+                        except Exception:  # noqa: BLE001 - never break the engine's worker
+                            pass
+                return published
+
+            engine.work = work_and_tell
+
+
+def _router_app(app):
+    """The Starlette / FastAPI app inside the service's ASGI wrappers (the first object with a ``router``)."""
+    seen = 0
+    while not hasattr(app, "router"):
+        app = getattr(app, "app", None)
+        seen += 1
+        if app is None or seen > 10:
+            raise TypeError("no Starlette/FastAPI app with a router inside the given ASGI app")
+    return app
+
+
+def mount_ocpp(app, engine=None, *, path: str = OCPP_PATH, **options) -> CentralSystem:
+    """Serve OCPP-J websockets at ``path`` (default ``/ocpp/{charger_id}``) on the service's app.
+
+    Parameters
+    ----------
+    app : the ASGI app of :func:`gridcharge.service.create_app` (its wrappers are looked through)
+    engine : the service engine (default ``app.state.engine``)
+    options : keyword options of :class:`gridcharge.ocpp.csms.CentralSystem` (``default_stay_h`` [h],
+        ``default_energy_kwh`` [kWh], ``meter_interval_s`` [s], ``heartbeat_s`` [s], ...)
+
+    Returns
+    -------
+    CentralSystem — also at ``app.state.csms``
+    """
+    router_app = _router_app(app)
+    engine = engine if engine is not None else router_app.state.engine
+    csms = CentralSystem(ServiceBackend(engine), **options)
+    mount(router_app, csms, path)
+    router_app.state.csms = csms
+    return csms
+
+
+__all__ = ["ServiceBackend", "mount_ocpp"]

@@ -1,0 +1,180 @@
+"""OCPP on the schedule service (``gridcharge serve --ocpp``): real ``ocpp`` clients and real HTTP on one loopback
+port. The operator creates the site over HTTP (tokens shown once); chargers log in over OCPP with those tokens;
+what they are pushed is exactly what the firmware API serves for them (plus the transaction binding)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+
+from gridcharge.ocpp.csms import purpose_of, schedule_of
+from gridcharge.ocpp.profiles import validate_payload
+from gridcharge.ocpp.simulator import SimulatedCharger
+
+uvicorn = pytest.importorskip("uvicorn")
+OPERATOR = "operator-token-for-tests-0123456789"
+
+
+def _site(start: datetime) -> dict:
+    prices = [0.3] * 96
+    for j in range(8, 16):
+        prices[j] = 1.5
+    return {"format": "gridcharge/instance-v1", "name": "svc-ocpp",
+            "horizon": {"start": start.isoformat(), "step_minutes": 15, "periods": 96},
+            "nodes": [{"id": "tx", "kind": "transformer", "import_limit_kw": 40.0, "base_load_kw": 8.0}],
+            "chargers": [{"id": "w1", "node": "tx", "max_charge_kw": 11.0},
+                         {"id": "w2", "node": "tx", "max_charge_kw": 11.0, "max_discharge_kw": 11.0},
+                         {"id": "w3", "node": "tx", "max_charge_kw": 7.4}],
+            "tariff": {"import_cny_per_kwh": prices, "export_cny_per_kwh": prices}}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    from gridcharge.service import create_app
+    from gridcharge.service.ocpp_backend import mount_ocpp
+
+    database = tmp_path_factory.mktemp("ocpp-service") / "gc.db"
+    app = create_app(f"sqlite:///{database}", operator_token=OPERATOR, interval_s=30)
+    csms = mount_ocpp(app, meter_interval_s=0, response_timeout_s=10)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="critical"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    now = datetime.now(timezone.utc)
+    start = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    answer = http.put("/v1/sites/s1", json={"instance": _site(start)}, headers={"Authorization": f"Bearer {OPERATOR}"})
+    assert answer.status_code == 201, answer.text
+    yield {"http": http, "port": port, "tokens": answer.json()["charger_tokens"], "csms": csms,
+           "url": f"ws://127.0.0.1:{port}/ocpp", "engine": app.state.engine}
+    http.close()
+    srv.should_exit = True
+    thread.join(timeout=20)
+
+
+def fetched(service, charger_id: str, version: str) -> list[dict]:
+    answer = service["http"].get(f"/v1/chargers/{charger_id}/profile", params={"ocpp": version},
+                                 headers={"Authorization": f"Bearer {service['tokens'][charger_id]}"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["set_charging_profile"]
+
+
+def bound(payload: dict, transaction_id: str, evse: int) -> dict:
+    """A firmware-API TxProfile with the transaction binding the central system adds."""
+    return {**payload, "evseId": evse, "chargingProfile": {**payload["chargingProfile"],
+                                                            "transactionId": transaction_id}}
+
+
+async def until(condition, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def test_v2g_charger_on_the_service_gets_what_the_firmware_api_serves(service):
+    engine = service["engine"]
+    runtime = engine.sites["s1"]
+
+    async def scenario():
+        sim = SimulatedCharger("w2", "2.1", service["url"], service["tokens"]["w2"])
+        assert await sim.connect() == "ocpp2.1"
+        await sim.boot()
+        await sim.wait_for(lambda s: "TxDefaultProfile" in s.installed)
+        served = {purpose_of(p): p for p in fetched(service, "w2", "2.1")}
+        assert sim.installed["TxDefaultProfile"] == served["TxDefaultProfile"]
+        assert sim.installed["ChargingStationMaxProfile"] == served["ChargingStationMaxProfile"]
+
+        await sim.start_transaction("TX-w2")
+        departure = runtime.time_of(runtime.period_of(engine.clock()) + 24)
+        await sim.needs({"requestedEnergyTransfer": "DC_BPT",
+                         "departureTime": departure.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                         "v2xChargingParameters": {"maxChargePower": 11000, "maxDischargePower": 11000,
+                                                   "evTargetEnergyRequest": 10000, "evMinV2XEnergyRequest": -20000,
+                                                   "evMaxEnergyRequest": 40000}})
+        # the session went through the engine (validated, stored): the operator sees it
+        await until(lambda: "w2/TX-w2/1" in runtime.validator.state.cars, what="V2G session in the engine")
+        status = service["http"].get("/v1/sites/s1", headers={"Authorization": f"Bearer {OPERATOR}"}).json()
+        assert status["active_sessions"] == 1
+
+        def same_as_http(s):
+            tx = s.tx_profile()
+            served = {purpose_of(p): p for p in fetched(service, "w2", "2.1")}
+            return tx is not None and "TxProfile" in served and tx == bound(served["TxProfile"], "TX-w2", 1)
+
+        await sim.wait_for(same_as_http, timeout=30)
+        periods = schedule_of(sim.tx_profile())["chargingSchedulePeriod"]
+        assert all(p["operationMode"] == "CentralSetpoint" and p["dischargeLimit"] <= 0 for p in periods)
+        assert min(p["setpoint"] for p in periods) < 0  # sells into the dear periods
+        for _, payload in sim.received:
+            validate_payload("2.1", "SetChargingProfile", payload)
+
+        await sim.end_transaction(5000)
+        await until(lambda: "w2/TX-w2/1" not in runtime.validator.state.cars
+                    or runtime.validator.state.cars["w2/TX-w2/1"].session.departure <= engine.clock(),
+                    what="end in the engine")
+        await sim.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 90))
+    assert service["csms"].stats["payload_errors"] == 0
+
+
+def test_charger_tokens_are_the_ocpp_passwords(service):
+    async def scenario():
+        good = SimulatedCharger("w1", "2.0.1", service["url"], service["tokens"]["w1"])
+        assert await good.connect() == "ocpp2.0.1"
+        await good.close()
+        import websockets
+
+        for cid, token in (("w1", "gcc_wrong"), ("w1", service["tokens"]["w3"]), ("w1", OPERATOR)):
+            with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+                await SimulatedCharger(cid, "2.0.1", service["url"], token).connect()
+            assert refused.value.response.status_code == 401
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_16_charger_on_the_service(service):
+    engine = service["engine"]
+    runtime = engine.sites["s1"]
+
+    async def scenario():
+        sim = SimulatedCharger("w3", "1.6", service["url"], service["tokens"]["w3"])
+        await sim.connect()
+        await sim.boot()
+        await sim.start_transaction(meter_wh=0)
+        sid = f"w3/{sim.transaction_id}"
+        await until(lambda: sid in runtime.validator.state.cars, what="1.6 session in the engine")
+        served = {}
+
+        def same_as_http(s):
+            served.update({purpose_of(p): p for p in fetched(service, "w3", "1.6")})
+            tx = s.tx_profile()
+            if tx is None or "TxProfile" not in served:
+                return False
+            expected = {**served["TxProfile"], "connectorId": 1,
+                        "csChargingProfiles": {**served["TxProfile"]["csChargingProfiles"],
+                                               "transactionId": sim.transaction_id}}
+            return tx == expected
+
+        await sim.wait_for(same_as_http, timeout=30)
+        assert sim.installed["TxDefaultProfile"] == served["TxDefaultProfile"]
+        for _, payload in sim.received:
+            validate_payload("1.6", "SetChargingProfile", payload)
+        await sim.end_transaction(1000)
+        await sim.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 90))
