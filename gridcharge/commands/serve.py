@@ -63,6 +63,22 @@ def register(subparsers) -> None:
                         help="request body limit [bytes] (default 16 MiB; larger bodies get 413)")
     parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
                         help="uvicorn log level (default warning: no line per request)")
+    # --- OCPP central system (issue 8) ---
+    ocpp = parser.add_argument_group("OCPP central system")
+    ocpp.add_argument("--ocpp", action="store_true",
+                      help="also accept OCPP-J websockets at ws://HOST:PORT/ocpp/{charger_id} (subprotocols "
+                           "ocpp2.1, ocpp2.0.1, ocpp1.6; HTTP Basic auth: user = charger id, password = its token) "
+                           "and push SetChargingProfile to connected chargers")
+    ocpp.add_argument("--ocpp-default-stay", type=_positive, default=8.0, metavar="H",
+                      help="planned stay of a car whose charger does not report a departure [hours] (default 8)")
+    ocpp.add_argument("--ocpp-default-energy", type=_positive, default=20.0, metavar="KWH",
+                      help="energy planned for a car whose charger does not report its needs [kWh] (default 20)")
+    ocpp.add_argument("--ocpp-meter-interval", type=_positive, default=300.0, metavar="S",
+                      help="pass at most one meter reading per transaction per this many [seconds] to the "
+                           "controller (default 300)")
+    ocpp.add_argument("--ocpp-heartbeat", type=_positive, default=300.0, metavar="S",
+                      help="heartbeat interval given to chargers at boot [seconds] (default 300)")
+    # --- end OCPP ---
     parser.set_defaults(run=run)
 
 
@@ -89,6 +105,15 @@ def run(args) -> int:
 
     app = create_app(args.database, operator_token=token, solver=args.solver, time_limit_s=args.time_limit,
                      interval_s=args.interval, grace_s=int(args.grace), max_body_bytes=int(args.max_body_bytes))
+    # --- OCPP central system (issue 8) ---
+    if args.ocpp:
+        from ..service.ocpp_backend import mount_ocpp
+
+        mount_ocpp(app, default_stay_h=args.ocpp_default_stay, default_energy_kwh=args.ocpp_default_energy,
+                   meter_interval_s=args.ocpp_meter_interval, heartbeat_s=int(args.ocpp_heartbeat))
+        print(f"gridcharge serve: OCPP at ws://{args.host}:{args.port}/ocpp/{{charger_id}}", file=sys.stderr,
+              flush=True)
+    # --- end OCPP ---
     created = app.state.new_operator_token
     if created is not None:
         print(f"operator token (shown once; only its hash is stored): {created}", flush=True)
