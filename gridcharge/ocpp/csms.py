@@ -626,7 +626,9 @@ class CentralSystem:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tx_ids = itertools.count(secrets.randbelow(1 << 30) + 1)
         self._pending_needs: dict[tuple[str, int], dict] = {}
+        self._denials = 0
         backend.subscribe(self._published)
+        _quiet_denials(self)
 
     # backend → us ----------------------------------------------------------------------------------------------
     def _published(self, charger_ids) -> None:
@@ -699,6 +701,7 @@ class CentralSystem:
                                          "password = the charger's token", status_code=401,
                                          headers={"WWW-Authenticate": 'Basic realm="gridcharge OCPP"'})
             await websocket.send_denial_response(response)
+            self._denials += 1
             return
         offered = [p.strip() for p in websocket.scope.get("subprotocols", [])]
         chosen = next((p for p in offered if p in SUBPROTOCOLS), None)
@@ -978,6 +981,28 @@ def _with_transaction(payload: dict, tx: Transaction, version: str) -> dict:
     profile = dict(payload["chargingProfile"])
     profile["transactionId"] = str(tx.transaction_id)
     return {**payload, "evseId": tx.evse_id, "chargingProfile": profile}
+
+
+_UVICORN_DENIAL_NOISE = "ASGI callable returned without completing handshake."
+
+
+class _DenialNoiseFilter(logging.Filter):
+    """uvicorn (0.54, websockets-sansio) logs an error after every websocket denial response (it does not count
+    the 401 as a completed handshake). Drop exactly one such record per denial we sent; any other stays."""
+
+    def __init__(self, csms: CentralSystem):
+        super().__init__()
+        self.csms = csms
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.csms._denials > 0 and record.getMessage() == _UVICORN_DENIAL_NOISE:
+            self.csms._denials -= 1
+            return False
+        return True
+
+
+def _quiet_denials(csms: CentralSystem) -> None:
+    logging.getLogger("uvicorn.error").addFilter(_DenialNoiseFilter(csms))
 
 
 class StarletteConnection:
