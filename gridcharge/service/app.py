@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import math
+from urllib.parse import parse_qs
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
@@ -312,6 +313,72 @@ async def _empty_receive():
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# the firmware fetch: one function, served by a fast path in front of FastAPI
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="gridcharge"'}
+
+
+def profile_answer(engine: Engine, charger_id: str, ocpp: str | None, authorization: str | None,
+                   if_none_match: str | None, max_age: int) -> tuple[int, list, bytes]:
+    """The answer to ``GET /v1/chargers/{charger_id}/profile?ocpp=...``: (status, raw headers, body), or a raised
+    :class:`Problem` (401 no or unknown token, 403 another charger's token, 404 unknown charger, 400/422 ocpp)."""
+    token = bearer(authorization)
+    if token is None:
+        raise Problem(401, "Unauthorized", "a charger token is required: Authorization: Bearer <token>",
+                      headers=_CHALLENGE)
+    runtime = engine.charger_site.get(charger_id)
+    if not (runtime is not None and matches(token, runtime.token_hashes.get(charger_id))) \
+            and not matches(token, engine.operator_hash):
+        if token_hash(token) in engine.hash_charger:
+            raise Problem(403, "Forbidden", "a charger may read only its own profile")
+        raise Problem(401, "Unauthorized", "unknown token", headers=_CHALLENGE)
+    if runtime is None:
+        raise Problem(404, "Not Found", f"no charger {charger_id!r}",
+                      [_field_error("path.charger_id", charger_id, "the id of a charger of a site")])
+    if ocpp not in VERSIONS:
+        raise Problem(400 if ocpp is None else 422, "Bad Request" if ocpp is None else "Unprocessable Content",
+                      f"query parameter ocpp: expected one of {', '.join(VERSIONS)}",
+                      [_field_error("query.ocpp", ocpp, f"one of {', '.join(VERSIONS)}")])
+    body, etag = runtime.profile(charger_id, ocpp, engine.clock(), engine.grace_s)
+    headers = [(b"etag", etag.encode()), (b"cache-control", f"private, max-age={max_age}".encode())]
+    if if_none_match is not None and _etag_matches(if_none_match, etag):
+        return 304, headers, b""
+    return 200, headers + [(b"content-type", b"application/json")], body
+
+
+class ProfileFastPath:
+    """Answers ``GET /v1/chargers/{id}/profile`` straight from ASGI (the same :func:`profile_answer` as the
+    FastAPI route, which stays for the OpenAPI document), skipping FastAPI's routing, dependency and middleware
+    layers: the fetch is the hot path (thousands of chargers every minute). Everything else goes to ``app``."""
+
+    def __init__(self, app, engine: Engine, max_age: int):
+        self.app, self.engine, self.max_age = app, engine, max_age
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not (scope.get("method") == "GET" and path.startswith("/v1/chargers/") and path.endswith("/profile")):
+            return await self.app(scope, receive, send)
+        charger_id = path[len("/v1/chargers/"):-len("/profile")]
+        if not charger_id or "/" in charger_id:
+            return await self.app(scope, receive, send)
+        authorization = if_none_match = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"if-none-match":
+                if_none_match = value.decode("latin-1")
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True).get("ocpp")
+        try:
+            status, headers, body = profile_answer(self.engine, charger_id, query[-1] if query else None,
+                                                   authorization, if_none_match, self.max_age)
+        except Problem as problem:
+            return await _problem_response(path, problem)(scope, receive, send)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": headers + [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # the app
 
 
@@ -335,7 +402,7 @@ def ensure_operator_token(store: Store, token: str | None) -> str | None:
 def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_token: str | None = None,
                clock=None, solver: str = "highs", time_limit_s: float | None = None, interval_s: float = 60.0,
                grace_s: int = 300, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, start_worker: bool = True,
-               solver_process: bool = True):
+               solver_process: bool = True, fast_path: bool = True):
     """Build the ASGI app.
 
     Parameters
@@ -351,11 +418,13 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
     start_worker : run the re-optimisation thread (on startup; tests may drive ``engine.work`` themselves)
     solver_process : run each site's solver controller in a child process (default; keeps re-solves off the
         HTTP process's GIL) rather than in the worker thread
+    fast_path : answer profile fetches in :class:`ProfileFastPath` before FastAPI (default; False: through the
+        FastAPI route, the same answer, for comparison)
 
     Returns
     -------
-    The ASGI application (a :class:`BodyLimit` around the FastAPI app; the FastAPI app is ``.app``; its
-    ``state.engine`` is the :class:`~gridcharge.service.runtime.Engine`).
+    The ASGI application (:class:`BodyLimit` around :class:`ProfileFastPath` around the FastAPI app, which is
+    ``.fastapi``; ``.state.engine`` is the :class:`~gridcharge.service.runtime.Engine`).
     """
     store = database if isinstance(database, Store) else Store(database)
     new_operator_token = ensure_operator_token(store, operator_token)
@@ -522,28 +591,9 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
     async def get_profile(charger_id: str, request: Request,
                           ocpp: Annotated[str | None, Query(description="OCPP version",
                                                             json_schema_extra={"enum": list(VERSIONS)})] = None):
-        token = bearer(request.headers.get("authorization"))
-        if token is None:
-            raise unauthorized("a charger token is required: Authorization: Bearer <token>")
-        runtime = engine.charger_site.get(charger_id)
-        if not (runtime is not None and matches(token, runtime.token_hashes.get(charger_id))) \
-                and not matches(token, engine.operator_hash):
-            if token_hash(token) in engine.hash_charger:
-                raise Problem(403, "Forbidden", "a charger may read only its own profile")
-            raise unauthorized("unknown token")
-        if runtime is None:
-            raise Problem(404, "Not Found", f"no charger {charger_id!r}",
-                          [_field_error("path.charger_id", charger_id, "the id of a charger of a site")])
-        if ocpp not in VERSIONS:
-            raise Problem(400 if ocpp is None else 422, "Bad Request" if ocpp is None else "Unprocessable Content",
-                          f"query parameter ocpp: expected one of {', '.join(VERSIONS)}",
-                          [_field_error("query.ocpp", ocpp, f"one of {', '.join(VERSIONS)}")])
-        body, etag = runtime.profile(charger_id, ocpp, engine.clock(), engine.grace_s)
-        headers = {"ETag": etag, "Cache-Control": f"private, max-age={max_age}"}
-        candidates = request.headers.get("if-none-match")
-        if candidates is not None and _etag_matches(candidates, etag):
-            return Response(status_code=304, headers=headers)
-        return Response(body, media_type="application/json", headers=headers)
+        status, headers, body = profile_answer(engine, charger_id, ocpp, request.headers.get("authorization"),
+                                               request.headers.get("if-none-match"), max_age)
+        return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
 
     @api.get("/v1/health", summary="Liveness (no token)")
     def health():
@@ -562,8 +612,8 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
         return api.openapi_schema
 
     api.openapi = openapi
-    wrapped = BodyLimit(api, max_body_bytes)
-    wrapped.app = api
+    wrapped = BodyLimit(ProfileFastPath(api, engine, max_age) if fast_path else api, max_body_bytes)
+    wrapped.fastapi = api
     wrapped.state = api.state
     return wrapped
 

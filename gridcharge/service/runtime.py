@@ -12,7 +12,7 @@ Two controllers per site, fed the same events:
   event's period, applies it and re-solves (:meth:`Controller.resolve`): a burst of events is one re-solve. The
   process boundary is there because a re-solve at thousands of cars is seconds of Python and numpy (model
   building, verification): in a thread it would hold the GIL against the HTTP event loop (measured: fetch p99 of
-  seconds during a 500-car burst at 5,000 chargers).
+  seconds during a 500-car burst at 5,000 chargers). The child runs at a lower CPU priority (``SOLVER_NICE``).
 
 A write is: site lock → advance the validator to the clock's period → apply the event to it (a refusal leaves its
 state as it was: the immutable ``ControllerState`` is restored) → insert the event into the store and commit →
@@ -60,6 +60,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -74,6 +75,10 @@ from ..ocpp.profiles import VERSIONS, build_set_charging_profile, failsafe_limit
     number_of_phases
 
 log = logging.getLogger("gridcharge.service")
+
+#: The solver child runs at this nice increment: when CPU is short (2 cores, a re-solve, a fetch storm), the HTTP
+#: process is scheduled first, so a solve slows down rather than a charger's fetch.
+SOLVER_NICE = 10
 
 Clock = Callable[[], datetime]
 
@@ -213,6 +218,10 @@ def _solver_main(fd: int) -> None:  # pragma: no cover - runs in the child proce
     from multiprocessing.connection import Connection
 
     connection = Connection(fd)
+    try:  # below the HTTP process: when CPU is short, fetches go first and the solve waits
+        os.nice(SOLVER_NICE)
+    except OSError:
+        pass
     local = LocalSolver(*connection.recv())
     connection.send({"ready": True})
     while True:
