@@ -12,7 +12,9 @@ from gridcharge.bench import runner
 from gridcharge.bench.generate import generate
 from gridcharge.cli import main
 
-PLUGIN = "tests.bench_plugin_example"
+# imported as a top-level module: pytest puts tests/ on sys.path (a site-packages "tests" package, which acnportal
+# 0.3.3 installs, would shadow "tests.bench_plugin_example")
+PLUGIN = "bench_plugin_example"
 
 
 @pytest.fixture(scope="module")
