@@ -112,9 +112,30 @@ def run_task(scenario: Scenario, task: Task) -> dict:
     return {"row": row, "series": series if task.series else None}
 
 
+_HIGHS_SINGLE_THREADED = False
+
+
+def _single_threaded_highs() -> None:
+    """Make HiGHS's ``threads=1`` option usable in this process.
+
+    HiGHS keeps one global thread scheduler per process, sized by the first solve; a later solve asking for a
+    different thread count stops with status "Not Set". Reset it once per process before the first ``threads=1``
+    solve (tasks run one at a time per process: dask workers have one thread each, in-process runs are sequential).
+    """
+    global _HIGHS_SINGLE_THREADED
+    if not _HIGHS_SINGLE_THREADED:
+        import highspy
+
+        highspy.Highs.resetGlobalScheduler(True)
+        _HIGHS_SINGLE_THREADED = True
+
+
 def _schedule(scenario: Scenario, strategy: str, day: Day):
     import gridcharge
     from ..errors import InfeasibleError
+
+    if strategy in ("online", "optimal"):
+        _single_threaded_highs()
 
     if strategy == "online":
         from ..online import simulate
