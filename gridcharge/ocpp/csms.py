@@ -942,10 +942,10 @@ class CentralSystem:
             self.stats["payload_errors"] += 1
             self._problem(f"{link.charger_id}: GetCompositeSchedule: {exc}")
             return
-        except Exception as exc:  # noqa: BLE001 - CALLERROR: the charger does not support it
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            self._problem(f"{link.charger_id}: GetCompositeSchedule failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - CALLERROR: the charger does not support it; a closed link
+            if link.closed or type(exc).__name__ in ("WebSocketDisconnect", "ConnectionClosed"):
+                return
+            self._problem(f"{link.charger_id}: GetCompositeSchedule failed: {type(exc).__name__}: {exc}")
             return
         composite = answer.get("chargingSchedule") if link.version == "1.6" else answer.get("schedule")
         if answer.get("status") != "Accepted" or not composite or not composite.get("chargingSchedulePeriod"):

@@ -113,10 +113,21 @@ class ServiceBackend:
             engine = self.engine
             work = engine.work
 
+            previous: dict = {}
+
             def work_and_tell(runtime, *args, **kwargs):
+                before = previous.get(runtime.site_id)
                 published = work(runtime, *args, **kwargs)
-                if published:
-                    chargers = set(runtime.chargers)
+                served = runtime.served
+                if published and served is not None:
+                    previous[runtime.site_id] = served
+                    if before is None or before.start_period != served.start_period:
+                        chargers = set(runtime.chargers)  # a new period: every TxProfile moves on
+                    else:  # only the chargers whose rows changed (the served signatures say which)
+                        chargers = {cid for cid in set(before.signature) | set(served.signature)
+                                    if before.signature.get(cid) != served.signature.get(cid)}
+                    if not chargers:
+                        return published
                     for each in list(self._listeners):
                         try:
                             each(chargers)
