@@ -315,3 +315,22 @@ def _toml(data: dict, prefix: str = "") -> str:
     for k, v in tables:
         out += f"\n[{prefix}{k}]\n" + _toml(v, f"{prefix}{k}.")
     return out
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(seed=st.integers(0, 10_000), evs=st.integers(0, 60), day=st.integers(0, 50))
+def test_controlled_strategies_keep_the_rating_and_account_for_every_kwh(seed, evs, day):
+    # any day of the P+R car park (its base load alone is far below the rating): the controlled strategies never
+    # load the transformer above 100 %, delivered + unmet = requested, and nobody pays for energy nobody bought
+    s = load_scenario(SCENARIOS / "beijing-p-and-r.toml").model_copy(update={"seed": seed})
+    for strategy in ("equal_share", "optimal"):
+        row = run_task(s, Task(strategy, evs, day))["row"]
+        assert row["peak_loading_pct"] <= 100 + 1e-6
+        assert row["overload_kwh"] == pytest.approx(0.0, abs=1e-6)
+        assert row["delivered_kwh"] + row["unmet_kwh"] == pytest.approx(row["requested_kwh"], abs=1e-6)
+        assert row["energy_cost_cny"] >= -1e-9 and row["v2g_exported_kwh"] == 0.0
+        assert row["violates"] == (row["unmet_share"] > 0.01 or row["max_hot_spot_c"] > 120
+                                   or row["loss_of_life_h"] > 24 or row["max_top_oil_c"] > 105)

@@ -147,6 +147,9 @@ def _schedule(scenario: Scenario, strategy: str, day: Day):
     instance = gridcharge.load_instance(day.instance)
     problem = gridcharge.build_problem(instance)
     started = time.perf_counter()
+    if problem.n_sessions == 0:  # no car: nothing to decide (HiGHS refuses an empty model), the base load is the day
+        power = np.zeros((0, problem.n_periods))
+        return problem, power, gridcharge.verify(instance, power), "no_evs", 0.0
     try:
         if strategy == "optimal":
             schedule = gridcharge.solve(problem, solver="highs", time_limit_s=scenario.time_limit_s,
