@@ -392,6 +392,14 @@ def _problems(exc: ValidationError) -> list[FieldProblem]:
             expected = "must be a number"
         elif kind in ("int_type", "int_parsing", "int_from_float"):
             expected = "must be a whole number"
+        elif kind == "list_type":
+            expected = "must be a list"
+        elif kind.startswith("date_") or kind.startswith("datetime_"):
+            expected = "must be a date like 2026-01-15"
+        elif kind in ("bool_type", "bool_parsing"):
+            expected = "must be true or false"
+        elif kind in ("string_type",):
+            expected = "must be a string"
         elif kind in ("model_type", "dict_type"):
             expected = "must be a table (a mapping of keys to values)"
         else:
