@@ -227,9 +227,9 @@ class Tariff(_Strict):
 
 
 class Criteria(_Strict):
-    """A day *violates* when any of these is exceeded (IEC 60076-7 Table 3 limits for distribution transformers
-    under normal cyclic loading: hot spot 120 °C, top oil 105 °C; 24 equivalent ageing hours = one day of normal
-    life)."""
+    """A day *violates* when any of these is exceeded (IEC 60076-7's current and temperature limits for loading
+    beyond nameplate rating, distribution transformers under normal cyclic loading: hot spot 120 °C, top oil
+    105 °C; 24 equivalent ageing hours = one day of normal life)."""
 
     max_loading_pct: float = Field(100.0, gt=0)
     max_hot_spot_c: float = 120.0
