@@ -4,7 +4,9 @@ The model is the exponential (differential-equation) method of IEC 60076-7:2018 
 immersed power transformers*, clause 8.2 (equations of 8.2.2 for the top-oil rise and the two-part hot-spot rise,
 with the thermal characteristics of Table 4 — "recommended thermal characteristics for exponential equations").
 Ageing follows clause 6.3 (relative ageing rate, equations 2 and 3) and 6.4 (loss of life, equation 4); the IEEE
-C57.91-2011 aging acceleration factor (clause 5, equation 2) is offered as an option.
+C57.91-2011 aging acceleration factor (clause 5, equation 2) is offered as an option. Clause, table and equation
+numbers are given for the 2018 edition; the titles named with them ("relative ageing rate", "loss of life",
+"recommended thermal characteristics for exponential equations") locate the same material in the 2005 edition.
 
 Solution method
 ---------------
