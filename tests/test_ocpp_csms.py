@@ -413,3 +413,70 @@ def test_unsupported_subprotocol_is_closed(server):
             assert closed.value.rcvd.code == 1002
 
     run(scenario())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# property: whatever schema-valid ISO 15118 needs a charger reports, the session they map to is one the controller
+# accepts (the V2G window always holds the requested energy; departures land inside the horizon or are dropped)
+
+from hypothesis import assume, given, strategies as st  # noqa: E402
+
+from gridcharge.online import Controller  # noqa: E402
+
+_T0 = datetime(2026, 7, 1, 0, 0, tzinfo=timezone.utc)
+_PROPERTY_SITE = {"format": "gridcharge/instance-v1", "name": "needs-property",
+                  "horizon": {"start": _T0.isoformat(), "step_minutes": 15, "periods": 96},
+                  "nodes": [{"id": "tx", "kind": "transformer", "import_limit_kw": 50.0}],
+                  "chargers": [{"id": "c", "node": "tx", "max_charge_kw": 11.0, "max_discharge_kw": 7.0}],
+                  "tariff": {"import_cny_per_kwh": 0.5}}
+_CONTROLLER: list = []
+
+
+def _property_controller():
+    if not _CONTROLLER:
+        controller = Controller(_PROPERTY_SITE)
+        controller.auto_resolve = False
+        controller.advance(8)
+        _CONTROLLER.append((controller, controller.state))
+    return _CONTROLLER[0]
+
+
+_wh = st.floats(min_value=-80000, max_value=80000, allow_nan=False, allow_infinity=False)
+
+
+@given(mode=st.sampled_from(["AC_three_phase", "DC", "AC_BPT", "DC_BPT"]), version=st.sampled_from(["2.0.1", "2.1"]),
+       departure_min=st.integers(min_value=-600, max_value=2000), target=st.floats(0, 90000),
+       max_charge=st.floats(0, 350000), max_discharge=st.floats(0, 350000),
+       low=st.one_of(st.none(), _wh), high=st.one_of(st.none(), st.floats(0, 90000)))
+def test_needs_always_map_to_a_session_the_controller_accepts(mode, version, departure_min, target, max_charge,
+                                                               max_discharge, low, high):
+    assume(version == "2.1" or not mode.endswith("BPT"))  # 2.0.1 has no bidirectional transfer modes
+    controller, base_state = _property_controller()
+    controller.state = base_state  # the immutable state before any car (as the service restores it)
+    now = controller.time
+    info = ChargerInfo("c", 11.0, 7.0, 1.0, controller.time_of(controller.periods))
+    needs = {"requestedEnergyTransfer": mode,
+             "departureTime": (now + timedelta(minutes=departure_min)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    if version == "2.1" and mode.endswith("BPT"):
+        v2x = {"maxChargePower": max_charge, "maxDischargePower": max_discharge, "evTargetEnergyRequest": target}
+        if low is not None:
+            v2x["evMinV2XEnergyRequest"] = low
+        if high is not None:
+            v2x["evMaxEnergyRequest"] = high
+        needs["v2xChargingParameters"] = v2x
+    elif mode == "DC":  # 2.0.1 says whole Wh / W here; 2.1 any number
+        needs["dcChargingParameters"] = {"evMaxCurrent": 200, "evMaxVoltage": 800,
+                                         "evMaxPower": round(max_charge) if version == "2.0.1" else max_charge,
+                                         "energyAmount": round(target) if version == "2.0.1" else target}
+    else:
+        needs["acChargingParameters"] = {"energyAmount": round(target) if version == "2.0.1" else target,
+                                         "evMinCurrent": 6, "evMaxCurrent": 32, "evMaxVoltage": 400}
+    validate_payload(version, "NotifyEVChargingNeeds", {"evseId": 1, "chargingNeeds": needs})
+    fields, _ = needs_to_session(needs, version, info, now)
+    session = {"id": "car", "charger": "c", "arrival": now.isoformat(),
+               "departure": fields.pop("departure", (now + timedelta(hours=4)).isoformat()),
+               "energy_kwh": fields.pop("energy_kwh", 20.0), **fields}
+    controller.plug_in(session)  # raises InstanceError naming the field if the mapping were wrong
+    car = controller.state.cars["car"].session
+    assert car.max_discharge_kw <= 7.0
+    assert (car.max_discharge_kw > 0) == (version == "2.1" and mode.endswith("BPT") and max_discharge / 1000 > 0)

@@ -314,12 +314,13 @@ def needs_to_session(needs: dict, version: str, info: ChargerInfo, now: datetime
     if energy_wh is not None:
         out["energy_kwh"] = max(float(energy_wh), 0.0) / 1000.0
     power_w = v2x.get("maxChargePower", dc.get("evMaxPower"))
-    if power_w is not None and float(power_w) > 0:
+    if power_w is not None and float(power_w) / 1000.0 > 0:  # (in kW: a power that underflows is none)
         out["max_charge_kw"] = float(power_w) / 1000.0
+    discharge_kw = float(v2x.get("maxDischargePower", 0) or 0) / 1000.0
     bidirectional = (version == "2.1" and needs.get("requestedEnergyTransfer") in BIDIRECTIONAL_MODES
-                     and float(v2x.get("maxDischargePower", 0) or 0) > 0 and info.max_discharge_kw > 0)
+                     and discharge_kw > 0 and info.max_discharge_kw > 0)
     if bidirectional:
-        out["max_discharge_kw"] = min(float(v2x["maxDischargePower"]) / 1000.0, info.max_discharge_kw)
+        out["max_discharge_kw"] = min(discharge_kw, info.max_discharge_kw)
         low = v2x.get("evMinV2XEnergyRequest", v2x.get("evMinEnergyRequest"))
         high = v2x.get("evMaxEnergyRequest", v2x.get("evMaxV2XEnergyRequest"))
         if low is not None and high is not None:
