@@ -178,3 +178,64 @@ def test_16_charger_on_the_service(service):
         await sim.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 90))
+
+
+def test_gridcharge_serve_ocpp_command_line(tmp_path):
+    """The README's command: ``gridcharge serve --ocpp`` in its own process; a charger logs in with its token."""
+    import os
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token_file = tmp_path / "operator-token"
+    token_file.write_text(OPERATOR)
+    process = subprocess.Popen([sys.executable, "-m", "gridcharge.cli", "serve", "--ocpp", "--port", str(port),
+                                "--database", f"sqlite:///{tmp_path / 'gc.db'}", "--operator-token-file",
+                                str(token_file)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/v1/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "gridcharge serve did not come up"
+            time.sleep(0.1)
+        now = datetime.now(timezone.utc)
+        start = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
+        answer = httpx.put(base + "/v1/sites/cli", json={"instance": _site(start)},
+                           headers={"Authorization": f"Bearer {OPERATOR}"}, timeout=60)
+        assert answer.status_code == 201, answer.text
+        tokens = answer.json()["charger_tokens"]
+
+        async def scenario():
+            sim = SimulatedCharger("w1", "2.0.1", f"ws://127.0.0.1:{port}/ocpp", tokens["w1"])
+            assert await sim.connect(subprotocols=["ocpp2.0.1", "ocpp1.6"]) == "ocpp2.0.1"
+            assert await sim.boot() == "Accepted"
+            await sim.wait_for(lambda s: "TxDefaultProfile" in s.installed, timeout=30)
+            served = httpx.get(base + "/v1/chargers/w1/profile", params={"ocpp": "2.0.1"},
+                               headers={"Authorization": f"Bearer {tokens['w1']}"}).json()["set_charging_profile"]
+            assert sim.installed["TxDefaultProfile"] == next(p for p in served
+                                                             if purpose_of(p) == "TxDefaultProfile")
+            await sim.close()
+            import websockets
+
+            with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+                await SimulatedCharger("w1", "2.0.1", f"ws://127.0.0.1:{port}/ocpp", tokens["w2"]).connect()
+            assert refused.value.response.status_code == 401
+
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        process.terminate()
+        try:
+            output = process.communicate(timeout=30)[0].decode()
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output = process.communicate()[0].decode()
+    assert f"OCPP at ws://127.0.0.1:{port}/ocpp/{{charger_id}}" in output
+    assert "Traceback" not in output and "ERROR" not in output, output
