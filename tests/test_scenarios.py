@@ -334,3 +334,26 @@ def test_controlled_strategies_keep_the_rating_and_account_for_every_kwh(seed, e
         assert row["energy_cost_cny"] >= -1e-9 and row["v2g_exported_kwh"] == 0.0
         assert row["violates"] == (row["unmet_share"] > 0.01 or row["max_hot_spot_c"] > 120
                                    or row["loss_of_life_h"] > 24 or row["max_top_oil_c"] > 105)
+
+
+def test_several_files_are_one_sweep_with_a_report_each(tmp_path, capsys):
+    from gridcharge.scenarios.runner import run_studies
+
+    small = load_scenario(tiny())
+    big = load_scenario(tiny(transformer={"rated_kva": 20, "power_factor": 1.0,
+                                          "ambient": {"preset": "beijing-winter", "daily_sd_c": 0.0}}))
+    both = run_studies([small, big], workers=0, progress=False)
+    alone = run_study(big, workers=0, progress=False)
+    pd.testing.assert_frame_equal(both[1].rows.drop(columns=list(TIMING_COLUMNS)),
+                                  alone.rows.drop(columns=list(TIMING_COLUMNS)))
+    assert both[1].rows.set_index("strategy").loc["uncontrolled", "peak_loading_pct"] == pytest.approx(70.0)
+    # the command line: one folder per file and sweep.csv
+    for name, data in (("small", tiny()), ("big", tiny(transformer={"rated_kva": 20, "power_factor": 1.0}))):
+        (tmp_path / f"{name}.toml").write_text(_toml(data))
+    out = tmp_path / "out"
+    assert main(["scenario", "run", str(tmp_path / "small.toml"), str(tmp_path / "big.toml"), "--workers", "0",
+                 "--quiet", "--out", str(out)]) == EXIT_OK
+    assert (out / "small" / "report.md").exists() and (out / "big" / "report.html").exists()
+    sweep = pd.read_csv(out / "sweep.csv").set_index(["scenario", "strategy"])
+    assert sweep.loc[("small", "uncontrolled"), "peak_loading_pct_max"] == pytest.approx(140.0)
+    assert sweep.loc[("big", "uncontrolled"), "peak_loading_pct_max"] == pytest.approx(70.0)

@@ -229,15 +229,25 @@ def run_study(scenario: Scenario, *, workers: int | None = None, scheduler: str 
         gridcharge installed. Overrides ``workers``.
     progress : bool — print ``done/total tasks, elapsed, left`` to ``stream`` (default stderr) as tasks finish
     """
+    return run_studies([scenario], workers=workers, scheduler=scheduler, progress=progress, stream=stream)[0]
+
+
+def run_studies(scenarios: list[Scenario], *, workers: int | None = None, scheduler: str | None = None,
+                progress: bool = True, stream=None) -> list[StudyResult]:
+    """Several sites (scenarios) in one sweep: every task of every scenario on one cluster, results per scenario.
+
+    A city's transformers x EV counts x days x strategies is this call with one scenario per transformer. Options as
+    in :func:`run_study`; ``wall_seconds`` of each result is the whole sweep's.
+    """
     stream = sys.stderr if stream is None else stream
-    tasks = plan(scenario)
+    jobs = [(i, task) for i, scenario in enumerate(scenarios) for task in plan(scenario)]
     started = time.perf_counter()
-    ticker = _Ticker(len(tasks), stream if progress else None, started)
-    results: dict[Task, dict] = {}
+    ticker = _Ticker(len(jobs), stream if progress else None, started)
+    results: dict[tuple[int, Task], dict] = {}
     used_workers = 0
     if scheduler is None and workers == 0:
-        for task in tasks:
-            results[task] = run_task(scenario, task)
+        for i, task in jobs:
+            results[(i, task)] = run_task(scenarios[i], task)
             ticker.tick(task)
     else:
         from dask.distributed import Client, LocalCluster, as_completed
@@ -256,26 +266,32 @@ def run_study(scenario: Scenario, *, workers: int | None = None, scheduler: str 
             used_workers = len(client.scheduler_info().get("workers", {}))
             if progress:
                 where = scheduler or f"local cluster, {used_workers} worker process(es) x 1 thread"
-                print(f"      dask: {where}; {len(tasks)} tasks", file=stream, flush=True)
-            shared = client.scatter(scenario, broadcast=True)
-            futures = {client.submit(run_task, shared, task, key=f"gridcharge-scenario-{task.key}", pure=False):
-                       task for task in tasks}
+                print(f"      dask: {where}; {len(jobs)} tasks", file=stream, flush=True)
+            shared = [client.scatter(scenario, broadcast=True) for scenario in scenarios]
+            futures = {client.submit(run_task, shared[i], task, key=f"gridcharge-scenario-{i}-{task.key}",
+                                     pure=False): (i, task) for i, task in jobs}
             for future in as_completed(futures):
-                task = futures[future]
+                job = futures[future]
                 try:
-                    results[task] = future.result()
-                except Exception as exc:  # stop the study: cancel what is left, name the task that failed
+                    results[job] = future.result()
+                except Exception as exc:  # stop the sweep: cancel what is left, name the task that failed
                     client.cancel(list(futures))
-                    raise RuntimeError(f"scenario task {task.key} failed: {type(exc).__name__}: {exc}") from exc
-                ticker.tick(task)
+                    raise RuntimeError(f"scenario {scenarios[job[0]].name!r} task {job[1].key} failed: "
+                                       f"{type(exc).__name__}: {exc}") from exc
+                ticker.tick(job[1])
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
-    rows = pd.DataFrame([results[t]["row"] for t in tasks])
-    series = _series_frame(scenario, [(t, results[t]["series"]) for t in tasks if t.series])
-    return StudyResult(rows=rows, series=series, scenario=scenario, wall_seconds=time.perf_counter() - started,
-                       workers=used_workers, tasks=len(tasks))
+    wall = time.perf_counter() - started
+    out = []
+    for i, scenario in enumerate(scenarios):
+        tasks = [task for j, task in jobs if j == i]
+        rows = pd.DataFrame([results[(i, t)]["row"] for t in tasks])
+        series = _series_frame(scenario, [(t, results[(i, t)]["series"]) for t in tasks if t.series])
+        out.append(StudyResult(rows=rows, series=series, scenario=scenario, wall_seconds=wall,
+                               workers=used_workers, tasks=len(tasks)))
+    return out
 
 
 def _series_frame(scenario: Scenario, items) -> pd.DataFrame:
