@@ -123,3 +123,16 @@ def test_allow_overload_reports_overload_energy_instead_of_failing(solver):
     schedule = gridcharge.solve(instance(periods=2, step_minutes=30, nodes=nodes), solver=solver, allow_overload=True)
     assert schedule.overload_kwh["T"] == pytest.approx(30.0 * 0.5)
     assert [v.kind for v in schedule.verification.violations] == ["node_import"]
+
+
+def test_a_site_without_cars_is_optimal_at_zero_power_and_base_load_over_a_limit_is_still_infeasible(solver):
+    data = instance(periods=3, nodes=[node("T", import_limit_kw=5.0, base_load_kw=[1.0, 4.0, 2.0])],
+                    chargers=[charger("c1", "T")], sessions=[])
+    schedule = solved(data, solver)
+    assert schedule.summary["status"] == "optimal" and schedule.power.shape == (0, 3)
+    assert schedule.summary["peak_kw"] == pytest.approx(4.0)
+    over = instance(periods=3, nodes=[node("T", import_limit_kw=3.0, base_load_kw=[1.0, 4.0, 2.0])],
+                    chargers=[charger("c1", "T")], sessions=[])
+    with pytest.raises(gridcharge.InfeasibleError) as excinfo:
+        gridcharge.solve(over, solver=solver)
+    assert "'T'" in str(excinfo.value) and "period 1" in str(excinfo.value)

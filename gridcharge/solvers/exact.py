@@ -186,7 +186,9 @@ def _solve_rounds(problem: Problem, run: Runner, *, allow_overload: bool, net: b
     solve_s = 0.0
     rounds = 0
     while True:
-        result = run(lp)
+        # no column at all (no car, no slack, no peak charge): zero power is the only schedule, and back-ends refuse
+        # an empty model (HiGHS: 'Empty'); the limits were checked against base load when the LP was built
+        result = run(lp) if lp.n_col else RunResult(np.zeros(0), 0.0, "optimal", 0.0)
         solve_s += result.seconds
         build_s += result.build_seconds
         if result.status == "infeasible":
