@@ -239,6 +239,41 @@ async def _fleet(base: str, site: str, tokens: dict, interval: float, seconds: f
             "plug_in_errors": [r[2] for r in burst_results if r[1] != 201][:3]}
 
 
+async def _closed_loop(base: str, tokens: dict, seconds: float, connections: int) -> dict:
+    """``connections`` keep-alive connections, each sending the next fetch (random charger, own token, random
+    version, no If-None-Match) as soon as the last answer is read; per-request latency from write to body read."""
+    host, port = base.removeprefix("http://").split(":")
+    ids = list(tokens)
+    versions = ["1.6", "2.0.1", "2.1"]
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    stop = time.perf_counter() + seconds
+
+    async def connection(seed: int):
+        rng = random.Random(seed)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        while time.perf_counter() < stop:
+            cid = rng.choice(ids)
+            t0 = time.perf_counter()
+            status, _, _ = await _http_get(reader, writer,
+                                           f"/v1/chargers/{cid}/profile?ocpp={rng.choice(versions)}",
+                                           {"Authorization": f"Bearer {tokens[cid]}"})
+            latencies.append(time.perf_counter() - t0)
+            statuses[status] = statuses.get(status, 0) + 1
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*[connection(i) for i in range(connections)])
+    elapsed = time.perf_counter() - started
+    lat = np.array(latencies)
+    return {"client": f"python asyncio, {connections} keep-alive connections, closed loop",
+            "requests": int(lat.size), "duration_us": int(elapsed * 1e6), "requests_per_s": lat.size / elapsed,
+            "p50_us": int(np.percentile(lat, 50) * 1e6), "p90_us": int(np.percentile(lat, 90) * 1e6),
+            "p99_us": int(np.percentile(lat, 99) * 1e6), "p999_us": int(np.percentile(lat, 99.9) * 1e6),
+            "max_us": int(lat.max() * 1e6), "mean_us": float(lat.mean() * 1e6),
+            "statuses": {str(k): v for k, v in sorted(statuses.items())}}
+
+
 def _count(values) -> dict:
     out: dict = {}
     for v in values:
@@ -266,6 +301,15 @@ def _wrk(base: str, tokens: dict, seconds: float, connections: int, threads: int
     return result
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU time of a process [s] (Linux /proc), 0 elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _loadavg() -> list[float]:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -283,8 +327,11 @@ def main(argv=None) -> int:
     parser.add_argument("--fleet-connections", type=int, default=50,
                         help="keep-alive connections of the fleet phase (default 50)")
     parser.add_argument("--capacity-seconds", type=float, default=60.0, help="length of the wrk phase [s]")
-    parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    parser.add_argument("--connections", type=int, default=16, help="connections of the capacity phase (default 16)")
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1)")
+    parser.add_argument("--phases", default="fleet,capacity", help="phases to run (default fleet,capacity)")
+    parser.add_argument("--capacity-client", choices=["wrk", "python"], default="python",
+                        help="load generator of the capacity phase: python (default; an asyncio closed loop) or wrk")
     parser.add_argument("--seed", type=int, default=1, help="generator seed")
     parser.add_argument("--database", help="SQLAlchemy URL (default: a fresh SQLite file in a temporary directory)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
@@ -317,17 +364,23 @@ def main(argv=None) -> int:
         print(f"site: {len(tokens)} chargers in {results['site_put_s']:.1f} s; fleet phase "
               f"{args.fleet_seconds:.0f} s ...", file=sys.stderr, flush=True)
 
+        phases = set(args.phases.split(","))
         burst1 = cars[:args.burst]
-        fleet = asyncio.run(_fleet(base, "bench", tokens, args.fetch_interval, args.fleet_seconds,
+        cpu_before = _cpu_s(server.pid)
+        fleet = {} if "fleet" not in phases else asyncio.run(_fleet(base, "bench", tokens, args.fetch_interval, args.fleet_seconds,
                                    args.fleet_connections, burst1, charger_ids[:args.burst], args.burst_seconds,
                                    headers))
-        status = _settle(base, headers)
-        fleet["reoptimisation"] = status["reoptimisation_latency"]
-        fleet["solve_seconds"] = status["solve_seconds"]
-        fleet["active_sessions"] = status["active_sessions"]
-        fleet["publication_status"] = status["publication"]["status"] if status["publication"] else None
-        results["fleet"] = fleet
-        print(json.dumps({"fleet": fleet}, indent=1), file=sys.stderr, flush=True)
+        if fleet:
+            fleet["server_cpu_s"] = _cpu_s(server.pid) - cpu_before
+            status = _settle(base, headers)
+            fleet["reoptimisation"] = status["reoptimisation_latency"]
+            fleet["solve_seconds"] = status["solve_seconds"]
+            fleet["active_sessions"] = status["active_sessions"]
+            fleet["publication_status"] = status["publication"]["status"] if status["publication"] else None
+            results["fleet"] = fleet
+            print(json.dumps({"fleet": fleet}, indent=1), file=sys.stderr, flush=True)
+        if "capacity" not in phases:
+            return _finish(results, args, workdir)
 
         burst2 = cars[args.burst:2 * args.burst]
         plug_results: list = []
@@ -343,12 +396,18 @@ def main(argv=None) -> int:
         thread = threading.Thread(target=second_burst)
         thread.start()
         results["loadavg_capacity_start"] = _loadavg()
-        capacity = _wrk(base, tokens, args.capacity_seconds, args.connections, args.wrk_threads, workdir)
+        cpu_before = _cpu_s(server.pid)
+        if args.capacity_client == "wrk":
+            capacity = _wrk(base, tokens, args.capacity_seconds, args.connections, args.wrk_threads, workdir)
+        else:
+            capacity = asyncio.run(_closed_loop(base, tokens, args.capacity_seconds, args.connections))
+        cpu_used = _cpu_s(server.pid) - cpu_before
         thread.join()
         status = _settle(base, headers)
         if capacity is None:
             results["capacity"] = "skipped: wrk not on PATH (apt-get install wrk)"
         else:
+            capacity["server_cpu_us_per_fetch"] = cpu_used / max(capacity["requests"], 1) * 1e6
             capacity["plug_ins"] = len(plug_results)
             capacity["plug_in_statuses"] = _count(r[1] for r in plug_results)
             count_before = (before["solve_seconds"] or {}).get("count", 0)
@@ -364,6 +423,10 @@ def main(argv=None) -> int:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+    return _finish(results, args, workdir)
+
+
+def _finish(results: dict, args, workdir: Path) -> int:
     text = json.dumps(results, indent=1)
     print(text)
     if args.out:

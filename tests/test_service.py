@@ -345,6 +345,8 @@ def test_demand_response_cap_and_period_advance(service):
                            1e-3, starts) for c in ("c1", "c2"))
     assert (total <= 12.0 - BASE_KW + 1e-3).all() and total[0] == pytest.approx(10.0, abs=1e-3)
 
+    idle_etag = service.profile("c3", "2.1", service.tokens["c3"]).headers["etag"]
+    busy_etag = service.profile("c1", "2.1", service.tokens["c1"]).headers["etag"]
     service.clock.now = now + STEP
     deadline = time.monotonic() + 60
     while True:
@@ -356,6 +358,9 @@ def test_demand_response_cap_and_period_advance(service):
     tx = service.profile("c1", "2.0.1", service.tokens["c1"]).json()["set_charging_profile"][2]
     start = tx["chargingProfile"]["chargingSchedule"][0]["startSchedule"]
     assert start == (START + STEP * (period + 1)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # a charger without a car keeps its ETag across periods (its firmware gets 304s); one with a car does not
+    assert service.profile("c3", "2.1", service.tokens["c3"], **{"If-None-Match": idle_etag}).status_code == 304
+    assert service.profile("c1", "2.1", service.tokens["c1"], **{"If-None-Match": busy_etag}).status_code == 200
 
 
 def test_restart_loses_nothing(tmp_path):

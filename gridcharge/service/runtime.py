@@ -56,6 +56,7 @@ charger's OCPP transaction; the charger's own CSMS link adds it if it needs it).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -403,14 +404,15 @@ class SiteRuntime:
             payloads.append(tx)
             warnings += tx.warnings
             charge_only = not bidirectional
+        # nothing here changes with the clock unless a TxProfile is sent: an idle charger's ETag stays the same
+        # for the whole site generation, so its fetches are 304s
         document = {
             "charger_id": charger_id,
             "site_id": self.site_id,
             "ocpp_version": version,
-            "period_start": self.time_of(period).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "schedule_source": None if served is None else served.source,
             "charge_only": charge_only,
             "failsafe_limit_kw": round(float(self.failsafe_kw[charger_id]), 6),
+            "schedule_source": served.source if len(payloads) > 2 else None,
             "warnings": warnings,
             "set_charging_profile": [p.payload for p in payloads],
         }
@@ -495,6 +497,10 @@ class Engine:
                 self.hash_charger[h] = cid
         if old is not None:  # its solver may be mid-solve: let it finish aside
             threading.Thread(target=old.close, daemon=True).start()
+        # the site's long-lived objects (instance, validator, tokens) out of the collector's way: a full collection
+        # over them would stall the event loop for a fraction of a second under a fetch storm
+        gc.collect()
+        gc.freeze()
         self.notify()
 
     def _replay(self, runtime: SiteRuntime, stored) -> None:
