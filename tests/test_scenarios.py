@@ -224,9 +224,8 @@ def test_hosting_capacity_is_the_last_count_before_the_first_exceedance():
 def _small_study():
     s = load_scenario(SCENARIOS / "beijing-residential-630kva.toml")
     return s.model_copy(update={
-        "days": 2, "strategies": ["uncontrolled", "equal_share", "optimal"],
-        "hosting": s.hosting.model_copy(update={"ev_counts": [20, 60], "days": 2,
-                                                "strategies": ["uncontrolled", "greedy_cost"]})})
+        "days": 2, "strategies": ["uncontrolled", "optimal"],
+        "hosting": s.hosting.model_copy(update={"ev_counts": [20, 60], "days": 2, "strategies": ["greedy_cost"]})})
 
 
 def test_same_study_gives_identical_numbers_on_one_and_two_workers():
@@ -234,7 +233,7 @@ def test_same_study_gives_identical_numbers_on_one_and_two_workers():
     results = [run_study(s, workers=n, progress=False) for n in (0, 1, 2)]
     assert [r.workers for r in results] == [0, 1, 2]
     frames = [r.rows.drop(columns=list(TIMING_COLUMNS)) for r in results]
-    assert len(frames[0]) == len(plan(s)) == 2 * 3 + 2 * 2 * 2
+    assert len(frames[0]) == len(plan(s)) == 2 * 2 + 2 * 2
     for other, r in zip(frames[1:], results[1:]):
         pd.testing.assert_frame_equal(frames[0], other, check_exact=True)
         pd.testing.assert_frame_equal(results[0].series, r.series, check_exact=True)
