@@ -316,8 +316,8 @@ def _toml(data: dict, prefix: str = "") -> str:
     return out
 
 
-from hypothesis import given  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 @given(seed=st.integers(0, 10_000), evs=st.integers(0, 60), day=st.integers(0, 50))

@@ -1,5 +1,6 @@
 """IEC 60076-7 thermal model: golden values computed by hand from the standard's equations, and cross-checks."""
 
+import itertools
 import math
 
 import numpy as np
@@ -7,8 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gridcharge.grid.thermal import PRESETS, ThermalParameters, ageing_rate, simulate, steady_hot_spot_rise_k, \
-    steady_top_oil_rise_k
+from gridcharge.grid.thermal import (
+    PRESETS,
+    ThermalParameters,
+    ageing_rate,
+    simulate,
+    steady_hot_spot_rise_k,
+    steady_top_oil_rise_k,
+)
 
 
 def test_rated_load_at_20c_gives_98c_hot_spot_and_unit_ageing():
@@ -63,7 +70,10 @@ def test_step_length_does_not_change_the_answer_for_piecewise_constant_load():
     np.testing.assert_allclose(fine.top_oil_c[14::15], coarse.top_oil_c, atol=1e-8)
 
 
-def _state_of(k, ambient, p=ThermalParameters()):
+DEFAULT = ThermalParameters()
+
+
+def _state_of(k, ambient, p=DEFAULT):
     g = p.hot_spot_gradient_k * k ** p.winding_exponent
     return ambient + float(steady_top_oil_rise_k(k, p)), p.k21 * g, (p.k21 - 1) * g
 
@@ -81,7 +91,7 @@ def test_no_oscillation_at_15_minute_steps_where_the_explicit_form_does():
     for _ in range(6):
         dh1 = dh1 + ratio * (target - dh1)
         path.append(dh1 - target)
-    assert all(a * b < 0 for a, b in zip(path, path[1:]))
+    assert all(a * b < 0 for a, b in itertools.pairwise(path))
 
 
 def test_cross_check_against_fine_numerical_integration():

@@ -147,7 +147,7 @@ def run(args) -> int:
                   f"{result.workers or 'no'} dask worker(s)); total {time.perf_counter() - started:.1f} s")
             print(f"\nMetrics per strategy ({scenario.evs} EVs, {scenario.days} days):")
             print(strategy_table(result).T.to_string())
-            curve, capacity = hosting_tables(result)
+            _curve, capacity = hosting_tables(result)
             if len(capacity):
                 print(f"\nHosting capacity (alpha {scenario.hosting.alpha:.0%}, {scenario.hosting_days()} days per "
                       "count):")

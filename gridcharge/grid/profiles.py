@@ -118,7 +118,7 @@ def pv_shape(sunrise_h: float, sunset_h: float, step_minutes: float = 60.0) -> n
     t = minutes / 60.0
     day = sunset_h - sunrise_h
     value = np.where((t > sunrise_h) & (t < sunset_h), np.sin(np.pi * (t - sunrise_h) / day), 0.0)
-    per = int(round(step_minutes))
+    per = round(step_minutes)
     if per <= 0 or (24 * 60) % per:
         raise ValueError(f"step_minutes {step_minutes!r}: expected a divisor of 1440")
     return value.reshape(-1, per).mean(axis=1)

@@ -79,7 +79,7 @@ class ThermalParameters:
                                                                                   "hot_spot_gradient_k")):
                 raise ValueError(f"{name}: {value!r}; expected a finite number > 0")
 
-    def updated(self, **changes) -> "ThermalParameters":
+    def updated(self, **changes) -> ThermalParameters:
         """A copy with some parameters changed."""
         return replace(self, **changes)
 

@@ -49,7 +49,6 @@ def write_report(result: StudyResult, out_dir: str | Path) -> dict[str, Path]:
     matplotlib.use("Agg")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    s = result.scenario
     curve, capacity = hosting_tables(result)
     images = {
         "load_stack.png": _plot_load_stack(result),
@@ -142,17 +141,17 @@ def site_lines(result: StudyResult) -> list[tuple[str, str]]:
     return [
         ("building type", site.building_type),
         ("parking spaces", f"{site.parking_spaces}"),
-        ("chargers", f"{site.charger_count} x {site.charger_kw:g} kW, {site.charger_phases}-phase "
-                     f"({site.phase_assignment}), meter limit {site.meter_limit_kw:g} kW per space"),
+        ("chargers", (f"{site.charger_count} x {site.charger_kw:g} kW, {site.charger_phases}-phase "
+                     f"({site.phase_assignment}), meter limit {site.meter_limit_kw:g} kW per space")),
         ("Beijing ratio", f"{ratio:.0%} of spaces" + (f", at least {minimum}" if minimum else "")
          + f" = {site.required_chargers} chargers"),
         ("feeders", f"{site.feeders}" + (f", {site.feeder_limit_kw:g} kW each" if site.feeder_limit_kw else "")),
-        ("transformer", f"{tr.rated_kva:g} kVA, power factor {tr.power_factor:g} = {tr.rated_kw:.1f} kW rated; "
-                        f"controlled strategies keep <= {tr.control_limit_pct:g} % = {tr.control_limit_kw:.1f} kW"),
-        ("thermal model", f"IEC 60076-7 {tr.thermal.preset}: Δθor {p.top_oil_rise_k:g} K, H·gr "
+        ("transformer", (f"{tr.rated_kva:g} kVA, power factor {tr.power_factor:g} = {tr.rated_kw:.1f} kW rated; "
+                        f"controlled strategies keep <= {tr.control_limit_pct:g} % = {tr.control_limit_kw:.1f} kW")),
+        ("thermal model", (f"IEC 60076-7 {tr.thermal.preset}: Δθor {p.top_oil_rise_k:g} K, H·gr "
                           f"{p.hot_spot_gradient_k:g} K, R {p.loss_ratio:g}, x {p.oil_exponent:g}, "
                           f"y {p.winding_exponent:g}, k11 {p.k11:g}, k21 {p.k21:g}, k22 {p.k22:g}, "
-                          f"τo {p.tau_oil_min:g} min, τw {p.tau_winding_min:g} min; ageing {tr.thermal.ageing}"),
+                          f"τo {p.tau_oil_min:g} min, τw {p.tau_winding_min:g} min; ageing {tr.thermal.ageing}")),
         ("ambient", f"{ambient}, offset {tr.ambient.offset_c:+g} °C, day-to-day sd {tr.ambient.daily_sd_c:g} °C"),
         ("base load", (f"{b.households} households x {b.peak_kw_per_household:g} kW" if b.households else
                        f"CSV {b.csv}" if b.csv else f"{base_peak:g} kW peak") + f", {b.shape} shape, peak "
@@ -219,27 +218,27 @@ def _markdown(result, summary, curve, capacity, images) -> str:
         out += [f"![{captions[name]}]({name})", "", f"*{captions[name]}*", ""]
     if len(curve):
         out += ["## Hosting capacity", "",
-                f"Probability that a day violates the criteria ({_criteria_text(s)}), estimated from "
+                (f"Probability that a day violates the criteria ({_criteria_text(s)}), estimated from "
                 f"{s.hosting_days()} days per EV count with common random numbers (the same cars on day d at every "
-                f"count), with {s.hosting.confidence:.0%} Wilson score intervals; alpha = {s.hosting.alpha:.0%}.", ""]
+                f"count), with {s.hosting.confidence:.0%} Wilson score intervals; alpha = {s.hosting.alpha:.0%}."), ""]
         out += [_md_table(capacity.set_index("strategy"), "strategy"), ""]
         n = s.hosting_days()
-        out += [f"With {n} days and no violating day, the Wilson upper bound is "
+        out += [(f"With {n} days and no violating day, the Wilson upper bound is "
                 f"{_upper_at_zero(n, s.hosting.confidence):.0%}: `hosting_evs_confident` (upper bound <= alpha) "
                 f"needs more days than a point estimate does — about {_days_needed(s.hosting.alpha, s.hosting.confidence)}"
-                " violation-free days before any count can be claimed at this confidence.", ""]
+                " violation-free days before any count can be claimed at this confidence."), ""]
         table = curve.copy()
         table["probability"] = table["probability"].map("{:.2f}".format)
         table["ci_low"] = table["ci_low"].map("{:.2f}".format)
         table["ci_high"] = table["ci_high"].map("{:.2f}".format)
         out += [_md_table(table.set_index("strategy"), "strategy"), ""]
     out += ["## Method", "",
-            "Each day is an instance-v1 problem (site, base load, the day's cars) solved or simulated by each "
+            ("Each day is an instance-v1 problem (site, base load, the day's cars) solved or simulated by each "
             "strategy, and every schedule is checked by gridcharge's independent verifier. The transformer's "
             "loading K = |P| / pf / S_rated per period drives the IEC 60076-7 exponential model (exact update per "
             "step; cyclic initial state), giving top-oil and hot-spot temperatures and the relative ageing rate. "
             "`results.csv` / `results.parquet` hold every simulated day (study and hosting sweep); "
-            "`timeseries.parquet` the study's series per period.", ""]
+            "`timeseries.parquet` the study's series per period."), ""]
     return "\n".join(out)
 
 
@@ -282,10 +281,10 @@ def _html(result, summary, curve, capacity, images) -> str:
     esc = html.escape
     captions = _captions(result)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(s.name)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             ("<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 6px;"
              "text-align:right}td:first-child,th:first-child{text-align:left}img{max-width:100%}"
-             "figcaption{font-style:italic;color:#444}</style></head><body>",
+             "figcaption{font-style:italic;color:#444}</style></head><body>"),
              f"<h1>{esc(s.name)}</h1>"]
     if s.description:
         parts.append(f"<p>{esc(s.description)}</p>")
@@ -330,7 +329,7 @@ def _clock_axis(ax, result: StudyResult) -> None:
     start = s.horizon.start_hour
     ticks = np.arange(0, 25, 3)
     ax.set_xticks(ticks)
-    ax.set_xticklabels([f"{int((start + t) % 24):02d}:{int(round(((start + t) % 1) * 60)):02d}" for t in ticks])
+    ax.set_xticklabels([f"{int((start + t) % 24):02d}:{round(((start + t) % 1) * 60):02d}" for t in ticks])
     ax.set_xlim(0, 24)
 
 

@@ -132,6 +132,7 @@ def _single_threaded_highs() -> None:
 
 def _schedule(scenario: Scenario, strategy: str, day: Day):
     import gridcharge
+
     from ..errors import InfeasibleError
 
     if strategy in ("online", "optimal"):

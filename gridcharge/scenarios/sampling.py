@@ -78,7 +78,7 @@ def _from_midnight(values: np.ndarray, scenario: Scenario) -> np.ndarray:
     h = scenario.horizon
     if len(values) == 24:
         return hourly_to_periods(values, h.start_hour, h.step_minutes, h.periods)
-    first = int(round(h.start_hour * 60 / h.step_minutes))
+    first = round(h.start_hour * 60 / h.step_minutes)
     return np.asarray(values, dtype=float)[(first + np.arange(h.periods)) % h.periods]
 
 

@@ -15,9 +15,9 @@ is allowed and reported as a compliance shortfall.
 from __future__ import annotations
 
 import csv
+import datetime as _dt
 import math
 import tomllib
-import datetime as _dt
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -26,9 +26,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from ..errors import FieldProblem, InstanceError
-from ..grid.profiles import BEIJING_AMBIENT_C, LOAD_SHAPES
+from ..grid.profiles import BEIJING_AMBIENT_C
 from ..grid.tariffs import TARIFF_PRESETS
-from ..grid.thermal import AGEING_METHODS, PRESETS as THERMAL_PRESETS
+from ..grid.thermal import AGEING_METHODS
+from ..grid.thermal import PRESETS as THERMAL_PRESETS
 
 FORMAT = "gridcharge/scenario-v1"
 
@@ -209,7 +210,7 @@ class Fleet(_Strict):
         """EVs that come on a day: ``evs``, or ``penetration`` x parking spaces (rounded)."""
         if self.evs is not None:
             return self.evs
-        return int(round((self.penetration if self.penetration is not None else 1.0) * site.parking_spaces))
+        return round((self.penetration if self.penetration is not None else 1.0) * site.parking_spaces)
 
 
 class Tariff(_Strict):
@@ -284,7 +285,7 @@ class Scenario(_Strict):
             return sorted(set(h.ev_counts))
         top = h.max_evs or (self.site.charger_count if self.site.building_type == "residential"
                             else max(2 * self.evs, 1))
-        return sorted({int(round(top * i / h.steps)) for i in range(1, h.steps + 1)})
+        return sorted({round(top * i / h.steps) for i in range(1, h.steps + 1)})
 
     def hosting_strategies(self) -> list[str]:
         h = self.hosting
@@ -297,12 +298,12 @@ class Scenario(_Strict):
     def hosting_days(self) -> int:
         return self.hosting.days or self.days
 
-    def quick(self) -> "Scenario":
+    def quick(self) -> Scenario:
         """A fast look: 2 days, 4 hosting points on 2 days, no closed-loop ``online`` (it re-solves every period)."""
         strategies = [s for s in self.strategies if s != "online"] or ["uncontrolled"]
         counts = self.hosting_counts()
         if counts:
-            picks = sorted({counts[int(round(i * (len(counts) - 1) / 3))] for i in range(4)})
+            picks = sorted({counts[round(i * (len(counts) - 1) / 3)] for i in range(4)})
             hosting = self.hosting.model_copy(update={"ev_counts": picks, "days": 2,
                                                       "strategies": [s for s in self.hosting_strategies()
                                                                      if s != "online"]})
@@ -394,7 +395,7 @@ def _problems(exc: ValidationError) -> list[FieldProblem]:
             expected = "must be a whole number"
         elif kind == "list_type":
             expected = "must be a list"
-        elif kind.startswith("date_") or kind.startswith("datetime_"):
+        elif kind.startswith(("date_", "datetime_")):
             expected = "must be a date like 2026-01-15"
         elif kind in ("bool_type", "bool_parsing"):
             expected = "must be true or false"
@@ -418,7 +419,7 @@ def _cross_checks(s: Scenario, folder: Path) -> list[FieldProblem]:
         from zoneinfo import ZoneInfo
 
         ZoneInfo(s.horizon.timezone)
-    except Exception:
+    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError; '' or a path a ValueError
         add(FieldProblem("horizon.timezone", s.horizon.timezone, "an IANA time zone such as Asia/Shanghai"))
     for name, where in ((*s.strategies,), "strategies"), ((*(s.hosting.strategies or ()),), "hosting.strategies"):
         for i, strategy in enumerate(name):
