@@ -135,6 +135,28 @@ def _cpu_s(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _validation_cost(repeats: int = 50) -> dict:
+    """Time [ms] of one schema validation (gridcharge.ocpp.profiles.validate_payload) of a 96-period TxProfile
+    (charge-only in 1.6/2.0.1, CentralSetpoint in 2.1) and of a one-period TxDefaultProfile, per version: what the
+    central system spends before each push."""
+    from gridcharge.ocpp.profiles import build_set_charging_profile, failsafe_profile, validate_payload
+
+    start = datetime(2026, 1, 15, tzinfo=timezone.utc)
+    power = np.random.default_rng(0).uniform(-7, 7, 96).round(2)
+    out = {}
+    for version in ("1.6", "2.0.1", "2.1"):
+        tx = build_set_charging_profile(version, power, start, period_minutes=15,
+                                        bidirectional=version == "2.1").payload
+        default = failsafe_profile(version, 3.0, start).payload
+        for name, payload in (("tx", tx), ("default", default)):
+            validate_payload(version, "SetChargingProfile", payload)
+            started = time.perf_counter()
+            for _ in range(repeats):
+                validate_payload(version, "SetChargingProfile", payload)
+            out[f"{version} {name}"] = round((time.perf_counter() - started) / repeats * 1e3, 2)
+    return out
+
+
 def _stats(values) -> dict:
     a = np.asarray(values, dtype=float)
     if a.size == 0:
@@ -232,6 +254,7 @@ def main(argv=None) -> int:
         _memory_server(args.serve_memory[0], args.serve_memory[1], int(args.serve_memory[2]))
         return 0
     versions = [v.strip() for v in args.versions.split(",") if v.strip()]
+    validation_ms = _validation_cost()
     site = _site(args.chargers, args.seed, datetime.now(timezone.utc))
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="bench-ocpp-") as tmp:
@@ -258,7 +281,7 @@ def main(argv=None) -> int:
             server_log = (workdir / "server.log").read_text()[-3000:]
     result = {"command": "python benchmarks/bench_ocpp.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "backend": args.backend, "chargers": args.chargers, "versions": versions,
-              "server_setup_s": round(setup_s, 2), **result,
+              "server_setup_s": round(setup_s, 2), **result, "validation_ms": validation_ms,
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
               "server_log_tail": server_log.splitlines()[-10:]}
     text = json.dumps(result, indent=2)
