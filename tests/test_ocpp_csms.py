@@ -480,3 +480,54 @@ def test_needs_always_map_to_a_session_the_controller_accepts(mode, version, dep
     car = controller.state.cars["car"].session
     assert car.max_discharge_kw <= 7.0
     assert (car.max_discharge_kw > 0) == (version == "2.1" and mode.endswith("BPT") and max_discharge / 1000 > 0)
+
+
+def test_central_system_restart_picks_up_running_transactions(server):
+    """A new central system on the same backend (as after a restart of ``gridcharge serve``: the sessions are
+    stored): a charger that kept its transaction and reconnects without booting is pushed its profiles, its
+    transaction is recognised as the session made before (no second session), and its end ends that session."""
+    backend, url = server["backend"], server["url"]
+    second = CentralSystem(backend, meter_interval_s=0, response_timeout_s=10)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(ocpp_app(second), log_level="critical"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.02)
+
+    async def scenario():
+        sim = SimulatedCharger("a3", "2.0.1", url, PASSWORDS["a3"])
+        await sim.connect()
+        await sim.boot()
+        await sim.start_transaction("T-a3", meter_wh=0)
+        await sim.wait_for(lambda s: matches_publication(s, backend))
+        await sim.meter(2000)
+        await until(lambda: backend.controller.state.cars["a3/T-a3"].delivered_kwh == 2.0, what="first meter")
+        await sim.drop()
+        again = SimulatedCharger("a3", "2.0.1", f"ws://127.0.0.1:{port}/ocpp", PASSWORDS["a3"])
+        await again.connect()
+        again.transaction_id = "T-a3"
+        await again.meter(2900)  # its first message after the reconnect: a reading of the running transaction
+        await again.wait_for(lambda s: s.tx_profile() is not None)
+        assert [purpose_of(p) for _, p in again.received][:3] == ["ChargingStationMaxProfile", "TxDefaultProfile",
+                                                                  "TxProfile"]
+        assert again.tx_profile()["chargingProfile"]["transactionId"] == "T-a3"
+        assert [sid for sid in backend.controller.state.cars if sid.startswith("a3/")] == ["a3/T-a3"]
+        # the register at the start is unknown to the new process: its first reading is not taken as the start
+        # (that would tell the controller "0 kWh so far"); the 2.0 kWh measured before stay
+        await asyncio.sleep(0.3)
+        assert backend.controller.state.cars["a3/T-a3"].delivered_kwh == 2.0
+        await again.end_transaction(1000)
+        await until(lambda: "a3/T-a3" not in backend.controller.state.cars
+                    or backend.controller.state.cars["a3/T-a3"].session.departure <= backend.clock(),
+                    what="the end of the picked-up session")
+        assert_schema_valid(again)
+        await again.close()
+
+    try:
+        run(scenario())
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)

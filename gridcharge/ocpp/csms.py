@@ -270,6 +270,8 @@ class Transaction:
     import_start_wh, export_start_wh : float — energy registers at the start [Wh]
     delivered_kwh : float — battery energy since the start of the transaction, from the meter [kWh]
     offset_kwh : float — battery energy delivered before the current session id (after a replacement) [kWh]
+    resumed : bool — picked up after a restart of the central system: the energy register at the start is unknown,
+        so meter readings are not passed on (the controller keeps crediting its set-points)
     """
 
     transaction_id: str
@@ -284,6 +286,7 @@ class Transaction:
     offset_kwh: float = 0.0
     last_measure_s: float = -math.inf
     ended: bool = False
+    resumed: bool = False
 
 
 _PLUG_TIME_FIELDS = ("max_charge_kw", "max_discharge_kw", "battery_kwh", "initial_kwh", "min_kwh")
@@ -726,8 +729,8 @@ class CentralSystem:
             evse = int((payload.get("evse") or {}).get("id", 1))
             event_type = payload.get("eventType")
             tx = self.transactions.get(cid, {}).get(tx_id)
-            if tx is None and event_type != "Ended":
-                tx = await self._start(link, tx_id, evse)
+            if tx is None:  # Started, or a transaction we have not seen (our restart): plan it / pick it up
+                tx = await (self._resume(link, tx_id, evse) if event_type == "Ended" else self._start(link, tx_id, evse))
             if tx is None:
                 return
             await self._meter(link, tx, payload.get("meterValue"), final=event_type == "Ended")
@@ -745,11 +748,14 @@ class CentralSystem:
             if tx is not None and tx.import_start_wh is None:
                 tx.import_start_wh = float(payload.get("meterStart", 0))
         elif kind == "meter16":
-            tx = self.transactions.get(cid, {}).get(str(payload["transactionId"]))
+            tx_id = str(payload["transactionId"])
+            tx = self.transactions.get(cid, {}).get(tx_id) \
+                or await self._start(link, tx_id, int(payload.get("connectorId", 1)))
             if tx is not None:
                 await self._meter(link, tx, payload.get("meterValue"))
         elif kind == "stop16":
-            tx = self.transactions.get(cid, {}).get(str(payload.get("transactionId")))
+            tx_id = str(payload.get("transactionId"))
+            tx = self.transactions.get(cid, {}).get(tx_id) or await self._resume(link, tx_id, 1)
             if tx is not None:
                 stop = payload.get("meterStop")
                 readings = [{"sampledValue": [{"value": str(stop), "measurand": "Energy.Active.Import.Register",
@@ -783,11 +789,20 @@ class CentralSystem:
         tx = Transaction(transaction_id=tx_id, evse_id=evse)
         self.transactions.setdefault(cid, {})[tx_id] = tx
         adopted = await asyncio.to_thread(backend.active_session, cid)
-        if adopted is not None:
+        now = backend.now()
+        departure = min(now + self.default_stay, info.horizon_end)
+        own = f"{cid}/{tx_id}"
+        if adopted is not None and (adopted == own or adopted.startswith(own + "/")):
+            # our own session from before a restart of the central system (the charger kept its transaction)
+            suffix = adopted[len(own) + 1:]
+            tx.generation = int(suffix) if suffix.isdigit() else 0
+            tx.session_id = adopted
+            tx.session = {"id": adopted, "charger": cid, "departure": departure.isoformat(),
+                          "energy_kwh": self.default_energy_kwh}
+            tx.resumed = True  # its start register is unknown to us: meter readings are not passed on
+        elif adopted is not None:
             tx.session_id, tx.adopted = adopted, True
         else:
-            now = backend.now()
-            departure = min(now + self.default_stay, info.horizon_end)
             session = {"id": self._session_id(cid, tx), "charger": cid, "arrival": now.isoformat(),
                        "departure": departure.isoformat(), "energy_kwh": self.default_energy_kwh}
             if await self._call_backend(f"{cid}: transaction {tx_id}: plug-in refused", backend.plug_in, cid,
@@ -798,6 +813,16 @@ class CentralSystem:
             await self._needs(link, tx, pending.get("chargingNeeds", {}))
         link.dirty.set()
         return tx
+
+    async def _resume(self, link: _Link, tx_id: str, evse: int) -> Transaction | None:
+        """A transaction this process has not seen but the backend has our session of (a restart of the central
+        system): pick it up (so that it can end); None when there is no such session."""
+        cid = link.charger_id
+        own = f"{cid}/{tx_id}"
+        active = await asyncio.to_thread(self.backend.active_session, cid)
+        if active is None or not (active == own or active.startswith(own + "/")):
+            return None
+        return await self._start(link, tx_id, evse)
 
     @staticmethod
     def _session_id(cid: str, tx: Transaction) -> str:
@@ -865,7 +890,7 @@ class CentralSystem:
         export_kwh = max((exported or 0.0) - (tx.export_start_wh or 0.0), 0.0) / 1000.0 if exported is not None \
             else 0.0
         tx.delivered_kwh = import_kwh * efficiency - export_kwh / efficiency
-        if final or tx.session_id is None or tx.adopted:
+        if final or tx.session_id is None or tx.adopted or tx.resumed:
             return
         clock = time.monotonic()
         if clock - tx.last_measure_s < self.meter_interval_s:
