@@ -80,7 +80,18 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):  # lazy: gridcharge.simulate (issue 4), gridcharge.generate (issue 5), imported on use
-    if name == "simulate": from .online import simulate; return simulate  # noqa: E701, E702
-    if name == "generate": from .bench.generate import generate; return generate  # noqa: E701, E702 (issue 5)
-    raise AttributeError(f"module 'gridcharge' has no attribute {name!r}")
+#: Public names imported on first use (module, attribute; None: the module itself), so that ``import gridcharge``
+#: stays light: the simulator, the instance generator and the transformer thermal model (``gridcharge.thermal`` is
+#: ``gridcharge.grid.thermal``, the name issue 6 gives it).
+_LAZY = {"simulate": (".online", "simulate"), "generate": (".bench.generate", "generate"),
+         "thermal": (".grid.thermal", None)}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'gridcharge' has no attribute {name!r}")
+    from importlib import import_module
+
+    module_name, attribute = _LAZY[name]
+    module = import_module(module_name, __name__)
+    return module if attribute is None else getattr(module, attribute)

@@ -163,3 +163,10 @@ def test_bad_parameters_are_refused():
         ThermalParameters(tau_oil_min=0.0)
     with pytest.raises(ValueError, match="method"):
         ageing_rate(90.0, "arrhenius")
+
+
+def test_the_thermal_model_is_also_gridcharge_thermal():
+    import gridcharge
+    import gridcharge.grid.thermal
+
+    assert gridcharge.thermal is gridcharge.grid.thermal
