@@ -37,7 +37,8 @@ What a connection goes through
    energy still wanted (ISO 15118 requests are counted from the car's present state, so nothing is counted twice);
    the old session is removed at once (not kept for the part of the period already gone), so the two never
    overlap on the charger.
-   ``Ended`` (1.6 ``StopTransaction``) → the session ends now. A refused event (the controller names the field) is
+   ``Ended`` (1.6 ``StopTransaction``) → the session ends now (removed at once: its capacity is free for the rest
+   of the period, and a next car on the charger does not inherit its set-point). A refused event (the controller names the field) is
    logged and kept in :attr:`CentralSystem.problems`; the charger is still answered (OCPP has no way to refuse a
    transaction event), and without a session its charger stays on the fail-safe default.
 4. **Profiles**: after each publication of the backend (a re-optimisation, or a new period), every connected
@@ -905,8 +906,11 @@ class CentralSystem:
         tx.ended = True
         link.accepted.pop("TxProfile", None)  # the charger drops a TxProfile with its transaction
         if tx.session_id is not None and not tx.adopted:
+            # removed at once (not kept to the end of the current period): the car is physically gone, its
+            # capacity is free now, and a car plugging in next on this charger in the same period must not find
+            # the old one's set-point added to its own
             await self._call_backend(f"{link.charger_id}: transaction {tx.transaction_id}: end refused",
-                                     self.backend.end, link.charger_id, tx.session_id, self.backend.now())
+                                     self.backend.end, link.charger_id, tx.session_id, None)
         del_after = [k for k, t in self.transactions.get(link.charger_id, {}).items() if t.ended]
         for key in del_after[:-8]:  # keep a few ended ones for inspection
             del self.transactions[link.charger_id][key]
