@@ -67,6 +67,22 @@ charger sent them; a charger's requests are answered before its event reaches th
 re-optimisation never delays an OCPP response. The backend announces publications from any thread
 (:meth:`CsmsBackend.subscribe`); the central system hops onto its loop with ``call_soon_threadsafe``.
 
+Design choices (where the brief left room, and why)
+---------------------------------------------------
+- Same port as the HTTP API: a Starlette websocket route with a four-method adapter (:class:`StarletteConnection`)
+  gives the ``ocpp`` package the ``recv()`` / ``send()`` it expects; the 401 is a real HTTP answer at the handshake
+  (ASGI websocket denial response, which uvicorn supports).
+- Boot and status data stay here (:attr:`CentralSystem.records`); the backend only sees what the controller needs.
+- The backend is told *events* (plug-in, update, end) and asked for rendered *payloads*, so the HTTP firmware API and
+  OCPP serve identical profiles; the central system only binds a TxProfile to its transaction.
+- What a controller fixes at plug-in (power limits, V2G consent, battery) is learnt from ISO 15118 needs only after
+  the transaction started: the session is then replaced (removed at once, successor from now) rather than patched,
+  since :class:`gridcharge.online.Controller` can change only departure and energy of a running session.
+- Pushes are diffed per purpose against what the charger accepted, so a publication that does not change a
+  charger's plan sends it nothing; a new period re-sends running TxProfiles (``validTo`` moves on).
+- The backend that drives the schedule service lives in :mod:`gridcharge.service.ocpp_backend` (the service may
+  import ``ocpp``, not the reverse).
+
 Known limits: one EVSE per OCPP identity (the instance's charger id is the charging station's identity; a
 multi-EVSE station would need one instance charger per EVSE and an id mapping); departures beyond the site's
 horizon are planned to the horizon's end (logged); ``Authorize`` accepts every id token (authorisation of drivers
