@@ -380,7 +380,9 @@ class _Station:
         response payload (validated too). Raises PayloadError (not sent / bad answer), OCPPError (CALLERROR),
         asyncio.TimeoutError."""
         version = self.link.version
-        validate_payload(version, action, payload)
+        # in a worker thread: a 96-period 2.1 TxProfile takes ~10-25 ms of jsonschema; the loop keeps answering
+        # other chargers meanwhile (a new period re-sends every running TxProfile at once)
+        await asyncio.to_thread(validate_payload, version, action, payload)
         call = Call(unique_id=str(uuid.uuid4()), action=action, payload=payload)
         async with self._call_lock:
             await self._send(call.to_json())
