@@ -360,7 +360,8 @@ def test_ocpp16_gets_default_and_tx_limits_and_meter(server):
 
 
 def test_single_phase_charger_default_profile(server):
-    """A single-phase charger's profiles say numberPhases 1 and its TxDefault is within its phase share."""
+    """A single-phase charger's profiles say numberPhases 1 and its TxDefault is within its phase share; heartbeat
+    and status notifications are answered and recorded."""
     failsafe = failsafe_limits_kw(server["site"])
 
     async def scenario():
@@ -371,6 +372,12 @@ def test_single_phase_charger_default_profile(server):
         period = schedule_of(sim.installed["TxDefaultProfile"])["chargingSchedulePeriod"][0]
         assert period["numberPhases"] == 1 and period["limit"] == math.floor(failsafe["p1"] * 1000)
         assert period["limit"] <= 3700
+        # heartbeat and status: the central system's clock, and what the charger said is kept
+        beat = datetime.fromisoformat((await sim.heartbeat()).replace("Z", "+00:00"))
+        assert abs((beat - datetime.now(timezone.utc)).total_seconds()) < 5
+        await sim.status("Occupied")
+        assert server["csms"].records["p1"]["status"] == {1: "Occupied"}
+        assert server["csms"].records["p1"]["boot"] == {"model": "sim", "vendorName": "gridcharge"}
         await sim.close()
 
     run(scenario())

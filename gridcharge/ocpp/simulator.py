@@ -237,6 +237,18 @@ class SimulatedCharger:
     async def heartbeat(self) -> str:
         return (await self.station.call(self._calls().Heartbeat())).current_time
 
+    async def status(self, status: str = "Occupied") -> None:
+        """``StatusNotification`` of its connector (2.x ``connectorStatus``: Available, Occupied, ...; 1.6
+        ``status``: Available, Preparing, Charging, ...)."""
+        call = self._calls()
+        if self.version == "1.6":
+            await self.station.call(call.StatusNotification(connector_id=self.evse_id, error_code="NoError",
+                                                            status=status))
+        else:
+            await self.station.call(call.StatusNotification(
+                timestamp=utc_text(datetime.now(timezone.utc)), connector_status=status, evse_id=self.evse_id,
+                connector_id=1))
+
     def _meter_value(self, import_wh: float, export_wh: float | None, context: str) -> list[dict]:
         stamp = utc_text(datetime.now(timezone.utc))
         if self.version == "1.6":
