@@ -325,7 +325,9 @@ class SiteRuntime:
         self.cache: dict = {}
         self.latencies_s: deque[float] = deque(maxlen=20000)
         self.solve_seconds: deque[float] = deque(maxlen=20000)
+        self.stats_lock = threading.Lock()  # the worker appends while status() reads
         self.divergences: list[str] = []
+        self.worker_errors: list[str] = []
 
     # time ------------------------------------------------------------------------------------------------------
     def period_of(self, moment: datetime) -> int:
@@ -349,18 +351,15 @@ class SiteRuntime:
             bidirectional[cid] = bidirectional.get(cid, False) or bool(v2g)
         for cid, index in by_charger.items():
             rows[cid] = power_kw[index].sum(axis=0) if len(index) > 1 else power_kw[index[0]]
-        previous = self.served
         signature = {}
         for cid, row in rows.items():
             digest = hashlib.sha1(np.round(row, 9).tobytes())
             digest.update(f"{start_period}|{bidirectional[cid]}".encode())
             signature[cid] = digest.hexdigest()
-        served = Served(start_period, rows, bidirectional, signature, source, status, after_seq,
-                        datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
-        if previous is not None:  # drop cache entries whose charger changed
-            self.cache = {k: v for k, v in self.cache.items()
-                          if previous.signature.get(k[0]) == signature.get(k[0])}
-        return served
+        # no cache clean-up here: this runs in the worker thread while the event loop fills the cache, and a
+        # cached entry is used only if its period and signature still match (at most chargers x versions entries)
+        return Served(start_period, rows, bidirectional, signature, source, status, after_seq,
+                      datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
 
     def profile(self, charger_id: str, version: str, now: datetime, grace_s: int) -> tuple[bytes, str]:
         """The response body and ETag of a charger's profiles at ``now`` (cached per period and signature)."""
@@ -574,11 +573,12 @@ class Engine:
     # the worker ------------------------------------------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                for runtime in list(self.sites.values()):
+            for runtime in list(self.sites.values()):
+                try:
                     self.work(runtime)
-            except Exception:  # noqa: BLE001 - the worker must survive anything; the status says what happened
-                log.exception("re-optimisation failed")
+                except Exception as exc:  # noqa: BLE001 - the worker must survive anything; the status says it
+                    runtime.worker_errors.append(f"{type(exc).__name__}: {exc}")
+                    log.exception("re-optimisation of site %s failed", runtime.site_id)
             with self._wake:
                 if self._stop.is_set():
                     break
@@ -624,7 +624,8 @@ class Engine:
         runtime.solver_error = None
         runtime.solver_now = reply["now"]
         runtime.divergences += reply["divergences"]
-        runtime.solve_seconds.append(reply["solve_s"])
+        with runtime.stats_lock:
+            runtime.solve_seconds.append(reply["solve_s"])
         after_seq = events[-1].seq if events else runtime.applied_seq
         stored = self.store.save_publication(runtime.site_id, runtime.generation, after_seq, reply["now"],
                                              reply["start_period"], [list(x) for x in reply["sessions"]],
@@ -636,14 +637,16 @@ class Engine:
                                              reply["source"], reply["status"], after_seq)
         runtime.applied_seq = after_seq
         done = time.perf_counter()
-        runtime.latencies_s.extend(done - e.accepted_at for e in events)
+        with runtime.stats_lock:
+            runtime.latencies_s.extend(done - e.accepted_at for e in events)
         return True
 
     # reads -----------------------------------------------------------------------------------------------------
     def status(self, runtime: SiteRuntime) -> dict:
         served = runtime.served
-        lat = np.array(runtime.latencies_s) if runtime.latencies_s else None
-        solves = np.array(runtime.solve_seconds) if runtime.solve_seconds else None
+        with runtime.stats_lock:
+            lat = np.array(runtime.latencies_s) if runtime.latencies_s else None
+            solves = np.array(runtime.solve_seconds) if runtime.solve_seconds else None
 
         def stats(values):
             if values is None:
@@ -669,6 +672,7 @@ class Engine:
             "solve_seconds": stats(solves),
             "divergences": runtime.divergences[-10:],
             "solver_error": runtime.solver_error,
+            "worker_errors": runtime.worker_errors[-10:],
         }
 
 
