@@ -8,7 +8,7 @@ import asyncio
 import socket
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import httpx
 import pytest
@@ -217,8 +217,9 @@ def test_gridcharge_serve_ocpp_command_line(tmp_path):
             assert await sim.connect(subprotocols=["ocpp2.0.1", "ocpp1.6"]) == "ocpp2.0.1"
             assert await sim.boot() == "Accepted"
             await sim.wait_for(lambda s: "TxDefaultProfile" in s.installed, timeout=30)
-            served = httpx.get(base + "/v1/chargers/w1/profile", params={"ocpp": "2.0.1"},
-                               headers={"Authorization": f"Bearer {tokens['w1']}"}).json()["set_charging_profile"]
+            answer = await asyncio.to_thread(httpx.get, base + "/v1/chargers/w1/profile", params={"ocpp": "2.0.1"},
+                                             headers={"Authorization": f"Bearer {tokens['w1']}"})
+            served = answer.json()["set_charging_profile"]
             assert sim.installed["TxDefaultProfile"] == next(p for p in served
                                                              if purpose_of(p) == "TxDefaultProfile")
             await sim.close()

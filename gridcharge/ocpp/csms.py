@@ -366,9 +366,9 @@ class _Station:
     """
 
     link: _Link
-    wire: dict = {}
+    wire: dict  # set by _handle_call before any handler runs
 
-    async def _handle_call(self, msg):  # noqa: D401 - keep the raw payload for the handler
+    async def _handle_call(self, msg):
         self.wire = msg.payload
         result = await super()._handle_call(msg)
         if msg.action != "BootNotification":
@@ -575,7 +575,7 @@ class _Link:
             kind, payload = item
             try:
                 await self.csms._event(self, kind, payload)
-            except Exception:  # noqa: BLE001 - a bad event must not end the connection
+            except Exception:
                 log.exception("%s: handling %s failed", self.charger_id, kind)
 
     async def _push(self) -> None:
@@ -587,11 +587,11 @@ class _Link:
                 return
             try:
                 await self.csms._sync(self)
-            except (asyncio.TimeoutError, ConnectionError) as exc:
+            except (TimeoutError, ConnectionError) as exc:
                 log.warning("%s: push failed (%s)", self.charger_id, exc)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - keep the connection; the next publication retries
+            except Exception as exc:
                 if type(exc).__name__ in ("WebSocketDisconnect", "ConnectionClosed"):
                     return
                 log.exception("%s: push failed", self.charger_id)
@@ -690,7 +690,7 @@ class CentralSystem:
                 await old.station._connection.close(code=1000, reason="replaced by a new connection")
         try:
             await link.run()
-        except Exception as exc:  # noqa: BLE001 - a closed socket ends the link
+        except Exception as exc:
             if type(exc).__name__ not in ("WebSocketDisconnect", "ConnectionClosed", "ConnectionClosedOK",
                                           "ConnectionClosedError"):
                 log.exception("%s: connection failed", charger_id)
@@ -1087,6 +1087,24 @@ def ocpp_app(csms: CentralSystem, path: str = OCPP_PATH):
     return Starlette(routes=[WebSocketRoute(path, csms.websocket_endpoint)])
 
 
-__all__ = ["BIDIRECTIONAL_MODES", "CentralSystem", "ChargerInfo", "CsmsBackend", "OCPP_PATH", "RefusedEvent",
-           "SUBPROTOCOLS", "StarletteConnection", "Transaction", "energy_registers", "limit_at", "mount",
-           "needs_to_session", "ocpp_app", "parse_time", "profile_of", "purpose_of", "schedule_of", "utc_text"]
+__all__ = [
+    "BIDIRECTIONAL_MODES",
+    "OCPP_PATH",
+    "SUBPROTOCOLS",
+    "CentralSystem",
+    "ChargerInfo",
+    "CsmsBackend",
+    "RefusedEvent",
+    "StarletteConnection",
+    "Transaction",
+    "energy_registers",
+    "limit_at",
+    "mount",
+    "needs_to_session",
+    "ocpp_app",
+    "parse_time",
+    "profile_of",
+    "purpose_of",
+    "schedule_of",
+    "utc_text",
+]

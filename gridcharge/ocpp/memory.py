@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import math
 import threading
 import time
@@ -38,6 +39,8 @@ import numpy as np
 
 from .csms import ChargerInfo
 from .profiles import build_set_charging_profile, failsafe_limits_kw, failsafe_profile, number_of_phases
+
+log = logging.getLogger("gridcharge.ocpp")
 
 
 def _hash(password: str) -> bytes:
@@ -226,8 +229,8 @@ class MemoryBackend:
             for listener in list(self._listeners):
                 try:
                     listener(changed)
-                except Exception:  # noqa: BLE001 - a listener must not stop the worker
-                    pass
+                except Exception:
+                    log.exception("a publication listener failed")
 
     def _snapshot_of(self, publication) -> Snapshot:
         state = self.controller.state
@@ -269,7 +272,7 @@ class MemoryBackend:
         """The ProfilePayloads of a charger at ``period`` from ``snapshot`` (station maximum, TxDefaultProfile,
         TxProfile when a car is planned)."""
         charger = self.chargers[charger_id]
-        unit = dict(rate_unit=self.rate_unit, voltage_v=self.voltage_v, phases=number_of_phases(charger.phases))
+        unit = {"rate_unit": self.rate_unit, "voltage_v": self.voltage_v, "phases": number_of_phases(charger.phases)}
         out = [failsafe_profile(version, charger.max_charge_kw, self.horizon_start,
                                 purpose="ChargingStationMaxProfile", **unit),
                failsafe_profile(version, self.failsafe_kw[charger_id], self.horizon_start, purpose="TxDefaultProfile",
@@ -282,7 +285,7 @@ class MemoryBackend:
         if not len(row):
             return out
         start = self.time_of(snapshot.start_period + first)
-        options = dict(bidirectional=version == "2.1" and snapshot.bidirectional.get(charger_id, False))
+        options = {"bidirectional": version == "2.1" and snapshot.bidirectional.get(charger_id, False)}
         if version == "2.1":
             options["max_offline_duration_s"] = self.grace_s
         out.append(build_set_charging_profile(version, row, start, period_minutes=self.step.total_seconds() / 60,

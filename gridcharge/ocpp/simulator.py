@@ -25,7 +25,7 @@ _SUBPROTOCOL = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1", "2.1": "ocpp2.1"}
 
 class _ClientMixin:
     sim: SimulatedCharger
-    wire: dict = {}
+    wire: dict  # set by _handle_call before any handler runs
 
     async def _handle_call(self, msg):
         self.wire = msg.payload

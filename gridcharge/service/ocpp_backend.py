@@ -24,12 +24,15 @@ OCPP.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
 
 from ..ocpp.csms import OCPP_PATH, CentralSystem, ChargerInfo, RefusedEvent, mount
 from .auth import matches
+
+log = logging.getLogger("gridcharge.service")
 
 
 class ServiceBackend:
@@ -131,8 +134,8 @@ class ServiceBackend:
                     for each in list(self._listeners):
                         try:
                             each(chargers)
-                        except Exception:  # noqa: BLE001 - never break the engine's worker
-                            pass
+                        except Exception:
+                            log.exception("OCPP publication listener failed")
                 return published
 
             engine.work = work_and_tell
