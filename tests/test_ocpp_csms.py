@@ -546,3 +546,24 @@ def test_central_system_restart_picks_up_running_transactions(server):
     finally:
         srv.should_exit = True
         thread.join(timeout=10)
+
+
+def test_second_connection_of_a_charger_replaces_the_first(server):
+    csms, url = server["csms"], server["url"]
+
+    async def scenario():
+        first = SimulatedCharger("a4", "2.0.1", url, PASSWORDS["a4"])
+        await first.connect()
+        await first.boot()
+        await first.wait_for(lambda s: "TxDefaultProfile" in s.installed)
+        second = SimulatedCharger("a4", "2.1", url, PASSWORDS["a4"])
+        assert await second.connect() == "ocpp2.1"
+        await second.wait_for(lambda s: "TxDefaultProfile" in s.installed)  # accepted before: pushed at once
+        await asyncio.wait_for(first.websocket.wait_closed(), 5)
+        assert first.websocket.close_code == 1000
+        assert csms.links["a4"].version == "2.1"
+        assert_schema_valid(second)
+        await second.close()
+        await until(lambda: "a4" not in csms.links, what="the link to go")
+
+    run(scenario())
