@@ -562,6 +562,12 @@ def test_second_connection_of_a_charger_replaces_the_first(server):
         await asyncio.wait_for(first.websocket.wait_closed(), 5)
         assert first.websocket.close_code == 1000
         assert csms.links["a4"].version == "2.1"
+        # a BootNotification on a running connection (the station rebooted): the fail-safe profiles come again
+        held = len(second.received)
+        assert await second.boot() == "Accepted"
+        await second.wait_for(lambda s: len(s.received) >= held + 2)
+        assert [purpose_of(p) for _, p in second.received[held:held + 2]] == ["ChargingStationMaxProfile",
+                                                                             "TxDefaultProfile"]
         assert_schema_valid(second)
         await second.close()
         await until(lambda: "a4" not in csms.links, what="the link to go")

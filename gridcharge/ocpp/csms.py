@@ -400,6 +400,8 @@ class _Station:
     @after("BootNotification")
     def _booted(self, **_):
         self.link.csms.accepted.add(self.link.charger_id)
+        self.link.accepted.clear()  # a (re)boot: do not assume the charger kept what it held; push all again
+        self.link.dirty.set()
         self.link.ready.set()
 
 
