@@ -55,7 +55,9 @@ def service(tmp_path_factory):
     now = datetime.now(timezone.utc)
     start = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    answer = http.put("/v1/sites/s1", json={"instance": _site(start)}, headers={"Authorization": f"Bearer {OPERATOR}"})
+    answer = http.put("/v1/sites/s1", json={"instance": _site(start),
+                                            "charger_settings": {"w3": {"rate_unit": "A", "voltage_v": 230.0}}},
+                      headers={"Authorization": f"Bearer {OPERATOR}"})
     assert answer.status_code == 201, answer.text
     yield {"http": http, "port": port, "tokens": answer.json()["charger_tokens"], "csms": csms,
            "url": f"ws://127.0.0.1:{port}/ocpp", "engine": app.state.engine}
@@ -171,6 +173,12 @@ def test_16_charger_on_the_service(service):
 
         await sim.wait_for(same_as_http, timeout=30)
         assert sim.installed["TxDefaultProfile"] == served["TxDefaultProfile"]
+        # w3 is set up in amps: 0.1 A steps (1.6's multipleOf 0.1), and the charger's composite agrees
+        periods = sim.tx_profile()["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"]
+        assert sim.tx_profile()["csChargingProfiles"]["chargingSchedule"]["chargingRateUnit"] == "A"
+        assert all(round(p["limit"] * 10) == p["limit"] * 10 and p["limit"] <= 7400 / 690 + 1e-9 for p in periods)
+        await until(lambda: service["csms"].records.get("w3", {}).get("composite_ok") is not None, what="check")
+        assert service["csms"].records["w3"]["composite_ok"] is True
         for _, payload in sim.received:
             validate_payload("1.6", "SetChargingProfile", payload)
         await sim.end_transaction(1000)
