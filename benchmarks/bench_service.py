@@ -112,9 +112,10 @@ def _site(chargers: int, seed: int, now: datetime) -> tuple[dict, list[dict]]:
     return data, cars
 
 
-def _start_server(port: int, database: str, token_file: Path, interval: float, log: Path) -> subprocess.Popen:
+def _start_server(port: int, database: str, token_file: Path, interval: float, log: Path,
+                  extra: list | None = None) -> subprocess.Popen:
     command = [sys.executable, "-m", "gridcharge.cli", "serve", "--port", str(port), "--database", database,
-               "--operator-token-file", str(token_file), "--interval", str(interval)]
+               "--operator-token-file", str(token_file), "--interval", str(interval), *(extra or [])]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
     return process
@@ -329,7 +330,7 @@ def main(argv=None) -> int:
     parser.add_argument("--fleet-seconds", type=float, default=120.0, help="length of the fleet phase [s]")
     parser.add_argument("--fleet-connections", type=int, default=50,
                         help="keep-alive connections of the fleet phase (default 50)")
-    parser.add_argument("--capacity-seconds", type=float, default=60.0, help="length of the wrk phase [s]")
+    parser.add_argument("--capacity-seconds", type=float, default=60.0, help="length of the capacity phase [s]")
     parser.add_argument("--connections", type=int, default=16, help="connections of the capacity phase (default 16)")
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1)")
     parser.add_argument("--phases", default="fleet,capacity", help="phases to run (default fleet,capacity)")
@@ -338,8 +339,31 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="generator seed")
     parser.add_argument("--database", help="SQLAlchemy URL (default: a fresh SQLite file in a temporary directory)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--variants", default="process",
+                        help="server variants, run one after the other in this invocation: process (default: the "
+                             "solver controller in a child process) and/or thread (gridcharge serve "
+                             "--solver-in-process: in the server's worker thread), e.g. process,thread")
     args = parser.parse_args(argv)
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - {"process", "thread"}
+    if unknown:
+        parser.error(f"--variants: unknown {sorted(unknown)}; expected process and/or thread")
+    results = {"chargers": args.chargers, "burst": args.burst, "burst_seconds": args.burst_seconds,
+               "fetch_interval_s": args.fetch_interval, "cpus": os.cpu_count(),
+               "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "variants": {}}
+    for variant in variants:
+        print(f"variant {variant} ...", file=sys.stderr, flush=True)
+        results["variants"][variant] = _run(args, variant)
+    text = json.dumps(results, indent=1)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    return 0
 
+
+def _run(args, variant: str) -> dict:
+    """One server (fresh database), its site, the phases; the results of this variant."""
     import httpx
 
     workdir = Path(tempfile.mkdtemp(prefix="gridcharge-bench-service-"))
@@ -349,10 +373,9 @@ def main(argv=None) -> int:
     token_file.write_text(operator)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    results: dict = {"chargers": args.chargers, "burst": args.burst, "burst_seconds": args.burst_seconds,
-                     "fetch_interval_s": args.fetch_interval, "cpus": os.cpu_count(), "loadavg_before": _loadavg(),
-                     "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    server = _start_server(port, database, token_file, args.fetch_interval, workdir / "server.log")
+    results: dict = {"loadavg_before": _loadavg(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    extra = ["--solver-in-process"] if variant == "thread" else []
+    server = _start_server(port, database, token_file, args.fetch_interval, workdir / "server.log", extra)
     try:
         _wait_up(base)
         now = datetime.now(timezone.utc)
@@ -364,16 +387,14 @@ def main(argv=None) -> int:
         results["site_put_s"] = time.perf_counter() - t0
         tokens = response.json()["charger_tokens"]
         charger_ids = [c["id"] for c in site["chargers"]]
-        print(f"site: {len(tokens)} chargers in {results['site_put_s']:.1f} s; fleet phase "
-              f"{args.fleet_seconds:.0f} s ...", file=sys.stderr, flush=True)
+        print(f"site: {len(tokens)} chargers in {results['site_put_s']:.1f} s", file=sys.stderr, flush=True)
 
         phases = set(args.phases.split(","))
-        burst1 = cars[:args.burst]
-        cpu_before = _cpu_s(server.pid)
-        fleet = {} if "fleet" not in phases else asyncio.run(_fleet(base, "bench", tokens, args.fetch_interval, args.fleet_seconds,
-                                   args.fleet_connections, burst1, charger_ids[:args.burst], args.burst_seconds,
-                                   headers))
-        if fleet:
+        if "fleet" in phases:
+            cpu_before = _cpu_s(server.pid)
+            fleet = asyncio.run(_fleet(base, "bench", tokens, args.fetch_interval, args.fleet_seconds,
+                                       args.fleet_connections, cars[:args.burst], charger_ids[:args.burst],
+                                       args.burst_seconds, headers))
             fleet["server_cpu_s"] = _cpu_s(server.pid) - cpu_before
             status = _settle(base, headers)
             fleet["reoptimisation"] = status["reoptimisation_latency"]
@@ -384,68 +405,65 @@ def main(argv=None) -> int:
             fleet["worker_errors"] = status.get("worker_errors")
             results["fleet"] = fleet
             print(json.dumps({"fleet": fleet}, indent=1), file=sys.stderr, flush=True)
-        if "capacity" not in phases:
-            return _finish(results, args, workdir)
-
-        burst2 = cars[args.burst:2 * args.burst]
-        plug_results: list = []
-
-        def second_burst():
-            async def go():
-                async with httpx.AsyncClient(timeout=60) as client:
-                    await _burst(client, base, "bench", burst2, charger_ids[args.burst:2 * args.burst],
-                                 min(args.burst_seconds, args.capacity_seconds), "cap-", headers, plug_results)
-            asyncio.run(go())
-
-        before = httpx.get(f"{base}/v1/sites/bench", headers=headers).json()
-        thread = threading.Thread(target=second_burst)
-        thread.start()
-        results["loadavg_capacity_start"] = _loadavg()
-        cpu_before = _cpu_s(server.pid)
-        if args.capacity_client == "wrk":
-            capacity = _wrk(base, tokens, args.capacity_seconds, args.connections, args.wrk_threads, workdir)
-        else:
-            capacity = asyncio.run(_closed_loop(base, tokens, args.capacity_seconds, args.connections))
-        cpu_used = _cpu_s(server.pid) - cpu_before
-        thread.join()
-        status = _settle(base, headers)
-        if capacity is None:
-            results["capacity"] = "skipped: wrk not on PATH (apt-get install wrk)"
-        else:
-            capacity["server_cpu_us_per_fetch"] = cpu_used / max(capacity["requests"], 1) * 1e6
-            capacity["plug_ins"] = len(plug_results)
-            capacity["plug_in_statuses"] = _count(r[1] for r in plug_results)
-            count_before = (before["solve_seconds"] or {}).get("count", 0)
-            capacity["reoptimisations_during"] = status["solve_seconds"]["count"] - count_before
-            capacity["reoptimisation_all_events"] = status["reoptimisation_latency"]
-            capacity["active_sessions_after"] = status["active_sessions"]
-            capacity["divergences"] = status.get("divergences")
-            capacity["worker_errors"] = status.get("worker_errors")
-            results["capacity"] = capacity
+        if "capacity" in phases:
+            results.update(_capacity(args, base, headers, tokens, cars, charger_ids, server, workdir))
         results["loadavg_after"] = _loadavg()
-        print(json.dumps({"capacity": results["capacity"]}, indent=1), file=sys.stderr, flush=True)
     finally:
         server.terminate()
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
-    return _finish(results, args, workdir)
-
-
-def _finish(results: dict, args, workdir: Path) -> int:
     log = workdir / "server.log"
     if log.exists():  # anything the server said beyond its start line (errors, warnings)
         lines = [l for l in log.read_text(errors="replace").splitlines() if not l.startswith("gridcharge serve:")]
         results["server_log_lines"] = len(lines)
         results["server_log_tail"] = lines[-40:]
-    text = json.dumps(results, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
     shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return results
+
+
+def _capacity(args, base, headers, tokens, cars, charger_ids, server, workdir) -> dict:
+    import httpx
+
+    out: dict = {}
+    burst2 = cars[args.burst:2 * args.burst]
+    plug_results: list = []
+
+    def second_burst():
+        async def go():
+            async with httpx.AsyncClient(timeout=60) as client:
+                await _burst(client, base, "bench", burst2, charger_ids[args.burst:2 * args.burst],
+                             min(args.burst_seconds, args.capacity_seconds), "cap-", headers, plug_results)
+        asyncio.run(go())
+
+    before = httpx.get(f"{base}/v1/sites/bench", headers=headers).json()
+    thread = threading.Thread(target=second_burst)
+    thread.start()
+    out["loadavg_capacity_start"] = _loadavg()
+    cpu_before = _cpu_s(server.pid)
+    if args.capacity_client == "wrk":
+        capacity = _wrk(base, tokens, args.capacity_seconds, args.connections, args.wrk_threads, workdir)
+    else:
+        capacity = asyncio.run(_closed_loop(base, tokens, args.capacity_seconds, args.connections))
+    cpu_used = _cpu_s(server.pid) - cpu_before
+    thread.join()
+    status = _settle(base, headers)
+    if capacity is None:
+        out["capacity"] = "skipped: wrk not on PATH (apt-get install wrk)"
+        return out
+    capacity["server_cpu_us_per_fetch"] = cpu_used / max(capacity["requests"], 1) * 1e6
+    capacity["plug_ins"] = len(plug_results)
+    capacity["plug_in_statuses"] = _count(r[1] for r in plug_results)
+    count_before = (before["solve_seconds"] or {}).get("count", 0)
+    capacity["reoptimisations_during"] = status["solve_seconds"]["count"] - count_before
+    capacity["reoptimisation_all_events"] = status["reoptimisation_latency"]
+    capacity["active_sessions_after"] = status["active_sessions"]
+    capacity["divergences"] = status.get("divergences")
+    capacity["worker_errors"] = status.get("worker_errors")
+    out["capacity"] = capacity
+    print(json.dumps({"capacity": capacity}, indent=1), file=sys.stderr, flush=True)
+    return out
 
 
 def _settle(base: str, headers: dict, timeout_s: float = 600.0) -> dict:

@@ -61,6 +61,9 @@ def register(subparsers) -> None:
                              "default profile")
     parser.add_argument("--max-body-bytes", type=_positive, default=16 * 1024 * 1024, metavar="BYTES",
                         help="request body limit [bytes] (default 16 MiB; larger bodies get 413)")
+    parser.add_argument("--solver-in-process", action="store_true",
+                        help="run each site's solver controller in the server's worker thread instead of a child "
+                             "process (debugging; re-solves then compete with fetches for the GIL)")
     parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
                         help="uvicorn log level (default warning: no line per request)")
     # --- OCPP central system (issue 8) ---
@@ -104,7 +107,8 @@ def run(args) -> int:
     from ..service import create_app
 
     app = create_app(args.database, operator_token=token, solver=args.solver, time_limit_s=args.time_limit,
-                     interval_s=args.interval, grace_s=int(args.grace), max_body_bytes=int(args.max_body_bytes))
+                     interval_s=args.interval, grace_s=int(args.grace), max_body_bytes=int(args.max_body_bytes),
+                     solver_process=not args.solver_in_process)
     # --- OCPP central system (issue 8) ---
     if args.ocpp:
         from ..service.ocpp_backend import mount_ocpp
