@@ -42,7 +42,12 @@ def main(argv=None) -> int:
                         help="where the generated instances go")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/scaling"), help="output directory")
     parser.add_argument("--wall-limit", type=float, default=3600.0, help="kill a cell after this many seconds [s]")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="CSV",
+                        help="no run: merge these results.csv files into --out (csv, leaderboard, plot)")
     args = parser.parse_args(argv)
+    if args.merge:
+        rows = [row for path in args.merge for row in runner.read_results(path)]
+        return write_outputs(rows, args)
 
     def say(message):
         print(message, file=sys.stderr, flush=True)
@@ -67,6 +72,10 @@ def main(argv=None) -> int:
                                  wall_limit_s=args.wall_limit, progress=say)
     rows += runner.run_bench([paths[n] for n in sizes], args.baselines.split(","), out_dir=args.out / "baselines",
                              fresh=True, wall_limit_s=args.wall_limit, progress=say)
+    return write_outputs(rows, args)
+
+
+def write_outputs(rows: list[dict], args) -> int:
     runner.add_gaps(rows, {})
     args.out.mkdir(parents=True, exist_ok=True)
     runner.write_csv(rows, args.out / "results.csv")
@@ -74,7 +83,8 @@ def main(argv=None) -> int:
     (args.out / "leaderboard.md").write_text(runner.leaderboard(rows, header) + "\n", encoding="utf-8")
     runner.scaling_plot(rows, args.out / "scaling.png",
                         f"{args.kind} ({args.variant}): total time vs sessions, fresh process per run")
-    say(f"wrote {args.out / 'results.csv'}, {args.out / 'leaderboard.md'}, {args.out / 'scaling.png'}")
+    print(f"wrote {args.out / 'results.csv'}, {args.out / 'leaderboard.md'}, {args.out / 'scaling.png'}",
+          file=sys.stderr)
     return 0
 
 

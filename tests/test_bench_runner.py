@@ -136,3 +136,15 @@ def test_flat_plugin_power_is_the_hand_computed_constant(tight_file):
         got = problem.efficiency[s] * (power[s] * problem.presence[s]).sum() * problem.step_hours
         capped = level[0] >= problem.charge_max_kw[s] - 1e-12
         assert got <= want + 1e-9 and (capped or math.isclose(got, want, rel_tol=1e-9))
+
+
+def test_results_csv_reads_back_to_the_same_rows(tmp_path):
+    rows = [_row("a", "x", 110.0, 1.0), _row("a", "y", None, None, status="error")]
+    rows[1]["error"] = "boom, with a comma"
+    runner.add_gaps(rows, {"a": 100.0})
+    runner.write_csv(rows, tmp_path / "results.csv")
+    again = runner.read_results(tmp_path / "results.csv")
+    assert again[0]["objective_cny"] == 110.0 and again[0]["gap_pct"] == pytest.approx(10.0)
+    assert again[0]["verified"] is True and again[1]["verified"] is False and again[1]["total_s"] is None
+    assert again[1]["error"] == "boom, with a comma" and again[0]["n_sessions"] == 10
+    assert runner.leaderboard(again) == runner.leaderboard(rows)

@@ -322,6 +322,32 @@ def write_csv(rows: list[dict], path: Path) -> None:
     _atomic_text(path, buffer.getvalue())
 
 
+def read_results(path: str | Path) -> list[dict]:
+    """Rows of a ``results.csv`` written by :func:`write_csv`, with numbers and booleans typed again (to re-draw the
+    leaderboard or the plot, or to merge runs)."""
+    numbers = {"build_s", "solve_s", "verify_s", "total_s", "peak_memory_mb", "objective_cny", "best_known_cny",
+               "gap_pct", "unmet_kwh", "delivered_kwh", "peak_kw"}
+    whole = {"n_sessions", "repeat", "violations"}
+    rows = []
+    with open(path, newline="", encoding="utf-8") as handle:
+        for raw in csv.DictReader(handle):
+            row = {}
+            for key in COLUMNS:
+                text = raw.get(key, "")
+                if text == "":
+                    row[key] = "" if key in ("error", "gap_basis") else None
+                elif key in numbers:
+                    row[key] = float(text)
+                elif key in whole:
+                    row[key] = int(float(text))
+                elif key == "verified":
+                    row[key] = text == "True"
+                else:
+                    row[key] = text
+            rows.append(row)
+    return rows
+
+
 def summarise_rows(rows: list[dict]) -> list[dict]:
     """One row per (instance, solver): median times over the repeats, the largest peak memory, the first result."""
     groups: dict[tuple, list[dict]] = {}
