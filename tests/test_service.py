@@ -404,6 +404,15 @@ def test_restart_loses_nothing(tmp_path):
         changed = second.profile("c1", "1.6", tokens["c1"], **{"If-None-Match": before[("c1", "1.6")].headers["etag"]})
         assert changed.status_code == 200
         assert second.op("POST", "/v1/sites/r/sessions", json=CAR1).status_code == 409  # car1 is still known
+        # replacing the site: 200, new tokens (the old ones are dead), its sessions dropped
+        replaced = second.op("PUT", "/v1/sites/r", json={"instance": site_instance()})
+        assert replaced.status_code == 200 and replaced.json()["generation"] == 2
+        _problem(second.profile("c1", "1.6", tokens["c1"]), 401)
+        fresh = replaced.json()["charger_tokens"]["c1"]
+        assert fresh != tokens["c1"] and second.profile("c1", "1.6", fresh).status_code == 200
+        assert second.op("GET", "/v1/sites/r").json()["active_sessions"] == 0
+        assert second.op("PUT", "/v1/sites/r", json={"instance": {**site_instance(), "chargers": 5}}) \
+            .status_code == 422
     finally:
         second.stop()
 
@@ -421,3 +430,51 @@ def test_operator_token_generated_once(tmp_path):
     for built in (app, again):
         built.state.engine.stop()
         built.state.store.close()
+
+
+def test_serve_command_prints_a_new_operator_token_once(tmp_path):
+    """`gridcharge serve` as a user starts it: no token given → one is printed once and works; a restart on the
+    same database prints none and still accepts it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "GRIDCHARGE_OPERATOR_TOKEN"}
+    database = f"sqlite:///{tmp_path / 'cli.db'}"
+
+    def start():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        process = subprocess.Popen([sys.executable, "-m", "gridcharge.cli", "serve", "--port", str(port),
+                                    "--database", database], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, env=env, cwd=tmp_path)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/v1/health", timeout=1).status_code == 200:
+                    return process, url
+            except httpx.HTTPError:
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+
+    def stop(process) -> tuple[str, str]:
+        process.terminate()
+        return process.communicate(timeout=60)
+
+    process, url = start()
+    try:
+        operator = {"Authorization": "Bearer " + process.stdout.readline().split(": ")[-1].strip()}
+        created = httpx.put(url + "/v1/sites/cli", json={"instance": site_instance()}, headers=operator)
+        assert created.status_code == 201, created.text
+    finally:
+        out, err = stop(process)
+    assert "Traceback" not in err
+    process, url = start()
+    try:
+        assert httpx.get(url + "/v1/sites/cli", headers=operator).status_code == 200
+    finally:
+        out, err = stop(process)
+    assert "operator token" not in out and "Traceback" not in err

@@ -511,15 +511,15 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
     def put_site(site_id: str, body: SiteIn, request: Request):
         require_operator(request)
         instance = body.instance
-        unknown = [cid for cid in body.charger_settings
-                   if cid not in {c.get("id") for c in instance.get("chargers", []) if isinstance(c, dict)}]
+        chargers = instance.get("chargers") if isinstance(instance.get("chargers"), list) else []
+        ids = [c["id"] for c in chargers if isinstance(c, dict) and isinstance(c.get("id"), str)]
+        known = set(ids)
+        unknown = [cid for cid in body.charger_settings if cid not in known]
         if unknown:
             raise Problem(422, "Unprocessable Content", f"charger_settings names chargers the instance lacks",
                           [_field_error(f"charger_settings.{cid}", cid, "the id of a charger of the instance")
                            for cid in unknown])
-        chargers = instance.get("chargers", [])
-        ids = [c.get("id") for c in chargers if isinstance(c, dict)]
-        tokens = {cid: new_token(CHARGER_PREFIX) for cid in ids if isinstance(cid, str)}
+        tokens = {cid: new_token(CHARGER_PREFIX) for cid in ids}
         settings = {cid: s.model_dump() for cid, s in body.charger_settings.items()}
         existed = site_id in engine.sites
         try:

@@ -10,9 +10,12 @@ Two controllers per site, fed the same events:
   keeps it in this process, :class:`LocalSolver`), driven over a pipe by the one worker thread. The worker drains
   the accepted events in order and sends them with the clock's period; the child advances its controller to each
   event's period, applies it and re-solves (:meth:`Controller.resolve`): a burst of events is one re-solve. The
-  process boundary is there because a re-solve at thousands of cars is seconds of Python and numpy (model
-  building, verification): in a thread it would hold the GIL against the HTTP event loop (measured: fetch p99 of
-  seconds during a 500-car burst at 5,000 chargers). The child runs at a lower CPU priority (``SOLVER_NICE``).
+  process boundary is there because a re-solve at hundreds of cars is up to seconds of Python and numpy (model
+  building, verification) that, in a thread, holds the GIL against the HTTP event loop. Measured side by side
+  (``benchmarks/RESULTS.md``, "Schedule service"; 5,000 chargers, 500 → 1,000 cars): 1,609 fetches/s in a closed
+  loop with the child process against 1,083 with the thread (1.49x), p99 43 vs 49 ms; the price is re-optimisation
+  latency (p50 1.18 vs 0.67 s in that phase), because the child runs at a lower CPU priority (``SOLVER_NICE``):
+  when CPU is short, fetches go first.
 
 A write is: site lock → advance the validator to the clock's period → apply the event to it (a refusal leaves its
 state as it was: the immutable ``ControllerState`` is restored) → insert the event into the store and commit →
@@ -542,7 +545,11 @@ class Engine:
 
         hashes = {cid: token_hash(t) for cid, t in tokens.items()}
         runtime = self._runtime(site_id, 0, instance, settings, hashes)  # validates the instance: raises first
-        runtime.generation = self.store.replace_site(site_id, instance, settings, hashes)
+        try:
+            runtime.generation = self.store.replace_site(site_id, instance, settings, hashes)
+        except BaseException:
+            runtime.close()  # its solver process
+            raise
         runtime.needs_solve = True
         self._install(runtime)
         return runtime
