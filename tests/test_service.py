@@ -363,6 +363,33 @@ def test_demand_response_cap_and_period_advance(service):
     assert service.profile("c1", "2.1", service.tokens["c1"], **{"If-None-Match": busy_etag}).status_code == 200
 
 
+def test_reservation_meter_reading_and_end(service):
+    """A reservation on c3 (arrival in an hour) gets a TxProfile at zero until it arrives and its 3 kWh after; a
+    meter reading is accepted (a negative one is 422 naming the field); ending car2 removes its TxProfile."""
+    now = service.clock()
+    period = int((now - START) // STEP)
+    arrival = START + STEP * (period + 4)
+    body = {"id": "car3", "charger": "c3", "arrival": arrival.isoformat(),
+            "departure": (arrival + timedelta(hours=1)).isoformat(), "energy_kwh": 3.0}
+    seq = service.op("POST", "/v1/sites/s1/sessions", json=body).json()["event_seq"]
+    reading = service.op("PATCH", "/v1/sites/s1/sessions/car1", json={"energy_delivered_kwh": 5.0})
+    assert reading.status_code == 200, reading.text
+    bad = _problem(service.op("PATCH", "/v1/sites/s1/sessions/car1", json={"energy_delivered_kwh": -1.0}), 422)
+    assert "energy_delivered_kwh" in _fields(bad)
+    ended = service.op("DELETE", "/v1/sites/s1/sessions/car2")
+    assert ended.status_code == 200, ended.text
+    service.published("s1", ended.json()["event_seq"])
+    starts = [START + STEP * t for t in range(period, period + 8)]
+    tx = service.profile("c3", "2.0.1", service.tokens["c3"]).json()["set_charging_profile"][2]
+    power = _decode_kw(tx, "2.0.1", 1e-3, starts)
+    assert (power[:4] == 0).all() and power[4:].sum() * 0.25 == pytest.approx(3.0, abs=0.01)
+    purposes = [p["csChargingProfiles"]["chargingProfilePurpose"]
+                for p in service.profile("c2", "1.6", service.tokens["c2"]).json()["set_charging_profile"]]
+    assert purposes == ["ChargePointMaxProfile", "TxDefaultProfile"]
+    assert service.op("DELETE", "/v1/sites/s1/sessions/car2").status_code == 404  # gone
+    assert seq < ended.json()["event_seq"]
+
+
 def test_restart_loses_nothing(tmp_path):
     """Stop the server, start a new one on the same SQLite file: same profiles and ETags, tokens still valid,
     sessions still known (a further update is accepted and re-optimised)."""

@@ -570,7 +570,10 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
     def delete_session(site_id: str, session_id: str, request: Request):
         require_operator(request)
         runtime = site_of(site_id)
-        data = {"session_id": session_id, "at": now_text()}
+        # the car is gone from now on: it leaves the plan at once (a departure at the start of the current period
+        # removes it; a later one would keep it planned for the rest of this period)
+        at = runtime.time_of(runtime.period_of(engine.clock()))
+        data = {"session_id": session_id, "at": at.isoformat()}
         seq = submit(runtime, "end", data, {"at": "at"})
         return {"event_seq": seq, "site_id": site_id, "session_id": session_id, "accepted": data}
 
