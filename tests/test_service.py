@@ -431,6 +431,21 @@ def test_restart_loses_nothing(tmp_path):
         changed = second.profile("c1", "1.6", tokens["c1"], **{"If-None-Match": before[("c1", "1.6")].headers["etag"]})
         assert changed.status_code == 200
         assert second.op("POST", "/v1/sites/r/sessions", json=CAR1).status_code == 409  # car1 is still known
+        # the solver process dies: the next event rebuilds it from the stored events, nothing is lost
+        second.app.state.engine.sites["r"].solver.process.kill()
+        again = second.op("PATCH", "/v1/sites/r/sessions/car1", json={"energy_kwh": 6.0})
+        assert again.status_code == 200
+        deadline = time.monotonic() + 60
+        while (status := second.op("GET", "/v1/sites/r").json())["solver_rebuilds"] < 1 \
+                or status["published_seq"] < again.json()["event_seq"]:
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+        assert status["divergences"] == [] and status["active_sessions"] == 2
+        tx = second.profile("c1", "1.6", tokens["c1"]).json()["set_charging_profile"][2]
+        periods = tx["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"]
+        arrived = 300  # car1 arrived 5 minutes into the period the TxProfile starts with [s]
+        assert sum((max(b["startPeriod"], arrived) - max(a["startPeriod"], arrived)) * a["limit"]
+                   for a, b in zip(periods, periods[1:])) / 3.6e6 == pytest.approx(6.0, abs=0.01)  # [W s → kWh]
         # replacing the site: 200, new tokens (the old ones are dead), its sessions dropped
         replaced = second.op("PUT", "/v1/sites/r", json={"instance": site_instance()})
         assert replaced.status_code == 200 and replaced.json()["generation"] == 2

@@ -28,12 +28,13 @@ Firmware (charger token; a charger reads only its own profile, 403 otherwise; th
 - ``GET /v1/chargers/{charger_id}/profile?ocpp=1.6|2.0.1|2.1`` — the charger's SetChargingProfile payloads
   (station maximum, fail-safe TxDefaultProfile, and the TxProfile when a car is planned; see
   :mod:`gridcharge.service.runtime`), ``ETag`` (``If-None-Match`` → 304) and ``Cache-Control: private,
-  max-age=<re-optimisation interval>``.
+  max-age=<re-optimisation interval>``. Answered by :class:`ProfileFastPath` in front of FastAPI (the FastAPI route
+  gives the same answer through the same :func:`profile_answer`, and documents it in the OpenAPI document).
 
 Errors are RFC 9457 problem details (``application/problem+json``): ``type``, ``title``, ``status``, ``detail``,
 ``instance`` and ``errors``: one entry per bad field with ``field`` (a path in the request such as
-``instance.chargers[2].max_charge_kw`` or ``query.ocpp``), ``pointer`` (JSON pointer into the body), ``value`` and
-``detail`` (what was expected). Status codes: 400 malformed JSON or parameters, 401 missing or unknown token, 403
+``instance.chargers[2].max_charge_kw`` or ``query.ocpp``), ``pointer`` (JSON pointer into the body) or
+``parameter`` (a query or path parameter), ``value`` and ``detail`` (what was expected). Status codes: 400 malformed JSON or parameters, 401 missing or unknown token, 403
 wrong token, 404 unknown site / session / charger, 409 conflict with stored state, 413 body over the limit, 422
 invalid values. A client mistake never yields a 500 and never a partial write.
 """

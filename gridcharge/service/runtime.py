@@ -331,6 +331,8 @@ class SiteRuntime:
         self.stats_lock = threading.Lock()  # the worker appends while status() reads
         self.divergences: list[str] = []
         self.worker_errors: list[str] = []
+        self.rebuilds = 0
+        self.replayed_seq = 0  # the last event a rebuilt solver replayed from the store
 
     # time ------------------------------------------------------------------------------------------------------
     def period_of(self, moment: datetime) -> int:
@@ -505,16 +507,28 @@ class Engine:
         gc.freeze()
         self.notify()
 
+    @staticmethod
+    def _solver_ops(stored) -> list:
+        """The solver-side replay of a stored site: its events in order, with the delivered-energy account of its
+        last publication restored at that publication's period (before the events it did not include)."""
+        pub = stored.publication
+        ops: list = []
+        measured = pub is None
+        for event in stored.events:
+            if not measured and event.seq > pub.after_seq:
+                ops.append(("measure", pub.now, pub.delivered_kwh))
+                measured = True
+            ops.append(("event", event.period, event.kind, event.body, event.seq))
+        if not measured:
+            ops.append(("measure", pub.now, pub.delivered_kwh))
+        return ops
+
     def _replay(self, runtime: SiteRuntime, stored) -> None:
         """Events into both controllers (the solver's delivered-energy account restored from the last
         publication), the last publication served as it was; a re-solve follows in the worker."""
         pub = stored.publication
-        ops: list = []
+        validator = runtime.validator
         for event in stored.events:
-            if pub is not None and event.seq > pub.after_seq and not any(op[0] == "measure" for op in ops):
-                ops.append(("measure", pub.now, pub.delivered_kwh))
-            ops.append(("event", event.period, event.kind, event.body, event.seq))
-            validator = runtime.validator
             try:
                 if event.period > validator.now:
                     validator.advance(event.period)
@@ -523,15 +537,34 @@ class Engine:
                 runtime.divergences.append(f"replay of event {event.seq} ({event.kind}): {exc}")
                 log.warning("replay of event %s refused: %s", event.seq, exc)
             runtime.accepted_seq = runtime.applied_seq = event.seq
-        if pub is not None and not any(op[0] == "measure" for op in ops):
-            ops.append(("measure", pub.now, pub.delivered_kwh))
-        reply = runtime.solver.run(ops, None)
+        reply = runtime.solver.run(self._solver_ops(stored), None)
         runtime.solver_now = reply["now"]
         runtime.divergences += reply["divergences"]
         if pub is not None:
             runtime.served = runtime.served_from(pub.start_period, [tuple(s) for s in pub.session_ids], pub.power_kw,
                                                  pub.source, pub.status, pub.after_seq)
         runtime.needs_solve = True
+
+    def _rebuild_solver(self, runtime: SiteRuntime) -> None:
+        """A new solver controller for a site whose solver failed (its process died, or it raised): every stored
+        event replayed into it, queued events included (read under the site lock, so none is applied twice)."""
+        runtime.solver.close()
+        solver = (SolverProcess if self.solver_process else LocalSolver)(runtime.instance_dict, self.solver,
+                                                                         self.time_limit_s)
+        with runtime.lock:
+            stored = next((s for s in self.store.load_sites() if s.site_id == runtime.site_id), None)
+            if stored is None or stored.generation != runtime.generation:
+                solver.close()
+                return
+            runtime.pending.clear()
+            runtime.needs_solve = True
+        runtime.solver = solver
+        runtime.replayed_seq = stored.events[-1].seq if stored.events else 0
+        reply = solver.run(self._solver_ops(stored), None)
+        runtime.solver_now = reply["now"]
+        runtime.divergences += reply["divergences"]
+        runtime.rebuilds += 1
+        log.warning("site %s: solver rebuilt from %d stored events", runtime.site_id, len(stored.events))
 
     def notify(self) -> None:
         with self._wake:
@@ -625,15 +658,16 @@ class Engine:
         except (EOFError, OSError, RuntimeError) as exc:
             if self.sites.get(runtime.site_id) is runtime:
                 runtime.solver_error = f"{type(exc).__name__}: {exc}"
-                log.error("site %s: the solver failed (%s); the last publication stays served",
-                          runtime.site_id, runtime.solver_error)
+                log.error("site %s: the solver failed (%s); the last publication stays served while a new solver "
+                          "is built from the stored events", runtime.site_id, runtime.solver_error)
+                self._rebuild_solver(runtime)
             return False
         runtime.solver_error = None
         runtime.solver_now = reply["now"]
         runtime.divergences += reply["divergences"]
         with runtime.stats_lock:
             runtime.solve_seconds.append(reply["solve_s"])
-        after_seq = events[-1].seq if events else runtime.applied_seq
+        after_seq = events[-1].seq if events else max(runtime.applied_seq, runtime.replayed_seq)
         stored = self.store.save_publication(runtime.site_id, runtime.generation, after_seq, reply["now"],
                                              reply["start_period"], [list(x) for x in reply["sessions"]],
                                              reply["power_kw"], reply["source"], reply["status"],
@@ -680,6 +714,7 @@ class Engine:
             "divergences": runtime.divergences[-10:],
             "solver_error": runtime.solver_error,
             "worker_errors": runtime.worker_errors[-10:],
+            "solver_rebuilds": runtime.rebuilds,
         }
 
 
