@@ -19,6 +19,8 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gridcharge import load_instance, verify
 from gridcharge.ocpp import VERSIONS, validate_payload
@@ -388,6 +390,34 @@ def test_reservation_meter_reading_and_end(service):
     assert purposes == ["ChargePointMaxProfile", "TxDefaultProfile"]
     assert service.op("DELETE", "/v1/sites/s1/sessions/car2").status_code == 404  # gone
     assert seq < ended.json()["event_seq"]
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False)
+                     | st.text(max_size=12), lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
+_SESSION_KEYS = ["id", "charger", "departure", "energy_kwh", "arrival", "max_charge_kw", "max_discharge_kw",
+                 "battery_kwh", "initial_kwh", "min_kwh", "colour"]
+_VALUES = _JSON | st.sampled_from(["c3", "c4", "c9", (START + timedelta(hours=2)).isoformat(), "2026-07-01",
+                                   "2026-07-01T02:00:00+08:00", 5.0, -1.0, 0.0, 1e308])
+
+
+@given(kind=st.sampled_from(["session", "patch", "cap"]),
+       body=st.dictionaries(st.sampled_from(_SESSION_KEYS + ["node", "import_limit_kw", "start", "end",
+                                                           "energy_delivered_kwh"]), _VALUES, max_size=6)
+       | _JSON)
+def test_no_body_yields_a_500_or_a_partial_write(service, kind, body):
+    """Whatever JSON arrives, the answer is a 2xx or a problem+json 4xx naming a field, and the site's event log
+    grows only with a 2xx."""
+    before = service.op("GET", "/v1/sites/s1").json()["accepted_seq"]
+    path = {"session": ("POST", "/v1/sites/s1/sessions"), "patch": ("PATCH", "/v1/sites/s1/sessions/car1"),
+            "cap": ("POST", "/v1/sites/s1/caps")}[kind]
+    response = service.op(*path, content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    after = service.op("GET", "/v1/sites/s1").json()["accepted_seq"]
+    if response.status_code < 300:
+        assert response.status_code in (200, 201) and after == before + 1
+    else:
+        problem = _problem(response, response.status_code)
+        assert response.status_code in (400, 404, 409, 413, 422) and problem["errors"] and after == before
 
 
 def test_restart_loses_nothing(tmp_path):

@@ -39,7 +39,7 @@ metadata = MetaData()
 meta_table = Table("meta", metadata, Column("key", String(64), primary_key=True), Column("value", Text, nullable=False))
 sites_table = Table(
     "sites", metadata,
-    Column("site_id", String(200), primary_key=True),
+    Column("site_id", String(), primary_key=True),
     Column("generation", Integer, nullable=False),
     Column("instance_json", Text, nullable=False),
     Column("settings_json", Text, nullable=False),
@@ -47,14 +47,14 @@ sites_table = Table(
 )
 tokens_table = Table(
     "charger_tokens", metadata,
-    Column("charger_id", String(200), primary_key=True),
-    Column("site_id", String(200), nullable=False, index=True),
+    Column("charger_id", String(), primary_key=True),
+    Column("site_id", String(), nullable=False, index=True),
     Column("token_hash", String(64), nullable=False),
 )
 events_table = Table(
     "events", metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("site_id", String(200), nullable=False, index=True),
+    Column("site_id", String(), nullable=False, index=True),
     Column("generation", Integer, nullable=False),
     Column("period", Integer, nullable=False),
     Column("kind", String(32), nullable=False),
@@ -63,14 +63,14 @@ events_table = Table(
 )
 publications_table = Table(
     "publications", metadata,
-    Column("site_id", String(200), primary_key=True),
+    Column("site_id", String(), primary_key=True),
     Column("generation", Integer, nullable=False),
     Column("after_seq", Integer, nullable=False),
     Column("now", Integer, nullable=False),
     Column("start_period", Integer, nullable=False),
     Column("session_ids_json", Text, nullable=False),
     Column("power", LargeBinary, nullable=False),
-    Column("source", String(200), nullable=False),
+    Column("source", String(), nullable=False),
     Column("status", Text, nullable=False),
     Column("delivered_json", Text, nullable=False),
     Column("created_at", String(40), nullable=False),
