@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from gridcharge import load_instance, verify

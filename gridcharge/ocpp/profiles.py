@@ -50,10 +50,9 @@ Wire form and rounding (design choices)
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from functools import lru_cache
 from importlib import resources

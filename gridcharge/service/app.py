@@ -517,7 +517,7 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
         known = set(ids)
         unknown = [cid for cid in body.charger_settings if cid not in known]
         if unknown:
-            raise Problem(422, "Unprocessable Content", f"charger_settings names chargers the instance lacks",
+            raise Problem(422, "Unprocessable Content", "charger_settings names chargers the instance lacks",
                           [_field_error(f"charger_settings.{cid}", cid, "the id of a charger of the instance")
                            for cid in unknown])
         tokens = {cid: new_token(CHARGER_PREFIX) for cid in ids}
