@@ -200,12 +200,19 @@ def _sites(draw):
     return instance(periods=T, nodes=nodes, chargers=chargers, sessions=sessions)
 
 
-@given(_sites())
-def test_every_charger_at_its_default_overloads_nothing(data):
+@given(_sites(), st.dictionaries(st.sampled_from(["T", "F0", "F1", "F2"]), st.integers(0, 60).map(float),
+                                 max_size=2))
+def test_every_charger_at_its_default_overloads_nothing(data, caps):
     """All chargers at their defaults at once, in every period: the independent verifier finds no node or phase
-    import violation that base load alone does not already cause (and those with the same value: nothing added)."""
+    import violation that base load alone does not already cause (and those with the same value: nothing added).
+    With demand-response caps, the verifier checks the instance whose import limits are the caps."""
+    caps = {node: kw for node, kw in caps.items() if node in {n["id"] for n in data["nodes"]}}
+    limits = failsafe_limits_kw(load_instance(data), import_limit_kw=caps)
+    for n in data["nodes"]:
+        if n["id"] in caps:
+            own = n.get("import_limit_kw")
+            n["import_limit_kw"] = caps[n["id"]] if own is None else min(own, caps[n["id"]])
     inst = load_instance(data)
-    limits = failsafe_limits_kw(inst)
     assert (limits >= 0).all()
     assert (limits <= np.array([c.max_charge_kw for c in inst.chargers])).all()
     power = np.repeat(limits.to_numpy()[:, None], inst.horizon.periods, axis=1)  # session i is on charger c{i}
@@ -218,3 +225,16 @@ def test_every_charger_at_its_default_overloads_nothing(data):
     assert set(at_default) <= set(base_only)
     for key, value in at_default.items():
         assert value == pytest.approx(base_only[key], abs=1e-9)
+
+
+def test_failsafe_limits_with_a_tighter_import_limit_by_hand():
+    """A demand-response cap of 31 kW on T: (31 - 51 worst base) < 0 → nothing anywhere; a cap of 71 kW: (71 - 51)
+    / 4 = 5 kW each, and c3, c4 keep their phase share 6 kW > 5 kW → 5 kW; M1's own 7.5 kW > 5 kW → 5 kW."""
+    assert failsafe_limits_kw(_site(), import_limit_kw={"T": 31.0}).to_dict() == pytest.approx(
+        {"c1": 0.0, "c2": 0.0, "c3": 0.0, "c4": 0.0})
+    assert failsafe_limits_kw(_site(), import_limit_kw={"T": 71.0}).to_dict() == pytest.approx(
+        {"c1": 5.0, "c2": 5.0, "c3": 5.0, "c4": 5.0})
+    assert failsafe_limits_kw(_site(), import_limit_kw={"T": 500.0}).to_dict() == pytest.approx(
+        failsafe_limits_kw(_site()).to_dict())  # a looser one changes nothing
+    with pytest.raises(ValueError, match="node 'X'"):
+        failsafe_limits_kw(_site(), import_limit_kw={"X": 1.0})

@@ -346,6 +346,14 @@ def test_demand_response_cap_and_period_advance(service):
     total = sum(_decode_kw(service.profile(c, "1.6", service.tokens[c]).json()["set_charging_profile"][2], "1.6",
                            1e-3, starts) for c in ("c1", "c2"))
     assert (total <= 12.0 - BASE_KW + 1e-3).all() and total[0] == pytest.approx(10.0, abs=1e-3)
+    # the fail-safe default respects the cap in its window: (12 - 2) / 4 chargers = 2.5 kW, else 4.5 kW
+    for charger in ("c1", "c3"):
+        document = service.profile(charger, "2.1", service.tokens[charger]).json()
+        default = document["set_charging_profile"][1]["chargingProfile"]["chargingSchedule"][0]
+        assert [(p["startPeriod"], p["limit"]) for p in default["chargingSchedulePeriod"]] == \
+            ([(0, 4500)] if period else []) + [(period * 900, 2500), ((period + 4) * 900, 4500)]
+        assert document["failsafe_limit_kw"] == pytest.approx(2.5)
+        validate_payload("2.1", "SetChargingProfile", document["set_charging_profile"][1])
 
     idle_etag = service.profile("c3", "2.1", service.tokens["c3"]).headers["etag"]
     busy_etag = service.profile("c1", "2.1", service.tokens["c1"]).headers["etag"]

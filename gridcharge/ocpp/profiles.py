@@ -14,13 +14,16 @@ evse_id=None, transaction_id=None, valid_from=None, valid_to=None, bidirectional
     the wire are merged. ``ProfilePayload.discharge_dropped`` is true (and ``warnings`` says so) when a negative
     set-point had to be sent as 0 because the version (1.6, 2.0.1) or the profile (2.1 without ``bidirectional``)
     cannot say discharge.
-``failsafe_profile(version, limit_kw, start, *, purpose="TxDefaultProfile", **options) -> ProfilePayload``
-    A one-period profile at a constant limit (the fail-safe default; ``purpose`` may also be
-    ``"ChargePointMaxProfile"`` / ``"ChargingStationMaxProfile"``, each accepted for every version and translated to
-    the version's own name). Other keyword options as in ``build_set_charging_profile``.
-``failsafe_limits_kw(instance, *, include_generation=False) -> pandas.Series``
+``failsafe_profile(version, limit_kw, start, *, purpose="TxDefaultProfile", duration_s=None, period_start_s=None,
+**options) -> ProfilePayload``
+    A profile at a constant limit, or one limit per period with ``period_start_s`` [s] (the fail-safe default;
+    ``purpose`` may also be ``"ChargePointMaxProfile"`` / ``"ChargingStationMaxProfile"``, each accepted for every
+    version and translated to the version's own name); without ``duration_s`` its last limit holds indefinitely.
+    Other keyword options as in ``build_set_charging_profile``.
+``failsafe_limits_kw(instance, *, include_generation=False, import_limit_kw=None) -> pandas.Series``
     One default limit per charger [kW], index charger id: if every charger draws its default at once, no node's
-    import limit and no per-phase limit is exceeded in any period of the instance's base load.
+    import limit and no per-phase limit is exceeded in any period of the instance's base load (``import_limit_kw``:
+    node id → tighter limits to respect too, e.g. demand-response caps).
 ``validate_payload(version, action, payload) -> None``
     Checks a payload against the schema the ``ocpp`` package ships for that version and action (``action`` like
     ``"SetChargingProfile"`` for the request, ``"SetChargingProfileResponse"`` for the response); raises
@@ -281,18 +284,23 @@ def build_set_charging_profile(version: str, power_kw, start: datetime, *, perio
                           warnings=tuple(warnings))
 
 
-def failsafe_profile(version: str, limit_kw: float, start: datetime, *, purpose: str = "TxDefaultProfile",
-                     duration_s: int | None = None, **options) -> ProfilePayload:
-    """A one-period profile holding ``limit_kw`` [kW] (>= 0), e.g. the fail-safe ``TxDefaultProfile``.
+def failsafe_profile(version: str, limit_kw, start: datetime, *, purpose: str = "TxDefaultProfile",
+                     duration_s: int | None = None, period_start_s=None, **options) -> ProfilePayload:
+    """A profile holding ``limit_kw`` [kW] (>= 0), e.g. the fail-safe ``TxDefaultProfile``: one limit, or one per
+    period with ``period_start_s`` (offsets from ``start`` [s], e.g. a lower default during a demand-response cap).
 
-    Without ``duration_s`` the schedule has no ``duration`` (it holds until replaced or until ``valid_to``).
-    Other keyword options as in :func:`build_set_charging_profile`.
+    Without ``duration_s`` the schedule has no ``duration``: its last limit holds until the profile is replaced (or
+    until ``valid_to``). Other keyword options as in :func:`build_set_charging_profile`.
     """
-    if not (np.isfinite(limit_kw) and limit_kw >= 0):
-        raise ValueError(f"limit_kw {limit_kw!r}: expected a finite limit >= 0 [kW]")
-    result = build_set_charging_profile(version, [float(limit_kw)], start, period_start_s=[0],
-                                        duration_s=1 if duration_s is None else duration_s, purpose=purpose,
-                                        bidirectional=False, **options)
+    limits = np.atleast_1d(np.asarray(limit_kw, dtype=float))
+    if not (np.isfinite(limits).all() and (limits >= 0).all()):
+        raise ValueError(f"limit_kw {limit_kw!r}: expected finite limits >= 0 [kW]")
+    offsets = [0] if period_start_s is None else list(period_start_s)
+    if len(offsets) != limits.size:
+        raise ValueError(f"limit_kw has {limits.size} values for {len(offsets)} period starts")
+    result = build_set_charging_profile(version, limits, start, period_start_s=offsets,
+                                        duration_s=int(offsets[-1]) + 1 if duration_s is None else duration_s,
+                                        purpose=purpose, bidirectional=False, **options)
     if duration_s is None:
         schedule = result.payload.get("csChargingProfiles", result.payload.get("chargingProfile"))["chargingSchedule"]
         (schedule[0] if isinstance(schedule, list) else schedule).pop("duration")
@@ -303,7 +311,7 @@ def failsafe_profile(version: str, limit_kw: float, start: datetime, *, purpose:
 # fail-safe default limits
 
 
-def failsafe_limits_kw(instance, *, include_generation: bool = False) -> pd.Series:
+def failsafe_limits_kw(instance, *, include_generation: bool = False, import_limit_kw=None) -> pd.Series:
     """Default limit per charger [kW] that is safe if every charger draws it at the same time.
 
     For every node ``n`` with an import limit, the headroom is ``import_limit_kw - max_t base[n, t]`` (``base`` =
@@ -322,6 +330,8 @@ def failsafe_limits_kw(instance, *, include_generation: bool = False) -> pd.Seri
     ----------
     instance : Instance or anything :func:`gridcharge.load_instance` reads
     include_generation : bool — count PV against base load (default False: conservative)
+    import_limit_kw : mapping node id → kW, optional — tighter import limits to respect as well (e.g. the
+        demand-response caps in force): each node's limit becomes the smaller of its own and this
 
     Returns
     -------
@@ -367,8 +377,13 @@ def failsafe_limits_kw(instance, *, include_generation: bool = False) -> pd.Seri
     def limits(attr):
         return np.array([np.inf if getattr(n, attr) is None else float(getattr(n, attr)) for n in inst.nodes])
 
+    import_limit = limits("import_limit_kw")
+    for node_id, value in (import_limit_kw or {}).items():
+        if node_id not in index:
+            raise ValueError(f"import_limit_kw names node {node_id!r}, which the instance does not have")
+        import_limit[index[node_id]] = min(import_limit[index[node_id]], float(value))
     with np.errstate(divide="ignore", invalid="ignore"):
-        node_cap = np.where(count > 0, (limits("import_limit_kw") - worst) / count, np.inf)
+        node_cap = np.where(count > 0, (import_limit - worst) / count, np.inf)
         phase_head = (limits("phase_import_limit_kw") - worst / 3.0)[:, None]
         phase_cap = np.where(weight > 0, phase_head / weight, np.inf)
     node_cap = np.where(np.isnan(node_cap), np.inf, node_cap)

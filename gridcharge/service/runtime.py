@@ -43,7 +43,9 @@ list of SetChargingProfile request payloads to apply in order:
    charger's ``max_charge_kw`` of the instance, from the horizon start, no end;
 2. the fail-safe ``TxDefaultProfile`` (EVSE 0, stack level 0): the limit of
    :func:`gridcharge.ocpp.profiles.failsafe_limits_kw` (safe if every charger of the site draws it at once against
-   every node's import and per-phase limit at the worst base load), from the horizon start, no end;
+   every node's import and per-phase limit at the worst base load), from the horizon start, no end; within the
+   window of a demand-response cap, the (lower) limit that is safe against the cap too (a period of its own in the
+   same profile), so a charger that loses contact during a cap still keeps it;
 3. when a car is (or will be) on the charger within the published plan: the ``TxProfile`` (EVSE ``evse_id``,
    stack level 1) from the start of the current period, with ``validTo`` = end of the current period +
    ``grace_s`` and, in 2.1, ``maxOfflineDuration`` = ``grace_s``: a charger that stops fetching falls back to its
@@ -59,6 +61,7 @@ charger's OCPP transaction; the charger's own CSMS link adds it if it needs it).
 
 from __future__ import annotations
 
+import bisect
 import gc
 import hashlib
 import json
@@ -318,7 +321,10 @@ class SiteRuntime:
         self.chargers = {c.id: c for c in self.instance.chargers}
         self.settings = {cid: ChargerSettings(**settings.get(cid, {})) for cid in self.chargers}
         self.token_hashes = dict(token_hashes)
-        self.failsafe_kw = failsafe_limits_kw(self.instance).to_dict()
+        self.failsafe_kw = failsafe_limits_kw(self.instance).to_dict()  # without demand-response caps
+        # the fail-safe default over time: (version, period starts, {charger: limit per segment [kW]})
+        self.defaults = (0, [0], {cid: [kw] for cid, kw in self.failsafe_kw.items()})
+        self._defaults_caps: tuple = ()
         self.lock = threading.Lock()
         self.pending: deque[PendingEvent] = deque()
         self.accepted_seq = 0
@@ -370,7 +376,7 @@ class SiteRuntime:
         """The response body and ETag of a charger's profiles at ``now`` (cached per period and signature)."""
         period = self.period_of(now)
         served = self.served
-        signature = served.signature.get(charger_id) if served is not None else None
+        signature = (served.signature.get(charger_id) if served is not None else None, self.defaults[0])
         key = (charger_id, version)
         hit = self.cache.get(key)
         if hit is not None and hit[0] == period and hit[1] == signature:
@@ -386,10 +392,14 @@ class SiteRuntime:
         phases = number_of_phases(charger.phases)
         unit = dict(rate_unit=settings.rate_unit, voltage_v=settings.voltage_v, phases=phases)
         origin = self.horizon_start
+        _, starts, limits = self.defaults
+        default_kw = limits[charger_id]
         payloads = [
             failsafe_profile(version, charger.max_charge_kw, origin, purpose="ChargingStationMaxProfile", **unit),
-            failsafe_profile(version, self.failsafe_kw[charger_id], origin, purpose="TxDefaultProfile", **unit),
+            failsafe_profile(version, default_kw, origin, purpose="TxDefaultProfile",
+                             period_start_s=[p * self.step_s for p in starts], **unit),
         ]
+        default_now = default_kw[max(bisect.bisect_right(starts, period) - 1, 0)]
         warnings: list[str] = []
         charge_only = version != "2.1"
         row = None if served is None else served.rows.get(charger_id)
@@ -415,12 +425,38 @@ class SiteRuntime:
             "site_id": self.site_id,
             "ocpp_version": version,
             "charge_only": charge_only,
-            "failsafe_limit_kw": round(float(self.failsafe_kw[charger_id]), 6),
+            "failsafe_limit_kw": round(float(default_now), 6),
             "schedule_source": served.source if len(payloads) > 2 else None,
             "warnings": warnings,
             "set_charging_profile": [p.payload for p in payloads],
         }
         return json.dumps(document, separators=(",", ":")).encode()
+
+    def refresh_defaults(self) -> None:
+        """Recompute the fail-safe default schedule for the validator's demand-response caps: within a cap's
+        window every charger below the capped node gets the default that is safe against the cap (computed as
+        :func:`failsafe_limits_kw` with the cap as the node's import limit), outside it the plain default. Called
+        under the site lock after a cap is accepted (and after a replay)."""
+        caps = tuple(self.validator.state.caps)
+        if caps == self._defaults_caps:
+            return
+        T = self.periods
+        starts = sorted({0} | {c.start for c in caps if 0 < c.start < T} | {c.end for c in caps if 0 < c.end < T})
+        memo: dict = {}
+        segments = []
+        for a, b in zip(starts, starts[1:] + [T]):
+            active: dict = {}
+            for cap in caps:
+                if cap.start <= a and b <= cap.end:
+                    active[cap.node] = min(active.get(cap.node, math.inf), cap.import_limit_kw)
+            key = frozenset(active.items())
+            if key not in memo:
+                memo[key] = failsafe_limits_kw(self.instance, import_limit_kw=active).to_dict() if active \
+                    else self.failsafe_kw
+            segments.append(memo[key])
+        limits = {cid: [float(segment[cid]) for segment in segments] for cid in self.chargers}
+        self.defaults = (self.defaults[0] + 1, starts, limits)  # one assignment: readers see old or new
+        self._defaults_caps = caps
 
     def close(self) -> None:
         """Stop the site's solver (its process, if any)."""
@@ -537,6 +573,7 @@ class Engine:
                 runtime.divergences.append(f"replay of event {event.seq} ({event.kind}): {exc}")
                 log.warning("replay of event %s refused: %s", event.seq, exc)
             runtime.accepted_seq = runtime.applied_seq = event.seq
+        runtime.refresh_defaults()
         reply = runtime.solver.run(self._solver_ops(stored), None)
         runtime.solver_now = reply["now"]
         runtime.divergences += reply["divergences"]
@@ -605,6 +642,12 @@ class Engine:
             except BaseException:
                 validator.state = old
                 raise
+            if kind == "cap":
+                try:
+                    runtime.refresh_defaults()
+                except Exception:  # noqa: BLE001 - the event is committed; the worker's status shows the error
+                    runtime.worker_errors.append("fail-safe defaults not updated for the new cap")
+                    log.exception("site %s: fail-safe defaults not updated", runtime.site_id)
             runtime.accepted_seq = seq
             runtime.pending.append(PendingEvent(seq, validator.now, kind, body, time.perf_counter()))
         self.notify()
