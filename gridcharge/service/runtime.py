@@ -12,10 +12,11 @@ Two controllers per site, fed the same events:
   event's period, applies it and re-solves (:meth:`Controller.resolve`): a burst of events is one re-solve. The
   process boundary is there because a re-solve at hundreds of cars is up to seconds of Python and numpy (model
   building, verification) that, in a thread, holds the GIL against the HTTP event loop. Measured side by side
-  (``benchmarks/RESULTS.md``, "Schedule service"; 5,000 chargers, 500 → 1,000 cars): 1,609 fetches/s in a closed
-  loop with the child process against 1,083 with the thread (1.49x), p99 43 vs 49 ms; the price is re-optimisation
-  latency (p50 1.18 vs 0.67 s in that phase), because the child runs at a lower CPU priority (``SOLVER_NICE``):
-  when CPU is short, fetches go first.
+  (``benchmarks/RESULTS.md``, "Schedule service"; 5,000 chargers, 500 → 1,000 cars, fetches in a closed loop):
+  1,783 fetches/s with the child process against 980 with the thread (1.82x; 1.49x in an earlier run), p99 31.5
+  vs 57.8 ms. The price is re-optimisation latency when fetches saturate the CPU: the child runs at a lower CPU
+  priority (``SOLVER_NICE``), so fetches go first and a solve waits (events published up to 25 s late in that
+  run; 0.55 s p50 / 0.99 s p99 at the realistic 83 fetches/s).
 
 A write is: site lock → advance the validator to the clock's period → apply the event to it (a refusal leaves its
 state as it was: the immutable ``ControllerState`` is restored) → insert the event into the store and commit →
