@@ -558,3 +558,14 @@ def test_serve_command_prints_a_new_operator_token_once(tmp_path):
     finally:
         out, err = stop(process)
     assert "operator token" not in out and "Traceback" not in err
+
+
+def test_charger_tokens_fit_ocpp_password_limits_and_the_operator_token_is_longer():
+    """A charger uses its token as its OCPP Basic-auth password: 1.6 AuthorizationKey 16-20 bytes, 2.0.1
+    BasicAuthPassword 16-40 characters."""
+    from gridcharge.service.auth import CHARGER_PREFIX, OPERATOR_PREFIX, new_token
+
+    chargers = {new_token(CHARGER_PREFIX) for _ in range(200)}
+    assert len(chargers) == 200
+    assert all(16 <= len(t.encode("ascii")) <= 20 and t.startswith("gcc_") for t in chargers)
+    assert len(new_token(OPERATOR_PREFIX)) >= 40

@@ -2,11 +2,14 @@
 
 Design
 ------
-- A token is 32 random bytes from :mod:`secrets`, URL-safe base64 (43 characters), prefixed ``gco_`` (operator) or
-  ``gcc_`` (charger) so that a leaked token says what it opens. It is shown once (site creation prints the charger
-  tokens in the response; the operator token is printed once at first start) and only its SHA-256 is stored.
-  A plain SHA-256 (not a slow password hash) is enough because the tokens carry 256 bits of entropy: there is no
-  dictionary to try, and it keeps a profile fetch cheap (one hash, ~1 µs).
+- A token is random bytes from :mod:`secrets`, URL-safe base64, prefixed ``gco_`` (operator) or ``gcc_`` (charger)
+  so that a leaked token says what it opens: the operator token 32 bytes (47 characters in all), a charger token
+  12 bytes (20 characters in all), because a charger also uses its token as its OCPP password, and OCPP 1.6's
+  ``AuthorizationKey`` holds 16-20 bytes and 2.0.1's ``BasicAuthPassword`` 16-40 characters. It is shown once (site
+  creation prints the charger tokens in the response; the operator token is printed once at first start) and only
+  its SHA-256 is stored. A plain SHA-256 (not a slow password hash) is enough because the tokens carry 96 to 256
+  bits of entropy: there is no dictionary to try (2**96 guesses is out of reach), and it keeps a profile fetch cheap
+  (one hash, ~1 µs).
 - Comparison: the presented token is hashed and compared with the stored hash by :func:`hmac.compare_digest`
   (constant time). A charger's own hash is looked up by the charger id in the URL, so the comparison that decides
   "this is charger X" is always the constant-time one; the reverse look-up hash → charger, used only to tell a
@@ -25,9 +28,13 @@ OPERATOR_PREFIX = "gco_"
 CHARGER_PREFIX = "gcc_"
 
 
+#: Random bytes per token: charger tokens fit OCPP's password limits with their prefix (20 characters).
+TOKEN_BYTES = {OPERATOR_PREFIX: 32, CHARGER_PREFIX: 12}
+
+
 def new_token(prefix: str) -> str:
-    """A fresh random token (256 bits) with ``prefix``."""
-    return prefix + secrets.token_urlsafe(32)
+    """A fresh random token with ``prefix`` (``TOKEN_BYTES[prefix]`` random bytes, URL-safe base64)."""
+    return prefix + secrets.token_urlsafe(TOKEN_BYTES[prefix])
 
 
 def token_hash(token: str) -> str:
