@@ -13,9 +13,8 @@ the same sites, tokens, sessions and profiles:
 - profiles are the firmware API's own rendering (:meth:`SiteRuntime.profile`: the same payloads, byte for byte,
   as ``GET /v1/chargers/{id}/profile``), with ``transactionId`` and the transaction's EVSE added by the central
   system;
-- publications: :meth:`Engine.work` returns True when it published; the backend wraps the engine's ``work`` (once)
-  to tell the central system, which then re-renders and pushes what changed. (A publication hook inside the engine
-  would be cleaner; wrapping keeps this module out of the engine's code while it is being worked on.)
+- publications: the backend listens on the engine's ``publication_listeners`` and tells the central system which
+  chargers' schedules changed; it then re-renders and pushes those.
 
 :func:`mount_ocpp` adds the websocket route ``/ocpp/{charger_id}`` to the service's ASGI app: one port for HTTP and
 OCPP.
@@ -41,7 +40,7 @@ class ServiceBackend:
     def __init__(self, engine):
         self.engine = engine
         self._listeners: list[Callable] = []
-        self._wrapped = False
+        self._subscribed = False
         self._parsed: dict = {}
         self._lock = threading.Lock()
 
@@ -110,35 +109,24 @@ class ServiceBackend:
     def subscribe(self, listener: Callable) -> None:
         with self._lock:
             self._listeners.append(listener)
-            if self._wrapped:
-                return
-            self._wrapped = True
-            engine = self.engine
-            work = engine.work
+            if not self._subscribed:
+                self._subscribed = True
+                self.engine.publication_listeners.append(self._published)
 
-            previous: dict = {}
-
-            def work_and_tell(runtime, *args, **kwargs):
-                before = previous.get(runtime.site_id)
-                published = work(runtime, *args, **kwargs)
-                served = runtime.served
-                if published and served is not None:
-                    previous[runtime.site_id] = served
-                    if before is None or before.start_period != served.start_period:
-                        chargers = set(runtime.chargers)  # a new period: every TxProfile moves on
-                    else:  # only the chargers whose rows changed (the served signatures say which)
-                        chargers = {cid for cid in set(before.signature) | set(served.signature)
-                                    if before.signature.get(cid) != served.signature.get(cid)}
-                    if not chargers:
-                        return published
-                    for each in list(self._listeners):
-                        try:
-                            each(chargers)
-                        except Exception:
-                            log.exception("OCPP publication listener failed")
-                return published
-
-            engine.work = work_and_tell
+    def _published(self, runtime, before, served) -> None:
+        """The engine published: tell the central system which chargers' schedules changed."""
+        if before is None or before.start_period != served.start_period:
+            chargers = set(runtime.chargers)  # a new period: every TxProfile moves on
+        else:  # only the chargers whose rows changed (the served signatures say which)
+            chargers = {cid for cid in set(before.signature) | set(served.signature)
+                        if before.signature.get(cid) != served.signature.get(cid)}
+        if not chargers:
+            return
+        for each in list(self._listeners):
+            try:
+                each(chargers)
+            except Exception:
+                log.exception("OCPP publication listener failed")
 
 
 def _router_app(app):

@@ -495,6 +495,9 @@ class Engine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sites_lock = threading.Lock()
+        #: Called by the worker after each publication as ``listener(runtime, before, after)`` with the served
+        #: publications before and after (``before`` may be None); e.g. the OCPP central system pushes profiles.
+        self.publication_listeners: list[Callable[[SiteRuntime, object, object], None]] = []
 
     # lifecycle -------------------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -718,12 +721,18 @@ class Engine:
                                              reply["delivered_kwh"])
         if not stored or self.sites.get(runtime.site_id) is not runtime:
             return False
+        before = runtime.served
         runtime.served = runtime.served_from(reply["start_period"], reply["sessions"], reply["power_kw"],
                                              reply["source"], reply["status"], after_seq)
         runtime.applied_seq = after_seq
         done = time.perf_counter()
         with runtime.stats_lock:
             runtime.latencies_s.extend(done - e.accepted_at for e in events)
+        for listener in list(self.publication_listeners):
+            try:
+                listener(runtime, before, runtime.served)
+            except Exception:  # noqa: BLE001 - a listener must not stop the worker; the log says which
+                log.exception("site %s: a publication listener failed", runtime.site_id)
         return True
 
     # reads -----------------------------------------------------------------------------------------------------
