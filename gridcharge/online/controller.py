@@ -39,17 +39,20 @@ How a re-solve works (what is implemented, honestly)
    - with phantoms, export (reverse-flow) limits for the *real* cars alone, so that a phantom's charging can never
      absorb a real car's discharge.
 
-3. **Warm start** (``warm_start=True``, the default): the HiGHS object is *not* kept between re-solves (the model is
-   rebuilt), but the previous optimal basis is mapped onto the new model by stable keys (car serial, absolute
-   period, column kind; node and period for limit rows) and given to HiGHS with ``setBasis`` (an *alien* basis: new
-   columns nonbasic at a bound, new rows' slacks basic, HiGHS repairs the count), so HiGHS skips presolve and starts
-   from it. With ``simplex="auto"`` the primal simplex is used when the only changes since the last solve are new
-   cars (the old basis stays primal feasible: new columns sit at 0), the dual simplex otherwise. Measured
-   (``benchmarks/bench_online.py``, figures in ``benchmarks/RESULTS.md``): after one arrival at ~1,000 active cars
-   HiGHS takes ~0.12 s warm against ~1.3 s cold (median); at ~10,000 cars ~1 s against ~58 s, but some warm starts
-   take 18-26 s of primal simplex, and one dual warm start after a large batch was slower than cold. The
-   publication as a whole is dominated by model building and verification at these sizes. Keeping one HiGHS object
-   and changing only what an event touched (``addCols``/``changeColBounds``) is *not* implemented.
+3. **Warm start** (``warm_start=True``, the default): the controller *keeps one HiGHS object* between re-solves
+   and sends it only the difference between the model it holds and the newly built LP, matched by stable keys
+   (car serial, absolute period, column kind; node and period for limit rows): columns and rows that are gone are
+   retired (fixed at 0 / made free), new ones added, bounds and costs that differ changed
+   (:mod:`gridcharge.online.persistent`; the coefficients of what stays are fingerprinted, not assumed). HiGHS then
+   re-solves from its own basis. When the model cannot be patched (a coefficient changed, e.g. a new departure
+   inside a period; more retired than live columns; a MIP round; a failed solve) a fresh HiGHS object gets the LP
+   and the previous optimal basis mapped onto it by the same keys (``setBasis``: an *alien* basis, new columns
+   nonbasic at a bound, new rows' slacks basic). With ``simplex="auto"`` the primal simplex is used when the only
+   changes since the last solve are new cars (the old basis stays primal feasible: new columns sit at 0), the dual
+   simplex otherwise. Measured (``benchmarks/bench_online.py``, figures in ``benchmarks/RESULTS.md``): after one
+   arrival at ~1,000 active cars HiGHS takes ~0.06 s warm against ~0.3 s cold (median); HiGHS spends ~25 ms per
+   call even on an unchanged model of that size, and a few arrivals need hundreds to thousands of primal
+   iterations, which sets the p95. :meth:`resolve` with ``cold=True`` forgets the model and the basis.
 4. Every schedule is checked before it is published: :func:`gridcharge.verify` on the sub-instance's real cars
    (the independent verifier: every node, phase and battery rule; phantoms removed, since they must not relieve
    any limit), plus this module's check of the demand-response caps and of the over-request bounds of step 2.
