@@ -148,3 +148,11 @@ def test_results_csv_reads_back_to_the_same_rows(tmp_path):
     assert again[0]["verified"] is True and again[1]["verified"] is False and again[1]["total_s"] is None
     assert again[1]["error"] == "boom, with a comma" and again[0]["n_sessions"] == 10
     assert runner.leaderboard(again) == runner.leaderboard(rows)
+
+
+def test_a_fresh_run_past_the_wall_limit_is_a_timeout_row_with_its_size(tmp_path):
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(generate("residential", 30, 1)))
+    row = runner._fresh(str(path), "highs", None, 0.05)  # no interpreter starts in 50 ms
+    assert row["status"] == "timeout" and row["verified"] is False and row["n_sessions"] == 30
+    assert "wall limit" in row["error"]

@@ -235,17 +235,31 @@ def _fresh(instance_path: str, solver: str, time_limit_s: float | None, wall_lim
         done = subprocess.run([sys.executable, "-m", "gridcharge.bench.runner", job], capture_output=True, text=True,
                               timeout=wall_limit_s, env=env)
     except subprocess.TimeoutExpired:
-        row.update(status="timeout", error=f"killed after the wall limit of {wall_limit_s:g} s")
+        row.update(status="timeout", error=f"killed after the wall limit of {wall_limit_s:g} s",
+                   n_sessions=_count_sessions(instance_path))
         return row
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         tail = " ".join(done.stderr.strip().splitlines()[-3:])
-        row.update(status="crashed", error=f"exit code {done.returncode}: {tail}"[:300])
+        row.update(status="crashed", error=f"exit code {done.returncode}: {tail}"[:300],
+                   n_sessions=_count_sessions(instance_path))
         return row
     child = json.loads(lines[-1])
     child["peak_memory_mb"] = child.pop("process_peak_rss_mb")
     row.update(child)
     return row
+
+
+def _count_sessions(instance_path: str) -> int | None:
+    """Sessions in an instance file, for a row whose child never reported (None if the file cannot be read)."""
+    import tomllib
+
+    try:
+        text = Path(instance_path).read_text(encoding="utf-8")
+        data = tomllib.loads(text) if instance_path.lower().endswith(".toml") else json.loads(text)
+        return len(data.get("sessions", []))
+    except (OSError, ValueError, AttributeError, tomllib.TOMLDecodeError):
+        return None
 
 
 def _child(job_json: str) -> int:
