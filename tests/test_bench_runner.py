@@ -156,3 +156,13 @@ def test_a_fresh_run_past_the_wall_limit_is_a_timeout_row_with_its_size(tmp_path
     row = runner._fresh(str(path), "highs", None, 0.05)  # no interpreter starts in 50 ms
     assert row["status"] == "timeout" and row["verified"] is False and row["n_sessions"] == 30
     assert "wall limit" in row["error"]
+
+
+def test_a_long_fresh_run_says_it_is_still_running(tmp_path, monkeypatch):
+    path = tmp_path / "small.json"
+    path.write_text(json.dumps(generate("residential", 5, 1)))
+    monkeypatch.setattr(runner, "TICK_S", 0.2)
+    said = []
+    row = runner._fresh(str(path), "equal_share", None, 60.0, said.append)
+    assert row["status"] == "ok" and row["mode"] == "fresh"
+    assert said and all(line.strip().startswith("still running") for line in said)  # a child takes > 0.2 s to start

@@ -19,14 +19,17 @@ Timing (columns [s]): ``build_s`` — reading and validating the instance file a
 (``load_instance`` + ``build_problem``; for a plug-in, ``load_instance`` only: its own preparation is part of its
 solve); ``solve_s`` — the solver call; ``verify_s`` — the independent check; ``total_s`` — their sum. In the default
 ``fresh`` mode each (instance, solver, repeat) runs in its own Python process (no warm caches, no memory carried over)
-and ``peak_memory_mb`` is that process's maximum resident set size (interpreter and imports included); in
-``in-process`` mode cells share one process, and ``peak_memory_mb`` is the highest resident set size sampled every
-5 ms during the cell (the process's baseline included).
+and ``peak_memory_mb`` is that process's maximum resident set size (interpreter and imports included); the parent
+says every 30 s that a run is still going. In ``in-process`` mode cells share one process (a full garbage collection
+before each run, so that it does not pay for the previous one's garbage; imports and caches stay warm after the first
+run), and ``peak_memory_mb`` is the highest resident set size sampled every 5 ms during the cell (the process's
+baseline included).
 """
 
 from __future__ import annotations
 
 import csv
+import gc
 import glob
 import importlib
 import io
@@ -224,7 +227,37 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _fresh(instance_path: str, solver: str, time_limit_s: float | None, wall_limit_s: float | None) -> dict:
+#: A fresh run still going reports "still running" this often [s].
+TICK_S = 30.0
+
+
+def _run_child(command: list[str], env: dict, wall_limit_s: float | None, say) -> subprocess.CompletedProcess:
+    """Run the child, saying every :data:`TICK_S` seconds that it still runs; kill it at ``wall_limit_s``.
+
+    Raises
+    ------
+    subprocess.TimeoutExpired — the wall limit passed (the child has been killed)
+    """
+    started = time.perf_counter()
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as child:
+        while True:
+            elapsed = time.perf_counter() - started
+            wait = TICK_S if wall_limit_s is None else max(0.0, min(TICK_S, wall_limit_s - elapsed))
+            try:
+                out, err = child.communicate(timeout=wait)
+                return subprocess.CompletedProcess(command, child.returncode, out, err)
+            except subprocess.TimeoutExpired:
+                elapsed = time.perf_counter() - started
+                if wall_limit_s is not None and elapsed >= wall_limit_s:
+                    child.kill()
+                    child.communicate()
+                    raise
+                if say:
+                    say(f"      still running, {elapsed:.0f} s")
+
+
+def _fresh(instance_path: str, solver: str, time_limit_s: float | None, wall_limit_s: float | None,
+           say=None) -> dict:
     """:func:`measure` in a new Python process; a killed or crashed child is a row too."""
     job = json.dumps({"instance": instance_path, "solver": solver, "time_limit_s": time_limit_s})
     env = dict(os.environ)
@@ -232,8 +265,7 @@ def _fresh(instance_path: str, solver: str, time_limit_s: float | None, wall_lim
     row = dict.fromkeys(COLUMNS)
     row.update(instance=Path(instance_path).stem, solver=solver, mode="fresh", verified=False)
     try:
-        done = subprocess.run([sys.executable, "-m", "gridcharge.bench.runner", job], capture_output=True, text=True,
-                              timeout=wall_limit_s, env=env)
+        done = _run_child([sys.executable, "-m", "gridcharge.bench.runner", job], env, wall_limit_s, say)
     except subprocess.TimeoutExpired:
         row.update(status="timeout", error=f"killed after the wall limit of {wall_limit_s:g} s",
                    n_sessions=_count_sessions(instance_path))
@@ -537,8 +569,11 @@ def run_bench(instances: list[str], solvers: list[str], *, repeat: int = 1, out_
                 cell += 1
                 started = time.perf_counter()
                 say(f"[{cell}/{total}] {Path(path).stem} x {solver}" + (f" (repeat {r + 1})" if repeat > 1 else ""))
-                row = (_fresh(path, solver, time_limit_s, wall_limit_s) if fresh
-                       else measure(path, solver, time_limit_s=time_limit_s, mode="in-process"))
+                if fresh:
+                    row = _fresh(path, solver, time_limit_s, wall_limit_s, progress)
+                else:
+                    gc.collect()  # garbage of the previous run is not collected on this one's clock
+                    row = measure(path, solver, time_limit_s=time_limit_s, mode="in-process")
                 row["repeat"] = r + 1
                 rows.append(row)
                 say(f"      {row['status']}" + (f", objective {row['objective_cny']:.2f} CNY"
