@@ -1,4 +1,5 @@
-"""Plug-in algorithms for ``gridcharge bench --solvers bench_plugin_example:<name>`` with tests/ importable (used by the tests).
+"""Plug-in algorithms for ``gridcharge bench --solvers tests.bench_plugin_example:<name>``, run from the repository
+root (used by the tests).
 
 ``flat`` is the README's worked example: every car charges at the constant power that delivers its energy by
 departure, spread evenly over its plugged-in time, whatever the grid.

@@ -12,9 +12,9 @@ from gridcharge.bench import runner
 from gridcharge.bench.generate import generate
 from gridcharge.cli import main
 
-# imported as a top-level module: pytest puts tests/ on sys.path (a site-packages "tests" package, which acnportal
-# 0.3.3 installs, would shadow "tests.bench_plugin_example")
-PLUGIN = "bench_plugin_example"
+# tests/ is a regular package (tests/__init__.py), so a site-packages "tests" (acnportal 0.3.3 installs one) cannot
+# shadow it; the runner imports the plug-in by this path, from the repository root the tests run in
+PLUGIN = "tests.bench_plugin_example"
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from gridcharge.online import controller as controller_module
 from gridcharge.problem import build_problem
 from gridcharge.schedule import node_loads
 
-from builders import at, charger, instance, node, session
+from tests.builders import at, charger, instance, node, session
 
 PRICES = [1.0, 1.0, 0.5, 0.5, 0.2, 0.2, 1.0, 1.0]
 
