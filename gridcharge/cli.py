@@ -15,6 +15,8 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
+from .commands.arguments import positive
+
 EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
 
 #: Further subcommands, one module each in ``gridcharge/commands/``. Each module has ``register(subparsers)``,
@@ -23,14 +25,6 @@ EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
 COMMAND_MODULES: tuple[str, ...] = ("generate", "bench", "scenario", "serve")
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("instance", type=Path, help="instance file (.json or .toml, format gridcharge/instance-v1)")
     solve.add_argument("--solver", default="highs",
                        help="solver name (default: highs; `gridcharge solvers` lists them)")
-    solve.add_argument("--time-limit", type=_positive_float, metavar="S",
+    solve.add_argument("--time-limit", type=positive, metavar="S",
                        help="wall-clock limit for the solver [seconds] (default: none)")
     solve.add_argument("--out", type=Path, metavar="DIR",
                        help="directory to write schedule.csv (session_id, period, start, power_kw [kW]), "

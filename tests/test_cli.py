@@ -429,3 +429,18 @@ def test_heuristic_and_uncontrolled_schedules_exit_zero_and_say_what_they_are(so
         assert "overload" in out and "limit violation" in out
     else:
         assert "ok, no violation" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["solve", "x.json", "--time-limit", "0"], "'0' must be > 0"),
+    (["serve", "--port", "70000"], "'70000' must be <= 65535"),
+    (["generate", "office", "--sessions", "0", "--out", "x.json"], "'0' must be >= 1"),
+    (["generate", "office", "--sessions", "5", "--v2g-share", "1.5", "--out", "x.json"], "'1.5' must be <= 1"),
+    (["scenario", "run", "x.toml", "--days", "two"], "'two' is not a whole number"),
+    (["bench", "--wall-limit", "-1"], "'-1' must be > 0"),
+])
+def test_every_subcommand_refuses_an_out_of_range_option_naming_value_and_rule(argv, message, capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        main(argv)
+    assert excinfo.value.code == 2
+    assert message in capsys.readouterr().err

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+
+from .arguments import positive, positive_whole
 
 DEFAULT_SOLVERS = "highs,equal_share,edf,llf,greedy_cost,uncontrolled"
 
@@ -23,7 +24,7 @@ def register(subparsers) -> None:
                              "best-known optima are read from manifest.toml beside them")
     parser.add_argument("--solvers", default=DEFAULT_SOLVERS, metavar="LIST",
                         help=f"comma-separated solver specs (default {DEFAULT_SOLVERS})")
-    parser.add_argument("--repeat", type=_whole, default=1, metavar="N",
+    parser.add_argument("--repeat", type=positive_whole, default=1, metavar="N",
                         help="runs per instance and solver [-]; times are reported per run and as medians")
     parser.add_argument("--out", type=Path, default=Path("bench-out"), metavar="DIR",
                         help="output directory (default bench-out; created if missing, files replaced whole)")
@@ -32,32 +33,16 @@ def register(subparsers) -> None:
                       help="a new Python process per run: no warm caches, per-run peak memory (default)")
     mode.add_argument("--in-process", dest="fresh", action="store_false",
                       help="all runs in this process (faster to run; memory is the sampled process peak)")
-    parser.add_argument("--time-limit", type=_positive, metavar="S",
+    parser.add_argument("--time-limit", type=positive, metavar="S",
                         help="solver time limit passed to registered solvers [s] (default none)")
-    parser.add_argument("--wall-limit", type=_positive, metavar="S",
+    parser.add_argument("--wall-limit", type=positive, metavar="S",
                         help="kill a fresh-process run after this many seconds and record 'timeout' [s]")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.set_defaults(run=run)
 
 
-def _whole(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
-    return value
 
 
 def run(args) -> int:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from pathlib import Path
+
+from .arguments import count, non_negative, positive_whole, share
 
 
 def register(subparsers) -> None:
@@ -17,17 +18,17 @@ def register(subparsers) -> None:
                     "visits on DC chargers) or a feeder of several transformers mixing them. The file's name field "
                     "records the generator, its parameters and the seed; the same arguments give the same bytes.")
     parser.add_argument("kind", choices=["residential", "office", "carpark", "feeder"], help="kind of site")
-    parser.add_argument("--sessions", type=_whole(1), required=True, metavar="N",
+    parser.add_argument("--sessions", type=positive_whole, required=True, metavar="N",
                         help="number of charging sessions (cars) [-], >= 1")
-    parser.add_argument("--seed", type=_whole(0), default=0, metavar="S", help="random seed [-] (default 0)")
+    parser.add_argument("--seed", type=count, default=0, metavar="S", help="random seed [-] (default 0)")
     capacity = parser.add_mutually_exclusive_group()
     capacity.add_argument("--tight", dest="capacity", action="store_const", const="tight",
                           help="tight transformer: little headroom for charging [kW per charger, see README]")
     capacity.add_argument("--loose", dest="capacity", action="store_const", const="loose",
                           help="loose transformer: ample headroom for charging [kW per charger, see README]")
-    parser.add_argument("--v2g-share", type=_share, metavar="X",
+    parser.add_argument("--v2g-share", type=share, metavar="X",
                         help="share of cars that allow discharge, 0..1 [-] (default: the kind's own)")
-    parser.add_argument("--pv-kw", type=_non_negative, metavar="P",
+    parser.add_argument("--pv-kw", type=non_negative, metavar="P",
                         help="rooftop PV on each transformer [kW peak] (default 0, none)")
     parser.add_argument("--no-phase-limits", action="store_true",
                         help="no per-phase import limit on the transformers")
@@ -37,36 +38,10 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def _whole(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r} must be >= {minimum}")
-        return value
-    return parse
 
 
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a share between 0 and 1")
-    return value
 
 
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
 
 
 def run(args) -> int:

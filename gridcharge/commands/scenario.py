@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+
+from .arguments import count, positive_whole
 
 
 def register(subparsers) -> None:
@@ -29,15 +30,15 @@ def register(subparsers) -> None:
                                  "(its name without .toml) and sweep.csv (per file and strategy)")
     run_parser.add_argument("--quick", action="store_true",
                             help="a fast look: 2 days, 4 hosting counts on 2 days, no 'online' strategy")
-    run_parser.add_argument("--workers", type=_count, metavar="N",
+    run_parser.add_argument("--workers", type=count, metavar="N",
                             help="worker processes of the local dask cluster, one thread each [-] (default: the CPU "
                                  "count); 0 runs the tasks in this process without dask")
     run_parser.add_argument("--scheduler", metavar="URL",
                             help="address of a running dask scheduler, e.g. tcp://HOST:8786 (its workers need "
                                  "gridcharge installed); overrides --workers")
-    run_parser.add_argument("--days", type=_positive_int, metavar="N",
+    run_parser.add_argument("--days", type=positive_whole, metavar="N",
                             help="Monte Carlo days per strategy [days] (default: the file's 'days')")
-    run_parser.add_argument("--seed", type=_count, metavar="N", help="random seed [-] (default: the file's 'seed')")
+    run_parser.add_argument("--seed", type=count, metavar="N", help="random seed [-] (default: the file's 'seed')")
     run_parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     run_parser.set_defaults(run=run)
     check_parser = sub.add_parser("check", help="validate a scenario file and print what it describes",
@@ -47,21 +48,8 @@ def register(subparsers) -> None:
     check_parser.set_defaults(run=check)
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
 
 
-def _positive_int(text: str) -> int:
-    value = _count(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
 
 
 def _load(args, path: Path | None = None):
@@ -99,7 +87,12 @@ def run(args) -> int:
     import time
 
     from ..cli import EXIT_ERROR, EXIT_INVALID, EXIT_OK
-    from ..scenarios.report import compliance, hosting_tables, strategy_table, write_report
+    from ..scenarios.report import (
+        compliance,
+        hosting_tables,
+        strategy_table,
+        write_report,
+    )
     from ..scenarios.runner import run_studies
 
     started = time.perf_counter()

@@ -8,28 +8,19 @@ first start without any, one is generated and printed once (only its hash is sto
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
+from .arguments import positive, whole
+
+PORT = whole(at_least=0, at_most=65535)
+
 ENV_TOKEN = "GRIDCHARGE_OPERATOR_TOKEN"
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
-    return value
 
 
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number 0..65535")
-    return int(text)
 
 
 def register(subparsers) -> None:
@@ -40,7 +31,7 @@ def register(subparsers) -> None:
                     "kept in a database (SQLite in WAL mode by default) and survives restarts.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=8080, help="TCP port (default 8080; 0 = any free port)")
+    parser.add_argument("--port", type=PORT, default=8080, help="TCP port (default 8080; 0 = any free port)")
     parser.add_argument("--database", default="sqlite:///gridcharge.db", metavar="URL",
                         help="SQLAlchemy database URL (default sqlite:///gridcharge.db in the current directory; "
                              "e.g. postgresql+psycopg://user@host/db with its driver installed)")
@@ -49,17 +40,17 @@ def register(subparsers) -> None:
                              f"stored one, else a new one printed once)")
     parser.add_argument("--solver", default="highs",
                         help="controller solver: highs (default) or a baseline (equal_share, edf, llf, greedy_cost)")
-    parser.add_argument("--time-limit", type=_positive, metavar="S",
+    parser.add_argument("--time-limit", type=positive, metavar="S",
                         help="HiGHS wall-clock limit per re-optimisation [seconds]; beyond it the fallback is "
                              "published (default: none)")
-    parser.add_argument("--interval", type=_positive, default=60.0, metavar="S",
+    parser.add_argument("--interval", type=positive, default=60.0, metavar="S",
                         help="re-optimisation / polling interval [seconds] (default 60): the worker wakes at least "
                              "this often, and profiles carry Cache-Control max-age of it")
-    parser.add_argument("--grace", type=_positive, default=300.0, metavar="S",
+    parser.add_argument("--grace", type=positive, default=300.0, metavar="S",
                         help="a TxProfile stays valid this long after its period ends, and OCPP 2.1 "
                              "maxOfflineDuration [seconds] (default 300); then chargers fall back to the fail-safe "
                              "default profile")
-    parser.add_argument("--max-body-bytes", type=_positive, default=16 * 1024 * 1024, metavar="BYTES",
+    parser.add_argument("--max-body-bytes", type=positive, default=16 * 1024 * 1024, metavar="BYTES",
                         help="request body limit [bytes] (default 16 MiB; larger bodies get 413)")
     parser.add_argument("--solver-in-process", action="store_true",
                         help="run each site's solver controller in the server's worker thread instead of a child "
@@ -72,14 +63,14 @@ def register(subparsers) -> None:
                       help="also accept OCPP-J websockets at ws://HOST:PORT/ocpp/{charger_id} (subprotocols "
                            "ocpp2.1, ocpp2.0.1, ocpp1.6; HTTP Basic auth: user = charger id, password = its token) "
                            "and push SetChargingProfile to connected chargers")
-    ocpp.add_argument("--ocpp-default-stay", type=_positive, default=8.0, metavar="H",
+    ocpp.add_argument("--ocpp-default-stay", type=positive, default=8.0, metavar="H",
                       help="planned stay of a car whose charger does not report a departure [hours] (default 8)")
-    ocpp.add_argument("--ocpp-default-energy", type=_positive, default=20.0, metavar="KWH",
+    ocpp.add_argument("--ocpp-default-energy", type=positive, default=20.0, metavar="KWH",
                       help="energy planned for a car whose charger does not report its needs [kWh] (default 20)")
-    ocpp.add_argument("--ocpp-meter-interval", type=_positive, default=300.0, metavar="S",
+    ocpp.add_argument("--ocpp-meter-interval", type=positive, default=300.0, metavar="S",
                       help="pass at most one meter reading per transaction per this many [seconds] to the "
                            "controller (default 300)")
-    ocpp.add_argument("--ocpp-heartbeat", type=_positive, default=300.0, metavar="S",
+    ocpp.add_argument("--ocpp-heartbeat", type=positive, default=300.0, metavar="S",
                       help="heartbeat interval given to chargers at boot [seconds] (default 300)")
     # --- end OCPP ---
     parser.set_defaults(run=run)
