@@ -15,7 +15,7 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
-from .commands.arguments import positive
+from .commands.arguments import out_directory_problem, positive
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
 
@@ -148,14 +148,9 @@ def _solve(args) -> int:
     _say(args, f"[1/3] loaded {args.instance}: {problem.n_sessions} sessions, {problem.n_nodes} nodes, "
                f"{problem.n_periods} periods x {instance.horizon.step_minutes} min "
                f"({time.perf_counter() - started:.2f} s)")
-    if args.out is not None:  # an --out that cannot be a directory fails before the solve
-        try:
-            args.out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            reason = "is a file" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
-            print(f"gridcharge: --out {args.out}: {reason}; expected a directory (created if missing)",
-                  file=sys.stderr)
-            return EXIT_INVALID
+    if args.out is not None and (problem_text := out_directory_problem(args.out)):  # fails before the solve
+        print(problem_text, file=sys.stderr)
+        return EXIT_INVALID
     _say(args, f"[2/3] solving with {args.solver} ...")
     options = {"allow_overload": args.allow_overload}
     if args.solver == "highs":

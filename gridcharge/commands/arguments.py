@@ -48,3 +48,13 @@ non_negative = number(at_least=0.0)
 share = number(at_least=0.0, at_most=1.0)
 count = whole(at_least=0)
 positive_whole = whole(at_least=1)
+
+
+def out_directory_problem(path) -> str | None:
+    """Create ``--out`` (and its parents) if missing; the error line to print when it cannot be a directory."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "is a file" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
+        return f"gridcharge: --out {path}: {reason}; expected a directory (created if missing)"
+    return None

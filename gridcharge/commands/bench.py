@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .arguments import positive, positive_whole
+from .arguments import out_directory_problem, positive, positive_whole
 
 DEFAULT_SOLVERS = "highs,equal_share,edf,llf,greedy_cost,uncontrolled"
 
@@ -55,10 +55,8 @@ def run(args) -> int:
     except ValueError as exc:  # UnknownSolverError is one too: it lists the known names
         print(f"gridcharge: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f"gridcharge: --out {args.out}: {exc.strerror or exc}; expected a directory", file=sys.stderr)
+    if problem_text := out_directory_problem(args.out):
+        print(problem_text, file=sys.stderr)
         return EXIT_INVALID
     say = None if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
     rows = run_bench(instances, [s.text for s in specs], repeat=args.repeat, out_dir=args.out, fresh=args.fresh,

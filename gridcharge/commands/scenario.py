@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .arguments import count, positive_whole
+from .arguments import count, out_directory_problem, positive_whole
 
 
 def register(subparsers) -> None:
@@ -102,14 +102,9 @@ def run(args) -> int:
         print(f"gridcharge: scenario files {', '.join(map(str, args.scenario))}: two share a name; expected distinct "
               "file names (each gets its own report folder)", file=sys.stderr)
         return EXIT_INVALID
-    if args.out is not None:
-        try:
-            args.out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            reason = "is a file" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
-            print(f"gridcharge: --out {args.out}: {reason}; expected a directory (created if missing)",
-                  file=sys.stderr)
-            return EXIT_INVALID
+    if args.out is not None and (problem_text := out_directory_problem(args.out)):
+        print(problem_text, file=sys.stderr)
+        return EXIT_INVALID
     if not args.quiet:
         for path, scenario in zip(args.scenario, scenarios):
             print(f"[1/3] {path}: {scenario.name}{' (--quick)' if args.quick else ''}", file=sys.stderr, flush=True)
