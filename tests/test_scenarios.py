@@ -239,6 +239,20 @@ def test_same_study_gives_identical_numbers_on_one_and_two_workers():
         pd.testing.assert_frame_equal(results[0].series, r.series, check_exact=True)
 
 
+def test_a_running_scheduler_given_by_address_gives_the_same_numbers():
+    """``--scheduler tcp://HOST:PORT``: a cluster the study did not start (here a local one on loopback)."""
+    from distributed import LocalCluster
+
+    s = _small_study()
+    alone = run_study(s, workers=0, progress=False)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
+        remote = run_study(s, scheduler=cluster.scheduler_address, progress=False)
+    assert remote.workers == 1
+    pd.testing.assert_frame_equal(alone.rows.drop(columns=list(TIMING_COLUMNS)),
+                                  remote.rows.drop(columns=list(TIMING_COLUMNS)), check_exact=True)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # the README's main job, quick
 
