@@ -32,14 +32,19 @@ class GridchargeError(Exception):
 
 
 class InstanceError(GridchargeError, ValueError):
-    """Invalid input. ``problems`` lists every bad field found (path, value, expected)."""
+    """Invalid input. ``problems`` lists every bad field found (path, value, expected).
 
-    def __init__(self, problems: list[FieldProblem] | FieldProblem, source: str | None = None):
+    ``source`` names the file (or request) the input came from; ``what`` begins the message: ``"invalid instance"``
+    by default, ``"invalid scenario"``, ``"invalid schedule"``, ``"refused plug_in event"``... for other inputs.
+    """
+
+    def __init__(self, problems: list[FieldProblem] | FieldProblem, source: str | None = None, *,
+                 what: str = "invalid instance"):
         if isinstance(problems, FieldProblem):
             problems = [problems]
         self.problems = list(problems)
         self.source = source
-        head = f"invalid instance{f' {source}' if source else ''}"
+        head = f"{what}{f' {source}' if source else ''}"
         if len(self.problems) == 1:
             message = f"{head}: {self.problems[0]}"
         else:

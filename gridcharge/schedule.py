@@ -225,9 +225,7 @@ def read_schedule_csv(path: str | Path, instance) -> np.ndarray:
     shown_rows = 5
 
     def invalid(problems) -> InstanceError:
-        error = InstanceError(problems, label)
-        error.args = (str(error).replace("invalid instance", "invalid schedule", 1),)  # the schedule is what is bad
-        return error
+        return InstanceError(problems, label, what="invalid schedule")  # the schedule is what is bad
 
     try:
         # every column as the text written, so that an error shows the value as it stands in the file

@@ -370,3 +370,12 @@ def test_several_files_are_one_sweep_with_a_report_each(tmp_path, capsys):
     sweep = pd.read_csv(out / "sweep.csv").set_index(["scenario", "strategy"])
     assert sweep.loc[("small", "uncontrolled"), "peak_loading_pct_max"] == pytest.approx(140.0)
     assert sweep.loc[("big", "uncontrolled"), "peak_loading_pct_max"] == pytest.approx(70.0)
+
+
+def test_a_bad_scenario_file_is_called_a_scenario_in_the_message(tmp_path, capsys):
+    text = (SCENARIOS / "beijing-residential-630kva.toml").read_text()
+    assert "rated_kva = 630" in text
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("rated_kva = 630", "rated_kva = -630"))
+    assert main(["scenario", "run", str(bad), "--quick"]) == EXIT_INVALID
+    assert capsys.readouterr().err.strip() == f"gridcharge: invalid scenario {bad}: transformer.rated_kva: -630 — must be > 0"

@@ -46,9 +46,7 @@ SHOWN = 5
 
 def _raise(problems: list[FieldProblem], label: str) -> None:
     if problems:
-        error = InstanceError(problems, label)
-        error.args = (str(error).replace("invalid instance", "invalid session log", 1),)
-        raise error
+        raise InstanceError(problems, label, what="invalid session log")
 
 
 def _report(problems: list, where: list[str], column: str, texts: pd.Series, mask: np.ndarray, expected: str) -> None:

@@ -230,9 +230,7 @@ class Publication:
 
 
 def _refused(event: str, problems) -> InstanceError:
-    error = InstanceError(problems)
-    error.args = (str(error).replace("invalid instance", f"refused {event} event", 1),)
-    return error
+    return InstanceError(problems, what=f"refused {event} event")
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:

@@ -316,6 +316,10 @@ class Scenario(_Strict):
 # loading and validation
 
 
+def _invalid(problems, source: str | None = None) -> InstanceError:
+    return InstanceError(problems, source, what="invalid scenario")
+
+
 def load_scenario(source: str | Path | dict) -> Scenario:
     """Read and validate a scenario (a TOML path or a mapping).
 
@@ -335,25 +339,24 @@ def load_scenario(source: str | Path | dict) -> Scenario:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise InstanceError(FieldProblem("", label, "no such file; expected a scenario file (.toml)")) from None
+            raise _invalid(FieldProblem("", label, "no such file; expected a scenario file (.toml)")) from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise InstanceError(FieldProblem("", label, f"cannot be read ({exc}); expected a UTF-8 TOML file")) \
-                from None
+            raise _invalid(FieldProblem("", label, f"cannot be read ({exc}); expected a UTF-8 TOML file")) from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise InstanceError(FieldProblem("", str(exc), "is not valid TOML"), label) from None
+            raise _invalid(FieldProblem("", str(exc), "is not valid TOML"), label) from None
     elif isinstance(source, dict):
         data = source
     else:
-        raise InstanceError(FieldProblem("", type(source).__name__, "a path to a .toml scenario file or a mapping"))
+        raise _invalid(FieldProblem("", type(source).__name__, "a path to a .toml scenario file or a mapping"))
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise InstanceError(_problems(exc), label) from None
+        raise _invalid(_problems(exc), label) from None
     problems = _cross_checks(scenario, folder)
     if problems:
-        raise InstanceError(problems, label)
+        raise _invalid(problems, label)
     # CSV profiles are read here, once, and travel with the scenario (workers of a remote cluster need no files)
     if scenario.transformer.ambient.csv is not None:
         scenario._ambient_csv_c = read_profile_csv(folder / scenario.transformer.ambient.csv, "temperature_c",
