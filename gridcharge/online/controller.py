@@ -83,7 +83,7 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib.metadata import version as _package_version
@@ -97,7 +97,7 @@ from ..errors import FieldProblem, InfeasibleError, InstanceError, Overload, Sol
 from ..formulation.lp import INFEASIBLE_TOLERANCE_KW, LinearProgram
 from ..instance import Charger, Horizon, Instance, Session, Tariff, battery_problems, expectation_of, load_instance
 from ..problem import Problem, build_problem
-from ..schedule import Schedule, battery_power_kw, delivered_kwh, node_loads, summarise
+from ..schedule import Schedule, battery_power_kw, delivered_kwh, node_loads, phase_loads, summarise
 from ..solvers.baselines import BASELINES
 from ..solvers.exact import RunResult, solve_exactly
 from ..solvers.highs import HIGHS_STATUS
@@ -282,6 +282,15 @@ class Controller:
         of that arbitrage (so the plan may cost more than the offline optimum of the instance-v1 model). Default
         False: the controller solves the same model as ``gridcharge.solve``.
 
+    provisional : bool
+        After new cars only (``plug_in``), publish at once a *provisional* plan — the last optimal plan for the cars
+        it had, each new car filled greedily (cheapest periods first) into the headroom that plan leaves under every
+        limit and cap above it — verified like every publication, then re-solve and publish the optimum. A charger
+        so gets a safe set-point for a new car before the LP has finished. Default False.
+    on_publish : callable, optional
+        Called with each :class:`Publication` as it is made (provisional ones included), e.g. to push it to chargers
+        while the optimum is still being computed. An exception it raises is recorded in :attr:`log`, not raised.
+
     Attributes
     ----------
     state : ControllerState
@@ -296,7 +305,8 @@ class Controller:
                  fallback: str = "equal_share", time_limit_s: float | None = None, warm_start: bool = True,
                  simplex: str = "auto", always_resolve: bool = False, threads: int | None = None,
                  never_above_request: bool = False, highs_options: Mapping | None = None,
-                 expected_arrivals=None):
+                 expected_arrivals=None, provisional: bool = False,
+                 on_publish: Callable[[Publication], None] | None = None):
         if isinstance(site, Mapping) and site.get("sessions"):
             raise _refused("site", FieldProblem("sessions", f"{len(site['sessions'])} sessions",
                                                 "a Controller site has no sessions; announce cars with plug_in()"))
@@ -323,6 +333,8 @@ class Controller:
         self.threads = threads
         self.never_above_request = bool(never_above_request)
         self.highs_options = dict(highs_options or {})
+        self.provisional = bool(provisional)
+        self.on_publish = on_publish
         self.auto_resolve = True
 
         h = inst.horizon
@@ -820,6 +832,8 @@ class Controller:
                                     summary=summarise(problem, power, status="optimal", solver=self.solver))
                 source = self.solver
         self._last_run = {}
+        if schedule is None and self.provisional and self.solver == "highs":
+            self._publish_provisional(problem, meta, timings, started)
         if schedule is None:
             mark = time.perf_counter()
             try:
@@ -879,6 +893,11 @@ class Controller:
         self.status = pub.status
         self.log.append({"period": pub.start_period, "source": pub.source, "status": pub.status,
                          "active_cars": len(pub.session_ids), "changes": sorted(self._changes), **pub.timings})
+        if self.on_publish is not None:
+            try:
+                self.on_publish(pub)
+            except Exception as exc:  # noqa: BLE001 - a listener must not stop the controller; the log says it
+                self.log[-1]["on_publish_error"] = f"{type(exc).__name__}: {_first_line(exc)}"
 
     def _tail(self, problem: Problem) -> np.ndarray | None:
         """The last plan's set-points from now on, in the order of ``problem``'s sessions (None if a car is new)."""
@@ -892,6 +911,34 @@ class Controller:
         if tail.shape[1] != problem.n_periods:
             return None
         return np.where(problem.presence > 0, tail, 0.0)
+
+    def _publish_provisional(self, problem: Problem, meta: dict, timings: dict, started: float) -> None:
+        """Publish the last optimal plan with the new cars filled greedily into its headroom, if it verifies."""
+        pub = self.publication
+        if not (self._changes <= {"plug_in"} and pub.source == self.solver and pub.start_period == self.now):
+            return
+        n_real = meta["n_real"]
+        index = {sid: i for i, sid in enumerate(pub.session_ids)}
+        rows = np.array([index.get(sid, -1) for sid in problem.session_ids[:n_real]], dtype=np.int64)
+        new = np.flatnonzero(rows < 0)
+        if not len(new) or pub.power_kw.shape[1] < problem.n_periods:
+            return
+        power = np.zeros((problem.n_sessions, problem.n_periods))
+        known = rows >= 0
+        power[:n_real][known] = pub.power_kw[rows[known], :problem.n_periods]
+        power = np.where(problem.presence > 0, power, 0.0)
+        power = _greedy_new_cars(problem, power, new, meta["caps"])
+        try:
+            verification = self._check(problem, power, meta)
+        except SolverError:
+            return  # the old plan no longer fits (or the greedy fill missed a rule): wait for the optimum
+        schedule = Schedule(problem=problem, power=power, summary=summarise(problem, power, status="provisional"))
+        schedule.verification = verification
+        self._set_publication(Publication(
+            self.now, tuple(problem.session_ids), _readonly(power.copy()), "provisional",
+            f"provisional: the last {self.solver} plan, {len(new)} new car(s) filled into its headroom; "
+            f"the optimum follows", verification, schedule,
+            {**timings, "total_s": time.perf_counter() - started}))
 
     # ---------------------------------------------------------------------------------------------------------
     # the sub-instance
@@ -1219,6 +1266,38 @@ def _subtree_rows(problem: Problem, need: np.ndarray, lower: np.ndarray, upper: 
     m_idx, t_idx = np.nonzero((rows_of >= 0) & (p.presence[ms] > 0))
     return {"n": len(need_n), "lower": lower[need_n, need_t], "upper": upper[need_n, need_t], "node": need_n,
             "period": need_t, "rows": rows_of[m_idx, t_idx], "sess": ms[m_idx], "t": t_idx}
+
+
+def _greedy_new_cars(problem: Problem, power: np.ndarray, new: np.ndarray, caps: np.ndarray) -> np.ndarray:
+    """``power`` with each car of ``new`` charging in its cheapest periods, at what every node above it (import
+    limit, demand-response cap, per-phase limit) still has free, until its request or its battery is full.
+
+    A loop over the new cars (usually one), not over periods: each car's headroom is one vectorised minimum over
+    its ancestors, its periods are taken in price order by a cumulative sum. Never discharges. The result is a
+    candidate; the caller verifies it.
+    """
+    power = power.copy()
+    limit = np.minimum(problem.import_limit_kw[:, None], caps)
+    for s in new:
+        load = node_loads(problem, power)
+        phases = phase_loads(problem, power)
+        above = problem.member_node[problem.member_session == s]
+        free = (limit[above] - load[above]).min(axis=0)
+        share = problem.phase_share[s]
+        for k in np.flatnonzero(share > 0):
+            free = np.minimum(free, ((problem.phase_import_limit_kw[above, None] - phases[k, above]) / share[k])
+                              .min(axis=0))
+        present = problem.presence[s]
+        rate = np.where(present > 0, np.clip(free, 0.0, problem.charge_max_kw[s]), 0.0)  # [kW]
+        gain = rate * present * problem.efficiency[s] * problem.step_hours  # energy into the battery per period
+        want = max(min(problem.energy_request_kwh[s], problem.energy_upper_kwh[s]), 0.0)
+        order = np.argsort(problem.import_price, kind="stable")  # cheapest first, earlier first on a tie
+        before = np.cumsum(gain[order]) - gain[order]  # energy already taken before each period in that order
+        fraction = np.clip((want - before) / np.where(gain[order] > 0, gain[order], 1.0), 0.0, 1.0)
+        taken = np.zeros(problem.n_periods)
+        taken[order] = np.where(gain[order] > 0, fraction, 0.0)
+        power[s] = rate * taken
+    return power
 
 
 def _extra_rows(problem: Problem, caps: np.ndarray, n_real: int) -> dict:
