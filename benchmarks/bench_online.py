@@ -79,7 +79,7 @@ def _row(controller: Controller, kind: str, period: int, wall: float, size: int)
 
 
 def latency(size: int, seed: int, periods: list[int] | None, ipm: bool, out: Path | None,
-            simplex: str = "auto", highs_options: dict | None = None) -> pd.DataFrame:
+            simplex: str = "auto", highs_options: dict | None = None, provisional: bool = False) -> pd.DataFrame:
     day = residential(size, seed=seed)
     sessions = day.pop("sessions")
     day["sessions"] = []
@@ -87,7 +87,7 @@ def latency(size: int, seed: int, periods: list[int] | None, ipm: bool, out: Pat
     start, step = planned.horizon.start, timedelta(minutes=planned.horizon.step_minutes)
     arrival = np.array([(s.arrival - start) / step for s in planned.sessions])
     reveal = np.maximum(np.ceil(arrival - 1e-9), 0).astype(int)
-    controller = Controller(day, solver="highs", simplex=simplex, highs_options=highs_options)
+    controller = Controller(day, solver="highs", simplex=simplex, highs_options=highs_options, provisional=provisional)
     T = planned.horizon.periods
     measured = set(range(T)) if periods is None else set(periods)
     rows: list[dict] = []
@@ -116,8 +116,15 @@ def latency(size: int, seed: int, periods: list[int] | None, ipm: bool, out: Pat
         if not timed:
             continue
         began = time.perf_counter()
+        logged = len(controller.log)
         controller.plug_in(new[-1])
         warm = _row(controller, "warm", t, time.perf_counter() - began, size)
+        first = controller.log[logged] if len(controller.log) > logged + 1 else None
+        if first is not None and first["source"] == "provisional":  # published before the re-solve started
+            rows.append({"size": size, "period": t, "time": warm["time"], "kind": "provisional",
+                         "active_cars": first["active_cars"], "wall_s": first["total_s"],
+                         **{k: first.get(k) for k in ROW_TIMINGS}, "warm": None, "status": first["status"],
+                         "load_1m": load()})
         began = time.perf_counter()
         controller.resolve(cold=True)  # the same state, solved without a kept model or basis
         cold = _row(controller, "cold", t, time.perf_counter() - began, size)
@@ -239,6 +246,9 @@ def main(argv=None) -> int:
                      help="simplex variant of warm-started re-solves (Controller(simplex=...))")
     lat.add_argument("--highs-option", action="append", default=[], metavar="NAME=INT",
                      help="an integer HiGHS option for every re-solve (repeatable)")
+    lat.add_argument("--provisional", action="store_true",
+                     help="Controller(provisional=True): rows of kind 'provisional' time the plan published before "
+                          "the re-solve (total_s up to its publication)")
     lat.add_argument("--out", type=Path, default=None)
     cmp_ = sub.add_parser("compare", help="closed-loop comparison on residential(300, 2026, 598.5 kW)")
     cmp_.add_argument("--out", type=Path, default=None)
@@ -251,7 +261,7 @@ def main(argv=None) -> int:
     if args.command == "latency":
         periods = None if args.periods is None else [int(p) for p in args.periods.split(",")]
         options = {k: int(v) for k, v in (o.split("=", 1) for o in args.highs_option)}
-        frame = latency(args.size, args.seed, periods, args.ipm, args.out, args.simplex, options)
+        frame = latency(args.size, args.seed, periods, args.ipm, args.out, args.simplex, options, args.provisional)
         print(latency_table(frame))
     elif args.command == "compare":
         print(compare_table(run_compare(args.out)))
