@@ -349,6 +349,12 @@ def test_without_news_of_new_cars_there_is_no_provisional_plan_and_a_failing_lis
     assert c.log[-1]["on_publish_error"] == "RuntimeError: push failed"
 
 
+def test_car_at_finds_the_car_on_a_charger_at_a_time():
+    c = loaded_controller()  # S1 on C1 from 00:00 to 07:00, S2 on C2 from 00:30 to 08:00
+    assert c.car_at("C1", at(3)) == "S1" and c.car_at("C2", at(0.5)) == "S2"
+    assert c.car_at("C2", at(0.25)) is None and c.car_at("C1", at(7)) is None and c.car_at("C3", at(3)) is None
+
+
 def test_a_shorter_receding_horizon_runs_and_verifies():
     c = Controller(site(), horizon_periods=3)
     c.plug_in(session("S1", "C1", at(0), at(7), 10.0))

@@ -19,10 +19,6 @@ PORT = whole(at_least=0, at_most=65535)
 ENV_TOKEN = "GRIDCHARGE_OPERATOR_TOKEN"
 
 
-
-
-
-
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "serve", help="run the HTTP schedule service (OCPP charging profiles for chargers, an API for operators)",

@@ -189,11 +189,7 @@ class MemoryBackend:
     def active_session(self, charger_id: str) -> str | None:
         now = self.clock()
         with self._lock:
-            for sid, car in self.controller.state.cars.items():
-                s = car.session
-                if s.charger == charger_id and s.arrival <= now < s.departure:
-                    return sid
-        return None
+            return self.controller.car_at(charger_id, now)
 
     def subscribe(self, listener) -> None:
         self._listeners.append(listener)

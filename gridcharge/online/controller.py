@@ -786,6 +786,14 @@ class Controller:
         self._dirty = True
         return self.refresh()
 
+    def car_at(self, charger_id: str, when: datetime) -> str | None:
+        """Id of the announced car plugged in at ``charger_id`` at time ``when`` (arrival <= when < departure)."""
+        for session_id, car in self.state.cars.items():
+            s = car.session
+            if s.charger == charger_id and s.arrival <= when < s.departure:
+                return session_id
+        return None
+
     def setpoints(self) -> pd.Series:
         """Set-points of the current period [kW] per announced car (0 for a car not plugged in this period)."""
         pub = self.publication

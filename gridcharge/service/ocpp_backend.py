@@ -86,11 +86,7 @@ class ServiceBackend:
             return None
         now = self.engine.clock()
         with runtime.lock:
-            for sid, car in runtime.validator.state.cars.items():
-                s = car.session
-                if s.charger == charger_id and s.arrival <= now < s.departure:
-                    return sid
-        return None
+            return runtime.validator.car_at(charger_id, now)
 
     # profiles --------------------------------------------------------------------------------------------------
     def profiles(self, charger_id: str, version: str) -> list[dict]:
