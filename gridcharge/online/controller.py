@@ -786,8 +786,10 @@ class Controller:
         self._dirty = True
         return self.refresh()
 
-    def car_at(self, charger_id: str, when: datetime) -> str | None:
-        """Id of the announced car plugged in at ``charger_id`` at time ``when`` (arrival <= when < departure)."""
+    def car_at(self, charger_id: str, when) -> str | None:
+        """Id of the announced car plugged in at ``charger_id`` at time ``when`` (a date-time or ISO string with
+        offset; arrival <= when < departure), or None."""
+        when = self._datetime(when, "when", "car_at")
         for session_id, car in self.state.cars.items():
             s = car.session
             if s.charger == charger_id and s.arrival <= when < s.departure:
