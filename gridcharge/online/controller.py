@@ -914,34 +914,37 @@ class Controller:
             except Exception as exc:  # noqa: BLE001 - a listener must not stop the controller; the log says it
                 self.log[-1]["on_publish_error"] = f"{type(exc).__name__}: {_first_line(exc)}"
 
-    def _tail(self, problem: Problem) -> np.ndarray | None:
-        """The last plan's set-points from now on, in the order of ``problem``'s sessions (None if a car is new)."""
+    def _last_plan(self, problem: Problem) -> tuple[np.ndarray, np.ndarray] | None:
+        """The last plan's set-points from now on, in the order of ``problem``'s sessions (zero rows for cars it did
+        not have), and each session's row in it (-1: new). None when it does not cover ``problem``'s periods."""
         pub = self.publication
         index = {sid: i for i, sid in enumerate(pub.session_ids)}
-        rows = [index.get(sid, -1) for sid in problem.session_ids]
-        if min(rows, default=0) < 0:
-            return None
+        rows = np.array([index.get(sid, -1) for sid in problem.session_ids], dtype=np.int64)
         a = self.now - pub.start_period
-        tail = pub.power_kw[rows, a:a + problem.n_periods]
-        if tail.shape[1] != problem.n_periods:
+        if a < 0 or pub.power_kw.shape[1] - a < problem.n_periods:
             return None
-        return np.where(problem.presence > 0, tail, 0.0)
+        power = np.zeros((problem.n_sessions, problem.n_periods))
+        known = rows >= 0
+        power[known] = pub.power_kw[rows[known], a:a + problem.n_periods]
+        return np.where(problem.presence > 0, power, 0.0), rows
+
+    def _tail(self, problem: Problem) -> np.ndarray | None:
+        """The last plan's set-points from now on, in the order of ``problem``'s sessions (None if a car is new)."""
+        last = self._last_plan(problem)
+        return None if last is None or (last[1] < 0).any() else last[0]
 
     def _publish_provisional(self, problem: Problem, meta: dict, timings: dict, started: float) -> None:
         """Publish the last optimal plan with the new cars filled greedily into its headroom, if it verifies."""
         pub = self.publication
         if not (self._changes <= {"plug_in"} and pub.source == self.solver and pub.start_period == self.now):
             return
+        last = self._last_plan(problem)
         n_real = meta["n_real"]
-        index = {sid: i for i, sid in enumerate(pub.session_ids)}
-        rows = np.array([index.get(sid, -1) for sid in problem.session_ids[:n_real]], dtype=np.int64)
-        new = np.flatnonzero(rows < 0)
-        if not len(new) or pub.power_kw.shape[1] < problem.n_periods:
+        new = np.flatnonzero(last[1][:n_real] < 0) if last is not None else np.zeros(0, dtype=np.int64)
+        if not len(new):
             return
-        power = np.zeros((problem.n_sessions, problem.n_periods))
-        known = rows >= 0
-        power[:n_real][known] = pub.power_kw[rows[known], :problem.n_periods]
-        power = np.where(problem.presence > 0, power, 0.0)
+        power = last[0]
+        power[n_real:] = 0.0  # forecast phantoms hold no real load
         power = _greedy_new_cars(problem, power, new, meta["caps"])
         try:
             verification = self._check(problem, power, meta)
