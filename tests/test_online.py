@@ -7,6 +7,7 @@ simulated day).
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -282,6 +283,59 @@ def test_a_time_limit_publishes_the_fallback():
     check_publication(c)
 
 
+def test_a_re_solve_past_its_budget_keeps_the_verified_provisional_plan_and_the_next_one_continues():
+    seen = []
+    c = loaded_controller(provisional=True, on_publish=seen.append)
+    seen.clear()
+    c.time_limit_s = 0.0  # no time at all: HiGHS stops before its first iteration
+    c.plug_in(session("S3", "C3", at(2), at(8), 6.0))
+    assert c.optimum_pending
+    assert [p.source for p in seen] == ["provisional", "provisional"]  # published first, then kept with the reason
+    assert "the optimum is pending" in c.status and "0 s budget" in c.status
+    check_publication(c)
+    assert "S3" in c.publication.session_ids
+    c.time_limit_s = None
+    c.refresh()  # no news: the stopped simplex goes on, on the same HiGHS object
+    assert c.status == "optimal" and not c.optimum_pending and c.log[-1]["warm"] == "kept"
+    continued = c.publication.schedule.summary["objective_cny"]
+    assert continued == pytest.approx(c.resolve(cold=True).schedule.summary["objective_cny"], rel=1e-9, abs=1e-9)
+
+
+def test_past_its_budget_without_a_new_car_the_last_plan_stands_if_it_still_verifies():
+    c = loaded_controller(always_resolve=True)
+    c.time_limit_s = 0.0
+    c.advance(3)  # a re-solve with no new car
+    assert c.publication.source == "provisional" and c.optimum_pending
+    assert "re-checked for this state" in c.status
+    check_publication(c)
+    c.set_limit("T", 1.5, 3, 8)  # base load alone is 1 kW: the last plan no longer fits, so the fallback serves
+    assert c.publication.source == "fallback:equal_share" and "the optimum is pending" in c.status
+    assert c.publication.schedule.node_load_kw["T"].to_numpy().max() <= 1.5 + 1e-6
+
+
+def test_a_kept_model_s_time_budget_counts_from_each_re_solve():
+    """HiGHS checks ``time_limit`` against the run clock of its object, which a kept model accumulates: a budget
+    per re-solve must still leave each re-solve its whole budget after many."""
+    day = residential(300, seed=5)
+    sessions = day.pop("sessions")
+    budget = 0.5
+    c = Controller({**day, "sessions": []}, time_limit_s=budget)
+    start = gridcharge.load_instance({**day, "sessions": sessions})
+    step_s = start.horizon.step_minutes * 60
+    arrival_period = [int((s.arrival - start.horizon.start).total_seconds() // step_s) for s in start.sessions]
+    for raw, period in sorted(zip(sessions, arrival_period), key=lambda pair: pair[1]):
+        if period > c.now:
+            c.advance(period)
+        c.plug_in(raw)
+        assert c.status == "optimal", c.status
+        if c._model is not None and c._model.highs.getRunTime() > 1.5 * budget:
+            break
+    else:
+        pytest.skip("the day's re-solves never used more than 1.5 budgets of HiGHS time")
+    c.resolve()  # once more, on a HiGHS object that has run longer than one budget in all
+    assert c.status == "optimal"
+
+
 def test_the_fallback_respects_a_demand_response_cap(monkeypatch):
     monkeypatch.setattr(controller_module, "solve_exactly",
                         lambda *a, **k: (_ for _ in ()).throw(SolverError("down")))
@@ -552,7 +606,9 @@ def days(draw):
                     import_price=prices, export_price=export, objective=objective)
 
 
-PROPERTY_SETTINGS = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: GRIDCHARGE_EXAMPLES=200 runs each property on more drawn days than CI does (10).
+PROPERTY_SETTINGS = settings(max_examples=int(os.environ.get("GRIDCHARGE_EXAMPLES", 10)), deadline=None,
+                             suppress_health_check=[HealthCheck.too_slow])
 
 
 @PROPERTY_SETTINGS
@@ -616,6 +672,32 @@ def test_provisional_plans_pass_the_verifier_and_change_no_optimum(day):
             new = [i for i, sid in enumerate(pub.session_ids) if sid not in known]
             assert new and (pub.power_kw[new] >= 0).all()
         provisional.clear()
+
+
+@PROPERTY_SETTINGS
+@given(days(), st.sampled_from([0.0, 1e-4, 1e-3]))
+def test_a_re_solve_stopped_by_its_budget_publishes_verified_plans_and_continues_to_the_optimum(day, budget_s):
+    """Cars plugged in one by one, each re-solve given almost no time: whatever is published (the provisional
+    plan, the last plan re-checked, the fallback) passes the independent verifier; the re-solve that then goes on
+    without a budget, from where HiGHS stopped, publishes the optimum a controller never stopped publishes."""
+    sessions = day.pop("sessions")
+    site_day = {**day, "sessions": []}
+    plain = Controller(site_day)
+    budgeted = Controller(site_day, provisional=True)
+    for s in sessions:
+        plain.plug_in(s)
+        budgeted.time_limit_s = budget_s
+        budgeted.plug_in(s)
+        pub = budgeted.publication
+        assert pub.verification is not None and pub.verification.ok
+        assert gridcharge.verify(pub.schedule.problem.instance, pub.power_kw).ok
+        budgeted.time_limit_s = None
+        budgeted.refresh()
+        assert not budgeted.optimum_pending
+        assert budgeted.publication.source == plain.publication.source
+        if plain.status == "optimal":
+            assert budgeted.publication.schedule.summary["objective_cny"] == pytest.approx(
+                plain.publication.schedule.summary["objective_cny"], rel=1e-7, abs=1e-6)
 
 
 @PROPERTY_SETTINGS

@@ -63,9 +63,19 @@ How a re-solve works (what is implemented, honestly)
    is no provisional plan), and ``on_publish`` receives it at once. Measured at 1,000 cars: 0.036 s median, 0.054 s
    p95, against 0.17 s / 0.49 s for the optimum (``benchmarks/RESULTS.md``).
 
+Time budget
+-----------
+``time_limit_s`` bounds each re-solve, so that every event gets a verified publication in bounded time even when
+the optimum needs thousands of simplex iterations (at 10,000 cars with V2G, one arrival can take 20 s). A re-solve
+on the kept model that runs out of it is not wasted: the HiGHS object keeps its basis, the publication is the
+interim plan (the provisional plan of step 5, or the last plan re-checked for the new state) when that passes the
+checks of step 4, the fallback otherwise, ``status`` says the optimum is pending, and the next publication resumes
+the same simplex from where it stopped (events in between are patched onto it as usual). HiGHS measures its time
+limit on the object's cumulative run clock; the controller sets it afresh before every call.
+
 Failure and fallback
 --------------------
-When the solve fails (``SolverError``: time limit ``time_limit_s``, numerical trouble; ``InfeasibleError``: e.g. a
+When the solve fails (``SolverError``: time limit ``time_limit_s`` without a kept model, numerical trouble; ``InfeasibleError``: e.g. a
 demand-response cap that cannot be met; a failed check; anything else), the controller publishes the ``fallback``
 heuristic's schedule (a baseline of :mod:`gridcharge.solvers.baselines`, run on the same sub-problem with the caps
 folded into it as extra base load at the capped node, which also lowers that node's per-phase headroom: conservative)
@@ -264,7 +274,11 @@ class Controller:
     fallback : str
         Baseline published when a solve fails (default ``"equal_share"``).
     time_limit_s : float, optional
-        HiGHS wall-clock limit per call [s]; reaching it is a failure (fallback).
+        Time budget of HiGHS per re-solve [s], counted from each call (not over the life of a kept model). When a
+        re-solve on the kept model runs out of it, the interim plan stands — the provisional plan, or the last plan
+        re-checked for the new state — and where that does not verify the ``fallback``; HiGHS keeps where it
+        stopped, and the next :meth:`refresh` or :meth:`resolve` continues the simplex from there
+        (:attr:`optimum_pending`). Elsewhere (no kept model) reaching it is a failure: the fallback is published.
     warm_start : bool
         Give HiGHS the previous optimal basis mapped onto the new model (module notes). Default True.
     simplex : {"auto", "primal", "dual"}
@@ -365,6 +379,7 @@ class Controller:
         self._changes: set[str] = set()
         self._saved_basis = None  # (col_keys, col_status, row_keys, row_status), keys sorted
         self._model: persistent.Model | None = None  # the HiGHS object kept between re-solves
+        self._pending: int | None = None  # simplex strategy of a kept model that its time budget stopped
         self._node_cache = None  # ((now, end), base-load array, node copies) of the last sub-instance
         self._session_cache: dict = {}  # id → (car, end time, sub-instance session, over-request bound)
         if expected_arrivals is not None:  # no car yet: nothing to re-solve
@@ -773,6 +788,13 @@ class Controller:
         self._changes = set()
         return self.publication
 
+    @property
+    def optimum_pending(self) -> bool:
+        """The last re-solve ran out of its time budget (``time_limit_s``) on the kept HiGHS model: the publication
+        is an interim plan (or the fallback), and the next :meth:`refresh` or :meth:`resolve` continues the simplex
+        from where it stopped rather than starting again."""
+        return self._pending is not None and self._model is not None
+
     def resolve(self, cold: bool = False) -> Publication:
         """Re-solve now, whatever changed.
 
@@ -782,7 +804,7 @@ class Controller:
             failure; for measuring what the warm start saves)
         """
         if cold:
-            self._saved_basis = self._model = None
+            self._saved_basis = self._model = self._pending = None
         self._dirty = True
         return self.refresh()
 
@@ -847,8 +869,9 @@ class Controller:
                                     summary=summarise(problem, power, status="optimal", solver=self.solver))
                 source = self.solver
         self._last_run = {}
+        published_interim = False
         if schedule is None and self.provisional and self.solver == "highs":
-            self._publish_provisional(problem, meta, timings, started)
+            published_interim = self._publish_provisional(problem, meta, timings, started)
         if schedule is None:
             mark = time.perf_counter()
             try:
@@ -871,6 +894,19 @@ class Controller:
             except SolverError as exc:
                 failure = exc
             timings["verify_s"] = time.perf_counter() - mark
+        pending = ""
+        if failure is not None and self.optimum_pending:
+            pending = (f"; the optimum is pending: HiGHS stopped at its {self.time_limit_s or 0.0:g} s budget after "
+                       f"{timings['iterations']} simplex iterations, and the next publication continues from there")
+            interim = None if published_interim else self._interim_plan(problem, meta)
+            if published_interim or interim is not None:
+                # the budget ran out: the interim plan (verified) stands until the optimum is found
+                power, verification, n_new = interim if interim is not None else (
+                    np.asarray(self.publication.power_kw), self.publication.verification, None)
+                why = ("the new car(s) filled into its headroom" if n_new is None else
+                       f"{n_new} new car(s) filled into its headroom" if n_new else "re-checked for this state")
+                self._publish_interim(problem, power.copy(), verification, why + pending, timings, started)
+                return
         if failure is None:
             status = "optimal" if self.solver == "highs" else f"heuristic {self.solver}"
         else:
@@ -896,7 +932,8 @@ class Controller:
                 verification = verify(meta["real_instance"], power[:meta["n_real"]])
                 if not verification.ok:
                     status += f" ({len(verification.violations)} violation(s) remain at zero power)"
-        if source == "zero" or source.startswith("fallback"):
+        status += pending
+        if (source == "zero" or source.startswith("fallback")) and not self.optimum_pending:
             self._saved_basis = self._model = None
         timings["total_s"] = time.perf_counter() - started
         schedule.verification = verification
@@ -933,29 +970,46 @@ class Controller:
         last = self._last_plan(problem)
         return None if last is None or (last[1] < 0).any() else last[0]
 
-    def _publish_provisional(self, problem: Problem, meta: dict, timings: dict, started: float) -> None:
-        """Publish the last optimal plan with the new cars filled greedily into its headroom, if it verifies."""
-        pub = self.publication
-        if not (self._changes <= {"plug_in"} and pub.source == self.solver and pub.start_period == self.now):
-            return
+    def _publish_provisional(self, problem: Problem, meta: dict, timings: dict, started: float) -> bool:
+        """Publish the last plan with the new cars filled greedily into its headroom, if there are new cars and it
+        verifies; whether it did."""
+        if not (self._changes <= {"plug_in"} and self.publication.start_period == self.now):
+            return False
+        interim = self._interim_plan(problem, meta)
+        if interim is None or not interim[2]:
+            return False
+        power, verification, n_new = interim
+        self._publish_interim(problem, power, verification, f"{n_new} new car(s) filled into its headroom; the "
+                                                            f"optimum follows", {**timings},
+                              started)
+        return True
+
+    def _interim_plan(self, problem: Problem, meta: dict) -> tuple[np.ndarray, Verification, int] | None:
+        """The last plan (optimal, or an interim plan itself) from now on, each new car filled greedily into the
+        headroom it leaves, if it passes the checks of every publication: ``(power, verification, new cars)``."""
+        if self.publication.source not in (self.solver, "provisional"):
+            return None
         last = self._last_plan(problem)
+        if last is None:
+            return None
         n_real = meta["n_real"]
-        new = np.flatnonzero(last[1][:n_real] < 0) if last is not None else np.zeros(0, dtype=np.int64)
-        if not len(new):
-            return
+        new = np.flatnonzero(last[1][:n_real] < 0)
         power = last[0]
         power[n_real:] = 0.0  # forecast phantoms hold no real load
         power = _greedy_new_cars(problem, power, new, meta["caps"])
         try:
             verification = self._check(problem, power, meta)
         except SolverError:
-            return  # the old plan no longer fits (or the greedy fill missed a rule): wait for the optimum
+            return None  # the old plan no longer fits (or the greedy fill missed a rule)
+        return power, verification, len(new)
+
+    def _publish_interim(self, problem: Problem, power: np.ndarray, verification: Verification, why: str,
+                         timings: dict, started: float) -> None:
         schedule = Schedule(problem=problem, power=power, summary=summarise(problem, power, status="provisional"))
         schedule.verification = verification
         self._set_publication(Publication(
             self.now, tuple(problem.session_ids), _readonly(power.copy()), "provisional",
-            f"provisional: the last {self.solver} plan, {len(new)} new car(s) filled into its headroom; "
-            f"the optimum follows", verification, schedule,
+            f"provisional: the last {self.solver} plan, {why}", verification, schedule,
             {**timings, "total_s": time.perf_counter() - started}))
 
     # ---------------------------------------------------------------------------------------------------------
@@ -1110,9 +1164,20 @@ class Controller:
                 if self._saved_basis is not None:
                     basis = _mapped_basis(self._saved_basis, keys, lp, dr)
                     warm = "basis" if h.setBasis(basis) != highspy.HighsStatus.kError else False
+        strategy = None
         if keep:
-            primal = self.simplex == "primal" or (self.simplex == "auto" and self._changes <= {"plug_in"})
-            h.setOptionValue("simplex_strategy", (4 if primal else 1) if warm else 1)
+            if self._pending is not None and not self._changes:
+                strategy = self._pending  # continue the simplex that the last budget stopped, as it was
+            else:
+                primal = self.simplex == "primal" or (self.simplex == "auto" and self._changes <= {"plug_in"})
+                strategy = (4 if primal else 1) if warm else 1
+            h.setOptionValue("simplex_strategy", strategy)
+        # HiGHS checks time_limit against the object's run clock, which a kept model accumulates over every
+        # re-solve: the budget is counted afresh from the time already run, or a kept model would soon have none
+        # left (every re-solve then stopped at once)
+        h.setOptionValue("time_limit", math.inf if self.time_limit_s is None
+                         else h.getRunTime() + float(self.time_limit_s))
+        self._pending = None
         started = time.perf_counter()
         h.run()
         seconds = time.perf_counter() - started
@@ -1122,7 +1187,10 @@ class Controller:
                           "warm": warm or self._last_run.get("warm", False),
                           "iterations": self._last_run.get("iterations", 0) + int(info.simplex_iteration_count)}
         if name != "optimal":
-            if keep:
+            self._last_run["stopped"] = name
+            if keep and name == "time_limit" and self._model is not None:
+                self._pending = strategy  # HiGHS keeps where it stopped: the next publication continues from there
+            elif keep:
                 self._saved_basis = self._model = None
             return RunResult(None, None, name, seconds)
         solution = h.getSolution()
@@ -1142,8 +1210,6 @@ class Controller:
         """A HiGHS object with this controller's options, holding ``lp`` and the cap rows."""
         h = highspy._Highs()
         h.setOptionValue("output_flag", False)
-        if self.time_limit_s is not None:
-            h.setOptionValue("time_limit", float(self.time_limit_s))
         if self.threads is not None:
             h.setOptionValue("threads", int(self.threads))
         for option, value in self.highs_options.items():
