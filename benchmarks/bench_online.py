@@ -29,6 +29,12 @@ A car is revealed at the first period boundary at or after its arrival. Every ro
 timings (``instance_s`` sub-instance, ``problem_s`` arrays, ``solve_s`` LP build + HiGHS + write-back, ``highs_s``
 HiGHS alone, ``verify_s`` independent verification, ``total_s`` all of the publication) and the 1-minute load
 average at that moment (the machine is shared). ``wall_s`` is the event call as the caller sees it.
+
+``--time-limit S`` gives every re-solve a HiGHS budget of ``S`` seconds (``Controller(time_limit_s=S)``). A batch
+stopped by it is finished before the measured arrival (untimed), so each arrival meets an optimal state; the
+arrival's ``warm`` row is then its own call (publications up to the budget), and an extra row of kind ``optimum``
+times the arrival until its optimum is published, through every budgeted re-solve it took (``slices``; ``highs_s``
+and ``iterations`` summed). ``--v2g-share`` sets the generator's share of V2G cars (default 1/3).
 """
 
 from __future__ import annotations
@@ -78,16 +84,32 @@ def _row(controller: Controller, kind: str, period: int, wall: float, size: int)
             "warm": entry.get("warm"), "status": entry["status"], "load_1m": load()}
 
 
+def _finish(controller: Controller) -> tuple[int, float, float, int]:
+    """Publish until the optimum is no longer pending (each call one budgeted slice); (slices, wall [s], HiGHS [s],
+    simplex iterations) of those calls."""
+    slices, wall, highs, iterations = 0, 0.0, 0.0, 0
+    while controller.optimum_pending:
+        began = time.perf_counter()
+        controller.refresh()
+        wall += time.perf_counter() - began
+        slices += 1
+        highs += controller.log[-1].get("highs_s") or 0.0
+        iterations += controller.log[-1].get("iterations") or 0
+    return slices, wall, highs, iterations
+
+
 def latency(size: int, seed: int, periods: list[int] | None, ipm: bool, out: Path | None,
-            simplex: str = "auto", highs_options: dict | None = None, provisional: bool = False) -> pd.DataFrame:
-    day = residential(size, seed=seed)
+            simplex: str = "auto", highs_options: dict | None = None, provisional: bool = False,
+            budget_s: float | None = None, v2g_share: float | None = None) -> pd.DataFrame:
+    day = residential(size, seed=seed, **({} if v2g_share is None else {"v2g_share": v2g_share}))
     sessions = day.pop("sessions")
     day["sessions"] = []
     planned = gridcharge.load_instance({**day, "sessions": sessions})
     start, step = planned.horizon.start, timedelta(minutes=planned.horizon.step_minutes)
     arrival = np.array([(s.arrival - start) / step for s in planned.sessions])
     reveal = np.maximum(np.ceil(arrival - 1e-9), 0).astype(int)
-    controller = Controller(day, solver="highs", simplex=simplex, highs_options=highs_options, provisional=provisional)
+    controller = Controller(day, solver="highs", simplex=simplex, highs_options=highs_options, provisional=provisional,
+                            time_limit_s=budget_s)
     T = planned.horizon.periods
     measured = set(range(T)) if periods is None else set(periods)
     rows: list[dict] = []
@@ -113,12 +135,19 @@ def latency(size: int, seed: int, periods: list[int] | None, ipm: bool, out: Pat
                 controller.plug_in(s)
         if controller.log and controller.log[-1]["period"] == t:
             rows.append(_row(controller, "batch", t, time.perf_counter() - began, size))
-        if not timed:
+        _finish(controller)  # a batch stopped by the budget: its optimum first (not timed), so each arrival below
+        if not timed:        # meets an optimal state as without a budget
             continue
         began = time.perf_counter()
         logged = len(controller.log)
         controller.plug_in(new[-1])
         warm = _row(controller, "warm", t, time.perf_counter() - began, size)
+        if budget_s is not None:  # the time until the optimum is published: the call above, then its slices
+            slices, wall, highs, iterations = _finish(controller)
+            rows.append({**warm, "kind": "optimum", "wall_s": warm["wall_s"] + wall,
+                         "total_s": warm["wall_s"] + wall, "highs_s": warm["highs_s"] + highs,
+                         "iterations": warm["iterations"] + iterations, "slices": 1 + slices,
+                         "status": controller.status, "load_1m": load()})
         first = controller.log[logged] if len(controller.log) > logged + 1 else None
         if first is not None and first["source"] == "provisional":  # published before the re-solve started
             rows.append({"size": size, "period": t, "time": warm["time"], "kind": "provisional",
@@ -126,7 +155,9 @@ def latency(size: int, seed: int, periods: list[int] | None, ipm: bool, out: Pat
                          **{k: first.get(k) for k in ROW_TIMINGS}, "warm": None, "status": first["status"],
                          "load_1m": load()})
         began = time.perf_counter()
+        controller.time_limit_s = None  # the cold solve runs to the optimum, whatever the budget
         controller.resolve(cold=True)  # the same state, solved without a kept model or basis
+        controller.time_limit_s = budget_s
         cold = _row(controller, "cold", t, time.perf_counter() - began, size)
         rows += [warm, cold]
         if ipm:
@@ -249,6 +280,10 @@ def main(argv=None) -> int:
     lat.add_argument("--provisional", action="store_true",
                      help="Controller(provisional=True): rows of kind 'provisional' time the plan published before "
                           "the re-solve (total_s up to its publication)")
+    lat.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                     help="Controller(time_limit_s=...): HiGHS budget per re-solve [s]; rows of kind 'optimum' time "
+                          "the arrival until its optimum is published, through as many budgeted re-solves as it takes")
+    lat.add_argument("--v2g-share", type=float, default=None, help="share of V2G cars [-] (generator default 1/3)")
     lat.add_argument("--out", type=Path, default=None)
     cmp_ = sub.add_parser("compare", help="closed-loop comparison on residential(300, 2026, 598.5 kW)")
     cmp_.add_argument("--out", type=Path, default=None)
@@ -261,7 +296,8 @@ def main(argv=None) -> int:
     if args.command == "latency":
         periods = None if args.periods is None else [int(p) for p in args.periods.split(",")]
         options = {k: int(v) for k, v in (o.split("=", 1) for o in args.highs_option)}
-        frame = latency(args.size, args.seed, periods, args.ipm, args.out, args.simplex, options, args.provisional)
+        frame = latency(args.size, args.seed, periods, args.ipm, args.out, args.simplex, options, args.provisional,
+                        args.time_limit, args.v2g_share)
         print(latency_table(frame))
     elif args.command == "compare":
         print(compare_table(run_compare(args.out)))
