@@ -70,7 +70,8 @@ the optimum needs thousands of simplex iterations (at 10,000 cars with V2G, one 
 on the kept model that runs out of it is not wasted: the HiGHS object keeps its basis, the publication is the
 interim plan (the provisional plan of step 5, or the last plan re-checked for the new state) when that passes the
 checks of step 4, the fallback otherwise, ``status`` says the optimum is pending, and the next publication resumes
-the same simplex from where it stopped (events in between are patched onto it as usual). HiGHS measures its time
+the same simplex from where it stopped (events in between are patched onto it as usual), with twice the budget of
+the slice before when nothing changed in between (``MIN_CONTINUED_BUDGET_S``). HiGHS measures its time
 limit on the object's cumulative run clock; the controller sets it afresh before every call.
 
 Failure and fallback
@@ -124,6 +125,12 @@ from . import persistent
 CONTROLLER_SOLVERS = ("highs", "equal_share", "edf", "llf", "greedy_cost")
 #: A measured energy that differs from the controller's own account by less than this is no news [kWh].
 MEASURE_TOLERANCE_KWH = 1e-9
+#: A re-solve that its time budget stopped continues, at the next publication without news, with twice the budget
+#: of the slice before, and at least this [s]. Slices of a fixed budget were measured to waste most of their work
+#: (one arrival at 880 cars: 13 slices of 0.05 s and 2,781 simplex iterations against 1,221 uninterrupted; with
+#: doubling 3 slices and 1,583 iterations); doubling bounds the slices by log2(time needed / budget), and a budget
+#: below HiGHS's set-up time still ends at the optimum.
+MIN_CONTINUED_BUDGET_S = 0.01
 #: Serial numbers of forecast (phantom) cars start here (real cars count from 0).
 PHANTOM_SERIAL = 1 << 19
 #: Stable keys for warm starts: ``kind << KIND_SHIFT | serial * T + period`` (serial, node, period < 2**20 each).
@@ -277,8 +284,8 @@ class Controller:
         Time budget of HiGHS per re-solve [s], counted from each call (not over the life of a kept model). When a
         re-solve on the kept model runs out of it, the interim plan stands — the provisional plan, or the last plan
         re-checked for the new state — and where that does not verify the ``fallback``; HiGHS keeps where it
-        stopped, and the next :meth:`refresh` or :meth:`resolve` continues the simplex from there
-        (:attr:`optimum_pending`). Elsewhere (no kept model) reaching it is a failure: the fallback is published.
+        stopped, and the next :meth:`refresh` or :meth:`resolve` continues the simplex from there with a doubled
+        budget (:attr:`optimum_pending`). Elsewhere (no kept model) reaching it is a failure: the fallback is published.
     warm_start : bool
         Give HiGHS the previous optimal basis mapped onto the new model (module notes). Default True.
     simplex : {"auto", "primal", "dual"}
@@ -379,7 +386,8 @@ class Controller:
         self._changes: set[str] = set()
         self._saved_basis = None  # (col_keys, col_status, row_keys, row_status), keys sorted
         self._model: persistent.Model | None = None  # the HiGHS object kept between re-solves
-        self._pending: int | None = None  # simplex strategy of a kept model that its time budget stopped
+        # (simplex strategy, budget of the next slice [s]) of a kept model that its time budget stopped
+        self._pending: tuple[int, float] | None = None
         self._node_cache = None  # ((now, end), base-load array, node copies) of the last sub-instance
         self._session_cache: dict = {}  # id → (car, end time, sub-instance session, over-request bound)
         if expected_arrivals is not None:  # no car yet: nothing to re-solve
@@ -896,7 +904,8 @@ class Controller:
             timings["verify_s"] = time.perf_counter() - mark
         pending = ""
         if failure is not None and self.optimum_pending:
-            pending = (f"; the optimum is pending: HiGHS stopped at its {self.time_limit_s or 0.0:g} s budget after "
+            budget = self._last_run["budget_s"]
+            pending = (f"; the optimum is pending: HiGHS stopped at its {budget:g} s budget after "
                        f"{timings['iterations']} simplex iterations, and the next publication continues from there")
             interim = None if published_interim else self._interim_plan(problem, meta)
             if published_interim or interim is not None:
@@ -1165,9 +1174,12 @@ class Controller:
                     basis = _mapped_basis(self._saved_basis, keys, lp, dr)
                     warm = "basis" if h.setBasis(basis) != highspy.HighsStatus.kError else False
         strategy = None
+        budget = math.inf if self.time_limit_s is None else float(self.time_limit_s)
         if keep:
             if self._pending is not None and not self._changes:
-                strategy = self._pending  # continue the simplex that the last budget stopped, as it was
+                # continue the simplex that the last budget stopped, as it was, with a doubled budget
+                strategy, next_budget = self._pending
+                budget = max(budget, next_budget)
             else:
                 primal = self.simplex == "primal" or (self.simplex == "auto" and self._changes <= {"plug_in"})
                 strategy = (4 if primal else 1) if warm else 1
@@ -1175,8 +1187,7 @@ class Controller:
         # HiGHS checks time_limit against the object's run clock, which a kept model accumulates over every
         # re-solve: the budget is counted afresh from the time already run, or a kept model would soon have none
         # left (every re-solve then stopped at once)
-        h.setOptionValue("time_limit", math.inf if self.time_limit_s is None
-                         else h.getRunTime() + float(self.time_limit_s))
+        h.setOptionValue("time_limit", h.getRunTime() + budget)
         self._pending = None
         started = time.perf_counter()
         h.run()
@@ -1188,8 +1199,10 @@ class Controller:
                           "iterations": self._last_run.get("iterations", 0) + int(info.simplex_iteration_count)}
         if name != "optimal":
             self._last_run["stopped"] = name
+            self._last_run["budget_s"] = budget
             if keep and name == "time_limit" and self._model is not None:
-                self._pending = strategy  # HiGHS keeps where it stopped: the next publication continues from there
+                # HiGHS keeps where it stopped: the next publication continues from there, with twice the budget
+                self._pending = (strategy, max(2.0 * budget, MIN_CONTINUED_BUDGET_S))
             elif keep:
                 self._saved_basis = self._model = None
             return RunResult(None, None, name, seconds)
