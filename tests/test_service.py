@@ -497,6 +497,30 @@ def test_restart_loses_nothing(tmp_path):
         second.stop()
 
 
+def test_a_plug_in_is_served_a_provisional_plan_first_then_the_optimum(tmp_path):
+    """After a second car plugs in, the solver process hands over the last plan with the new car filled into its
+    headroom (verified) before it re-optimises; both are served and both reach the publication listeners, and the
+    site's status counts the time to the first one apart from the time to the optimum."""
+    clock = Clock(START + timedelta(minutes=5))
+    server = Server(f"sqlite:///{tmp_path / 'provisional.db'}", clock)
+    try:
+        server.op("PUT", "/v1/sites/p", json={"instance": site_instance(), "charger_settings": SETTINGS})
+        server.published("p", server.op("POST", "/v1/sites/p/sessions", json=CAR1).json()["event_seq"])
+        seen = []
+        server.app.state.engine.publication_listeners.append(lambda runtime, before, after: seen.append(after))
+        seq = server.op("POST", "/v1/sites/p/sessions", json=CAR2).json()["event_seq"]
+        status = server.published("p", seq)
+        assert [served.source for served in seen] == ["provisional", "highs"], [s.status for s in seen]
+        provisional, optimum = seen
+        assert provisional.status.startswith("provisional") and provisional.after_seq == seq
+        assert "c2" in provisional.rows and provisional.rows["c2"].max() > 0  # the new car charges at once
+        assert optimum.status == "optimal" and status["publication"]["source"] == "highs"
+        first, full = status["first_publication_latency"], status["reoptimisation_latency"]
+        assert first["count"] == full["count"] == 2 and first["max_s"] <= full["max_s"]
+    finally:
+        server.stop()
+
+
 def test_operator_token_generated_once(tmp_path):
     """Without a token the first start makes one (returned once), later starts keep the stored hash."""
     database = f"sqlite:///{tmp_path / 'token.db'}"

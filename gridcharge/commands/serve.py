@@ -37,8 +37,11 @@ def register(subparsers) -> None:
     parser.add_argument("--solver", default="highs",
                         help="controller solver: highs (default) or a baseline (equal_share, edf, llf, greedy_cost)")
     parser.add_argument("--time-limit", type=positive, metavar="S",
-                        help="HiGHS wall-clock limit per re-optimisation [seconds]; beyond it the fallback is "
-                             "published (default: none)")
+                        help="HiGHS time budget per re-optimisation pass [seconds] (default: none). A pass that "
+                             "runs out of it serves the interim plan (the last plan with new cars filled in, "
+                             "verified; else the fallback heuristic) and the next pass continues the same simplex, "
+                             "so new events wait at most about this long. With or without it, a new car gets a "
+                             "verified provisional plan before the optimum")
     parser.add_argument("--interval", type=positive, default=60.0, metavar="S",
                         help="re-optimisation / polling interval [seconds] (default 60): the worker wakes at least "
                              "this often, and profiles carry Cache-Control max-age of it")

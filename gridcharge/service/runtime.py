@@ -159,14 +159,18 @@ def apply_event(controller, kind: str, body: Mapping) -> None:
         raise
 
 
-def execute(controller, ops, solve: str | None) -> dict:
+def execute(controller, ops, solve: str | None, interim: Callable[[dict], None] | None = None) -> dict:
     """Run solver-side operations on a controller and, with ``solve`` (``"resolve"`` or ``"refresh"``), publish.
 
     ``ops``: ``("event", period, kind, body, seq)``, ``("measure", period, {session: kWh})``, ``("advance",
     period)``, in order; the controller is advanced to each op's period first. Returns a picklable reply: ``now``,
     ``divergences`` (events the controller refused, which the validator had accepted: should never happen) and,
     when solved, ``start_period``, ``sessions`` [(session id, charger id, V2G allowed)], ``power_kw`` (rows as
-    ``sessions``) [kW], ``source``, ``status``, ``delivered_kwh`` {session: kWh}, ``solve_s`` [s]."""
+    ``sessions``) [kW], ``source``, ``status``, ``delivered_kwh`` {session: kWh}, ``solve_s`` [s] and
+    ``optimum_pending`` (the re-solve ran out of its time budget: solve again, it continues where it stopped).
+
+    ``interim``, if given, receives the same kind of reply for the first *provisional* publication of the re-solve
+    (the last plan with the new cars filled in, verified), as soon as it is made and before the optimum."""
     divergences = []
     for op in ops:
         try:
@@ -183,40 +187,60 @@ def execute(controller, ops, solve: str | None) -> dict:
     reply: dict = {"now": controller.now, "divergences": divergences}
     if solve:
         started = time.perf_counter()
-        publication = controller.resolve() if solve == "resolve" else controller.refresh()
+        sent = []
+
+        def early(publication) -> None:
+            if publication.source == "provisional" and not sent:
+                sent.append(True)
+                interim({"now": controller.now, "divergences": [], **_published(controller, publication),
+                         "solve_s": time.perf_counter() - started, "optimum_pending": True})
+
+        controller.on_publish = early if interim is not None else None
+        try:
+            publication = controller.resolve() if solve == "resolve" else controller.refresh()
+        finally:
+            controller.on_publish = None
         reply["solve_s"] = time.perf_counter() - started
-        state = controller.state
-        cars = {**state.finished, **state.cars}
-        chargers = {c.id: c for c in controller.site.chargers}
-        sessions, rows = [], []
-        for i, sid in enumerate(publication.session_ids):
-            car = cars.get(sid)
-            if car is None:  # a forecast phantom (the service sets no forecast)
-                continue
-            session = car.session
-            v2g = min(chargers[session.charger].max_discharge_kw, session.max_discharge_kw) > 0
-            sessions.append((sid, session.charger, bool(v2g)))
-            rows.append(i)
-        power = np.asarray(publication.power_kw, dtype=float)
-        reply.update(start_period=publication.start_period, sessions=sessions,
-                     power_kw=power[rows] if len(rows) != power.shape[0] else power.copy(),
-                     source=publication.source, status=publication.status,
-                     delivered_kwh={sid: car.delivered_kwh for sid, car in state.cars.items()})
+        reply.update(_published(controller, publication), optimum_pending=controller.optimum_pending)
     return reply
+
+
+def _published(controller, publication) -> dict:
+    """The picklable part of a reply that describes one publication (see :func:`execute`)."""
+    state = controller.state
+    cars = {**state.finished, **state.cars}
+    chargers = {c.id: c for c in controller.site.chargers}
+    sessions, rows = [], []
+    for i, sid in enumerate(publication.session_ids):
+        car = cars.get(sid)
+        if car is None:  # a forecast phantom (the service sets no forecast)
+            continue
+        session = car.session
+        v2g = min(chargers[session.charger].max_discharge_kw, session.max_discharge_kw) > 0
+        sessions.append((sid, session.charger, bool(v2g)))
+        rows.append(i)
+    power = np.asarray(publication.power_kw, dtype=float)
+    return dict(start_period=publication.start_period, sessions=sessions,
+                power_kw=power[rows] if len(rows) != power.shape[0] else power.copy(),
+                source=publication.source, status=publication.status,
+                delivered_kwh={sid: car.delivered_kwh for sid, car in state.cars.items()})
 
 
 class LocalSolver:
     """The solver controller in this process (the worker thread calls it). Simple, but its Python and numpy work
-    competes with the HTTP event loop for the GIL; :class:`SolverProcess` is the default."""
+    competes with the HTTP event loop for the GIL; :class:`SolverProcess` is the default.
+
+    The controller publishes a provisional plan after new cars (``Controller(provisional=True)``): the last plan
+    with each new car filled into its headroom, verified, handed to ``interim`` before the optimum is computed."""
 
     def __init__(self, instance: dict, solver: str, time_limit_s: float | None):
         from ..online import Controller
 
-        self.controller = Controller(instance, solver=solver, time_limit_s=time_limit_s)
+        self.controller = Controller(instance, solver=solver, time_limit_s=time_limit_s, provisional=True)
         self.controller.auto_resolve = False
 
-    def run(self, ops, solve: str | None) -> dict:
-        return execute(self.controller, ops, solve)
+    def run(self, ops, solve: str | None, interim: Callable[[dict], None] | None = None) -> dict:
+        return execute(self.controller, ops, solve, interim)
 
     def close(self) -> None:
         pass
@@ -240,7 +264,7 @@ def _solver_main(fd: int) -> None:  # pragma: no cover - runs in the child proce
         if message is None:
             return
         try:
-            reply = local.run(*message)
+            reply = local.run(*message, interim=lambda early: connection.send({"interim": early}))
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which keeps serving the last publication
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         connection.send(reply)
@@ -268,13 +292,15 @@ class SolverProcess:
         self._lock = threading.Lock()
         self._ready = False
 
-    def run(self, ops, solve: str | None) -> dict:
+    def run(self, ops, solve: str | None, interim: Callable[[dict], None] | None = None) -> dict:
         with self._lock:
             if not self._ready:
                 self._connection.recv()
                 self._ready = True
             self._connection.send((ops, solve))
-            reply = self._connection.recv()
+            while "interim" in (reply := self._connection.recv()):  # a provisional plan before the final reply
+                if interim is not None:
+                    interim(reply["interim"])
         if "error" in reply:
             raise RuntimeError(f"solver process: {reply['error']}")
         return reply
@@ -333,7 +359,8 @@ class SiteRuntime:
         self.needs_solve = False
         self.served: Served | None = None
         self.cache: dict = {}
-        self.latencies_s: deque[float] = deque(maxlen=20000)
+        self.latencies_s: deque[float] = deque(maxlen=20000)  # event accepted → its re-solve's final publication
+        self.first_latencies_s: deque[float] = deque(maxlen=20000)  # event accepted → first served (provisional)
         self.solve_seconds: deque[float] = deque(maxlen=20000)
         self.stats_lock = threading.Lock()  # the worker appends while status() reads
         self.divergences: list[str] = []
@@ -472,7 +499,8 @@ class Engine:
     store : gridcharge.service.store.Store
     clock : callable → tz-aware datetime (default: the system clock, UTC)
     solver : str — the controller's solver (``highs`` or a baseline)
-    time_limit_s : float, optional — HiGHS limit per re-solve [s] (the fallback is published beyond it)
+    time_limit_s : float, optional — HiGHS budget per re-solve pass [s]: a pass that runs out of it serves the
+        interim plan (or the fallback) and the next pass continues the same simplex (``Controller(time_limit_s)``)
     interval_s : float — the re-optimisation / polling interval [s]: the worker wakes at least this often, and
         it is the ``Cache-Control: max-age`` of profiles
     grace_s : int — how long a TxProfile stays valid after its period ends, and 2.1's ``maxOfflineDuration`` [s]
@@ -700,8 +728,17 @@ class Engine:
         if not (events or needs_solve or moved):
             return False
         ops = [("event", e.period, e.kind, e.body, e.seq) for e in events] + [("advance", target)]
+        after_seq = events[-1].seq if events else max(runtime.applied_seq, runtime.replayed_seq)
+        first: list[float] = []  # when the events were first served (a provisional plan, or the final one)
+
+        def early(reply: dict) -> None:
+            try:
+                self._serve(runtime, reply, events, after_seq, first)
+            except Exception:  # noqa: BLE001 - the optimum follows; the log says why this one was not served
+                log.exception("site %s: a provisional publication could not be served", runtime.site_id)
+
         try:
-            reply = runtime.solver.run(ops, "resolve" if (events or needs_solve) else "refresh")
+            reply = runtime.solver.run(ops, "resolve" if (events or needs_solve) else "refresh", interim=early)
         except (EOFError, OSError, RuntimeError) as exc:
             if self.sites.get(runtime.site_id) is runtime:
                 runtime.solver_error = f"{type(exc).__name__}: {exc}"
@@ -714,7 +751,16 @@ class Engine:
         runtime.divergences += reply["divergences"]
         with runtime.stats_lock:
             runtime.solve_seconds.append(reply["solve_s"])
-        after_seq = events[-1].seq if events else max(runtime.applied_seq, runtime.replayed_seq)
+        if reply.get("optimum_pending"):  # the time budget ran out: the next pass continues the same re-solve
+            with runtime.lock:
+                runtime.needs_solve = True
+        return self._serve(runtime, reply, events, after_seq, first, final=True)
+
+    def _serve(self, runtime: SiteRuntime, reply: dict, events, after_seq: int, first: list,
+               final: bool = False) -> bool:
+        """Store and serve one publication of the solver (a provisional one, or the final reply of a pass), and
+        tell the listeners. ``first`` holds when the pass's events were first served; ``published_seq`` (and the
+        re-optimisation latency) move only with the final reply."""
         stored = self.store.save_publication(runtime.site_id, runtime.generation, after_seq, reply["now"],
                                              reply["start_period"], [list(x) for x in reply["sessions"]],
                                              reply["power_kw"], reply["source"], reply["status"],
@@ -724,10 +770,15 @@ class Engine:
         before = runtime.served
         runtime.served = runtime.served_from(reply["start_period"], reply["sessions"], reply["power_kw"],
                                              reply["source"], reply["status"], after_seq)
-        runtime.applied_seq = after_seq
         done = time.perf_counter()
         with runtime.stats_lock:
-            runtime.latencies_s.extend(done - e.accepted_at for e in events)
+            if not first:
+                first.append(done)
+                runtime.first_latencies_s.extend(done - e.accepted_at for e in events)
+            if final:
+                runtime.latencies_s.extend(done - e.accepted_at for e in events)
+        if final:
+            runtime.applied_seq = after_seq
         for listener in list(self.publication_listeners):
             try:
                 listener(runtime, before, runtime.served)
@@ -740,6 +791,7 @@ class Engine:
         served = runtime.served
         with runtime.stats_lock:
             lat = np.array(runtime.latencies_s) if runtime.latencies_s else None
+            first = np.array(runtime.first_latencies_s) if runtime.first_latencies_s else None
             solves = np.array(runtime.solve_seconds) if runtime.solve_seconds else None
 
         def stats(values):
@@ -763,6 +815,7 @@ class Engine:
                 "after_seq": served.after_seq, "published_at": served.published_at,
                 "chargers_with_schedule": len(served.rows)},
             "reoptimisation_latency": stats(lat),
+            "first_publication_latency": stats(first),
             "solve_seconds": stats(solves),
             "divergences": runtime.divergences[-10:],
             "solver_error": runtime.solver_error,
