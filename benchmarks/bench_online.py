@@ -100,7 +100,7 @@ def _finish(controller: Controller) -> tuple[int, float, float, int]:
 
 def latency(size: int, seed: int, periods: list[int] | None, ipm: bool, out: Path | None,
             simplex: str = "auto", highs_options: dict | None = None, provisional: bool = False,
-            budget_s: float | None = None, v2g_share: float | None = None) -> pd.DataFrame:
+            budget_s: float | None = None, v2g_share: float | None = None, cold: bool = True) -> pd.DataFrame:
     day = residential(size, seed=seed, **({} if v2g_share is None else {"v2g_share": v2g_share}))
     sessions = day.pop("sessions")
     day["sessions"] = []
@@ -154,12 +154,19 @@ def latency(size: int, seed: int, periods: list[int] | None, ipm: bool, out: Pat
                          "active_cars": first["active_cars"], "wall_s": first["total_s"],
                          **{k: first.get(k) for k in ROW_TIMINGS}, "warm": None, "status": first["status"],
                          "load_1m": load()})
+        rows.append(warm)
+        if not cold:
+            print(f"# t={t} {warm['time']} active={warm['active_cars']} warm={warm['total_s']:.3f}s "
+                  f"load={warm['load_1m']}", file=sys.stderr, flush=True)
+            if out is not None:
+                _write(pd.DataFrame(rows), out)
+            continue
         began = time.perf_counter()
         controller.time_limit_s = None  # the cold solve runs to the optimum, whatever the budget
         controller.resolve(cold=True)  # the same state, solved without a kept model or basis
         controller.time_limit_s = budget_s
-        cold = _row(controller, "cold", t, time.perf_counter() - began, size)
-        rows += [warm, cold]
+        cold_row = _row(controller, "cold", t, time.perf_counter() - began, size)
+        rows.append(cold_row)
         if ipm:
             sub, _ = controller._sub_instance()
             began = time.perf_counter()
@@ -170,7 +177,7 @@ def latency(size: int, seed: int, periods: list[int] | None, ipm: bool, out: Pat
                          "highs_s": schedule.summary["solve_seconds"], "iterations": None,
                          "status": schedule.summary["status"], "load_1m": load()})
         print(f"# t={t} {warm['time']} active={warm['active_cars']} warm={warm['total_s']:.3f}s "
-              f"cold={cold['total_s']:.3f}s load={rows[-1]['load_1m']}", file=sys.stderr, flush=True)
+              f"cold={cold_row['total_s']:.3f}s load={rows[-1]['load_1m']}", file=sys.stderr, flush=True)
         if out is not None:
             _write(pd.DataFrame(rows), out)
     frame = pd.DataFrame(rows)
@@ -283,6 +290,8 @@ def main(argv=None) -> int:
     lat.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                      help="Controller(time_limit_s=...): HiGHS budget per re-solve [s]; rows of kind 'optimum' time "
                           "the arrival until its optimum is published, through as many budgeted re-solves as it takes")
+    lat.add_argument("--no-cold", action="store_true",
+                     help="skip the cold re-solve of each measured state (at 10,000 cars 40-80 s each)")
     lat.add_argument("--v2g-share", type=float, default=None, help="share of V2G cars [-] (generator default 1/3)")
     lat.add_argument("--out", type=Path, default=None)
     cmp_ = sub.add_parser("compare", help="closed-loop comparison on residential(300, 2026, 598.5 kW)")
@@ -297,7 +306,7 @@ def main(argv=None) -> int:
         periods = None if args.periods is None else [int(p) for p in args.periods.split(",")]
         options = {k: int(v) for k, v in (o.split("=", 1) for o in args.highs_option)}
         frame = latency(args.size, args.seed, periods, args.ipm, args.out, args.simplex, options, args.provisional,
-                        args.time_limit, args.v2g_share)
+                        args.time_limit, args.v2g_share, not args.no_cold)
         print(latency_table(frame))
     elif args.command == "compare":
         print(compare_table(run_compare(args.out)))

@@ -17,6 +17,13 @@ Two controllers per site, fed the same events:
   vs 57.8 ms. The price is re-optimisation latency when fetches saturate the CPU: the child runs at a lower CPU
   priority (``SOLVER_NICE``), so fetches go first and a solve waits (events published up to 25 s late in that
   run; 0.55 s p50 / 0.99 s p99 at the realistic 83 fetches/s).
+- the solver controller publishes a **provisional** plan after new cars (``Controller(provisional=True)``): the
+  last plan with each new car filled into its headroom, verified like every publication. The child sends it ahead
+  of its reply, and the worker serves it (and tells the listeners: the OCPP central system pushes it) before the
+  optimum is computed; ``published_seq`` and the re-optimisation latency move only with the pass's final reply,
+  and the status reports the time to the first publication apart (``first_publication_latency``). With a time
+  budget (``time_limit_s``) a pass that runs out serves the interim plan and leaves the optimum pending; the next
+  pass continues the same simplex, so events queued meanwhile wait about one budget, not a whole re-solve.
 
 A write is: site lock → advance the validator to the clock's period → apply the event to it (a refusal leaves its
 state as it was: the immutable ``ControllerState`` is restored) → insert the event into the store and commit →
