@@ -677,6 +677,22 @@ def test_provisional_plans_pass_the_verifier_and_change_no_optimum(day):
 
 
 @PROPERTY_SETTINGS
+@given(days())
+def test_the_greedy_fill_of_many_new_cars_sums_the_loads_once_and_matches_the_car_by_car_sum(day):
+    """The provisional fill updates node and phase loads by each car it places; the result equals filling car after
+    car with the fleet's loads summed anew each time (the plain definition)."""
+    problem = build_problem(gridcharge.load_instance(day))
+    caps = np.full((problem.n_nodes, problem.n_periods), np.inf)
+    caps[0, ::2] = problem.import_limit_kw[0] * 0.7  # a demand-response cap on every other period of the root
+    new = np.arange(problem.n_sessions)
+    filled = controller_module._greedy_new_cars(problem, np.zeros((problem.n_sessions, problem.n_periods)), new, caps)
+    reference = np.zeros_like(filled)
+    for s in new:  # one car at a time, loads from scratch
+        reference[s] = controller_module._greedy_new_cars(problem, reference, np.array([s]), caps)[s]
+    np.testing.assert_allclose(filled, reference, rtol=0, atol=1e-9)
+
+
+@PROPERTY_SETTINGS
 @given(days(), st.sampled_from([0.0, 1e-4, 1e-3]))
 def test_a_re_solve_stopped_by_its_budget_publishes_verified_plans_and_continues_to_the_optimum(day, budget_s):
     """Cars plugged in one by one, each re-solve given almost no time: whatever is published (the provisional

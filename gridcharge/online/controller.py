@@ -1369,15 +1369,18 @@ def _greedy_new_cars(problem: Problem, power: np.ndarray, new: np.ndarray, caps:
     """``power`` with each car of ``new`` charging in its cheapest periods, at what every node above it (import
     limit, demand-response cap, per-phase limit) still has free, until its request or its battery is full.
 
-    A loop over the new cars (usually one), not over periods: each car's headroom is one vectorised minimum over
-    its ancestors, its periods are taken in price order by a cumulative sum. Never discharges. The result is a
-    candidate; the caller verifies it.
+    A loop over the new cars (one after a plug-in; a thousand after a batch at 10,000 cars), not over periods: the
+    node and phase loads are summed once, each car's headroom is one vectorised minimum over its ancestors, its
+    periods are taken in price order by a cumulative sum, and its power is then added to the loads of its
+    ancestors only (summing the whole fleet again per car took 54 s for 1,079 new cars among 4,243). Never
+    discharges. The result is a candidate; the caller verifies it.
     """
     power = power.copy()
+    power[new] = 0.0
     limit = np.minimum(problem.import_limit_kw[:, None], caps)
+    load = node_loads(problem, power)
+    phases = phase_loads(problem, power)
     for s in new:
-        load = node_loads(problem, power)
-        phases = phase_loads(problem, power)
         above = problem.member_node[problem.member_session == s]
         free = (limit[above] - load[above]).min(axis=0)
         share = problem.phase_share[s]
@@ -1394,6 +1397,8 @@ def _greedy_new_cars(problem: Problem, power: np.ndarray, new: np.ndarray, caps:
         taken = np.zeros(problem.n_periods)
         taken[order] = np.where(gain[order] > 0, fraction, 0.0)
         power[s] = rate * taken
+        load[above] += power[s]
+        phases[:, above] += share[:, None, None] * power[s]
     return power
 
 
