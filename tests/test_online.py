@@ -303,6 +303,27 @@ def test_a_re_solve_past_its_budget_keeps_the_verified_provisional_plan_and_the_
     assert continued == pytest.approx(c.resolve(cold=True).schedule.summary["objective_cny"], rel=1e-9, abs=1e-9)
 
 
+def test_an_interrupt_stops_the_re_solve_like_a_budget_and_the_next_publication_continues(monkeypatch):
+    monkeypatch.setattr(controller_module, "INTERRUPT_POLL_S", 0.0)  # ask at every simplex iteration
+    day = residential(120, seed=7)
+    sessions = day.pop("sessions")
+    asked = []
+    c = Controller({**day, "sessions": []}, provisional=True)
+    with c.batch():
+        for s in sessions[:-1]:
+            c.plug_in(s)
+    assert c.status == "optimal"
+    c.interrupt = lambda: asked.append(True) or True  # news is always waiting
+    c.plug_in(sessions[-1])
+    assert asked and c.optimum_pending and "interrupted (news is waiting)" in c.status
+    check_publication(c)
+    c.interrupt = None
+    c.refresh()  # nothing new after all: the interrupted simplex goes on to the optimum
+    assert c.status == "optimal" and not c.optimum_pending
+    continued = c.publication.schedule.summary["objective_cny"]
+    assert continued == pytest.approx(c.resolve(cold=True).schedule.summary["objective_cny"], rel=1e-9, abs=1e-9)
+
+
 def test_past_its_budget_without_a_new_car_the_last_plan_stands_if_it_still_verifies():
     c = loaded_controller(always_resolve=True)
     c.time_limit_s = 0.0

@@ -72,7 +72,9 @@ interim plan (the provisional plan of step 5, or the last plan re-checked for th
 checks of step 4, the fallback otherwise, ``status`` says the optimum is pending, and the next publication resumes
 the same simplex from where it stopped (events in between are patched onto it as usual), with twice the budget of
 the slice before when nothing changed in between (``MIN_CONTINUED_BUDGET_S``). HiGHS measures its time
-limit on the object's cumulative run clock; the controller sets it afresh before every call.
+limit on the object's cumulative run clock; the controller sets it afresh before every call. ``interrupt`` (a
+callable HiGHS asks during its iterations) stops a re-solve the same way when news is waiting, so that a long
+re-optimisation holds up no event: the service's solver process interrupts itself when the next events arrive.
 
 Failure and fallback
 --------------------
@@ -131,6 +133,8 @@ MEASURE_TOLERANCE_KWH = 1e-9
 #: doubling 3 slices and 1,583 iterations); doubling bounds the slices by log2(time needed / budget), and a budget
 #: below HiGHS's set-up time still ends at the optimum.
 MIN_CONTINUED_BUDGET_S = 0.01
+#: How often a re-solve asks the ``interrupt`` callable whether to stop [s].
+INTERRUPT_POLL_S = 0.01
 #: Serial numbers of forecast (phantom) cars start here (real cars count from 0).
 PHANTOM_SERIAL = 1 << 19
 #: Stable keys for warm starts: ``kind << KIND_SHIFT | serial * T + period`` (serial, node, period < 2**20 each).
@@ -316,6 +320,11 @@ class Controller:
     on_publish : callable, optional
         Called with each :class:`Publication` as it is made (provisional ones included), e.g. to push it to chargers
         while the optimum is still being computed. An exception it raises is recorded in :attr:`log`, not raised.
+    interrupt : callable, optional
+        Asked (no arguments) while HiGHS iterates, at most every ``INTERRUPT_POLL_S``; when it returns True the
+        re-solve stops as if its time budget had run out (the interim plan stands, :attr:`optimum_pending`, the next
+        publication continues), e.g. because news is waiting: a long re-optimisation then never holds up the events
+        that arrive during it. An exception it raises counts as False.
 
     Attributes
     ----------
@@ -332,7 +341,8 @@ class Controller:
                  simplex: str = "auto", always_resolve: bool = False, threads: int | None = None,
                  never_above_request: bool = False, highs_options: Mapping | None = None,
                  expected_arrivals=None, provisional: bool = False,
-                 on_publish: Callable[[Publication], None] | None = None):
+                 on_publish: Callable[[Publication], None] | None = None,
+                 interrupt: Callable[[], bool] | None = None):
         if isinstance(site, Mapping) and site.get("sessions"):
             raise _refused("site", FieldProblem("sessions", f"{len(site['sessions'])} sessions",
                                                 "a Controller site has no sessions; announce cars with plug_in()"))
@@ -361,6 +371,7 @@ class Controller:
         self.highs_options = dict(highs_options or {})
         self.provisional = bool(provisional)
         self.on_publish = on_publish
+        self.interrupt = interrupt
         self.auto_resolve = True
 
         h = inst.horizon
@@ -388,6 +399,7 @@ class Controller:
         self._model: persistent.Model | None = None  # the HiGHS object kept between re-solves
         # (simplex strategy, budget of the next slice [s]) of a kept model that its time budget stopped
         self._pending: tuple[int, float] | None = None
+        self._watched = None  # the HiGHS object whose simplex asks ``interrupt``
         self._node_cache = None  # ((now, end), base-load array, node copies) of the last sub-instance
         self._session_cache: dict = {}  # id → (car, end time, sub-instance session, over-request bound)
         if expected_arrivals is not None:  # no car yet: nothing to re-solve
@@ -905,8 +917,10 @@ class Controller:
         pending = ""
         if failure is not None and self.optimum_pending:
             budget = self._last_run["budget_s"]
-            pending = (f"; the optimum is pending: HiGHS stopped at its {budget:g} s budget after "
-                       f"{timings['iterations']} simplex iterations, and the next publication continues from there")
+            why = (f"HiGHS stopped at its {budget:g} s budget" if self._last_run["stopped"] == "time_limit"
+                   else "the re-solve was interrupted (news is waiting)")
+            pending = (f"; the optimum is pending: {why} after {timings['iterations']} simplex iterations, and "
+                       f"the next publication continues from there")
             interim = None if published_interim else self._interim_plan(problem, meta)
             if published_interim or interim is not None:
                 # the budget ran out: the interim plan (verified) stands until the optimum is found
@@ -1189,6 +1203,8 @@ class Controller:
         # left (every re-solve then stopped at once)
         h.setOptionValue("time_limit", h.getRunTime() + budget)
         self._pending = None
+        if self.interrupt is not None:
+            self._watch(h)
         started = time.perf_counter()
         h.run()
         seconds = time.perf_counter() - started
@@ -1200,9 +1216,11 @@ class Controller:
         if name != "optimal":
             self._last_run["stopped"] = name
             self._last_run["budget_s"] = budget
-            if keep and name == "time_limit" and self._model is not None:
+            if keep and name in ("time_limit", "interrupted") and self._model is not None:
                 # HiGHS keeps where it stopped: the next publication continues from there, with twice the budget
-                self._pending = (strategy, max(2.0 * budget, MIN_CONTINUED_BUDGET_S))
+                # after a budget stop (an interrupt says nothing about the budget)
+                self._pending = (strategy, max(2.0 * budget, MIN_CONTINUED_BUDGET_S) if name == "time_limit"
+                                 else budget)
             elif keep:
                 self._saved_basis = self._model = None
             return RunResult(None, None, name, seconds)
@@ -1218,6 +1236,27 @@ class Controller:
                 co, ro = np.argsort(col_keys), np.argsort(row_keys)
                 self._saved_basis = (col_keys[co], col_status[co], row_keys[ro], row_status[ro])
         return RunResult(x, info.objective_function_value, name, seconds)
+
+    def _watch(self, h: highspy._Highs) -> None:
+        """Let HiGHS ask :attr:`interrupt` during its simplex iterations (throttled to ``INTERRUPT_POLL_S``)."""
+        if self._watched is h:
+            return
+        asked = [time.perf_counter()]
+
+        def callback(kind, message, data_out, data_in, user_data) -> None:
+            now = time.perf_counter()
+            stop = False  # HiGHS keeps the flag between calls (and runs): it is set on every call
+            if self.interrupt is not None and now - asked[0] >= INTERRUPT_POLL_S:
+                asked[0] = now
+                try:
+                    stop = bool(self.interrupt())
+                except Exception:  # noqa: BLE001 - a broken predicate must not break the solve
+                    stop = False
+            data_in.user_interrupt = stop
+
+        h.setCallback(callback, None)
+        h.startCallback(highspy.cb.HighsCallbackType.kCallbackSimplexInterrupt)
+        self._watched = h
 
     def _new_highs(self, lp: LinearProgram, cap_rows, dr: dict) -> highspy._Highs:
         """A HiGHS object with this controller's options, holding ``lp`` and the cap rows."""

@@ -65,6 +65,7 @@ HIGHS_STATUS = {
     highspy.HighsModelStatus.kUnboundedOrInfeasible: "infeasible",
     highspy.HighsModelStatus.kUnbounded: "unbounded",
     highspy.HighsModelStatus.kTimeLimit: "time_limit",
+    highspy.HighsModelStatus.kInterrupt: "interrupted",
     highspy.HighsModelStatus.kIterationLimit: "iteration_limit",
 }
 
