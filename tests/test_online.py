@@ -304,7 +304,8 @@ def test_a_re_solve_past_its_budget_keeps_the_verified_provisional_plan_and_the_
 
 
 def test_an_interrupt_stops_the_re_solve_like_a_budget_and_the_next_publication_continues(monkeypatch):
-    monkeypatch.setattr(controller_module, "INTERRUPT_POLL_S", 0.0)  # ask at every simplex iteration
+    monkeypatch.setattr(controller_module, "INTERRUPT_POLL_S", 0.0)  # ask at every simplex iteration,
+    monkeypatch.setattr(controller_module, "INTERRUPT_MIN_RUN_S", 0.0)  # from the first
     day = residential(120, seed=7)
     sessions = day.pop("sessions")
     asked = []

@@ -521,6 +521,41 @@ def test_a_plug_in_is_served_a_provisional_plan_first_then_the_optimum(tmp_path)
         server.stop()
 
 
+def test_news_interrupts_the_solver_process_which_replies_with_its_interim_plan_and_goes_on_next_pass():
+    """A long re-solve in the child process stops when the engine says events are waiting (``interrupt``): the
+    reply comes at once with the optimum pending, and the next pass continues it."""
+    from gridcharge.bench.generate import residential
+    from gridcharge.service.runtime import SolverProcess
+
+    day = residential(3000, seed=3)
+    sessions = day.pop("sessions")
+    day["sessions"] = []
+    solver = SolverProcess(day, "highs", None)
+    try:
+        solver.run([("advance", 0)], None)  # the child is up
+        ops = [("event", 0, "plug_in", session, i + 1) for i, session in enumerate(sessions)]
+        done = threading.Event()
+
+        def news():  # events keep arriving while the solver works
+            while not done.wait(0.05):
+                solver.interrupt()
+
+        thread = threading.Thread(target=news, daemon=True)
+        thread.start()
+        began = time.monotonic()
+        reply = solver.run(ops, "resolve")
+        stopped_after = time.monotonic() - began
+        done.set()
+        thread.join()
+        assert reply["optimum_pending"] and "interrupted (news is waiting)" in reply["status"], reply["status"]
+        assert reply["power_kw"].shape[0] == len(sessions)  # every car has a (verified) set-point already
+        solver.interrupt()  # no re-solve runs now: nothing is sent, the next pass is not disturbed
+        assert solver.run([], None)["divergences"] == []
+        assert stopped_after < 60
+    finally:
+        solver.close()
+
+
 def test_operator_token_generated_once(tmp_path):
     """Without a token the first start makes one (returned once), later starts keep the stored hash."""
     database = f"sqlite:///{tmp_path / 'token.db'}"

@@ -135,6 +135,9 @@ MEASURE_TOLERANCE_KWH = 1e-9
 MIN_CONTINUED_BUDGET_S = 0.01
 #: How often a re-solve asks the ``interrupt`` callable whether to stop [s].
 INTERRUPT_POLL_S = 0.01
+#: A re-solve is not interrupted before it has run this long [s], so that a steady stream of events still lets the
+#: simplex progress by at least this much per publication.
+INTERRUPT_MIN_RUN_S = 0.2
 #: Serial numbers of forecast (phantom) cars start here (real cars count from 0).
 PHANTOM_SERIAL = 1 << 19
 #: Stable keys for warm starts: ``kind << KIND_SHIFT | serial * T + period`` (serial, node, period < 2**20 each).
@@ -321,7 +324,8 @@ class Controller:
         Called with each :class:`Publication` as it is made (provisional ones included), e.g. to push it to chargers
         while the optimum is still being computed. An exception it raises is recorded in :attr:`log`, not raised.
     interrupt : callable, optional
-        Asked (no arguments) while HiGHS iterates, at most every ``INTERRUPT_POLL_S``; when it returns True the
+        Asked (no arguments) while HiGHS iterates, at most every ``INTERRUPT_POLL_S`` and not in the first
+        ``INTERRUPT_MIN_RUN_S`` of a run; when it returns True the
         re-solve stops as if its time budget had run out (the interim plan stands, :attr:`optimum_pending`, the next
         publication continues), e.g. because news is waiting: a long re-optimisation then never holds up the events
         that arrive during it. An exception it raises counts as False.
@@ -400,6 +404,7 @@ class Controller:
         # (simplex strategy, budget of the next slice [s]) of a kept model that its time budget stopped
         self._pending: tuple[int, float] | None = None
         self._watched = None  # the HiGHS object whose simplex asks ``interrupt``
+        self._run_started = 0.0  # when the current HiGHS run started [perf_counter s]
         self._node_cache = None  # ((now, end), base-load array, node copies) of the last sub-instance
         self._session_cache: dict = {}  # id → (car, end time, sub-instance session, over-request bound)
         if expected_arrivals is not None:  # no car yet: nothing to re-solve
@@ -1205,7 +1210,7 @@ class Controller:
         self._pending = None
         if self.interrupt is not None:
             self._watch(h)
-        started = time.perf_counter()
+        started = self._run_started = time.perf_counter()
         h.run()
         seconds = time.perf_counter() - started
         info = h.getInfo()
@@ -1246,7 +1251,8 @@ class Controller:
         def callback(kind, message, data_out, data_in, user_data) -> None:
             now = time.perf_counter()
             stop = False  # HiGHS keeps the flag between calls (and runs): it is set on every call
-            if self.interrupt is not None and now - asked[0] >= INTERRUPT_POLL_S:
+            if self.interrupt is not None and now - asked[0] >= INTERRUPT_POLL_S \
+                    and now - self._run_started >= INTERRUPT_MIN_RUN_S:
                 asked[0] = now
                 try:
                     stop = bool(self.interrupt())

@@ -24,6 +24,12 @@ Two controllers per site, fed the same events:
   and the status reports the time to the first publication apart (``first_publication_latency``). With a time
   budget (``time_limit_s``) a pass that runs out serves the interim plan and leaves the optimum pending; the next
   pass continues the same simplex, so events queued meanwhile wait about one budget, not a whole re-solve.
+- **news interrupts a long re-solve**: when an event is accepted while the site's solver works, the engine tells
+  it (:meth:`SolverProcess.interrupt`: a message on the pipe, which the child's HiGHS callback polls every 10 ms
+  after the first 0.2 s of a run). The child stops, replies with its interim plan (optimum pending) and the next
+  pass applies the new events to the kept model and continues the simplex. Without a budget, the optimum is then
+  reached as fast as one uninterrupted run when nothing arrives, and events never wait for a 20-40 s
+  re-optimisation of a 10,000-car site with V2G.
 
 A write is: site lock → advance the validator to the clock's period → apply the event to it (a refusal leaves its
 state as it was: the immutable ``ControllerState`` is restored) → insert the event into the store and commit →
@@ -240,14 +246,22 @@ class LocalSolver:
     The controller publishes a provisional plan after new cars (``Controller(provisional=True)``): the last plan
     with each new car filled into its headroom, verified, handed to ``interim`` before the optimum is computed."""
 
-    def __init__(self, instance: dict, solver: str, time_limit_s: float | None):
+    def __init__(self, instance: dict, solver: str, time_limit_s: float | None,
+                 interrupt: Callable[[], bool] | None = None):
         from ..online import Controller
 
-        self.controller = Controller(instance, solver=solver, time_limit_s=time_limit_s, provisional=True)
+        self._news = threading.Event()
+        self.controller = Controller(instance, solver=solver, time_limit_s=time_limit_s, provisional=True,
+                                     interrupt=interrupt or self._news.is_set)
         self.controller.auto_resolve = False
 
     def run(self, ops, solve: str | None, interim: Callable[[dict], None] | None = None) -> dict:
+        self._news.clear()
         return execute(self.controller, ops, solve, interim)
+
+    def interrupt(self) -> None:
+        """News is waiting: stop the running re-solve (it publishes its interim plan and continues next pass)."""
+        self._news.set()
 
     def close(self) -> None:
         pass
@@ -261,7 +275,8 @@ def _solver_main(fd: int) -> None:  # pragma: no cover - runs in the child proce
         os.nice(SOLVER_NICE)
     except OSError:
         pass
-    local = LocalSolver(*connection.recv())
+    # anything the parent sends during a re-solve (an "interrupt": events are waiting) stops it
+    local = LocalSolver(*connection.recv(), interrupt=connection.poll)
     connection.send({"ready": True})
     while True:
         try:
@@ -270,6 +285,8 @@ def _solver_main(fd: int) -> None:  # pragma: no cover - runs in the child proce
             return
         if message is None:
             return
+        if message == "interrupt":  # it came after the re-solve it was meant for had ended
+            continue
         try:
             reply = local.run(*message, interim=lambda early: connection.send({"interim": early}))
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which keeps serving the last publication
@@ -296,7 +313,9 @@ class SolverProcess:
         child.close()
         self._connection = Connection(parent.detach())
         self._connection.send((instance, solver, time_limit_s))
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one run at a time
+        self._send_lock = threading.Lock()  # run() and interrupt() both send
+        self._busy = False
         self._ready = False
 
     def run(self, ops, solve: str | None, interim: Callable[[dict], None] | None = None) -> dict:
@@ -304,13 +323,28 @@ class SolverProcess:
             if not self._ready:
                 self._connection.recv()
                 self._ready = True
-            self._connection.send((ops, solve))
-            while "interim" in (reply := self._connection.recv()):  # a provisional plan before the final reply
-                if interim is not None:
-                    interim(reply["interim"])
+            with self._send_lock:
+                self._connection.send((ops, solve))
+                self._busy = True
+            try:
+                while "interim" in (reply := self._connection.recv()):  # a provisional plan before the reply
+                    if interim is not None:
+                        interim(reply["interim"])
+            finally:
+                self._busy = False
         if "error" in reply:
             raise RuntimeError(f"solver process: {reply['error']}")
         return reply
+
+    def interrupt(self) -> None:
+        """News is waiting: ask the child to stop its running re-solve (it replies with its interim plan and the
+        next pass continues). Nothing is sent when no re-solve runs."""
+        with self._send_lock:
+            if self._busy:
+                try:
+                    self._connection.send("interrupt")
+                except (OSError, ValueError):
+                    pass
 
     def close(self) -> None:
         try:
@@ -689,6 +723,7 @@ class Engine:
                     log.exception("site %s: fail-safe defaults not updated", runtime.site_id)
             runtime.accepted_seq = seq
             runtime.pending.append(PendingEvent(seq, validator.now, kind, body, time.perf_counter()))
+        runtime.solver.interrupt()  # a re-solve running now stops at its interim plan; the next pass has this event
         self.notify()
         return seq
 
