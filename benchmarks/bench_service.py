@@ -398,6 +398,7 @@ def _run(args, variant: str) -> dict:
             fleet["server_cpu_s"] = _cpu_s(server.pid) - cpu_before
             status = _settle(base, headers)
             fleet["reoptimisation"] = status["reoptimisation_latency"]
+            fleet["first_publication"] = status.get("first_publication_latency")  # provisional plans served
             fleet["solve_seconds"] = status["solve_seconds"]
             fleet["active_sessions"] = status["active_sessions"]
             fleet["publication_status"] = status["publication"]["status"] if status["publication"] else None
@@ -458,6 +459,7 @@ def _capacity(args, base, headers, tokens, cars, charger_ids, server, workdir) -
     count_before = (before["solve_seconds"] or {}).get("count", 0)
     capacity["reoptimisations_during"] = status["solve_seconds"]["count"] - count_before
     capacity["reoptimisation_all_events"] = status["reoptimisation_latency"]
+    capacity["first_publication_all_events"] = status.get("first_publication_latency")
     capacity["active_sessions_after"] = status["active_sessions"]
     capacity["divergences"] = status.get("divergences")
     capacity["worker_errors"] = status.get("worker_errors")
