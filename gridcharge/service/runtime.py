@@ -28,8 +28,9 @@ Two controllers per site, fed the same events:
   it (:meth:`SolverProcess.interrupt`: a message on the pipe, which the child's HiGHS callback polls every 10 ms
   after the first 0.2 s of a run). The child stops, replies with its interim plan (optimum pending) and the next
   pass applies the new events to the kept model and continues the simplex. Without a budget, the optimum is then
-  reached as fast as one uninterrupted run when nothing arrives, and events never wait for a 20-40 s
-  re-optimisation of a 10,000-car site with V2G.
+  reached in one uninterrupted run when nothing arrives, and an event that arrives during a long one (20-40 s at
+  10,000 cars with V2G) waits for the rest of the pass's building and checking plus at most ~0.2 s of HiGHS,
+  not for the optimum (tested with a 3,000-car batch in ``tests/test_service.py``; not benchmarked).
 
 A write is: site lock → advance the validator to the clock's period → apply the event to it (a refusal leaves its
 state as it was: the immutable ``ControllerState`` is restored) → insert the event into the store and commit →
