@@ -631,7 +631,7 @@ def days(draw):
 
 
 #: GRIDCHARGE_EXAMPLES=200 runs each property on more drawn days than CI does (10).
-PROPERTY_SETTINGS = settings(max_examples=int(os.environ.get("GRIDCHARGE_EXAMPLES", 10)), deadline=None,
+PROPERTY_SETTINGS = settings(max_examples=int(os.environ.get("GRIDCHARGE_EXAMPLES", "10")), deadline=None,
                              suppress_health_check=[HealthCheck.too_slow])
 
 

@@ -71,18 +71,18 @@ on the kept model that runs out of it is not wasted: the HiGHS object keeps its 
 interim plan (the provisional plan of step 5, or the last plan re-checked for the new state) when that passes the
 checks of step 4, the fallback otherwise, ``status`` says the optimum is pending, and the next publication resumes
 the same simplex from where it stopped (events in between are patched onto it as usual), with twice the budget of
-the slice before when nothing changed in between (``MIN_CONTINUED_BUDGET_S``). HiGHS measures its time
-limit on the object's cumulative run clock; the controller sets it afresh before every call. ``interrupt`` (a
+the slice before when nothing changed in between (``MIN_CONTINUED_BUDGET_S``). HiGHS measures its time limit on
+the object's cumulative run clock; the controller sets it afresh before every call. ``interrupt`` (a
 callable HiGHS asks during its iterations) stops a re-solve the same way when news is waiting, so that a long
 re-optimisation holds up no event: the service's solver process interrupts itself when the next events arrive.
 
 Failure and fallback
 --------------------
-When the solve fails (``SolverError``: time limit ``time_limit_s`` without a kept model, numerical trouble; ``InfeasibleError``: e.g. a
-demand-response cap that cannot be met; a failed check; anything else), the controller publishes the ``fallback``
-heuristic's schedule (a baseline of :mod:`gridcharge.solvers.baselines`, run on the same sub-problem with the caps
-folded into it as extra base load at the capped node, which also lowers that node's per-phase headroom: conservative)
-after the same checks; ``status`` then starts with ``"fallback"`` and says why. If the heuristic fails too (base
+When the solve fails (``SolverError``: time limit ``time_limit_s`` without a kept model, numerical trouble;
+``InfeasibleError``: e.g. a demand-response cap that cannot be met; a failed check; anything else), the controller
+publishes the ``fallback`` heuristic's schedule (a baseline of :mod:`gridcharge.solvers.baselines`, run on the
+same sub-problem with the caps folded into it as extra base load at the capped node, which also lowers that node's
+per-phase headroom: conservative) after the same checks; ``status`` then starts with ``"fallback"`` and says why. If the heuristic fails too (base
 load alone over a limit), it publishes **zero power for every charger**; zero never adds import load, so it is the
 safest set-point there is, but if base load alone breaks a limit, zero cannot repair it: ``status`` starts with
 ``"zero"`` and says which check failed. A fallback does not discharge, so a V2G car above its request stays there.
@@ -325,10 +325,10 @@ class Controller:
         while the optimum is still being computed. An exception it raises is recorded in :attr:`log`, not raised.
     interrupt : callable, optional
         Asked (no arguments) while HiGHS iterates, at most every ``INTERRUPT_POLL_S`` and not in the first
-        ``INTERRUPT_MIN_RUN_S`` of a run; when it returns True the
-        re-solve stops as if its time budget had run out (the interim plan stands, :attr:`optimum_pending`, the next
-        publication continues), e.g. because news is waiting: a long re-optimisation then never holds up the events
-        that arrive during it. An exception it raises counts as False.
+        ``INTERRUPT_MIN_RUN_S`` of a run; when it returns True the re-solve stops as if its time budget had run out
+        (the interim plan stands, :attr:`optimum_pending`, the next publication continues), e.g. because news is
+        waiting: a long re-optimisation then never holds up the events that arrive during it. An exception it raises
+        counts as False.
 
     Attributes
     ----------
@@ -815,9 +815,9 @@ class Controller:
 
     @property
     def optimum_pending(self) -> bool:
-        """The last re-solve ran out of its time budget (``time_limit_s``) on the kept HiGHS model: the publication
-        is an interim plan (or the fallback), and the next :meth:`refresh` or :meth:`resolve` continues the simplex
-        from where it stopped rather than starting again."""
+        """The last re-solve on the kept HiGHS model ran out of its time budget (``time_limit_s``) or was
+        interrupted (``interrupt``): the publication is an interim plan (or the fallback), and the next
+        :meth:`refresh` or :meth:`resolve` continues the simplex from where it stopped rather than starting again."""
         return self._pending is not None and self._model is not None
 
     def resolve(self, cold: bool = False) -> Publication:
@@ -922,9 +922,9 @@ class Controller:
         pending = ""
         if failure is not None and self.optimum_pending:
             budget = self._last_run["budget_s"]
-            why = (f"HiGHS stopped at its {budget:g} s budget" if self._last_run["stopped"] == "time_limit"
-                   else "the re-solve was interrupted (news is waiting)")
-            pending = (f"; the optimum is pending: {why} after {timings['iterations']} simplex iterations, and "
+            stopped = (f"HiGHS stopped at its {budget:g} s budget" if self._last_run["stopped"] == "time_limit"
+                       else "the re-solve was interrupted (news is waiting)")
+            pending = (f"; the optimum is pending: {stopped} after {timings['iterations']} simplex iterations, and "
                        f"the next publication continues from there")
             interim = None if published_interim else self._interim_plan(problem, meta)
             if published_interim or interim is not None:
@@ -1007,9 +1007,8 @@ class Controller:
         if interim is None or not interim[2]:
             return False
         power, verification, n_new = interim
-        self._publish_interim(problem, power, verification, f"{n_new} new car(s) filled into its headroom; the "
-                                                            f"optimum follows", {**timings},
-                              started)
+        why = f"{n_new} new car(s) filled into its headroom; the optimum follows"
+        self._publish_interim(problem, power, verification, why, {**timings}, started)
         return True
 
     def _interim_plan(self, problem: Problem, meta: dict) -> tuple[np.ndarray, Verification, int] | None:

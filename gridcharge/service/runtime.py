@@ -234,10 +234,10 @@ def _published(controller, publication) -> dict:
         sessions.append((sid, session.charger, bool(v2g)))
         rows.append(i)
     power = np.asarray(publication.power_kw, dtype=float)
-    return dict(start_period=publication.start_period, sessions=sessions,
-                power_kw=power[rows] if len(rows) != power.shape[0] else power.copy(),
-                source=publication.source, status=publication.status,
-                delivered_kwh={sid: car.delivered_kwh for sid, car in state.cars.items()})
+    return {"start_period": publication.start_period, "sessions": sessions,
+            "power_kw": power[rows] if len(rows) != power.shape[0] else power.copy(),
+            "source": publication.source, "status": publication.status,
+            "delivered_kwh": {sid: car.delivered_kwh for sid, car in state.cars.items()}}
 
 
 class LocalSolver:
