@@ -573,3 +573,34 @@ def test_second_connection_of_a_charger_replaces_the_first(server):
         await until(lambda: "a4" not in csms.links, what="the link to go")
 
     run(scenario())
+
+
+def test_the_memory_backend_serves_a_new_car_s_provisional_plan_before_the_optimum():
+    """Its own backend (no server): after a first car's optimum, a second car's plug-in is announced twice, first
+    with the provisional plan (the last plan with the car filled in, verified), then with the optimum."""
+    now = datetime.now(timezone.utc)
+    start = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
+    backend = MemoryBackend(_site(start), PASSWORDS)
+    served = []
+    backend.subscribe(lambda changed: served.append((backend.snapshot.source, set(backend.snapshot.rows))))
+    backend.start()
+    try:
+        def plug(charger, energy_kwh):
+            count = backend.publications
+            backend.plug_in(charger, {"id": f"car-{charger}", "charger": charger,
+                                      "departure": (start + timedelta(hours=6)).isoformat(),
+                                      "energy_kwh": energy_kwh})
+            deadline = time.monotonic() + 60
+            while backend.snapshot.source != "highs" or backend.publications == count \
+                    or charger not in backend.snapshot.rows:
+                assert time.monotonic() < deadline, served
+                time.sleep(0.01)
+
+        plug("a1", 20.0)
+        served.clear()
+        plug("a2", 15.0)
+        sources = [source for source, _ in served]
+        assert sources[0] == "provisional" and sources[-1] == "highs", served
+        assert "a2" in served[0][1]  # the new car has a row in the provisional plan already
+    finally:
+        backend.stop()

@@ -10,11 +10,15 @@ Design
 - Events (plug-in, update / meter reading, end) are applied to the controller at once, under one lock, with
   ``auto_resolve`` off: a refused event raises :class:`gridcharge.errors.InstanceError` naming the field and changes
   nothing. The controller is first advanced to the clock's period (``floor((clock - horizon.start) / step)``).
+- A new car's provisional plan (``Controller(provisional=True)``: the last plan with the car filled into its
+  headroom, verified) is served and announced before the optimum, and an event that waits for the lock interrupts
+  a running re-solve (``Controller(interrupt=...)``), which then serves its interim plan and is continued next pass.
 - A worker thread re-solves (``Controller.refresh``) when an event arrived or a period began, publishes an
   immutable snapshot (per charger: signed power per period [kW] from the publication's first period, V2G flag,
   a signature of both) and tells the subscribers which chargers' rows changed (all of them at a new period: the
   TxProfile's start and ``validTo`` move). The lock is held during the solve, so an event waits for a running
-  solve (the central system answers the charger before it hands the event over, so OCPP responses do not wait).
+  solve until it interrupts it (the central system answers the charger before it hands the event over, so OCPP
+  responses do not wait).
 - Profiles (:meth:`MemoryBackend.profiles`) are rendered from the snapshot with :mod:`gridcharge.ocpp.profiles`
   exactly as the schedule service renders them: the station maximum (the charger's ``max_charge_kw``) and the
   fail-safe ``TxDefaultProfile`` (:func:`~gridcharge.ocpp.profiles.failsafe_limits_kw`), both from the horizon's
@@ -85,7 +89,12 @@ class MemoryBackend:
                  rate_unit: str = "W", voltage_v: float = 230.0):
         from ..online import Controller
 
-        controller = Controller(site, solver=solver, time_limit_s=time_limit_s)
+        # a new car's provisional plan (verified) is served before the optimum; an event waiting for the lock
+        # interrupts a running re-solve, which then publishes its interim plan and is continued next pass
+        self._waiting = 0  # events waiting for the lock
+        self._count_lock = threading.Lock()
+        controller = Controller(site, solver=solver, time_limit_s=time_limit_s, provisional=True,
+                                on_publish=self._on_publish, interrupt=lambda: self._waiting > 0)
         controller.auto_resolve = False
         self.controller = controller
         self.instance = controller.site
@@ -161,7 +170,14 @@ class MemoryBackend:
 
     # CsmsBackend: events ---------------------------------------------------------------------------------------
     def _event(self, apply) -> None:
-        with self._wake:
+        with self._count_lock:
+            self._waiting += 1  # a re-solve holding the lock asks this count whether to stop
+        try:
+            self._wake.acquire()
+        finally:
+            with self._count_lock:
+                self._waiting -= 1
+        try:
             self._follow_clock()
             old = self.controller.state
             try:
@@ -171,6 +187,8 @@ class MemoryBackend:
                 raise
             self._dirty = True
             self._wake.notify_all()
+        finally:
+            self._wake.release()
 
     def plug_in(self, charger_id: str, session: dict) -> None:
         self._event(lambda c: c.plug_in(session))
@@ -214,19 +232,29 @@ class MemoryBackend:
                 started = time.perf_counter()
                 publication = self.controller.refresh()
                 self.solve_seconds.append(time.perf_counter() - started)
+                if self.controller.optimum_pending:  # interrupted or out of budget: go on after the news
+                    self._dirty = True
                 snapshot = self._snapshot_of(publication)
-            previous, self.snapshot = self.snapshot, snapshot
-            self.publications += 1
-            if previous.start_period != snapshot.start_period:
-                changed = None
-            else:
-                changed = {cid for cid in set(previous.signature) | set(snapshot.signature)
-                           if previous.signature.get(cid) != snapshot.signature.get(cid)}
-            for listener in list(self._listeners):
-                try:
-                    listener(changed)
-                except Exception:
-                    log.exception("a publication listener failed")
+            self._install(snapshot)
+
+    def _on_publish(self, publication) -> None:  # inside Controller.refresh, under the lock
+        if publication.source == "provisional":
+            self._install(self._snapshot_of(publication))
+
+    def _install(self, snapshot: Snapshot) -> None:
+        """Serve a snapshot and tell the subscribers which chargers' rows changed (None: all, a new period)."""
+        previous, self.snapshot = self.snapshot, snapshot
+        self.publications += 1
+        if previous.start_period != snapshot.start_period:
+            changed = None
+        else:
+            changed = {cid for cid in set(previous.signature) | set(snapshot.signature)
+                       if previous.signature.get(cid) != snapshot.signature.get(cid)}
+        for listener in list(self._listeners):
+            try:
+                listener(changed)
+            except Exception:
+                log.exception("a publication listener failed")
 
     def _snapshot_of(self, publication) -> Snapshot:
         state = self.controller.state
