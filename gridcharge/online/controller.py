@@ -894,9 +894,9 @@ class Controller:
                                     summary=summarise(problem, power, status="optimal", solver=self.solver))
                 source = self.solver
         self._last_run = {}
-        published_interim = False
+        interim = None  # (power, verification, new cars) of a provisional plan published before the re-solve
         if schedule is None and self.provisional and self.solver == "highs":
-            published_interim = self._publish_provisional(problem, meta, timings, started)
+            interim = self._publish_provisional(problem, meta, timings, started)
         if schedule is None:
             mark = time.perf_counter()
             try:
@@ -926,13 +926,11 @@ class Controller:
                        else "the re-solve was interrupted (news is waiting)")
             pending = (f"; the optimum is pending: {stopped} after {timings['iterations']} simplex iterations, and "
                        f"the next publication continues from there")
-            interim = None if published_interim else self._interim_plan(problem, meta)
-            if published_interim or interim is not None:
+            interim = interim or self._interim_plan(problem, meta)
+            if interim is not None:
                 # the budget ran out: the interim plan (verified) stands until the optimum is found
-                power, verification, n_new = interim if interim is not None else (
-                    np.asarray(self.publication.power_kw), self.publication.verification, None)
-                why = ("the new car(s) filled into its headroom" if n_new is None else
-                       f"{n_new} new car(s) filled into its headroom" if n_new else "re-checked for this state")
+                power, verification, n_new = interim
+                why = f"{n_new} new car(s) filled into its headroom" if n_new else "re-checked for this state"
                 self._publish_interim(problem, power.copy(), verification, why + pending, timings, started)
                 return
         if failure is None:
@@ -998,18 +996,19 @@ class Controller:
         last = self._last_plan(problem)
         return None if last is None or (last[1] < 0).any() else last[0]
 
-    def _publish_provisional(self, problem: Problem, meta: dict, timings: dict, started: float) -> bool:
+    def _publish_provisional(self, problem: Problem, meta: dict, timings: dict,
+                             started: float) -> tuple[np.ndarray, Verification, int] | None:
         """Publish the last plan with the new cars filled greedily into its headroom, if there are new cars and it
-        verifies; whether it did."""
+        verifies; what it published, as :meth:`_interim_plan` gives it, or None."""
         if not (self._changes <= {"plug_in"} and self.publication.start_period == self.now):
-            return False
+            return None
         interim = self._interim_plan(problem, meta)
         if interim is None or not interim[2]:
-            return False
+            return None
         power, verification, n_new = interim
         why = f"{n_new} new car(s) filled into its headroom; the optimum follows"
         self._publish_interim(problem, power, verification, why, {**timings}, started)
-        return True
+        return interim
 
     def _interim_plan(self, problem: Problem, meta: dict) -> tuple[np.ndarray, Verification, int] | None:
         """The last plan (optimal, or an interim plan itself) from now on, each new car filled greedily into the
