@@ -1,13 +1,15 @@
 """The ``gridcharge`` command line. Thin: parse, call the library, format.
 
 Exit codes: 0 done; 1 anything else (a verification failure, a solver failure, an internal error); 2 invalid input;
-3 infeasible (which node, which period, by how many kW).
+3 infeasible (which node, which period, by how many kW); 141 when the reader of the output closed the pipe
+(``gridcharge verify ... | head``), quietly, as a shell reports it for ``cat``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import threading
 import time
@@ -18,6 +20,8 @@ from pathlib import Path
 from .commands.arguments import out_directory_problem, positive
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
+#: The reader of the output closed the pipe: 128 + SIGPIPE, what a shell reports for cat or grep in that case.
+EXIT_BROKEN_PIPE = 141
 
 #: Further subcommands, one module each in ``gridcharge/commands/``. Each module has ``register(subparsers)``,
 #: which adds its parser and sets ``run=callable(args) -> exit code`` as the parser's default. The modules import
@@ -31,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gridcharge",
         description="Schedule EV charging under the limits of a transformer → feeder → meter tree.",
-        epilog="Exit codes: 0 ok, 1 error, 2 invalid input, 3 infeasible. Instance format: see README.md.",
+        epilog="Exit codes: 0 ok, 1 error, 2 invalid input, 3 infeasible (141: the reader of the output closed the "
+               "pipe, as in `| head`). Instance format: see README.md.",
     )
     parser.add_argument("--debug", action="store_true", help="show a traceback on internal errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -78,17 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import InfeasibleError, InstanceError, SolverError, UnknownSolverError
 
     try:
-        if args.command == "solve":
-            return _solve(args)
-        if args.command == "verify":
-            return _verify(args)
-        if getattr(args, "run", None) is not None:
-            return args.run(args)
-        if args.command == "solvers":
-            from .solvers import available
-
-            print("\n".join(available()))
-            return EXIT_OK
+        code = _run(args)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+        return code
+    except BrokenPipeError:
+        # the reader of our output left (`gridcharge verify ... | head`): stop quietly, like cat or grep; point
+        # stdout at /dev/null so that the interpreter's last flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except (InstanceError, UnknownSolverError) as exc:
         print(f"gridcharge: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -107,6 +109,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gridcharge: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
               file=sys.stderr)
         return EXIT_ERROR
+
+
+def _run(args) -> int:
+    if args.command == "solve":
+        return _solve(args)
+    if args.command == "verify":
+        return _verify(args)
+    if getattr(args, "run", None) is not None:
+        return args.run(args)
+    if args.command == "solvers":
+        from .solvers import available
+
+        print("\n".join(available()))
+        return EXIT_OK
     return EXIT_ERROR  # pragma: no cover - argparse requires a command
 
 

@@ -21,10 +21,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
 
 from .errors import FieldProblem, InstanceError
 
 FORMAT = "gridcharge/instance-v1"
+#: The format of capacity-scenario files (gridcharge.scenarios.spec), recognised to say which command reads them.
+SCENARIO_FORMAT = "gridcharge/scenario-v1"
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 
 
@@ -44,11 +47,51 @@ def _parse_aware_datetime(value: object) -> datetime:
 
 
 AwareDatetime = Annotated[datetime, BeforeValidator(_parse_aware_datetime)]
-NonNegative = Annotated[float, Field(ge=0)]
-Positive = Annotated[float, Field(gt=0)]
+
+# Physical bounds of every number of instance-v1 (README, "Instance format v1"). Each is far beyond any real site,
+# so it refuses only what no site has: a typo, a unit mistake (W for kW), an overflow (1e308, 1e9 periods).
+#: Power at a node: limits, base load, generation [kW]. 1 GW: above any substation a charging site hangs from.
+MAX_NODE_KW = 1_000_000.0
+#: Power of one charger or car [kW]. 10 MW: above the megawatt charging system (MCS, 3.75 MW).
+MAX_CHARGER_KW = 10_000.0
+#: Smallest positive power or battery [kW] / [kWh]: 1 W (1 Wh), below any charger's metering resolution.
+MIN_POSITIVE = 0.001
+#: Energy of one car [kWh]. 100 MWh: above the largest vehicle batteries (electric ferries, ~10 MWh).
+MAX_ENERGY_KWH = 100_000.0
+#: Smallest charger efficiency [-]: below 10 % no charger is sold (real ones are 0.85-0.98).
+MIN_EFFICIENCY = 0.1
+#: A price per kWh, in the tariff's currency [currency/kWh]. 1e6: above every market's price cap in any currency
+#: (ERCOT's 5 USD/kWh is about 80,000 IDR/kWh).
+MAX_PRICE_PER_KWH = 1_000_000.0
+#: A penalty per kWh or per kW (unmet, overload, peak) [currency/kWh or /kW]: 1e9 keeps every objective finite.
+MAX_PENALTY = 1_000_000_000.0
+#: Period length [minutes]: at most a day.
+MAX_STEP_MINUTES = 1440
+#: Number of periods [-]: one leap year of 1-minute periods (the horizon itself is at most 366 days, checked too).
+MAX_PERIODS = 366 * 1440
+#: Horizon length [days].
+MAX_HORIZON_DAYS = 366
+
+
+def _bounded(low: float, high: float, *, low_open: bool = False) -> object:
+    """A float type within ``[low, high]`` (``(low, high]`` with ``low_open``); the bounds appear in the schema."""
+    return Annotated[float, Field(gt=low, le=high) if low_open else Field(ge=low, le=high)]
+
+
+NodeKw = _bounded(0.0, MAX_NODE_KW)
+ChargerKw = _bounded(0.0, MAX_CHARGER_KW)
+PositiveChargerKw = _bounded(MIN_POSITIVE, MAX_CHARGER_KW)
+EnergyKwh = _bounded(0.0, MAX_ENERGY_KWH)
+PositiveEnergyKwh = _bounded(MIN_POSITIVE, MAX_ENERGY_KWH)
+Price = _bounded(0.0, MAX_PRICE_PER_KWH)
+Penalty = _bounded(0.0, MAX_PENALTY)
 # A number for every period, or one number for all of them. Length is checked against the horizon later.
-NonNegativeSeries = NonNegative | list[NonNegative]
+NodeKwSeries = NodeKw | list[NodeKw]
+PriceSeries = Price | list[Price]
 NonEmptyId = Annotated[str, Field(min_length=1)]
+#: ISO 4217 currency code of a tariff: three capital letters (CNY, EUR, USD ...).
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+DEFAULT_CURRENCY = "CNY"
 
 
 class _Strict(BaseModel):
@@ -59,14 +102,14 @@ class Horizon(_Strict):
     """The time grid.
 
     start : ISO-8601 date-time with UTC offset — start of period 0
-    step_minutes : int — period length [minutes]
-    periods : int — number of periods
+    step_minutes : int — period length [minutes], 1..1440
+    periods : int — number of periods, 1..527040; the horizon (periods x step) is at most 366 days
     timezone : str — IANA zone for the output index (default Asia/Shanghai); does not move any instant
     """
 
     start: AwareDatetime
-    step_minutes: Annotated[int, Field(gt=0)]
-    periods: Annotated[int, Field(gt=0)]
+    step_minutes: Annotated[int, Field(gt=0, le=MAX_STEP_MINUTES)]
+    periods: Annotated[int, Field(gt=0, le=MAX_PERIODS)]
     timezone: str = DEFAULT_TIMEZONE
 
     @property
@@ -83,6 +126,8 @@ class Horizon(_Strict):
 class Node(_Strict):
     """A node of the capacity tree (transformer → feeder → meter / group).
 
+    Every power is within [0, 1,000,000] kW (:data:`MAX_NODE_KW`).
+
     import_limit_kw : net load at this node must stay <= this [kW]; null = no limit
     export_limit_kw : net load must stay >= -this (reverse flow) [kW]; null = no limit
     phase_import_limit_kw : load on each of phases A, B, C must stay <= this [kW]; null = no limit
@@ -93,73 +138,81 @@ class Node(_Strict):
     id: NonEmptyId
     parent: str | None = None
     kind: Literal["transformer", "feeder", "meter", "group"]
-    import_limit_kw: NonNegative | None = None
-    export_limit_kw: NonNegative | None = None
-    phase_import_limit_kw: NonNegative | None = None
-    base_load_kw: NonNegativeSeries = 0.0
-    generation_kw: NonNegativeSeries = 0.0
+    import_limit_kw: NodeKw | None = None
+    export_limit_kw: NodeKw | None = None
+    phase_import_limit_kw: NodeKw | None = None
+    base_load_kw: NodeKwSeries = 0.0
+    generation_kw: NodeKwSeries = 0.0
 
 
 class Charger(_Strict):
     """A charger hanging from ``node``.
 
-    max_charge_kw : [kW], > 0
-    max_discharge_kw : [kW], 0 = one-way charger
+    max_charge_kw : [kW], within [0.001, 10,000]
+    max_discharge_kw : [kW], within [0, 10,000]; 0 = one-way charger
     phases : "A" | "B" | "C" (single phase) or "ABC" (a third of its power on each phase); default "ABC"
-    efficiency : battery gains efficiency * p when charging, loses p / efficiency when discharging, in (0, 1]
+    efficiency : battery gains efficiency * p when charging, loses p / efficiency when discharging, in [0.1, 1]
     """
 
     id: NonEmptyId
     node: str
-    max_charge_kw: Positive
-    max_discharge_kw: NonNegative = 0.0
+    max_charge_kw: PositiveChargerKw
+    max_discharge_kw: ChargerKw = 0.0
     phases: Literal["A", "B", "C", "ABC"] = "ABC"
-    efficiency: Annotated[float, Field(gt=0, le=1)] = 1.0
+    efficiency: Annotated[float, Field(ge=MIN_EFFICIENCY, le=1)] = 1.0
 
 
 class Session(_Strict):
     """A car plugged into ``charger`` from ``arrival`` to ``departure``.
 
-    energy_kwh : energy to add to the battery by departure [kWh]
-    max_charge_kw, max_discharge_kw : the car's own limits [kW]; discharge default 0 = no V2G
+    energy_kwh : energy to add to the battery by departure [kWh], within [0, 100,000]
+    max_charge_kw, max_discharge_kw : the car's own limits [kW], within [0.001, 10,000] / [0, 10,000]; discharge
+        default 0 = no V2G
     battery_kwh, initial_kwh, min_kwh : battery size, state at arrival (or at horizon start), floor while plugged in
-        [kWh]; initial_kwh defaults to 0 and min_kwh to initial_kwh; both need battery_kwh
+        [kWh], within [0.001, 100,000] / [0, 100,000]; initial_kwh defaults to 0 and min_kwh to initial_kwh; both
+        need battery_kwh
     """
 
     id: NonEmptyId
     charger: str
     arrival: AwareDatetime
     departure: AwareDatetime
-    energy_kwh: NonNegative
-    max_charge_kw: Positive | None = None
-    max_discharge_kw: NonNegative = 0.0
-    battery_kwh: Positive | None = None
-    initial_kwh: NonNegative | None = None
-    min_kwh: NonNegative | None = None
+    energy_kwh: EnergyKwh
+    max_charge_kw: PositiveChargerKw | None = None
+    max_discharge_kw: ChargerKw = 0.0
+    battery_kwh: PositiveEnergyKwh | None = None
+    initial_kwh: EnergyKwh | None = None
+    min_kwh: EnergyKwh | None = None
 
 
 class Tariff(_Strict):
-    """Prices per period [CNY/kWh], one number or one per period; both >= 0."""
+    """Prices per period [currency/kWh], one number or one per period, each within [0, 1,000,000].
 
-    import_cny_per_kwh: NonNegativeSeries
-    export_cny_per_kwh: NonNegativeSeries = 0.0
+    currency : ISO 4217 code of the prices and of every cost gridcharge reports (default CNY). The keys keep their
+        historical ``_cny_`` names whatever the currency: they are the format's contract.
+    """
+
+    import_cny_per_kwh: PriceSeries
+    export_cny_per_kwh: PriceSeries = 0.0
+    currency: Currency = DEFAULT_CURRENCY
 
 
 class Objective(_Strict):
-    """Weights of the objective.
+    """Weights of the objective, in the tariff's currency; degradation within [0, 1,000,000], the others within
+    [0, 1e9].
 
-    unmet_penalty_cny_per_kwh : cost of each kWh not delivered by departure [CNY/kWh]
-    degradation_cny_per_kwh : cost of each kWh discharged (battery wear) [CNY/kWh]
-    peak_cny_per_kw : cost on the root's highest net load over the horizon [CNY/kW]
+    unmet_penalty_cny_per_kwh : cost of each kWh not delivered by departure [currency/kWh]
+    degradation_cny_per_kwh : cost of each kWh discharged (battery wear) [currency/kWh]
+    peak_cny_per_kw : cost on the root's highest net load over the horizon [currency/kW]
     overload_penalty_cny_per_kwh : cost of each kWh over a node limit, used only with ``allow_overload``
-        (and to locate infeasibility) [CNY/kWh]; default 1000, above the unmet penalty, so that overload is the last
-        resort
+        (and to locate infeasibility) [currency/kWh]; default 1000, above the unmet penalty, so that overload is the
+        last resort
     """
 
-    unmet_penalty_cny_per_kwh: NonNegative = 100.0
-    degradation_cny_per_kwh: NonNegative = 0.0
-    peak_cny_per_kw: NonNegative = 0.0
-    overload_penalty_cny_per_kwh: NonNegative = 1000.0
+    unmet_penalty_cny_per_kwh: Penalty = 100.0
+    degradation_cny_per_kwh: Price = 0.0
+    peak_cny_per_kw: Penalty = 0.0
+    overload_penalty_cny_per_kwh: Penalty = 1000.0
 
 
 class Instance(_Strict):
@@ -287,6 +340,11 @@ def _read_file(path: Path) -> Mapping:
         reason = re.sub(r"\s*\(at [^)]*\)", "", str(exc))
         value = f"line {where[1]} column {where[2]}" if where else "the file"
         raise InstanceError(FieldProblem("", value, f"is not valid TOML: {reason}"), label) from None
+    if isinstance(data, dict) and (data.get("format") == SCENARIO_FORMAT
+                                   or ("format" not in data and {"site", "fleet"} <= data.keys())):
+        raise InstanceError(FieldProblem("format", data.get("format", "(none; it has [site] and [fleet])"),
+                                         f"expected {FORMAT}; this is a capacity-scenario file: run it with "
+                                         "`gridcharge scenario run FILE` (`gridcharge solve` reads instance files)"), label)
     if not isinstance(data, dict):
         raise InstanceError(
             FieldProblem("", f"top level is {_describe(data)}",
@@ -378,19 +436,57 @@ def expectation_of(error: dict) -> str:
         return f"must be an object (a mapping of keys to values), not {_describe(value)}"
     if kind == "finite_number":
         return "must be a finite number, not NaN or infinity"
-    if kind == "greater_than_equal":
-        return f"must be >= {ctx['ge']:g}"
-    if kind == "greater_than":
-        return f"must be > {ctx['gt']:g}"
-    if kind == "less_than_equal":
-        return f"must be <= {ctx['le']:g}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal"):
+        side = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<="}[kind]
+        bound = ctx[{">=": "ge", ">": "gt", "<=": "le"}[side]]
+        low, high = _bounds_at(error["loc"]) or (None, None)
+        if low is None or high is None:
+            return f"must be {side} {_number(bound)}"
+        opening = "(" if low[0] == "gt" else "["
+        return f"must be {side} {_number(bound)} (its physical range is {opening}{_number(low[1])}, {_number(high[1])}])"
     if kind == "literal_error":
         return f"must be {ctx['expected']}"
+    if kind == "string_pattern_mismatch" and error["loc"][-1] == "currency":
+        return "must be an ISO 4217 currency code: three capital letters such as CNY, EUR or USD"
     if kind in ("string_too_short", "too_short"):
         return "must not be empty"
     if kind == "value_error":
         return error["msg"].removeprefix("Value error, ")
     return error["msg"]
+
+
+def _number(x: float) -> str:
+    """``1000000`` → ``1,000,000``; ``0.001`` → ``0.001``."""
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+
+def _constraints(annotation) -> list:
+    """The annotated-types constraints (Ge, Gt, Le ...) anywhere inside a (union of) annotated type(s)."""
+    found = []
+    for arg in get_args(annotation):
+        found += getattr(arg, "metadata", []) if isinstance(arg, FieldInfo) else _constraints(arg)
+    return found
+
+
+def _bounds_at(loc: tuple) -> tuple[tuple[str, float] | None, tuple[str, float] | None] | None:
+    """The (lower, upper) bound of the field at ``loc`` (``("ge", 0.0)``, ``("le", 1e4)``), or None if unknown."""
+    at = max((i for i, part in enumerate(loc) if isinstance(part, str) and not _is_type_tag(part)), default=None)
+    if at is None:
+        return None
+    model, name = _model_at(loc[:at + 1]), loc[at]
+    if model is None or name not in model.model_fields:
+        return None
+    info = model.model_fields[name]
+    low = high = None
+    for item in [*info.metadata, *_constraints(info.annotation)]:
+        for key in ("ge", "gt"):
+            if getattr(item, key, None) is not None:
+                low = (key, float(getattr(item, key)))
+        if getattr(item, "le", None) is not None:
+            high = ("le", float(item.le))
+    if low is not None and low[0] == "gt" and info.annotation is int:  # whole numbers: > 0 is >= 1
+        low = ("ge", low[1] + 1)
+    return low, high
 
 
 def _shown(value: object) -> object:
@@ -450,6 +546,15 @@ def _cross_checks(inst: Instance) -> list[FieldProblem]:
     problems: list[FieldProblem] = []
     horizon = inst.horizon
     periods = horizon.periods
+    days = horizon.step_minutes * periods / 1440
+    if days > MAX_HORIZON_DAYS:
+        return [FieldProblem("horizon.periods", periods,
+                             f"at most {MAX_HORIZON_DAYS} days of periods: {MAX_HORIZON_DAYS * 1440 // horizon.step_minutes:,} "
+                             f"periods of {horizon.step_minutes} minutes (this horizon is {days:,.1f} days)")]
+    try:
+        horizon.end
+    except OverflowError:
+        return [FieldProblem("horizon.start", horizon.start.isoformat(), "a start whose horizon ends before year 10000")]
     try:
         ZoneInfo(horizon.timezone)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory such as 'America'

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ._arrays import add_rows_at
+from ._files import write_files_atomically
 from .errors import FieldProblem, InstanceError
 from .problem import PHASES, Problem
 
@@ -93,28 +94,22 @@ class Schedule:
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write ``schedule.csv``, ``nodes.csv`` and ``summary.json`` into ``out_dir`` (created if needed).
 
-        Each file is written to a temporary name and renamed, so a reader never sees half a file.
+        All three are written to temporary names first and moved into place together, so a reader never sees half a
+        file and a failure leaves the earlier files untouched.
         """
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {"schedule": out / "schedule.csv", "nodes": out / "nodes.csv", "summary": out / "summary.json"}
         frame = self.to_frame()
         frame["start"] = frame["start"].map(pd.Timestamp.isoformat)
-        _atomic_write(paths["schedule"], lambda tmp: frame.to_csv(tmp, index=False, float_format="%.10g"))
         nodes = self.nodes_frame()
         nodes["start"] = nodes["start"].map(pd.Timestamp.isoformat)
-        _atomic_write(paths["nodes"], lambda tmp: nodes.to_csv(tmp, index=False, float_format="%.10g"))
         summary = dict(self.summary)
         if self.overload_kwh is not None:
             summary["overload_kwh_by_node"] = {k: float(v) for k, v in self.overload_kwh.items() if v > 0}
-        _atomic_write(paths["summary"], lambda tmp: tmp.write_text(json.dumps(_jsonable(summary), indent=2) + "\n"))
-        return paths
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    tmp.replace(path)
+        written = write_files_atomically(out_dir, {
+            "schedule.csv": lambda tmp: frame.to_csv(tmp, index=False, float_format="%.10g"),
+            "nodes.csv": lambda tmp: nodes.to_csv(tmp, index=False, float_format="%.10g"),
+            "summary.json": json.dumps(_jsonable(summary), indent=2) + "\n",
+        })
+        return {"schedule": written["schedule.csv"], "nodes": written["nodes.csv"], "summary": written["summary.json"]}
 
 
 def _jsonable(value):

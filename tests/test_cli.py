@@ -192,7 +192,8 @@ def test_invalid_input_prints_no_traceback_in_a_real_process(tmp_path):
     result = run_process("solve", path)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
-    assert result.stderr == f"gridcharge: invalid instance {path}: nodes[1].import_limit_kw: -5.0 — must be >= 0\n"
+    assert result.stderr == f"gridcharge: invalid instance {path}: nodes[1].import_limit_kw: -5.0 — must be >= 0 "\
+                            "(its physical range is [0, 1,000,000])\n"
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     result = run_process("verify", bad, tmp_path / "schedule.csv")
@@ -444,3 +445,97 @@ def test_every_subcommand_refuses_an_out_of_range_option_naming_value_and_rule(a
         main(argv)
     assert excinfo.value.code == 2
     assert message in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# errors before work, never after (issue 15)
+
+#: An existing folder no process (not even root) can create files in.
+UNWRITABLE = Path("/sys")
+
+
+def _is_unwritable(folder: Path) -> bool:
+    import tempfile
+
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        return True
+    return False
+
+
+needs_unwritable = pytest.mark.skipif(not _is_unwritable(UNWRITABLE), reason="needs a read-only /sys")
+
+
+@needs_unwritable
+def test_an_unwritable_out_is_refused_before_any_work_in_every_command(tmp_path, capsys):
+    small_path = write_json(tmp_path / "small.json", small())
+    out = UNWRITABLE / "gridcharge-out"
+    expected = f"gridcharge: --out {out}: cannot create files in {UNWRITABLE} (Permission denied)"
+    cases = [
+        (["solve", small_path, "--out", out], "[2/3] solving"),
+        (["bench", "--instances", str(small_path), "--solvers", "edf", "--in-process", "--out", out], "edf"),
+        (["scenario", "run", REPO / "scenarios" / "beijing-residential-630kva.toml", "--quick", "--workers", "0",
+          "--out", out], "simulating"),
+        (["generate", "office", "--sessions", "5", "--out", out / "office.json"], "wrote"),
+    ]
+    for argv, sign_of_work in cases:
+        code, stdout, err = run(capsys, *argv)
+        assert code == 2, (argv, err)
+        assert sign_of_work not in stdout + err, argv
+        assert err.strip().endswith(expected.replace(f"--out {out}", f"--out {argv[-1]}")), (argv, err)
+
+
+@needs_unwritable
+def test_serve_refuses_a_database_it_cannot_create_before_listening(capsys):
+    code, out, err = run(capsys, "serve", "--port", "0", "--database", f"sqlite:///{UNWRITABLE}/gridcharge.db")
+    assert code == 2 and out == ""
+    assert err.strip() == (f"gridcharge serve: --database sqlite:///{UNWRITABLE}/gridcharge.db: cannot create files "
+                           f"in {UNWRITABLE} (Permission denied)")
+
+
+def test_an_infeasible_solve_leaves_no_out_folder(tmp_path, capsys):
+    path = write_json(tmp_path / "over.json", overloaded())
+    out_dir = tmp_path / "new" / "out"
+    code, _, err = run(capsys, "solve", path, "--quiet", "--out", out_dir)
+    assert code == 3, err
+    assert not (tmp_path / "new").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["over.json"]
+
+
+def test_solve_files_are_ordinary_permissions_and_no_temporary_is_left(solved):
+    import os
+    import stat
+
+    _, out_dir, _ = solved
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in out_dir.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+    assert sorted(p.name for p in out_dir.iterdir()) == ["nodes.csv", "schedule.csv", "summary.json"]
+
+
+def test_solve_of_a_scenario_file_names_the_command_that_reads_it(capsys):
+    toml = REPO / "scenarios" / "beijing-residential-630kva.toml"
+    code, out, err = run(capsys, "solve", toml)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "scenario" in err and "`gridcharge scenario run FILE`" in err
+
+
+def test_scenario_run_of_an_instance_file_names_the_command_that_reads_it(capsys):
+    code, out, err = run(capsys, "scenario", "run", SCENARIO, "--workers", "0")
+    assert code == 2 and out == ""
+    assert "not valid TOML" not in err and "`gridcharge solve FILE`" in err and err.count("\n") == 1
+
+
+def test_verify_into_a_closed_pipe_stops_quietly(solved, tmp_path):
+    path, out_dir, _ = solved
+    tampered = tamper(out_dir / "schedule.csv", "s1", 1, "7.5", tmp_path / "tampered.csv")
+    process = subprocess.Popen([sys.executable, "-m", "gridcharge.cli", "verify", str(path), str(tampered)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    process.stdout.close()  # the reader leaves before anything is written, as `| head` does after its lines
+    err = process.stderr.read().decode()
+    process.wait(timeout=120)
+    process.stderr.close()
+    assert process.returncode == 141, err
+    assert err == ""

@@ -279,21 +279,21 @@ def test_wrong_format_string(fmt):
     ("nodes[0].phase_import_limit_kw", -3, "must be >= 0"),
     ("nodes[1].base_load_kw", -2.0, "must be >= 0"),
     ("nodes[1].generation_kw", -1, "must be >= 0"),
-    ("chargers[0].max_charge_kw", 0, "must be > 0"),
-    ("chargers[0].max_charge_kw", -7.0, "must be > 0"),
+    ("chargers[0].max_charge_kw", 0, "must be >= 0.001"),
+    ("chargers[0].max_charge_kw", -7.0, "must be >= 0.001"),
     ("chargers[0].max_discharge_kw", -1.0, "must be >= 0"),
     ("sessions[0].energy_kwh", -5.0, "must be >= 0"),
-    ("sessions[0].max_charge_kw", 0.0, "must be > 0"),
+    ("sessions[0].max_charge_kw", 0.0, "must be >= 0.001"),
     ("sessions[0].max_discharge_kw", -1.0, "must be >= 0"),
-    ("sessions[0].battery_kwh", 0.0, "must be > 0"),
+    ("sessions[0].battery_kwh", 0.0, "must be >= 0.001"),
     ("tariff.import_cny_per_kwh", -0.3, "must be >= 0"),
     ("tariff.export_cny_per_kwh", -0.1, "must be >= 0"),
     ("objective.unmet_penalty_cny_per_kwh", -100.0, "must be >= 0"),
     ("objective.peak_cny_per_kw", -1.0, "must be >= 0"),
     ("horizon.step_minutes", 0, "must be > 0"),
     ("horizon.periods", -4, "must be > 0"),
-    ("chargers[0].efficiency", 0, "must be > 0"),
-    ("chargers[0].efficiency", 0.0, "must be > 0"),
+    ("chargers[0].efficiency", 0, "must be >= 0.1"),
+    ("chargers[0].efficiency", 0.0, "must be >= 0.1"),
     ("chargers[0].efficiency", 1.01, "must be <= 1"),
 ])
 def test_numbers_out_of_range(path, value, expected):
@@ -301,6 +301,49 @@ def test_numbers_out_of_range(path, value, expected):
     assert problem.path == path
     assert problem.value == value
     assert f"{path}: {value} — {expected}" in message
+
+
+@pytest.mark.parametrize("path, value, expected", [
+    ("sessions[0].energy_kwh", 1e308, "must be <= 100,000 (its physical range is [0, 100,000])"),
+    ("chargers[0].max_charge_kw", 1e308, "must be <= 10,000 (its physical range is [0.001, 10,000])"),
+    ("chargers[0].max_charge_kw", 5e-324, "must be >= 0.001 (its physical range is [0.001, 10,000])"),
+    ("chargers[0].max_discharge_kw", 2e4, "must be <= 10,000"),
+    ("sessions[0].max_charge_kw", 1e5, "must be <= 10,000"),
+    ("sessions[0].battery_kwh", 1e9, "must be <= 100,000"),
+    ("nodes[0].import_limit_kw", 1e300, "must be <= 1,000,000 (its physical range is [0, 1,000,000])"),
+    ("nodes[0].export_limit_kw", 2e6, "must be <= 1,000,000"),
+    ("nodes[0].phase_import_limit_kw", 2e6, "must be <= 1,000,000"),
+    ("nodes[1].base_load_kw", 2e6, "must be <= 1,000,000"),
+    ("nodes[1].generation_kw", 2e6, "must be <= 1,000,000"),
+    ("tariff.import_cny_per_kwh", 1e300, "must be <= 1,000,000 (its physical range is [0, 1,000,000])"),
+    ("tariff.export_cny_per_kwh", 1e7, "must be <= 1,000,000"),
+    ("objective.unmet_penalty_cny_per_kwh", 1e300, "must be <= 1,000,000,000"),
+    ("objective.overload_penalty_cny_per_kwh", 1e300, "must be <= 1,000,000,000"),
+    ("objective.peak_cny_per_kw", 1e300, "must be <= 1,000,000,000"),
+    ("objective.degradation_cny_per_kwh", 1e300, "must be <= 1,000,000"),
+    ("horizon.periods", 1_000_000_000, "must be <= 527,040 (its physical range is [1, 527,040])"),
+    ("horizon.step_minutes", 1441, "must be <= 1,440 (its physical range is [1, 1,440])"),
+    ("chargers[0].efficiency", 1e-9, "must be >= 0.1 (its physical range is [0.1, 1])"),
+])
+def test_every_number_has_a_physical_bound_named_with_its_range(path, value, expected):
+    """issue 15: energy_kwh 1e308 solved to an objective of inf; 1e9 periods was an OverflowError."""
+    problem, message = only_problem(modified(valid(), path, value))
+    assert (problem.path, problem.value) == (path, value)
+    assert f"{path}: {value} — {expected}" in message
+
+
+def test_a_horizon_longer_than_366_days_is_refused_before_any_array_is_built():
+    problem, message = only_problem(modified(modified(valid(), "horizon.step_minutes", 60), "horizon.periods", 9000))
+    assert problem.path == "horizon.periods" and problem.value == 9000
+    assert "at most 366 days of periods: 8,784 periods of 60 minutes (this horizon is 375.0 days)" in message
+
+
+@pytest.mark.parametrize("value", ["eur", "EURO", "", 978])
+def test_the_tariff_currency_is_an_iso_4217_code(value):
+    problem, message = only_problem(modified(valid(), "tariff.currency", value))
+    assert problem.path == "tariff.currency"
+    assert load_instance(modified(valid(), "tariff.currency", "EUR")).tariff.currency == "EUR"
+    assert load_instance(valid()).tariff.currency == "CNY"
 
 
 def test_efficiency_of_exactly_one_is_valid():
@@ -646,4 +689,5 @@ def test_the_error_is_a_value_error_and_carries_the_file_name(tmp_path):
         load_instance(path)
     assert isinstance(caught.value, gridcharge.InstanceError)
     assert caught.value.source == str(path)
-    assert str(caught.value) == f"invalid instance {path}: nodes[1].import_limit_kw: -1.0 — must be >= 0"
+    assert str(caught.value) == (f"invalid instance {path}: nodes[1].import_limit_kw: -1.0 — must be >= 0 "
+                                 "(its physical range is [0, 1,000,000])")

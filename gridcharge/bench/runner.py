@@ -47,6 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._files import atomic_write
+
 #: Columns of ``results.csv``, in order.
 COLUMNS = ("instance", "n_sessions", "solver", "repeat", "mode", "status", "verified", "build_s", "solve_s",
            "verify_s", "total_s", "peak_memory_mb", "objective_cny", "best_known_cny", "gap_pct", "gap_basis",
@@ -351,12 +353,6 @@ def add_gaps(rows: list[dict], known: dict[str, float]) -> None:
 # outputs
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_csv(rows: list[dict], path: Path) -> None:
     """``results.csv``: one row per (instance, solver, repeat), columns :data:`COLUMNS`."""
     buffer = io.StringIO()
@@ -365,7 +361,7 @@ def write_csv(rows: list[dict], path: Path) -> None:
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]))
                          for k in COLUMNS})
-    _atomic_text(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())
 
 
 def read_results(path: str | Path) -> list[dict]:
@@ -494,10 +490,10 @@ def scaling_plot(rows: list[dict], path: Path, title: str = "") -> bool:
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    figure.savefig(tmp, dpi=110)
-    plt.close(figure)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(figure)
     return True
 
 
@@ -581,7 +577,7 @@ def run_bench(instances: list[str], solvers: list[str], *, repeat: int = 1, out_
                     + f", {time.perf_counter() - started:.2f} s wall" + (f" — {row['error']}" if row["error"] else ""))
                 add_gaps(rows, known)
                 write_csv(rows, out / "results.csv")
-                _atomic_text(out / "leaderboard.md", leaderboard(rows, header) + "\n")
+                atomic_write(out / "leaderboard.md", leaderboard(rows, header) + "\n")
     scaling_plot(rows, out / "scaling.png", plot_title)
     say(f"wrote {out / 'results.csv'}, {out / 'leaderboard.md'}, {out / 'scaling.png'}")
     return rows

@@ -51,10 +51,16 @@ positive_whole = whole(at_least=1)
 
 
 def out_directory_problem(path) -> str | None:
-    """Create ``--out`` (and its parents) if missing; the error line to print when it cannot be a directory."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        reason = "is a file" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
-        return f"gridcharge: --out {path}: {reason}; expected a directory (created if missing)"
-    return None
+    """The error line to print when ``--out`` cannot be written (checked before any work; nothing is created)."""
+    from .._files import unwritable_reason
+
+    reason = unwritable_reason(path, directory=True)
+    return None if reason is None else f"gridcharge: --out {path}: {reason}"
+
+
+def out_file_problem(path) -> str | None:
+    """The error line to print when an output file cannot be written (checked before any work; nothing created)."""
+    from .._files import unwritable_reason
+
+    reason = unwritable_reason(path, directory=False)
+    return None if reason is None else f"gridcharge: --out {path}: {reason}"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
-from .arguments import count, non_negative, positive_whole, share
+from .._files import atomic_write
+from .arguments import count, non_negative, out_file_problem, positive_whole, share
 
 
 def register(subparsers) -> None:
@@ -60,16 +60,16 @@ def run(args) -> int:
     if args.out.suffix.lower() != ".json":
         print(f"gridcharge: --out {args.out}: expected a .json file name", file=sys.stderr)
         return EXIT_INVALID
+    if problem_text := out_file_problem(args.out):  # before the (possibly long) generation
+        print(problem_text, file=sys.stderr)
+        return EXIT_INVALID
     try:
         data = generate(args.kind, args.sessions, args.seed, label=args.label, **params)
     except ValueError as exc:
         print(f"gridcharge: {exc}", file=sys.stderr)
         return EXIT_INVALID
     try:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")  # as the committed instances
-        os.replace(tmp, args.out)
+        atomic_write(args.out, json.dumps(data, indent=1))  # as the committed instances
     except OSError as exc:
         print(f"gridcharge: --out {args.out}: cannot write ({exc.strerror or exc})", file=sys.stderr)
         return EXIT_ERROR

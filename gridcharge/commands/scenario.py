@@ -148,10 +148,9 @@ def run(args) -> int:
 
 def _write_sweep(results, stems, path: Path) -> Path:
     """One row per scenario file and strategy: the study's means and the hosting capacity (atomic write)."""
-    import os
-    import tempfile
-
     import pandas as pd
+
+    from .._files import atomic_write
 
     from ..scenarios.report import hosting_tables
 
@@ -171,8 +170,4 @@ def _write_sweep(results, stems, path: Path) -> Path:
                          "hosting_evs": hosting.get(strategy)})
     frame = pd.DataFrame(rows)
     frame["hosting_evs"] = frame["hosting_evs"].astype("Int64")  # empty where a strategy was not swept
-    fd, tmp = tempfile.mkstemp(prefix=".sweep.csv.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        frame.to_csv(handle, index=False)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, frame.to_csv(index=False))

@@ -9,6 +9,7 @@ first start without any, one is generated and printed once (only its hash is sto
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -92,25 +93,73 @@ def run(args) -> int:
         print("gridcharge serve: the operator token must have at least 16 characters", file=sys.stderr)
         return EXIT_INVALID
 
+    if problem_text := _database_file_problem(args.database):  # before the app opens it
+        print(problem_text, file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        listener = _listen(args.host, args.port)  # bound first: --port 0 gets its port, a busy port fails early
+    except OSError as exc:
+        print(f"gridcharge serve: --host {args.host} --port {args.port}: cannot listen there "
+              f"({exc.strerror or exc}); expected a free port on a local address", file=sys.stderr)
+        return EXIT_INVALID
+    port = listener.getsockname()[1]
+
     import uvicorn
 
     from ..service import create_app
 
-    app = create_app(args.database, operator_token=token, solver=args.solver, time_limit_s=args.time_limit,
-                     interval_s=args.interval, grace_s=int(args.grace), max_body_bytes=int(args.max_body_bytes),
-                     solver_process=not args.solver_in_process)
+    try:
+        app = create_app(args.database, operator_token=token, solver=args.solver, time_limit_s=args.time_limit,
+                         interval_s=args.interval, grace_s=int(args.grace), max_body_bytes=int(args.max_body_bytes),
+                         solver_process=not args.solver_in_process)
+    except BaseException:
+        listener.close()
+        raise
     # --- OCPP central system (issue 8) ---
     if args.ocpp:
         from ..service.ocpp_backend import mount_ocpp
 
         mount_ocpp(app, default_stay_h=args.ocpp_default_stay, default_energy_kwh=args.ocpp_default_energy,
                    meter_interval_s=args.ocpp_meter_interval, heartbeat_s=int(args.ocpp_heartbeat))
-        print(f"gridcharge serve: OCPP at ws://{args.host}:{args.port}/ocpp/{{charger_id}}", file=sys.stderr,
+        print(f"gridcharge serve: OCPP at ws://{_url_host(args.host)}:{port}/ocpp/{{charger_id}}", file=sys.stderr,
               flush=True)
     # --- end OCPP ---
     created = app.state.new_operator_token
     if created is not None:
         print(f"operator token (shown once; only its hash is stored): {created}", flush=True)
-    print(f"gridcharge serve: http://{args.host}:{args.port} (database {args.database})", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    print(f"gridcharge serve: http://{_url_host(args.host)}:{port} (database {args.database})", file=sys.stderr,
+          flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level))
+    with listener:
+        server.run(sockets=[listener])
     return EXIT_OK
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` (0 = any free port), as uvicorn would bind it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.set_inheritable(True)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _database_file_problem(url: str) -> str | None:
+    """Why an SQLite ``--database`` file cannot be written (other databases are checked when connecting)."""
+    from .._files import unwritable_reason
+
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url[len(prefix):] in ("", ":memory:") or url[len(prefix):].startswith("file:"):
+        return None
+    path = Path(url[len(prefix):].split("?", 1)[0])
+    reason = unwritable_reason(path, directory=False)
+    return None if reason is None else f"gridcharge serve: --database {url}: {reason}"

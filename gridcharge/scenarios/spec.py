@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import json
 import math
 import tomllib
 from datetime import date
@@ -26,12 +27,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from ..errors import FieldProblem, InstanceError
+from ..instance import FORMAT as INSTANCE_FORMAT
+from ..instance import SCENARIO_FORMAT
 from ..grid.profiles import BEIJING_AMBIENT_C
 from ..grid.tariffs import TARIFF_PRESETS
 from ..grid.thermal import AGEING_METHODS
 from ..grid.thermal import PRESETS as THERMAL_PRESETS
 
-FORMAT = "gridcharge/scenario-v1"
+FORMAT = SCENARIO_FORMAT
 
 #: Required share of parking spaces with a charger, and the minimum count, by building type (module notes).
 CHARGER_RATIO = {
@@ -345,7 +348,11 @@ def load_scenario(source: str | Path | dict) -> Scenario:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
+            if _is_instance(_json_or_none(text)):
+                raise _invalid(_instance_file_problem(), label) from None
             raise _invalid(FieldProblem("", str(exc), "is not valid TOML"), label) from None
+        if _is_instance(data):
+            raise _invalid(_instance_file_problem(), label)
     elif isinstance(source, dict):
         data = source
     else:
@@ -364,6 +371,23 @@ def load_scenario(source: str | Path | dict) -> Scenario:
     if scenario.base_load.csv is not None:
         scenario._base_csv_kw = read_profile_csv(folder / scenario.base_load.csv, "load_kw", scenario.horizon.periods)
     return scenario
+
+
+def _json_or_none(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _is_instance(data) -> bool:
+    return isinstance(data, dict) and data.get("format") == INSTANCE_FORMAT
+
+
+def _instance_file_problem() -> FieldProblem:
+    return FieldProblem("format", INSTANCE_FORMAT,
+                        f"expected {FORMAT}; this is a problem-instance file: solve it with `gridcharge solve FILE` "
+                        "(`gridcharge scenario run` reads capacity-scenario files, .toml)")
 
 
 def _path(loc: tuple) -> str:
