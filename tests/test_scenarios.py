@@ -379,3 +379,53 @@ def test_a_bad_scenario_file_is_called_a_scenario_in_the_message(tmp_path, capsy
     bad.write_text(text.replace("rated_kva = 630", "rated_kva = -630"))
     assert main(["scenario", "run", str(bad), "--quick"]) == EXIT_INVALID
     assert capsys.readouterr().err.strip() == f"gridcharge: invalid scenario {bad}: transformer.rated_kva: -630 — must be > 0"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# physical bounds (issue 15: `days = 100000000` passed `scenario check` and then ate memory)
+
+
+@pytest.mark.parametrize("change, path, expected", [
+    (lambda d: d.update(days=100_000_000), "days", "must be <= 3,660"),
+    (lambda d: d["site"].update(charger_kw=1e308), "site.charger_kw", "must be <= 10,000"),
+    (lambda d: d["site"].update(charger_kw=float("inf")), "site.charger_kw", "finite number"),
+    (lambda d: d["site"].update(parking_spaces=10**9), "site.parking_spaces", "must be <= 100,000"),
+    (lambda d: d["transformer"].update(rated_kva=1e308), "transformer.rated_kva", "must be <= 1,000,000"),
+    (lambda d: d["transformer"].update(power_factor=5e-324), "transformer.power_factor", "must be >= 0.1"),
+    (lambda d: d["transformer"]["ambient"].update(offset_c=1e9), "transformer.ambient.offset_c", "must be <= 60"),
+    (lambda d: d["base_load"].update(peak_kw=float("nan")), "base_load.peak_kw", "finite number"),
+    (lambda d: d["fleet"].update(energy_kwh={"distribution": "fixed", "value": 1e308}), "fleet.energy_kwh.value",
+     "must be <= 1,000,000"),
+    (lambda d: d["fleet"].update(battery_kwh=[1e9]), "fleet.battery_kwh[0]", "must be <= 100,000"),
+    (lambda d: d.update(tariff={"prices_cny_per_kwh": [1e300], "period_by_hour": [0] * 24}),
+     "tariff.prices_cny_per_kwh[0]", "must be <= 1,000,000"),
+    (lambda d: d.update(tariff={"currency": "euro"}), "tariff.currency", "ISO 4217"),
+    (lambda d: d.update(time_limit_s=1e308), "time_limit_s", "must be <= 604,800"),
+    (lambda d: d["horizon"].update(date="9999-12-31"), "horizon.date", "must be <= 2200-12-31"),
+    (lambda d: (d["site"].update(building_type="office"), d.update(hosting={"max_evs": 100, "steps": 100,
+                                                                             "days": 3000})), "days",
+     "at most 100,000 tasks"),
+])
+def test_every_number_of_a_scenario_has_a_physical_bound(change, path, expected):
+    data = copy.deepcopy(tiny())
+    change(data)
+    with pytest.raises(InstanceError) as info:
+        load_scenario(data)
+    problem = next((p for p in info.value.problems if p.path == path), None)
+    assert problem is not None, [str(p) for p in info.value.problems]
+    assert expected in problem.expected, problem
+
+
+def test_scenario_check_refuses_a_hundred_million_days_naming_the_field(tmp_path, capsys):
+    bad = tmp_path / "long.toml"
+    bad.write_text((SCENARIOS / "beijing-residential-630kva.toml").read_text().replace("days = 20 ", "days = 100000000 "))
+    assert main(["scenario", "check", str(bad)]) == EXIT_INVALID
+    err = capsys.readouterr().err
+    assert "days: 100000000 — must be <= 3,660" in err and "Traceback" not in err
+
+
+def test_the_tariff_currency_reaches_every_day_instance():
+    scenario = load_scenario(tiny(tariff={"currency": "EUR"}))
+    assert scenario.tariff.currency == "EUR"
+    assert build_day(scenario, 0).instance["tariff"]["currency"] == "EUR"
+    assert load_scenario(tiny()).tariff.currency == "CNY"

@@ -326,6 +326,26 @@ def test_bad_requests_name_the_field_and_change_nothing(service):
     assert service.client.get("/v1/sites/s1/nothing-here").status_code == 404
 
 
+def test_physical_bounds_of_instance_v1_hold_over_http(service):
+    """issue 15: the service validates with the same models, so an absurd number is a 422 naming the field."""
+    before = service.op("GET", "/v1/sites/s1").json()
+    huge = site_instance()
+    huge["chargers"][0]["max_charge_kw"] = 1e308
+    problem = _problem(service.op("PUT", "/v1/sites/s1", json={"instance": huge}), 422)
+    assert "instance.chargers[0].max_charge_kw" in _fields(problem), problem
+    error = next(e for e in problem["errors"] if e["field"] == "instance.chargers[0].max_charge_kw")
+    assert error["value"] == 1e308 and "10,000" in error["detail"], error
+    tiny_volts = {"c4": {"rate_unit": "A", "voltage_v": 5e-324}}
+    problem = _problem(service.op("PUT", "/v1/sites/s1", json={"instance": site_instance(),
+                                                               "charger_settings": tiny_volts}), 422)
+    assert "charger_settings.c4.voltage_v" in _fields(problem), problem
+    problem = _problem(service.op("POST", "/v1/sites/s1/sessions",
+                                  json={**CAR2, "id": "x", "charger": "c3", "energy_kwh": 1e308}), 422)
+    assert "energy_kwh" in _fields(problem), problem
+    after = service.op("GET", "/v1/sites/s1").json()
+    assert (after["accepted_seq"], after["generation"]) == (before["accepted_seq"], before["generation"])
+
+
 def test_demand_response_cap_and_period_advance(service):
     """A 12 kW cap on T for the next hour leaves 10 kW for the cars; the served profiles keep it. Then the clock
     moves one period on: the TxProfile starts at the new period."""
@@ -617,6 +637,30 @@ def test_serve_command_prints_a_new_operator_token_once(tmp_path):
     finally:
         out, err = stop(process)
     assert "operator token" not in out and "Traceback" not in err
+
+
+def test_serve_port_0_prints_the_port_it_got(tmp_path):
+    """issue 15: `serve --port 0` printed http://127.0.0.1:0; it prints the port it listens on."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GRIDCHARGE_OPERATOR_TOKEN": OPERATOR}
+    process = subprocess.Popen([sys.executable, "-m", "gridcharge.cli", "serve", "--port", "0", "--database",
+                                f"sqlite:///{tmp_path / 'port0.db'}"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        line = process.stderr.readline()
+        found = re.match(r"gridcharge serve: http://127\.0\.0\.1:(\d+) \(database ", line)
+        assert found, line
+        port = int(found[1])
+        assert port != 0
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=30).status_code == 200
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=60)
+    assert "Traceback" not in err
 
 
 def test_charger_tokens_fit_ocpp_password_limits_and_the_operator_token_is_longer():

@@ -138,10 +138,12 @@ def run(args) -> int:
 def _listen(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host``:``port`` (0 = any free port), as uvicorn would bind it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on such sockets (as on those it creates itself)
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
+        listener.listen(2048)  # connections made as soon as the address is printed wait for uvicorn (its backlog)
         listener.set_inheritable(True)
     except OSError:
         listener.close()

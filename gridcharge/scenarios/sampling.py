@@ -206,7 +206,8 @@ def build_day(scenario: Scenario, day: int, evs: int | None = None) -> Day:
         "name": f"{s.name} day={day} evs={n} (gridcharge scenario, seed={s.seed})",
         "horizon": {"start": start.isoformat(), "step_minutes": step, "periods": T, "timezone": h.timezone},
         "nodes": nodes, "chargers": chargers, "sessions": sessions,
-        "tariff": {"import_cny_per_kwh": np.round(imp, 6).tolist(), "export_cny_per_kwh": np.round(exp, 6).tolist()},
+        "tariff": {"import_cny_per_kwh": np.round(imp, 6).tolist(), "export_cny_per_kwh": np.round(exp, 6).tolist(),
+                   "currency": s.tariff.currency},
         "objective": {"unmet_penalty_cny_per_kwh": s.tariff.unmet_penalty_cny_per_kwh,
                       "degradation_cny_per_kwh": s.tariff.degradation_cny_per_kwh},
     }

@@ -21,14 +21,25 @@ import math
 import tomllib
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from ..errors import FieldProblem, InstanceError
 from ..instance import FORMAT as INSTANCE_FORMAT
-from ..instance import SCENARIO_FORMAT
+from ..instance import (
+    DEFAULT_CURRENCY,
+    MAX_CHARGER_KW,
+    MAX_ENERGY_KWH,
+    MAX_NODE_KW,
+    MAX_PENALTY,
+    MAX_PRICE_PER_KWH,
+    MIN_EFFICIENCY,
+    MIN_POSITIVE,
+    SCENARIO_FORMAT,
+    Currency,
+)
 from ..grid.profiles import BEIJING_AMBIENT_C
 from ..grid.tariffs import TARIFF_PRESETS
 from ..grid.thermal import AGEING_METHODS
@@ -55,7 +66,33 @@ STEP_MINUTES = (5, 10, 15, 20, 30, 60)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# Physical bounds of scenario-v1 numbers (README, "Capacity scenarios"); powers, energies and prices share
+# instance-v1's (gridcharge.instance), because every simulated day becomes an instance.
+#: Monte Carlo or hosting days [days]: ten years of days.
+MAX_DAYS = 3660
+#: Tasks of one study (strategy x EV count x day) [-]: a sweep this size already takes days on a cluster.
+MAX_TASKS = 100_000
+#: Parking spaces, chargers, EVs, households [-]: above the largest car parks (~20,000 spaces).
+MAX_COUNT = 100_000
+#: Feeders of a site [-].
+MAX_FEEDERS = 1000
+#: Any distribution parameter (hours, kWh, state of charge): finite and within +-1e6, so that no draw overflows.
+MAX_PARAMETER = 1_000_000.0
+#: HiGHS time limit per solve [s]: a week.
+MAX_TIME_LIMIT_S = 7 * 86400.0
+#: Temperature rises and gradients of the thermal model [K].
+MAX_RISE_K = 200.0
+#: Exponents and the k11/k21/k22 constants of IEC 60076-7 [-] (Table 4 values are 0.5-2).
+MAX_THERMAL_CONSTANT = 100.0
+#: Thermal time constants [min] (Table 4: oil 180 min, winding 4-10 min).
+MAX_TAU_MIN = 10_000.0
+#: Ambient temperature offset [degC] and its daily standard deviation [K].
+MAX_AMBIENT_OFFSET_C = 60.0
+#: Base load per household [kW]: far above a flat's connection (Beijing 8-10 kW).
+MAX_HOUSEHOLD_KW = 100.0
 
 
 class Distribution(_Strict):
@@ -66,15 +103,15 @@ class Distribution(_Strict):
     """
 
     distribution: Literal["normal", "lognormal", "gamma", "uniform", "fixed"]
-    mean: float | None = None
-    sd: float | None = Field(None, ge=0)
-    shape: float | None = Field(None, gt=0)
-    scale: float | None = Field(None, gt=0)
-    low: float | None = None
-    high: float | None = None
-    value: float | None = None
-    min: float | None = None
-    max: float | None = None
+    mean: float | None = Field(None, ge=-MAX_PARAMETER, le=MAX_PARAMETER)
+    sd: float | None = Field(None, ge=0, le=MAX_PARAMETER)
+    shape: float | None = Field(None, gt=0, le=MAX_PARAMETER)
+    scale: float | None = Field(None, gt=0, le=MAX_PARAMETER)
+    low: float | None = Field(None, ge=-MAX_PARAMETER, le=MAX_PARAMETER)
+    high: float | None = Field(None, ge=-MAX_PARAMETER, le=MAX_PARAMETER)
+    value: float | None = Field(None, ge=-MAX_PARAMETER, le=MAX_PARAMETER)
+    min: float | None = Field(None, ge=-MAX_PARAMETER, le=MAX_PARAMETER)
+    max: float | None = Field(None, ge=-MAX_PARAMETER, le=MAX_PARAMETER)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` draws (one call to the generator, whatever ``n``'s prefix is used later)."""
@@ -100,7 +137,7 @@ _NEEDS = {"normal": ("mean", "sd"), "lognormal": ("mean", "sd"), "gamma": ("shap
 
 
 class Horizon(_Strict):
-    date: _dt.date = _dt.date(2026, 1, 15)
+    date: _dt.date = Field(_dt.date(2026, 1, 15), ge=_dt.date(1900, 1, 1), le=_dt.date(2200, 12, 31))
     start_hour: float = Field(12.0, ge=0, lt=24)
     step_minutes: int = 15
     timezone: str = "Asia/Shanghai"
@@ -112,15 +149,15 @@ class Horizon(_Strict):
 
 class Site(_Strict):
     building_type: BuildingType
-    parking_spaces: int = Field(gt=0)
-    chargers: int | None = Field(None, ge=0)
-    charger_kw: float = Field(7.0, gt=0)
-    meter_limit_kw: float = Field(7.0, gt=0)
+    parking_spaces: int = Field(gt=0, le=MAX_COUNT)
+    chargers: int | None = Field(None, ge=0, le=MAX_COUNT)
+    charger_kw: float = Field(7.0, ge=MIN_POSITIVE, le=MAX_CHARGER_KW)
+    meter_limit_kw: float = Field(7.0, ge=MIN_POSITIVE, le=MAX_CHARGER_KW)
     charger_phases: Literal["single", "three"] = "single"
     phase_assignment: Literal["rotate", "A", "B", "C"] = "rotate"
-    feeders: int = Field(0, ge=0)
-    feeder_limit_kw: float | None = Field(None, gt=0)
-    efficiency: float = Field(0.95, gt=0, le=1)
+    feeders: int = Field(0, ge=0, le=MAX_FEEDERS)
+    feeder_limit_kw: float | None = Field(None, ge=MIN_POSITIVE, le=MAX_NODE_KW)
+    efficiency: float = Field(0.95, ge=MIN_EFFICIENCY, le=1)
 
     @property
     def required_chargers(self) -> int:
@@ -135,16 +172,16 @@ class Site(_Strict):
 class Thermal(_Strict):
     preset: str = "onan-distribution"
     ageing: str = "iec-normal"
-    top_oil_rise_k: float | None = Field(None, ge=0)
-    hot_spot_gradient_k: float | None = Field(None, ge=0)
-    loss_ratio: float | None = Field(None, gt=0)
-    oil_exponent: float | None = Field(None, gt=0)
-    winding_exponent: float | None = Field(None, gt=0)
-    k11: float | None = Field(None, gt=0)
-    k21: float | None = Field(None, gt=0)
-    k22: float | None = Field(None, gt=0)
-    tau_oil_min: float | None = Field(None, gt=0)
-    tau_winding_min: float | None = Field(None, gt=0)
+    top_oil_rise_k: float | None = Field(None, ge=0, le=MAX_RISE_K)
+    hot_spot_gradient_k: float | None = Field(None, ge=0, le=MAX_RISE_K)
+    loss_ratio: float | None = Field(None, gt=0, le=MAX_THERMAL_CONSTANT)
+    oil_exponent: float | None = Field(None, gt=0, le=MAX_THERMAL_CONSTANT)
+    winding_exponent: float | None = Field(None, gt=0, le=MAX_THERMAL_CONSTANT)
+    k11: float | None = Field(None, gt=0, le=MAX_THERMAL_CONSTANT)
+    k21: float | None = Field(None, gt=0, le=MAX_THERMAL_CONSTANT)
+    k22: float | None = Field(None, gt=0, le=MAX_THERMAL_CONSTANT)
+    tau_oil_min: float | None = Field(None, gt=0, le=MAX_TAU_MIN)
+    tau_winding_min: float | None = Field(None, gt=0, le=MAX_TAU_MIN)
 
     def parameters(self):
         changes = {k: v for k, v in self.model_dump().items() if k not in ("preset", "ageing") and v is not None}
@@ -157,13 +194,13 @@ class Ambient(_Strict):
 
     preset: str | None = None
     csv: str | None = None
-    offset_c: float = 0.0
-    daily_sd_c: float = Field(2.0, ge=0)
+    offset_c: float = Field(0.0, ge=-MAX_AMBIENT_OFFSET_C, le=MAX_AMBIENT_OFFSET_C)
+    daily_sd_c: float = Field(2.0, ge=0, le=MAX_AMBIENT_OFFSET_C)
 
 
 class Transformer(_Strict):
-    rated_kva: float = Field(gt=0)
-    power_factor: float = Field(0.95, gt=0, le=1)
+    rated_kva: float = Field(gt=0, le=MAX_NODE_KW)
+    power_factor: float = Field(0.95, ge=0.1, le=1)
     control_limit_pct: float = Field(100.0, gt=0, le=200)
     phase_limit_pct: float | None = Field(None, gt=0, le=200)
     thermal: Thermal = Thermal()
@@ -181,13 +218,13 @@ class Transformer(_Strict):
 
 
 class BaseLoad(_Strict):
-    households: int | None = Field(None, ge=0)
-    peak_kw_per_household: float = Field(1.2, ge=0)
-    peak_kw: float | None = Field(None, ge=0)
+    households: int | None = Field(None, ge=0, le=MAX_COUNT)
+    peak_kw_per_household: float = Field(1.2, ge=0, le=MAX_HOUSEHOLD_KW)
+    peak_kw: float | None = Field(None, ge=0, le=MAX_NODE_KW)
     shape: Literal["residential", "office", "commercial"] = "residential"
     csv: str | None = None
     daily_sd: float = Field(0.05, ge=0, lt=1)
-    pv_peak_kw: float = Field(0.0, ge=0)
+    pv_peak_kw: float = Field(0.0, ge=0, le=MAX_NODE_KW)
     pv_clearness_min: float = Field(0.5, ge=0, le=1)
 
     def peak(self) -> float:
@@ -198,13 +235,14 @@ class BaseLoad(_Strict):
 
 
 class Fleet(_Strict):
-    evs: int | None = Field(None, ge=0)
+    evs: int | None = Field(None, ge=0, le=MAX_COUNT)
     penetration: float | None = Field(None, ge=0, le=1)
     arrival_hour: Distribution
     dwell_hours: Distribution
     energy_kwh: Distribution
-    battery_kwh: list[float] = Field(default_factory=lambda: [50.0, 60.0, 75.0], min_length=1)
-    battery_weights: list[float] | None = None
+    battery_kwh: list[Annotated[float, Field(le=MAX_ENERGY_KWH)]] = Field(default_factory=lambda: [50.0, 60.0, 75.0],
+                                                                           min_length=1)
+    battery_weights: list[Annotated[float, Field(le=MAX_PARAMETER)]] | None = None
     initial_soc: Distribution = Distribution(distribution="uniform", low=0.2, high=0.5)
     v2g_share: float = Field(0.0, ge=0, le=1)
     v2g_min_soc: float = Field(0.2, ge=0, le=1)
@@ -223,11 +261,12 @@ class Tariff(_Strict):
 
     preset: str | None = None
     period_by_hour: list[int] | None = None
-    prices_cny_per_kwh: list[float] | None = None
-    export_cny_per_kwh: float | None = Field(None, ge=0)
-    export_fraction_of_import: float | None = Field(None, ge=0)
-    unmet_penalty_cny_per_kwh: float = Field(100.0, ge=0)
-    degradation_cny_per_kwh: float = Field(0.1, ge=0)
+    prices_cny_per_kwh: list[Annotated[float, Field(le=MAX_PRICE_PER_KWH)]] | None = None
+    export_cny_per_kwh: float | None = Field(None, ge=0, le=MAX_PRICE_PER_KWH)
+    export_fraction_of_import: float | None = Field(None, ge=0, le=MAX_THERMAL_CONSTANT)
+    unmet_penalty_cny_per_kwh: float = Field(100.0, ge=0, le=MAX_PENALTY)
+    degradation_cny_per_kwh: float = Field(0.1, ge=0, le=MAX_PRICE_PER_KWH)
+    currency: Currency = DEFAULT_CURRENCY
 
 
 class Criteria(_Strict):
@@ -235,20 +274,20 @@ class Criteria(_Strict):
     beyond nameplate rating, distribution transformers under normal cyclic loading: hot spot 120 °C, top oil
     105 °C; 24 equivalent ageing hours = one day of normal life)."""
 
-    max_loading_pct: float = Field(100.0, gt=0)
-    max_hot_spot_c: float = 120.0
-    max_top_oil_c: float = 105.0
-    max_ageing_h_per_day: float = Field(24.0, gt=0)
+    max_loading_pct: float = Field(100.0, gt=0, le=1000)
+    max_hot_spot_c: float = Field(120.0, ge=-60, le=400)
+    max_top_oil_c: float = Field(105.0, ge=-60, le=400)
+    max_ageing_h_per_day: float = Field(24.0, gt=0, le=1e9)
     max_unmet_share: float = Field(0.01, ge=0, le=1)
 
 
 class Hosting(_Strict):
     enabled: bool = True
-    ev_counts: list[int] | None = None
-    max_evs: int | None = Field(None, ge=1)
+    ev_counts: list[Annotated[int, Field(le=MAX_COUNT)]] | None = None
+    max_evs: int | None = Field(None, ge=1, le=MAX_COUNT)
     steps: int = Field(10, ge=1, le=200)
     strategies: list[str] | None = None
-    days: int | None = Field(None, ge=1)
+    days: int | None = Field(None, ge=1, le=MAX_DAYS)
     alpha: float = Field(0.05, gt=0, lt=1)
     confidence: float = Field(0.95, gt=0, lt=1)
     criteria: Criteria = Criteria()
@@ -258,11 +297,11 @@ class Scenario(_Strict):
     format: Literal["gridcharge/scenario-v1"] = FORMAT
     name: str = Field(min_length=1)
     description: str = ""
-    seed: int = Field(0, ge=0)
-    days: int = Field(10, ge=1)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    days: int = Field(10, ge=1, le=MAX_DAYS)
     strategies: list[str] = Field(default_factory=lambda: ["uncontrolled", "equal_share", "online", "optimal"],
                                   min_length=1)
-    time_limit_s: float = Field(120.0, gt=0)
+    time_limit_s: float = Field(120.0, gt=0, le=MAX_TIME_LIMIT_S)
     horizon: Horizon = Horizon()
     site: Site
     transformer: Transformer
@@ -397,6 +436,13 @@ def _path(loc: tuple) -> str:
     return out
 
 
+def _bound(value) -> str:
+    """A bound as a person writes it: ``3,660``, ``0.001``, ``2026-01-15``."""
+    if isinstance(value, (int, float)):
+        return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+    return str(value)
+
+
 def _problems(exc: ValidationError) -> list[FieldProblem]:
     problems = []
     for error in exc.errors(include_url=False):
@@ -407,13 +453,17 @@ def _problems(exc: ValidationError) -> list[FieldProblem]:
         elif kind == "missing":
             value, expected = "(missing)", "missing required key"
         elif kind == "greater_than_equal":
-            expected = f"must be >= {ctx['ge']:g}"
+            expected = f"must be >= {_bound(ctx['ge'])}"
         elif kind == "greater_than":
-            expected = f"must be > {ctx['gt']:g}"
+            expected = f"must be > {_bound(ctx['gt'])}"
         elif kind == "less_than_equal":
-            expected = f"must be <= {ctx['le']:g}"
+            expected = f"must be <= {_bound(ctx['le'])}"
         elif kind == "less_than":
-            expected = f"must be < {ctx['lt']:g}"
+            expected = f"must be < {_bound(ctx['lt'])}"
+        elif kind == "finite_number":
+            expected = "must be a finite number, not NaN or infinity"
+        elif kind == "string_pattern_mismatch" and path.endswith("currency"):
+            expected = "must be an ISO 4217 currency code: three capital letters such as CNY, EUR or USD"
         elif kind == "literal_error":
             expected = f"must be {ctx['expected']}"
         elif kind in ("float_type", "float_parsing"):
@@ -538,6 +588,11 @@ def _cross_checks(s: Scenario, folder: Path) -> list[FieldProblem]:
     if t.export_cny_per_kwh is not None and t.export_fraction_of_import is not None:
         add(FieldProblem("tariff.export_fraction_of_import", t.export_fraction_of_import,
                          "either export_cny_per_kwh or export_fraction_of_import, not both"))
+    # the size of the study, before any of it is planned
+    tasks = len(s.strategies) * s.days + len(s.hosting_counts()) * s.hosting_days() * len(s.hosting_strategies())
+    if tasks > MAX_TASKS:
+        add(FieldProblem("days", s.days, f"a study of at most {MAX_TASKS:,} tasks (strategy x EV count x day); "
+                                         f"this one has {tasks:,}: fewer days, hosting.days or hosting.steps"))
     # hosting
     if s.hosting.ev_counts is not None:
         for i, n in enumerate(s.hosting.ev_counts):

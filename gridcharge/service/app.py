@@ -56,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import FieldProblem, InstanceError
+from ..instance import MAX_CHARGER_KW, MAX_ENERGY_KWH, MAX_NODE_KW, MIN_POSITIVE
 from ..ocpp.profiles import VERSIONS
 from .auth import CHARGER_PREFIX, OPERATOR_PREFIX, bearer, matches, new_token, token_hash
 from .runtime import Engine
@@ -77,8 +78,9 @@ class ChargerSettingsIn(_Body):
     """OCPP settings of one charger."""
 
     rate_unit: Literal["W", "A"] = Field("W", description="chargingRateUnit of its profiles")
-    voltage_v: Annotated[float, Field(gt=0, le=1000, description="phase-to-neutral voltage [V], for rate_unit A")] = 230.0
-    evse_id: Annotated[int, Field(ge=0, description="EVSE / connector id of its TxProfile")] = 1
+    voltage_v: Annotated[float, Field(ge=50, le=1000, description="phase-to-neutral voltage [V], for rate_unit A, "
+                                                                  "within [50, 1000] (low-voltage AC and DC)")] = 230.0
+    evse_id: Annotated[int, Field(ge=0, le=999, description="EVSE / connector id of its TxProfile, 0..999")] = 1
 
 
 class SiteIn(_Body):
@@ -95,29 +97,33 @@ class SessionIn(_Body):
     id: Annotated[str, Field(min_length=1, max_length=200)]
     charger: Annotated[str, Field(min_length=1, max_length=200)]
     departure: str = Field(description="ISO-8601 date-time with UTC offset")
-    energy_kwh: Annotated[float, Field(ge=0, description="energy to add by departure [kWh]")]
+    energy_kwh: Annotated[float, Field(ge=0, le=MAX_ENERGY_KWH, description="energy to add by departure [kWh]")]
     arrival: str | None = Field(None, description="ISO-8601 date-time with offset; default: now (plug-in); "
                                                   "a future arrival is a reservation")
-    max_charge_kw: Annotated[float | None, Field(gt=0, description="the car's charge limit [kW]")] = None
-    max_discharge_kw: Annotated[float, Field(ge=0, description="V2G consent: discharge limit [kW], 0 = none")] = 0.0
-    battery_kwh: Annotated[float | None, Field(gt=0, description="[kWh]")] = None
-    initial_kwh: Annotated[float | None, Field(ge=0, description="[kWh]")] = None
-    min_kwh: Annotated[float | None, Field(ge=0, description="[kWh]")] = None
+    max_charge_kw: Annotated[float | None, Field(ge=MIN_POSITIVE, le=MAX_CHARGER_KW,
+                                                 description="the car's charge limit [kW]")] = None
+    max_discharge_kw: Annotated[float, Field(ge=0, le=MAX_CHARGER_KW,
+                                             description="V2G consent: discharge limit [kW], 0 = none")] = 0.0
+    battery_kwh: Annotated[float | None, Field(ge=MIN_POSITIVE, le=MAX_ENERGY_KWH, description="[kWh]")] = None
+    initial_kwh: Annotated[float | None, Field(ge=0, le=MAX_ENERGY_KWH, description="[kWh]")] = None
+    min_kwh: Annotated[float | None, Field(ge=0, le=MAX_ENERGY_KWH, description="[kWh]")] = None
 
 
 class SessionPatch(_Body):
     """A change of a session: new departure, new energy wish, and/or a meter reading."""
 
     departure: str | None = Field(None, description="ISO-8601 date-time with UTC offset")
-    energy_kwh: Annotated[float | None, Field(ge=0, description="total energy to add since arrival [kWh]")] = None
-    energy_delivered_kwh: float | None = Field(None, description="energy delivered since arrival (meter) [kWh]")
+    energy_kwh: Annotated[float | None, Field(ge=0, le=MAX_ENERGY_KWH,
+                                              description="total energy to add since arrival [kWh]")] = None
+    energy_delivered_kwh: float | None = Field(None, ge=-MAX_ENERGY_KWH, le=MAX_ENERGY_KWH,
+                                               description="energy delivered since arrival (meter) [kWh]")
 
 
 class CapIn(_Body):
     """A demand-response cap on a node's net import for a time window."""
 
     node: Annotated[str, Field(min_length=1)]
-    import_limit_kw: Annotated[float, Field(ge=0, description="[kW]")]
+    import_limit_kw: Annotated[float, Field(ge=0, le=MAX_NODE_KW, description="[kW]")]
     start: str = Field(description="ISO-8601 date-time with UTC offset (rounded down to the period grid)")
     end: str = Field(description="ISO-8601 date-time with UTC offset (rounded up to the period grid)")
 
