@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
                             "summary.json (created if missing; files are replaced whole)")
     solve.add_argument("--allow-overload", action="store_true",
                        help="turn node limits into penalised slack (objective.overload_penalty_cny_per_kwh, default "
-                            "1000 CNY/kWh) and report overload energy per node [kWh] instead of failing")
+                            "1000 per kWh in the tariff's currency) and report overload energy per node [kWh] "
+                            "instead of failing")
     solve.add_argument("--method", choices=["auto", "simplex", "ipm"], default="auto",
                        help="HiGHS LP method (default auto: simplex for small models, interior point for large)")
     solve.add_argument("--quiet", action="store_true", help="print only the summary, no progress lines on stderr")
@@ -193,7 +194,7 @@ def _format_summary(instance, problem, schedule, paths) -> str:
         f"gridcharge solve: {instance.name}",
         f"  status          {s['status']} ({s.get('solver')} {s.get('solver_version', '')}"
         f"{', ' + s['method'] if s.get('method') else ''})",
-        f"  objective       {s['objective_cny']:.2f} CNY",
+        f"  objective       {s['objective_cny']:.2f} {instance.tariff.currency}",
         f"  energy          requested {s['energy_requested_kwh']:.1f} kWh, delivered "
         f"{s['energy_delivered_kwh']:.1f} kWh, unmet {s['unmet_kwh']:.1f} kWh",
         f"  V2G discharged  {s['energy_discharged_kwh']:.1f} kWh",
@@ -220,10 +221,65 @@ def _verify(args) -> int:
     instance = load_instance(args.instance)
     power = read_schedule_csv(args.schedule, instance)
     result = verify(instance, power)
-    print(result)
-    print(f"cost {result.cost_cny:.2f} CNY, delivered {result.delivered_kwh:.1f} kWh, unmet {result.unmet_kwh:.1f} kWh, "
-          f"peak {result.peak_kw:.1f} kW")
+    print(format_violations(instance, result.violations))
+    print(f"cost {result.cost_cny:.2f} {instance.tariff.currency}, delivered {result.delivered_kwh:.1f} kWh, "
+          f"unmet {result.unmet_kwh:.1f} kWh, peak {result.peak_kw:.1f} kW")
     return EXIT_OK if result.ok else EXIT_ERROR
+
+
+#: How each kind of violation reads, in the order they are shown (after ``not_finite``, which voids the rest): the
+#: tree's limits first (they concern everyone on the transformer), then each car's. (what the schedule gives, the
+#: comparison, the bound, unit, sign of the values as verify reports them)
+_VIOLATION_TEXT = {
+    "node_import": ("net load", ">", "import limit", "kW", 1),
+    "node_export": ("reverse flow", ">", "export limit", "kW", 1),
+    "phase_import": ("phase load", ">", "phase import limit", "kW", 1),
+    "charge_limit": ("charging", ">", "charge limit", "kW", 1),
+    "discharge_limit": ("discharging", ">", "discharge limit", "kW", 1),
+    "not_plugged_in": ("power", "while not plugged in; limit", "", "kW", 1),
+    "over_request": ("energy added by departure", ">", "requested", "kWh", 1),
+    "battery_upper": ("energy added so far", ">", "battery upper bound", "kWh", 1),
+    "battery_lower": ("energy added so far", "<", "battery floor", "kWh", -1),  # verify negates both
+}
+#: Violations listed per kind (all are counted).
+_SHOWN_PER_KIND = 10
+
+
+def format_violations(instance, violations) -> str:
+    """What ``gridcharge verify`` prints: the count per kind first, then the first violations of each kind, node and
+    phase limits before per-car ones, each with its period's start time and units."""
+    if not violations:
+        return "ok: no violation"
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    by_kind: dict[str, list] = {}
+    for v in violations:
+        by_kind.setdefault(v.kind, []).append(v)
+    kinds = [k for k in ("not_finite", *_VIOLATION_TEXT) if k in by_kind] + sorted(set(by_kind) - set(_VIOLATION_TEXT))
+    horizon = instance.horizon
+    zone = ZoneInfo(horizon.timezone)
+
+    def start(period: int) -> str:
+        return (horizon.start + timedelta(minutes=horizon.step_minutes * period)).astimezone(zone).strftime(
+            "%Y-%m-%d %H:%M")
+
+    lines = [f"{len(violations):,} violation(s): " + ", ".join(f"{len(by_kind[k]):,} {k}" for k in kinds)]
+    for kind in kinds:
+        shown = by_kind[kind][:_SHOWN_PER_KIND]
+        what, compare, bound, unit, sign = _VIOLATION_TEXT.get(kind, ("value", ">", "limit", "", 1))
+        lines.append(f"{kind} ({len(by_kind[kind]):,}):")
+        for v in shown:
+            value, limit = sign * v.value, sign * v.limit
+            if kind == "not_finite":
+                text = f"power {v.value} kW is not a finite number"
+            else:
+                text = (f"{what} {value:.6g} {unit} {compare} {bound} {limit:.6g} {unit}".replace("  ", " ")
+                        + f", by {abs(value - limit):.6g} {unit}")
+            lines.append(f"  {kind}: {v.where} period {v.period} ({start(v.period)}): {text}")
+        if len(by_kind[kind]) > len(shown):
+            lines.append(f"  ... and {len(by_kind[kind]) - len(shown):,} more {kind}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":  # pragma: no cover

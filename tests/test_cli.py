@@ -291,10 +291,11 @@ def test_verify_rejects_a_tampered_schedule(solved, capsys, tmp_path):
     code, out, err = run(capsys, "verify", path, tampered)
     assert code == 1, err
     lines = out.splitlines()
-    assert lines[0] == "5 violation(s):"
-    assert "  charge_limit: s1 period 1: 7.5 vs limit 7" in lines
-    assert "  over_request: s1 period 1: 7.5 vs limit 5" in lines
-    assert [line.split(":")[0].strip() for line in lines[1:6]].count("battery_upper") == 3  # periods 1, 2, 3
+    assert lines[0] == "5 violation(s): 1 charge_limit, 1 over_request, 3 battery_upper"
+    assert "  charge_limit: s1 period 1 (2026-07-01 01:00): charging 7.5 kW > charge limit 7 kW, by 0.5 kW" in lines
+    assert ("  over_request: s1 period 1 (2026-07-01 01:00): energy added by departure 7.5 kWh > requested 5 kWh, "
+            "by 2.5 kWh") in lines
+    assert [line.split(":")[0].strip() for line in lines].count("battery_upper") == 3  # periods 1, 2, 3
 
 
 def test_verify_tampered_schedule_in_a_real_process(solved, tmp_path):
@@ -302,8 +303,9 @@ def test_verify_tampered_schedule_in_a_real_process(solved, tmp_path):
     tampered = tamper(out_dir / "schedule.csv", "s1", 1, "12.5", tmp_path / "tampered.csv")
     result = run_process("verify", path, tampered)
     assert result.returncode == 1
-    assert "charge_limit: s1 period 1: 12.5 vs limit 7" in result.stdout
-    assert "node_import: M period 1: 12.5 vs limit 10" in result.stdout
+    assert "charge_limit: s1 period 1 (2026-07-01 01:00): charging 12.5 kW > charge limit 7 kW" in result.stdout
+    assert "node_import: M period 1 (2026-07-01 01:00): net load 12.5 kW > import limit 10 kW" in result.stdout
+    assert result.stdout.index("node_import") < result.stdout.index("charge_limit")  # the tree's limits first
     assert "Traceback" not in result.stderr
 
 
@@ -380,7 +382,7 @@ def test_verify_power_while_not_plugged_in(tmp_path, capsys):
     schedule = write_text(tmp_path / "schedule.csv", "session_id,period,power_kw\ns1,3,2\n")
     code, out, _ = run(capsys, "verify", path, schedule)
     assert code == 1
-    assert "not_plugged_in: s1 period 3: 2 vs limit 0" in out
+    assert "not_plugged_in: s1 period 3 (2026-07-01 03:00): power 2 kW while not plugged in; limit 0 kW" in out
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -526,6 +528,25 @@ def test_scenario_run_of_an_instance_file_names_the_command_that_reads_it(capsys
     code, out, err = run(capsys, "scenario", "run", SCENARIO, "--workers", "0")
     assert code == 2 and out == ""
     assert "not valid TOML" not in err and "`gridcharge solve FILE`" in err and err.count("\n") == 1
+
+
+def test_verify_counts_each_kind_first_and_shows_node_limits_before_cars(tmp_path, capsys):
+    """issue 15: 50 charge_limit lines hid 2,935 transformer violations in '... and 13950 more'."""
+    data = instance(periods=40, step_minutes=15, nodes=[node("T", import_limit_kw=5.0)],
+                    chargers=[charger(f"c{i}", "T") for i in range(8)],
+                    sessions=[session(f"s{i}", f"c{i}", at(0), at(10), 70.0) for i in range(8)])
+    path = write_json(tmp_path / "many.json", data)
+    rows = "".join(f"s{i},{t},9\n" for i in range(8) for t in range(40))  # over the 7 kW chargers, all the time
+    schedule = write_text(tmp_path / "schedule.csv", "session_id,period,power_kw\n" + rows)
+    code, out, _ = run(capsys, "verify", path, schedule)
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0] == "440 violation(s): 40 node_import, 320 charge_limit, 8 over_request, 72 battery_upper"
+    assert lines[1] == "node_import (40):"
+    assert lines[2] == ("  node_import: T period 0 (2026-07-01 00:00): net load 72 kW > import limit 5 kW, by 67 kW")
+    assert "  ... and 30 more node_import" in lines and "  ... and 310 more charge_limit" in lines
+    for line in lines[1:-1]:
+        assert line.endswith(":") or line.startswith("  ...") or " kW" in line or " kWh" in line, line
 
 
 def test_verify_into_a_closed_pipe_stops_quietly(solved, tmp_path):
