@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import gridcharge
-from gridcharge.bench.readers import read_acn, read_sessions_csv, sessions_to_instance
+from gridcharge.bench.readers import ClippedSessionsWarning, read_acn, read_sessions_csv, sessions_to_instance
 from gridcharge.errors import InstanceError
 
 SITE = {
@@ -28,8 +28,8 @@ def write(tmp_path, name, text):
 def test_plain_csv_to_instance_and_its_solve(tmp_path):
     path = write(tmp_path, "log.csv", "arrival,departure,energy_kwh,charger\n"
                                       "2026-01-15T18:00:00+08:00,2026-01-15T22:00:00+08:00,10,C1\n"
-                                      "2026-01-15 19:00,2026-01-16 07:00,20.5,C2\n")  # naive: read in Asia/Shanghai
-    sessions = read_sessions_csv(path)
+                                      "2026-01-15 19:00,2026-01-16 07:00,20.5,C2\n")  # naive: read in timezone=
+    sessions = read_sessions_csv(path, timezone="Asia/Shanghai")
     assert list(sessions["id"]) == ["R00002", "R00003"] and list(sessions["energy_kwh"]) == [10.0, 20.5]
     data = sessions_to_instance(SITE, sessions)
     assert [s["arrival"] for s in data["sessions"]] == ["2026-01-15T18:00:00+08:00", "2026-01-15T19:00:00+08:00"]
@@ -123,8 +123,36 @@ def test_outside_the_horizon_is_an_error_unless_dropped_or_clipped(tmp_path):
         sessions_to_instance(SITE, sessions)
     assert "'a'" in str(caught.value) and "'c'" in str(caught.value) and "'b'" not in str(caught.value)
     assert [s["id"] for s in sessions_to_instance(SITE, sessions, outside="drop")["sessions"]] == ["b"]
-    clipped = sessions_to_instance(SITE, sessions, outside="clip")["sessions"]
+    with pytest.warns(ClippedSessionsWarning) as caught:
+        data = sessions_to_instance(SITE, sessions, outside="clip")
+    clipped = data["sessions"]
     assert [s["id"] for s in clipped] == ["a", "b"] and clipped[0]["arrival"] == "2026-01-15T12:00:00+08:00"
+    # issue 15: clipping kept a's full 5 kWh for a stay cut from 4 h to 2 h without a word; now it says so
+    warning = caught[0].message
+    assert (warning.count, warning.hours_cut, warning.energy_kwh) == (1, 2.0, 5.0)
+    assert "1 session(s) clipped to the horizon: 2.0 h of their stays cut, their 5.0 kWh requested kept" in data["name"]
+    assert clipped[0]["energy_kwh"] == 5.0
+
+
+def test_a_time_without_offset_needs_an_explicit_zone(tmp_path):
+    """issue 15: the CSV reader guessed Asia/Shanghai and the ACN reader UTC for times without an offset."""
+    path = write(tmp_path, "log.csv", "arrival,departure,energy_kwh,charger\n"
+                                      "2026-01-15 19:00,2026-01-16T23:00:00+08:00,5,C1\n")
+    with pytest.raises(InstanceError) as caught:
+        read_sessions_csv(path)
+    assert len(caught.value.problems) == 1
+    problem = caught.value.problems[0]
+    assert (problem.path, problem.value) == ("row 2.arrival", "2026-01-15 19:00") and "timezone=" in problem.expected
+    assert read_sessions_csv(path, timezone="Europe/Berlin")["arrival"].iloc[0] == pd.Timestamp("2026-01-15T18:00Z")
+    with pytest.raises(InstanceError, match="timezone: Mars/Olympus — an IANA time zone"):
+        read_sessions_csv(path, timezone="Mars/Olympus")
+    items = [dict(ACN_ITEMS[1], connectionTime="2019-01-02 06:00:00")]
+    acn = write(tmp_path, "acn.json", json.dumps(items))
+    with pytest.raises(InstanceError, match=r"\[0\]\.connectionTime: 2019-01-02 06:00:00 — a UTC offset"):
+        read_acn(acn)
+    assert read_acn(acn, timezone="America/Los_Angeles")["arrival"].iloc[0] == pd.Timestamp("2019-01-02T14:00Z")
+    assert read_acn(write(tmp_path, "gmt.json", json.dumps(ACN_ITEMS)))["arrival"].iloc[1] == \
+        pd.Timestamp("2019-01-02T14:00Z")  # the API's GMT times need no zone
 
 
 def test_overlapping_sessions_on_one_charger_are_reported_by_the_instance_check(tmp_path):

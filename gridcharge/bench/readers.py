@@ -2,9 +2,9 @@
 
 gridcharge ships no session data. Bring your own:
 
-- **Plain CSV** (:func:`read_sessions_csv`): columns ``arrival``, ``departure`` (ISO-8601 date-times; without a UTC
-  offset they are read in ``timezone``), ``energy_kwh`` (energy to add [kWh], >= 0), ``charger`` (a charger id of the
-  site); optional ``id`` (default ``R<row>``).
+- **Plain CSV** (:func:`read_sessions_csv`): columns ``arrival``, ``departure`` (ISO-8601 date-times),
+  ``energy_kwh`` (energy to add [kWh], >= 0), ``charger`` (a charger id of the site); optional ``id`` (default
+  ``R<row>``).
 - **ACN-Data** (Caltech's Adaptive Charging Network, https://ev.caltech.edu/dataset) (:func:`read_acn`): the API's
   JSON (an object with ``_items``, or a list of session objects) or a CSV export with the same field names:
   ``sessionID``, ``stationID``, ``connectionTime``, ``disconnectTime``, ``doneChargingTime``, ``kWhDelivered`` and
@@ -14,6 +14,11 @@ gridcharge ships no session data. Bring your own:
   (``energy="requested_or_delivered"``, the default), or always one of them; the departure is ``disconnectTime``
   (``departure="disconnect"``) or the user's ``requestedDeparture``.
 
+**Time zones.** A date-time with a UTC offset (``+08:00``, ``Z``, RFC 1123 ``GMT``) means what it says. One without
+(``2026-01-15 19:00``) is read in the ``timezone=`` you pass, and is an error naming the row when you pass none: a
+guessed zone would shift every session by hours without a word (the readers used to guess Asia/Shanghai for the CSV
+and UTC for ACN-Data). The ACN-Data API writes every time in GMT, so its JSON never needs ``timezone``.
+
 Both give a DataFrame with columns ``id, charger, arrival, departure, energy_kwh`` (tz-aware times), which
 :func:`sessions_to_instance` puts on a site you choose (an instance-v1 file or mapping: horizon, nodes, chargers,
 tariff, objective; its own sessions, if any, are replaced) and validates as a whole.
@@ -21,17 +26,22 @@ tariff, objective; its own sessions, if any, are replaced) and validates as a wh
 Every malformed row is reported, not skipped: :class:`~gridcharge.errors.InstanceError` with one problem per field
 naming the row (``row 7`` is the 7th line of a CSV, the header being row 1; ``_items[3]`` in JSON), the column, the
 value as written and what was expected. Sessions outside the site's horizon are an error unless you ask to ``drop``
-them or ``clip`` them to it.
+them or ``clip`` them to it; clipping shortens a stay but keeps its full request, and says so (a
+:class:`ClippedSessionsWarning` with the count, the hours cut and the energy requested by the clipped sessions, and
+the instance's name).
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import FieldProblem, InstanceError
 from ..instance import load_instance
@@ -58,6 +68,49 @@ def _report(problems: list, where: list[str], column: str, texts: pd.Series, mas
         problems.append(FieldProblem(f"{where[i]}.{column}", shown, expected))
     if len(rows) > SHOWN:
         problems.append(FieldProblem(column, f"{len(rows) - SHOWN} more rows like these", expected))
+
+
+class ClippedSessionsWarning(UserWarning):
+    """``sessions_to_instance(outside="clip")`` shortened some stays to the horizon and kept their full requests.
+
+    count : int — sessions clipped
+    hours_cut : float — plugged-in time removed, summed over them [h]
+    energy_kwh : float — energy they request, kept in full [kWh] (it may no longer fit the shorter stay: unmet)
+    """
+
+    def __init__(self, count: int, hours_cut: float, energy_kwh: float):
+        self.count, self.hours_cut, self.energy_kwh = count, hours_cut, energy_kwh
+        super().__init__(clip_note(count, hours_cut, energy_kwh))
+
+
+def clip_note(count: int, hours_cut: float, energy_kwh: float) -> str:
+    """``3 sessions clipped to the horizon: 5.5 h of their stays cut, their 30.0 kWh requested kept``."""
+    return (f"{count} session(s) clipped to the horizon: {hours_cut:.1f} h of their stays cut, their {energy_kwh:.1f} "
+            "kWh requested kept")
+
+
+def _zone_problem(timezone: str | None) -> FieldProblem | None:
+    if timezone is None:
+        return None
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError, OSError, TypeError):
+        return FieldProblem("timezone", timezone, "an IANA time zone such as Asia/Shanghai")
+    return None
+
+
+def _naive(texts: pd.Series) -> np.ndarray:
+    """Which texts are date-times without a UTC offset (readable ones only)."""
+    def one(text):
+        if text is None or (isinstance(text, float) and np.isnan(text)) or not str(text).strip():
+            return False
+        try:
+            stamp = pd.Timestamp(str(text).strip())
+        except (ValueError, TypeError):
+            return False
+        return stamp is not pd.NaT and stamp.tzinfo is None
+
+    return np.array([one(t) for t in texts], dtype=bool)
 
 
 def _times(texts: pd.Series, timezone: str | None) -> pd.Series:
@@ -100,13 +153,14 @@ def _read_csv_text(path: Path, label: str) -> pd.DataFrame:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def read_sessions_csv(path: str | Path, timezone: str = "Asia/Shanghai") -> pd.DataFrame:
+def read_sessions_csv(path: str | Path, timezone: str | None = None) -> pd.DataFrame:
     """Read a plain session CSV (``arrival, departure, energy_kwh, charger[, id]``).
 
     Parameters
     ----------
     path : path of the CSV
-    timezone : str — IANA zone for date-times written without a UTC offset
+    timezone : str, optional — IANA zone of date-times written without a UTC offset; without it such a date-time is
+        an error naming its row (no zone is guessed)
 
     Returns
     -------
@@ -132,14 +186,21 @@ def read_sessions_csv(path: str | Path, timezone: str = "Asia/Shanghai") -> pd.D
 def _validated(arrival_text, departure_text, energy_text, charger_text, id_text, where, timezone, label,
                names) -> pd.DataFrame:
     problems: list[FieldProblem] = []
+    if zone_problem := _zone_problem(timezone):
+        _raise([zone_problem], label)
     arrival = _times(arrival_text.reset_index(drop=True), timezone)
     departure = _times(departure_text.reset_index(drop=True), timezone)
     energy = _numbers(energy_text.reset_index(drop=True))
     charger = charger_text.reset_index(drop=True).map(lambda t: "" if t is None else str(t).strip())
     ids = id_text.reset_index(drop=True).map(lambda t: "" if t is None else str(t).strip())
     when = "an ISO-8601 date-time such as 2026-01-15T18:30:00+08:00 (or RFC 1123 ... GMT)"
-    _report(problems, where, names[0], arrival_text.reset_index(drop=True), arrival.isna().to_numpy(), when)
-    _report(problems, where, names[1], departure_text.reset_index(drop=True), departure.isna().to_numpy(), when)
+    zoneless = ("a UTC offset (e.g. 2026-01-15T18:30:00+08:00), or pass timezone= the IANA zone the log was written "
+                "in (e.g. 'Asia/Shanghai'); no zone is guessed")
+    for name, text, parsed in ((names[0], arrival_text, arrival), (names[1], departure_text, departure)):
+        text = text.reset_index(drop=True)
+        naive = _naive(text) if timezone is None else np.zeros(len(text), dtype=bool)
+        _report(problems, where, name, text, naive, zoneless)
+        _report(problems, where, name, text, parsed.isna().to_numpy() & ~naive, when)
     order = (departure <= arrival).fillna(False).to_numpy()
     _report(problems, where, names[1], departure_text.reset_index(drop=True), order,
             "a date-time after the arrival")
@@ -157,7 +218,7 @@ def _validated(arrival_text, departure_text, energy_text, charger_text, id_text,
 
 
 def read_acn(path: str | Path, *, energy: str = "requested_or_delivered", departure: str = "disconnect",
-             timezone: str = "UTC") -> pd.DataFrame:
+             timezone: str | None = None) -> pd.DataFrame:
     """Read an ACN-Data export: the API's JSON (``_items``) or a CSV with its field names.
 
     Parameters
@@ -166,7 +227,8 @@ def read_acn(path: str | Path, *, energy: str = "requested_or_delivered", depart
     energy : str — ``requested_or_delivered`` (the user's last ``kWhRequested`` where given, else ``kWhDelivered``),
         ``requested`` (an error where missing) or ``delivered`` [kWh]
     departure : str — ``disconnect`` (``disconnectTime``) or ``requested`` (the user's last ``requestedDeparture``)
-    timezone : str — IANA zone for date-times without a UTC offset (the API writes GMT)
+    timezone : str, optional — IANA zone of date-times without a UTC offset (the API writes GMT, so its JSON needs
+        none); without it such a date-time is an error naming its row (no zone is guessed)
 
     Returns
     -------
@@ -264,7 +326,10 @@ def sessions_to_instance(site, sessions: pd.DataFrame, *, outside: str = "error"
         its ``sessions``, if any, are replaced
     sessions : pandas.DataFrame — from :func:`read_sessions_csv` or :func:`read_acn`
     outside : str — sessions not wholly inside the horizon: ``error`` (default), ``drop`` them, or ``clip`` their
-        arrival and departure to it (a session that does not overlap the horizon at all is dropped by ``clip`` too)
+        arrival and departure to it (a session that does not overlap the horizon at all is dropped by ``clip`` too).
+        A clipped session keeps its full ``energy_kwh`` for the shorter stay (it may then be partly unmet); how many
+        were clipped, the hours cut and the energy they request are issued as a :class:`ClippedSessionsWarning`
+        and written into the instance's name
     new_chargers : mapping, optional — a charger template (``node``, ``max_charge_kw`` [kW], optional
         ``max_discharge_kw``, ``phases``, ``efficiency``) used to add every charger the sessions name but the site
         lacks (e.g. ACN-Data station ids); without it an unknown charger is an error
@@ -309,7 +374,12 @@ def sessions_to_instance(site, sessions: pd.DataFrame, *, outside: str = "error"
         keep = inside.to_numpy()
     else:
         keep = overlapping.to_numpy()
+        clipped = keep & ~inside.to_numpy()
+        stay_h = (departure - arrival).dt.total_seconds() / 3600
         arrival, departure = arrival.clip(lower=start), departure.clip(upper=end)
+        cut_h = float((stay_h - (departure - arrival).dt.total_seconds() / 3600)[clipped].sum())
+        clipped_kwh = float(frame["energy_kwh"][clipped].astype(float).sum())
+        n_clipped = int(clipped.sum())
     known = {c["id"] for c in data["chargers"]}
     wanted = list(dict.fromkeys(frame["charger"][keep]))
     unknown = [c for c in wanted if c not in known]
@@ -331,7 +401,12 @@ def sessions_to_instance(site, sessions: pd.DataFrame, *, outside: str = "error"
     data["sessions"] = [{"id": str(ids[k]), "charger": chargers[k], "arrival": arrival_text[k],
                          "departure": departure_text[k], "energy_kwh": energy[k]} for k in range(len(chosen))]
     dropped = len(frame) - len(chosen)
+    notes = [f"{dropped} outside the horizon dropped"] if dropped else []
+    if outside == "clip" and n_clipped:
+        notes.append(clip_note(n_clipped, cut_h, clipped_kwh))
     data["name"] = name or (f"{data['name']} + {len(chosen)} sessions read"
-                            + (f" ({dropped} outside the horizon dropped)" if dropped else ""))
+                            + (f" ({'; '.join(notes)})" if notes else ""))
     load_instance(data)  # the whole instance is valid (overlaps on a charger, departure rules ...)
+    if outside == "clip" and n_clipped:
+        warnings.warn(ClippedSessionsWarning(n_clipped, cut_h, clipped_kwh), stacklevel=2)
     return data
