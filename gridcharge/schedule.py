@@ -189,6 +189,7 @@ def summarise(problem: Problem, power: np.ndarray, **extra) -> dict:
     summary = {
         "status": extra.pop("status", "optimal"),
         "objective_cny": cost_cny(problem, power),
+        "currency": problem.instance.tariff.currency,  # of every *_cny figure (the names are kept for compatibility)
         "energy_requested_kwh": float(request.sum()),
         "energy_delivered_kwh": float(delivered.sum()),
         "unmet_kwh": float(np.clip(request - delivered, 0.0, None).sum()),

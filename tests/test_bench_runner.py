@@ -166,3 +166,14 @@ def test_a_long_fresh_run_says_it_is_still_running(tmp_path, monkeypatch):
     row = runner._fresh(str(path), "equal_share", None, 60.0, said.append)
     assert row["status"] == "ok" and row["mode"] == "fresh"
     assert said and all(line.strip().startswith("still running") for line in said)  # a child takes > 0.2 s to start
+
+
+def test_leaderboard_labels_objectives_in_each_instance_tariff_currency():
+    """issue 15: objectives were labelled CNY whatever the tariff's currency."""
+    rows = [dict(_row("eu", "x", 100.0, 1.0), currency="EUR"), dict(_row("cn", "x", 50.0, 1.0), currency="CNY"),
+            _row("old", "x", 10.0, 1.0)]  # a results.csv from before the currency column: CNY
+    runner.add_gaps(rows, {"eu": 90.0})
+    table = runner.leaderboard(rows)
+    sections = {part.split(" ", 1)[0]: part for part in table.split("\n## ")[1:]}
+    assert "objective [EUR]" in sections["eu"] and "90.0000 EUR." in sections["eu"] and "CNY" not in sections["eu"]
+    assert "objective [CNY]" in sections["cn"] and "objective [CNY]" in sections["old"]

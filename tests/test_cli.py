@@ -560,3 +560,17 @@ def test_verify_into_a_closed_pipe_stops_quietly(solved, tmp_path):
     process.stderr.close()
     assert process.returncode == 141, err
     assert err == ""
+
+
+def test_costs_are_printed_and_written_in_the_tariffs_currency(tmp_path, capsys):
+    """issue 15: prices were labelled CNY whatever the tariff's currency (the keys keep their _cny names)."""
+    data = small()
+    data["tariff"]["currency"] = "EUR"
+    path = write_json(tmp_path / "eur.json", data)
+    code, out, err = run(capsys, "solve", path, "--quiet", "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "objective       5.50 EUR" in out and "CNY" not in out
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["currency"] == "EUR" and summary["objective_cny"] == pytest.approx(5.5)
+    code, out, _ = run(capsys, "verify", path, tmp_path / "out" / "schedule.csv")
+    assert code == 0 and "cost 5.50 EUR" in out

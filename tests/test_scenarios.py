@@ -429,3 +429,6 @@ def test_the_tariff_currency_reaches_every_day_instance():
     assert scenario.tariff.currency == "EUR"
     assert build_day(scenario, 0).instance["tariff"]["currency"] == "EUR"
     assert load_scenario(tiny()).tariff.currency == "CNY"
+    from gridcharge.scenarios.runner import StudyResult
+
+    assert StudyResult(pd.DataFrame(), pd.DataFrame(), scenario).currency == "EUR"  # what the report labels costs in

@@ -48,11 +48,12 @@ from pathlib import Path
 import numpy as np
 
 from .._files import atomic_write
+from ..instance import DEFAULT_CURRENCY
 
 #: Columns of ``results.csv``, in order.
 COLUMNS = ("instance", "n_sessions", "solver", "repeat", "mode", "status", "verified", "build_s", "solve_s",
            "verify_s", "total_s", "peak_memory_mb", "objective_cny", "best_known_cny", "gap_pct", "gap_basis",
-           "unmet_kwh", "delivered_kwh", "peak_kw", "violations", "error")
+           "unmet_kwh", "delivered_kwh", "peak_kw", "violations", "error", "currency")
 PEER_PREFIX = "acnportal:"
 MANIFEST = "manifest.toml"
 
@@ -189,6 +190,7 @@ def measure(instance_path: str, solver: str, *, time_limit_s: float | None = Non
             started = time.perf_counter()
             instance = load_instance(instance_path)
             row["n_sessions"] = len(instance.sessions)
+            row["currency"] = instance.tariff.currency  # of objective_cny and best_known_cny (names kept)
             problem = build_problem(instance) if spec.kind == "registry" else None
             row["build_s"] = time.perf_counter() - started
             started = time.perf_counter()
@@ -426,10 +428,9 @@ def leaderboard(rows: list[dict], header: str = "") -> str:
     lines = ["# Leaderboard", ""]
     if header:
         lines += [header, ""]
-    lines += ["Ranked per instance: verified results first, by objective [CNY] then total time [s]; then results that "
-              "break a rule (by objective); then failures. Times are medians over the repeats.", ""]
-    columns = ["rank", "solver", "status", "objective [CNY]", "gap [%]", "unmet [kWh]", "peak [kW]", "violations",
-               "build [s]", "solve [s]", "total [s]", "peak memory [MB]", "repeats"]
+    lines += ["Ranked per instance: verified results first, by objective (in the instance's tariff currency) then "
+              "total time [s]; then results that break a rule (by objective); then failures. Times are medians over "
+              "the repeats.", ""]
 
     def order(r):
         tier = 0 if r["verified"] else (1 if r["status"] == "violations" else 2)
@@ -440,11 +441,14 @@ def leaderboard(rows: list[dict], header: str = "") -> str:
         mine = sorted((r for r in summary if r["instance"] == name), key=order)
         basis = mine[0]["gap_basis"]
         reference = mine[0]["best_known_cny"]
+        currency = next((r["currency"] for r in mine if r.get("currency")), DEFAULT_CURRENCY)
+        columns = ["rank", "solver", "status", f"objective [{currency}]", "gap [%]", "unmet [kWh]", "peak [kW]",
+                   "violations", "build [s]", "solve [s]", "total [s]", "peak memory [MB]", "repeats"]
         lines.append(f"## {name} ({_n(summary, name):,} sessions)")
         lines.append("")
         if reference is not None:
             lines.append(f"Gap against {'the stored best-known optimum' if basis == 'best_known' else 'the best verified result of this run'}"
-                         f" {reference:,.4f} CNY.")
+                         f" {reference:,.4f} {currency}.")
             lines.append("")
         lines.append("| " + " | ".join(columns) + " |")
         lines.append("|" + "|".join("---:" if c not in ("solver", "status") else "---" for c in columns) + "|")

@@ -81,6 +81,11 @@ class StudyResult:
     extra: dict = field(default_factory=dict)
 
     @property
+    def currency(self) -> str:
+        """ISO 4217 code of every cost of the study (``energy_cost_cny`` keeps its name whatever the currency)."""
+        return self.scenario.tariff.currency
+
+    @property
     def study(self) -> pd.DataFrame:
         """Rows of the study's own EV count and strategies."""
         s = self.scenario

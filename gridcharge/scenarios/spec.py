@@ -580,7 +580,7 @@ def _cross_checks(s: Scenario, folder: Path) -> list[FieldProblem]:
     elif custom:
         if t.prices_cny_per_kwh is None or len(t.prices_cny_per_kwh) == 0 or min(t.prices_cny_per_kwh) < 0:
             add(FieldProblem("tariff.prices_cny_per_kwh", t.prices_cny_per_kwh,
-                             "a list of prices >= 0 [CNY/kWh] (one per tariff period class)"))
+                             f"a list of prices >= 0 [{t.currency}/kWh] (one per tariff period class)"))
         elif t.period_by_hour is None or len(t.period_by_hour) != 24 or \
                 not all(0 <= c < len(t.prices_cny_per_kwh) for c in t.period_by_hour):
             add(FieldProblem("tariff.period_by_hour", t.period_by_hour,
