@@ -407,13 +407,7 @@ def test_a_bad_scenario_file_is_called_a_scenario_in_the_message(tmp_path, capsy
      "at most 100,000 tasks"),
 ])
 def test_every_number_of_a_scenario_has_a_physical_bound(change, path, expected):
-    data = copy.deepcopy(tiny())
-    change(data)
-    with pytest.raises(InstanceError) as info:
-        load_scenario(data)
-    problem = next((p for p in info.value.problems if p.path == path), None)
-    assert problem is not None, [str(p) for p in info.value.problems]
-    assert expected in problem.expected, problem
+    test_malformed_scenarios_get_field_named_errors(change, path, expected)
 
 
 def test_scenario_check_refuses_a_hundred_million_days_naming_the_field(tmp_path, capsys):
