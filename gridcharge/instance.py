@@ -54,7 +54,8 @@ AwareDatetime = Annotated[datetime, BeforeValidator(_parse_aware_datetime)]
 MAX_NODE_KW = 1_000_000.0
 #: Power of one charger or car [kW]. 10 MW: above the megawatt charging system (MCS, 3.75 MW).
 MAX_CHARGER_KW = 10_000.0
-#: Smallest positive power or battery [kW] / [kWh]: 1 W (1 Wh), below any charger's metering resolution.
+#: Smallest power of a charger [kW]: 1 W, below any charger's metering resolution. (A car's own limit and battery,
+#: which the car reports, only need to be > 0.)
 MIN_POSITIVE = 0.001
 #: Energy of one car [kWh]. 100 MWh: above the largest vehicle batteries (electric ferries, ~10 MWh).
 MAX_ENERGY_KWH = 100_000.0
@@ -81,8 +82,10 @@ def _bounded(low: float, high: float, *, low_open: bool = False) -> object:
 NodeKw = _bounded(0.0, MAX_NODE_KW)
 ChargerKw = _bounded(0.0, MAX_CHARGER_KW)
 PositiveChargerKw = _bounded(MIN_POSITIVE, MAX_CHARGER_KW)
+# A car's own limit and battery are what the car reports (ISO 15118 over OCPP): any positive value is accepted
+CarKw = _bounded(0.0, MAX_CHARGER_KW, low_open=True)
 EnergyKwh = _bounded(0.0, MAX_ENERGY_KWH)
-PositiveEnergyKwh = _bounded(MIN_POSITIVE, MAX_ENERGY_KWH)
+CarBatteryKwh = _bounded(0.0, MAX_ENERGY_KWH, low_open=True)
 Price = _bounded(0.0, MAX_PRICE_PER_KWH)
 Penalty = _bounded(0.0, MAX_PENALTY)
 # A number for every period, or one number for all of them. Length is checked against the horizon later.
@@ -166,11 +169,11 @@ class Session(_Strict):
     """A car plugged into ``charger`` from ``arrival`` to ``departure``.
 
     energy_kwh : energy to add to the battery by departure [kWh], within [0, 100,000]
-    max_charge_kw, max_discharge_kw : the car's own limits [kW], within [0.001, 10,000] / [0, 10,000]; discharge
-        default 0 = no V2G
+    max_charge_kw, max_discharge_kw : the car's own limits [kW], within (0, 10,000] / [0, 10,000] (any positive value
+        a car reports); discharge default 0 = no V2G
     battery_kwh, initial_kwh, min_kwh : battery size, state at arrival (or at horizon start), floor while plugged in
-        [kWh], within [0.001, 100,000] / [0, 100,000]; initial_kwh defaults to 0 and min_kwh to initial_kwh; both
-        need battery_kwh
+        [kWh], within (0, 100,000] / [0, 100,000]; initial_kwh defaults to 0 and min_kwh to initial_kwh; both need
+        battery_kwh
     """
 
     id: NonEmptyId
@@ -178,9 +181,9 @@ class Session(_Strict):
     arrival: AwareDatetime
     departure: AwareDatetime
     energy_kwh: EnergyKwh
-    max_charge_kw: PositiveChargerKw | None = None
+    max_charge_kw: CarKw | None = None
     max_discharge_kw: ChargerKw = 0.0
-    battery_kwh: PositiveEnergyKwh | None = None
+    battery_kwh: CarBatteryKwh | None = None
     initial_kwh: EnergyKwh | None = None
     min_kwh: EnergyKwh | None = None
 

@@ -56,7 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import FieldProblem, InstanceError
-from ..instance import MAX_CHARGER_KW, MAX_ENERGY_KWH, MAX_NODE_KW, MIN_POSITIVE
+from ..instance import MAX_CHARGER_KW, MAX_ENERGY_KWH, MAX_NODE_KW
 from ..ocpp.profiles import VERSIONS
 from .auth import CHARGER_PREFIX, OPERATOR_PREFIX, bearer, matches, new_token, token_hash
 from .runtime import Engine
@@ -100,11 +100,11 @@ class SessionIn(_Body):
     energy_kwh: Annotated[float, Field(ge=0, le=MAX_ENERGY_KWH, description="energy to add by departure [kWh]")]
     arrival: str | None = Field(None, description="ISO-8601 date-time with offset; default: now (plug-in); "
                                                   "a future arrival is a reservation")
-    max_charge_kw: Annotated[float | None, Field(ge=MIN_POSITIVE, le=MAX_CHARGER_KW,
+    max_charge_kw: Annotated[float | None, Field(gt=0, le=MAX_CHARGER_KW,
                                                  description="the car's charge limit [kW]")] = None
     max_discharge_kw: Annotated[float, Field(ge=0, le=MAX_CHARGER_KW,
                                              description="V2G consent: discharge limit [kW], 0 = none")] = 0.0
-    battery_kwh: Annotated[float | None, Field(ge=MIN_POSITIVE, le=MAX_ENERGY_KWH, description="[kWh]")] = None
+    battery_kwh: Annotated[float | None, Field(gt=0, le=MAX_ENERGY_KWH, description="[kWh]")] = None
     initial_kwh: Annotated[float | None, Field(ge=0, le=MAX_ENERGY_KWH, description="[kWh]")] = None
     min_kwh: Annotated[float | None, Field(ge=0, le=MAX_ENERGY_KWH, description="[kWh]")] = None
 
