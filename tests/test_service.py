@@ -672,3 +672,17 @@ def test_charger_tokens_fit_ocpp_password_limits_and_the_operator_token_is_longe
     assert len(chargers) == 200
     assert all(16 <= len(t.encode("ascii")) <= 20 and t.startswith("gcc_") for t in chargers)
     assert len(new_token(OPERATOR_PREFIX)) >= 40
+
+
+def test_the_services_database_and_token_files_are_ignored_by_git():
+    """issue 15: site-tokens.json holds charger tokens; the README's service example writes it in the checkout."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    names = ["gridcharge.db", "gridcharge.db-wal", "gridcharge.db-shm", "site.json", "site-tokens.json"]
+    result = subprocess.run(["git", "check-ignore", "--no-index", *names], cwd=root, capture_output=True, text=True)
+    assert sorted(result.stdout.split()) == sorted(names), result.stdout + result.stderr
