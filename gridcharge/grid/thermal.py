@@ -18,11 +18,9 @@ x)``) is only stable for ``Δt`` well below the smallest time constant — ``k22
 distribution transformer — and oscillates or diverges at 15-minute steps; the exponential update is exact for any
 step, and unconditionally stable.
 
-Ageing is the integral of the relative ageing rate over time (IEC 60076-7 eq. 4), taken on the same exact solution:
-inside each step every temperature is ``x_ss + (x_start - x_ss) · exp(-t / τ)``, evaluated at equal sub-steps of
-at most ``AGEING_SUBSTEP_MIN`` and integrated by Simpson's rule. Sampling ``V`` only at the step ends (the rectangle
-rule on the step grid) is not enough: the hot spot moves with an 8-min time constant inside a 15-min step and ``V``
-is convex in it, so an evening-peak day's ageing came out several per cent high (tests/test_thermal.py).
+Loss of life is ``∫ V dt`` (IEC 60076-7 eq. 4) on the same exact solution, by Simpson's rule on sub-steps of each
+step, not ``V`` at the step ends times the step, which overstates it when the 8-min hot-spot time constant is
+shorter than the step (docs/design/thermal-ageing.md).
 
 Everything here is numpy on arrays; no import from the rest of gridcharge.
 """
@@ -43,12 +41,8 @@ ARRHENIUS_B_K = 15000.0
 
 AGEING_METHODS = ("iec-normal", "iec-upgraded", "ieee")
 
-#: Longest sub-step on which the ageing rate is integrated inside a step [min]. The temperatures at the sub-steps
-#: are exact; Simpson's rule on the ageing rate converges as (sub-step)^4. On an uncontrolled 15-min day of
-#: scenarios/beijing-residential-630kva.toml (peak K 1.87), against an adaptive ODE solution with ageing as a fourth
-#: state, the error was +0.17 % at 7.5-min sub-steps, +0.015 % at 3.75 min, +0.003 % at 2.5 min and
-#: +0.0004 % at 1.5 min (normal paper; upgraded paper about 2/3 of that); 2.5 min (6 sub-steps per 15-min step)
-#: keeps a margin for harsher days at negligible cost.
+#: Longest sub-step of the ageing integral inside a step [min]: within 0.01 % of a settled ODE solution on an
+#: uncontrolled evening-peak day at 15-min steps (convergence table in docs/design/thermal-ageing.md).
 AGEING_SUBSTEP_MIN = 2.5
 
 

@@ -13,29 +13,11 @@ The mapping
 - acnportal's limits are constants, gridcharge's headroom (limit - base load + generation) changes per period: before
   each scheduling call the constraint magnitudes are set to the current period's headroom (acnportal's sorted
   algorithms re-schedule every period, ``max_recompute = 1``). Negative headroom (base load alone over the limit) is 0.
-- Every session is an ``EV`` present in every period it overlaps, from the period of its arrival to the period of its
-  departure. acnportal's simulator works in whole periods; gridcharge's model lets a car be plugged in for a
-  fraction ``f`` of a period, charging at its power ``p`` for that fraction (``p · f · Δt`` kWh) while its node
-  carries ``p`` against the limit. The adapter gives acnportal the same physics and the same knowledge:
-
-  - the car's ``Battery`` draws ``min(pilot, max power)`` for ``f`` of the period and acnportal books the period's
-    mean rate; the adapter divides that by ``f`` to hand gridcharge the power while plugged in. The pilot checked
-    against acnportal's constraints is the full ``p``, as in gridcharge;
-  - the ``Interface`` counts a car's remaining demand in pilot-periods of the current period as the car has it
-    (``/ f``), so that the sorted algorithms' cap "what finishes the car this period" is the same as gridcharge's
-    ``need / (f · Δt)``; LLF's laxity keeps acnportal's own whole-period count (the partial one would make a car that
-    just arrived look urgent);
-  - the EV's ``estimated_departure`` (what EDF sorts by and LLF's laxity counts to) is its exact departure in
-    fractional periods, the time gridcharge's EDF and LLF use;
-  - acnportal holds one EV per EVSE: where a car leaves a charger and the next arrives within the same period (both
-    have their fraction of it in gridcharge), the charger gets a second EVSE with the same constraint coefficients.
-
-  Why: the first version rounded each stay to its whole periods, which changed the instance rather than the
-  algorithm — on unaligned arrival times (real logs, generated car parks) acnportal then delivered a few per cent
-  less than gridcharge's EDF/LLF where energy was short of time, and *more* under a tight transformer (a rounded stay
-  holds no headroom in its partial periods). With the above, acnportal's EDF and LLF deliver what gridcharge's do
-  within 0.05 kWh on aligned and unaligned instances alike (tests/test_bench_peers.py), so what remains between
-  them is speed and cost.
+- Every session is an ``EV`` present in every period it overlaps, charging for the fraction ``f`` of a period it is
+  plugged in, as in gridcharge's model (power ``p`` on the node, ``p · f · Δt`` kWh): a ``Battery`` that draws for
+  ``f`` of the period, an ``Interface`` that sizes the finishing rate for ``f``, the exact departure as
+  ``estimated_departure``, a second EVSE where two stays share a charger's period. Rounding stays to whole periods
+  (the first version) changed the instance, not the algorithm; why and what it did: docs/design/acnportal-peer.md.
 - Its requested energy at the plug is ``energy_kwh / efficiency`` (gridcharge counts energy into the battery), its
   ``Battery`` holds exactly that (so it cannot over-deliver) with max power min(charger, car).
 - No V2G: acnportal's algorithms only charge.
