@@ -13,11 +13,13 @@ The mapping
 - acnportal's limits are constants, gridcharge's headroom (limit - base load + generation) changes per period: before
   each scheduling call the constraint magnitudes are set to the current period's headroom (acnportal's sorted
   algorithms re-schedule every period, ``max_recompute = 1``). Negative headroom (base load alone over the limit) is 0.
-- Every session is an ``EV`` plugged in from the first whole period after its arrival to the last whole period before
-  its departure (acnportal works in whole periods; gridcharge allows fractions — the adapter never charges in a
-  partial period, which can cost the peer a little energy). Its requested energy at the plug is ``energy_kwh /
-  efficiency`` (gridcharge counts energy into the battery), its ``Battery`` holds exactly that (so it cannot
-  over-deliver) with max power min(charger, car).
+- Every session is an ``EV`` present in every period it overlaps, charging for the fraction ``f`` of a period it is
+  plugged in, as in gridcharge's model (power ``p`` on the node, ``p · f · Δt`` kWh): a ``Battery`` that draws for
+  ``f`` of the period, an ``Interface`` that sizes the finishing rate for ``f``, the exact departure as
+  ``estimated_departure``, a second EVSE where two stays share a charger's period. Rounding stays to whole periods
+  (the first version) changed the instance, not the algorithm; why and what it did: docs/design/acnportal-peer.md.
+- Its requested energy at the plug is ``energy_kwh / efficiency`` (gridcharge counts energy into the battery), its
+  ``Battery`` holds exactly that (so it cannot over-deliver) with max power min(charger, car).
 - No V2G: acnportal's algorithms only charge.
 
 :func:`schedule` returns the (sessions, periods) power [kW]; the runner verifies it like any other result.
@@ -54,12 +56,94 @@ def _algorithm(name: str):
     if name == "edf":
         return algorithms.SortedSchedulingAlgo(algorithms.earliest_deadline_first)
     if name == "llf":
-        return algorithms.SortedSchedulingAlgo(algorithms.least_laxity_first)
+        return algorithms.SortedSchedulingAlgo(_least_laxity_first_in_whole_periods)
     if name == "round_robin":
         return algorithms.RoundRobin(algorithms.first_come_first_served)
     if name == "uncontrolled":
         return algorithms.UncontrolledCharging()
     raise ValueError(f"acnportal algorithm {name!r}: expected one of {', '.join(PEER_ALGORITHMS)}")
+
+
+class _WholePeriods:
+    """An acnportal interface seen with its own whole-period count of a car's remaining demand."""
+
+    def __init__(self, interface):
+        self._interface = interface
+
+    def __getattr__(self, name):
+        return getattr(self._interface, name)
+
+    def remaining_amp_periods(self, ev):
+        return self._interface.whole_amp_periods(ev)
+
+
+def _least_laxity_first_in_whole_periods(evs, interface):
+    """acnportal's least-laxity-first order, its laxity on its own whole-period demand count: the partial-period
+    count (:func:`_partial_period_models`) sizes a car's rate in a period it is present for part of, but would make
+    a car that just arrived look urgent."""
+    from acnportal import algorithms
+
+    return algorithms.least_laxity_first(evs, _WholePeriods(interface))
+
+
+def _partial_period_models(presence: dict):
+    """acnportal's ``Battery`` and ``Interface`` for cars plugged in for a fraction of some periods (module notes).
+
+    ``presence`` maps a session id to its fraction plugged in per period [-], shape (T,).
+    """
+    from acnportal import acnsim
+
+    class PartialPeriodBattery(acnsim.Battery):
+        """A battery with a max power [kW] and a capacity [kWh] that is plugged in for ``fraction[t]`` of period
+        ``t``; ``clock()`` is the simulator's current period."""
+
+        def __init__(self, capacity_kwh, max_power_kw, fraction, clock):
+            super().__init__(capacity_kwh, 0.0, max_power_kw)
+            self._fraction = fraction
+            self._clock = clock
+
+        def charge(self, pilot, voltage, period):
+            fraction = self._fraction[min(self._clock(), len(self._fraction) - 1)]
+            while_plugged = min(pilot, self.max_charging_power * 1000.0 / voltage)  # [A]
+            return super().charge(fraction * while_plugged, voltage, period)  # the period's mean rate [A]
+
+    class PartialPeriodInterface(acnsim.Interface):
+        """acnportal's interface to its algorithms, with a car's remaining demand counted in pilot-periods of the
+        current period as the car sees it: present for ``f`` of it, a pilot of ``X / (f · Δt)`` delivers ``X``."""
+
+        def remaining_amp_periods(self, ev):
+            fraction = presence[ev.session_id]
+            now = fraction[min(self.current_time, len(fraction) - 1)]
+            whole = super().remaining_amp_periods(ev)
+            return whole / now if now > 0 else whole
+
+        def whole_amp_periods(self, ev):
+            """acnportal's own count: the remaining demand in pilot x whole periods."""
+            return super().remaining_amp_periods(ev)
+
+    return PartialPeriodBattery, PartialPeriodInterface
+
+
+def _evse_slots(session_charger, arrive, leave, plugged, n_chargers):
+    """acnportal EVSEs for gridcharge's chargers: one per charger, plus one more wherever a car leaves a charger
+    and the next arrives within the same period (acnportal holds one EV per EVSE; gridcharge lets both have their
+    fraction of that period). Returns each EVSE's charger (the first ``n_chargers`` are the chargers themselves) and
+    each session's EVSE (-1 when not plugged). A loop over sessions, not periods."""
+    evse_charger = list(range(n_chargers))
+    free_from = [[0] for _ in range(n_chargers)]  # per charger: each of its EVSEs' first free period
+    slot_evse = [[c] for c in range(n_chargers)]
+    session_evse = np.full(len(session_charger), -1, dtype=np.int64)
+    for i in sorted(np.flatnonzero(plugged), key=lambda i: (arrive[i], leave[i])):
+        c = session_charger[i]
+        k = next((k for k, free in enumerate(free_from[c]) if free <= arrive[i]), None)
+        if k is None:  # every EVSE of this charger is still busy in the arrival period: a second one
+            k = len(free_from[c])
+            free_from[c].append(0)
+            slot_evse[c].append(len(evse_charger))
+            evse_charger.append(c)
+        free_from[c][k] = leave[i]
+        session_evse[i] = slot_evse[c][k]
+    return np.array(evse_charger, dtype=np.int64), session_evse
 
 
 def constraints(problem):
@@ -131,39 +215,53 @@ def schedule(instance, algorithm: str = "edf", *, timings: dict | None = None) -
     problem = build_problem(instance)
     inst = problem.instance
     T = problem.n_periods
+    step_s = inst.horizon.step_minutes * 60.0
+    start = inst.horizon.start.timestamp()
+    # every period a session overlaps, [arrive, leave), and the fraction of each it is plugged in (problem.presence)
+    arrive = np.clip(np.floor((np.array([s.arrival.timestamp() for s in inst.sessions]) - start) / step_s + 1e-9),
+                     0, T).astype(np.int64)
+    departure = np.clip((np.array([s.departure.timestamp() for s in inst.sessions]) - start) / step_s, 0, T)
+    leave = np.ceil(departure - 1e-9).astype(np.int64)
+    presence = problem.presence
+    need_at_plug = np.minimum(problem.energy_request_kwh, problem.energy_upper_kwh) / problem.efficiency
+    plugged = (leave > arrive) & (need_at_plug > 0)  # else not plugged in within the horizon, or nothing to deliver
+    charger_index = {c.id: i for i, c in enumerate(inst.chargers)}
+    session_charger = np.array([charger_index[s.charger] for s in inst.sessions], dtype=np.int64)
+    evse_charger, session_evse = _evse_slots(session_charger, arrive, leave, plugged, len(inst.chargers))
+    evse_ids = [inst.chargers[c].id if k == c else f"{inst.chargers[c].id}#{k}" for k, c in enumerate(evse_charger)]
+
     matrix, headroom, names = constraints(problem)
     network = acnsim.ChargingNetwork(violation_tolerance=0.0, relative_tolerance=0.0)
-    for charger in inst.chargers:
-        network.register_evse(acnsim.EVSE(charger.id, max_rate=charger.max_charge_kw), 1000.0, 0.0)
+    for evse_id, c in zip(evse_ids, evse_charger, strict=True):
+        network.register_evse(acnsim.EVSE(evse_id, max_rate=inst.chargers[c].max_charge_kw), 1000.0, 0.0)
     if len(names):
-        network.constraint_matrix = matrix
+        network.constraint_matrix = matrix[:, evse_charger]
         network.magnitudes = headroom[:, 0].copy()
         network.constraint_index = list(names)
     else:  # acnportal needs at least one constraint: one that never binds
-        network.constraint_matrix = np.ones((1, len(inst.chargers)))
-        network.magnitudes = np.array([math.fsum(c.max_charge_kw for c in inst.chargers) + 1.0])
+        network.constraint_matrix = np.ones((1, len(evse_ids)))
+        network.magnitudes = np.array([math.fsum(inst.chargers[c].max_charge_kw for c in evse_charger) + 1.0])
         network.constraint_index = ["unlimited"]
         headroom = np.repeat(network.magnitudes[:, None], T, axis=1)
     network._update_info_store()
 
-    step_s = inst.horizon.step_minutes * 60.0
-    start = inst.horizon.start.timestamp()
-    arrive = np.clip(np.ceil((np.array([s.arrival.timestamp() for s in inst.sessions]) - start) / step_s - 1e-9),
-                     0, T).astype(np.int64)
-    leave = np.clip(np.floor((np.array([s.departure.timestamp() for s in inst.sessions]) - start) / step_s + 1e-9),
-                    0, T).astype(np.int64)
-    need_at_plug = np.minimum(problem.energy_request_kwh, problem.energy_upper_kwh) / problem.efficiency
+    battery_class, interface_class = _partial_period_models(
+        {s.id: presence[i] for i, s in enumerate(inst.sessions)})
+    clock = []  # the simulator, once built: the batteries read its current period
+
+    def now():
+        return clock[0].iteration
+
     events = []
-    for i, s in enumerate(inst.sessions):
-        if leave[i] <= arrive[i] or need_at_plug[i] <= 0:
-            continue  # never a whole period plugged in, or nothing to deliver
-        battery = acnsim.Battery(capacity=float(need_at_plug[i]), init_charge=0.0,
-                                 max_power=float(problem.charge_max_kw[i]))
-        ev = acnsim.EV(int(arrive[i]), int(leave[i]), float(need_at_plug[i]), s.charger, s.id, battery)
+    for i in np.flatnonzero(plugged):
+        battery = battery_class(float(need_at_plug[i]), float(problem.charge_max_kw[i]), presence[i], now)
+        ev = acnsim.EV(int(arrive[i]), int(leave[i]), float(need_at_plug[i]), evse_ids[session_evse[i]],
+                       inst.sessions[i].id, battery, estimated_departure=float(departure[i]))
         events.append(acnsim.PluginEvent(int(arrive[i]), ev))
     scheduler = _algorithm(algorithm)
     simulator = acnsim.Simulator(network, scheduler, acnsim.EventQueue(events), inst.horizon.start,
-                                 period=inst.horizon.step_minutes, verbose=False)
+                                 period=inst.horizon.step_minutes, verbose=False, interface_type=interface_class)
+    clock.append(simulator)
     run_algorithm = scheduler.run
 
     def run_with_current_headroom():
@@ -177,14 +275,14 @@ def schedule(instance, algorithm: str = "edf", *, timings: dict | None = None) -
             warnings.simplefilter("ignore", UserWarning)
             simulator.run()
     finished = time.perf_counter()
-    rates = simulator.charging_rates  # (chargers, periods) [A] = [kW] at 1000 V
+    rates = simulator.charging_rates  # (EVSEs, periods) mean rate over each period [A] = [kW] at 1000 V
     width = min(rates.shape[1], T)
-    charger_index = {c.id: i for i, c in enumerate(inst.chargers)}
-    rows = np.array([charger_index[s.charger] for s in inst.sessions], dtype=np.int64)
-    power = np.zeros((problem.n_sessions, T))
-    power[:, :width] = rates[rows, :width]
+    mean_kw = np.zeros((problem.n_sessions, T))
+    mean_kw[:, :width] = rates[session_evse, :width]
     t = np.arange(T)
-    power *= (t >= arrive[:, None]) & (t < leave[:, None])
+    mean_kw *= plugged[:, None] & (t >= arrive[:, None]) & (t < leave[:, None])
+    # the power while plugged in: the period's mean over the fraction plugged in
+    power = np.divide(mean_kw, presence, out=np.zeros_like(mean_kw), where=presence > 0)
     if timings is not None:
         timings.update(adapter_s=built - started, simulate_s=finished - built)
     return power
