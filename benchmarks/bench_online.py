@@ -40,6 +40,7 @@ and ``iterations`` summed). ``--v2g-share`` sets the generator's share of V2G ca
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -57,7 +58,7 @@ import pandas as pd  # noqa: E402
 
 import gridcharge  # noqa: E402
 from gridcharge.bench.generate import residential  # noqa: E402
-from gridcharge.online import Controller, Noise, compare, simulate  # noqa: E402
+from gridcharge.online import Controller, ControllerOptions, Noise, compare, simulate  # noqa: E402
 
 ROW_TIMINGS = ("total_s", "highs_s", "iterations", "instance_s", "problem_s", "solve_s", "verify_s")
 
@@ -108,8 +109,8 @@ def latency(size: int, seed: int, periods: list[int] | None, ipm: bool, out: Pat
     start, step = planned.horizon.start, timedelta(minutes=planned.horizon.step_minutes)
     arrival = np.array([(s.arrival - start) / step for s in planned.sessions])
     reveal = np.maximum(np.ceil(arrival - 1e-9), 0).astype(int)
-    controller = Controller(day, solver="highs", simplex=simplex, highs_options=highs_options, provisional=provisional,
-                            time_limit_s=budget_s)
+    controller = Controller(day, ControllerOptions(solver="highs", simplex=simplex, highs_options=highs_options or {},
+                                                   provisional=provisional, time_limit_s=budget_s))
     T = planned.horizon.periods
     measured = set(range(T)) if periods is None else set(periods)
     rows: list[dict] = []
@@ -162,13 +163,14 @@ def latency(size: int, seed: int, periods: list[int] | None, ipm: bool, out: Pat
                 _write(pd.DataFrame(rows), out)
             continue
         began = time.perf_counter()
-        controller.time_limit_s = None  # the cold solve runs to the optimum, whatever the budget
+        budgeted = controller.options
+        controller.options = dataclasses.replace(budgeted, time_limit_s=None)  # the cold solve runs to the optimum
         controller.resolve(cold=True)  # the same state, solved without a kept model or basis
-        controller.time_limit_s = budget_s
+        controller.options = budgeted
         cold_row = _row(controller, "cold", t, time.perf_counter() - began, size)
         rows.append(cold_row)
         if ipm:
-            sub, _ = controller._sub_instance()
+            sub, _ = controller.window()
             began = time.perf_counter()
             schedule = gridcharge.solve(sub, method="ipm")
             wall = time.perf_counter() - began

@@ -6,6 +6,7 @@ simulated day).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
@@ -19,7 +20,11 @@ import gridcharge
 from gridcharge.bench.generate import residential
 from gridcharge.errors import InfeasibleError, InstanceError, SolverError
 from gridcharge.online import Controller, Noise, compare, simulate
-from gridcharge.online import controller as controller_module
+from gridcharge.online import resolve as resolve_module
+from gridcharge.online.provisional import fill_new_cars
+from gridcharge.online.state import EXPECTED_PREFIX
+from gridcharge.solvers import warm as warm_module
+from gridcharge.solvers.baselines import BASELINES
 from gridcharge.problem import build_problem
 from gridcharge.schedule import node_loads
 
@@ -249,8 +254,8 @@ def test_when_even_the_fallback_fails_zero_power_is_published_and_said(monkeypat
     def broken(*args, **kwargs):
         raise InfeasibleError([], "simulated")
 
-    monkeypatch.setattr(controller_module, "solve_exactly", broken)
-    monkeypatch.setitem(controller_module.BASELINES, "equal_share", broken)
+    monkeypatch.setattr(resolve_module, "solve_exactly", broken)
+    monkeypatch.setitem(BASELINES, "equal_share", broken)
     c = Controller(site())
     c.plug_in(session("S1", "C1", at(0), at(8), 14.0))
     assert c.publication.source == "zero"
@@ -263,7 +268,7 @@ def test_a_solver_failure_publishes_the_fallback_and_says_so(monkeypatch):
     def broken(*args, **kwargs):
         raise SolverError("simulated solver crash")
 
-    monkeypatch.setattr(controller_module, "solve_exactly", broken)
+    monkeypatch.setattr(resolve_module, "solve_exactly", broken)
     c = Controller(site(), fallback="edf")
     c.plug_in(session("S1", "C1", at(0), at(7), 20.0))
     assert c.publication.source == "fallback:edf"
@@ -287,7 +292,7 @@ def test_a_re_solve_past_its_budget_keeps_the_verified_provisional_plan_and_the_
     seen = []
     c = loaded_controller(provisional=True, on_publish=seen.append)
     seen.clear()
-    c.time_limit_s = 0.0  # no time at all: HiGHS stops before its first iteration
+    c.options = dataclasses.replace(c.options, time_limit_s=0.0)  # no time at all: HiGHS stops before its first iteration
     c.plug_in(session("S3", "C3", at(2), at(8), 6.0))
     assert c.optimum_pending
     assert [p.source for p in seen] == ["provisional", "provisional"]  # published first, then kept with the reason
@@ -304,8 +309,8 @@ def test_a_re_solve_past_its_budget_keeps_the_verified_provisional_plan_and_the_
 
 
 def test_an_interrupt_stops_the_re_solve_like_a_budget_and_the_next_publication_continues(monkeypatch):
-    monkeypatch.setattr(controller_module, "INTERRUPT_POLL_S", 0.0)  # ask at every simplex iteration,
-    monkeypatch.setattr(controller_module, "INTERRUPT_MIN_RUN_S", 0.0)  # from the first
+    monkeypatch.setattr(warm_module, "INTERRUPT_POLL_S", 0.0)  # ask at every simplex iteration,
+    monkeypatch.setattr(warm_module, "INTERRUPT_MIN_RUN_S", 0.0)  # from the first
     day = residential(120, seed=7)
     sessions = day.pop("sessions")
     asked = []
@@ -327,7 +332,7 @@ def test_an_interrupt_stops_the_re_solve_like_a_budget_and_the_next_publication_
 
 def test_past_its_budget_without_a_new_car_the_last_plan_stands_if_it_still_verifies():
     c = loaded_controller(always_resolve=True)
-    c.time_limit_s = 0.0
+    c.options = dataclasses.replace(c.options, time_limit_s=0.0)
     c.advance(3)  # a re-solve with no new car
     assert c.publication.source == "provisional" and c.optimum_pending
     assert "re-checked for this state" in c.status
@@ -353,7 +358,7 @@ def test_a_kept_model_s_time_budget_counts_from_each_re_solve():
         c.plug_in(raw)
     assert c.status == "optimal" and c.log[-1]["warm"] == "kept"
     # a budget below the time the kept object has run in all, yet far above what one re-solve needs
-    c.time_limit_s = 0.8 * c._model.highs.getRunTime()
+    c.options = dataclasses.replace(c.options, time_limit_s=0.8 * c.kept_run_time_s())
     raw, period = arrivals[-1]
     c.advance(max(period, c.now))
     c.plug_in(raw)
@@ -361,7 +366,7 @@ def test_a_kept_model_s_time_budget_counts_from_each_re_solve():
 
 
 def test_the_fallback_respects_a_demand_response_cap(monkeypatch):
-    monkeypatch.setattr(controller_module, "solve_exactly",
+    monkeypatch.setattr(resolve_module, "solve_exactly",
                         lambda *a, **k: (_ for _ in ()).throw(SolverError("down")))
     c = Controller(site())
     c.plug_in(session("S1", "C2", at(0), at(8), 14.0))
@@ -485,10 +490,10 @@ def test_forecast_cars_get_no_set_point_and_leave_the_plan_at_their_arrival():
     c = Controller(site(), expected_arrivals=[expected_car(node="M2")])
     assert c.status == "idle"
     c.plug_in(session("S1", "C1", at(0), at(7), 5.0))
-    assert any(sid.startswith(controller_module.EXPECTED_PREFIX) for sid in c.publication.session_ids)
+    assert any(sid.startswith(EXPECTED_PREFIX) for sid in c.publication.session_ids)
     assert list(c.setpoints().index) == ["S1"]
     c.advance(4)
-    assert not any(sid.startswith(controller_module.EXPECTED_PREFIX) for sid in c.publication.session_ids)
+    assert not any(sid.startswith(EXPECTED_PREFIX) for sid in c.publication.session_ids)
     c.expect([])
     assert c.state.expected == ()
 
@@ -665,8 +670,8 @@ def test_every_warm_re_solve_reaches_the_optimum_of_its_state(day):
                 c.plug_in(next(raw for raw in sessions if raw["id"] == s.id))
                 if not c.status == "optimal":
                     continue  # infeasible by exclusivity alone, say: the fallback is tested elsewhere
-                sub, meta = c._sub_instance()
-                if np.isfinite(meta["final_upper"]).any():
+                sub, window = c.window()
+                if np.isfinite(window.final_upper_kwh).any():
                     continue  # a V2G car above its request: a bound the instance cannot state (hand test above)
                 cold = gridcharge.solve(sub).summary["objective_cny"]
                 assert c.publication.schedule.summary["objective_cny"] == pytest.approx(cold, rel=1e-7, abs=1e-6)
@@ -707,10 +712,10 @@ def test_the_greedy_fill_of_many_new_cars_sums_the_loads_once_and_matches_the_ca
     caps = np.full((problem.n_nodes, problem.n_periods), np.inf)
     caps[0, ::2] = problem.import_limit_kw[0] * 0.7  # a demand-response cap on every other period of the root
     new = np.arange(problem.n_sessions)
-    filled = controller_module._greedy_new_cars(problem, np.zeros((problem.n_sessions, problem.n_periods)), new, caps)
+    filled = fill_new_cars(problem, np.zeros((problem.n_sessions, problem.n_periods)), new, caps)
     reference = np.zeros_like(filled)
     for s in new:  # one car at a time, loads from scratch
-        reference[s] = controller_module._greedy_new_cars(problem, reference, np.array([s]), caps)[s]
+        reference[s] = fill_new_cars(problem, reference, np.array([s]), caps)[s]
     np.testing.assert_allclose(filled, reference, rtol=0, atol=1e-9)
 
 
@@ -726,12 +731,12 @@ def test_a_re_solve_stopped_by_its_budget_publishes_verified_plans_and_continues
     budgeted = Controller(site_day, provisional=True)
     for s in sessions:
         plain.plug_in(s)
-        budgeted.time_limit_s = budget_s
+        budgeted.options = dataclasses.replace(budgeted.options, time_limit_s=budget_s)
         budgeted.plug_in(s)
         pub = budgeted.publication
         assert pub.verification is not None and pub.verification.ok
         assert gridcharge.verify(pub.schedule.problem.instance, pub.power_kw).ok
-        budgeted.time_limit_s = None
+        budgeted.options = dataclasses.replace(budgeted.options, time_limit_s=None)
         budgeted.refresh()
         assert not budgeted.optimum_pending
         assert budgeted.publication.source == plain.publication.source

@@ -51,7 +51,8 @@ from ..instance import Instance, load_instance
 from ..problem import Problem, build_problem
 from ..schedule import battery_power_kw, delivered_kwh, node_load_frame, power_frame
 from ..verify import Verification, verify
-from .controller import CONTROLLER_SOLVERS, Controller
+from .controller import Controller
+from .state import CONTROLLER_SOLVERS
 
 STRATEGIES = ("uncontrolled", "equal_share", "edf", "llf", "greedy_cost", "online", "optimal")
 #: The strategies :func:`compare` runs by default.
@@ -188,8 +189,9 @@ def simulate(site, sessions: Sequence[Mapping] | None = None, strategy: str = "o
     seed : int — seed of the noise draws
     reveal : {"arrival", "start"} — when a controller learns of a car (module notes)
     time_limit_s : float, optional — HiGHS limit per re-solve (``online``) or for the whole-day solve (``optimal``) [s]
-    controller_options : mapping, optional — more keyword arguments for :class:`~gridcharge.online.Controller`
-        (``warm_start``, ``always_resolve``, ``fallback``, ``horizon_periods`` ...)
+    controller_options : mapping, optional — more keyword arguments for :class:`~gridcharge.online.Controller`:
+        fields of :class:`~gridcharge.online.ControllerOptions` (``warm_start``, ``always_resolve``, ``fallback``,
+        ``horizon_periods`` ...) and ``expected_arrivals``
 
     Raises
     ------
