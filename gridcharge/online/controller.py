@@ -6,8 +6,8 @@ verified schedule.
 :meth:`~Controller.forecast`, :meth:`~Controller.expect`, :meth:`~Controller.advance`) over an explicit, frozen
 :class:`~gridcharge.online.state.ControllerState`. Each event is validated before anything changes (a refusal is an
 :class:`~gridcharge.errors.EventRefused` naming the field, with a reason), and each accepted event is followed by a
-publication for the current and every later period of the day. The steps of a publication live in their own
-modules: the window (:mod:`.window`), the warm re-solve (:mod:`.resolve` on :mod:`gridcharge.solvers.warm`),
+publication for the current and every later period of the day. The events themselves are pure functions of the
+state (:mod:`.events`); the steps of a publication live in their own modules: the window (:mod:`.window`), the warm re-solve (:mod:`.resolve` on :mod:`gridcharge.solvers.warm`),
 provisional plans (:mod:`.provisional`), the checks and the fallback ladder (:mod:`.checks`). How and why:
 docs/design/online.md.
 """
@@ -23,27 +23,23 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from pydantic import ValidationError
 
-from ..errors import EventRefused, FieldProblem, InstanceError, PublicationRejected, RefusalReason
-from ..instance import Instance, Session, battery_problems, field_problems, load_instance
+from ..errors import EventRefused, FieldProblem, PublicationRejected
+from ..instance import Instance, load_instance
 from ..problem import Problem, build_problem
-from ..schedule import Schedule, battery_power_kw, node_loads, summarise
+from ..schedule import Schedule, summarise
 from ..solvers.baselines import BASELINES
 from ..solvers.warm import KeptHighs
 from ..verify import Verification
+from . import events
 from .checks import capped_problem, check_schedule, fall_back, first_line, rebased
 from .provisional import InterimPlan, interim_plan, plan_tail
 from .resolve import peak_floor, solve_window
-from .state import (CONTROLLER_SOLVERS, EXPECTED_PREFIX, Car, Cap, ControllerOptions, ControllerState, Expected,
-                    Publication, Timings, readonly)
+from .state import (CONTROLLER_SOLVERS, EXPECTED_PREFIX, ControllerOptions, ControllerState, Day, Publication,
+                    Timings, readonly)
 from .window import Window, WindowBuilder
 
-__all__ = ["CONTROLLER_SOLVERS", "MEASURE_TOLERANCE_KWH", "Controller"]
-
-#: A measured energy that differs from the controller's own account by less than this is no news [kWh].
-MEASURE_TOLERANCE_KWH = 1e-9
-_UNKNOWN_SESSION_KEY = f"unknown key (allowed: {', '.join(Session.model_fields)})"
+__all__ = ["CONTROLLER_SOLVERS", "Controller"]
 
 
 class Controller:
@@ -94,17 +90,13 @@ class Controller:
         options = options or ControllerOptions()
         self.options = dataclasses.replace(options, **overrides) if overrides else options
         self.site = inst
+        self.day = Day.of(inst)
+        self.periods = T = inst.horizon.periods
         self.on_publish = on_publish
         self.auto_resolve = True
-        self._windows = WindowBuilder(inst, self.options.horizon_periods)
+        self._windows = WindowBuilder(self.day, self.options.horizon_periods)
         self._highs = KeptHighs(keep=self.options.warm_start, threads=self.options.threads,
                                 options=self.options.highs_options, interrupt=interrupt)
-
-        h = inst.horizon
-        self.periods = h.periods
-        self.step = self._windows.step
-        self.node_ids = [n.id for n in inst.nodes]
-        T = h.periods
         base = np.array([np.broadcast_to(np.asarray(n.base_load_kw, dtype=float), (T,)) for n in inst.nodes])
         self.state = ControllerState(now=0, cars={}, finished={}, caps=(), base_load_kw=readonly(base.copy()),
                                      peak_so_far_kw=-math.inf, next_serial=0)
@@ -138,35 +130,15 @@ class Controller:
 
     def time_of(self, period: int) -> datetime:
         """Start of period ``period`` (``period == T`` is the end of the day)."""
-        return self._windows.time_of(period)
+        return self.day.time_of(period)
 
     @property
     def time(self) -> datetime:
         """The current time: start of period ``now``."""
         return self.time_of(self.state.now)
 
-    def _period(self, value, path: str, event: str, *, rounding: str) -> int:
-        """A period index from an int or a date-time / ISO string (``rounding``: floor or ceil to a boundary)."""
-        if isinstance(value, (bool, np.bool_)):
-            raise EventRefused(event, FieldProblem(path, value, "a period index or an ISO-8601 date-time with offset"))
-        if isinstance(value, (int, np.integer)):
-            return int(value)
-        when = self._datetime(value, path, event)
-        periods = (when - self.site.horizon.start) / self.step
-        return int(math.floor(periods + 1e-9) if rounding == "floor" else math.ceil(periods - 1e-9))
-
-    def _datetime(self, value, path: str, event: str) -> datetime:
-        if isinstance(value, str):
-            try:
-                value = datetime.fromisoformat(value)
-            except ValueError:
-                raise EventRefused(event, FieldProblem(path, value, "an ISO-8601 date-time with UTC offset")) from None
-        if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
-            raise EventRefused(event, FieldProblem(path, value, "an ISO-8601 date-time with UTC offset"))
-        return value
-
     # ---------------------------------------------------------------------------------------------------------
-    # events
+    # events (each: the new state from :mod:`.events`, committed, then a publication)
 
     def plug_in(self, session: Mapping) -> None:
         """A car announces itself: an instance-v1 session mapping (``id``, ``charger``, ``departure``,
@@ -178,34 +150,7 @@ class Controller:
         another car during the new car's stay, a departure not after the current time (or not after arrival, or
         after the end of the day), a battery that does not fit.
         """
-        event = "plug_in"
-        if not isinstance(session, Mapping):
-            raise EventRefused(event, FieldProblem("session", type(session).__name__, "a mapping of session fields"))
-        data = dict(session)
-        data.setdefault("arrival", self.time.isoformat())
-        try:
-            parsed = Session.model_validate(data)
-        except ValidationError as exc:
-            raise EventRefused(event, field_problems(exc, prefix="session", unknown_key=_UNKNOWN_SESSION_KEY)) from None
-        state = self.state
-        problems: list[FieldProblem] = []
-        reason = RefusalReason.INVALID
-        if parsed.id in state.cars or parsed.id in state.finished:
-            problems.append(FieldProblem("session.id", parsed.id, "an id not used by another car today"))
-            reason = RefusalReason.ID_IN_USE
-        if parsed.charger not in self._windows.chargers:
-            known = ", ".join(repr(c) for c in list(self._windows.chargers)[:5])
-            problems.append(FieldProblem("session.charger", parsed.charger, f"the id of a charger (known: {known})"))
-        problems += self._departure_problems("session.departure", parsed.arrival, parsed.departure)
-        problems += battery_problems("session", parsed)
-        if not problems:
-            problems += self._occupied(parsed.charger, parsed.arrival, parsed.departure, "session.charger")
-            reason = RefusalReason.CHARGER_OCCUPIED
-        if problems:
-            raise EventRefused(event, problems, reason)
-        car = Car(session=parsed, serial=state.next_serial)
-        self._commit(dataclasses.replace(state, cars={**state.cars, parsed.id: car},
-                                         next_serial=state.next_serial + 1), "plug_in")
+        self._commit(events.plug_in(self.day, self.state, session), "plug_in")
 
     def depart(self, session_id: str, at=None) -> None:
         """Car ``session_id`` leaves at ``at`` (date-time or ISO string; default now).
@@ -213,34 +158,12 @@ class Controller:
         ``at`` not after the current time: the car has left (it is removed; a car that has not arrived yet is a
         cancelled reservation). ``at`` in the future: the announced departure moves there (early or late).
         """
-        event = "depart"
-        car = self._car(session_id, event)
-        when = self.time if at is None else self._datetime(at, "at", event)
-        state = self.state
-        if when <= self.time:
-            cars = dict(state.cars)
-            del cars[session_id]
-            self._commit(dataclasses.replace(state, cars=cars, finished={**state.finished, session_id: car}),
-                         "depart")
-            return
-        self._change_session(event, car, {"departure": when}, "at")
+        self._commit(events.depart(self.day, self.state, session_id, at), "depart")
 
     def update(self, session_id: str, *, departure=None, energy_kwh: float | None = None) -> None:
         """The driver changes their wishes: a new ``departure`` (date-time or ISO string) and/or ``energy_kwh``
         (total energy to add since arrival [kWh])."""
-        event = "update"
-        car = self._car(session_id, event)
-        if departure is None and energy_kwh is None:
-            raise EventRefused(event, FieldProblem("departure", None, "a new departure and/or energy_kwh"))
-        change = {}
-        if departure is not None:
-            change["departure"] = self._datetime(departure, "departure", event)
-        if energy_kwh is not None:
-            if isinstance(energy_kwh, bool) or not isinstance(energy_kwh, (int, float, np.number)) \
-                    or not math.isfinite(energy_kwh) or energy_kwh < 0:
-                raise EventRefused(event, FieldProblem("energy_kwh", energy_kwh, "a finite number >= 0 [kWh]"))
-            change["energy_kwh"] = float(energy_kwh)
-        self._change_session(event, car, change, "departure")
+        self._commit(events.update(self.day, self.state, session_id, departure, energy_kwh), "update")
 
     def measure(self, session_id, energy_delivered_kwh: float | None = None) -> None:
         """The meter says car ``session_id`` has received ``energy_delivered_kwh`` since arrival (into the battery,
@@ -250,96 +173,22 @@ class Controller:
         a value outside the battery (``min_kwh - initial_kwh .. battery_kwh - initial_kwh``).
         A value within ``MEASURE_TOLERANCE_KWH`` of the controller's own account changes nothing.
         """
-        event = "measure"
         values = session_id if isinstance(session_id, Mapping) else {session_id: energy_delivered_kwh}
-        problems: list[FieldProblem] = []
-        reason = RefusalReason.INVALID
-        changed: dict[str, Car] = {}
-        for sid, value in values.items():
-            if sid not in self.state.cars:
-                problems.append(FieldProblem("session_id", sid, "the id of an announced car that has not left"))
-                reason = RefusalReason.UNKNOWN_SESSION
-                continue
-            car = self.state.cars[sid]
-            path = "energy_delivered_kwh" if len(values) == 1 else f"energy_delivered_kwh[{sid!r}]"
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
-                problems.append(FieldProblem(path, value, "a finite number [kWh]"))
-                continue
-            low, high = _energy_bounds(car.session)
-            if value < low - 1e-9:
-                expected = ">= 0: energy delivered cannot be negative" if low == 0 else \
-                    f">= {low:g} (min_kwh - initial_kwh: the battery cannot go below its floor)"
-                problems.append(FieldProblem(path, value, f"must be {expected} [kWh]"))
-                continue
-            if high is not None and value > high + 1e-9:
-                problems.append(FieldProblem(path, value, f"must be <= {high:g} (battery_kwh - initial_kwh) [kWh]"))
-                continue
-            if abs(float(value) - car.delivered_kwh) > MEASURE_TOLERANCE_KWH:
-                changed[sid] = dataclasses.replace(car, delivered_kwh=float(value))
-        if problems:
-            raise EventRefused(event, problems, reason)
-        if changed:
-            self._commit(dataclasses.replace(self.state, cars={**self.state.cars, **changed}), "measure")
+        state = events.measure(self.state, values)
+        if state is not None:
+            self._commit(state, "measure")
 
     def set_limit(self, node_id: str, import_limit_kw: float, start, end) -> None:
         """A demand-response cap: node ``node_id``'s net load <= ``import_limit_kw`` [kW] from ``start`` to ``end``
         (period indices, or date-times rounded outwards to period boundaries). Caps add up by minimum with each
         other and with the node's own limit. Refused: unknown node, a limit that is not a finite number >= 0,
         ``end`` not after ``start`` or not after now, a window outside the day."""
-        event = "set_limit"
-        problems = []
-        if node_id not in self._windows.node_index:
-            problems.append(FieldProblem("node_id", node_id, f"the id of a node (known: "
-                                                             f"{', '.join(map(repr, self.node_ids[:5]))})"))
-        if isinstance(import_limit_kw, bool) or not isinstance(import_limit_kw, (int, float, np.number)) \
-                or not math.isfinite(import_limit_kw) or import_limit_kw < 0:
-            problems.append(FieldProblem("import_limit_kw", import_limit_kw, "a finite number >= 0 [kW]"))
-        first = self._period(start, "start", event, rounding="floor")
-        last = self._period(end, "end", event, rounding="ceil")
-        if first < 0 or first >= self.periods:
-            problems.append(FieldProblem("start", start, f"within the day: period 0 .. {self.periods - 1}"))
-        if last <= first:
-            problems.append(FieldProblem("end", end, "after start"))
-        elif last <= self.now:
-            problems.append(FieldProblem("end", end, f"after the current period {self.now} (the window is over)"))
-        elif last > self.periods:
-            problems.append(FieldProblem("end", end, f"not after the end of the day (period {self.periods})"))
-        if problems:
-            raise EventRefused(event, problems)
-        cap = Cap(node_id, float(import_limit_kw), first, last)
-        self._commit(dataclasses.replace(self.state, caps=self.state.caps + (cap,)), "set_limit")
+        self._commit(events.set_limit(self.day, self.state, node_id, import_limit_kw, start, end), "set_limit")
 
     def forecast(self, node_id: str, base_load_kw, start: int | None = None) -> None:
         """A new forecast of node ``node_id``'s own base load [kW] from period ``start`` (default now): one number
         for every remaining period, or one number per period from ``start`` on (at most to the end of the day)."""
-        event = "forecast"
-        problems = []
-        if node_id not in self._windows.node_index:
-            problems.append(FieldProblem("node_id", node_id, "the id of a node"))
-        first = self.now if start is None else start
-        if isinstance(first, bool) or not isinstance(first, (int, np.integer)) or not self.now <= first < self.periods:
-            problems.append(FieldProblem("start", start, f"a period index from now ({self.now}) to {self.periods - 1}"))
-            first = self.now
-        values = np.atleast_1d(np.asarray(base_load_kw, dtype=object))
-        try:
-            numbers = values.astype(float)
-        except (TypeError, ValueError):
-            numbers = None
-        if numbers is None or values.ndim != 1 or any(isinstance(v, bool) for v in values) \
-                or not np.all(np.isfinite(numbers)) or np.any(numbers < 0):
-            problems.append(FieldProblem("base_load_kw", base_load_kw, "a finite number >= 0, or a list of them [kW]"))
-        elif np.ndim(base_load_kw) and len(numbers) > self.periods - first:
-            problems.append(FieldProblem("base_load_kw", f"a list of {len(numbers)} numbers",
-                                         f"at most {self.periods - first} (one per period to the end of the day)"))
-        if problems:
-            raise EventRefused(event, problems)
-        base = self.state.base_load_kw.copy()
-        i = self._windows.node_index[node_id]
-        if np.ndim(base_load_kw):
-            base[i, first:first + len(numbers)] = numbers
-        else:
-            base[i, first:] = numbers[0]
-        self._commit(dataclasses.replace(self.state, base_load_kw=readonly(base)), "forecast")
+        self._commit(events.forecast(self.day, self.state, node_id, base_load_kw, start), "forecast")
 
     def expect(self, cars) -> None:
         """Replace the arrival forecast: a sequence of expected cars, each a mapping with ``id``, ``node`` (where
@@ -353,57 +202,7 @@ class Controller:
         node, times that are not date-times with offset, a departure not after arrival or after the day, energy
         < 0, max_charge_kw <= 0, phases or efficiency out of range.
         """
-        event = "expect"
-        allowed = {"id", "node", "arrival", "departure", "energy_kwh", "max_charge_kw", "phases", "efficiency"}
-        problems: list[FieldProblem] = []
-        parsed = []
-        seen: set = set()
-        end = self.time_of(self.periods)
-        for i, car in enumerate(cars):
-            where = f"cars[{i}]"
-            if not isinstance(car, Mapping):
-                problems.append(FieldProblem(where, type(car).__name__, "a mapping of expected-car fields"))
-                continue
-            found = [FieldProblem(f"{where}.{k}", car[k], f"unknown key (allowed: {', '.join(sorted(allowed))})")
-                     for k in car if k not in allowed]
-            found += [FieldProblem(f"{where}.{k}", "(missing)", "missing required key")
-                      for k in ("id", "node", "arrival", "departure", "energy_kwh", "max_charge_kw") if k not in car]
-            if found:
-                problems += found
-                continue
-            if not isinstance(car["id"], str) or not car["id"] or car["id"] in seen:
-                found.append(FieldProblem(f"{where}.id", car["id"], "a non-empty id not given to another expected car"))
-            seen.add(car["id"])
-            if car["node"] not in self._windows.node_index:
-                found.append(FieldProblem(f"{where}.node", car["node"], "the id of a node"))
-            times = []
-            for key in ("arrival", "departure"):
-                try:
-                    times.append(self._datetime(car[key], f"{where}.{key}", event))
-                except InstanceError as exc:
-                    found += exc.problems
-            if len(times) == 2 and not times[0] < times[1] <= end:
-                found.append(FieldProblem(f"{where}.departure", str(car["departure"]),
-                                          f"after arrival and not after the end of the day {end.isoformat()}"))
-            for key, low, closed, high in (("energy_kwh", 0.0, True, math.inf), ("max_charge_kw", 0.0, False, math.inf),
-                                           ("efficiency", 0.0, False, 1.0)):
-                value = car.get(key, 1.0)
-                ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value) \
-                    and (value >= low if closed else value > low) and value <= high
-                if not ok:
-                    found.append(FieldProblem(f"{where}.{key}", value, f"a number {'>=' if closed else '>'} {low:g}"
-                                                                       + (f" and <= {high:g}" if high < math.inf else "")))
-            if car.get("phases", "ABC") not in ("A", "B", "C", "ABC"):
-                found.append(FieldProblem(f"{where}.phases", car["phases"], "one of A, B, C, ABC"))
-            if found:
-                problems += found
-                continue
-            parsed.append(Expected(car["id"], car["node"], times[0], times[1], float(car["energy_kwh"]),
-                                   float(car["max_charge_kw"]), car.get("phases", "ABC"),
-                                   float(car.get("efficiency", 1.0))))
-        if problems:
-            raise EventRefused(event, problems)
-        self._commit(dataclasses.replace(self.state, expected=tuple(parsed)), "expect")
+        self._commit(events.expect(self.day, self.state, cars), "expect")
 
     def advance(self, to_period) -> None:
         """Time moves on to period ``to_period`` (index or date-time on a boundary, rounded down).
@@ -412,91 +211,15 @@ class Controller:
         :meth:`measure`); cars whose departure is not after the new time leave. Refused: a period before now or
         after the end of the day.
         """
-        event = "advance"
-        to = self._period(to_period, "to_period", event, rounding="floor")
-        if to < self.now or to > self.periods:
-            raise EventRefused(event, FieldProblem("to_period", to_period,
-                                               f"a period from now ({self.now}) to the end of the day ({self.periods})"))
-        if to == self.now:
+        before = self.state
+        state = events.advance(self.day, before, self.publication, to_period)
+        if state is None:
             return
-        state = self.state
-        pub = self.publication
-        cars = dict(state.cars)
-        peak = state.peak_so_far_kw
-        if pub.schedule is not None and len(pub.session_ids):
-            problem = pub.schedule.problem
-            a, b = state.now - pub.start_period, to - pub.start_period
-            power = pub.power_kw[:, a:b]
-            presence = problem.presence[:, a:b]
-            gained = (battery_power_kw(power, problem.efficiency[:, None]) * presence).sum(axis=1) * problem.step_hours
-            for sid, kwh in zip(pub.session_ids, gained):
-                if sid in cars and kwh != 0.0:
-                    car = cars[sid]
-                    cars[sid] = dataclasses.replace(car, delivered_kwh=car.delivered_kwh + float(kwh))
-            root_load = node_loads(problem, pub.power_kw)[problem.root, a:b]
-            if len(root_load):
-                peak = max(peak, float(root_load.max()))
-        else:  # no car: the root carries every node's own net load
-            own = state.base_load_kw - self._windows.generation_kw
-            peak = max(peak, float(own[:, state.now:to].sum(axis=0).max()))
-        end_time = self.time_of(to)
-        finished = dict(state.finished)
-        for sid in [sid for sid, car in cars.items() if car.session.departure <= end_time]:
-            finished[sid] = cars.pop(sid)
-        self.state = dataclasses.replace(state, now=to, cars=cars, finished=finished, peak_so_far_kw=peak)
+        self.state = state
         self._changes.add("advance")
-        if any(self.time_of(state.now) < e.arrival <= end_time for e in state.expected):
+        if any(self.time_of(before.now) < e.arrival <= self.time for e in before.expected):
             self._dirty = True  # forecast cars left the plan: re-plan the rest
         self._after_change()
-
-    # ---------------------------------------------------------------------------------------------------------
-    # event helpers
-
-    def _car(self, session_id, event: str) -> Car:
-        if session_id not in self.state.cars:
-            raise EventRefused(event, FieldProblem("session_id", session_id,
-                                                   "the id of an announced car that has not left"),
-                               RefusalReason.UNKNOWN_SESSION)
-        return self.state.cars[session_id]
-
-    def _departure_problems(self, path: str, arrival: datetime, departure: datetime) -> list[FieldProblem]:
-        end = self.time_of(self.periods)
-        if departure <= arrival:
-            return [FieldProblem(path, departure.isoformat(), f"must be after arrival {arrival.isoformat()}")]
-        if departure <= self.time:
-            return [FieldProblem(path, departure.isoformat(),
-                                 f"must be after the current time {self.time.isoformat()} (it is in the past)")]
-        if departure > end:
-            return [FieldProblem(path, departure.isoformat(), f"must not be after the end of the day {end.isoformat()}")]
-        return []
-
-    def _occupied(self, charger: str, arrival: datetime, departure: datetime, path: str,
-                  ignore: str | None = None) -> list[FieldProblem]:
-        for other in self.state.cars.values():
-            s = other.session
-            if s.id != ignore and s.charger == charger and s.arrival < departure and arrival < s.departure:
-                return [FieldProblem(path, charger, f"a free charger: car {s.id!r} is on it from "
-                                                    f"{s.arrival.isoformat()} to {s.departure.isoformat()}")]
-        return []
-
-    def _change_session(self, event: str, car: Car, change: dict, departure_path: str) -> None:
-        session = car.session
-        problems = []
-        reason = RefusalReason.INVALID
-        if "departure" in change:
-            problems += self._departure_problems(departure_path, session.arrival, change["departure"])
-            if not problems:
-                problems += self._occupied(session.charger, session.arrival, change["departure"], departure_path,
-                                           ignore=session.id)
-                reason = RefusalReason.CHARGER_OCCUPIED if problems else reason
-        updated = session.model_copy(update=change)
-        if "energy_kwh" in change:
-            problems += [dataclasses.replace(p, path="energy_kwh") if p.path.endswith(".energy_kwh") else p
-                         for p in battery_problems("session", updated)]
-        if problems:
-            raise EventRefused(event, problems, reason)
-        new_car = dataclasses.replace(car, session=updated)
-        self._commit(dataclasses.replace(self.state, cars={**self.state.cars, session.id: new_car}), event)
 
     def _commit(self, state: ControllerState, kind: str) -> None:
         self.state = state
@@ -568,12 +291,7 @@ class Controller:
     def car_at(self, charger_id: str, when) -> str | None:
         """Id of the announced car plugged in at ``charger_id`` at time ``when`` (a date-time or ISO string with
         offset; arrival <= when < departure), or None."""
-        when = self._datetime(when, "when", "car_at")
-        for session_id, car in self.state.cars.items():
-            s = car.session
-            if s.charger == charger_id and s.arrival <= when < s.departure:
-                return session_id
-        return None
+        return events.car_at(self.state, charger_id, events.to_datetime(when, "when", "car_at"))
 
     def setpoints(self) -> pd.Series:
         """Set-points of the current period [kW] per announced car (0 for a car not plugged in this period)."""
@@ -724,16 +442,3 @@ class Controller:
             self.now, tuple(problem.session_ids), readonly(power.copy()), "provisional",
             f"provisional: the last {self.options.solver} plan, {why}", interim.verification, schedule,
             Timings(**spent, total_s=time.perf_counter() - started)))
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# helpers
-
-
-def _energy_bounds(session: Session) -> tuple[float, float | None]:
-    """Bounds on the energy added since arrival [kWh]: battery → [min - initial, battery - initial], else [0, None]."""
-    if session.battery_kwh is None:
-        return 0.0, None
-    initial = session.initial_kwh or 0.0
-    floor = initial if session.min_kwh is None else session.min_kwh
-    return floor - initial, session.battery_kwh - initial

@@ -8,11 +8,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 
-from ..instance import Session
+from ..instance import Instance, Session
 from ..schedule import Schedule
 from ..verify import Verification
 
@@ -80,6 +80,59 @@ class ControllerOptions:
     def time_budget_s(self) -> float:
         """``time_limit_s`` with None as infinity [s]."""
         return math.inf if self.time_limit_s is None else float(self.time_limit_s)
+
+
+@dataclass(frozen=True)
+class Day:
+    """The fixed frame of a controller's day, computed once from its site: the period grid, chargers and nodes.
+
+    site : Instance — nodes, chargers, tariff, objective; its horizon is the day
+    chargers : dict id → Charger
+    node_index : dict id → row of the node arrays
+    node_ids : tuple of str
+    generation_kw : numpy.ndarray, shape (N, T) — each node's own generation [kW]
+    import_price, export_price : numpy.ndarray, shape (T,) — [CNY/kWh]
+    """
+
+    site: Instance
+    chargers: dict
+    node_index: dict
+    node_ids: tuple
+    generation_kw: np.ndarray
+    import_price: np.ndarray
+    export_price: np.ndarray
+
+    @classmethod
+    def of(cls, site: Instance) -> Day:
+        T = site.horizon.periods
+
+        def per_period(value) -> np.ndarray:
+            return readonly(np.broadcast_to(np.asarray(value, dtype=float), (T,)).copy())
+
+        return cls(site=site, chargers={c.id: c for c in site.chargers},
+                   node_index={n.id: i for i, n in enumerate(site.nodes)}, node_ids=tuple(n.id for n in site.nodes),
+                   generation_kw=readonly(np.array([per_period(n.generation_kw) for n in site.nodes])),
+                   import_price=per_period(site.tariff.import_cny_per_kwh),
+                   export_price=per_period(site.tariff.export_cny_per_kwh))
+
+    @property
+    def start(self) -> datetime:
+        """Start of period 0."""
+        return self.site.horizon.start
+
+    @property
+    def step(self) -> timedelta:
+        """Length of a period."""
+        return timedelta(minutes=self.site.horizon.step_minutes)
+
+    @property
+    def periods(self) -> int:
+        """Periods of the day (T)."""
+        return self.site.horizon.periods
+
+    def time_of(self, period: int) -> datetime:
+        """Start of period ``period`` (``period == T`` is the end of the day)."""
+        return self.start + self.step * period
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import timedelta
-
 import numpy as np
 
 from ..instance import Charger, Horizon, Instance, Session, Tariff
-from .state import EXPECTED_PREFIX, PHANTOM_SERIAL, Car, ControllerState
+from .state import EXPECTED_PREFIX, PHANTOM_SERIAL, Car, ControllerState, Day
 
 
 @dataclass(frozen=True)
@@ -49,59 +47,47 @@ class _CachedSession:
 
 
 class WindowBuilder:
-    """Builds the :class:`Window` of a state for one site (its constant arrays computed once).
+    """Builds the :class:`Window` of a state for one site's day.
 
     Parameters
     ----------
-    site : Instance — the controller's site (no sessions; its horizon is the whole day)
+    day : Day — the site's day (its constant arrays)
     horizon_periods : int, optional — the receding horizon [periods]; default to the end of the day
     """
 
-    def __init__(self, site: Instance, horizon_periods: int | None = None):
-        self.site = site
+    def __init__(self, day: Day, horizon_periods: int | None = None):
+        self.day = day
         self.horizon_periods = horizon_periods
-        h = site.horizon
-        T = h.periods
-        self.periods = T
-        self.step = timedelta(minutes=h.step_minutes)
-        self.node_index = {n.id: i for i, n in enumerate(site.nodes)}
-        self.chargers = {c.id: c for c in site.chargers}
-        self.generation_kw = np.array([np.broadcast_to(np.asarray(n.generation_kw, dtype=float), (T,))
-                                       for n in site.nodes])
-        self.import_price = np.broadcast_to(np.asarray(site.tariff.import_cny_per_kwh, dtype=float), (T,)).copy()
-        self.export_price = np.broadcast_to(np.asarray(site.tariff.export_cny_per_kwh, dtype=float), (T,)).copy()
         self._nodes = None  # ((now, end), base-load array, node copies) of the last window
         self._sessions: dict[str, _CachedSession] = {}
 
-    def time_of(self, period: int):
-        """Start of period ``period`` (``period == T`` is the end of the day)."""
-        return self.site.horizon.start + self.step * period
-
     def bounds(self, now: int) -> tuple[int, int]:
         """The window ``(now, end)`` at period ``now``."""
-        end = self.periods if self.horizon_periods is None else min(self.periods, now + self.horizon_periods)
-        return now, (max(end, now + 1) if now < self.periods else now + 1)
+        periods = self.day.periods
+        end = periods if self.horizon_periods is None else min(periods, now + self.horizon_periods)
+        return now, (max(end, now + 1) if now < periods else now + 1)
 
     def build(self, state: ControllerState) -> tuple[Instance, Window]:
         """The sub-instance over ``[now, end)`` (real cars, then forecast phantoms) and its :class:`Window`."""
-        site = self.site
+        day = self.day
+        site = day.site
         now, end = self.bounds(state.now)
-        start_time, end_time = self.time_of(now), self.time_of(end)
+        start_time, end_time = day.time_of(now), day.time_of(end)
         horizon = Horizon.model_construct(start=start_time, step_minutes=site.horizon.step_minutes,
                                           periods=end - now, timezone=site.horizon.timezone)
-        inside = now < self.periods
+        inside = now < day.periods
         cached = self._nodes
         if cached is not None and cached[0] == (now, end) and cached[1] is state.base_load_kw:
             nodes = cached[2]
         else:
             base = state.base_load_kw[:, now:end] if inside else np.zeros((len(site.nodes), 1))
-            gen = self.generation_kw[:, now:end] if inside else np.zeros((len(site.nodes), 1))
+            gen = day.generation_kw[:, now:end] if inside else np.zeros((len(site.nodes), 1))
             nodes = [n.model_copy(update={"base_load_kw": _series(base[i]), "generation_kw": _series(gen[i])})
                      for i, n in enumerate(site.nodes)]
             self._nodes = ((now, end), state.base_load_kw, nodes)
         tariff = Tariff.model_construct(
-            import_cny_per_kwh=_series(self.import_price[now:end] if inside else np.zeros(1)),
-            export_cny_per_kwh=_series(self.export_price[now:end] if inside else np.zeros(1)))
+            import_cny_per_kwh=_series(day.import_price[now:end] if inside else np.zeros(1)),
+            export_cny_per_kwh=_series(day.export_price[now:end] if inside else np.zeros(1)))
         sessions, serials, final_upper = [], [], []
         kept: dict[str, _CachedSession] = {}
         for car in sorted(state.cars.values(), key=lambda c: c.serial):
@@ -146,11 +132,11 @@ class WindowBuilder:
 
     def caps(self, state: ControllerState, now: int, end: int) -> np.ndarray:
         """Demand-response caps per node and window period, shape (N, end - now) [kW]; inf where none."""
-        caps = np.full((len(self.site.nodes), end - now), np.inf)
+        caps = np.full((len(self.day.node_ids), end - now), np.inf)
         for cap in state.caps:
             a, b = max(cap.start - now, 0), min(cap.end - now, end - now)
             if a < b:
-                i = self.node_index[cap.node]
+                i = self.day.node_index[cap.node]
                 caps[i, a:b] = np.minimum(caps[i, a:b], cap.import_limit_kw)
         return caps
 
@@ -162,7 +148,7 @@ class WindowBuilder:
         if s.departure > end_time:
             update["departure"] = end_time
         over = math.nan
-        v2g = min(self.chargers[s.charger].max_discharge_kw, s.max_discharge_kw) > 0
+        v2g = min(self.day.chargers[s.charger].max_discharge_kw, s.max_discharge_kw) > 0
         if s.battery_kwh is not None:
             initial = s.initial_kwh or 0.0
             floor = initial if s.min_kwh is None else s.min_kwh
