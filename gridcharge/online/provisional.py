@@ -1,6 +1,6 @@
 """Provisional plans: the last published plan carried over to a new window, each new car filled greedily into
 the headroom it leaves. Published before a re-solve (a charger gets a safe set-point at once) or when a re-solve
-runs out of its budget; checked like every publication (docs/design/online.md, "Provisional plans").
+runs out of its budget; checked like every publication (docs/design/online.md, "How a re-solve works", step 5).
 """
 
 from __future__ import annotations

@@ -17,23 +17,7 @@ a controlled baseline (``"equal_share"``, ``"edf"``, ``"llf"``, ``"greedy_cost"`
     energy and the forecast base load known in advance, applied open loop. Without noise it is the best any
     strategy can do (an upper bound on what control achieves); with noise it is a plan that does not react.
 
-The loop (period ``t`` = the interval ``[start + t*step, start + (t+1)*step)``)
--------------------------------------------------------------------------------
-At each boundary ``t``, for controller strategies, one batch of events: ``advance(t)``; ``depart`` for every car
-that has actually left by now (an early leaver is noticed at the first boundary after it left); ``measure`` of the
-energy every present car actually received; ``plug_in`` for every car whose arrival is in ``(time(t-1), time(t)]``
-(``reveal="arrival"``: a car arriving inside a period is noticed at the next boundary, and its charger draws nothing
-until it has a set-point) or, with ``reveal="start"``, every car at ``t = 0`` with its true arrival (all arrivals
-known in advance). Then the controller's set-points for period ``t`` are applied: a charging car draws ``u`` times its
-set-point (``u <= 1``, noise), a discharging car gives what it is told, a car draws only while it is actually there,
-so a car that has left early draws nothing.
-
-Afterwards the realised power is checked with :func:`gridcharge.verify` against the *actual* day: true departures,
-actual base load. Its verdict gives violations, overload [kWh], cost [CNY] (energy, degradation, unmet penalty and
-peak charge), delivered and unmet energy [kWh] and the root's peak [kW].
-
-Noise (:class:`Noise`) is drawn once from ``numpy.random.default_rng(seed)`` in a fixed order, whatever the
-strategy, so strategies compared with the same seed meet the same reality (common random numbers).
+The loop, the checks of what actually happened and the noise: docs/design/online.md, "Closed-loop simulation".
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The window a re-solve sees: an instance-v1 over ``[now, end)`` with what each car still wants, and what that
 instance cannot say (caps, over-request bounds, phantoms of the arrival forecast).
 
-Built anew from the state at each re-solve (docs/design/online.md, "The sub-instance"); unchanged nodes and cars
-are reused from the window before, so that building it costs little next to the solve.
+Built anew from the state at each re-solve (docs/design/online.md, "How a re-solve works", step 1); unchanged
+nodes and cars are reused from the window before, so that building it costs little next to the solve.
 """
 
 from __future__ import annotations
