@@ -18,8 +18,10 @@ from hypothesis import strategies as st
 
 import gridcharge
 from gridcharge.bench.generate import residential
-from gridcharge.errors import InfeasibleError, InstanceError, SolverError
-from gridcharge.online import Controller, Noise, compare, simulate
+from gridcharge.errors import (EventRefused, InfeasibleError, InstanceError, PublicationRejected, RefusalReason,
+                               SolverError)
+from gridcharge.online import Controller, ControllerOptions, Noise, compare, events, simulate
+from gridcharge.online.checks import check_schedule
 from gridcharge.online import resolve as resolve_module
 from gridcharge.online.provisional import fill_new_cars
 from gridcharge.online.state import EXPECTED_PREFIX
@@ -133,6 +135,64 @@ def test_a_refused_event_names_the_field_and_changes_nothing(name):
     assert str(excinfo.value).startswith("refused ")
     assert c.snapshot() == before
     assert len(c.log) == log_length  # no re-solve either
+
+
+#: The reason of each refusal above that is not an invalid value (what the service's HTTP status comes from)
+REASONS = {"occupied charger": RefusalReason.CHARGER_OCCUPIED, "id used already": RefusalReason.ID_IN_USE,
+           "depart: unknown car": RefusalReason.UNKNOWN_SESSION, "update: unknown car": RefusalReason.UNKNOWN_SESSION,
+           "measure: unknown car": RefusalReason.UNKNOWN_SESSION}
+
+
+@pytest.mark.parametrize("name", list(BAD_EVENTS))
+def test_a_refusal_says_its_reason_as_a_type_not_in_words(name):
+    event, _ = BAD_EVENTS[name]
+    c = loaded_controller()
+    with pytest.raises(EventRefused) as excinfo:
+        event(c)
+    assert excinfo.value.reason is REASONS.get(name, RefusalReason.INVALID)
+    assert excinfo.value.event in str(excinfo.value)
+
+
+def test_an_unknown_car_among_readings_is_the_reason_even_beside_a_bad_value():
+    c = loaded_controller()
+    with pytest.raises(EventRefused) as excinfo:
+        c.measure({"S9": 1.0, "S2": 99.0})
+    assert excinfo.value.reason is RefusalReason.UNKNOWN_SESSION
+    assert set(problem_paths(excinfo)) == {"session_id", "energy_delivered_kwh['S2']"}
+
+
+def test_events_are_pure_functions_of_the_state():
+    c = loaded_controller()
+    state = c.state
+    after = events.update(c.day, state, "S1", energy_kwh=3.0)
+    assert after is not state and after.cars["S1"].session.energy_kwh == 3.0
+    assert state.cars["S1"].session.energy_kwh != 3.0 and c.state is state  # nothing else moved
+    assert events.measure(state, {"S1": state.cars["S1"].delivered_kwh}) is None  # no news, no new state
+
+
+def test_a_schedule_over_a_demand_response_cap_is_a_rejected_publication():
+    c = loaded_controller()
+    sub, window = c.window()
+    problem = build_problem(sub)
+    power = np.asarray(c.publication.power_kw[:, : problem.n_periods], dtype=float)
+    assert check_schedule(problem, power, window).ok  # the published plan passes
+    load = node_loads(problem, power)[problem.root]
+    t = int(np.argmax(load))
+    caps = np.full_like(window.caps_kw, np.inf)
+    caps[problem.root, t] = load[t] - 0.5  # a cap the plan breaks by 0.5 kW in one period
+    with pytest.raises(PublicationRejected, match="demand-response cap"):
+        check_schedule(problem, power, dataclasses.replace(window, caps_kw=caps))
+
+
+def test_controller_options_are_checked_once_and_threaded_whole():
+    with pytest.raises(ValueError, match="fallback 'highs'"):
+        ControllerOptions(fallback="highs")
+    with pytest.raises(ValueError, match="horizon_periods"):
+        ControllerOptions(horizon_periods=0)
+    c = Controller(site(), ControllerOptions(solver="edf"), fallback="llf")
+    assert (c.options.solver, c.options.fallback) == ("edf", "llf")
+    c.plug_in(session("S1", "C1", at(0), at(7), 20.0))
+    assert c.status == "heuristic edf"
 
 
 def test_a_refused_event_inside_a_batch_changes_nothing_either():

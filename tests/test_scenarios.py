@@ -93,6 +93,8 @@ def test_a_charger_count_below_the_ratio_is_a_reported_shortfall():
      "fleet.arrival_hour.sd", "required for a normal distribution"),
     (lambda d: d.update(strategies=["uncontrolled", "smart"]), "strategies[1]", "one of"),
     (lambda d: d["site"].update(building_type="castle"), "site.building_type", "must be"),
+    (lambda d: d["horizon"].update(date="soon"), "horizon.date", "must be a date like 2026-01-15"),
+    (lambda d: d.update(hosting={"enabled": "maybe"}), "hosting.enabled", "must be true or false"),
     (lambda d: d["base_load"].update(csv="nowhere.csv", peak_kw=None), "base_load.csv", "no such file"),
     (lambda d: d["transformer"]["ambient"].update(preset="beijing-monsoon"), "transformer.ambient.preset", "one of"),
     (lambda d: d["fleet"].update(evs=3), "fleet", "at most site.chargers"),
