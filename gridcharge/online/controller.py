@@ -68,7 +68,7 @@ class Controller:
 
     Attributes
     ----------
-    options : ControllerOptions — may be replaced whole between events (e.g. another ``time_limit_s``)
+    options : ControllerOptions — may be replaced whole between events
     state : ControllerState
     publication : Publication
     status : str — what the last publication is and why (``"optimal"``, ``"heuristic ..."``, ``"provisional ..."``,
@@ -87,16 +87,15 @@ class Controller:
         if inst.sessions:
             raise EventRefused("site", FieldProblem("sessions", f"{len(inst.sessions)} sessions",
                                                     "a Controller site has no sessions; announce cars with plug_in()"))
-        options = options or ControllerOptions()
-        self.options = dataclasses.replace(options, **overrides) if overrides else options
         self.site = inst
         self.day = Day.of(inst)
         self.periods = T = inst.horizon.periods
         self.on_publish = on_publish
         self.auto_resolve = True
-        self._windows = WindowBuilder(self.day, self.options.horizon_periods)
-        self._highs = KeptHighs(keep=self.options.warm_start, threads=self.options.threads,
-                                options=self.options.highs_options, interrupt=interrupt)
+        self._windows = WindowBuilder(self.day)
+        self._highs = KeptHighs(interrupt=interrupt)
+        options = options or ControllerOptions()
+        self.options = dataclasses.replace(options, **overrides) if overrides else options
         base = np.array([np.broadcast_to(np.asarray(n.base_load_kw, dtype=float), (T,)) for n in inst.nodes])
         self.state = ControllerState(now=0, cars={}, finished={}, caps=(), base_load_kw=readonly(base.copy()),
                                      peak_so_far_kw=-math.inf, next_serial=0)
@@ -110,6 +109,19 @@ class Controller:
             self.auto_resolve = False
             self.expect(expected_arrivals)
             self.auto_resolve = True
+
+    @property
+    def options(self) -> ControllerOptions:
+        """How this controller solves; replaced whole (e.g. another ``time_limit_s``), it takes effect at the next
+        re-solve."""
+        return self._options
+
+    @options.setter
+    def options(self, value: ControllerOptions) -> None:
+        self._options = value
+        self._windows.horizon_periods = value.horizon_periods
+        self._highs.keep, self._highs.threads = value.warm_start, value.threads
+        self._highs.options = dict(value.highs_options)
 
     @property
     def interrupt(self) -> Callable[[], bool] | None:
