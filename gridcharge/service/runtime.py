@@ -301,7 +301,8 @@ class LocalSolver:
         pass
 
 
-def _solver_main(fd: int) -> None:  # pragma: no cover - runs in the child process
+def solver_child_main(fd: int) -> None:  # pragma: no cover - runs in the child process
+    """The solver child of :class:`SolverProcess`: a :class:`LocalSolver` serving runs over the socket ``fd``."""
     from multiprocessing.connection import Connection
 
     connection = Connection(fd)
@@ -908,4 +909,4 @@ if __name__ == "__main__":  # pragma: no cover - the solver child of SolverProce
     # are the classes execute() checks against, not this __main__ module's twins
     from gridcharge.service import runtime
 
-    runtime._solver_main(int(sys.argv[1]))
+    runtime.solver_child_main(int(sys.argv[1]))
