@@ -77,7 +77,7 @@ def git_rev() -> str:
 
 
 def _row(controller: Controller, kind: str, period: int, wall: float, size: int) -> dict:
-    entry = controller.log[-1]
+    entry = controller.log[-1].row()
     if kind == "batch" and entry.get("solve_s") is None:
         kind = "reuse"  # nothing changed: the rest of the last plan, re-verified
     return {"size": size, "period": period, "time": controller.time.strftime("%H:%M"), "kind": kind,
@@ -94,8 +94,8 @@ def _finish(controller: Controller) -> tuple[int, float, float, int]:
         controller.refresh()
         wall += time.perf_counter() - began
         slices += 1
-        highs += controller.log[-1].get("highs_s") or 0.0
-        iterations += controller.log[-1].get("iterations") or 0
+        highs += controller.log[-1].timings.highs_s or 0.0
+        iterations += controller.log[-1].timings.iterations or 0
     return slices, wall, highs, iterations
 
 
@@ -134,7 +134,7 @@ def latency(size: int, seed: int, periods: list[int] | None, ipm: bool, out: Pat
                 controller.advance(t)
             for s in (new[:-1] if timed else new):
                 controller.plug_in(s)
-        if controller.log and controller.log[-1]["period"] == t:
+        if controller.log and controller.log[-1].period == t:
             rows.append(_row(controller, "batch", t, time.perf_counter() - began, size))
         _finish(controller)  # a batch stopped by the budget: its optimum first (not timed), so each arrival below
         if not timed:        # meets an optimal state as without a budget
@@ -149,7 +149,7 @@ def latency(size: int, seed: int, periods: list[int] | None, ipm: bool, out: Pat
                          "total_s": warm["wall_s"] + wall, "highs_s": warm["highs_s"] + highs,
                          "iterations": warm["iterations"] + iterations, "slices": 1 + slices,
                          "status": controller.status, "load_1m": load()})
-        first = controller.log[logged] if len(controller.log) > logged + 1 else None
+        first = controller.log[logged].row() if len(controller.log) > logged + 1 else None
         if first is not None and first["source"] == "provisional":  # published before the re-solve started
             rows.append({"size": size, "period": t, "time": warm["time"], "kind": "provisional",
                          "active_cars": first["active_cars"], "wall_s": first["total_s"],

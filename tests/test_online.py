@@ -219,7 +219,7 @@ def test_a_plug_in_triggers_a_verified_optimal_re_solve():
     c.plug_in(session("S1", "C1", at(0), at(7), 20.0))
     assert c.status == "optimal" and c.publication.source == "highs"
     check_publication(c)
-    assert c.log[-1]["changes"] == ["plug_in"]
+    assert c.log[-1].changes == ("plug_in",)
     # the LP puts the energy in the cheapest periods (0.2 CNY/kWh at 04:00-06:00, 7 kW each) and the rest at 0.5
     power = c.publication.power_kw[0]
     assert power[4] == pytest.approx(7.0) and power[5] == pytest.approx(7.0)
@@ -245,7 +245,7 @@ def test_batch_re_solves_once():
         c.plug_in(session("S1", "C1", at(0), at(7), 20.0))
         c.plug_in(session("S2", "C3", at(0), at(7), 5.0))
         assert c.status == "idle"
-    assert len(c.log) == 1 and c.log[0]["changes"] == ["plug_in"]
+    assert len(c.log) == 1 and c.log[0].changes == ("plug_in",)
     check_publication(c)
 
 
@@ -363,7 +363,7 @@ def test_a_re_solve_past_its_budget_keeps_the_verified_provisional_plan_and_the_
         c.refresh()      # slice has twice the budget of the one before (at least 0.01 s), so it ends
         if not c.optimum_pending:
             break
-    assert c.status == "optimal" and not c.optimum_pending and c.log[-1]["warm"] == "kept"
+    assert c.status == "optimal" and not c.optimum_pending and c.log[-1].timings.warm == "kept"
     continued = c.publication.schedule.summary["objective_cny"]
     assert continued == pytest.approx(c.resolve(cold=True).schedule.summary["objective_cny"], rel=1e-9, abs=1e-9)
 
@@ -416,7 +416,7 @@ def test_a_kept_model_s_time_budget_counts_from_each_re_solve():
         if period > c.now:
             c.advance(period)
         c.plug_in(raw)
-    assert c.status == "optimal" and c.log[-1]["warm"] == "kept"
+    assert c.status == "optimal" and c.log[-1].timings.warm == "kept"
     # a budget below the time the kept object has run in all, yet far above what one re-solve needs
     c.options = dataclasses.replace(c.options, time_limit_s=0.8 * c.kept_run_time_s())
     raw, period = arrivals[-1]
@@ -448,18 +448,18 @@ def test_warm_and_cold_re_solves_publish_plans_of_the_same_cost():
         assert c.status == "optimal"
     assert costs[True] == pytest.approx(costs[False], rel=1e-9)
     warm_log = loaded_controller(warm_start=True).log
-    assert any(entry["warm"] for entry in warm_log)
+    assert any(entry.timings.warm for entry in warm_log)
 
 
 def test_a_plug_in_patches_the_kept_highs_model_and_a_departure_date_change_does_not():
     c = loaded_controller()
     c.plug_in(session("S3", "C3", at(2), at(8), 6.0))
-    assert c.log[-1]["warm"] == "kept" and c.status == "optimal"
+    assert c.log[-1].timings.warm == "kept" and c.status == "optimal"
     kept = c.publication.schedule.summary["objective_cny"]
     assert kept == pytest.approx(c.resolve(cold=True).schedule.summary["objective_cny"], rel=1e-9, abs=1e-9)
-    assert c.log[-1]["warm"] is False  # cold: a fresh HiGHS object, no basis
+    assert c.log[-1].timings.warm is False  # cold: a fresh HiGHS object, no basis
     c.update("S3", departure=at(7.5))  # a partial last period changes coefficients: a fresh model, warm basis
-    assert c.log[-1]["warm"] == "basis" and c.status == "optimal"
+    assert c.log[-1].timings.warm == "basis" and c.status == "optimal"
 
 
 def test_a_provisional_plan_for_a_new_car_is_published_first_verified_then_the_optimum():
@@ -488,8 +488,8 @@ def test_without_news_of_new_cars_there_is_no_provisional_plan_and_a_failing_lis
 
     c = loaded_controller(provisional=True, on_publish=listener)
     c.measure("S1", 2.0)  # not a plug-in: straight to the optimum
-    assert c.log[-1]["source"] == "highs" and c.log[-2]["source"] != "provisional"
-    assert c.log[-1]["on_publish_error"] == "RuntimeError: push failed"
+    assert c.log[-1].source == "highs" and c.log[-2].source != "provisional"
+    assert c.log[-1].on_publish_error == "RuntimeError: push failed"
 
 
 def test_car_at_finds_the_car_on_a_charger_at_a_time():
@@ -639,6 +639,18 @@ def test_the_simulator_is_gridcharge_simulate():
     assert result.verification.ok and result.verification.unmet_kwh == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(AttributeError):
         gridcharge.no_such_thing  # noqa: B018
+
+
+def test_a_plan_published_again_is_not_counted_as_a_re_solve():
+    """Without noise and with every car known at the start, nothing is news after period 0: each later period
+    publishes the rest of the plan again (no solve, ``solve_s`` None in the log), so one re-solve in all; with
+    ``always_resolve`` every period with a car re-solves."""
+    cars = [session("S1", "C1", at(0), at(7), 5.0), session("S2", "C2", at(1), at(6), 4.0)]
+    once = simulate(site(), cars, "online", reveal="start")
+    assert once.resolves == 1
+    assert once.log["solve_s"].isna().sum() == len(once.log) - 1
+    every = simulate(site(), cars, "online", reveal="start", controller_options={"always_resolve": True})
+    assert every.resolves == int((every.log["source"] != "idle").sum()) == 7  # at 07:00 both cars have left
 
 
 def test_simulate_rejects_unknown_strategies_and_noise():

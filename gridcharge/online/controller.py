@@ -35,8 +35,8 @@ from . import events
 from .checks import capped_problem, check_schedule, fall_back, first_line, rebased
 from .provisional import InterimPlan, interim_plan, plan_tail
 from .resolve import peak_floor, solve_window
-from .state import (CONTROLLER_SOLVERS, EXPECTED_PREFIX, ControllerOptions, ControllerState, Day, Publication,
-                    Timings, readonly)
+from .state import (CONTROLLER_SOLVERS, EXPECTED_PREFIX, ControllerOptions, ControllerState, Day, LogEntry,
+                    Publication, Timings, readonly)
 from .window import Window, WindowBuilder
 
 __all__ = ["CONTROLLER_SOLVERS", "Controller"]
@@ -73,7 +73,7 @@ class Controller:
     publication : Publication
     status : str — what the last publication is and why (``"optimal"``, ``"heuristic ..."``, ``"provisional ..."``,
         ``"fallback ..."``, ``"zero ..."``, ``"idle"``)
-    log : list of dict — one row per publication (period, source, status, active cars, changes, timings)
+    log : list of LogEntry — one per publication (``LogEntry.row()`` for a table)
     auto_resolve : bool — re-solve after each accepted event (default True; see :meth:`batch`)
     """
 
@@ -101,7 +101,7 @@ class Controller:
                                      peak_so_far_kw=-math.inf, next_serial=0)
         self.publication = Publication(0, (), readonly(np.zeros((0, T))), "idle", "idle")
         self.status = "idle"
-        self.log: list[dict] = []
+        self.log: list[LogEntry] = []
         self._dirty = False
         self._batch_depth = 0
         self._changes: set[str] = set()
@@ -418,14 +418,14 @@ class Controller:
     def _set_publication(self, pub: Publication) -> None:
         self.publication = pub
         self.status = pub.status
-        self.log.append({"period": pub.start_period, "source": pub.source, "status": pub.status,
-                         "active_cars": len(pub.session_ids), "changes": sorted(self._changes),
-                         **dataclasses.asdict(pub.timings)})
+        self.log.append(LogEntry(pub.start_period, pub.source, pub.status, len(pub.session_ids),
+                                 tuple(sorted(self._changes)), pub.timings))
         if self.on_publish is not None:
             try:
                 self.on_publish(pub)
             except Exception as exc:  # noqa: BLE001 - a listener must not stop the controller; the log says it
-                self.log[-1]["on_publish_error"] = f"{type(exc).__name__}: {first_line(exc)}"
+                self.log[-1] = dataclasses.replace(self.log[-1],
+                                                   on_publish_error=f"{type(exc).__name__}: {first_line(exc)}")
 
     def _interim(self, problem: Problem, window: Window) -> InterimPlan | None:
         """The last plan (optimal, or an interim plan itself) with the new cars filled in, if it passes the checks."""

@@ -365,7 +365,7 @@ def _run_controlled(strategy, site_data, session_data, planned, reality, problem
         statuses.append(controller.status)
         setpoint = controller.setpoints().reindex(ids).fillna(0.0).to_numpy()
         power[:, t] = _apply(setpoint, t, reality, problem, delivered)
-    log = pd.DataFrame(controller.log)
+    log = pd.DataFrame([entry.row() for entry in controller.log])
     solved = log[log["source"] != "idle"] if len(log) else log
     solve_time = float(log["total_s"].sum()) if len(log) else 0.0
     resolves = int((solved["solve_s"].notna()).sum()) if "solve_s" in solved else 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -206,16 +206,37 @@ class ControllerState:
 class Timings:
     """Where a publication's time went [s]: building the sub-instance, the Problem, solving (all of the
     charge-or-discharge rounds), HiGHS alone, the checks, in all; ``warm`` (``"kept"``, ``"basis"`` or False) and
-    ``iterations`` (simplex) of the HiGHS calls."""
+    ``iterations`` (simplex) of the HiGHS calls. None: that step did not happen (e.g. ``solve_s`` of a plan
+    published again, or of a provisional plan published before the re-solve)."""
 
-    instance_s: float = 0.0
-    problem_s: float = 0.0
-    solve_s: float = 0.0
-    highs_s: float = 0.0
-    verify_s: float = 0.0
-    total_s: float = 0.0
-    warm: str | bool = False
-    iterations: int = 0
+    instance_s: float | None = None
+    problem_s: float | None = None
+    solve_s: float | None = None
+    highs_s: float | None = None
+    verify_s: float | None = None
+    total_s: float | None = None
+    warm: str | bool | None = None
+    iterations: int | None = None
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One publication in a controller's log: its ``period`` (start), ``source``, ``status``, the number of
+    ``active_cars`` (rows), the kinds of event since the publication before (``changes``), its ``timings`` and, when
+    the ``on_publish`` listener raised, what (``on_publish_error``)."""
+
+    period: int
+    source: str
+    status: str
+    active_cars: int
+    changes: tuple
+    timings: Timings
+    on_publish_error: str | None = None
+
+    def row(self) -> dict:
+        """The entry as one flat table row (the timings spread into columns)."""
+        return {"period": self.period, "source": self.source, "status": self.status, "active_cars": self.active_cars,
+                "changes": list(self.changes), **asdict(self.timings), "on_publish_error": self.on_publish_error}
 
 
 @dataclass(frozen=True)
