@@ -36,6 +36,7 @@ from ..problem import Problem, build_problem
 from ..schedule import battery_power_kw, delivered_kwh, node_load_frame, power_frame
 from ..verify import Verification, verify
 from .controller import Controller
+from .events import energy_bounds_kwh
 from .state import CONTROLLER_SOLVERS
 
 STRATEGIES = ("uncontrolled", "equal_share", "edf", "llf", "greedy_cost", "online", "optimal")
@@ -377,13 +378,8 @@ def _within_bounds(controller: Controller, readings: dict) -> dict:
     """Meter readings a hair outside a car's battery bounds (solver tolerance, < 1e-6 kWh) put on the bound."""
     out = {}
     for sid, value in readings.items():
-        s = controller.state.cars[sid].session
-        if s.battery_kwh is None:
-            out[sid] = max(value, 0.0) if value > -1e-6 else value
-            continue
-        initial = s.initial_kwh or 0.0
-        low = (initial if s.min_kwh is None else s.min_kwh) - initial
-        high = s.battery_kwh - initial
+        low, high = energy_bounds_kwh(controller.state.cars[sid].session)
+        high = math.inf if high is None else high
         out[sid] = min(max(value, low), high) if low - 1e-6 < value < high + 1e-6 else value
     return out
 
