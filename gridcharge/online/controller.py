@@ -4,12 +4,12 @@ verified schedule.
 :class:`Controller` is a facade of events (:meth:`~Controller.plug_in`, :meth:`~Controller.depart`,
 :meth:`~Controller.update`, :meth:`~Controller.measure`, :meth:`~Controller.set_limit`,
 :meth:`~Controller.forecast`, :meth:`~Controller.expect`, :meth:`~Controller.advance`) over an explicit, frozen
-:class:`~gridcharge.online.state.ControllerState`. Each event is validated before anything changes (a refusal is an
-:class:`~gridcharge.errors.EventRefused` naming the field, with a reason), and each accepted event is followed by a
-publication for the current and every later period of the day. The events themselves are pure functions of the
-state (:mod:`.events`); the steps of a publication live in their own modules: the window (:mod:`.window`), the warm re-solve (:mod:`.resolve` on :mod:`gridcharge.solvers.warm`),
-provisional plans (:mod:`.provisional`), the checks and the fallback ladder (:mod:`.checks`). How and why:
-docs/design/online.md.
+:class:`~gridcharge.online.state.ControllerState`. Each event is a pure function of the state (:mod:`.events`):
+validated before anything changes (a refusal is an :class:`~gridcharge.errors.EventRefused` naming the field, with a
+reason), then committed and followed by a publication for the current and every later period of the day. The steps
+of a publication live in their own modules: the window (:mod:`.window`), the warm re-solve (:mod:`.resolve` on
+:mod:`gridcharge.solvers.warm`), provisional plans (:mod:`.provisional`), the checks and the fallback ladder
+(:mod:`.checks`). How and why: docs/design/online.md.
 """
 
 from __future__ import annotations

@@ -256,7 +256,8 @@ def expect(day: Day, state: ControllerState, cars) -> ControllerState:
             problems += found
             continue
         parsed.append(Expected(car["id"], car["node"], times[0], times[1], float(car["energy_kwh"]),
-                               float(car["max_charge_kw"]), car.get("phases", "ABC"), float(car.get("efficiency", 1.0))))
+                               float(car["max_charge_kw"]), car.get("phases", "ABC"),
+                               float(car.get("efficiency", 1.0))))
     if problems:
         raise EventRefused(event, problems)
     return dataclasses.replace(state, expected=tuple(parsed))
@@ -310,7 +311,8 @@ def car_at(state: ControllerState, charger_id: str, when: datetime) -> str | Non
 
 
 def energy_bounds_kwh(session: Session) -> tuple[float, float | None]:
-    """Bounds on the energy added since arrival [kWh]: battery → [min - initial, battery - initial], else [0, None]."""
+    """Bounds on the energy added since arrival [kWh]: with a battery [min - initial, battery - initial], else
+    [0, None] (no upper bound)."""
     if session.battery_kwh is None:
         return 0.0, None
     initial = session.initial_kwh or 0.0
@@ -328,7 +330,8 @@ def _finite_number(value) -> bool:
 
 def _car(state: ControllerState, session_id, event: str) -> Car:
     if session_id not in state.cars:
-        raise EventRefused(event, FieldProblem("session_id", session_id, "the id of an announced car that has not left"),
+        raise EventRefused(event, FieldProblem("session_id", session_id,
+                                               "the id of an announced car that has not left"),
                            RefusalReason.UNKNOWN_SESSION)
     return state.cars[session_id]
 
