@@ -40,6 +40,7 @@ and ``iterations`` summed). ``--v2g-share`` sets the generator's share of V2G ca
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -57,7 +58,7 @@ import pandas as pd  # noqa: E402
 
 import gridcharge  # noqa: E402
 from gridcharge.bench.generate import residential  # noqa: E402
-from gridcharge.online import Controller, Noise, compare, simulate  # noqa: E402
+from gridcharge.online import Controller, ControllerOptions, Noise, compare, simulate  # noqa: E402
 
 ROW_TIMINGS = ("total_s", "highs_s", "iterations", "instance_s", "problem_s", "solve_s", "verify_s")
 
@@ -76,7 +77,7 @@ def git_rev() -> str:
 
 
 def _row(controller: Controller, kind: str, period: int, wall: float, size: int) -> dict:
-    entry = controller.log[-1]
+    entry = controller.log[-1].row()
     if kind == "batch" and entry.get("solve_s") is None:
         kind = "reuse"  # nothing changed: the rest of the last plan, re-verified
     return {"size": size, "period": period, "time": controller.time.strftime("%H:%M"), "kind": kind,
@@ -93,8 +94,8 @@ def _finish(controller: Controller) -> tuple[int, float, float, int]:
         controller.refresh()
         wall += time.perf_counter() - began
         slices += 1
-        highs += controller.log[-1].get("highs_s") or 0.0
-        iterations += controller.log[-1].get("iterations") or 0
+        highs += controller.log[-1].timings.highs_s or 0.0
+        iterations += controller.log[-1].timings.iterations or 0
     return slices, wall, highs, iterations
 
 
@@ -108,8 +109,8 @@ def latency(size: int, seed: int, periods: list[int] | None, ipm: bool, out: Pat
     start, step = planned.horizon.start, timedelta(minutes=planned.horizon.step_minutes)
     arrival = np.array([(s.arrival - start) / step for s in planned.sessions])
     reveal = np.maximum(np.ceil(arrival - 1e-9), 0).astype(int)
-    controller = Controller(day, solver="highs", simplex=simplex, highs_options=highs_options, provisional=provisional,
-                            time_limit_s=budget_s)
+    controller = Controller(day, ControllerOptions(solver="highs", simplex=simplex, highs_options=highs_options or {},
+                                                   provisional=provisional, time_limit_s=budget_s))
     T = planned.horizon.periods
     measured = set(range(T)) if periods is None else set(periods)
     rows: list[dict] = []
@@ -133,7 +134,7 @@ def latency(size: int, seed: int, periods: list[int] | None, ipm: bool, out: Pat
                 controller.advance(t)
             for s in (new[:-1] if timed else new):
                 controller.plug_in(s)
-        if controller.log and controller.log[-1]["period"] == t:
+        if controller.log and controller.log[-1].period == t:
             rows.append(_row(controller, "batch", t, time.perf_counter() - began, size))
         _finish(controller)  # a batch stopped by the budget: its optimum first (not timed), so each arrival below
         if not timed:        # meets an optimal state as without a budget
@@ -148,7 +149,7 @@ def latency(size: int, seed: int, periods: list[int] | None, ipm: bool, out: Pat
                          "total_s": warm["wall_s"] + wall, "highs_s": warm["highs_s"] + highs,
                          "iterations": warm["iterations"] + iterations, "slices": 1 + slices,
                          "status": controller.status, "load_1m": load()})
-        first = controller.log[logged] if len(controller.log) > logged + 1 else None
+        first = controller.log[logged].row() if len(controller.log) > logged + 1 else None
         if first is not None and first["source"] == "provisional":  # published before the re-solve started
             rows.append({"size": size, "period": t, "time": warm["time"], "kind": "provisional",
                          "active_cars": first["active_cars"], "wall_s": first["total_s"],
@@ -162,13 +163,14 @@ def latency(size: int, seed: int, periods: list[int] | None, ipm: bool, out: Pat
                 _write(pd.DataFrame(rows), out)
             continue
         began = time.perf_counter()
-        controller.time_limit_s = None  # the cold solve runs to the optimum, whatever the budget
+        budgeted = controller.options
+        controller.options = dataclasses.replace(budgeted, time_limit_s=None)  # the cold solve runs to the optimum
         controller.resolve(cold=True)  # the same state, solved without a kept model or basis
-        controller.time_limit_s = budget_s
+        controller.options = budgeted
         cold_row = _row(controller, "cold", t, time.perf_counter() - began, size)
         rows.append(cold_row)
         if ipm:
-            sub, _ = controller._sub_instance()
+            sub, _ = controller.window()
             began = time.perf_counter()
             schedule = gridcharge.solve(sub, method="ipm")
             wall = time.perf_counter() - began

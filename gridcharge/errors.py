@@ -7,6 +7,7 @@ infeasible grid. The CLI maps them to exit codes (2 invalid input, 3 infeasible)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,32 @@ class InstanceError(GridchargeError, ValueError):
         super().__init__(message)
 
 
+class RefusalReason(Enum):
+    """Why an event was refused; callers choose their answer from it (HTTP status, OCPP error code), never from the
+    words of the message."""
+
+    #: the event names a car that is not announced or has left (HTTP 404)
+    UNKNOWN_SESSION = "unknown_session"
+    #: the id is already used by another car today (HTTP 409)
+    ID_IN_USE = "id_in_use"
+    #: the charger is occupied by another car during the stay (HTTP 409)
+    CHARGER_OCCUPIED = "charger_occupied"
+    #: a value is invalid (HTTP 422)
+    INVALID = "invalid"
+
+
+class EventRefused(InstanceError):
+    """An event the online controller refused; nothing changed. ``reason`` (:class:`RefusalReason`) is the most
+    telling of the problems (an unknown car before a conflict before an invalid value); ``event`` names the event
+    (``plug_in``, ``depart``...)."""
+
+    def __init__(self, event: str, problems: list[FieldProblem] | FieldProblem,
+                 reason: RefusalReason = RefusalReason.INVALID):
+        super().__init__(problems, what=f"refused {event} event")
+        self.event = event
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Overload:
     """A limit that cannot be met (or, with ``allow_overload``, was exceeded).
@@ -89,6 +116,11 @@ class InfeasibleError(GridchargeError):
 
 class SolverError(GridchargeError):
     """The solver failed or stopped without an optimal answer (time limit, numerical trouble)."""
+
+
+class PublicationRejected(SolverError):
+    """A schedule failed the checks every publication must pass (the independent verifier, demand-response caps,
+    over-request bounds): it is not published. The message says which check and where."""
 
 
 class UnknownSolverError(GridchargeError, ValueError):

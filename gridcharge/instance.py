@@ -292,7 +292,7 @@ def load_instance(source: str | Path | Mapping | Instance) -> Instance:
     try:
         instance = Instance.model_validate(dict(data))
     except ValidationError as exc:
-        raise InstanceError(_problems_from_pydantic(exc), label) from None
+        raise InstanceError(field_problems(exc), label) from None
     problems = _cross_checks(instance)
     if problems:
         raise InstanceError(problems, label)
@@ -453,13 +453,21 @@ def expectation_of(error: dict) -> str:
         return "must be an ISO 4217 currency code: three capital letters such as CNY, EUR or USD"
     if kind in ("string_too_short", "too_short"):
         return "must not be empty"
+    if kind.startswith("date_"):
+        return f"must be a date like 2026-01-15, not {_describe(value)}"
+    if kind.startswith("datetime_"):
+        return f"must be an ISO-8601 date-time with UTC offset like 2026-01-15T18:00:00+08:00, not {_describe(value)}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"must be true or false, not {_describe(value)}"
     if kind == "value_error":
         return error["msg"].removeprefix("Value error, ")
     return error["msg"]
 
 
-def _number(x: float) -> str:
-    """``1000000`` → ``1,000,000``; ``0.001`` → ``0.001``."""
+def _number(x: float | object) -> str:
+    """A bound as a person writes it: ``1000000`` → ``1,000,000``; ``0.001`` → ``0.001``; a date as ``2026-01-15``."""
+    if not isinstance(x, (int, float)):
+        return x.isoformat() if hasattr(x, "isoformat") else str(x)
     return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
 
 
@@ -499,8 +507,26 @@ def _shown(value: object) -> object:
     return value
 
 
-def _problems_from_pydantic(exc: ValidationError) -> list[FieldProblem]:
-    errors = exc.errors(include_url=False)
+def field_problems(errors: ValidationError | list[dict], *, prefix: str = "",
+                   unknown_key: str | None = None) -> list[FieldProblem]:
+    """pydantic's errors as FieldProblems: the one translation every input uses (instances, scenarios, events, HTTP
+    bodies).
+
+    Parameters
+    ----------
+    errors : ValidationError, or its ``errors()`` list (FastAPI's too, with the ``body`` / ``query`` part removed
+        from each ``loc``)
+    prefix : str — put before every path (``"session"`` → ``session.energy_kwh``)
+    unknown_key : str, optional — what an unknown key is told (default: instance-v1's words, naming the keys allowed)
+
+    Returns
+    -------
+    list of FieldProblem — one per field: the path as ``sessions[3].departure`` (pydantic's union branch tags
+    dropped; of a ``number | list`` union, the branch that matches the input's shape), the value as the user wrote it
+    (``"(missing)"`` for a missing key) and what was expected (:func:`expectation_of`)
+    """
+    if isinstance(errors, ValidationError):
+        errors = errors.errors(include_url=False)
     # A union ``number | list of numbers`` reports one error per branch. Keep the branch that matches the input's
     # shape: the list branch for a list, the number branch for anything else; one problem per field.
     kept = []
@@ -522,9 +548,14 @@ def _problems_from_pydantic(exc: ValidationError) -> list[FieldProblem]:
     for path, path_errors in by_path.items():
         chosen = max(path_errors, key=lambda e: len(e["loc"]))
         value = "(missing)" if chosen["type"] == "missing" else _shown(chosen.get("input"))
-        expected = expectation_of(chosen)
-        if chosen["type"] in ("float_type", "float_parsing") and _is_type_tag(chosen["loc"][-1]):
+        if chosen["type"] == "extra_forbidden" and unknown_key is not None:
+            expected = unknown_key
+        else:
+            expected = expectation_of(chosen)
+        if chosen["type"] in ("float_type", "float_parsing") and chosen["loc"] and _is_type_tag(chosen["loc"][-1]):
             expected = f"must be a number, or a list with one number per period, not {_describe(chosen.get('input'))}"
+        if prefix:
+            path = f"{prefix}{path if path.startswith('[') else '.' + path}" if path else prefix
         problems.append(FieldProblem(path, value, expected))
     return problems
 

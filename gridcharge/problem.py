@@ -6,7 +6,7 @@ periods ``t``). No solver here, and no Python loop over sessions x periods.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -68,7 +68,6 @@ class Problem:
     degradation_cost: float
     peak_cost: float
     overload_penalty: float
-    _cache: dict = field(default_factory=dict, repr=False)
 
     @property
     def n_sessions(self) -> int:

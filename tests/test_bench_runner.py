@@ -153,7 +153,7 @@ def test_results_csv_reads_back_to_the_same_rows(tmp_path):
 def test_a_fresh_run_past_the_wall_limit_is_a_timeout_row_with_its_size(tmp_path):
     path = tmp_path / "big.json"
     path.write_text(json.dumps(generate("residential", 30, 1)))
-    row = runner._fresh(str(path), "highs", None, 0.05)  # no interpreter starts in 50 ms
+    row = runner.measure_in_fresh_process(str(path), "highs", None, 0.05)  # no interpreter starts in 50 ms
     assert row["status"] == "timeout" and row["verified"] is False and row["n_sessions"] == 30
     assert "wall limit" in row["error"]
 
@@ -163,7 +163,7 @@ def test_a_long_fresh_run_says_it_is_still_running(tmp_path, monkeypatch):
     path.write_text(json.dumps(generate("residential", 5, 1)))
     monkeypatch.setattr(runner, "TICK_S", 0.2)
     said = []
-    row = runner._fresh(str(path), "equal_share", None, 60.0, said.append)
+    row = runner.measure_in_fresh_process(str(path), "equal_share", None, 60.0, said.append)
     assert row["status"] == "ok" and row["mode"] == "fresh"
     assert said and all(line.strip().startswith("still running") for line in said)  # a child takes > 0.2 s to start
 

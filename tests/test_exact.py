@@ -7,7 +7,7 @@ import gridcharge
 from gridcharge.bench.generate import residential
 from gridcharge.formulation.lp import build_lp
 from gridcharge.schedule import node_loads
-from gridcharge.solvers.exact import _both_ways, _net_where_free
+from gridcharge.solvers.exact import both_ways, net_where_free
 from gridcharge.solvers.highs import run_highs
 from gridcharge.testing import assert_feasible, assert_objective_close
 from tests.builders import at, charger, instance, node, session
@@ -37,13 +37,13 @@ def test_keeping_the_power_removes_residue_and_restores_the_battery():
     problem = gridcharge.build_problem(v2g_site())
     lp = build_lp(problem)
     x = run_highs(lp).x
-    assert not _both_ways(lp, x).any()
+    assert not both_ways(lp, x).any()
     noisy = with_residue(problem, lp, x, pair=1, amount=0.5)
-    both = _both_ways(lp, noisy)
+    both = both_ways(lp, noisy)
     assert both.tolist() == [False, True, False, False]
-    cleaned, done = _net_where_free(problem, lp, noisy, both)
+    cleaned, done = net_where_free(problem, lp, noisy, both)
     assert done[1]
-    assert not _both_ways(lp, cleaned).any()
+    assert not both_ways(lp, cleaned).any()
     np.testing.assert_allclose(lp.power_kw(cleaned, 1, 4), lp.power_kw(x, 1, 4), atol=1e-12)
     np.testing.assert_allclose(cleaned[lp.energy_col], x[lp.energy_col], atol=1e-12)
     assert lp.col_cost @ cleaned <= lp.col_cost @ noisy
@@ -58,8 +58,8 @@ def test_keeping_the_battery_when_keeping_the_power_would_overfill():
     noisy = with_residue(problem, lp, x, pair=last, amount=0.5)
     noisy[lp.energy_col[last]] += 0.5 * (1 / 0.9 - 0.9)  # ... and the LP point keeps the battery full
     noisy[last] += 0.5 * (1 / 0.9 - 0.9) / 0.9  # by charging a little more
-    cleaned, done = _net_where_free(problem, lp, noisy, _both_ways(lp, noisy))
-    assert done[last] and not _both_ways(lp, cleaned).any()
+    cleaned, done = net_where_free(problem, lp, noisy, both_ways(lp, noisy))
+    assert done[last] and not both_ways(lp, cleaned).any()
     # the battery path is unchanged and the signed power is never above what it was
     assert cleaned[lp.energy_col[last]] == pytest.approx(noisy[lp.energy_col[last]])
     assert lp.power_kw(cleaned, 1, 4)[0, -1] <= lp.power_kw(noisy, 1, 4)[0, -1] + 1e-12
@@ -77,7 +77,7 @@ def test_residue_that_would_break_a_reverse_flow_limit_is_not_netted():
     # make the pair's own signed power sit exactly on the reverse-flow limit (0 kW net)
     noisy[last] = noisy[lp.discharge_col[last]]
     assert node_loads(problem, lp.power_kw(noisy, 1, 4))[0, -1] == pytest.approx(0.0)
-    _, done = _net_where_free(problem, lp, noisy, _both_ways(lp, noisy))
+    _, done = net_where_free(problem, lp, noisy, both_ways(lp, noisy))
     assert not done[last]
 
 

@@ -691,3 +691,23 @@ def test_the_error_is_a_value_error_and_carries_the_file_name(tmp_path):
     assert caught.value.source == str(path)
     assert str(caught.value) == (f"invalid instance {path}: nodes[1].import_limit_kw: -1.0 — must be >= 0 "
                                  "(its physical range is [0, 1,000,000])")
+
+
+def test_one_translation_of_pydantic_errors_names_fields_for_every_input():
+    """instance.field_problems is what instances, scenarios, controller events and HTTP bodies use: a prefix, the
+    caller's words for an unknown key, instance-v1's words for everything else."""
+    from pydantic import ValidationError
+
+    from gridcharge.instance import Session, field_problems
+
+    with pytest.raises(ValidationError) as caught:
+        Session.model_validate({"id": "a", "charger": "c", "departure": "2026-01-15T20:00:00+08:00",
+                                "arrival": "2026-01-15T18:00:00+08:00", "energy_kwh": "lots", "max_discharge_kw": True,
+                                "colour": 1})
+    problems = {p.path: p for p in field_problems(caught.value, prefix="session", unknown_key="no such key")}
+    assert set(problems) == {"session.energy_kwh", "session.max_discharge_kw", "session.colour"}
+    assert problems["session.energy_kwh"].expected == "must be a number, not a string"
+    assert problems["session.max_discharge_kw"].expected == "must be a number, not a boolean"
+    assert (problems["session.colour"].value, problems["session.colour"].expected) == (1, "no such key")
+    # the same list as FastAPI gives it (loc from the body's top) gives the same problems
+    assert field_problems(caught.value.errors(), prefix="session", unknown_key="no such key") == list(problems.values())

@@ -6,6 +6,7 @@ simulated day).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
@@ -17,9 +18,15 @@ from hypothesis import strategies as st
 
 import gridcharge
 from gridcharge.bench.generate import residential
-from gridcharge.errors import InfeasibleError, InstanceError, SolverError
-from gridcharge.online import Controller, Noise, compare, simulate
-from gridcharge.online import controller as controller_module
+from gridcharge.errors import (EventRefused, InfeasibleError, InstanceError, PublicationRejected, RefusalReason,
+                               SolverError)
+from gridcharge.online import Controller, ControllerOptions, Noise, compare, events, simulate
+from gridcharge.online.checks import check_schedule
+from gridcharge.online import resolve as resolve_module
+from gridcharge.online.provisional import fill_new_cars
+from gridcharge.online.state import EXPECTED_PREFIX
+from gridcharge.solvers import warm as warm_module
+from gridcharge.solvers.baselines import BASELINES
 from gridcharge.problem import build_problem
 from gridcharge.schedule import node_loads
 
@@ -130,6 +137,64 @@ def test_a_refused_event_names_the_field_and_changes_nothing(name):
     assert len(c.log) == log_length  # no re-solve either
 
 
+#: The reason of each refusal above that is not an invalid value (what the service's HTTP status comes from)
+REASONS = {"occupied charger": RefusalReason.CHARGER_OCCUPIED, "id used already": RefusalReason.ID_IN_USE,
+           "depart: unknown car": RefusalReason.UNKNOWN_SESSION, "update: unknown car": RefusalReason.UNKNOWN_SESSION,
+           "measure: unknown car": RefusalReason.UNKNOWN_SESSION}
+
+
+@pytest.mark.parametrize("name", list(BAD_EVENTS))
+def test_a_refusal_says_its_reason_as_a_type_not_in_words(name):
+    event, _ = BAD_EVENTS[name]
+    c = loaded_controller()
+    with pytest.raises(EventRefused) as excinfo:
+        event(c)
+    assert excinfo.value.reason is REASONS.get(name, RefusalReason.INVALID)
+    assert excinfo.value.event in str(excinfo.value)
+
+
+def test_an_unknown_car_among_readings_is_the_reason_even_beside_a_bad_value():
+    c = loaded_controller()
+    with pytest.raises(EventRefused) as excinfo:
+        c.measure({"S9": 1.0, "S2": 99.0})
+    assert excinfo.value.reason is RefusalReason.UNKNOWN_SESSION
+    assert set(problem_paths(excinfo)) == {"session_id", "energy_delivered_kwh['S2']"}
+
+
+def test_events_are_pure_functions_of_the_state():
+    c = loaded_controller()
+    state = c.state
+    after = events.update(c.day, state, "S1", energy_kwh=3.0)
+    assert after is not state and after.cars["S1"].session.energy_kwh == 3.0
+    assert state.cars["S1"].session.energy_kwh != 3.0 and c.state is state  # nothing else moved
+    assert events.measure(state, {"S1": state.cars["S1"].delivered_kwh}) is None  # no news, no new state
+
+
+def test_a_schedule_over_a_demand_response_cap_is_a_rejected_publication():
+    c = loaded_controller()
+    sub, window = c.window()
+    problem = build_problem(sub)
+    power = np.asarray(c.publication.power_kw[:, : problem.n_periods], dtype=float)
+    assert check_schedule(problem, power, window).ok  # the published plan passes
+    load = node_loads(problem, power)[problem.root]
+    t = int(np.argmax(load))
+    caps = np.full_like(window.caps_kw, np.inf)
+    caps[problem.root, t] = load[t] - 0.5  # a cap the plan breaks by 0.5 kW in one period
+    with pytest.raises(PublicationRejected, match="demand-response cap"):
+        check_schedule(problem, power, dataclasses.replace(window, caps_kw=caps))
+
+
+def test_controller_options_are_checked_once_and_threaded_whole():
+    with pytest.raises(ValueError, match="fallback 'highs'"):
+        ControllerOptions(fallback="highs")
+    with pytest.raises(ValueError, match="horizon_periods"):
+        ControllerOptions(horizon_periods=0)
+    c = Controller(site(), ControllerOptions(solver="edf"), fallback="llf")
+    assert (c.options.solver, c.options.fallback) == ("edf", "llf")
+    c.plug_in(session("S1", "C1", at(0), at(7), 20.0))
+    assert c.status == "heuristic edf"
+
+
 def test_a_refused_event_inside_a_batch_changes_nothing_either():
     c = loaded_controller()
     before = c.snapshot()
@@ -154,7 +219,7 @@ def test_a_plug_in_triggers_a_verified_optimal_re_solve():
     c.plug_in(session("S1", "C1", at(0), at(7), 20.0))
     assert c.status == "optimal" and c.publication.source == "highs"
     check_publication(c)
-    assert c.log[-1]["changes"] == ["plug_in"]
+    assert c.log[-1].changes == ("plug_in",)
     # the LP puts the energy in the cheapest periods (0.2 CNY/kWh at 04:00-06:00, 7 kW each) and the rest at 0.5
     power = c.publication.power_kw[0]
     assert power[4] == pytest.approx(7.0) and power[5] == pytest.approx(7.0)
@@ -180,7 +245,7 @@ def test_batch_re_solves_once():
         c.plug_in(session("S1", "C1", at(0), at(7), 20.0))
         c.plug_in(session("S2", "C3", at(0), at(7), 5.0))
         assert c.status == "idle"
-    assert len(c.log) == 1 and c.log[0]["changes"] == ["plug_in"]
+    assert len(c.log) == 1 and c.log[0].changes == ("plug_in",)
     check_publication(c)
 
 
@@ -249,8 +314,8 @@ def test_when_even_the_fallback_fails_zero_power_is_published_and_said(monkeypat
     def broken(*args, **kwargs):
         raise InfeasibleError([], "simulated")
 
-    monkeypatch.setattr(controller_module, "solve_exactly", broken)
-    monkeypatch.setitem(controller_module.BASELINES, "equal_share", broken)
+    monkeypatch.setattr(resolve_module, "solve_exactly", broken)
+    monkeypatch.setitem(BASELINES, "equal_share", broken)
     c = Controller(site())
     c.plug_in(session("S1", "C1", at(0), at(8), 14.0))
     assert c.publication.source == "zero"
@@ -263,7 +328,7 @@ def test_a_solver_failure_publishes_the_fallback_and_says_so(monkeypatch):
     def broken(*args, **kwargs):
         raise SolverError("simulated solver crash")
 
-    monkeypatch.setattr(controller_module, "solve_exactly", broken)
+    monkeypatch.setattr(resolve_module, "solve_exactly", broken)
     c = Controller(site(), fallback="edf")
     c.plug_in(session("S1", "C1", at(0), at(7), 20.0))
     assert c.publication.source == "fallback:edf"
@@ -287,7 +352,7 @@ def test_a_re_solve_past_its_budget_keeps_the_verified_provisional_plan_and_the_
     seen = []
     c = loaded_controller(provisional=True, on_publish=seen.append)
     seen.clear()
-    c.time_limit_s = 0.0  # no time at all: HiGHS stops before its first iteration
+    c.options = dataclasses.replace(c.options, time_limit_s=0.0)  # no time at all: HiGHS stops before its first iteration
     c.plug_in(session("S3", "C3", at(2), at(8), 6.0))
     assert c.optimum_pending
     assert [p.source for p in seen] == ["provisional", "provisional"]  # published first, then kept with the reason
@@ -298,14 +363,14 @@ def test_a_re_solve_past_its_budget_keeps_the_verified_provisional_plan_and_the_
         c.refresh()      # slice has twice the budget of the one before (at least 0.01 s), so it ends
         if not c.optimum_pending:
             break
-    assert c.status == "optimal" and not c.optimum_pending and c.log[-1]["warm"] == "kept"
+    assert c.status == "optimal" and not c.optimum_pending and c.log[-1].timings.warm == "kept"
     continued = c.publication.schedule.summary["objective_cny"]
     assert continued == pytest.approx(c.resolve(cold=True).schedule.summary["objective_cny"], rel=1e-9, abs=1e-9)
 
 
 def test_an_interrupt_stops_the_re_solve_like_a_budget_and_the_next_publication_continues(monkeypatch):
-    monkeypatch.setattr(controller_module, "INTERRUPT_POLL_S", 0.0)  # ask at every simplex iteration,
-    monkeypatch.setattr(controller_module, "INTERRUPT_MIN_RUN_S", 0.0)  # from the first
+    monkeypatch.setattr(warm_module, "INTERRUPT_POLL_S", 0.0)  # ask at every simplex iteration,
+    monkeypatch.setattr(warm_module, "INTERRUPT_MIN_RUN_S", 0.0)  # from the first
     day = residential(120, seed=7)
     sessions = day.pop("sessions")
     asked = []
@@ -327,7 +392,7 @@ def test_an_interrupt_stops_the_re_solve_like_a_budget_and_the_next_publication_
 
 def test_past_its_budget_without_a_new_car_the_last_plan_stands_if_it_still_verifies():
     c = loaded_controller(always_resolve=True)
-    c.time_limit_s = 0.0
+    c.options = dataclasses.replace(c.options, time_limit_s=0.0)
     c.advance(3)  # a re-solve with no new car
     assert c.publication.source == "provisional" and c.optimum_pending
     assert "re-checked for this state" in c.status
@@ -351,9 +416,9 @@ def test_a_kept_model_s_time_budget_counts_from_each_re_solve():
         if period > c.now:
             c.advance(period)
         c.plug_in(raw)
-    assert c.status == "optimal" and c.log[-1]["warm"] == "kept"
+    assert c.status == "optimal" and c.log[-1].timings.warm == "kept"
     # a budget below the time the kept object has run in all, yet far above what one re-solve needs
-    c.time_limit_s = 0.8 * c._model.highs.getRunTime()
+    c.options = dataclasses.replace(c.options, time_limit_s=0.8 * c.kept_run_time_s())
     raw, period = arrivals[-1]
     c.advance(max(period, c.now))
     c.plug_in(raw)
@@ -361,7 +426,7 @@ def test_a_kept_model_s_time_budget_counts_from_each_re_solve():
 
 
 def test_the_fallback_respects_a_demand_response_cap(monkeypatch):
-    monkeypatch.setattr(controller_module, "solve_exactly",
+    monkeypatch.setattr(resolve_module, "solve_exactly",
                         lambda *a, **k: (_ for _ in ()).throw(SolverError("down")))
     c = Controller(site())
     c.plug_in(session("S1", "C2", at(0), at(8), 14.0))
@@ -383,18 +448,18 @@ def test_warm_and_cold_re_solves_publish_plans_of_the_same_cost():
         assert c.status == "optimal"
     assert costs[True] == pytest.approx(costs[False], rel=1e-9)
     warm_log = loaded_controller(warm_start=True).log
-    assert any(entry["warm"] for entry in warm_log)
+    assert any(entry.timings.warm for entry in warm_log)
 
 
 def test_a_plug_in_patches_the_kept_highs_model_and_a_departure_date_change_does_not():
     c = loaded_controller()
     c.plug_in(session("S3", "C3", at(2), at(8), 6.0))
-    assert c.log[-1]["warm"] == "kept" and c.status == "optimal"
+    assert c.log[-1].timings.warm == "kept" and c.status == "optimal"
     kept = c.publication.schedule.summary["objective_cny"]
     assert kept == pytest.approx(c.resolve(cold=True).schedule.summary["objective_cny"], rel=1e-9, abs=1e-9)
-    assert c.log[-1]["warm"] is False  # cold: a fresh HiGHS object, no basis
+    assert c.log[-1].timings.warm is False  # cold: a fresh HiGHS object, no basis
     c.update("S3", departure=at(7.5))  # a partial last period changes coefficients: a fresh model, warm basis
-    assert c.log[-1]["warm"] == "basis" and c.status == "optimal"
+    assert c.log[-1].timings.warm == "basis" and c.status == "optimal"
 
 
 def test_a_provisional_plan_for_a_new_car_is_published_first_verified_then_the_optimum():
@@ -423,8 +488,8 @@ def test_without_news_of_new_cars_there_is_no_provisional_plan_and_a_failing_lis
 
     c = loaded_controller(provisional=True, on_publish=listener)
     c.measure("S1", 2.0)  # not a plug-in: straight to the optimum
-    assert c.log[-1]["source"] == "highs" and c.log[-2]["source"] != "provisional"
-    assert c.log[-1]["on_publish_error"] == "RuntimeError: push failed"
+    assert c.log[-1].source == "highs" and c.log[-2].source != "provisional"
+    assert c.log[-1].on_publish_error == "RuntimeError: push failed"
 
 
 def test_car_at_finds_the_car_on_a_charger_at_a_time():
@@ -485,10 +550,10 @@ def test_forecast_cars_get_no_set_point_and_leave_the_plan_at_their_arrival():
     c = Controller(site(), expected_arrivals=[expected_car(node="M2")])
     assert c.status == "idle"
     c.plug_in(session("S1", "C1", at(0), at(7), 5.0))
-    assert any(sid.startswith(controller_module.EXPECTED_PREFIX) for sid in c.publication.session_ids)
+    assert any(sid.startswith(EXPECTED_PREFIX) for sid in c.publication.session_ids)
     assert list(c.setpoints().index) == ["S1"]
     c.advance(4)
-    assert not any(sid.startswith(controller_module.EXPECTED_PREFIX) for sid in c.publication.session_ids)
+    assert not any(sid.startswith(EXPECTED_PREFIX) for sid in c.publication.session_ids)
     c.expect([])
     assert c.state.expected == ()
 
@@ -574,6 +639,18 @@ def test_the_simulator_is_gridcharge_simulate():
     assert result.verification.ok and result.verification.unmet_kwh == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(AttributeError):
         gridcharge.no_such_thing  # noqa: B018
+
+
+def test_a_plan_published_again_is_not_counted_as_a_re_solve():
+    """Without noise and with every car known at the start, nothing is news after period 0: each later period
+    publishes the rest of the plan again (no solve, ``solve_s`` None in the log), so one re-solve in all; with
+    ``always_resolve`` every period with a car re-solves."""
+    cars = [session("S1", "C1", at(0), at(7), 5.0), session("S2", "C2", at(1), at(6), 4.0)]
+    once = simulate(site(), cars, "online", reveal="start")
+    assert once.resolves == 1
+    assert once.log["solve_s"].isna().sum() == len(once.log) - 1
+    every = simulate(site(), cars, "online", reveal="start", controller_options={"always_resolve": True})
+    assert every.resolves == int((every.log["source"] != "idle").sum()) == 7  # at 07:00 both cars have left
 
 
 def test_simulate_rejects_unknown_strategies_and_noise():
@@ -665,8 +742,8 @@ def test_every_warm_re_solve_reaches_the_optimum_of_its_state(day):
                 c.plug_in(next(raw for raw in sessions if raw["id"] == s.id))
                 if not c.status == "optimal":
                     continue  # infeasible by exclusivity alone, say: the fallback is tested elsewhere
-                sub, meta = c._sub_instance()
-                if np.isfinite(meta["final_upper"]).any():
+                sub, window = c.window()
+                if np.isfinite(window.final_upper_kwh).any():
                     continue  # a V2G car above its request: a bound the instance cannot state (hand test above)
                 cold = gridcharge.solve(sub).summary["objective_cny"]
                 assert c.publication.schedule.summary["objective_cny"] == pytest.approx(cold, rel=1e-7, abs=1e-6)
@@ -707,10 +784,10 @@ def test_the_greedy_fill_of_many_new_cars_sums_the_loads_once_and_matches_the_ca
     caps = np.full((problem.n_nodes, problem.n_periods), np.inf)
     caps[0, ::2] = problem.import_limit_kw[0] * 0.7  # a demand-response cap on every other period of the root
     new = np.arange(problem.n_sessions)
-    filled = controller_module._greedy_new_cars(problem, np.zeros((problem.n_sessions, problem.n_periods)), new, caps)
+    filled = fill_new_cars(problem, np.zeros((problem.n_sessions, problem.n_periods)), new, caps)
     reference = np.zeros_like(filled)
     for s in new:  # one car at a time, loads from scratch
-        reference[s] = controller_module._greedy_new_cars(problem, reference, np.array([s]), caps)[s]
+        reference[s] = fill_new_cars(problem, reference, np.array([s]), caps)[s]
     np.testing.assert_allclose(filled, reference, rtol=0, atol=1e-9)
 
 
@@ -726,12 +803,12 @@ def test_a_re_solve_stopped_by_its_budget_publishes_verified_plans_and_continues
     budgeted = Controller(site_day, provisional=True)
     for s in sessions:
         plain.plug_in(s)
-        budgeted.time_limit_s = budget_s
+        budgeted.options = dataclasses.replace(budgeted.options, time_limit_s=budget_s)
         budgeted.plug_in(s)
         pub = budgeted.publication
         assert pub.verification is not None and pub.verification.ok
         assert gridcharge.verify(pub.schedule.problem.instance, pub.power_kw).ok
-        budgeted.time_limit_s = None
+        budgeted.options = dataclasses.replace(budgeted.options, time_limit_s=None)
         budgeted.refresh()
         assert not budgeted.optimum_pending
         assert budgeted.publication.source == plain.publication.source

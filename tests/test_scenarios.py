@@ -17,7 +17,7 @@ from gridcharge.errors import InstanceError
 from gridcharge.grid.thermal import simulate as thermal_simulate
 from gridcharge.scenarios.hosting import hosting_capacity, violation_curve, wilson_interval
 from gridcharge.scenarios.runner import TIMING_COLUMNS, Task, plan, run_study, run_task
-from gridcharge.scenarios.sampling import _assign, build_day
+from gridcharge.scenarios.sampling import assign_chargers, build_day
 from gridcharge.scenarios.spec import load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
@@ -93,6 +93,8 @@ def test_a_charger_count_below_the_ratio_is_a_reported_shortfall():
      "fleet.arrival_hour.sd", "required for a normal distribution"),
     (lambda d: d.update(strategies=["uncontrolled", "smart"]), "strategies[1]", "one of"),
     (lambda d: d["site"].update(building_type="castle"), "site.building_type", "must be"),
+    (lambda d: d["horizon"].update(date="soon"), "horizon.date", "must be a date like 2026-01-15"),
+    (lambda d: d.update(hosting={"enabled": "maybe"}), "hosting.enabled", "must be true or false"),
     (lambda d: d["base_load"].update(csv="nowhere.csv", peak_kw=None), "base_load.csv", "no such file"),
     (lambda d: d["transformer"]["ambient"].update(preset="beijing-monsoon"), "transformer.ambient.preset", "one of"),
     (lambda d: d["fleet"].update(evs=3), "fleet", "at most site.chargers"),
@@ -147,12 +149,12 @@ def test_shared_chargers_first_free_and_free_again_after_the_departure_period():
     leave = np.array([30, 40, 50, 60])
     # car 2 finds both busy (turned away); charger 0 is free again from 30 (its car left at 30, a boundary),
     # so car 3 at 45 takes charger 0
-    assert _assign(False, arrive, leave, 2, 15).tolist() == [0, 1, -1, 0]
+    assert assign_chargers(False, arrive, leave, 2, 15).tolist() == [0, 1, -1, 0]
     # car 0 leaving at 31 keeps its charger busy until 45 (end of that period): car 3 at 45 still gets it
-    assert _assign(False, arrive, np.array([31, 40, 50, 60]), 2, 15).tolist() == [0, 1, -1, 0]
+    assert assign_chargers(False, arrive, np.array([31, 40, 50, 60]), 2, 15).tolist() == [0, 1, -1, 0]
     # ... but a car arriving at 44 does not (charger 1 is free from 45 too): turned away
-    assert _assign(False, np.array([0, 10, 44]), np.array([31, 40, 60]), 2, 15).tolist() == [0, 1, -1]
-    assert _assign(True, arrive, leave, 3, 15).tolist() == [0, 1, 2, -1]
+    assert assign_chargers(False, np.array([0, 10, 44]), np.array([31, 40, 60]), 2, 15).tolist() == [0, 1, -1]
+    assert assign_chargers(True, arrive, leave, 3, 15).tolist() == [0, 1, 2, -1]
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -545,15 +545,15 @@ def test_news_interrupts_the_solver_process_which_replies_with_its_interim_plan_
     """A long re-solve in the child process stops when the engine says events are waiting (``interrupt``): the
     reply comes at once with the optimum pending, and the next pass continues it."""
     from gridcharge.bench.generate import residential
-    from gridcharge.service.runtime import SolverProcess
+    from gridcharge.service.runtime import SERVICE_OPTIONS, AdvanceOp, EventOp, SolverProcess
 
     day = residential(3000, seed=3)
     sessions = day.pop("sessions")
     day["sessions"] = []
-    solver = SolverProcess(day, "highs", None)
+    solver = SolverProcess(day, SERVICE_OPTIONS)
     try:
-        solver.run([("advance", 0)], None)  # the child is up
-        ops = [("event", 0, "plug_in", session, i + 1) for i, session in enumerate(sessions)]
+        solver.run([AdvanceOp(0)], None)  # the child is up
+        ops = [EventOp(0, "plug_in", session, i + 1) for i, session in enumerate(sessions)]
         done = threading.Event()
 
         def news():  # events keep arriving while the solver works

@@ -260,8 +260,8 @@ def _run_child(command: list[str], env: dict, wall_limit_s: float | None, say) -
                     say(f"      still running, {elapsed:.0f} s")
 
 
-def _fresh(instance_path: str, solver: str, time_limit_s: float | None, wall_limit_s: float | None,
-           say=None) -> dict:
+def measure_in_fresh_process(instance_path: str, solver: str, time_limit_s: float | None,
+                             wall_limit_s: float | None, say=None) -> dict:
     """:func:`measure` in a new Python process; a killed or crashed child is a row too."""
     job = json.dumps({"instance": instance_path, "solver": solver, "time_limit_s": time_limit_s})
     env = dict(os.environ)
@@ -570,7 +570,7 @@ def run_bench(instances: list[str], solvers: list[str], *, repeat: int = 1, out_
                 started = time.perf_counter()
                 say(f"[{cell}/{total}] {Path(path).stem} x {solver}" + (f" (repeat {r + 1})" if repeat > 1 else ""))
                 if fresh:
-                    row = _fresh(path, solver, time_limit_s, wall_limit_s, progress)
+                    row = measure_in_fresh_process(path, solver, time_limit_s, wall_limit_s, progress)
                 else:
                     gc.collect()  # garbage of the previous run is not collected on this one's clock
                     row = measure(path, solver, time_limit_s=time_limit_s, mode="in-process")

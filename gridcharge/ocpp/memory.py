@@ -87,13 +87,13 @@ class MemoryBackend:
     def __init__(self, site, passwords: Mapping[str, str], *, solver: str = "highs",
                  time_limit_s: float | None = None, clock: Callable[[], datetime] | None = None, grace_s: int = 300,
                  rate_unit: str = "W", voltage_v: float = 230.0):
-        from ..online import Controller
+        from ..online import Controller, ControllerOptions
 
         # a new car's provisional plan (verified) is served before the optimum; an event waiting for the lock
         # interrupts a running re-solve, which then publishes its interim plan and is continued next pass
         self._waiting = 0  # events waiting for the lock
         self._count_lock = threading.Lock()
-        controller = Controller(site, solver=solver, time_limit_s=time_limit_s, provisional=True,
+        controller = Controller(site, ControllerOptions(solver=solver, time_limit_s=time_limit_s, provisional=True),
                                 on_publish=self._on_publish, interrupt=lambda: self._waiting > 0)
         controller.auto_resolve = False
         self.controller = controller

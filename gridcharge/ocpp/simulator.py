@@ -33,7 +33,7 @@ class _ClientMixin:
 
     @on("SetChargingProfile")
     def _set_profile(self, **_):
-        self.sim._received(self.wire)
+        self.sim.receive_profile(self.wire)
         return self._call_result.SetChargingProfile(status=self.sim.answer_profiles)
 
     @on("ClearChargingProfile")
@@ -147,7 +147,8 @@ class SimulatedCharger:
                 await self._task
 
     # what arrives ----------------------------------------------------------------------------------------------
-    def _received(self, payload: dict) -> None:
+    def receive_profile(self, payload: dict) -> None:
+        """A SetChargingProfile request arrived: record it and install it under its purpose."""
         self.received.append((time.perf_counter(), payload))
         self.installed[purpose_of(payload)] = payload
         self._changed.set()

@@ -1,8 +1,10 @@
-"""Online control: a rolling-horizon controller (:class:`Controller`) and a closed-loop simulator
-(:func:`simulate`, :func:`compare`). See :mod:`gridcharge.online.controller` and :mod:`gridcharge.online.simulate`."""
+"""Online control: a rolling-horizon controller (:class:`Controller`, a facade of events over explicit state) and a
+closed-loop simulator (:func:`simulate`, :func:`compare`)."""
 
-from .controller import Cap, Car, Controller, ControllerState, Publication
+from .controller import Controller
 from .simulate import Noise, SimulationResult, compare, simulate
+from .state import Cap, Car, ControllerOptions, ControllerState, Day, Expected, LogEntry, Publication, Timings
+from .window import Window
 
-__all__ = ["Cap", "Car", "Controller", "ControllerState", "Noise", "Publication", "SimulationResult", "compare",
-           "simulate"]
+__all__ = ["Cap", "Car", "Controller", "ControllerOptions", "ControllerState", "Day", "Expected", "LogEntry", "Noise",
+           "Publication", "SimulationResult", "Timings", "Window", "compare", "simulate"]

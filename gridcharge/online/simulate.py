@@ -17,23 +17,7 @@ a controlled baseline (``"equal_share"``, ``"edf"``, ``"llf"``, ``"greedy_cost"`
     energy and the forecast base load known in advance, applied open loop. Without noise it is the best any
     strategy can do (an upper bound on what control achieves); with noise it is a plan that does not react.
 
-The loop (period ``t`` = the interval ``[start + t*step, start + (t+1)*step)``)
--------------------------------------------------------------------------------
-At each boundary ``t``, for controller strategies, one batch of events: ``advance(t)``; ``depart`` for every car
-that has actually left by now (an early leaver is noticed at the first boundary after it left); ``measure`` of the
-energy every present car actually received; ``plug_in`` for every car whose arrival is in ``(time(t-1), time(t)]``
-(``reveal="arrival"``: a car arriving inside a period is noticed at the next boundary, and its charger draws nothing
-until it has a set-point) or, with ``reveal="start"``, every car at ``t = 0`` with its true arrival (all arrivals
-known in advance). Then the controller's set-points for period ``t`` are applied: a charging car draws ``u`` times its
-set-point (``u <= 1``, noise), a discharging car gives what it is told, a car draws only while it is actually there,
-so a car that has left early draws nothing.
-
-Afterwards the realised power is checked with :func:`gridcharge.verify` against the *actual* day: true departures,
-actual base load. Its verdict gives violations, overload [kWh], cost [CNY] (energy, degradation, unmet penalty and
-peak charge), delivered and unmet energy [kWh] and the root's peak [kW].
-
-Noise (:class:`Noise`) is drawn once from ``numpy.random.default_rng(seed)`` in a fixed order, whatever the
-strategy, so strategies compared with the same seed meet the same reality (common random numbers).
+The loop, the checks of what actually happened and the noise: docs/design/online.md, "Closed-loop simulation".
 """
 
 from __future__ import annotations
@@ -51,7 +35,9 @@ from ..instance import Instance, load_instance
 from ..problem import Problem, build_problem
 from ..schedule import battery_power_kw, delivered_kwh, node_load_frame, power_frame
 from ..verify import Verification, verify
-from .controller import CONTROLLER_SOLVERS, Controller
+from .controller import Controller
+from .events import energy_bounds_kwh
+from .state import CONTROLLER_SOLVERS
 
 STRATEGIES = ("uncontrolled", "equal_share", "edf", "llf", "greedy_cost", "online", "optimal")
 #: The strategies :func:`compare` runs by default.
@@ -188,8 +174,9 @@ def simulate(site, sessions: Sequence[Mapping] | None = None, strategy: str = "o
     seed : int — seed of the noise draws
     reveal : {"arrival", "start"} — when a controller learns of a car (module notes)
     time_limit_s : float, optional — HiGHS limit per re-solve (``online``) or for the whole-day solve (``optimal``) [s]
-    controller_options : mapping, optional — more keyword arguments for :class:`~gridcharge.online.Controller`
-        (``warm_start``, ``always_resolve``, ``fallback``, ``horizon_periods`` ...)
+    controller_options : mapping, optional — more keyword arguments for :class:`~gridcharge.online.Controller`:
+        fields of :class:`~gridcharge.online.ControllerOptions` (``warm_start``, ``always_resolve``, ``fallback``,
+        ``horizon_periods`` ...) and ``expected_arrivals``
 
     Raises
     ------
@@ -379,7 +366,7 @@ def _run_controlled(strategy, site_data, session_data, planned, reality, problem
         statuses.append(controller.status)
         setpoint = controller.setpoints().reindex(ids).fillna(0.0).to_numpy()
         power[:, t] = _apply(setpoint, t, reality, problem, delivered)
-    log = pd.DataFrame(controller.log)
+    log = pd.DataFrame([entry.row() for entry in controller.log])
     solved = log[log["source"] != "idle"] if len(log) else log
     solve_time = float(log["total_s"].sum()) if len(log) else 0.0
     resolves = int((solved["solve_s"].notna()).sum()) if "solve_s" in solved else 0
@@ -391,13 +378,8 @@ def _within_bounds(controller: Controller, readings: dict) -> dict:
     """Meter readings a hair outside a car's battery bounds (solver tolerance, < 1e-6 kWh) put on the bound."""
     out = {}
     for sid, value in readings.items():
-        s = controller.state.cars[sid].session
-        if s.battery_kwh is None:
-            out[sid] = max(value, 0.0) if value > -1e-6 else value
-            continue
-        initial = s.initial_kwh or 0.0
-        low = (initial if s.min_kwh is None else s.min_kwh) - initial
-        high = s.battery_kwh - initial
+        low, high = energy_bounds_kwh(controller.state.cars[sid].session)
+        high = math.inf if high is None else high
         out[sid] = min(max(value, low), high) if low - 1e-6 < value < high + 1e-6 else value
     return out
 

@@ -136,7 +136,7 @@ def site_lines(result: StudyResult) -> list[tuple[str, str]]:
     site, tr, b, f = s.site, s.transformer, s.base_load, s.fleet
     ratio, minimum = CHARGER_RATIO[site.building_type]
     p = tr.thermal.parameters()
-    base_peak = b.peak() if s._base_csv_kw is None else float(np.max(s._base_csv_kw))
+    base_peak = b.peak() if s.base_csv_kw is None else float(np.max(s.base_csv_kw))
     ambient = f"CSV {tr.ambient.csv}" if tr.ambient.csv else (tr.ambient.preset or "beijing-winter")
     return [
         ("building type", site.building_type),

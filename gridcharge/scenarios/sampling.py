@@ -85,15 +85,15 @@ def _from_midnight(values: np.ndarray, scenario: Scenario) -> np.ndarray:
 def base_shape_kw(scenario: Scenario) -> np.ndarray:
     """Expected base load per period before PV [kW] (the shipped shape x peak, or the CSV)."""
     b = scenario.base_load
-    if scenario._base_csv_kw is not None:
-        return _from_midnight(scenario._base_csv_kw, scenario)
+    if scenario.base_csv_kw is not None:
+        return _from_midnight(scenario.base_csv_kw, scenario)
     return b.peak() * _from_midnight(LOAD_SHAPES[b.shape], scenario)
 
 
 def ambient_shape_c(scenario: Scenario) -> np.ndarray:
     """Expected ambient temperature per period [°C] (preset or CSV, plus ``offset_c``)."""
     a = scenario.transformer.ambient
-    hourly = scenario._ambient_csv_c if a.csv is not None else ambient_preset(a.preset or "beijing-winter")
+    hourly = scenario.ambient_csv_c if a.csv is not None else ambient_preset(a.preset or "beijing-winter")
     return _from_midnight(hourly, scenario) + a.offset_c
 
 
@@ -161,7 +161,7 @@ def build_day(scenario: Scenario, day: int, evs: int | None = None) -> Day:
     request = np.minimum.reduce([energy, battery - initial, rate * site.efficiency * stay_h * 0.999])
     request = np.round(np.maximum(request, 0.0), 3)
 
-    charger_of = _assign(site.building_type == "residential", arrive_min, leave_min, site.charger_count, step)
+    charger_of = assign_chargers(site.building_type == "residential", arrive_min, leave_min, site.charger_count, step)
     served = charger_of >= 0
     start = horizon_start(s)
     feeders = site.feeders
@@ -215,7 +215,7 @@ def build_day(scenario: Scenario, day: int, evs: int | None = None) -> Day:
                turned_away=int((~served).sum()), turned_away_kwh=float(request[~served].sum()))
 
 
-def _assign(own_space: bool, arrive_min: np.ndarray, leave_min: np.ndarray, chargers: int,
+def assign_chargers(own_space: bool, arrive_min: np.ndarray, leave_min: np.ndarray, chargers: int,
             step_minutes: int) -> np.ndarray:
     """Charger index of each EV, -1 when turned away (module notes).
 

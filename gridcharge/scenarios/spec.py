@@ -39,6 +39,7 @@ from ..instance import (
     MIN_POSITIVE,
     SCENARIO_FORMAT,
     Currency,
+    field_problems,
 )
 from ..grid.profiles import BEIJING_AMBIENT_C
 from ..grid.tariffs import TARIFF_PRESETS
@@ -315,6 +316,16 @@ class Scenario(_Strict):
 
     # --- derived, for the sampler and the report -------------------------------------------------------------
     @property
+    def ambient_csv_c(self) -> np.ndarray | None:
+        """The ambient temperature profile read from ``transformer.ambient.csv`` [°C], or None."""
+        return self._ambient_csv_c
+
+    @property
+    def base_csv_kw(self) -> np.ndarray | None:
+        """The base-load profile read from ``base_load.csv`` [kW], or None."""
+        return self._base_csv_kw
+
+    @property
     def evs(self) -> int:
         return self.fleet.count(self.site)
 
@@ -399,7 +410,8 @@ def load_scenario(source: str | Path | dict) -> Scenario:
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise _invalid(_problems(exc), label) from None
+        raise _invalid(field_problems(exc, unknown_key="unknown key (see the scenario format in README.md)"),
+                       label) from None
     problems = _cross_checks(scenario, folder)
     if problems:
         raise _invalid(problems, label)
@@ -427,63 +439,6 @@ def _instance_file_problem() -> FieldProblem:
     return FieldProblem("format", INSTANCE_FORMAT,
                         f"expected {FORMAT}; this is a problem-instance file: solve it with `gridcharge solve FILE` "
                         "(`gridcharge scenario run` reads capacity-scenario files, .toml)")
-
-
-def _path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _bound(value) -> str:
-    """A bound as a person writes it: ``3,660``, ``0.001``, ``2026-01-15``."""
-    if isinstance(value, (int, float)):
-        return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
-    return str(value)
-
-
-def _problems(exc: ValidationError) -> list[FieldProblem]:
-    problems = []
-    for error in exc.errors(include_url=False):
-        kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
-        path = _path(error["loc"])
-        if kind == "extra_forbidden":
-            expected = "unknown key (see the scenario format in README.md)"
-        elif kind == "missing":
-            value, expected = "(missing)", "missing required key"
-        elif kind == "greater_than_equal":
-            expected = f"must be >= {_bound(ctx['ge'])}"
-        elif kind == "greater_than":
-            expected = f"must be > {_bound(ctx['gt'])}"
-        elif kind == "less_than_equal":
-            expected = f"must be <= {_bound(ctx['le'])}"
-        elif kind == "less_than":
-            expected = f"must be < {_bound(ctx['lt'])}"
-        elif kind == "finite_number":
-            expected = "must be a finite number, not NaN or infinity"
-        elif kind == "string_pattern_mismatch" and path.endswith("currency"):
-            expected = "must be an ISO 4217 currency code: three capital letters such as CNY, EUR or USD"
-        elif kind == "literal_error":
-            expected = f"must be {ctx['expected']}"
-        elif kind in ("float_type", "float_parsing"):
-            expected = "must be a number"
-        elif kind in ("int_type", "int_parsing", "int_from_float"):
-            expected = "must be a whole number"
-        elif kind == "list_type":
-            expected = "must be a list"
-        elif kind.startswith(("date_", "datetime_")):
-            expected = "must be a date like 2026-01-15"
-        elif kind in ("bool_type", "bool_parsing"):
-            expected = "must be true or false"
-        elif kind in ("string_type",):
-            expected = "must be a string"
-        elif kind in ("model_type", "dict_type"):
-            expected = "must be a table (a mapping of keys to values)"
-        else:
-            expected = error["msg"]
-        problems.append(FieldProblem(path, value if not isinstance(value, date) else value.isoformat(), expected))
-    return problems
 
 
 def _cross_checks(s: Scenario, folder: Path) -> list[FieldProblem]:

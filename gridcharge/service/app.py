@@ -41,6 +41,7 @@ invalid values. A client mistake never yields a 500 and never a partial write.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from urllib.parse import parse_qs
@@ -55,11 +56,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import FieldProblem, InstanceError
-from ..instance import MAX_CHARGER_KW, MAX_ENERGY_KWH, MAX_NODE_KW
+from ..errors import EventRefused, FieldProblem, InstanceError, RefusalReason
+from ..instance import MAX_CHARGER_KW, MAX_ENERGY_KWH, MAX_NODE_KW, field_problems
 from ..ocpp.profiles import VERSIONS
 from .auth import CHARGER_PREFIX, OPERATOR_PREFIX, bearer, matches, new_token, token_hash
-from .runtime import Engine
+from .runtime import SERVICE_OPTIONS, Engine
 from .store import ConflictError, Store
 
 PROBLEM_JSON = "application/problem+json"
@@ -210,21 +211,28 @@ def _problems_from_instance_error(exc: InstanceError, prefix: str = "", rename: 
     return out
 
 
+#: HTTP status of each reason a controller refuses an event for
+_REFUSAL_STATUS = {RefusalReason.UNKNOWN_SESSION: 404, RefusalReason.ID_IN_USE: 409,
+                   RefusalReason.CHARGER_OCCUPIED: 409, RefusalReason.INVALID: 422}
+
+
 def _event_problem(exc: InstanceError, rename: dict) -> Problem:
-    """A controller's refusal → 404 (unknown session), 409 (id used today, charger occupied) or 422."""
-    for p in exc.problems:
-        if p.path == "session_id" and "announced car" in p.expected:
-            return Problem(404, "Not Found", f"no active session {p.value!r} on this site",
-                           [_field_error("path.session_id", p.value, p.expected)])
+    """A controller's refusal → 404 (unknown session), 409 (id used today, charger occupied) or 422, by its
+    reason (:class:`~gridcharge.errors.EventRefused`)."""
+    status = _REFUSAL_STATUS[exc.reason] if isinstance(exc, EventRefused) else 422
+    if status == 404:
+        p = next(p for p in exc.problems if p.path == "session_id")
+        return Problem(404, "Not Found", f"no active session {p.value!r} on this site",
+                       [_field_error("path.session_id", p.value, p.expected)])
     errors = _problems_from_instance_error(exc, rename=rename)
-    conflict = any(p.expected.startswith(("an id not used", "a free charger")) for p in exc.problems)
-    status = 409 if conflict else 422
+    conflict = status == 409
     return Problem(status, "Conflict" if conflict else "Unprocessable Content",
                    "; ".join(f"{e['field']}: {e['detail']}" for e in errors), errors)
 
 
 def _validation_problem(exc: RequestValidationError) -> Problem:
     errors = []
+    fields = []  # pydantic's errors on fields, ``loc`` from the body's top (the one translation does the rest)
     malformed = False
     for error in exc.errors():
         loc = list(error.get("loc", ()))
@@ -233,23 +241,14 @@ def _validation_problem(exc: RequestValidationError) -> Problem:
             malformed = True
         if loc and loc[0] == "body":
             loc = loc[1:]
-        elif loc and loc[0] in ("query", "path", "header"):
-            pass
-        path = ""
-        for part in loc:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
         if kind == "json_invalid":
             ctx = error.get("ctx") or {}
             errors.append(_field_error("body", f"position {loc[-1] if loc else '?'}",
                                        f"valid JSON ({ctx.get('error', 'JSON decode error')})"))
             continue
-        if kind == "extra_forbidden":
-            expected = "no such field (unknown key)"
-        elif kind == "missing":
-            expected = "a required field"
-        else:
-            expected = error.get("msg", "a valid value")
-        errors.append(_field_error(path or "body", error.get("input"), expected))
+        fields.append({**error, "loc": tuple(loc)})
+    for p in field_problems(fields, unknown_key="no such field (unknown key)"):
+        errors.append(_field_error(p.path or "body", p.value, p.expected))
     status = 400 if malformed else 422
     title = "Bad Request" if malformed else "Unprocessable Content"
     return Problem(status, title, "; ".join(f"{e['field']}: {e['detail']}" for e in errors), errors)
@@ -435,8 +434,9 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
     """
     store = database if isinstance(database, Store) else Store(database)
     new_operator_token = ensure_operator_token(store, operator_token)
-    engine = Engine(store, clock=clock, solver=solver, time_limit_s=time_limit_s, interval_s=interval_s,
-                    grace_s=grace_s, solver_process=solver_process)
+    options = dataclasses.replace(SERVICE_OPTIONS, solver=solver, time_limit_s=time_limit_s)
+    engine = Engine(store, clock=clock, options=options, interval_s=interval_s, grace_s=grace_s,
+                    solver_process=solver_process)
     engine.load()
     max_age = max(int(math.ceil(interval_s)), 0)
 

@@ -93,6 +93,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from ..errors import InstanceError
+from ..online.state import ControllerOptions
 from ..ocpp.profiles import VERSIONS, build_set_charging_profile, failsafe_limits_kw, failsafe_profile, \
     number_of_phases
 
@@ -103,6 +104,9 @@ log = logging.getLogger("gridcharge.service")
 SOLVER_NICE = 10
 
 Clock = Callable[[], datetime]
+
+#: The service's controllers: the LP, and a provisional plan for new cars before the optimum.
+SERVICE_OPTIONS = ControllerOptions(provisional=True)
 
 
 def system_clock() -> datetime:
@@ -173,11 +177,39 @@ def apply_event(controller, kind: str, body: Mapping) -> None:
         raise
 
 
+@dataclass(frozen=True)
+class EventOp:
+    """Apply stored event ``seq`` (``kind``, ``body`` as the HTTP layer stored them) at absolute period ``period``."""
+
+    period: int
+    kind: str
+    body: dict
+    seq: int
+
+
+@dataclass(frozen=True)
+class MeasureOp:
+    """Meter readings at ``period``: energy delivered since arrival per session [kWh] (cars that left are skipped)."""
+
+    period: int
+    delivered_kwh: dict
+
+
+@dataclass(frozen=True)
+class AdvanceOp:
+    """Advance the controller to ``period``."""
+
+    period: int
+
+
+SolverOp = EventOp | MeasureOp | AdvanceOp
+
+
 def execute(controller, ops, solve: str | None, interim: Callable[[dict], None] | None = None) -> dict:
     """Run solver-side operations on a controller and, with ``solve`` (``"resolve"`` or ``"refresh"``), publish.
 
-    ``ops``: ``("event", period, kind, body, seq)``, ``("measure", period, {session: kWh})``, ``("advance",
-    period)``, in order; the controller is advanced to each op's period first. Returns a picklable reply: ``now``,
+    ``ops``: :class:`EventOp`, :class:`MeasureOp`, :class:`AdvanceOp`, in order; the controller is advanced to
+    each op's period first. Returns a picklable reply: ``now``,
     ``divergences`` (events the controller refused, which the validator had accepted: should never happen) and,
     when solved, ``start_period``, ``sessions`` [(session id, charger id, V2G allowed)], ``power_kw`` (rows as
     ``sessions``) [kW], ``source``, ``status``, ``delivered_kwh`` {session: kWh}, ``solve_s`` [s] and
@@ -188,16 +220,19 @@ def execute(controller, ops, solve: str | None, interim: Callable[[dict], None] 
     divergences = []
     for op in ops:
         try:
-            if op[1] > controller.now:
-                controller.advance(op[1])
-            if op[0] == "event":
-                apply_event(controller, op[2], op[3])
-            elif op[0] == "measure":
-                delivered = {sid: kwh for sid, kwh in op[2].items() if sid in controller.state.cars}
+            if op.period > controller.now:
+                controller.advance(op.period)
+            if isinstance(op, EventOp):
+                apply_event(controller, op.kind, op.body)
+            elif isinstance(op, MeasureOp):
+                delivered = {sid: kwh for sid, kwh in op.delivered_kwh.items() if sid in controller.state.cars}
                 if delivered:
                     controller.measure(delivered)
+            elif not isinstance(op, AdvanceOp):
+                raise TypeError(f"unknown solver op {op!r}")
         except InstanceError as exc:
-            divergences.append(f"{op[0]} {op[4] if op[0] == 'event' else ''}: {exc}")
+            what = f"event {op.seq}" if isinstance(op, EventOp) else type(op).__name__
+            divergences.append(f"{what}: {exc}")
     reply: dict = {"now": controller.now, "divergences": divergences}
     if solve:
         started = time.perf_counter()
@@ -247,13 +282,11 @@ class LocalSolver:
     The controller publishes a provisional plan after new cars (``Controller(provisional=True)``): the last plan
     with each new car filled into its headroom, verified, handed to ``interim`` before the optimum is computed."""
 
-    def __init__(self, instance: dict, solver: str, time_limit_s: float | None,
-                 interrupt: Callable[[], bool] | None = None):
+    def __init__(self, instance: dict, options: ControllerOptions, interrupt: Callable[[], bool] | None = None):
         from ..online import Controller
 
         self._news = threading.Event()
-        self.controller = Controller(instance, solver=solver, time_limit_s=time_limit_s, provisional=True,
-                                     interrupt=interrupt or self._news.is_set)
+        self.controller = Controller(instance, options, interrupt=interrupt or self._news.is_set)
         self.controller.auto_resolve = False
 
     def run(self, ops, solve: str | None, interim: Callable[[dict], None] | None = None) -> dict:
@@ -268,7 +301,8 @@ class LocalSolver:
         pass
 
 
-def _solver_main(fd: int) -> None:  # pragma: no cover - runs in the child process
+def solver_child_main(fd: int) -> None:  # pragma: no cover - runs in the child process
+    """The solver child of :class:`SolverProcess`: a :class:`LocalSolver` serving runs over the socket ``fd``."""
     from multiprocessing.connection import Connection
 
     connection = Connection(fd)
@@ -302,7 +336,7 @@ class SolverProcess:
     keep their latency while re-optimisations run. (A plain subprocess rather than ``multiprocessing``'s spawn,
     which would re-import the caller's main script.)"""
 
-    def __init__(self, instance: dict, solver: str, time_limit_s: float | None):
+    def __init__(self, instance: dict, options: ControllerOptions):
         import socket
         import subprocess
         import sys
@@ -313,7 +347,7 @@ class SolverProcess:
                                         pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
         child.close()
         self._connection = Connection(parent.detach())
-        self._connection.send((instance, solver, time_limit_s))
+        self._connection.send((instance, options))
         self._lock = threading.Lock()  # one run at a time
         self._send_lock = threading.Lock()  # run() and interrupt() both send
         self._busy = False
@@ -370,16 +404,16 @@ class SiteRuntime:
     """One site in memory: its instance, settings, tokens, the two controllers and what is served."""
 
     def __init__(self, site_id: str, generation: int, instance: dict, settings: dict, token_hashes: dict, *,
-                 solver: str = "highs", time_limit_s: float | None = None, solver_process: bool = True):
+                 options: ControllerOptions = SERVICE_OPTIONS, solver_process: bool = True):
         from ..online import Controller
 
         self.site_id = site_id
         self.generation = generation
         self.instance_dict = instance
-        self.validator = Controller(instance, solver=solver, time_limit_s=time_limit_s)
+        self.validator = Controller(instance, options)
         self.validator.auto_resolve = False
         self.instance = self.validator.site
-        self.solver = (SolverProcess if solver_process else LocalSolver)(instance, solver, time_limit_s)
+        self.solver = (SolverProcess if solver_process else LocalSolver)(instance, options)
         self.solver_now = 0
         self.solver_error: str | None = None
         horizon = self.instance.horizon
@@ -540,20 +574,19 @@ class Engine:
     ----------
     store : gridcharge.service.store.Store
     clock : callable → tz-aware datetime (default: the system clock, UTC)
-    solver : str — the controller's solver (``highs`` or a baseline)
-    time_limit_s : float, optional — HiGHS budget per re-solve pass [s]: a pass that runs out of it serves the
-        interim plan (or the fallback) and the next pass continues the same simplex (``Controller(time_limit_s)``)
+    options : ControllerOptions — how every site's controllers solve (default :data:`SERVICE_OPTIONS`), e.g. a
+        ``time_limit_s`` [s] per re-solve pass: a pass that runs out of it serves the interim plan (or the fallback)
+        and the next pass continues the same simplex
     interval_s : float — the re-optimisation / polling interval [s]: the worker wakes at least this often, and
         it is the ``Cache-Control: max-age`` of profiles
     grace_s : int — how long a TxProfile stays valid after its period ends, and 2.1's ``maxOfflineDuration`` [s]
     """
 
-    def __init__(self, store, *, clock: Clock | None = None, solver: str = "highs", time_limit_s: float | None = None,
+    def __init__(self, store, *, clock: Clock | None = None, options: ControllerOptions = SERVICE_OPTIONS,
                  interval_s: float = 60.0, grace_s: int = 300, solver_process: bool = True):
         self.store = store
         self.clock = clock or system_clock
-        self.solver = solver
-        self.time_limit_s = time_limit_s
+        self.options = options
         self.interval_s = float(interval_s)
         self.grace_s = int(grace_s)
         self.solver_process = bool(solver_process)
@@ -593,8 +626,8 @@ class Engine:
             runtime.close()
 
     def _runtime(self, site_id, generation, instance, settings, token_hashes) -> SiteRuntime:
-        return SiteRuntime(site_id, generation, instance, settings, token_hashes, solver=self.solver,
-                           time_limit_s=self.time_limit_s, solver_process=self.solver_process)
+        return SiteRuntime(site_id, generation, instance, settings, token_hashes, options=self.options,
+                           solver_process=self.solver_process)
 
     def _install(self, runtime: SiteRuntime) -> None:
         with self._sites_lock:
@@ -626,11 +659,11 @@ class Engine:
         measured = pub is None
         for event in stored.events:
             if not measured and event.seq > pub.after_seq:
-                ops.append(("measure", pub.now, pub.delivered_kwh))
+                ops.append(MeasureOp(pub.now, pub.delivered_kwh))
                 measured = True
-            ops.append(("event", event.period, event.kind, event.body, event.seq))
+            ops.append(EventOp(event.period, event.kind, event.body, event.seq))
         if not measured:
-            ops.append(("measure", pub.now, pub.delivered_kwh))
+            ops.append(MeasureOp(pub.now, pub.delivered_kwh))
         return ops
 
     def _replay(self, runtime: SiteRuntime, stored) -> None:
@@ -660,8 +693,7 @@ class Engine:
         """A new solver controller for a site whose solver failed (its process died, or it raised): every stored
         event replayed into it, queued events included (read under the site lock, so none is applied twice)."""
         runtime.solver.close()
-        solver = (SolverProcess if self.solver_process else LocalSolver)(runtime.instance_dict, self.solver,
-                                                                         self.time_limit_s)
+        solver = (SolverProcess if self.solver_process else LocalSolver)(runtime.instance_dict, self.options)
         with runtime.lock:
             stored = next((s for s in self.store.load_sites() if s.site_id == runtime.site_id), None)
             if stored is None or stored.generation != runtime.generation:
@@ -770,7 +802,7 @@ class Engine:
         moved = target > runtime.solver_now
         if not (events or needs_solve or moved):
             return False
-        ops = [("event", e.period, e.kind, e.body, e.seq) for e in events] + [("advance", target)]
+        ops = [EventOp(e.period, e.kind, e.body, e.seq) for e in events] + [AdvanceOp(target)]
         after_seq = events[-1].seq if events else max(runtime.applied_seq, runtime.replayed_seq)
         first: list[float] = []  # when the events were first served (a provisional plan, or the final one)
 
@@ -873,4 +905,8 @@ __all__ = ["ChargerSettings", "Engine", "Served", "SiteRuntime", "VERSIONS", "ap
 if __name__ == "__main__":  # pragma: no cover - the solver child of SolverProcess
     import sys
 
-    _solver_main(int(sys.argv[1]))
+    # run the imported module's copy, so that the ops the parent pickles (gridcharge.service.runtime.EventOp...)
+    # are the classes execute() checks against, not this __main__ module's twins
+    from gridcharge.service import runtime
+
+    runtime.solver_child_main(int(sys.argv[1]))

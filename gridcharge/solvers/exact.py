@@ -81,7 +81,7 @@ def solve_exactly(problem: Problem, run: Runner, *, allow_overload: bool = False
     return Schedule(problem=problem, power=power, summary=summary, overload_kwh=series)
 
 
-def _both_ways(lp: LinearProgram, x: np.ndarray) -> np.ndarray:
+def both_ways(lp: LinearProgram, x: np.ndarray) -> np.ndarray:
     has_d = lp.discharge_col >= 0
     both = np.zeros(len(lp.pair_session), dtype=bool)
     k = np.flatnonzero(has_d)
@@ -89,7 +89,7 @@ def _both_ways(lp: LinearProgram, x: np.ndarray) -> np.ndarray:
     return both
 
 
-def _net_where_free(problem: Problem, lp: LinearProgram, x: np.ndarray, both: np.ndarray,
+def net_where_free(problem: Problem, lp: LinearProgram, x: np.ndarray, both: np.ndarray,
                     residue: np.ndarray | None = None):
     """Remove simultaneous charge and discharge where that provably keeps the solution feasible and no worse.
 
@@ -200,11 +200,11 @@ def _solve_rounds(problem: Problem, run: Runner, *, allow_overload: bool, net: b
             what = "the MIP (charge/discharge exclusivity)" if binary.any() else "the solver"
             raise SolverError(f"{what} stopped without an optimal solution: {result.status}")
         x = result.x
-        both = _both_ways(lp, x)
+        both = both_ways(lp, x)
         netted = np.zeros_like(both)
         if both.any():
             residue = both & binary
-            x, netted = _net_where_free(problem, lp, x, both if net else residue, residue=residue)
+            x, netted = net_where_free(problem, lp, x, both if net else residue, residue=residue)
         rest = both & ~netted & ~binary  # a binary pair left both ways is tolerance-sized; verify judges the result
         if not rest.any():
             return lp, x, binary, build_s, solve_s

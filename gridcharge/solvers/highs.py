@@ -6,6 +6,7 @@ The charge-or-discharge rule, infeasibility diagnosis and write-back are in :mod
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from importlib.metadata import version
 
 import highspy
@@ -17,12 +18,6 @@ from ..problem import Problem
 from ..schedule import Schedule
 from .exact import RunResult, solve_exactly
 
-#: Above this many non-zeros the interior-point method would be used by default (``method="auto"``). Measured on the
-#: residential family (benchmarks/RESULTS.md), dual simplex beat interior point at every size up to 10,000 sessions,
-#: so "auto" means simplex; ``method="ipm"`` remains available.
-IPM_THRESHOLD_NZ = float("inf")
-
-
 def solve_highs(problem: Problem, *, time_limit_s: float | None = None, allow_overload: bool = False,
                 method: str = "auto", verbose: bool = False, threads: int | None = None) -> Schedule:
     """Optimal schedule with HiGHS.
@@ -32,7 +27,8 @@ def solve_highs(problem: Problem, *, time_limit_s: float | None = None, allow_ov
     problem : Problem
     time_limit_s : float, optional — wall-clock limit per HiGHS call [s]
     allow_overload : bool — node limits become penalised slack; overload kWh per node is reported
-    method : {"auto", "simplex", "ipm"} — LP method; "auto" is simplex (see ``IPM_THRESHOLD_NZ``)
+    method : {"auto", "simplex", "ipm"} — LP method; "auto" is simplex (measured on the residential family,
+        benchmarks/RESULTS.md: dual simplex beat interior point at every size up to 10,000 sessions)
     verbose : bool — HiGHS log on the console
     threads : int, optional — HiGHS threads (default: HiGHS's choice)
     """
@@ -70,35 +66,60 @@ HIGHS_STATUS = {
 }
 
 
-def run_highs(lp: LinearProgram, *, time_limit_s=None, method="simplex", verbose=False, threads=None) -> RunResult:
-    """Pass the arrays to a fresh HiGHS object and solve."""
+def new_highs(lp: LinearProgram, *, method: str = "simplex", verbose: bool = False, threads: int | None = None,
+              time_limit_s: float | None = None, options: Mapping | None = None) -> highspy._Highs:
+    """A HiGHS object holding ``lp``, with gridcharge's options: the one HiGHS set-up of the package (cold solves
+    here, kept models in :mod:`gridcharge.solvers.warm`).
+
+    Parameters
+    ----------
+    lp : LinearProgram
+    method : {"simplex", "ipm"} — LP method (a MIP gets tight gaps instead)
+    verbose : bool — HiGHS log on the console
+    threads : int, optional — HiGHS threads
+    time_limit_s : float, optional — HiGHS time limit [s]
+    options : mapping, optional — more HiGHS options (name → value); a refused one is a ValueError
+    """
     h = highspy._Highs()  # the raw binding: the Python wrapper prints a banner on stdout at construction
     h.setOptionValue("output_flag", bool(verbose))
     if time_limit_s is not None:
         h.setOptionValue("time_limit", float(time_limit_s))
     if threads is not None:
         h.setOptionValue("threads", int(threads))
+    for option, value in (options or {}).items():
+        if h.setOptionValue(option, value) == highspy.HighsStatus.kError:
+            raise ValueError(f"HiGHS option {option}={value!r} was refused")
     if lp.integrality is None:
         h.setOptionValue("solver", method)
         if method == "ipm":
             # no crossover: its pushes cost more than the interior solve here, and the interior optimum's
-            # degenerate charge-and-discharge pairs are netted exactly afterwards (see _net_where_free)
+            # degenerate charge-and-discharge pairs are netted exactly afterwards (see net_where_free)
             h.setOptionValue("run_crossover", "off")
     else:
         h.setOptionValue("mip_rel_gap", 1e-9)
         h.setOptionValue("mip_abs_gap", 1e-9)
-    n_col, n_row, n_nz = lp.n_col, lp.n_row, lp.n_nz
-    args = [n_col, n_row, n_nz, int(highspy.MatrixFormat.kColwise), int(highspy.ObjSense.kMinimize), 0.0,
-            lp.col_cost, lp.col_lower, lp.col_upper, lp.row_lower, lp.row_upper, lp.a_start, lp.a_index, lp.a_value,
-            lp.integrality if lp.integrality is not None else np.zeros(n_col, dtype=np.int32)]
-    status = h.passModel(*args)
+    integrality = lp.integrality if lp.integrality is not None else np.zeros(lp.n_col, dtype=np.int32)
+    status = h.passModel(lp.n_col, lp.n_row, lp.n_nz, int(highspy.MatrixFormat.kColwise),
+                         int(highspy.ObjSense.kMinimize), 0.0, lp.col_cost, lp.col_lower, lp.col_upper, lp.row_lower,
+                         lp.row_upper, lp.a_start, lp.a_index, lp.a_value, integrality)
     if status == highspy.HighsStatus.kError:
         raise SolverError("HiGHS rejected the model (passModel returned an error)")
+    return h
+
+
+def status_name(h: highspy._Highs) -> str:
+    """The model status of ``h`` in gridcharge's words (:data:`HIGHS_STATUS`, else HiGHS's own)."""
+    model_status = h.getModelStatus()
+    return HIGHS_STATUS.get(model_status, h.modelStatusToString(model_status))
+
+
+def run_highs(lp: LinearProgram, *, time_limit_s=None, method="simplex", verbose=False, threads=None) -> RunResult:
+    """Pass the arrays to a fresh HiGHS object and solve."""
+    h = new_highs(lp, method=method, verbose=verbose, threads=threads, time_limit_s=time_limit_s)
     started = time.perf_counter()
     h.run()
     seconds = time.perf_counter() - started
-    model_status = h.getModelStatus()
-    name = HIGHS_STATUS.get(model_status, h.modelStatusToString(model_status))
+    name = status_name(h)
     if name != "optimal":
         return RunResult(None, None, name, seconds)
     x = np.asarray(h.getSolution().col_value, dtype=float)

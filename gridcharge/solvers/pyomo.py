@@ -33,7 +33,8 @@ _TIME_LIMIT_OPTION = {"glpk": "tmlim", "cbc": "sec", "gurobi": "TimeLimit", "gur
                       "cplex": "timelimit", "cplex_direct": "timelimit", "scip": "limits/time"}
 
 
-def _is_available(name: str) -> bool:
+def pyomo_solver_available(name: str) -> bool:
+    """Whether Pyomo can run the solver ``name`` on this machine."""
     logging.getLogger("pyomo").setLevel(logging.ERROR)  # an absent solver logs a warning on each probe
     try:
         return bool(pyo.SolverFactory(name).available(exception_flag=False))
@@ -43,16 +44,14 @@ def _is_available(name: str) -> bool:
 
 def available_pyomo_solvers() -> list[str]:
     """The names of :data:`KNOWN_SOLVERS` that Pyomo can run on this machine."""
-    return [name for name in KNOWN_SOLVERS if _is_available(name)]
+    return [name for name in KNOWN_SOLVERS if pyomo_solver_available(name)]
 
 
 def check_pyomo_solver(name: str) -> None:
-    """Raise :class:`UnknownSolverError` (listing what is available) unless Pyomo can run ``name``."""
-    if not _is_available(name):
-        from .registry import available
-
+    """Raise :class:`UnknownSolverError` (listing the Pyomo solvers available) unless Pyomo can run ``name``."""
+    if not pyomo_solver_available(name):
         raise UnknownSolverError(f"Pyomo solver {name!r} is not available on this machine; available: "
-                                 f"{', '.join(available())}")
+                                 f"{', '.join('pyomo:' + n for n in available_pyomo_solvers())}")
 
 
 def solve_pyomo(problem: Problem, *, solver_name: str = "highs", time_limit_s: float | None = None,

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from functools import partial
 
 from ..errors import UnknownSolverError
-from ..problem import Problem
 from ..schedule import Schedule
 from .baselines import BASELINES
 from .highs import solve_highs
@@ -46,16 +45,13 @@ def get_solver(name: str) -> SolverFunction:
     if name in _SOLVERS:
         return _SOLVERS[name]
     if name.startswith(PYOMO_PREFIX):
-        from .pyomo import check_pyomo_solver, solve_pyomo
+        from .pyomo import pyomo_solver_available, solve_pyomo
 
         solver_name = name[len(PYOMO_PREFIX):]
-        check_pyomo_solver(solver_name)
+        if not pyomo_solver_available(solver_name):
+            raise UnknownSolverError(f"Pyomo solver {solver_name!r} is not available on this machine; available: "
+                                     f"{', '.join(available())}")
         function = partial(solve_pyomo, solver_name=solver_name)
         function.__name__ = name  # type: ignore[attr-defined]
         return function
     raise UnknownSolverError(f"unknown solver {name!r}; available: {', '.join(available())}")
-
-
-def run(problem: Problem, solver: str = "highs", **options) -> Schedule:
-    """Solve ``problem`` with the solver registered as ``name``."""
-    return get_solver(solver)(problem, **options)

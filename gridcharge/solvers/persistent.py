@@ -1,24 +1,8 @@
-"""One HiGHS object kept across re-solves: each new LP is applied to it as a patch, keyed by stable keys.
+"""The model one HiGHS object holds, and the patch that turns it into a new LP: snapshot, diff, apply.
 
-The controller rebuilds its LP from the state on every re-solve (cheap, and the only way to keep one formulation).
-Passing that LP to a *new* HiGHS object and mapping the old basis onto it (``setBasis``) makes HiGHS factorise the
-basis from scratch and costs tens of milliseconds at 1,000 cars even when one iteration follows. Here the LP is
-compared with the model HiGHS already holds, by the stable keys of columns and rows (car serial, absolute period,
-kind; node and period), and only the difference is sent:
-
-- columns and rows that are gone (past periods, departed cars, lifted caps) are *retired*, not deleted: a column
-  fixed at 0 with no cost, a row made free. Deleting would renumber HiGHS's model and invalidate its basis; a
-  retired column at 0 and a free row change nothing in the optimum;
-- columns and rows that stay get the new costs and bounds where they differ from what HiGHS holds;
-- new columns are added with their entries in the rows that stay, then new rows with their entries in every live
-  column (``addCols`` then ``addRows``).
-
-HiGHS keeps its basis through these changes (new columns nonbasic at 0, new rows' slacks basic) and re-solves from
-it. A patch is only applied when the coefficients of the columns and rows that stay are unchanged; that is checked
-by a per-column fingerprint (entry count, sum of values and sum of values weighted by a hash of the row key, on the
-rows that stay), not assumed from the kind of event. Otherwise — and when retired columns would outnumber live ones
-— the caller starts a fresh model. A patched model is never trusted for safety: the controller verifies every
-schedule independently before it publishes it.
+Columns and rows are matched by stable keys; what is gone is retired (not deleted, so HiGHS's numbering and basis
+survive), what differs is changed, what is new is added. A patch is refused (None) when a coefficient of what stays
+changed. The why and the measurements: docs/design/online.md, "The kept HiGHS model".
 """
 
 from __future__ import annotations
@@ -68,18 +52,37 @@ class Mapping:
     row: np.ndarray
 
 
-def entries(lp: LinearProgram, extra_rows: tuple | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All matrix entries (row, column, value) of ``lp`` plus extra rows given row-wise ``(n, start, index, value)``
-    and appended after ``lp``'s rows."""
+@dataclass(frozen=True)
+class ExtraRows:
+    """Rows appended after an LP's own rows: ``lower <= sum(value * x[index]) <= upper``.
+
+    lower, upper : numpy.ndarray, shape (n,) — row bounds
+    keys : numpy.ndarray of int64, shape (n,) — a stable key per row (matched across re-solves)
+    start, index, value : numpy.ndarray — the entries row-wise (compressed), in the LP's column numbering
+    """
+
+    lower: np.ndarray
+    upper: np.ndarray
+    keys: np.ndarray
+    start: np.ndarray
+    index: np.ndarray
+    value: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.lower)
+
+
+def entries(lp: LinearProgram, extra: ExtraRows | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All matrix entries (row, column, value) of ``lp`` plus ``extra`` rows appended after ``lp``'s rows."""
     cols = np.repeat(np.arange(lp.n_col, dtype=np.int64), np.diff(lp.a_start))
     rows = np.asarray(lp.a_index, dtype=np.int64)
     values = np.asarray(lp.a_value, dtype=float)
-    if extra_rows is not None and extra_rows[0]:
-        n, start, index, value = extra_rows
-        counts = np.diff(np.r_[start, len(index)])
-        rows = np.concatenate([rows, lp.n_row + np.repeat(np.arange(n, dtype=np.int64), counts)])
-        cols = np.concatenate([cols, np.asarray(index, dtype=np.int64)])
-        values = np.concatenate([values, np.asarray(value, dtype=float)])
+    if extra is not None and extra.n:
+        counts = np.diff(np.r_[extra.start, len(extra.index)])
+        rows = np.concatenate([rows, lp.n_row + np.repeat(np.arange(extra.n, dtype=np.int64), counts)])
+        cols = np.concatenate([cols, np.asarray(extra.index, dtype=np.int64)])
+        values = np.concatenate([values, np.asarray(extra.value, dtype=float)])
     return rows, cols, values
 
 
