@@ -14,6 +14,7 @@ import sqlite3
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -628,3 +629,111 @@ def test_charger_tokens_fit_ocpp_password_limits_and_the_operator_token_is_longe
     assert len(chargers) == 200
     assert all(16 <= len(t.encode("ascii")) <= 20 and t.startswith("gcc_") for t in chargers)
     assert len(new_token(OPERATOR_PREFIX)) >= 40
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# issue 14, "the holes": each test below failed before its fix
+
+
+def _own_site(service, site_id: str) -> str:
+    """A site of its own on the shared server (chargers ``<site_id>-c1`` ..); returns the id of its first charger."""
+    instance = site_instance()
+    instance["chargers"] = [{**c, "id": f"{site_id}-{c['id']}"} for c in instance["chargers"]]
+    created = service.op("PUT", f"/v1/sites/{site_id}", json={"instance": instance})
+    assert created.status_code == 201, created.text
+    return instance["chargers"][0]["id"]
+
+
+def test_a_non_latin1_session_id_gets_a_percent_encoded_location_and_is_addressable(service):
+    """车-1 was committed, then the Location header raised: 500 'nothing was changed', and a retry got 409."""
+    charger = _own_site(service, "latin")
+    session = {"id": "车-1", "charger": charger, "departure": (service.clock.now + timedelta(hours=2)).isoformat(),
+               "energy_kwh": 2.0}
+    created = service.op("POST", "/v1/sites/latin/sessions", json=session)
+    assert created.status_code == 201, created.text
+    assert created.headers["location"] == "/v1/sites/latin/sessions/%E8%BD%A6-1"
+    assert created.json()["session_id"] == "车-1"
+    assert service.op("POST", "/v1/sites/latin/sessions", json=session).status_code == 409  # committed once
+    changed = service.op("PATCH", created.headers["location"], json={"energy_kwh": 1.0})
+    assert changed.status_code == 200 and changed.json()["session_id"] == "车-1", changed.text
+    assert service.op("DELETE", created.headers["location"]).status_code == 200
+
+
+def test_a_session_id_with_a_slash_is_addressable(service):
+    """The OCPP central system names its sessions ``<charger>/<transaction>``: PATCH and DELETE reach them (the id
+    percent-encoded as one segment, or with its slash as it is)."""
+    charger = _own_site(service, "slash")
+    session = {"id": f"{charger}/tx-7", "charger": charger,
+               "departure": (service.clock.now + timedelta(hours=2)).isoformat(), "energy_kwh": 2.0}
+    created = service.op("POST", "/v1/sites/slash/sessions", json=session)
+    assert created.status_code == 201, created.text
+    assert created.headers["location"] == f"/v1/sites/slash/sessions/{charger}%2Ftx-7"
+    changed = service.op("PATCH", created.headers["location"], json={"energy_kwh": 1.0})
+    assert changed.status_code == 200 and changed.json()["session_id"] == f"{charger}/tx-7", changed.text
+    assert service.op("PATCH", f"/v1/sites/slash/sessions/{charger}/tx-7", json={"energy_kwh": 1.5}).status_code \
+        == 200
+    ended = service.op("DELETE", f"/v1/sites/slash/sessions/{charger}%2Ftx-7")
+    assert ended.status_code == 200 and ended.json()["session_id"] == f"{charger}/tx-7"
+    _problem(service.op("DELETE", f"/v1/sites/slash/sessions/{charger}%2Ftx-7"), 404)
+
+
+@pytest.mark.parametrize("site_id, charger_id, field", [
+    ("ok-site", "c/1", "instance.chargers[0].id"),
+    ("ok-site", "c:1", "instance.chargers[0].id"),  # a Basic-auth user cannot hold a colon
+    ("ok-site", "x" * 49, "instance.chargers[0].id"),
+    ("ok-site", "wallbox 1", "instance.chargers[0].id"),
+    ("ok-site", "充电桩", "instance.chargers[0].id"),
+    ("s" * 49, "c1-grammar", "path.site_id"),
+    ("site%20one", "c1-grammar", "path.site_id"),  # a space, percent-encoded in the URL
+    ("%E7%AB%99", "c1-grammar", "path.site_id"),  # non-ASCII
+])
+def test_site_and_charger_ids_follow_the_ocpp_identity_grammar(service, site_id, charger_id, field):
+    """Ids with '/' were accepted (201), then their profile was 404 and their OCPP handshake 403."""
+    instance = {**site_instance(), "chargers": [{"id": charger_id, "node": "M1", "max_charge_kw": 7.0}]}
+    problem = _problem(service.op("PUT", f"/v1/sites/{site_id}", json={"instance": instance}), 422)
+    assert field in _fields(problem), problem
+    assert service.op("GET", f"/v1/sites/{site_id}").status_code in (404, 422)
+
+
+def test_the_longest_ocpp_identity_is_a_valid_charger_and_site_id(service):
+    ident = "A-z_0.9*=+|@~!" + "x" * 34
+    assert len(ident) == 48
+    instance = {**site_instance(), "chargers": [{"id": ident, "node": "M1", "max_charge_kw": 7.0}]}
+    created = service.op("PUT", f"/v1/sites/{quote(ident, safe='')}", json={"instance": instance})
+    assert created.status_code == 201, created.text
+    assert created.headers["location"] == f"/v1/sites/{quote(ident, safe='')}"
+    token = created.json()["charger_tokens"][ident]
+    assert service.client.get(f"/v1/chargers/{quote(ident, safe='')}/profile", params={"ocpp": "2.0.1"},
+                              headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_405_names_the_allowed_methods(service):
+    for method, path, allowed in [("POST", "/v1/sites/s1", {"GET", "PUT"}),
+                                  ("GET", "/v1/sites/s1/sessions", {"POST"}),
+                                  ("PUT", "/v1/sites/s1/sessions/car1", {"PATCH", "DELETE"}),
+                                  ("DELETE", "/v1/chargers/c1/profile", {"GET"})]:
+        problem = _problem(service.op(method, path), 405)
+        answer = service.op(method, path)
+        assert {m.strip() for m in answer.headers["allow"].split(",")} == allowed, (method, path, answer.headers)
+        assert problem["title"] == "Method Not Allowed"
+
+
+def test_openapi_says_ocpp_is_required_and_times_are_date_times(service):
+    document = service.client.get("/openapi.json").json()
+    fetch = document["paths"]["/v1/chargers/{charger_id}/profile"]["get"]
+    ocpp = [p for p in fetch["parameters"] if p["name"] == "ocpp"]
+    assert len(ocpp) == 1 and ocpp[0]["required"] is True and ocpp[0]["in"] == "query"
+    assert ocpp[0]["schema"]["enum"] == list(VERSIONS)
+    schemas = document["components"]["schemas"]
+
+    def formats(schema: dict) -> set:
+        return {schema.get("format")} | {b.get("format") for b in schema.get("anyOf", [])}
+
+    for model, names in [("SessionIn", ("departure", "arrival")), ("SessionPatch", ("departure",)),
+                         ("CapIn", ("start", "end"))]:
+        for name in names:
+            assert "date-time" in formats(schemas[model]["properties"][name]), (model, name)
+    # still answered as before: a missing ocpp is a 400 naming query.ocpp, on the fast path and the FastAPI route
+    problem = _problem(service.client.get("/v1/chargers/c1/profile",
+                                          headers={"Authorization": f"Bearer {service.tokens['c1']}"}), 400)
+    assert "query.ocpp" in _fields(problem)
