@@ -568,6 +568,9 @@ class Engine:
         #: Called by the worker after each publication as ``listener(runtime, before, after)`` with the served
         #: publications before and after (``before`` may be None); e.g. the OCPP central system pushes profiles.
         self.publication_listeners: list[Callable[[SiteRuntime, object, object], None]] = []
+        #: Called when a site is replaced as ``listener(old, new)`` (runtimes): the old one's charger tokens are
+        #: revoked (e.g. the OCPP central system closes their connections).
+        self.replacement_listeners: list[Callable[[SiteRuntime, SiteRuntime], None]] = []
 
     # lifecycle -------------------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -611,6 +614,11 @@ class Engine:
                 self.hash_charger[h] = cid
         if old is not None:  # its solver may be mid-solve: let it finish aside
             threading.Thread(target=old.close, daemon=True).start()
+            for listener in list(self.replacement_listeners):
+                try:
+                    listener(old, runtime)
+                except Exception:  # noqa: BLE001 - a listener must not undo the replacement; the log says which
+                    log.exception("site %s: a replacement listener failed", runtime.site_id)
         # the site's long-lived objects (instance, validator, tokens) out of the collector's way: a full collection
         # over them would stall the event loop for a fraction of a second under a fetch storm
         gc.collect()
