@@ -7,6 +7,7 @@ charges as early and as fast as the 18 kW of transformer headroom allows (20 kW 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -737,3 +738,37 @@ def test_openapi_says_ocpp_is_required_and_times_are_date_times(service):
     problem = _problem(service.client.get("/v1/chargers/c1/profile",
                                           headers={"Authorization": f"Bearer {service.tokens['c1']}"}), 400)
     assert "query.ocpp" in _fields(problem)
+
+
+def test_a_stopped_solver_process_is_restarted_and_reported_and_other_sites_keep_being_published(tmp_path):
+    """A solver process stopped with SIGSTOP (not dead) blocked the re-optimisation of every site for as long as it
+    hung, and the status showed no error."""
+    import os
+    import signal
+
+    clock = Clock(START + timedelta(minutes=5))
+    server = Server(f"sqlite:///{tmp_path / 'stall.db'}", clock, solver_stall_s=2.0)
+    stopped = None
+    try:
+        for site in ("hang", "live"):
+            instance = site_instance()
+            instance["chargers"] = [{**c, "id": f"{site}-{c['id']}"} for c in instance["chargers"]]
+            assert server.op("PUT", f"/v1/sites/{site}", json={"instance": instance}).status_code == 201
+            seq = server.op("POST", f"/v1/sites/{site}/sessions",
+                            json={**CAR2, "charger": f"{site}-c2"}).json()["event_seq"]
+            server.published(site, seq)
+        stopped = server.app.state.engine.sites["hang"].solver.process.pid
+        os.kill(stopped, signal.SIGSTOP)
+        hung = server.op("POST", "/v1/sites/hang/sessions", json={**CAR1, "charger": "hang-c1"})
+        live = server.op("POST", "/v1/sites/live/sessions", json={**CAR1, "charger": "live-c1"})
+        assert hung.status_code == live.status_code == 201
+        server.published("live", live.json()["event_seq"], timeout_s=30)  # not held up by the stopped one
+        status = server.published("hang", hung.json()["event_seq"], timeout_s=30)  # its rebuilt solver published
+        assert status["solver_stalls"]["count"] >= 1 and status["solver_stalls"]["last_s"] >= 2.0, status
+        assert status["solver_rebuilds"] >= 1 and status["divergences"] == [] and status["active_sessions"] == 2
+        assert server.app.state.engine.sites["hang"].solver.process.pid != stopped
+    finally:
+        if stopped is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stopped, signal.SIGKILL)
+        server.stop()

@@ -64,7 +64,7 @@ from ..errors import FieldProblem, InstanceError
 from ..ocpp.identity import CHARGER_ID_EXPECTED, SITE_ID_EXPECTED, is_charger_id, is_site_id
 from ..ocpp.profiles import VERSIONS
 from .auth import CHARGER_PREFIX, OPERATOR_PREFIX, bearer, matches, new_token, token_hash
-from .runtime import Engine
+from .runtime import SOLVER_STALL_S, Engine
 from .store import ConflictError, Store
 
 PROBLEM_JSON = "application/problem+json"
@@ -414,7 +414,7 @@ def ensure_operator_token(store: Store, token: str | None) -> str | None:
 def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_token: str | None = None,
                clock=None, solver: str = "highs", time_limit_s: float | None = None, interval_s: float = 60.0,
                grace_s: int = 300, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, start_worker: bool = True,
-               solver_process: bool = True, fast_path: bool = True):
+               solver_process: bool = True, fast_path: bool = True, solver_stall_s: float = SOLVER_STALL_S):
     """Build the ASGI app.
 
     Parameters
@@ -430,6 +430,8 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
     start_worker : run the re-optimisation thread (on startup; tests may drive ``engine.work`` themselves)
     solver_process : run each site's solver controller in a child process (default; keeps re-solves off the
         HTTP process's GIL) rather than in the worker thread
+    solver_stall_s : the watchdog of each solve [s]: a solver process that uses no CPU for this long while its
+        reply is awaited is killed, rebuilt from the stored events and reported (``solver_stalls`` in the status)
     fast_path : answer profile fetches in :class:`ProfileFastPath` before FastAPI (default; False: through the
         FastAPI route, the same answer, for comparison)
 
@@ -441,7 +443,7 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
     store = database if isinstance(database, Store) else Store(database)
     new_operator_token = ensure_operator_token(store, operator_token)
     engine = Engine(store, clock=clock, solver=solver, time_limit_s=time_limit_s, interval_s=interval_s,
-                    grace_s=grace_s, solver_process=solver_process)
+                    grace_s=grace_s, solver_process=solver_process, solver_stall_s=solver_stall_s)
     engine.load()
     max_age = max(int(math.ceil(interval_s)), 0)
 
