@@ -455,14 +455,12 @@ def test_restart_loses_nothing(tmp_path):
             again = second.profile(charger, version, tokens[charger])
             assert again.status_code == 200 and again.headers["etag"] == response.headers["etag"]
             assert again.content == response.content
-        status = second.published("r", status_before["published_seq"])
-        deadline = time.monotonic() + 60
-        while (status["solve_seconds"] or {}).get("count", 0) < 1:  # the first re-solve after the restart
-            assert time.monotonic() < deadline, status
-            time.sleep(0.05)
-            status = second.op("GET", "/v1/sites/r").json()
+        second.published("r", status_before["published_seq"])
+        time.sleep(1.0)  # worker passes: the stored plan is adopted, nothing is re-solved
+        status = second.op("GET", "/v1/sites/r").json()
+        assert status["solve_seconds"] is None, status
         assert status["active_sessions"] == 2 and status["accepted_seq"] == status_before["accepted_seq"]
-        for (charger, version), response in before.items():  # the unique optimum again: same bytes, same ETag
+        for (charger, version), response in before.items():  # the stored plan still: same bytes, same ETag
             assert second.profile(charger, version, tokens[charger],
                                   **{"If-None-Match": response.headers["etag"]}).status_code == 304
         update = second.op("PATCH", "/v1/sites/r/sessions/car1", json={"energy_kwh": 5.0})
@@ -495,6 +493,49 @@ def test_restart_loses_nothing(tmp_path):
         assert second.op("GET", "/v1/sites/r").json()["active_sessions"] == 0
         assert second.op("PUT", "/v1/sites/r", json={"instance": {**site_instance(), "chargers": 5}}) \
             .status_code == 422
+    finally:
+        second.stop()
+
+
+def test_a_restart_serves_the_last_published_plan_of_a_tied_day(tmp_path):
+    """At a flat price every plan that meets the cars' requests is optimal. The restart re-solved and landed on
+    another optimum: most ETags changed. Now the stored plan is adopted: the same ETags, and the next period serves
+    the rest of the same plan, as the service would have without the restart."""
+    database = f"sqlite:///{tmp_path / 'tied.db'}"
+    clock = Clock(START + timedelta(minutes=5))
+    instance = {**site_instance(), "tariff": {"import_cny_per_kwh": 0.5},
+                "nodes": [{"id": "T", "parent": None, "kind": "transformer", "import_limit_kw": 60.0,
+                           "base_load_kw": BASE_KW}],
+                "chargers": [{"id": f"t{i}", "node": "T", "max_charge_kw": 11.0} for i in range(12)]}
+    first = Server(database, clock)
+    try:
+        tokens = first.op("PUT", "/v1/sites/tied", json={"instance": instance}).json()["charger_tokens"]
+        for i in range(12):  # one at a time: each a warm re-solve from the last plan
+            seq = first.op("POST", "/v1/sites/tied/sessions", json={
+                "id": f"car{i}", "charger": f"t{i}", "energy_kwh": 4.0 + i % 5,
+                "departure": (START + timedelta(hours=2, minutes=15 * (i % 4))).isoformat()}).json()["event_seq"]
+            first.published("tied", seq)
+        etags = {c: first.profile(c, "2.0.1", tokens[c]).headers["etag"] for c in tokens}
+        rows = dict(first.app.state.engine.sites["tied"].served.rows)
+    finally:
+        first.stop()
+    second = Server(database, clock)
+    try:
+        deadline = time.monotonic() + 3  # the old service re-solved at once after the restart
+        while (second.op("GET", "/v1/sites/tied").json()["solve_seconds"] or {}).get("count", 0) < 1 \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        changed = [c for c in tokens if second.profile(c, "2.0.1", tokens[c]).headers["etag"] != etags[c]]
+        assert changed == [], f"{len(changed)} of {len(tokens)} ETags changed after the restart: {changed}"
+        clock.now += STEP  # the next period: the rest of the same plan (a refresh, no re-solve)
+        deadline = time.monotonic() + 30
+        while second.app.state.engine.sites["tied"].served.start_period < 1:
+            assert time.monotonic() < deadline, "no publication for the next period"
+            time.sleep(0.05)
+        served = second.app.state.engine.sites["tied"].served
+        assert set(served.rows) == set(rows)
+        for charger, row in rows.items():
+            np.testing.assert_allclose(served.rows[charger], row[1:], atol=1e-9)
     finally:
         second.stop()
 

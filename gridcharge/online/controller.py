@@ -833,6 +833,39 @@ class Controller:
         self._dirty = True
         return self.refresh()
 
+    def adopt(self, start_period: int, session_ids, power_kw) -> bool:
+        """Take a plan published earlier for this very state (by a controller before a restart of the service) as
+        the current publication instead of re-solving: a tied day has many optima, and a re-solve may land on
+        another one. The plan is re-checked like an unchanged plan at :meth:`refresh` (the verifier, the caps).
+
+        Parameters
+        ----------
+        start_period : int — the plan's first period; must be now
+        session_ids : sequence of str — its rows; must be the cars of the current state
+        power_kw : array (S, P) — its set-points [kW]
+
+        Returns
+        -------
+        bool — adopted (False: it does not fit the state; then nothing changed, or, if it failed the check, the
+        fallback was published as in any failed re-solve)
+        """
+        power_kw = np.asarray(power_kw, dtype=float)
+        session_ids = tuple(session_ids)
+        if start_period != self.now or power_kw.shape != (len(session_ids), power_kw.shape[1] if power_kw.ndim == 2
+                                                          else -1) or set(session_ids) != set(self.state.cars):
+            return False
+        previous = self.publication
+        self.publication = dataclasses.replace(previous, start_period=start_period, session_ids=session_ids,
+                                               power_kw=_readonly(power_kw.copy()), source=self.solver)
+        sub, _meta = self._sub_instance()
+        if self._tail(build_problem(sub)) is None:
+            self.publication = previous
+            return False
+        self._publish(reuse=True)
+        self._dirty = False
+        self._changes = set()
+        return self.publication.source == self.solver
+
     def car_at(self, charger_id: str, when) -> str | None:
         """Id of the announced car plugged in at ``charger_id`` at time ``when`` (a date-time or ISO string with
         offset; arrival <= when < departure), or None."""

@@ -188,8 +188,9 @@ def execute(controller, ops, solve: str | None, interim: Callable[[dict], None] 
     """Run solver-side operations on a controller and, with ``solve`` (``"resolve"`` or ``"refresh"``), publish.
 
     ``ops``: ``("event", period, kind, body, seq)``, ``("measure", period, {session: kWh})``, ``("advance",
-    period)``, in order; the controller is advanced to each op's period first. Returns a picklable reply: ``now``,
-    ``divergences`` (events the controller refused, which the validator had accepted: should never happen) and,
+    period)``, ``("adopt", period, start_period, session ids, power_kw)`` (a stored publication taken as the plan:
+    :meth:`Controller.adopt`), in order; the controller is advanced to each op's period first. Returns a picklable
+    reply: ``now``, ``adopted`` (an adopt op succeeded), ``divergences`` (events the controller refused, which the validator had accepted: should never happen) and,
     when solved, ``start_period``, ``sessions`` [(session id, charger id, V2G allowed)], ``power_kw`` (rows as
     ``sessions``) [kW], ``source``, ``status``, ``delivered_kwh`` {session: kWh}, ``solve_s`` [s] and
     ``optimum_pending`` (the re-solve ran out of its time budget: solve again, it continues where it stopped).
@@ -197,6 +198,7 @@ def execute(controller, ops, solve: str | None, interim: Callable[[dict], None] 
     ``interim``, if given, receives the same kind of reply for the first *provisional* publication of the re-solve
     (the last plan with the new cars filled in, verified), as soon as it is made and before the optimum."""
     divergences = []
+    adopted = False
     for op in ops:
         try:
             if op[1] > controller.now:
@@ -207,9 +209,11 @@ def execute(controller, ops, solve: str | None, interim: Callable[[dict], None] 
                 delivered = {sid: kwh for sid, kwh in op[2].items() if sid in controller.state.cars}
                 if delivered:
                     controller.measure(delivered)
+            elif op[0] == "adopt":
+                adopted = controller.adopt(op[2], op[3], op[4])
         except InstanceError as exc:
             divergences.append(f"{op[0]} {op[4] if op[0] == 'event' else ''}: {exc}")
-    reply: dict = {"now": controller.now, "divergences": divergences}
+    reply: dict = {"now": controller.now, "divergences": divergences, "adopted": adopted}
     if solve:
         started = time.perf_counter()
         sent = []
@@ -697,10 +701,12 @@ class Engine:
         gc.freeze()
         self.notify()
 
-    @staticmethod
-    def _solver_ops(stored) -> list:
+    def _solver_ops(self, stored) -> list:
         """The solver-side replay of a stored site: its events in order, with the delivered-energy account of its
-        last publication restored at that publication's period (before the events it did not include)."""
+        last publication restored at that publication's period (before the events it did not include). When the
+        publication includes every event and was a final optimum of the site's solver, it is adopted as the plan
+        (the controller is then where it was when it published it): a restart serves the same plan, rather than
+        another optimum of a tied day."""
         pub = stored.publication
         ops: list = []
         measured = pub is None
@@ -711,6 +717,8 @@ class Engine:
             ops.append(("event", event.period, event.kind, event.body, event.seq))
         if not measured:
             ops.append(("measure", pub.now, pub.delivered_kwh))
+            if pub.source == self.solver and "pending" not in pub.status and pub.start_period == pub.now:
+                ops.append(("adopt", pub.now, pub.start_period, [s[0] for s in pub.session_ids], pub.power_kw))
         return ops
 
     def _replay(self, runtime: SiteRuntime, stored) -> None:
@@ -734,7 +742,8 @@ class Engine:
         if pub is not None:
             runtime.served = runtime.served_from(pub.start_period, [tuple(s) for s in pub.session_ids], pub.power_kw,
                                                  pub.source, pub.status, pub.after_seq)
-        runtime.needs_solve = True
+        # the stored plan adopted: nothing to re-solve until something changes (or the period moves: a refresh)
+        runtime.needs_solve = not reply["adopted"]
 
     def _rebuild_solver(self, runtime: SiteRuntime) -> None:
         """A new solver controller for a site whose solver failed (its process died, or it raised): every stored
