@@ -256,7 +256,8 @@ def test_gridcharge_serve_ocpp_command_line(tmp_path):
 
 def test_replacing_a_site_closes_the_websockets_of_its_revoked_tokens_and_refuses_their_messages(service):
     """A TransactionEvent(Started) on a connection opened with a token the replacement revoked created a session
-    in the new site."""
+    in the new site. (And the session of an OCPP transaction, ``<charger>/<transaction>``, could not be PATCHed or
+    DELETEd over HTTP.)"""
     import websockets
 
     http, operator = service["http"], {"Authorization": f"Bearer {OPERATOR}"}
@@ -288,6 +289,12 @@ def test_replacing_a_site_closes_the_websockets_of_its_revoked_tokens_and_refuse
         await fresh.start_transaction("tx-new")
         await until(lambda: http.get("/v1/sites/rv", headers=operator).json()["active_sessions"] == 1, 20,
                     "the session of the new token")
+        # the central system's session id holds a '/': the operator API reaches it (percent-encoded or not)
+        changed = await asyncio.to_thread(http.patch, "/v1/sites/rv/sessions/rv1%2Ftx-new",
+                                          json={"energy_kwh": 3.0}, headers=operator)
+        assert changed.status_code == 200 and changed.json()["session_id"] == "rv1/tx-new", changed.text
+        ended = await asyncio.to_thread(http.delete, "/v1/sites/rv/sessions/rv1/tx-new", headers=operator)
+        assert ended.status_code == 200, ended.text
         await fresh.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 90))
