@@ -813,3 +813,24 @@ def test_a_stopped_solver_process_is_restarted_and_reported_and_other_sites_keep
             with contextlib.suppress(ProcessLookupError):
                 os.kill(stopped, signal.SIGKILL)
         server.stop()
+
+
+def test_an_error_after_the_commit_does_not_claim_that_nothing_changed(service):
+    charger = _own_site(service, "late-error")
+    runtime = service.app.state.engine.sites["late-error"]
+
+    def broken() -> None:
+        raise RuntimeError("after the commit")
+
+    kept, runtime.solver.interrupt = runtime.solver.interrupt, broken  # runs after the event is committed
+    try:
+        answer = service.op("POST", "/v1/sites/late-error/sessions", json={
+            "id": "late", "charger": charger, "energy_kwh": 1.0,
+            "departure": (service.clock.now + timedelta(hours=2)).isoformat()})
+    finally:
+        runtime.solver.interrupt = kept
+    problem = _problem(answer, 500)
+    assert "nothing was changed" not in problem["detail"] and "committed" in problem["detail"]
+    service.client.close()  # uvicorn drops a connection after a 500: the next request takes a new one
+    service.client = httpx.Client(base_url=service.url, timeout=30)
+    assert service.op("GET", "/v1/sites/late-error").json()["accepted_seq"] > 0  # it was
