@@ -834,3 +834,32 @@ def test_an_error_after_the_commit_does_not_claim_that_nothing_changed(service):
     service.client.close()  # uvicorn drops a connection after a 500: the next request takes a new one
     service.client = httpx.Client(base_url=service.url, timeout=30)
     assert service.op("GET", "/v1/sites/late-error").json()["accepted_seq"] > 0  # it was
+
+
+def test_a_solver_rebuilt_while_idle_keeps_the_published_plan(tmp_path):
+    """A solver process that dies between events is rebuilt from the store; the plan it had published (which
+    includes every event) stands: the next period serves its rest, no re-solve picks another optimum."""
+    clock = Clock(START + timedelta(minutes=5))
+    server = Server(f"sqlite:///{tmp_path / 'idle.db'}", clock)
+    try:
+        instance = {**site_instance(), "tariff": {"import_cny_per_kwh": 0.5}}
+        assert server.op("PUT", "/v1/sites/idle", json={"instance": instance}).status_code == 201
+        for car in (CAR1, CAR2, {**CAR2, "id": "car3", "charger": "c3", "energy_kwh": 6.0}):
+            seq = server.op("POST", "/v1/sites/idle/sessions", json=car).json()["event_seq"]
+            server.published("idle", seq)
+        runtime = server.app.state.engine.sites["idle"]
+        rows, solves = dict(runtime.served.rows), server.op("GET", "/v1/sites/idle").json()["solve_seconds"]["count"]
+        runtime.solver.process.kill()
+        runtime.solver.process.wait(timeout=10)
+        clock.now += STEP
+        deadline = time.monotonic() + 60
+        while (status := server.op("GET", "/v1/sites/idle").json())["solver_rebuilds"] < 1 \
+                or runtime.served.start_period < 1:
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+        assert status["solve_seconds"]["count"] == solves + 1  # the rebuilt solver's refresh for the new period
+        assert runtime.served.source == "highs" and set(runtime.served.rows) == set(rows)
+        for charger, row in rows.items():
+            np.testing.assert_allclose(runtime.served.rows[charger], row[1:], atol=1e-9)
+    finally:
+        server.stop()

@@ -763,6 +763,9 @@ class Engine:
         reply = solver.run(self._solver_ops(stored), None)
         runtime.solver_now = reply["now"]
         runtime.divergences += reply["divergences"]
+        if reply["adopted"]:  # the stored plan includes every stored event: it stands, no re-solve
+            with runtime.lock:
+                runtime.needs_solve = False
         runtime.rebuilds += 1
         log.warning("site %s: solver rebuilt from %d stored events", runtime.site_id, len(stored.events))
 
