@@ -596,12 +596,10 @@ class _OneLineLog(logging.LoggerAdapter):
     def exception(self, msg, *args, exc_info=True, **kwargs):
         error = sys.exc_info()[1]
         if isinstance(error, OCPPError):
-            self.warning(str(msg) + " — %s: %s", *args, type(error).__name__, error, **kwargs)
+            self.warning("%s: " + str(msg) + " — %s: %s", self.extra["charger_id"], *args, type(error).__name__,
+                         error, **kwargs)
         else:
-            self.error(msg, *args, exc_info=exc_info, **kwargs)
-
-
-_PACKAGE_LOG = _OneLineLog(logging.getLogger("ocpp"), {})
+            self.error("%s: " + str(msg), self.extra["charger_id"], *args, exc_info=exc_info, **kwargs)
 
 
 def _station_class(version: str) -> type:
@@ -632,7 +630,8 @@ class _Link:
         self.connection = connection
         self.password = password  # of the handshake, checked again before each frame (None: not checked)
         cls = _STATION_CLASSES.get(version) or _STATION_CLASSES.setdefault(version, _station_class(version))
-        self.station = cls(charger_id, connection, response_timeout=csms.response_timeout_s, logger=_PACKAGE_LOG)
+        self.station = cls(charger_id, connection, response_timeout=csms.response_timeout_s,
+                           logger=_OneLineLog(logging.getLogger("ocpp"), {"charger_id": charger_id}))
         self.station.link = self
         self.call_lock = asyncio.Lock()
         self.waiting: dict[str, asyncio.Future] = {}  # our CALLs' ids → their answers
