@@ -58,8 +58,9 @@ Every ``SetChargingProfile`` comes from :mod:`gridcharge.ocpp.profiles` (via the
 checked against the official JSON schema of the connection's version (:func:`gridcharge.ocpp.profiles.
 validate_payload`) right before it is sent; a payload that fails is *not* sent (logged, counted in
 ``stats["payload_errors"]``). Calls are sent as raw OCPP-J frames on the connection, their answers matched by
-message id (:meth:`_Station.send_call`), not through the ``ocpp`` package's dataclass serializer, which spells some 2.1 keys wrongly (``limit_L2`` -> ``limitL2``, ``LimitAtSoC.soc``). Responses of the
-charger are validated against the schema too. Our responses to the charger's requests use the package's
+message id (:meth:`_Station.send_call`), not through the ``ocpp`` package's dataclass serializer, which spells some
+2.1 keys wrongly (``limit_L2`` -> ``limitL2``, ``LimitAtSoC.soc``). Responses of the charger are validated against
+the schema too. Our responses to the charger's requests use the package's
 ``call_result`` dataclasses (simple keys only), which the package validates before sending.
 
 Threads
@@ -99,9 +100,9 @@ import base64
 import binascii
 import contextlib
 import itertools
+import json
 import logging
 import math
-import json
 import secrets
 import sys
 import time
@@ -625,7 +626,8 @@ _STATION_CLASSES: dict[str, type] = {}
 class _Link:
     """One open connection: the station object, its event queue, what it last accepted, the push task."""
 
-    def __init__(self, csms: CentralSystem, charger_id: str, version: str, connection, password: str | None = None):
+    def __init__(self, csms: CentralSystem, charger_id: str, version: str, connection,
+                 password: str | None = None):
         self.csms, self.charger_id, self.version = csms, charger_id, version
         self.connection = connection
         self.password = password  # of the handshake, checked again before each frame (None: not checked)

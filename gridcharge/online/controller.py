@@ -851,8 +851,8 @@ class Controller:
         """
         power_kw = np.asarray(power_kw, dtype=float)
         session_ids = tuple(session_ids)
-        if start_period != self.now or power_kw.shape != (len(session_ids), power_kw.shape[1] if power_kw.ndim == 2
-                                                          else -1) or set(session_ids) != set(self.state.cars):
+        if start_period != self.now or power_kw.ndim != 2 or power_kw.shape[0] != len(session_ids) \
+                or set(session_ids) != set(self.state.cars):
             return False
         previous = self.publication
         self.publication = dataclasses.replace(previous, start_period=start_period, session_ids=session_ids,

@@ -660,7 +660,7 @@ _OCPP_PARAMETER = {"name": "ocpp", "in": "query", "required": True, "description
 
 
 def _location(*segments: str) -> str:
-    """``/v1/<segment>/...`` with each segment percent-encoded (RFC 3986): a header holds ASCII only, and an id
+    """``/v1/sites/<segment>/...`` with each segment percent-encoded (RFC 3986): a header holds ASCII only, and an id
     with ``/``, ``?`` or non-ASCII characters stays one segment that the routes decode back to the id."""
     return "/v1/sites/" + "/".join(quote(s, safe="") for s in segments)
 

@@ -190,8 +190,8 @@ def execute(controller, ops, solve: str | None, interim: Callable[[dict], None] 
     ``ops``: ``("event", period, kind, body, seq)``, ``("measure", period, {session: kWh})``, ``("advance",
     period)``, ``("adopt", period, start_period, session ids, power_kw)`` (a stored publication taken as the plan:
     :meth:`Controller.adopt`), in order; the controller is advanced to each op's period first. Returns a picklable
-    reply: ``now``, ``adopted`` (an adopt op succeeded), ``divergences`` (events the controller refused, which the validator had accepted: should never happen) and,
-    when solved, ``start_period``, ``sessions`` [(session id, charger id, V2G allowed)], ``power_kw`` (rows as
+    reply: ``now``, ``adopted`` (an adopt op succeeded), ``divergences`` (events the controller refused, which the
+    validator had accepted: should never happen) and, when solved, ``start_period``, ``sessions`` [(session id, charger id, V2G allowed)], ``power_kw`` (rows as
     ``sessions``) [kW], ``source``, ``status``, ``delivered_kwh`` {session: kWh}, ``solve_s`` [s] and
     ``optimum_pending`` (the re-solve ran out of its time budget: solve again, it continues where it stopped).
 
