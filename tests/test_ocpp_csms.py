@@ -604,3 +604,65 @@ def test_the_memory_backend_serves_a_new_car_s_provisional_plan_before_the_optim
         assert "a2" in served[0][1]  # the new car has a row in the provisional plan already
     finally:
         backend.stop()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# issue 14, "the holes": malformed frames and unhandled actions are answered as OCPP-J asks, with one log line
+
+
+@pytest.mark.parametrize("charger, version, frames", [
+    ("s1", "2.1", [
+        ('[2,"d1","DataTransfer",{"vendorId":"acme"}]', ("d1", 3, {"status": "UnknownVendorId"})),
+        ('[2,"n1","NotifyChargingLimit",{"chargingLimit":{"chargingLimitSource":"SO"}}]',
+         ("n1", 4, "NotImplemented")),
+        ('[2,"u1","NoSuchAction",{}]', ("u1", 4, "NotSupported")),
+        ('{"not": "an array"', ("-1", 4, "RpcFrameworkError")),
+        ('[7,"m1","Heartbeat",{}]', ("m1", 4, "MessageTypeNotSupported")),
+        ('[2,"p1","Heartbeat"]', ("p1", 4, "RpcFrameworkError")),
+        ('[2,"v1","Heartbeat",{"bogus":1}]', ("v1", 4, None)),  # against the schema: the package's CALLERROR
+        ('[2,"h1","Heartbeat",{}]', ("h1", 3, None)),  # and the connection still works
+    ]),
+    ("a5", "2.0.1", [
+        ('[2,"n1","NotifyChargingLimit",{"chargingLimit":{"chargingLimitSource":"SO"}}]',
+         ("n1", 4, "NotImplemented")),
+        ('[2,"u1","NoSuchAction",{}]', ("u1", 4, "NotSupported")),
+        ('not json', ("-1", 4, "RpcFrameworkError")),
+        ('[9,"m1"]', ("m1", 4, "MessageTypeNotSupported")),
+        ('[2,"h1","Heartbeat",{}]', ("h1", 3, None)),
+    ]),
+    ("s2", "1.6", [
+        ('[2,"u1","NoSuchAction",{}]', ("u1", 4, "NotSupported")),
+        ('not json', ("-1", 4, "FormatViolation")),
+        ('[7,"m1","Heartbeat",{}]', ("m1", 4, "ProtocolError")),
+        ('[2,"h1","Heartbeat",{}]', ("h1", 3, None)),
+    ]),
+])
+def test_malformed_frames_and_unhandled_actions_get_a_callerror_and_one_log_line(server, caplog, charger, version,
+                                                                                  frames):
+    """2.1 left DataTransfer, NotifyChargingLimit and unknown actions unanswered; broken JSON and a wrong
+    MessageTypeId got no CALLERROR (any version) and a traceback in the log each."""
+    import json
+
+    headers = {"Authorization": "Basic " + base64.b64encode(f"{charger}:{PASSWORDS[charger]}".encode()).decode()}
+
+    async def answer(ws, unique_id: str) -> list:
+        while True:  # the central system's own calls (profile pushes) come in between: not ours to check
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if frame[0] != 2 and frame[1] == unique_id:
+                return frame
+
+    async def scenario():
+        async with websockets.connect(f"{server['url']}/{charger}", subprotocols=[f"ocpp{version}"],
+                                      additional_headers=headers) as ws:
+            for raw, (unique_id, kind, expected) in frames:
+                await ws.send(raw)
+                frame = await answer(ws, unique_id)
+                assert frame[0] == kind, (raw, frame)
+                if expected is not None:
+                    assert frame[2] == expected, (raw, frame)
+
+    with caplog.at_level("INFO"):
+        run(scenario())
+    errors = [r for r in caplog.records if r.levelno >= 30 and charger in r.getMessage()]
+    assert len(errors) == sum(1 for _, (_, kind, _) in frames if kind == 4), [r.getMessage() for r in errors]
+    assert not [r for r in caplog.records if r.exc_info], "no traceback for a charger's protocol mistake"

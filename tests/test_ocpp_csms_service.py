@@ -5,6 +5,7 @@ what they are pushed is exactly what the firmware API serves for them (plus the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -247,3 +248,53 @@ def test_gridcharge_serve_ocpp_command_line(tmp_path):
             output = process.communicate()[0].decode()
     assert f"OCPP at ws://127.0.0.1:{port}/ocpp/{{charger_id}}" in output
     assert "Traceback" not in output and "ERROR" not in output, output
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# issue 14, "the holes"
+
+
+def test_replacing_a_site_closes_the_websockets_of_its_revoked_tokens_and_refuses_their_messages(service):
+    """A TransactionEvent(Started) on a connection opened with a token the replacement revoked created a session
+    in the new site. (And the session of an OCPP transaction, ``<charger>/<transaction>``, could not be PATCHed or
+    DELETEd over HTTP.)"""
+    import websockets
+
+    http, operator = service["http"], {"Authorization": f"Bearer {OPERATOR}"}
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    start = start.replace(minute=start.minute - start.minute % 15)
+    instance = {**_site(start), "chargers": [{"id": "rv1", "node": "tx", "max_charge_kw": 11.0}]}
+    created = http.put("/v1/sites/rv", json={"instance": instance}, headers=operator)
+    assert created.status_code == 201, created.text
+    old_token = created.json()["charger_tokens"]["rv1"]
+
+    async def scenario():
+        sim = SimulatedCharger("rv1", "2.0.1", service["url"], old_token, response_timeout=5)
+        await sim.connect()
+        await sim.boot()
+        replaced = await asyncio.to_thread(http.put, "/v1/sites/rv", json={"instance": instance}, headers=operator)
+        assert replaced.status_code == 200, replaced.text
+        with contextlib.suppress(Exception):  # refused (no answer) or the connection is already closed
+            await sim.start_transaction("tx-revoked")
+        await until(lambda: sim.websocket.close_code is not None, 10, "the revoked connection closed")
+        assert sim.websocket.close_code == 1008
+        await sim.close()
+        status = await asyncio.to_thread(http.get, "/v1/sites/rv", headers=operator)
+        assert status.json()["active_sessions"] == 0 and status.json()["accepted_seq"] == 0, status.text
+        with pytest.raises(websockets.exceptions.InvalidStatus):  # the old token no longer opens one
+            await SimulatedCharger("rv1", "2.0.1", service["url"], old_token).connect()
+        fresh = SimulatedCharger("rv1", "2.0.1", service["url"], replaced.json()["charger_tokens"]["rv1"])
+        await fresh.connect()
+        await fresh.boot()
+        await fresh.start_transaction("tx-new")
+        await until(lambda: http.get("/v1/sites/rv", headers=operator).json()["active_sessions"] == 1, 20,
+                    "the session of the new token")
+        # the central system's session id holds a '/': the operator API reaches it (percent-encoded or not)
+        changed = await asyncio.to_thread(http.patch, "/v1/sites/rv/sessions/rv1%2Ftx-new",
+                                          json={"energy_kwh": 3.0}, headers=operator)
+        assert changed.status_code == 200 and changed.json()["session_id"] == "rv1/tx-new", changed.text
+        ended = await asyncio.to_thread(http.delete, "/v1/sites/rv/sessions/rv1/tx-new", headers=operator)
+        assert ended.status_code == 200, ended.text
+        await fresh.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 90))

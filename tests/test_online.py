@@ -869,3 +869,37 @@ def test_every_publication_of_a_day_passes_the_verifier(day):
             check_publication(c)
     assert isinstance(c.setpoints(), pd.Series)
     assert np.isfinite(c.publication.power_kw).all()
+
+
+def test_adopt_takes_a_stored_plan_for_the_same_state_and_refuses_one_that_does_not_fit():
+    """The service's restart: a second controller replays the events and adopts the first one's plan instead of
+    re-solving (another optimum on a tied day); it then goes on as the first would (the rest of the same plan)."""
+    def events(c):
+        c.plug_in(session("S1", "C1", at(0), at(7), 20.0))
+        c.plug_in(session("S3", "C3", at(0), at(6), 6.0))
+        c.advance(1)
+
+    first = Controller(site())
+    events(first)
+    pub = first.publication
+    assert pub.start_period == 1 and pub.source == "highs"
+    second = Controller(site())
+    second.auto_resolve = False
+    events(second)
+    assert not second.adopt(0, pub.session_ids, pub.power_kw)  # not now
+    assert not second.adopt(1, pub.session_ids[:1], pub.power_kw[:1])  # a car missing
+    assert second.publication.source == "idle"  # nothing changed
+    assert second.adopt(pub.start_period, pub.session_ids, pub.power_kw)
+    assert second.publication.source == "highs" and second.publication.verification.ok
+    np.testing.assert_array_equal(second.publication.power_kw, pub.power_kw)
+    first.advance(3)
+    second.advance(3)
+    second.refresh()
+    np.testing.assert_allclose(second.publication.power_kw, first.publication.power_kw, atol=1e-9)
+    assert second.state.cars["S1"].delivered_kwh == pytest.approx(first.state.cars["S1"].delivered_kwh)
+    third = Controller(site())
+    third.auto_resolve = False
+    events(third)
+    over = np.array(pub.power_kw) * 3.0  # breaks the meters' limits: checked, not adopted
+    assert not third.adopt(pub.start_period, pub.session_ids, over)
+    assert third.publication.verification.ok and third.publication.source != "highs"

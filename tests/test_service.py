@@ -7,6 +7,7 @@ charges as early and as fast as the 18 kW of transformer headroom allows (20 kW 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -14,6 +15,7 @@ import sqlite3
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -473,14 +475,12 @@ def test_restart_loses_nothing(tmp_path):
             again = second.profile(charger, version, tokens[charger])
             assert again.status_code == 200 and again.headers["etag"] == response.headers["etag"]
             assert again.content == response.content
-        status = second.published("r", status_before["published_seq"])
-        deadline = time.monotonic() + 60
-        while (status["solve_seconds"] or {}).get("count", 0) < 1:  # the first re-solve after the restart
-            assert time.monotonic() < deadline, status
-            time.sleep(0.05)
-            status = second.op("GET", "/v1/sites/r").json()
+        second.published("r", status_before["published_seq"])
+        time.sleep(1.0)  # worker passes: the stored plan is adopted, nothing is re-solved
+        status = second.op("GET", "/v1/sites/r").json()
+        assert status["solve_seconds"] is None, status
         assert status["active_sessions"] == 2 and status["accepted_seq"] == status_before["accepted_seq"]
-        for (charger, version), response in before.items():  # the unique optimum again: same bytes, same ETag
+        for (charger, version), response in before.items():  # the stored plan still: same bytes, same ETag
             assert second.profile(charger, version, tokens[charger],
                                   **{"If-None-Match": response.headers["etag"]}).status_code == 304
         update = second.op("PATCH", "/v1/sites/r/sessions/car1", json={"energy_kwh": 5.0})
@@ -513,6 +513,49 @@ def test_restart_loses_nothing(tmp_path):
         assert second.op("GET", "/v1/sites/r").json()["active_sessions"] == 0
         assert second.op("PUT", "/v1/sites/r", json={"instance": {**site_instance(), "chargers": 5}}) \
             .status_code == 422
+    finally:
+        second.stop()
+
+
+def test_a_restart_serves_the_last_published_plan_of_a_tied_day(tmp_path):
+    """At a flat price every plan that meets the cars' requests is optimal. The restart re-solved and landed on
+    another optimum: most ETags changed. Now the stored plan is adopted: the same ETags, and the next period serves
+    the rest of the same plan, as the service would have without the restart."""
+    database = f"sqlite:///{tmp_path / 'tied.db'}"
+    clock = Clock(START + timedelta(minutes=5))
+    instance = {**site_instance(), "tariff": {"import_cny_per_kwh": 0.5},
+                "nodes": [{"id": "T", "parent": None, "kind": "transformer", "import_limit_kw": 60.0,
+                           "base_load_kw": BASE_KW}],
+                "chargers": [{"id": f"t{i}", "node": "T", "max_charge_kw": 11.0} for i in range(12)]}
+    first = Server(database, clock)
+    try:
+        tokens = first.op("PUT", "/v1/sites/tied", json={"instance": instance}).json()["charger_tokens"]
+        for i in range(12):  # one at a time: each a warm re-solve from the last plan
+            seq = first.op("POST", "/v1/sites/tied/sessions", json={
+                "id": f"car{i}", "charger": f"t{i}", "energy_kwh": 4.0 + i % 5,
+                "departure": (START + timedelta(hours=2, minutes=15 * (i % 4))).isoformat()}).json()["event_seq"]
+            first.published("tied", seq)
+        etags = {c: first.profile(c, "2.0.1", tokens[c]).headers["etag"] for c in tokens}
+        rows = dict(first.app.state.engine.sites["tied"].served.rows)
+    finally:
+        first.stop()
+    second = Server(database, clock)
+    try:
+        deadline = time.monotonic() + 3  # the old service re-solved at once after the restart
+        while (second.op("GET", "/v1/sites/tied").json()["solve_seconds"] or {}).get("count", 0) < 1 \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        changed = [c for c in tokens if second.profile(c, "2.0.1", tokens[c]).headers["etag"] != etags[c]]
+        assert changed == [], f"{len(changed)} of {len(tokens)} ETags changed after the restart: {changed}"
+        clock.now += STEP  # the next period: the rest of the same plan (a refresh, no re-solve)
+        deadline = time.monotonic() + 30
+        while second.app.state.engine.sites["tied"].served.start_period < 1:
+            assert time.monotonic() < deadline, "no publication for the next period"
+            time.sleep(0.05)
+        served = second.app.state.engine.sites["tied"].served
+        assert set(served.rows) == set(rows)
+        for charger, row in rows.items():
+            np.testing.assert_allclose(served.rows[charger], row[1:], atol=1e-9)
     finally:
         second.stop()
 
@@ -686,3 +729,195 @@ def test_the_services_database_and_token_files_are_ignored_by_git():
     names = ["gridcharge.db", "gridcharge.db-wal", "gridcharge.db-shm", "site.json", "site-tokens.json"]
     result = subprocess.run(["git", "check-ignore", "--no-index", *names], cwd=root, capture_output=True, text=True)
     assert sorted(result.stdout.split()) == sorted(names), result.stdout + result.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# issue 14, "the holes": each test below failed before its fix
+
+
+def _own_site(service, site_id: str) -> str:
+    """A site of its own on the shared server (chargers ``<site_id>-c1`` ..); returns the id of its first charger."""
+    instance = site_instance()
+    instance["chargers"] = [{**c, "id": f"{site_id}-{c['id']}"} for c in instance["chargers"]]
+    created = service.op("PUT", f"/v1/sites/{site_id}", json={"instance": instance})
+    assert created.status_code == 201, created.text
+    return instance["chargers"][0]["id"]
+
+
+def test_a_non_latin1_session_id_gets_a_percent_encoded_location_and_is_addressable(service):
+    """车-1 was committed, then the Location header raised: 500 'nothing was changed', and a retry got 409."""
+    charger = _own_site(service, "latin")
+    session = {"id": "车-1", "charger": charger, "departure": (service.clock.now + timedelta(hours=2)).isoformat(),
+               "energy_kwh": 2.0}
+    created = service.op("POST", "/v1/sites/latin/sessions", json=session)
+    assert created.status_code == 201, created.text
+    assert created.headers["location"] == "/v1/sites/latin/sessions/%E8%BD%A6-1"
+    assert created.json()["session_id"] == "车-1"
+    assert service.op("POST", "/v1/sites/latin/sessions", json=session).status_code == 409  # committed once
+    changed = service.op("PATCH", created.headers["location"], json={"energy_kwh": 1.0})
+    assert changed.status_code == 200 and changed.json()["session_id"] == "车-1", changed.text
+    assert service.op("DELETE", created.headers["location"]).status_code == 200
+
+
+def test_a_session_id_with_a_slash_is_addressable(service):
+    """The OCPP central system names its sessions ``<charger>/<transaction>``: PATCH and DELETE reach them (the id
+    percent-encoded as one segment, or with its slash as it is)."""
+    charger = _own_site(service, "slash")
+    session = {"id": f"{charger}/tx-7", "charger": charger,
+               "departure": (service.clock.now + timedelta(hours=2)).isoformat(), "energy_kwh": 2.0}
+    created = service.op("POST", "/v1/sites/slash/sessions", json=session)
+    assert created.status_code == 201, created.text
+    assert created.headers["location"] == f"/v1/sites/slash/sessions/{charger}%2Ftx-7"
+    changed = service.op("PATCH", created.headers["location"], json={"energy_kwh": 1.0})
+    assert changed.status_code == 200 and changed.json()["session_id"] == f"{charger}/tx-7", changed.text
+    assert service.op("PATCH", f"/v1/sites/slash/sessions/{charger}/tx-7", json={"energy_kwh": 1.5}).status_code \
+        == 200
+    ended = service.op("DELETE", f"/v1/sites/slash/sessions/{charger}%2Ftx-7")
+    assert ended.status_code == 200 and ended.json()["session_id"] == f"{charger}/tx-7"
+    _problem(service.op("DELETE", f"/v1/sites/slash/sessions/{charger}%2Ftx-7"), 404)
+
+
+@pytest.mark.parametrize("site_id, charger_id, field", [
+    ("ok-site", "c/1", "instance.chargers[0].id"),
+    ("ok-site", "c:1", "instance.chargers[0].id"),  # a Basic-auth user cannot hold a colon
+    ("ok-site", "x" * 49, "instance.chargers[0].id"),
+    ("ok-site", "wallbox 1", "instance.chargers[0].id"),
+    ("ok-site", "充电桩", "instance.chargers[0].id"),
+    ("s" * 49, "c1-grammar", "path.site_id"),
+    ("site%20one", "c1-grammar", "path.site_id"),  # a space, percent-encoded in the URL
+    ("%E7%AB%99", "c1-grammar", "path.site_id"),  # non-ASCII
+])
+def test_site_and_charger_ids_follow_the_ocpp_identity_grammar(service, site_id, charger_id, field):
+    """Ids with '/' were accepted (201), then their profile was 404 and their OCPP handshake 403."""
+    instance = {**site_instance(), "chargers": [{"id": charger_id, "node": "M1", "max_charge_kw": 7.0}]}
+    problem = _problem(service.op("PUT", f"/v1/sites/{site_id}", json={"instance": instance}), 422)
+    assert field in _fields(problem), problem
+    assert service.op("GET", f"/v1/sites/{site_id}").status_code in (404, 422)
+
+
+def test_the_longest_ocpp_identity_is_a_valid_charger_and_site_id(service):
+    ident = "A-z_0.9*=+|@~!" + "x" * 34
+    assert len(ident) == 48
+    instance = {**site_instance(), "chargers": [{"id": ident, "node": "M1", "max_charge_kw": 7.0}]}
+    created = service.op("PUT", f"/v1/sites/{quote(ident, safe='')}", json={"instance": instance})
+    assert created.status_code == 201, created.text
+    assert created.headers["location"] == f"/v1/sites/{quote(ident, safe='')}"
+    token = created.json()["charger_tokens"][ident]
+    assert service.client.get(f"/v1/chargers/{quote(ident, safe='')}/profile", params={"ocpp": "2.0.1"},
+                              headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_405_names_the_allowed_methods(service):
+    for method, path, allowed in [("POST", "/v1/sites/s1", {"GET", "PUT"}),
+                                  ("GET", "/v1/sites/s1/sessions", {"POST"}),
+                                  ("PUT", "/v1/sites/s1/sessions/car1", {"PATCH", "DELETE"}),
+                                  ("DELETE", "/v1/chargers/c1/profile", {"GET"})]:
+        problem = _problem(service.op(method, path), 405)
+        answer = service.op(method, path)
+        assert {m.strip() for m in answer.headers["allow"].split(",")} == allowed, (method, path, answer.headers)
+        assert problem["title"] == "Method Not Allowed"
+
+
+def test_openapi_says_ocpp_is_required_and_times_are_date_times(service):
+    document = service.client.get("/openapi.json").json()
+    fetch = document["paths"]["/v1/chargers/{charger_id}/profile"]["get"]
+    ocpp = [p for p in fetch["parameters"] if p["name"] == "ocpp"]
+    assert len(ocpp) == 1 and ocpp[0]["required"] is True and ocpp[0]["in"] == "query"
+    assert ocpp[0]["schema"]["enum"] == list(VERSIONS)
+    schemas = document["components"]["schemas"]
+
+    def formats(schema: dict) -> set:
+        return {schema.get("format")} | {b.get("format") for b in schema.get("anyOf", [])}
+
+    for model, names in [("SessionIn", ("departure", "arrival")), ("SessionPatch", ("departure",)),
+                         ("CapIn", ("start", "end"))]:
+        for name in names:
+            assert "date-time" in formats(schemas[model]["properties"][name]), (model, name)
+    # still answered as before: a missing ocpp is a 400 naming query.ocpp, on the fast path and the FastAPI route
+    problem = _problem(service.client.get("/v1/chargers/c1/profile",
+                                          headers={"Authorization": f"Bearer {service.tokens['c1']}"}), 400)
+    assert "query.ocpp" in _fields(problem)
+
+
+def test_a_stopped_solver_process_is_restarted_and_reported_and_other_sites_keep_being_published(tmp_path):
+    """A solver process stopped with SIGSTOP (not dead) blocked the re-optimisation of every site for as long as it
+    hung, and the status showed no error."""
+    import os
+    import signal
+
+    clock = Clock(START + timedelta(minutes=5))
+    server = Server(f"sqlite:///{tmp_path / 'stall.db'}", clock, solver_stall_s=2.0)
+    stopped = None
+    try:
+        for site in ("hang", "live"):
+            instance = site_instance()
+            instance["chargers"] = [{**c, "id": f"{site}-{c['id']}"} for c in instance["chargers"]]
+            assert server.op("PUT", f"/v1/sites/{site}", json={"instance": instance}).status_code == 201
+            seq = server.op("POST", f"/v1/sites/{site}/sessions",
+                            json={**CAR2, "charger": f"{site}-c2"}).json()["event_seq"]
+            server.published(site, seq)
+        stopped = server.app.state.engine.sites["hang"].solver.process.pid
+        os.kill(stopped, signal.SIGSTOP)
+        hung = server.op("POST", "/v1/sites/hang/sessions", json={**CAR1, "charger": "hang-c1"})
+        live = server.op("POST", "/v1/sites/live/sessions", json={**CAR1, "charger": "live-c1"})
+        assert hung.status_code == live.status_code == 201
+        server.published("live", live.json()["event_seq"], timeout_s=30)  # not held up by the stopped one
+        status = server.published("hang", hung.json()["event_seq"], timeout_s=30)  # its rebuilt solver published
+        assert status["solver_stalls"]["count"] >= 1 and status["solver_stalls"]["last_s"] >= 2.0, status
+        assert status["solver_rebuilds"] >= 1 and status["divergences"] == [] and status["active_sessions"] == 2
+        assert server.app.state.engine.sites["hang"].solver.process.pid != stopped
+    finally:
+        if stopped is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stopped, signal.SIGKILL)
+        server.stop()
+
+
+def test_an_error_after_the_commit_does_not_claim_that_nothing_changed(service):
+    charger = _own_site(service, "late-error")
+    runtime = service.app.state.engine.sites["late-error"]
+
+    def broken() -> None:
+        raise RuntimeError("after the commit")
+
+    kept, runtime.solver.interrupt = runtime.solver.interrupt, broken  # runs after the event is committed
+    try:
+        answer = service.op("POST", "/v1/sites/late-error/sessions", json={
+            "id": "late", "charger": charger, "energy_kwh": 1.0,
+            "departure": (service.clock.now + timedelta(hours=2)).isoformat()})
+    finally:
+        runtime.solver.interrupt = kept
+    problem = _problem(answer, 500)
+    assert "nothing was changed" not in problem["detail"] and "committed" in problem["detail"]
+    service.client.close()  # uvicorn drops a connection after a 500: the next request takes a new one
+    service.client = httpx.Client(base_url=service.url, timeout=30)
+    assert service.op("GET", "/v1/sites/late-error").json()["accepted_seq"] > 0  # it was
+
+
+def test_a_solver_rebuilt_while_idle_keeps_the_published_plan(tmp_path):
+    """A solver process that dies between events is rebuilt from the store; the plan it had published (which
+    includes every event) stands: the next period serves its rest, no re-solve picks another optimum."""
+    clock = Clock(START + timedelta(minutes=5))
+    server = Server(f"sqlite:///{tmp_path / 'idle.db'}", clock)
+    try:
+        instance = {**site_instance(), "tariff": {"import_cny_per_kwh": 0.5}}
+        assert server.op("PUT", "/v1/sites/idle", json={"instance": instance}).status_code == 201
+        for car in (CAR1, CAR2, {**CAR2, "id": "car3", "charger": "c3", "energy_kwh": 6.0}):
+            seq = server.op("POST", "/v1/sites/idle/sessions", json=car).json()["event_seq"]
+            server.published("idle", seq)
+        runtime = server.app.state.engine.sites["idle"]
+        rows, solves = dict(runtime.served.rows), server.op("GET", "/v1/sites/idle").json()["solve_seconds"]["count"]
+        runtime.solver.process.kill()
+        runtime.solver.process.wait(timeout=10)
+        clock.now += STEP
+        deadline = time.monotonic() + 60
+        while (status := server.op("GET", "/v1/sites/idle").json())["solver_rebuilds"] < 1 \
+                or runtime.served.start_period < 1:
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+        assert status["solve_seconds"]["count"] == solves + 1  # the rebuilt solver's refresh for the new period
+        assert runtime.served.source == "highs" and set(runtime.served.rows) == set(rows)
+        for charger, row in rows.items():
+            np.testing.assert_allclose(runtime.served.rows[charger], row[1:], atol=1e-9)
+    finally:
+        server.stop()

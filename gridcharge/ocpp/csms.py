@@ -16,7 +16,10 @@ What a connection goes through
    HTTP 401 before the websocket opens. Subprotocols ``ocpp2.1``, ``ocpp2.0.1``, ``ocpp1.6``: the first one the
    charger offers that we speak is chosen (the charger lists them in its order of preference); none → the handshake
    completes without a subprotocol and the connection is closed at once (code 1002), as OCPP-J asks. A second
-   connection of the same charger replaces the first.
+   connection of the same charger replaces the first. The credentials are checked again before each frame and
+   push: once the backend revokes them (the service replaced the site) the connection is closed (1008) and
+   nothing more of it is handled. A malformed frame or an action we have no handler for gets the CALLERROR of
+   OCPP-J (:meth:`_Station.route_message`, :func:`frame_error`) and one log line.
 2. **Boot**: ``BootNotification`` → ``Accepted`` (interval :attr:`CentralSystem.heartbeat_s`). Right after the
    response — or at once, for a charger already accepted by this process that reconnects without booting again —
    the central system pushes, before it sends anything else, the station maximum (``ChargePointMaxProfile`` 1.6 /
@@ -54,9 +57,10 @@ Payloads
 Every ``SetChargingProfile`` comes from :mod:`gridcharge.ocpp.profiles` (via the backend) as a wire dict and is
 checked against the official JSON schema of the connection's version (:func:`gridcharge.ocpp.profiles.
 validate_payload`) right before it is sent; a payload that fails is *not* sent (logged, counted in
-``stats["payload_errors"]``). Calls are sent as raw OCPP-J frames, not through the ``ocpp`` package's dataclass
-serializer, which spells some 2.1 keys wrongly (``limit_L2`` -> ``limitL2``, ``LimitAtSoC.soc``). Responses of the
-charger are validated against the schema too. Our responses to the charger's requests use the package's
+``stats["payload_errors"]``). Calls are sent as raw OCPP-J frames on the connection, their answers matched by
+message id (:meth:`_Station.send_call`), not through the ``ocpp`` package's dataclass serializer, which spells some
+2.1 keys wrongly (``limit_L2`` -> ``limitL2``, ``LimitAtSoC.soc``). Responses of the charger are validated against
+the schema too. Our responses to the charger's requests use the package's
 ``call_result`` dataclasses (simple keys only), which the package validates before sending.
 
 Threads
@@ -96,9 +100,11 @@ import base64
 import binascii
 import contextlib
 import itertools
+import json
 import logging
 import math
 import secrets
+import sys
 import time
 import uuid
 from collections.abc import Callable, Collection
@@ -106,7 +112,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, runtime_checkable
 
-from ocpp.messages import Call, MessageType
+from ocpp.exceptions import FormatViolationError, OCPPError, ProtocolError
+from ocpp.messages import Call, CallError, MessageType, unpack
 from ocpp.routing import after, on
 
 from .profiles import PayloadError, validate_payload
@@ -366,27 +373,63 @@ class _Station:
     """
 
     link: _Link
-    wire: dict  # set by _handle_call before any handler runs
+    wire: dict  # set by route_message before any handler runs
 
-    async def _handle_call(self, msg):
+    async def route_message(self, raw_msg):
+        """One frame of the charger, answered as OCPP-J asks (this overrides the package's public
+        ``ChargePoint.route_message``, which leaves a malformed frame and, in 2.1, an action without a handler
+        unanswered): a frame that is not a valid RPC message gets a CALLERROR (:func:`frame_error`; id ``"-1"``
+        when its id cannot be read), a CALL of an action without a handler ``NotImplemented`` (an action of the
+        version) or ``NotSupported`` (any other); one log line each. Answers to our calls go to
+        :meth:`send_call`. A connection whose credentials were revoked (its site replaced) is closed instead."""
+        link = self.link
+        if not link.authorised():
+            await link.revoke()
+            return
+        try:
+            msg = unpack(raw_msg)
+        except OCPPError as error:
+            unique_id, code, text = frame_error(raw_msg, error, link.version)
+            log.warning("%s: malformed frame answered %s: %s", link.charger_id, code, text)
+            await link.connection.send(CallError(unique_id, code, text, {}).to_json())
+            return
+        if msg.message_type_id != MessageType.Call:
+            waiter = link.waiting.get(msg.unique_id)
+            if waiter is None or waiter.done():
+                log.warning("%s: an answer to no call of ours (id %r) ignored", link.charger_id, msg.unique_id)
+            else:
+                waiter.set_result(msg)
+            return
+        if "_on_action" not in self.route_map.get(msg.action, {}):
+            code = "NotImplemented" if msg.action in _ACTIONS[link.version] else "NotSupported"
+            log.warning("%s: %s answered %s", link.charger_id, msg.action, code)
+            text = (f"no handler for {msg.action}" if code == "NotImplemented"
+                    else f"{msg.action} is not an action of OCPP {link.version}")
+            await link.connection.send(CallError(msg.unique_id, code, text, {}).to_json())
+            return
         self.wire = msg.payload
-        result = await super()._handle_call(msg)
+        await super().route_message(raw_msg)
         if msg.action != "BootNotification":
-            self.link.ready.set()  # a charger that talks without booting (e.g. after our restart) is accepted
-        return result
+            link.ready.set()  # a charger that talks without booting (e.g. after our restart) is accepted
 
     async def send_call(self, action: str, payload: dict) -> dict:
         """Send a CALL with a wire ``payload`` (validated against this version's schema first) and return the
         response payload (validated too). Raises PayloadError (not sent / bad answer), OCPPError (CALLERROR),
         asyncio.TimeoutError."""
-        version = self.link.version
+        link = self.link
+        version = link.version
         # in a worker thread: a 96-period 2.1 TxProfile takes ~10-25 ms of jsonschema; the loop keeps answering
         # other chargers meanwhile (a new period re-sends every running TxProfile at once)
         await asyncio.to_thread(validate_payload, version, action, payload)
         call = Call(unique_id=str(uuid.uuid4()), action=action, payload=payload)
-        async with self._call_lock:
-            await self._send(call.to_json())
-            response = await self._get_specific_response(call.unique_id, self._response_timeout)
+        async with link.call_lock:  # OCPP-J: one CALL of ours outstanding at a time
+            waiter = asyncio.get_running_loop().create_future()
+            link.waiting[call.unique_id] = waiter
+            try:
+                await link.connection.send(call.to_json())
+                response = await asyncio.wait_for(waiter, link.csms.response_timeout_s)
+            finally:
+                link.waiting.pop(call.unique_id, None)
         if response.message_type_id == MessageType.CallError:
             raise response.to_exception()
         validate_payload(version, action + "Response", response.payload)
@@ -432,6 +475,10 @@ class _Station2x(_Station):
     @on("MeterValues")
     def _meter_values(self, **_):
         return self._call_result.MeterValues()
+
+    @on("DataTransfer")
+    def _data_transfer(self, **_):
+        return self._call_result.DataTransfer(status="UnknownVendorId")
 
     @on("NotifyEVChargingNeeds")
     def _needs(self, **_):
@@ -505,6 +552,57 @@ class _Station16(_Station):
         return self._call_result.DiagnosticsStatusNotification()
 
 
+def _actions(version: str) -> frozenset[str]:
+    if version == "1.6":
+        from ocpp.v16.enums import Action
+    elif version == "2.0.1":
+        from ocpp.v201.enums import Action
+    else:
+        from ocpp.v21.enums import Action
+    return frozenset(a.value for a in Action)
+
+
+#: the actions of each OCPP version (an unhandled one is answered NotImplemented, any other NotSupported)
+_ACTIONS = {version: _actions(version) for version in SUBPROTOCOLS.values()}
+
+
+def frame_error(raw_msg, error: OCPPError, version: str) -> tuple[str, str, str]:
+    """The CALLERROR that answers a frame ``ocpp.messages.unpack`` refused: (message id, error code, description).
+
+    OCPP-J 2.x: a frame that is not a valid RPC message (not JSON, not an array of the right length) gets
+    ``RpcFrameworkError``, an unknown MessageTypeId ``MessageTypeNotSupported``; 1.6, which lacks those codes:
+    ``FormatViolation`` (not JSON) and ``ProtocolError`` (any other). The message id is ``"-1"`` when it cannot be
+    read (OCPP 2.0.1 part 4, 4.2.3)."""
+    try:
+        frame = json.loads(raw_msg)
+    except (TypeError, ValueError):
+        frame = None
+    unique_id = frame[1] if isinstance(frame, list) and len(frame) > 1 and isinstance(frame[1], str) else "-1"
+    if frame is None:
+        code, text = ("FormatViolation" if version == "1.6" else "RpcFrameworkError"), "the frame is not JSON"
+    elif not isinstance(frame, list) or isinstance(error, (FormatViolationError, ProtocolError)):
+        code, text = ("ProtocolError" if version == "1.6" else "RpcFrameworkError"), \
+            "the frame is not an OCPP-J array [MessageTypeId, MessageId, ...] of the right length"
+    else:
+        code = "ProtocolError" if version == "1.6" else "MessageTypeNotSupported"
+        text = f"MessageTypeId {frame[0]!r} is not one of 2 (CALL), 3 (CALLRESULT), 4 (CALLERROR)"
+    return unique_id, code, text
+
+
+class _OneLineLog(logging.LoggerAdapter):
+    """The ``ocpp`` package's logger with a charger's protocol mistake (an OCPPError: a payload against the schema,
+    say, which the package answers with a CALLERROR) logged as one line, not a traceback per frame. Any other
+    exception (a bug of a handler) keeps its traceback."""
+
+    def exception(self, msg, *args, exc_info=True, **kwargs):
+        error = sys.exc_info()[1]
+        if isinstance(error, OCPPError):
+            self.warning("%s: " + str(msg) + " — %s: %s", self.extra["charger_id"], *args, type(error).__name__,
+                         error, **kwargs)
+        else:
+            self.error("%s: " + str(msg), self.extra["charger_id"], *args, exc_info=exc_info, **kwargs)
+
+
 def _station_class(version: str) -> type:
     if version == "1.6":
         from ocpp.v16 import ChargePoint
@@ -528,11 +626,18 @@ _STATION_CLASSES: dict[str, type] = {}
 class _Link:
     """One open connection: the station object, its event queue, what it last accepted, the push task."""
 
-    def __init__(self, csms: CentralSystem, charger_id: str, version: str, connection):
+    def __init__(self, csms: CentralSystem, charger_id: str, version: str, connection,
+                 password: str | None = None):
         self.csms, self.charger_id, self.version = csms, charger_id, version
+        self.connection = connection
+        self.password = password  # of the handshake, checked again before each frame (None: not checked)
         cls = _STATION_CLASSES.get(version) or _STATION_CLASSES.setdefault(version, _station_class(version))
-        self.station = cls(charger_id, connection, response_timeout=csms.response_timeout_s)
+        self.station = cls(charger_id, connection, response_timeout=csms.response_timeout_s,
+                           logger=_OneLineLog(logging.getLogger("ocpp"), {"charger_id": charger_id}))
         self.station.link = self
+        self.call_lock = asyncio.Lock()
+        self.waiting: dict[str, asyncio.Future] = {}  # our CALLs' ids → their answers
+        self.revoked = False
         self.ready = asyncio.Event()
         self.dirty = asyncio.Event()
         self.dirty.set()
@@ -551,6 +656,24 @@ class _Link:
 
     def queue(self, event) -> None:
         self.events.put_nowait(event)
+
+    def authorised(self) -> bool:
+        """Whether the credentials of the handshake still hold (a replaced site revokes its chargers' tokens)."""
+        if self.revoked:
+            return False
+        if self.password is not None and not self.csms.backend.authenticate(self.charger_id, self.password):
+            self.revoked = True
+        return not self.revoked
+
+    async def revoke(self) -> None:
+        """Close a connection whose credentials were revoked (1008, policy violation); nothing of it is handled."""
+        if self.closed:
+            return
+        self.closed = True
+        self.csms._problem(f"{self.charger_id}: credentials revoked (site replaced): connection closed, its "
+                           f"messages refused")
+        with contextlib.suppress(Exception):
+            await self.connection.close(code=1008, reason="credentials revoked: log in with the new token")
 
     async def run(self) -> None:
         if self.charger_id in self.csms.accepted:
@@ -575,6 +698,9 @@ class _Link:
             if item is None:
                 return
             kind, payload = item
+            if not self.authorised():  # queued before the site was replaced: not for the new site
+                await self.revoke()
+                return
             try:
                 await self.csms._event(self, kind, payload)
             except Exception:
@@ -586,6 +712,9 @@ class _Link:
             await self.dirty.wait()
             self.dirty.clear()
             if self.closed:
+                return
+            if not self.authorised():
+                await self.revoke()
                 return
             try:
                 await self.csms._sync(self)
@@ -679,17 +808,19 @@ class CentralSystem:
         del self.problems[:-1000]
 
     # connections -----------------------------------------------------------------------------------------------
-    async def serve(self, connection, charger_id: str, version: str) -> None:
-        """Run one accepted connection until it closes. ``connection`` has ``async recv() -> str`` and
-        ``async send(str)``; the charger is already authenticated and ``version`` negotiated."""
+    async def serve(self, connection, charger_id: str, version: str, password: str | None = None) -> None:
+        """Run one accepted connection until it closes. ``connection`` has ``async recv() -> str``,
+        ``async send(str)`` and ``async close(code, reason)``; the charger is already authenticated and ``version``
+        negotiated. With ``password`` (the handshake's), the credentials are checked again before each frame and
+        each push: once the backend no longer accepts them the connection is closed (1008)."""
         self._loop = asyncio.get_running_loop()
-        link = _Link(self, charger_id, version, connection)
+        link = _Link(self, charger_id, version, connection, password)
         old = self.links.get(charger_id)
         self.links[charger_id] = link
         self.stats["connections"] += 1
         if old is not None:
             with contextlib.suppress(Exception):
-                await old.station._connection.close(code=1000, reason="replaced by a new connection")
+                await old.connection.close(code=1000, reason="replaced by a new connection")
         try:
             await link.run()
         except Exception as exc:
@@ -702,18 +833,22 @@ class CentralSystem:
 
     def check_credentials(self, charger_id: str, authorization: str | None) -> bool:
         """HTTP Basic credentials (``Authorization`` header value) → whether they are charger ``charger_id``'s."""
+        return self._password(charger_id, authorization) is not None
+
+    def _password(self, charger_id: str, authorization: str | None) -> str | None:
+        """The password of valid HTTP Basic credentials of charger ``charger_id``, else None."""
         if not authorization:
-            return False
+            return None
         scheme, _, encoded = authorization.partition(" ")
         if scheme.lower() != "basic":
-            return False
+            return None
         try:
             user, sep, password = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError, ValueError):
-            return False
+            return None
         if not sep or user != charger_id:
-            return False
-        return bool(self.backend.authenticate(charger_id, password))
+            return None
+        return password if self.backend.authenticate(charger_id, password) else None
 
     async def websocket_endpoint(self, websocket) -> None:
         """Starlette websocket endpoint for ``/ocpp/{charger_id}``: Basic auth, subprotocol, then :meth:`serve`."""
@@ -721,7 +856,8 @@ class CentralSystem:
         from starlette.websockets import WebSocketDisconnect
 
         charger_id = websocket.path_params["charger_id"]
-        if not self.check_credentials(charger_id, websocket.headers.get("authorization")):
+        password = self._password(charger_id, websocket.headers.get("authorization"))
+        if password is None:
             response = PlainTextResponse("HTTP Basic credentials required: user = the charger id of the URL, "
                                          "password = the charger's token", status_code=401,
                                          headers={"WWW-Authenticate": 'Basic realm="gridcharge OCPP"'})
@@ -737,7 +873,7 @@ class CentralSystem:
         await websocket.accept(subprotocol=chosen)
         connection = StarletteConnection(websocket)
         try:
-            await self.serve(connection, charger_id, SUBPROTOCOLS[chosen])
+            await self.serve(connection, charger_id, SUBPROTOCOLS[chosen], password)
         except WebSocketDisconnect:
             pass
 
@@ -1100,6 +1236,7 @@ __all__ = [
     "StarletteConnection",
     "Transaction",
     "energy_registers",
+    "frame_error",
     "limit_at",
     "mount",
     "needs_to_session",

@@ -300,6 +300,39 @@ class Controller:
         """HiGHS's cumulative run clock of the kept model [s] (0 without one)."""
         return self._highs.run_time_s
 
+    def adopt(self, start_period: int, session_ids, power_kw) -> bool:
+        """Take a plan published earlier for this very state (by a controller before a restart of the service) as
+        the current publication instead of re-solving: a tied day has many optima, and a re-solve may land on
+        another one. The plan is re-checked like an unchanged plan at :meth:`refresh` (the verifier, the caps).
+
+        Parameters
+        ----------
+        start_period : int — the plan's first period; must be now
+        session_ids : sequence of str — its rows; must be the cars of the current state
+        power_kw : array (S, P) — its set-points [kW]
+
+        Returns
+        -------
+        bool — adopted (False: it does not fit the state; then nothing changed, or, if it failed the check, the
+        fallback was published as in any failed re-solve)
+        """
+        power_kw = np.asarray(power_kw, dtype=float)
+        session_ids = tuple(session_ids)
+        if start_period != self.now or power_kw.ndim != 2 or power_kw.shape[0] != len(session_ids) \
+                or set(session_ids) != set(self.state.cars):
+            return False
+        previous = self.publication
+        self.publication = dataclasses.replace(previous, start_period=start_period, session_ids=session_ids,
+                                               power_kw=readonly(power_kw.copy()), source=self.options.solver)
+        sub, _window = self._windows.build(self.state)
+        if plan_tail(self.publication, self.now, build_problem(sub)) is None:
+            self.publication = previous
+            return False
+        self._publish(reuse=True)
+        self._dirty = False
+        self._changes = set()
+        return self.publication.source == self.options.solver
+
     def car_at(self, charger_id: str, when) -> str | None:
         """Id of the announced car plugged in at ``charger_id`` at time ``when`` (a date-time or ISO string with
         offset; arrival <= when < departure), or None."""

@@ -20,6 +20,11 @@ Operator (operator token; a charger token gets 403):
 - ``POST /v1/sites/{site_id}/caps`` — a demand-response cap ``{"node", "import_limit_kw" [kW], "start", "end"}``
   (date-times, rounded outwards to the period grid) → 201.
 
+Ids: a site id and a charger id are 1 to 48 visible ASCII characters without ``/`` (a charger id, its OCPP
+identity, also without ``:``; :mod:`gridcharge.ocpp.identity`), else 422 naming the field. A session id may hold
+any character: in a URL it is one percent-encoded segment (``Location`` headers are encoded so), and the session
+routes also take it with a literal ``/`` (the OCPP central system names its sessions ``<charger>/<transaction>``).
+
 Every accepted write is committed to the database before its 2xx and returns ``event_seq``; the re-optimisation
 runs afterwards in the worker (``GET /v1/sites/{id}`` says when ``published_seq`` has reached it).
 
@@ -44,23 +49,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import EventRefused, FieldProblem, InstanceError, RefusalReason
 from ..instance import MAX_CHARGER_KW, MAX_ENERGY_KWH, MAX_NODE_KW, field_problems
+from ..ocpp.identity import CHARGER_ID_EXPECTED, SITE_ID_EXPECTED, is_charger_id, is_site_id
 from ..ocpp.profiles import VERSIONS
 from .auth import CHARGER_PREFIX, OPERATOR_PREFIX, bearer, matches, new_token, token_hash
-from .runtime import SERVICE_OPTIONS, Engine
+from .runtime import SERVICE_OPTIONS, SOLVER_STALL_S, Engine
 from .store import ConflictError, Store
 
 PROBLEM_JSON = "application/problem+json"
@@ -92,15 +98,20 @@ class SiteIn(_Body):
     charger_settings: dict[str, ChargerSettingsIn] = Field(default_factory=dict)
 
 
+#: An ISO-8601 date-time with UTC offset, kept as text (the controller parses it and names the field if it is not
+#: one); documented as ``format: date-time`` in the OpenAPI document.
+DateTimeText = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
 class SessionIn(_Body):
     """A plug-in or reservation (instance-v1 session fields)."""
 
     id: Annotated[str, Field(min_length=1, max_length=200)]
     charger: Annotated[str, Field(min_length=1, max_length=200)]
-    departure: str = Field(description="ISO-8601 date-time with UTC offset")
+    departure: DateTimeText = Field(description="ISO-8601 date-time with UTC offset")
     energy_kwh: Annotated[float, Field(ge=0, le=MAX_ENERGY_KWH, description="energy to add by departure [kWh]")]
-    arrival: str | None = Field(None, description="ISO-8601 date-time with offset; default: now (plug-in); "
-                                                  "a future arrival is a reservation")
+    arrival: DateTimeText | None = Field(None, description="ISO-8601 date-time with offset; default: now (plug-in); "
+                                                           "a future arrival is a reservation")
     max_charge_kw: Annotated[float | None, Field(gt=0, le=MAX_CHARGER_KW,
                                                  description="the car's charge limit [kW]")] = None
     max_discharge_kw: Annotated[float, Field(ge=0, le=MAX_CHARGER_KW,
@@ -113,7 +124,7 @@ class SessionIn(_Body):
 class SessionPatch(_Body):
     """A change of a session: new departure, new energy wish, and/or a meter reading."""
 
-    departure: str | None = Field(None, description="ISO-8601 date-time with UTC offset")
+    departure: DateTimeText | None = Field(None, description="ISO-8601 date-time with UTC offset")
     energy_kwh: Annotated[float | None, Field(ge=0, le=MAX_ENERGY_KWH,
                                               description="total energy to add since arrival [kWh]")] = None
     energy_delivered_kwh: float | None = Field(None, ge=-MAX_ENERGY_KWH, le=MAX_ENERGY_KWH,
@@ -125,8 +136,8 @@ class CapIn(_Body):
 
     node: Annotated[str, Field(min_length=1)]
     import_limit_kw: Annotated[float, Field(ge=0, le=MAX_NODE_KW, description="[kW]")]
-    start: str = Field(description="ISO-8601 date-time with UTC offset (rounded down to the period grid)")
-    end: str = Field(description="ISO-8601 date-time with UTC offset (rounded up to the period grid)")
+    start: DateTimeText = Field(description="ISO-8601 date-time with UTC offset (rounded down to the period grid)")
+    end: DateTimeText = Field(description="ISO-8601 date-time with UTC offset (rounded up to the period grid)")
 
 
 class ProblemDetails(BaseModel):
@@ -408,7 +419,7 @@ def ensure_operator_token(store: Store, token: str | None) -> str | None:
 def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_token: str | None = None,
                clock=None, solver: str = "highs", time_limit_s: float | None = None, interval_s: float = 60.0,
                grace_s: int = 300, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, start_worker: bool = True,
-               solver_process: bool = True, fast_path: bool = True):
+               solver_process: bool = True, fast_path: bool = True, solver_stall_s: float = SOLVER_STALL_S):
     """Build the ASGI app.
 
     Parameters
@@ -424,6 +435,8 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
     start_worker : run the re-optimisation thread (on startup; tests may drive ``engine.work`` themselves)
     solver_process : run each site's solver controller in a child process (default; keeps re-solves off the
         HTTP process's GIL) rather than in the worker thread
+    solver_stall_s : the watchdog of each solve [s]: a solver process that uses no CPU for this long while its
+        reply is awaited is killed, rebuilt from the stored events and reported (``solver_stalls`` in the status)
     fast_path : answer profile fetches in :class:`ProfileFastPath` before FastAPI (default; False: through the
         FastAPI route, the same answer, for comparison)
 
@@ -436,7 +449,7 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
     new_operator_token = ensure_operator_token(store, operator_token)
     options = dataclasses.replace(SERVICE_OPTIONS, solver=solver, time_limit_s=time_limit_s)
     engine = Engine(store, clock=clock, options=options, interval_s=interval_s, grace_s=grace_s,
-                    solver_process=solver_process)
+                    solver_process=solver_process, solver_stall_s=solver_stall_s)
     engine.load()
     max_age = max(int(math.ceil(interval_s)), 0)
 
@@ -468,14 +481,19 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
     @api.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
         titles = {404: "Not Found", 405: "Method Not Allowed"}
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # RFC 9110: the methods of every route of this path, not only the first's
+            headers["Allow"] = _allowed_methods(api, request.scope)
         return _problem_response(request.url.path, Problem(exc.status_code, titles.get(exc.status_code, "Error"),
-                                                           str(exc.detail)))
+                                                           str(exc.detail), headers=headers or None))
 
     @api.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception):
+        # no claim that nothing changed: a write may have been committed before the failure
         return _problem_response(request.url.path, Problem(500, "Internal Server Error",
-                                                           f"internal error ({type(exc).__name__}); nothing was "
-                                                           f"changed by this request unless it returned 2xx before"))
+                                                           f"internal error ({type(exc).__name__}); a write may "
+                                                           f"have been committed: read the resource (GET) before "
+                                                           f"retrying"))
 
     # auth ------------------------------------------------------------------------------------------------------
     def unauthorized(detail: str) -> Problem:
@@ -490,6 +508,11 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
         if token_hash(token) in engine.hash_charger:
             raise Problem(403, "Forbidden", "a charger token cannot use the operator API")
         raise unauthorized("unknown token")
+
+    def check_site_id(site_id: str) -> None:
+        if not is_site_id(site_id):
+            raise Problem(422, "Unprocessable Content", f"path parameter site_id: {SITE_ID_EXPECTED}",
+                          [_field_error("path.site_id", site_id, SITE_ID_EXPECTED)])
 
     def site_of(site_id: str):
         runtime = engine.sites.get(site_id)
@@ -517,8 +540,15 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
              openapi_extra=operator_only, summary="Create or replace a site (issues charger tokens, shown once)")
     def put_site(site_id: str, body: SiteIn, request: Request):
         require_operator(request)
+        check_site_id(site_id)
         instance = body.instance
         chargers = instance.get("chargers") if isinstance(instance.get("chargers"), list) else []
+        bad_ids = [_field_error(f"instance.chargers[{i}].id", c["id"], CHARGER_ID_EXPECTED)
+                   for i, c in enumerate(chargers) if isinstance(c, dict) and isinstance(c.get("id"), str)
+                   and not is_charger_id(c["id"])]
+        if bad_ids:
+            raise Problem(422, "Unprocessable Content", "; ".join(f"{e['field']}: {e['detail']}" for e in bad_ids),
+                          bad_ids)
         ids = [c["id"] for c in chargers if isinstance(c, dict) and isinstance(c.get("id"), str)]
         known = set(ids)
         unknown = [cid for cid in body.charger_settings if cid not in known]
@@ -541,7 +571,7 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
                    "charger_tokens": tokens,
                    "note": "charger tokens are shown only in this response; only their hashes are stored"}
         return JSONResponse(content, status_code=200 if existed else 201,
-                            headers={"Location": f"/v1/sites/{site_id}", "Cache-Control": "no-store"})
+                            headers={"Location": _location(site_id), "Cache-Control": "no-store"})
 
     @api.get("/v1/sites/{site_id}", responses=_ERRORS, openapi_extra=operator_only, summary="Site status")
     def get_site(site_id: str, request: Request):
@@ -556,10 +586,10 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
         data = body.model_dump(exclude_none=True)
         data.setdefault("arrival", now_text())
         seq = submit(runtime, "plug_in", data, {"session": ""})
-        response.headers["Location"] = f"/v1/sites/{site_id}/sessions/{body.id}"
+        response.headers["Location"] = _location(site_id, "sessions", body.id)
         return {"event_seq": seq, "site_id": site_id, "session_id": body.id, "accepted": data}
 
-    @api.patch("/v1/sites/{site_id}/sessions/{session_id}", responses=_ERRORS, openapi_extra=operator_only,
+    @api.patch("/v1/sites/{site_id}/sessions/{session_id:path}", responses=_ERRORS, openapi_extra=operator_only,
                summary="Change a session (departure, energy, meter reading)")
     def patch_session(site_id: str, session_id: str, body: SessionPatch, request: Request):
         require_operator(request)
@@ -572,7 +602,7 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
         seq = submit(runtime, "update", data, {})
         return {"event_seq": seq, "site_id": site_id, "session_id": session_id, "accepted": data}
 
-    @api.delete("/v1/sites/{site_id}/sessions/{session_id}", responses=_ERRORS, openapi_extra=operator_only,
+    @api.delete("/v1/sites/{site_id}/sessions/{session_id:path}", responses=_ERRORS, openapi_extra=operator_only,
                 summary="End a session now (the car left, or the reservation is cancelled)")
     def delete_session(site_id: str, session_id: str, request: Request):
         require_operator(request)
@@ -596,11 +626,14 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
     # firmware API ----------------------------------------------------------------------------------------------
     @api.get("/v1/chargers/{charger_id}/profile", responses={304: {"description": "unchanged (If-None-Match)"},
                                                             **_ERRORS},
-             openapi_extra={"security": [{"chargerToken": []}, {"operatorToken": []}]},
+             openapi_extra={"security": [{"chargerToken": []}, {"operatorToken": []}],
+                            "parameters": [_OCPP_PARAMETER]},
              summary="The charger's OCPP SetChargingProfile payloads")
-    async def get_profile(charger_id: str, request: Request,
-                          ocpp: Annotated[str | None, Query(description="OCPP version",
-                                                            json_schema_extra={"enum": list(VERSIONS)})] = None):
+    async def get_profile(charger_id: str, request: Request):
+        # ``ocpp`` is read here rather than declared: it is required (the OpenAPI document says so, through
+        # _OCPP_PARAMETER) and a missing one is a 400 problem of profile_answer, as on the fast path
+        given = request.query_params.getlist("ocpp")
+        ocpp = given[-1] if given else None
         status, headers, body = profile_answer(engine, charger_id, ocpp, request.headers.get("authorization"),
                                                request.headers.get("if-none-match"), max_age)
         return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
@@ -626,6 +659,27 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
     wrapped.fastapi = api
     wrapped.state = api.state
     return wrapped
+
+
+_OCPP_PARAMETER = {"name": "ocpp", "in": "query", "required": True, "description": "OCPP version",
+                   "schema": {"type": "string", "enum": list(VERSIONS)}}
+
+
+def _location(*segments: str) -> str:
+    """``/v1/sites/<segment>/...`` with each segment percent-encoded (RFC 3986): a header holds ASCII only, and an id
+    with ``/``, ``?`` or non-ASCII characters stays one segment that the routes decode back to the id."""
+    return "/v1/sites/" + "/".join(quote(s, safe="") for s in segments)
+
+
+def _allowed_methods(api, scope) -> str:
+    """The ``Allow`` header of a 405: the methods of every route whose path matches ``scope``."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in api.router.routes:
+        if getattr(route, "methods", None) and route.matches({**scope, "method": "GET"})[0] != Match.NONE:
+            methods |= set(route.methods)
+    return ", ".join(sorted(methods))
 
 
 def _etag_matches(header: str, etag: str) -> bool:

@@ -13,6 +13,8 @@ the same sites, tokens, sessions and profiles:
 - profiles are the firmware API's own rendering (:meth:`SiteRuntime.profile`: the same payloads, byte for byte,
   as ``GET /v1/chargers/{id}/profile``), with ``transactionId`` and the transaction's EVSE added by the central
   system;
+- a replaced site revokes its chargers' tokens: the backend tells the central system, which closes their
+  connections (and refuses whatever they still send);
 - publications: the backend listens on the engine's ``publication_listeners`` and tells the central system which
   chargers' schedules changed; it then re-renders and pushes those.
 
@@ -108,6 +110,19 @@ class ServiceBackend:
             if not self._subscribed:
                 self._subscribed = True
                 self.engine.publication_listeners.append(self._published)
+                self.engine.replacement_listeners.append(self._replaced)
+
+    def _replaced(self, old, new) -> None:
+        """A site was replaced: its old chargers' tokens are revoked. The central system re-checks the credentials
+        of their connections (and closes them) when told their profiles changed."""
+        self._tell(set(old.chargers) | set(new.chargers))
+
+    def _tell(self, chargers) -> None:
+        for each in list(self._listeners):
+            try:
+                each(chargers)
+            except Exception:
+                log.exception("OCPP publication listener failed")
 
     def _published(self, runtime, before, served) -> None:
         """The engine published: tell the central system which chargers' schedules changed."""
@@ -116,13 +131,8 @@ class ServiceBackend:
         else:  # only the chargers whose rows changed (the served signatures say which)
             chargers = {cid for cid in set(before.signature) | set(served.signature)
                         if before.signature.get(cid) != served.signature.get(cid)}
-        if not chargers:
-            return
-        for each in list(self._listeners):
-            try:
-                each(chargers)
-            except Exception:
-                log.exception("OCPP publication listener failed")
+        if chargers:
+            self._tell(chargers)
 
 
 def _router_app(app):

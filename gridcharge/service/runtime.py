@@ -32,6 +32,12 @@ Two controllers per site, fed the same events:
   10,000 cars with V2G) waits for the rest of the pass's building and checking plus at most ~0.2 s of HiGHS,
   not for the optimum (tested with a 3,000-car batch in ``tests/test_service.py``; not benchmarked).
 
+- a **watchdog** on every solve: while the worker awaits a solver process's reply it watches the child's CPU
+  time; a child that uses none for ``solver_stall_s`` (stopped, deadlocked; default ``SOLVER_STALL_S``) is
+  killed, rebuilt from the stored events like a dead one, and reported (``solver_stalled_s`` while it lasts,
+  ``solver_stalls`` after). The one worker serves the sites in turn, so a stall delays the other sites'
+  publications by at most that long, instead of for as long as the child hangs.
+
 A write is: site lock → advance the validator to the clock's period → apply the event to it (a refusal leaves its
 state as it was: the immutable ``ControllerState`` is restored) → insert the event into the store and commit →
 queue it for the worker → 2xx. If the commit fails, the validator's state is restored, nothing is queued, and the
@@ -102,6 +108,11 @@ log = logging.getLogger("gridcharge.service")
 #: The solver child runs at this nice increment: when CPU is short (2 cores, a re-solve, a fetch storm), the HTTP
 #: process is scheduled first, so a solve slows down rather than a charger's fetch.
 SOLVER_NICE = 10
+
+#: The watchdog of a solve [s]: a solver process that has used no CPU for this long while a reply is awaited is
+#: stalled (stopped, deadlocked), not busy, and is killed and rebuilt. (At ``SOLVER_NICE`` under a full CPU it
+#: still gets a share of every second, so a slow solve is not mistaken for a stall.)
+SOLVER_STALL_S = 30.0
 
 Clock = Callable[[], datetime]
 
@@ -202,14 +213,25 @@ class AdvanceOp:
     period: int
 
 
-SolverOp = EventOp | MeasureOp | AdvanceOp
+@dataclass(frozen=True)
+class AdoptOp:
+    """Take a stored publication (made before a restart) as the plan of ``period`` instead of re-solving:
+    :meth:`~gridcharge.online.Controller.adopt`. ``power_kw`` has one row per id of ``session_ids`` [kW]."""
+
+    period: int
+    start_period: int
+    session_ids: tuple
+    power_kw: object
+
+
+SolverOp = EventOp | MeasureOp | AdvanceOp | AdoptOp
 
 
 def execute(controller, ops, solve: str | None, interim: Callable[[dict], None] | None = None) -> dict:
     """Run solver-side operations on a controller and, with ``solve`` (``"resolve"`` or ``"refresh"``), publish.
 
-    ``ops``: :class:`EventOp`, :class:`MeasureOp`, :class:`AdvanceOp`, in order; the controller is advanced to
-    each op's period first. Returns a picklable reply: ``now``,
+    ``ops``: :class:`EventOp`, :class:`MeasureOp`, :class:`AdvanceOp`, :class:`AdoptOp`, in order; the controller
+    is advanced to each op's period first. Returns a picklable reply: ``now``, ``adopted`` (an adopt op succeeded),
     ``divergences`` (events the controller refused, which the validator had accepted: should never happen) and,
     when solved, ``start_period``, ``sessions`` [(session id, charger id, V2G allowed)], ``power_kw`` (rows as
     ``sessions``) [kW], ``source``, ``status``, ``delivered_kwh`` {session: kWh}, ``solve_s`` [s] and
@@ -218,6 +240,7 @@ def execute(controller, ops, solve: str | None, interim: Callable[[dict], None] 
     ``interim``, if given, receives the same kind of reply for the first *provisional* publication of the re-solve
     (the last plan with the new cars filled in, verified), as soon as it is made and before the optimum."""
     divergences = []
+    adopted = False
     for op in ops:
         try:
             if op.period > controller.now:
@@ -228,12 +251,14 @@ def execute(controller, ops, solve: str | None, interim: Callable[[dict], None] 
                 delivered = {sid: kwh for sid, kwh in op.delivered_kwh.items() if sid in controller.state.cars}
                 if delivered:
                     controller.measure(delivered)
+            elif isinstance(op, AdoptOp):
+                adopted = controller.adopt(op.start_period, op.session_ids, op.power_kw)
             elif not isinstance(op, AdvanceOp):
                 raise TypeError(f"unknown solver op {op!r}")
         except InstanceError as exc:
             what = f"event {op.seq}" if isinstance(op, EventOp) else type(op).__name__
             divergences.append(f"{what}: {exc}")
-    reply: dict = {"now": controller.now, "divergences": divergences}
+    reply: dict = {"now": controller.now, "divergences": divergences, "adopted": adopted}
     if solve:
         started = time.perf_counter()
         sent = []
@@ -282,6 +307,8 @@ class LocalSolver:
     The controller publishes a provisional plan after new cars (``Controller(provisional=True)``): the last plan
     with each new car filled into its headroom, verified, handed to ``interim`` before the optimum is computed."""
 
+    stalled_s = None  # no watchdog here: nothing stops a thread of this process but the process itself
+
     def __init__(self, instance: dict, options: ControllerOptions, interrupt: Callable[[], bool] | None = None):
         from ..online import Controller
 
@@ -329,6 +356,24 @@ def solver_child_main(fd: int) -> None:  # pragma: no cover - runs in the child 
         connection.send(reply)
 
 
+class SolverStalled(RuntimeError):
+    """The solver process made no progress for ``seconds`` [s] while a reply was awaited; it was killed."""
+
+    def __init__(self, seconds: float):
+        self.seconds = float(seconds)
+        super().__init__(f"solver process stalled: no CPU progress for {seconds:.1f} s; killed")
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` [s] (Linux ``/proc``), None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class SolverProcess:
     """The solver controller in a child process (``python -m gridcharge.service.runtime``, talking pickled
     messages over a socket pair), driven by the worker thread. Re-solves (model building, HiGHS, verification:
@@ -336,7 +381,10 @@ class SolverProcess:
     keep their latency while re-optimisations run. (A plain subprocess rather than ``multiprocessing``'s spawn,
     which would re-import the caller's main script.)"""
 
-    def __init__(self, instance: dict, options: ControllerOptions):
+    #: how often the watchdog looks at the child while a reply is awaited [s]
+    WATCH_S = 0.25
+
+    def __init__(self, instance: dict, options: ControllerOptions, stall_s: float = SOLVER_STALL_S):
         import socket
         import subprocess
         import sys
@@ -352,17 +400,49 @@ class SolverProcess:
         self._send_lock = threading.Lock()  # run() and interrupt() both send
         self._busy = False
         self._ready = False
+        self.stall_s = float(stall_s)
+        self._quiet_since: float | None = None  # monotonic time since which the awaited child used no CPU
+
+    @property
+    def stalled_s(self) -> float | None:
+        """How long the child has used no CPU while a reply is awaited now [s] (None: working, or not awaited)."""
+        since = self._quiet_since
+        if since is None:
+            return None
+        quiet = time.monotonic() - since
+        return quiet if quiet >= 2 * self.WATCH_S else None
+
+    def _recv(self):
+        """The child's next message, under the watchdog: a child that uses no CPU for ``stall_s`` is killed
+        (SIGKILL also ends a stopped process) and :class:`SolverStalled` raised. Without ``/proc`` the watchdog
+        counts wall time since the last message instead."""
+        pid = self.process.pid
+        cpu = _cpu_seconds(pid)
+        self._quiet_since = time.monotonic()
+        try:
+            while not self._connection.poll(self.WATCH_S):
+                now_cpu = _cpu_seconds(pid)
+                if now_cpu is not None and now_cpu != cpu:
+                    cpu, self._quiet_since = now_cpu, time.monotonic()
+                    continue
+                quiet = time.monotonic() - self._quiet_since
+                if quiet > self.stall_s:
+                    self.process.kill()
+                    raise SolverStalled(quiet)
+            return self._connection.recv()
+        finally:
+            self._quiet_since = None
 
     def run(self, ops, solve: str | None, interim: Callable[[dict], None] | None = None) -> dict:
         with self._lock:
             if not self._ready:
-                self._connection.recv()
+                self._recv()
                 self._ready = True
             with self._send_lock:
                 self._connection.send((ops, solve))
                 self._busy = True
             try:
-                while "interim" in (reply := self._connection.recv()):  # a provisional plan before the reply
+                while "interim" in (reply := self._recv()):  # a provisional plan before the reply
                     if interim is not None:
                         interim(reply["interim"])
             finally:
@@ -404,7 +484,8 @@ class SiteRuntime:
     """One site in memory: its instance, settings, tokens, the two controllers and what is served."""
 
     def __init__(self, site_id: str, generation: int, instance: dict, settings: dict, token_hashes: dict, *,
-                 options: ControllerOptions = SERVICE_OPTIONS, solver_process: bool = True):
+                 options: ControllerOptions = SERVICE_OPTIONS, solver_process: bool = True,
+                 solver_stall_s: float = SOLVER_STALL_S):
         from ..online import Controller
 
         self.site_id = site_id
@@ -413,7 +494,8 @@ class SiteRuntime:
         self.validator = Controller(instance, options)
         self.validator.auto_resolve = False
         self.instance = self.validator.site
-        self.solver = (SolverProcess if solver_process else LocalSolver)(instance, options)
+        self.solver = SolverProcess(instance, options, solver_stall_s) if solver_process \
+            else LocalSolver(instance, options)
         self.solver_now = 0
         self.solver_error: str | None = None
         horizon = self.instance.horizon
@@ -442,6 +524,7 @@ class SiteRuntime:
         self.divergences: list[str] = []
         self.worker_errors: list[str] = []
         self.rebuilds = 0
+        self.stalls: list[tuple[str, float]] = []  # (when, seconds without progress) of each stalled solver
         self.replayed_seq = 0  # the last event a rebuilt solver replayed from the store
 
     # time ------------------------------------------------------------------------------------------------------
@@ -583,13 +666,15 @@ class Engine:
     """
 
     def __init__(self, store, *, clock: Clock | None = None, options: ControllerOptions = SERVICE_OPTIONS,
-                 interval_s: float = 60.0, grace_s: int = 300, solver_process: bool = True):
+                 interval_s: float = 60.0, grace_s: int = 300, solver_process: bool = True,
+                 solver_stall_s: float = SOLVER_STALL_S):
         self.store = store
         self.clock = clock or system_clock
         self.options = options
         self.interval_s = float(interval_s)
         self.grace_s = int(grace_s)
         self.solver_process = bool(solver_process)
+        self.solver_stall_s = float(solver_stall_s)
         self.sites: dict[str, SiteRuntime] = {}
         self.charger_site: dict[str, SiteRuntime] = {}
         self.hash_charger: dict[str, str] = {}
@@ -601,6 +686,9 @@ class Engine:
         #: Called by the worker after each publication as ``listener(runtime, before, after)`` with the served
         #: publications before and after (``before`` may be None); e.g. the OCPP central system pushes profiles.
         self.publication_listeners: list[Callable[[SiteRuntime, object, object], None]] = []
+        #: Called when a site is replaced as ``listener(old, new)`` (runtimes): the old one's charger tokens are
+        #: revoked (e.g. the OCPP central system closes their connections).
+        self.replacement_listeners: list[Callable[[SiteRuntime, SiteRuntime], None]] = []
 
     # lifecycle -------------------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -627,7 +715,7 @@ class Engine:
 
     def _runtime(self, site_id, generation, instance, settings, token_hashes) -> SiteRuntime:
         return SiteRuntime(site_id, generation, instance, settings, token_hashes, options=self.options,
-                           solver_process=self.solver_process)
+                           solver_process=self.solver_process, solver_stall_s=self.solver_stall_s)
 
     def _install(self, runtime: SiteRuntime) -> None:
         with self._sites_lock:
@@ -644,16 +732,23 @@ class Engine:
                 self.hash_charger[h] = cid
         if old is not None:  # its solver may be mid-solve: let it finish aside
             threading.Thread(target=old.close, daemon=True).start()
+            for listener in list(self.replacement_listeners):
+                try:
+                    listener(old, runtime)
+                except Exception:  # noqa: BLE001 - a listener must not undo the replacement; the log says which
+                    log.exception("site %s: a replacement listener failed", runtime.site_id)
         # the site's long-lived objects (instance, validator, tokens) out of the collector's way: a full collection
         # over them would stall the event loop for a fraction of a second under a fetch storm
         gc.collect()
         gc.freeze()
         self.notify()
 
-    @staticmethod
-    def _solver_ops(stored) -> list:
+    def _solver_ops(self, stored) -> list:
         """The solver-side replay of a stored site: its events in order, with the delivered-energy account of its
-        last publication restored at that publication's period (before the events it did not include)."""
+        last publication restored at that publication's period (before the events it did not include). When the
+        publication includes every event and was a final optimum of the site's solver, it is adopted as the plan
+        (the controller is then where it was when it published it): a restart serves the same plan, rather than
+        another optimum of a tied day."""
         pub = stored.publication
         ops: list = []
         measured = pub is None
@@ -664,6 +759,8 @@ class Engine:
             ops.append(EventOp(event.period, event.kind, event.body, event.seq))
         if not measured:
             ops.append(MeasureOp(pub.now, pub.delivered_kwh))
+            if pub.source == self.options.solver and "pending" not in pub.status and pub.start_period == pub.now:
+                ops.append(AdoptOp(pub.now, pub.start_period, tuple(s[0] for s in pub.session_ids), pub.power_kw))
         return ops
 
     def _replay(self, runtime: SiteRuntime, stored) -> None:
@@ -687,13 +784,15 @@ class Engine:
         if pub is not None:
             runtime.served = runtime.served_from(pub.start_period, [tuple(s) for s in pub.session_ids], pub.power_kw,
                                                  pub.source, pub.status, pub.after_seq)
-        runtime.needs_solve = True
+        # the stored plan adopted: nothing to re-solve until something changes (or the period moves: a refresh)
+        runtime.needs_solve = not reply["adopted"]
 
     def _rebuild_solver(self, runtime: SiteRuntime) -> None:
         """A new solver controller for a site whose solver failed (its process died, or it raised): every stored
         event replayed into it, queued events included (read under the site lock, so none is applied twice)."""
         runtime.solver.close()
-        solver = (SolverProcess if self.solver_process else LocalSolver)(runtime.instance_dict, self.options)
+        solver = SolverProcess(runtime.instance_dict, self.options, self.solver_stall_s) if self.solver_process \
+            else LocalSolver(runtime.instance_dict, self.options)
         with runtime.lock:
             stored = next((s for s in self.store.load_sites() if s.site_id == runtime.site_id), None)
             if stored is None or stored.generation != runtime.generation:
@@ -706,6 +805,9 @@ class Engine:
         reply = solver.run(self._solver_ops(stored), None)
         runtime.solver_now = reply["now"]
         runtime.divergences += reply["divergences"]
+        if reply["adopted"]:  # the stored plan includes every stored event: it stands, no re-solve
+            with runtime.lock:
+                runtime.needs_solve = False
         runtime.rebuilds += 1
         log.warning("site %s: solver rebuilt from %d stored events", runtime.site_id, len(stored.events))
 
@@ -815,6 +917,8 @@ class Engine:
         try:
             reply = runtime.solver.run(ops, "resolve" if (events or needs_solve) else "refresh", interim=early)
         except (EOFError, OSError, RuntimeError) as exc:
+            if isinstance(exc, SolverStalled):
+                runtime.stalls.append((datetime.now(timezone.utc).isoformat(timespec="seconds"), exc.seconds))
             if self.sites.get(runtime.site_id) is runtime:
                 runtime.solver_error = f"{type(exc).__name__}: {exc}"
                 log.error("site %s: the solver failed (%s); the last publication stays served while a new solver "
@@ -896,10 +1000,16 @@ class Engine:
             "solver_error": runtime.solver_error,
             "worker_errors": runtime.worker_errors[-10:],
             "solver_rebuilds": runtime.rebuilds,
+            # the watchdog: how long the solver has used no CPU on the pass it works on now [s] (None: working or
+            # idle), and the stalled solvers it killed (each rebuilt from the stored events)
+            "solver_stalled_s": runtime.solver.stalled_s,
+            "solver_stalls": {"count": len(runtime.stalls), "last_at": runtime.stalls[-1][0],
+                              "last_s": runtime.stalls[-1][1]} if runtime.stalls else None,
         }
 
 
-__all__ = ["ChargerSettings", "Engine", "Served", "SiteRuntime", "VERSIONS", "apply_event", "system_clock"]
+__all__ = ["ChargerSettings", "Engine", "SOLVER_STALL_S", "Served", "SiteRuntime", "SolverStalled", "VERSIONS",
+           "apply_event", "system_clock"]
 
 
 if __name__ == "__main__":  # pragma: no cover - the solver child of SolverProcess
