@@ -121,16 +121,16 @@ def expand(payload: dict, start_period_time: datetime, n: int, key: str = "limit
 
 def published_w(backend: MemoryBackend, cid: str) -> tuple[np.ndarray, datetime]:
     """The controller's published row of charger ``cid`` from the current period [W, towards zero]."""
-    snapshot = backend.snapshot
-    period = backend.period_of(backend.clock())
+    snapshot = backend.plan
+    period = backend.grid.period_of(backend.clock())
     first = max(period, snapshot.start_period) - snapshot.start_period
     row = snapshot.rows[cid][first:] * 1000.0
-    return np.trunc(row + np.sign(row) * 1e-6), backend.time_of(snapshot.start_period + first)
+    return np.trunc(row + np.sign(row) * 1e-6), backend.grid.time_of(snapshot.start_period + first)
 
 
 def matches_publication(sim: SimulatedCharger, backend: MemoryBackend, key: str = "limit") -> bool:
     tx = sim.tx_profile()
-    snapshot = backend.snapshot
+    snapshot = backend.plan
     if tx is None or sim.charger_id not in snapshot.rows:
         return False
     expected, start = published_w(backend, sim.charger_id)
@@ -259,7 +259,7 @@ def test_v2g_21_gets_setpoint_and_discharge_periods(server):
         assert await sim.connect(subprotocols=["ocpp2.1", "ocpp2.0.1", "ocpp1.6"]) == "ocpp2.1"
         await sim.boot()
         await sim.start_transaction("T-v1")
-        departure = backend.time_of(backend.period_of(backend.clock()) + 24)  # 6 h, past the dear periods
+        departure = backend.grid.time_of(backend.grid.period_of(backend.clock()) + 24)  # 6 h, past the dear periods
         await sim.needs({"requestedEnergyTransfer": "AC_BPT", "departureTime": departure.strftime("%Y-%m-%dT%H:%M:%SZ"),
                          "controlMode": "ScheduledControl",
                          "v2xChargingParameters": {"maxChargePower": 11000, "maxDischargePower": 11000,
@@ -294,7 +294,7 @@ def test_201_charger_asking_for_v2g_gets_charge_only(server):
         await sim.connect()
         await sim.boot()
         await sim.start_transaction("T-v2")
-        departure = backend.time_of(backend.period_of(backend.clock()) + 24)
+        departure = backend.grid.time_of(backend.grid.period_of(backend.clock()) + 24)
         await sim.needs({"requestedEnergyTransfer": "DC", "departureTime": departure.strftime("%Y-%m-%dT%H:%M:%SZ"),
                          "dcChargingParameters": {"evMaxCurrent": 100, "evMaxVoltage": 400, "energyAmount": 8000,
                                                   "evMaxPower": 9000}})
@@ -582,7 +582,7 @@ def test_the_memory_backend_serves_a_new_car_s_provisional_plan_before_the_optim
     start = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
     backend = MemoryBackend(_site(start), PASSWORDS)
     served = []
-    backend.subscribe(lambda changed: served.append((backend.snapshot.source, set(backend.snapshot.rows))))
+    backend.subscribe(lambda changed: served.append((backend.plan.source, set(backend.plan.rows))))
     backend.start()
     try:
         def plug(charger, energy_kwh):
@@ -591,8 +591,8 @@ def test_the_memory_backend_serves_a_new_car_s_provisional_plan_before_the_optim
                                       "departure": (start + timedelta(hours=6)).isoformat(),
                                       "energy_kwh": energy_kwh})
             deadline = time.monotonic() + 60
-            while backend.snapshot.source != "highs" or backend.publications == count \
-                    or charger not in backend.snapshot.rows:
+            while backend.plan.source != "highs" or backend.publications == count \
+                    or charger not in backend.plan.rows:
                 assert time.monotonic() < deadline, served
                 time.sleep(0.01)
 

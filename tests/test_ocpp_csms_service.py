@@ -102,7 +102,7 @@ def test_v2g_charger_on_the_service_gets_what_the_firmware_api_serves(service):
         assert sim.installed["ChargingStationMaxProfile"] == served["ChargingStationMaxProfile"]
 
         await sim.start_transaction("TX-w2")
-        departure = runtime.time_of(runtime.period_of(engine.clock()) + 24)
+        departure = runtime.grid.time_of(runtime.grid.period_of(engine.clock()) + 24)
         await sim.needs({"requestedEnergyTransfer": "DC_BPT",
                          "departureTime": departure.strftime("%Y-%m-%dT%H:%M:%SZ"),
                          "v2xChargingParameters": {"maxChargePower": 11000, "maxDischargePower": 11000,

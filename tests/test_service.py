@@ -588,6 +588,7 @@ def test_news_interrupts_the_solver_process_which_replies_with_its_interim_plan_
     """A long re-solve in the child process stops when the engine says events are waiting (``interrupt``): the
     reply comes at once with the optimum pending, and the next pass continues it."""
     from gridcharge.bench.generate import residential
+    from gridcharge.online.feed import PlugIn
     from gridcharge.service.runtime import SERVICE_OPTIONS, AdvanceOp, EventOp, SolverProcess
 
     day = residential(3000, seed=3)
@@ -596,7 +597,7 @@ def test_news_interrupts_the_solver_process_which_replies_with_its_interim_plan_
     solver = SolverProcess(day, SERVICE_OPTIONS)
     try:
         solver.run([AdvanceOp(0)], None)  # the child is up
-        ops = [EventOp(0, "plug_in", session, i + 1) for i, session in enumerate(sessions)]
+        ops = [EventOp(0, PlugIn(session), i + 1) for i, session in enumerate(sessions)]
         done = threading.Event()
 
         def news():  # events keep arriving while the solver works
@@ -610,10 +611,10 @@ def test_news_interrupts_the_solver_process_which_replies_with_its_interim_plan_
         stopped_after = time.monotonic() - began
         done.set()
         thread.join()
-        assert reply["optimum_pending"] and "interrupted (news is waiting)" in reply["status"], reply["status"]
-        assert reply["power_kw"].shape[0] == len(sessions)  # every car has a (verified) set-point already
+        assert reply.optimum_pending and "interrupted (news is waiting)" in reply.plan.status, reply.plan.status
+        assert reply.plan.power_kw.shape[0] == len(sessions)  # every car has a (verified) set-point already
         solver.interrupt()  # no re-solve runs now: nothing is sent, the next pass is not disturbed
-        assert solver.run([], None)["divergences"] == []
+        assert solver.run([], None).divergences == []
         assert stopped_after < 60
     finally:
         solver.close()

@@ -116,6 +116,7 @@ from ocpp.exceptions import FormatViolationError, OCPPError, ProtocolError
 from ocpp.messages import Call, CallError, MessageType, unpack
 from ocpp.routing import after, on
 
+from ..online import feed
 from .profiles import PayloadError, validate_payload
 
 log = logging.getLogger("gridcharge.ocpp")
@@ -172,7 +173,7 @@ class CsmsBackend(Protocol):
         strings, ``energy_kwh`` [kWh], optional ``max_charge_kw``, ``max_discharge_kw`` [kW], ``battery_kwh``,
         ``initial_kwh``, ``min_kwh`` [kWh])."""
 
-    def update(self, charger_id: str, session_id: str, changes: dict) -> None:
+    def update(self, charger_id: str, change: feed.Update) -> None:
         """A running session changes: any of ``departure`` (ISO), ``energy_kwh`` (total since arrival) [kWh],
         ``energy_delivered_kwh`` (meter, into the battery since arrival) [kWh]."""
 
@@ -1004,7 +1005,7 @@ class CentralSystem:
             if "energy_kwh" in fields:
                 changes["energy_kwh"] = tx.delivered_kwh - tx.offset_kwh + fields["energy_kwh"]
             if changes and await self._call_backend(f"{cid}: transaction {tx.transaction_id}: needs refused",
-                                                    backend.update, cid, tx.session_id, changes):
+                                                    backend.update, cid, feed.Update(tx.session_id, **changes)):
                 tx.session = {**tx.session, **changes}
             return
         # what the controller fixes at plug-in changed: end the session now, start its successor now
@@ -1055,8 +1056,8 @@ class CentralSystem:
         tx.last_measure_s = clock
         value = tx.delivered_kwh - tx.offset_kwh
         await self._call_backend(f"{link.charger_id}: transaction {tx.transaction_id}: meter reading refused",
-                                 self.backend.update, link.charger_id, tx.session_id,
-                                 {"energy_delivered_kwh": value})
+                                 self.backend.update, link.charger_id,
+                                 feed.Update(tx.session_id, energy_delivered_kwh=value))
 
     async def _end(self, link: _Link, tx: Transaction) -> None:
         tx.ended = True

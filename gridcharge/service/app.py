@@ -65,6 +65,7 @@ from ..errors import EventRefused, FieldProblem, InstanceError, RefusalReason
 from ..instance import MAX_CHARGER_KW, MAX_ENERGY_KWH, MAX_NODE_KW, field_problems
 from ..ocpp.identity import CHARGER_ID_EXPECTED, SITE_ID_EXPECTED, is_charger_id, is_site_id
 from ..ocpp.profiles import VERSIONS
+from ..online import feed
 from .auth import CHARGER_PREFIX, OPERATOR_PREFIX, bearer, matches, new_token, token_hash
 from .runtime import SERVICE_OPTIONS, SOLVER_STALL_S, Engine
 from .store import ConflictError, Store
@@ -356,7 +357,7 @@ def profile_answer(engine: Engine, charger_id: str, ocpp: str | None, authorizat
         raise Problem(400 if ocpp is None else 422, "Bad Request" if ocpp is None else "Unprocessable Content",
                       f"query parameter ocpp: expected one of {', '.join(VERSIONS)}",
                       [_field_error("query.ocpp", ocpp, f"one of {', '.join(VERSIONS)}")])
-    body, etag = runtime.profile(charger_id, ocpp, engine.clock(), engine.grace_s)
+    body, etag = runtime.document(charger_id, ocpp, engine.clock())
     headers = [(b"etag", etag.encode()), (b"cache-control", f"private, max-age={max_age}".encode())]
     if if_none_match is not None and _etag_matches(if_none_match, etag):
         return 304, headers, b""
@@ -521,9 +522,9 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
                           [_field_error("path.site_id", site_id, "the id of an existing site")])
         return runtime
 
-    def submit(runtime, kind: str, body: dict, rename: dict) -> int:
+    def submit(runtime, event, rename: dict) -> int:
         try:
-            return engine.submit(runtime, kind, body)
+            return engine.submit(runtime, event)
         except InstanceError as exc:
             raise _event_problem(exc, rename) from None
         except LookupError:
@@ -585,7 +586,7 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
         runtime = site_of(site_id)
         data = body.model_dump(exclude_none=True)
         data.setdefault("arrival", now_text())
-        seq = submit(runtime, "plug_in", data, {"session": ""})
+        seq = submit(runtime, feed.PlugIn(data), {"session": ""})
         response.headers["Location"] = _location(site_id, "sessions", body.id)
         return {"event_seq": seq, "site_id": site_id, "session_id": body.id, "accepted": data}
 
@@ -599,7 +600,7 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
             raise Problem(422, "Unprocessable Content", "give departure, energy_kwh and/or energy_delivered_kwh",
                           [_field_error("body", {}, "at least one of departure, energy_kwh, energy_delivered_kwh")])
         data["session_id"] = session_id
-        seq = submit(runtime, "update", data, {})
+        seq = submit(runtime, feed.Update(**data), {})
         return {"event_seq": seq, "site_id": site_id, "session_id": session_id, "accepted": data}
 
     @api.delete("/v1/sites/{site_id}/sessions/{session_id:path}", responses=_ERRORS, openapi_extra=operator_only,
@@ -609,9 +610,9 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
         runtime = site_of(site_id)
         # the car is gone from now on: it leaves the plan at once (a departure at the start of the current period
         # removes it; a later one would keep it planned for the rest of this period)
-        at = runtime.time_of(runtime.period_of(engine.clock()))
+        at = runtime.grid.time_of(runtime.grid.period_of(engine.clock()))
         data = {"session_id": session_id, "at": at.isoformat()}
-        seq = submit(runtime, "end", data, {"at": "at"})
+        seq = submit(runtime, feed.End(session_id, data["at"]), {"at": "at"})
         return {"event_seq": seq, "site_id": site_id, "session_id": session_id, "accepted": data}
 
     @api.post("/v1/sites/{site_id}/caps", status_code=201, responses=_ERRORS, openapi_extra=operator_only,
@@ -620,7 +621,7 @@ def create_app(database: str | Store = "sqlite:///gridcharge.db", *, operator_to
         require_operator(request)
         runtime = site_of(site_id)
         data = body.model_dump()
-        seq = submit(runtime, "cap", data, {"node_id": "node"})
+        seq = submit(runtime, feed.CapEvent(**data), {"node_id": "node"})
         return {"event_seq": seq, "site_id": site_id, "accepted": data}
 
     # firmware API ----------------------------------------------------------------------------------------------

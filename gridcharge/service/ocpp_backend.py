@@ -10,9 +10,9 @@ the same sites, tokens, sessions and profiles:
   validator controller, committed to the database before the charger's event is considered done, re-optimised by
   the worker): ``plug_in``, ``update`` (departure, energy, meter reading), ``end``. Sessions therefore survive a
   restart, and a session the operator announced on a charger is adopted by the transaction that starts on it;
-- profiles are the firmware API's own rendering (:meth:`SiteRuntime.profile`: the same payloads, byte for byte,
-  as ``GET /v1/chargers/{id}/profile``), with ``transactionId`` and the transaction's EVSE added by the central
-  system;
+- profiles are the firmware API's own (:meth:`SiteRuntime.charger_profiles`, :mod:`gridcharge.ocpp.plan`: the
+  same payloads as ``GET /v1/chargers/{id}/profile``, as dicts), with ``transactionId`` and the transaction's EVSE
+  added by the central system;
 - a replaced site revokes its chargers' tokens: the backend tells the central system, which closes their
   connections (and refuses whatever they still send);
 - publications: the backend listens on the engine's ``publication_listeners`` and tells the central system which
@@ -24,13 +24,14 @@ OCPP.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
 
-from ..ocpp.csms import OCPP_PATH, CentralSystem, ChargerInfo, RefusedEvent, mount
+from ..errors import EventRefused, FieldProblem
+from ..ocpp.csms import OCPP_PATH, CentralSystem, ChargerInfo, mount
+from ..online import feed
 from .auth import matches
 
 log = logging.getLogger("gridcharge.service")
@@ -43,13 +44,12 @@ class ServiceBackend:
         self.engine = engine
         self._listeners: list[Callable] = []
         self._subscribed = False
-        self._parsed: dict = {}
         self._lock = threading.Lock()
 
     def _runtime(self, charger_id: str):
         runtime = self.engine.charger_site.get(charger_id)
         if runtime is None:
-            raise RefusedEvent(f"charger {charger_id!r}: not a charger of any site")
+            raise EventRefused("charger", FieldProblem("charger", charger_id, "a charger of a site"))
         return runtime
 
     # identity --------------------------------------------------------------------------------------------------
@@ -64,23 +64,23 @@ class ServiceBackend:
             return None
         c = runtime.chargers[charger_id]
         return ChargerInfo(c.id, float(c.max_charge_kw), float(c.max_discharge_kw), float(c.efficiency),
-                           runtime.time_of(runtime.periods))
+                           runtime.grid.time_of(runtime.periods))
 
     def now(self) -> datetime:
         return self.engine.clock()
 
     # events ----------------------------------------------------------------------------------------------------
     def plug_in(self, charger_id: str, session: dict) -> None:
-        self.engine.submit(self._runtime(charger_id), "plug_in", dict(session))
+        self.engine.submit(self._runtime(charger_id), feed.PlugIn(dict(session)))
 
-    def update(self, charger_id: str, session_id: str, changes: dict) -> None:
-        self.engine.submit(self._runtime(charger_id), "update", {"session_id": session_id, **changes})
+    def update(self, charger_id: str, change: feed.Update) -> None:
+        self.engine.submit(self._runtime(charger_id), change)
 
     def end(self, charger_id: str, session_id: str, at: datetime | None) -> None:
         runtime = self._runtime(charger_id)
-        if at is None:  # remove at once: a departure at the start of the current period
-            at = runtime.time_of(runtime.period_of(self.engine.clock()))
-        self.engine.submit(runtime, "end", {"session_id": session_id, "at": at.isoformat()})
+        if at is None:  # remove at once: a departure at the start of the current period (stored as a time)
+            at = runtime.grid.time_of(runtime.grid.period_of(self.engine.clock()))
+        self.engine.submit(runtime, feed.End(session_id, at.isoformat()))
 
     def active_session(self, charger_id: str) -> str | None:
         runtime = self.engine.charger_site.get(charger_id)
@@ -95,14 +95,7 @@ class ServiceBackend:
         runtime = self.engine.charger_site.get(charger_id)
         if runtime is None:
             return []
-        body, etag = runtime.profile(charger_id, version, self.engine.clock(), self.engine.grace_s)
-        key = (charger_id, version)
-        hit = self._parsed.get(key)
-        if hit is not None and hit[0] == etag:
-            return hit[1]
-        payloads = json.loads(body)["set_charging_profile"]
-        self._parsed[key] = (etag, payloads)
-        return payloads
+        return list(runtime.charger_profiles(charger_id, version, self.engine.clock()).payloads)
 
     def subscribe(self, listener: Callable) -> None:
         with self._lock:
@@ -126,11 +119,9 @@ class ServiceBackend:
 
     def _published(self, runtime, before, served) -> None:
         """The engine published: tell the central system which chargers' schedules changed."""
-        if before is None or before.start_period != served.start_period:
-            chargers = set(runtime.chargers)  # a new period: every TxProfile moves on
-        else:  # only the chargers whose rows changed (the served signatures say which)
-            chargers = {cid for cid in set(before.signature) | set(served.signature)
-                        if before.signature.get(cid) != served.signature.get(cid)}
+        chargers = served.changed_since(before)
+        if chargers is None:  # a new period: every TxProfile moves on
+            chargers = set(runtime.chargers)
         if chargers:
             self._tell(chargers)
 

@@ -44,35 +44,15 @@ queue it for the worker → 2xx. If the commit fails, the validator's state is r
 client gets an error: no partial writes. Writes wait for each other (one site lock, one SQLite writer) but never
 for a solve.
 
-Reads never wait for a solve: each publication is turned into an immutable :class:`Served` snapshot that the worker
-swaps in with one assignment; a fetch reads whichever snapshot is current. The per-charger response (JSON bytes and
-a strong ETag, the SHA-256 of the bytes) is rendered on the first fetch of a (charger, OCPP version) for the
-current period and publication, and cached; a charger whose set-points did not change in a re-solve keeps its
-cached bytes (a per-charger signature of its rows decides). ETags are content hashes, so an unchanged profile has
-the same ETag across re-solves and across restarts.
+Reads never wait for a solve: each publication becomes an immutable :class:`~gridcharge.ocpp.plan.Plan` that the
+worker swaps in with one assignment; a fetch reads whichever plan is current. A charger's profiles are those of
+:class:`~gridcharge.ocpp.plan.SiteProfiles` (the same for OCPP and HTTP, rendered once per period and signature);
+the firmware API's response (JSON bytes and a strong ETag, the SHA-256 of the bytes) is encoded once per rendering.
+ETags are content hashes, so an unchanged profile has the same ETag across re-solves and across restarts.
 
-Time: ``clock()`` (injectable; default the system clock) is mapped onto the site's period grid:
-``period = floor((clock - horizon.start) / step)``, clipped to ``0 .. T``. The worker advances the controllers at
-each period boundary (and every ``interval_s``). Before the horizon starts the site is at period 0; after it ends,
-no car can be scheduled (the operator replaces the site with the next day's horizon) and chargers get only the
-fail-safe profiles.
-
-What a charger gets (``GET /v1/chargers/{id}/profile?ocpp=...``): a JSON object with ``set_charging_profile``, a
-list of SetChargingProfile request payloads to apply in order:
-
-1. the station maximum (``ChargePointMaxProfile`` in 1.6, ``ChargingStationMaxProfile`` in 2.x, EVSE 0): the
-   charger's ``max_charge_kw`` of the instance, from the horizon start, no end;
-2. the fail-safe ``TxDefaultProfile`` (EVSE 0, stack level 0): the limit of
-   :func:`gridcharge.ocpp.profiles.failsafe_limits_kw` (safe if every charger of the site draws it at once against
-   every node's import and per-phase limit at the worst base load), from the horizon start, no end; within the
-   window of a demand-response cap, the (lower) limit that is safe against the cap too (a period of its own in the
-   same profile), so a charger that loses contact during a cap still keeps it;
-3. when a car is (or will be) on the charger within the published plan: the ``TxProfile`` (EVSE ``evse_id``,
-   stack level 1) from the start of the current period, with ``validTo`` = end of the current period +
-   ``grace_s`` and, in 2.1, ``maxOfflineDuration`` = ``grace_s``: a charger that stops fetching falls back to its
-   fail-safe default within one period plus the grace. 2.1 sends ``CentralSetpoint`` periods for V2G sessions;
-   1.6/2.0.1 send charge-only limits and the response says ``charge_only: true`` with a warning when a discharge
-   set-point was dropped.
+Time: ``clock()`` (injectable) is mapped onto the site's :class:`~gridcharge.ocpp.plan.PeriodGrid`. The worker
+advances the controllers at each period boundary (and every ``interval_s``). Before the horizon starts the site is
+at period 0; after it ends, no car can be scheduled and chargers get only the fail-safe profiles.
 
 Known limits: a mix of chargers on stale TxProfiles (within their validity) and chargers on fresh ones is only as
 safe as the previous and current plans are together (the controller does not know which charger missed a fetch);
@@ -82,26 +62,26 @@ charger's OCPP transaction; the charger's own CSMS link adds it if it needs it).
 
 from __future__ import annotations
 
-import bisect
 import gc
 import hashlib
 import json
 import logging
-import math
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import numpy as np
 
 from ..errors import InstanceError
+from ..online import feed
 from ..online.state import ControllerOptions
-from ..ocpp.profiles import VERSIONS, build_set_charging_profile, failsafe_limits_kw, failsafe_profile, \
-    number_of_phases
+from ..ocpp.plan import ChargerProfiles, ChargerSettings, PlannedSession, Plan, PublishedPlan, SiteProfiles, \
+    planned_sessions
+from ..ocpp.profiles import VERSIONS
 
 log = logging.getLogger("gridcharge.service")
 
@@ -124,77 +104,22 @@ def system_clock() -> datetime:
     return datetime.now(timezone.utc)
 
 
-@dataclass(frozen=True)
-class ChargerSettings:
-    """How a charger wants its profiles: ``rate_unit`` ``"W"`` or ``"A"``; ``voltage_v`` phase voltage [V] (for A);
-    ``evse_id``: the EVSE / connector id of its TxProfile."""
-
-    rate_unit: str = "W"
-    voltage_v: float = 230.0
-    evse_id: int = 1
-
-
-@dataclass(frozen=True)
-class Served:
-    """One publication as the firmware API serves it (immutable; swapped in whole).
-
-    start_period : int — absolute period of column 0 of the rows
-    rows : dict charger id → numpy.ndarray — signed power per period [kW] from ``start_period``
-    bidirectional : dict charger id → bool — a V2G session (discharge allowed) is on the charger
-    signature : dict charger id → str — changes iff the charger's rows change
-    source, status : str — from the controller's publication
-    after_seq : int — the last event included
-    """
-
-    start_period: int
-    rows: dict
-    bidirectional: dict
-    signature: dict
-    source: str
-    status: str
-    after_seq: int
-    published_at: str
-
-
 @dataclass
 class PendingEvent:
+    """An accepted event waiting for the solver: stored as ``seq``, at absolute ``period``."""
+
     seq: int
     period: int
-    kind: str
-    body: dict
+    event: feed.Event
     accepted_at: float
-
-
-def apply_event(controller, kind: str, body: Mapping) -> None:
-    """Apply one stored event to a controller, all or nothing (its immutable state is restored on refusal)."""
-    old = controller.state
-    try:
-        if kind == "plug_in":
-            controller.plug_in(body)
-        elif kind == "update":
-            if body.get("energy_delivered_kwh") is not None:
-                controller.measure(body["session_id"], body["energy_delivered_kwh"])
-            if body.get("departure") is not None or body.get("energy_kwh") is not None:
-                controller.update(body["session_id"], departure=body.get("departure"),
-                                  energy_kwh=body.get("energy_kwh"))
-        elif kind == "end":
-            controller.depart(body["session_id"], at=body["at"])
-        elif kind == "cap":
-            controller.set_limit(body["node"], body["import_limit_kw"], body["start"], body["end"])
-        else:  # pragma: no cover - kinds are fixed by the HTTP layer
-            raise ValueError(f"unknown event kind {kind!r}")
-    except BaseException:
-        controller.state = old
-        raise
 
 
 @dataclass(frozen=True)
 class EventOp:
-    """Apply stored event ``seq`` (``kind``, ``body`` as the HTTP layer stored them) at absolute period ``period``."""
+    """Apply stored event ``seq`` (a :mod:`gridcharge.online.feed` record) at absolute period ``period``."""
 
     period: int
-    kind: str
-    body: dict
+    event: feed.Event
     seq: int
 
 
@@ -227,18 +152,33 @@ class AdoptOp:
 SolverOp = EventOp | MeasureOp | AdvanceOp | AdoptOp
 
 
-def execute(controller, ops, solve: str | None, interim: Callable[[dict], None] | None = None) -> dict:
+@dataclass(frozen=True)
+class SolveReply:
+    """What a solver replies to a run of :func:`execute` (picklable).
+
+    now : int — the controller's period after the ops
+    divergences : list of str — events the controller refused which the validator had accepted (should not happen)
+    adopted : bool — an :class:`AdoptOp` succeeded
+    plan : PublishedPlan or None — the publication, when the run solved
+    solve_s : float — time of the re-solve [s] (0 without one)
+    optimum_pending : bool — the re-solve ran out of its budget or was interrupted: the next one continues it
+    """
+
+    now: int
+    divergences: list = field(default_factory=list)
+    adopted: bool = False
+    plan: PublishedPlan | None = None
+    solve_s: float = 0.0
+    optimum_pending: bool = False
+
+
+def execute(controller, ops, solve: str | None, interim: Callable[[SolveReply], None] | None = None) -> SolveReply:
     """Run solver-side operations on a controller and, with ``solve`` (``"resolve"`` or ``"refresh"``), publish.
 
     ``ops``: :class:`EventOp`, :class:`MeasureOp`, :class:`AdvanceOp`, :class:`AdoptOp`, in order; the controller
-    is advanced to each op's period first. Returns a picklable reply: ``now``, ``adopted`` (an adopt op succeeded),
-    ``divergences`` (events the controller refused, which the validator had accepted: should never happen) and,
-    when solved, ``start_period``, ``sessions`` [(session id, charger id, V2G allowed)], ``power_kw`` (rows as
-    ``sessions``) [kW], ``source``, ``status``, ``delivered_kwh`` {session: kWh}, ``solve_s`` [s] and
-    ``optimum_pending`` (the re-solve ran out of its time budget: solve again, it continues where it stopped).
-
-    ``interim``, if given, receives the same kind of reply for the first *provisional* publication of the re-solve
-    (the last plan with the new cars filled in, verified), as soon as it is made and before the optimum."""
+    is advanced to each op's period first. ``interim``, if given, receives a :class:`SolveReply` of the first
+    *provisional* publication of the re-solve (the last plan with the new cars filled in, verified), as soon as it
+    is made and before the optimum."""
     divergences = []
     adopted = False
     for op in ops:
@@ -246,7 +186,7 @@ def execute(controller, ops, solve: str | None, interim: Callable[[dict], None] 
             if op.period > controller.now:
                 controller.advance(op.period)
             if isinstance(op, EventOp):
-                apply_event(controller, op.kind, op.body)
+                feed.apply(controller, op.event)
             elif isinstance(op, MeasureOp):
                 delivered = {sid: kwh for sid, kwh in op.delivered_kwh.items() if sid in controller.state.cars}
                 if delivered:
@@ -258,46 +198,24 @@ def execute(controller, ops, solve: str | None, interim: Callable[[dict], None] 
         except InstanceError as exc:
             what = f"event {op.seq}" if isinstance(op, EventOp) else type(op).__name__
             divergences.append(f"{what}: {exc}")
-    reply: dict = {"now": controller.now, "divergences": divergences, "adopted": adopted}
-    if solve:
-        started = time.perf_counter()
-        sent = []
+    if not solve:
+        return SolveReply(controller.now, divergences, adopted)
+    started = time.perf_counter()
+    sent = []
 
-        def early(publication) -> None:
-            if publication.source == "provisional" and not sent:
-                sent.append(True)
-                interim({"now": controller.now, "divergences": [], **_published(controller, publication),
-                         "solve_s": time.perf_counter() - started, "optimum_pending": True})
+    def early(publication) -> None:
+        if publication.source == "provisional" and not sent:
+            sent.append(True)
+            interim(SolveReply(controller.now, [], False, planned_sessions(controller, publication),
+                               time.perf_counter() - started, True))
 
-        controller.on_publish = early if interim is not None else None
-        try:
-            publication = controller.resolve() if solve == "resolve" else controller.refresh()
-        finally:
-            controller.on_publish = None
-        reply["solve_s"] = time.perf_counter() - started
-        reply.update(_published(controller, publication), optimum_pending=controller.optimum_pending)
-    return reply
-
-
-def _published(controller, publication) -> dict:
-    """The picklable part of a reply that describes one publication (see :func:`execute`)."""
-    state = controller.state
-    cars = {**state.finished, **state.cars}
-    chargers = {c.id: c for c in controller.site.chargers}
-    sessions, rows = [], []
-    for i, sid in enumerate(publication.session_ids):
-        car = cars.get(sid)
-        if car is None:  # a forecast phantom (the service sets no forecast)
-            continue
-        session = car.session
-        v2g = min(chargers[session.charger].max_discharge_kw, session.max_discharge_kw) > 0
-        sessions.append((sid, session.charger, bool(v2g)))
-        rows.append(i)
-    power = np.asarray(publication.power_kw, dtype=float)
-    return {"start_period": publication.start_period, "sessions": sessions,
-            "power_kw": power[rows] if len(rows) != power.shape[0] else power.copy(),
-            "source": publication.source, "status": publication.status,
-            "delivered_kwh": {sid: car.delivered_kwh for sid, car in state.cars.items()}}
+    controller.on_publish = early if interim is not None else None
+    try:
+        publication = controller.resolve() if solve == "resolve" else controller.refresh()
+    finally:
+        controller.on_publish = None
+    return SolveReply(controller.now, divergences, adopted, planned_sessions(controller, publication),
+                      time.perf_counter() - started, controller.optimum_pending)
 
 
 class LocalSolver:
@@ -316,7 +234,7 @@ class LocalSolver:
         self.controller = Controller(instance, options, interrupt=interrupt or self._news.is_set)
         self.controller.auto_resolve = False
 
-    def run(self, ops, solve: str | None, interim: Callable[[dict], None] | None = None) -> dict:
+    def run(self, ops, solve: str | None, interim: Callable[[SolveReply], None] | None = None) -> SolveReply:
         self._news.clear()
         return execute(self.controller, ops, solve, interim)
 
@@ -339,7 +257,7 @@ def solver_child_main(fd: int) -> None:  # pragma: no cover - runs in the child 
         pass
     # anything the parent sends during a re-solve (an "interrupt": events are waiting) stops it
     local = LocalSolver(*connection.recv(), interrupt=connection.poll)
-    connection.send({"ready": True})
+    connection.send(True)  # ready
     while True:
         try:
             message = connection.recv()
@@ -350,10 +268,24 @@ def solver_child_main(fd: int) -> None:  # pragma: no cover - runs in the child 
         if message == "interrupt":  # it came after the re-solve it was meant for had ended
             continue
         try:
-            reply = local.run(*message, interim=lambda early: connection.send({"interim": early}))
+            reply = local.run(*message, interim=lambda early: connection.send(Interim(early)))
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which keeps serving the last publication
-            reply = {"error": f"{type(exc).__name__}: {exc}"}
+            reply = SolverFailed(f"{type(exc).__name__}: {exc}")
         connection.send(reply)
+
+
+@dataclass(frozen=True)
+class Interim:
+    """A message of the solver child ahead of its reply: a provisional publication of the running re-solve."""
+
+    reply: SolveReply
+
+
+@dataclass(frozen=True)
+class SolverFailed:
+    """The solver child's reply when its run raised: ``error`` (type and message)."""
+
+    error: str
 
 
 class SolverStalled(RuntimeError):
@@ -433,7 +365,7 @@ class SolverProcess:
         finally:
             self._quiet_since = None
 
-    def run(self, ops, solve: str | None, interim: Callable[[dict], None] | None = None) -> dict:
+    def run(self, ops, solve: str | None, interim: Callable[[SolveReply], None] | None = None) -> SolveReply:
         with self._lock:
             if not self._ready:
                 self._recv()
@@ -442,13 +374,13 @@ class SolverProcess:
                 self._connection.send((ops, solve))
                 self._busy = True
             try:
-                while "interim" in (reply := self._recv()):  # a provisional plan before the reply
+                while isinstance(reply := self._recv(), Interim):  # a provisional plan before the reply
                     if interim is not None:
-                        interim(reply["interim"])
+                        interim(reply.reply)
             finally:
                 self._busy = False
-        if "error" in reply:
-            raise RuntimeError(f"solver process: {reply['error']}")
+        if isinstance(reply, SolverFailed):
+            raise RuntimeError(f"solver process: {reply.error}")
         return reply
 
     def interrupt(self) -> None:
@@ -485,7 +417,7 @@ class SiteRuntime:
 
     def __init__(self, site_id: str, generation: int, instance: dict, settings: dict, token_hashes: dict, *,
                  options: ControllerOptions = SERVICE_OPTIONS, solver_process: bool = True,
-                 solver_stall_s: float = SOLVER_STALL_S):
+                 solver_stall_s: float = SOLVER_STALL_S, grace_s: int = 300):
         from ..online import Controller
 
         self.site_id = site_id
@@ -498,25 +430,19 @@ class SiteRuntime:
             else LocalSolver(instance, options)
         self.solver_now = 0
         self.solver_error: str | None = None
-        horizon = self.instance.horizon
-        self.horizon_start = horizon.start
-        self.step = timedelta(minutes=horizon.step_minutes)
-        self.step_s = horizon.step_minutes * 60
-        self.periods = horizon.periods
         self.chargers = {c.id: c for c in self.instance.chargers}
-        self.settings = {cid: ChargerSettings(**settings.get(cid, {})) for cid in self.chargers}
+        self.profiles = SiteProfiles(self.instance, {cid: ChargerSettings(**settings.get(cid, {}))
+                                                     for cid in self.chargers}, grace_s)
+        self.grid = self.profiles.grid
+        self.periods = self.grid.periods
         self.token_hashes = dict(token_hashes)
-        self.failsafe_kw = failsafe_limits_kw(self.instance).to_dict()  # without demand-response caps
-        # the fail-safe default over time: (version, period starts, {charger: limit per segment [kW]})
-        self.defaults = (0, [0], {cid: [kw] for cid, kw in self.failsafe_kw.items()})
-        self._defaults_caps: tuple = ()
         self.lock = threading.Lock()
         self.pending: deque[PendingEvent] = deque()
         self.accepted_seq = 0
         self.applied_seq = 0
         self.needs_solve = False
-        self.served: Served | None = None
-        self.cache: dict = {}
+        self.served: Plan | None = None
+        self._documents: dict = {}  # (charger, version) → (ChargerProfiles, body, ETag)
         self.latencies_s: deque[float] = deque(maxlen=20000)  # event accepted → its re-solve's final publication
         self.first_latencies_s: deque[float] = deque(maxlen=20000)  # event accepted → first served (provisional)
         self.solve_seconds: deque[float] = deque(maxlen=20000)
@@ -527,123 +453,40 @@ class SiteRuntime:
         self.stalls: list[tuple[str, float]] = []  # (when, seconds without progress) of each stalled solver
         self.replayed_seq = 0  # the last event a rebuilt solver replayed from the store
 
-    # time ------------------------------------------------------------------------------------------------------
-    def period_of(self, moment: datetime) -> int:
-        """The site's period at ``moment``, clipped to ``0 .. T``."""
-        elapsed = (moment - self.horizon_start) / self.step
-        return int(min(max(math.floor(elapsed + 1e-9), 0), self.periods))
-
-    def time_of(self, period: int) -> datetime:
-        return self.horizon_start + self.step * period
-
     # serving ---------------------------------------------------------------------------------------------------
-    def served_from(self, start_period: int, sessions, power_kw: np.ndarray, source: str, status: str,
-                    after_seq: int) -> Served:
-        """A :class:`Served` from a publication; ``sessions`` are (session id, charger id, bidirectional)."""
-        rows: dict = {}
-        bidirectional: dict = {}
-        power_kw = np.asarray(power_kw, dtype=float)
-        by_charger: dict = {}
-        for i, (_sid, cid, v2g) in enumerate(sessions):
-            by_charger.setdefault(cid, []).append(i)
-            bidirectional[cid] = bidirectional.get(cid, False) or bool(v2g)
-        for cid, index in by_charger.items():
-            rows[cid] = power_kw[index].sum(axis=0) if len(index) > 1 else power_kw[index[0]]
-        signature = {}
-        for cid, row in rows.items():
-            digest = hashlib.sha1(np.round(row, 9).tobytes())
-            digest.update(f"{start_period}|{bidirectional[cid]}".encode())
-            signature[cid] = digest.hexdigest()
-        # no cache clean-up here: this runs in the worker thread while the event loop fills the cache, and a
-        # cached entry is used only if its period and signature still match (at most chargers x versions entries)
-        return Served(start_period, rows, bidirectional, signature, source, status, after_seq,
-                      datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
+    def charger_profiles(self, charger_id: str, version: str, now: datetime) -> ChargerProfiles:
+        """The charger's profiles at ``now`` from the served plan (:class:`~gridcharge.ocpp.plan.SiteProfiles`)."""
+        return self.profiles.profiles(charger_id, version, self.grid.period_of(now), self.served)
 
-    def profile(self, charger_id: str, version: str, now: datetime, grace_s: int) -> tuple[bytes, str]:
-        """The response body and ETag of a charger's profiles at ``now`` (cached per period and signature)."""
-        period = self.period_of(now)
-        served = self.served
-        signature = (served.signature.get(charger_id) if served is not None else None, self.defaults[0])
+    def document(self, charger_id: str, version: str, now: datetime) -> tuple[bytes, str]:
+        """The firmware API's response body (JSON bytes) and strong ETag (SHA-256 of the bytes) of a charger's
+        profiles at ``now``, encoded once per rendering."""
+        profiles = self.charger_profiles(charger_id, version, now)
         key = (charger_id, version)
-        hit = self.cache.get(key)
-        if hit is not None and hit[0] == period and hit[1] == signature:
-            return hit[2], hit[3]
-        body = self._render(charger_id, version, period, served, grace_s)
-        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-        self.cache[key] = (period, signature, body, etag)
-        return body, etag
-
-    def _render(self, charger_id: str, version: str, period: int, served: Served | None, grace_s: int) -> bytes:
-        charger = self.chargers[charger_id]
-        settings = self.settings[charger_id]
-        phases = number_of_phases(charger.phases)
-        unit = dict(rate_unit=settings.rate_unit, voltage_v=settings.voltage_v, phases=phases)
-        origin = self.horizon_start
-        _, starts, limits = self.defaults
-        default_kw = limits[charger_id]
-        payloads = [
-            failsafe_profile(version, charger.max_charge_kw, origin, purpose="ChargingStationMaxProfile", **unit),
-            failsafe_profile(version, default_kw, origin, purpose="TxDefaultProfile",
-                             period_start_s=[p * self.step_s for p in starts], **unit),
-        ]
-        default_now = default_kw[max(bisect.bisect_right(starts, period) - 1, 0)]
-        warnings: list[str] = []
-        charge_only = version != "2.1"
-        row = None if served is None else served.rows.get(charger_id)
-        if row is not None:
-            first = max(period, served.start_period) - served.start_period
-            row = row[first:]
-        if row is not None and len(row):
-            start = self.time_of(served.start_period + first)
-            bidirectional = version == "2.1" and served.bidirectional.get(charger_id, False)
-            options = dict(bidirectional=bidirectional)
-            if version == "2.1":
-                options["max_offline_duration_s"] = int(grace_s)
-            tx = build_set_charging_profile(
-                version, row, start, period_minutes=self.step_s / 60, purpose="TxProfile", evse_id=settings.evse_id,
-                valid_to=start + self.step + timedelta(seconds=grace_s), **unit, **options)
-            payloads.append(tx)
-            warnings += tx.warnings
-            charge_only = not bidirectional
+        hit = self._documents.get(key)
+        if hit is not None and hit[0] is profiles:
+            return hit[1], hit[2]
         # nothing here changes with the clock unless a TxProfile is sent: an idle charger's ETag stays the same
         # for the whole site generation, so its fetches are 304s
         document = {
             "charger_id": charger_id,
             "site_id": self.site_id,
             "ocpp_version": version,
-            "charge_only": charge_only,
-            "failsafe_limit_kw": round(float(default_now), 6),
-            "schedule_source": served.source if len(payloads) > 2 else None,
-            "warnings": warnings,
-            "set_charging_profile": [p.payload for p in payloads],
+            "charge_only": profiles.charge_only,
+            "failsafe_limit_kw": round(profiles.failsafe_limit_kw, 6),
+            "schedule_source": profiles.schedule_source,
+            "warnings": list(profiles.warnings),
+            "set_charging_profile": list(profiles.payloads),
         }
-        return json.dumps(document, separators=(",", ":")).encode()
+        body = json.dumps(document, separators=(",", ":")).encode()
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        self._documents[key] = (profiles, body, etag)
+        return body, etag
 
     def refresh_defaults(self) -> None:
-        """Recompute the fail-safe default schedule for the validator's demand-response caps: within a cap's
-        window every charger below the capped node gets the default that is safe against the cap (computed as
-        :func:`failsafe_limits_kw` with the cap as the node's import limit), outside it the plain default. Called
-        under the site lock after a cap is accepted (and after a replay)."""
-        caps = tuple(self.validator.state.caps)
-        if caps == self._defaults_caps:
-            return
-        T = self.periods
-        starts = sorted({0} | {c.start for c in caps if 0 < c.start < T} | {c.end for c in caps if 0 < c.end < T})
-        memo: dict = {}
-        segments = []
-        for a, b in zip(starts, starts[1:] + [T]):
-            active: dict = {}
-            for cap in caps:
-                if cap.start <= a and b <= cap.end:
-                    active[cap.node] = min(active.get(cap.node, math.inf), cap.import_limit_kw)
-            key = frozenset(active.items())
-            if key not in memo:
-                memo[key] = failsafe_limits_kw(self.instance, import_limit_kw=active).to_dict() if active \
-                    else self.failsafe_kw
-            segments.append(memo[key])
-        limits = {cid: [float(segment[cid]) for segment in segments] for cid in self.chargers}
-        self.defaults = (self.defaults[0] + 1, starts, limits)  # one assignment: readers see old or new
-        self._defaults_caps = caps
+        """Follow the validator's demand-response caps with the fail-safe defaults (under the site lock, after a
+        cap is accepted and after a replay): :meth:`~gridcharge.ocpp.plan.SiteProfiles.follow_caps`."""
+        self.profiles.follow_caps(self.validator.state.caps)
 
     def close(self) -> None:
         """Stop the site's solver (its process, if any)."""
@@ -715,7 +558,7 @@ class Engine:
 
     def _runtime(self, site_id, generation, instance, settings, token_hashes) -> SiteRuntime:
         return SiteRuntime(site_id, generation, instance, settings, token_hashes, options=self.options,
-                           solver_process=self.solver_process, solver_stall_s=self.solver_stall_s)
+                           solver_process=self.solver_process, solver_stall_s=self.solver_stall_s, grace_s=self.grace_s)
 
     def _install(self, runtime: SiteRuntime) -> None:
         with self._sites_lock:
@@ -756,7 +599,7 @@ class Engine:
             if not measured and event.seq > pub.after_seq:
                 ops.append(MeasureOp(pub.now, pub.delivered_kwh))
                 measured = True
-            ops.append(EventOp(event.period, event.kind, event.body, event.seq))
+            ops.append(EventOp(event.period, feed.event_of(event.kind, event.body), event.seq))
         if not measured:
             ops.append(MeasureOp(pub.now, pub.delivered_kwh))
             if pub.source == self.options.solver and "pending" not in pub.status and pub.start_period == pub.now:
@@ -772,20 +615,20 @@ class Engine:
             try:
                 if event.period > validator.now:
                     validator.advance(event.period)
-                apply_event(validator, event.kind, event.body)
+                feed.apply(validator, feed.event_of(event.kind, event.body))
             except InstanceError as exc:  # cannot happen for events the validator accepted; say so if it does
                 runtime.divergences.append(f"replay of event {event.seq} ({event.kind}): {exc}")
                 log.warning("replay of event %s refused: %s", event.seq, exc)
             runtime.accepted_seq = runtime.applied_seq = event.seq
         runtime.refresh_defaults()
         reply = runtime.solver.run(self._solver_ops(stored), None)
-        runtime.solver_now = reply["now"]
-        runtime.divergences += reply["divergences"]
+        runtime.solver_now = reply.now
+        runtime.divergences += reply.divergences
         if pub is not None:
-            runtime.served = runtime.served_from(pub.start_period, [tuple(s) for s in pub.session_ids], pub.power_kw,
-                                                 pub.source, pub.status, pub.after_seq)
+            runtime.served = Plan.of(PublishedPlan(pub.start_period, tuple(PlannedSession(*s) for s in pub.session_ids),
+                                                   pub.power_kw, pub.source, pub.status), pub.after_seq)
         # the stored plan adopted: nothing to re-solve until something changes (or the period moves: a refresh)
-        runtime.needs_solve = not reply["adopted"]
+        runtime.needs_solve = not reply.adopted
 
     def _rebuild_solver(self, runtime: SiteRuntime) -> None:
         """A new solver controller for a site whose solver failed (its process died, or it raised): every stored
@@ -803,9 +646,9 @@ class Engine:
         runtime.solver = solver
         runtime.replayed_seq = stored.events[-1].seq if stored.events else 0
         reply = solver.run(self._solver_ops(stored), None)
-        runtime.solver_now = reply["now"]
-        runtime.divergences += reply["divergences"]
-        if reply["adopted"]:  # the stored plan includes every stored event: it stands, no re-solve
+        runtime.solver_now = reply.now
+        runtime.divergences += reply.divergences
+        if reply.adopted:  # the stored plan includes every stored event: it stands, no re-solve
             with runtime.lock:
                 runtime.needs_solve = False
         runtime.rebuilds += 1
@@ -832,32 +675,34 @@ class Engine:
         self._install(runtime)
         return runtime
 
-    def submit(self, runtime: SiteRuntime, kind: str, body: dict) -> int:
-        """Validate an event on the site's validator, store it (committed), queue it. Returns its seq.
+    def submit(self, runtime: SiteRuntime, event: feed.Event) -> int:
+        """Validate an event (a :mod:`gridcharge.online.feed` record) on the site's validator, store it (committed),
+        queue it. Returns its seq.
 
         Raises InstanceError (refused: nothing changed) or a store error (nothing changed)."""
         with runtime.lock:
             if self.sites.get(runtime.site_id) is not runtime:
                 raise LookupError(runtime.site_id)
             validator = runtime.validator
-            period = runtime.period_of(self.clock())
+            period = runtime.grid.period_of(self.clock())
             old = validator.state
             try:
                 if period > validator.now:
                     validator.advance(period)
-                apply_event(validator, kind, body)
-                seq = self.store.add_event(runtime.site_id, runtime.generation, validator.now, kind, body)
+                feed.apply(validator, event)
+                seq = self.store.add_event(runtime.site_id, runtime.generation, validator.now, event.kind,
+                                           event.body())
             except BaseException:
                 validator.state = old
                 raise
-            if kind == "cap":
+            if isinstance(event, feed.CapEvent):
                 try:
                     runtime.refresh_defaults()
                 except Exception:  # noqa: BLE001 - the event is committed; the worker's status shows the error
                     runtime.worker_errors.append("fail-safe defaults not updated for the new cap")
                     log.exception("site %s: fail-safe defaults not updated", runtime.site_id)
             runtime.accepted_seq = seq
-            runtime.pending.append(PendingEvent(seq, validator.now, kind, body, time.perf_counter()))
+            runtime.pending.append(PendingEvent(seq, validator.now, event, time.perf_counter()))
         runtime.solver.interrupt()  # a re-solve running now stops at its interim plan; the next pass has this event
         self.notify()
         return seq
@@ -881,9 +726,9 @@ class Engine:
         now = self.clock()
         wait = self.interval_s
         for runtime in self.sites.values():
-            period = runtime.period_of(now)
+            period = runtime.grid.period_of(now)
             if period < runtime.periods:
-                boundary = (runtime.time_of(period + 1) - now).total_seconds()
+                boundary = (runtime.grid.time_of(period + 1) - now).total_seconds()
                 wait = min(wait, max(boundary, 0.0) + 0.01)
         return max(wait, 0.01)
 
@@ -893,7 +738,7 @@ class Engine:
         with runtime.lock:
             if self.sites.get(runtime.site_id) is not runtime:
                 return False
-            period = runtime.period_of(self.clock())
+            period = runtime.grid.period_of(self.clock())
             if period > runtime.validator.now:
                 runtime.validator.advance(period)
             events = list(runtime.pending)
@@ -904,11 +749,11 @@ class Engine:
         moved = target > runtime.solver_now
         if not (events or needs_solve or moved):
             return False
-        ops = [EventOp(e.period, e.kind, e.body, e.seq) for e in events] + [AdvanceOp(target)]
+        ops = [EventOp(e.period, e.event, e.seq) for e in events] + [AdvanceOp(target)]
         after_seq = events[-1].seq if events else max(runtime.applied_seq, runtime.replayed_seq)
         first: list[float] = []  # when the events were first served (a provisional plan, or the final one)
 
-        def early(reply: dict) -> None:
+        def early(reply: SolveReply) -> None:
             try:
                 self._serve(runtime, reply, events, after_seq, first)
             except Exception:  # noqa: BLE001 - the optimum follows; the log says why this one was not served
@@ -926,29 +771,29 @@ class Engine:
                 self._rebuild_solver(runtime)
             return False
         runtime.solver_error = None
-        runtime.solver_now = reply["now"]
-        runtime.divergences += reply["divergences"]
+        runtime.solver_now = reply.now
+        runtime.divergences += reply.divergences
         with runtime.stats_lock:
-            runtime.solve_seconds.append(reply["solve_s"])
-        if reply.get("optimum_pending"):  # the time budget ran out: the next pass continues the same re-solve
+            runtime.solve_seconds.append(reply.solve_s)
+        if reply.optimum_pending:  # the time budget ran out: the next pass continues the same re-solve
             with runtime.lock:
                 runtime.needs_solve = True
         return self._serve(runtime, reply, events, after_seq, first, final=True)
 
-    def _serve(self, runtime: SiteRuntime, reply: dict, events, after_seq: int, first: list,
+    def _serve(self, runtime: SiteRuntime, reply: SolveReply, events, after_seq: int, first: list,
                final: bool = False) -> bool:
         """Store and serve one publication of the solver (a provisional one, or the final reply of a pass), and
         tell the listeners. ``first`` holds when the pass's events were first served; ``published_seq`` (and the
         re-optimisation latency) move only with the final reply."""
-        stored = self.store.save_publication(runtime.site_id, runtime.generation, after_seq, reply["now"],
-                                             reply["start_period"], [list(x) for x in reply["sessions"]],
-                                             reply["power_kw"], reply["source"], reply["status"],
-                                             reply["delivered_kwh"])
+        plan = reply.plan
+        stored = self.store.save_publication(runtime.site_id, runtime.generation, after_seq, reply.now,
+                                             plan.start_period,
+                                             [[p.session_id, p.charger_id, p.bidirectional] for p in plan.sessions],
+                                             plan.power_kw, plan.source, plan.status, plan.delivered_kwh)
         if not stored or self.sites.get(runtime.site_id) is not runtime:
             return False
         before = runtime.served
-        runtime.served = runtime.served_from(reply["start_period"], reply["sessions"], reply["power_kw"],
-                                             reply["source"], reply["status"], after_seq)
+        runtime.served = Plan.of(plan, after_seq)
         done = time.perf_counter()
         with runtime.stats_lock:
             if not first:
@@ -982,7 +827,7 @@ class Engine:
         return {
             "site_id": runtime.site_id,
             "generation": runtime.generation,
-            "period": runtime.period_of(self.clock()),
+            "period": runtime.grid.period_of(self.clock()),
             "periods": runtime.periods,
             "chargers": len(runtime.chargers),
             "active_sessions": len(runtime.validator.state.cars),
@@ -1008,8 +853,8 @@ class Engine:
         }
 
 
-__all__ = ["ChargerSettings", "Engine", "SOLVER_STALL_S", "Served", "SiteRuntime", "SolverStalled", "VERSIONS",
-           "apply_event", "system_clock"]
+__all__ = ["AdoptOp", "AdvanceOp", "ChargerSettings", "Engine", "EventOp", "MeasureOp", "SOLVER_STALL_S",
+           "SiteRuntime", "SolveReply", "SolverStalled", "VERSIONS", "system_clock"]
 
 
 if __name__ == "__main__":  # pragma: no cover - the solver child of SolverProcess
