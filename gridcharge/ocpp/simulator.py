@@ -16,29 +16,38 @@ import contextlib
 import time
 from datetime import datetime, timezone
 
+from ocpp.messages import MessageType, unpack
 from ocpp.routing import on
 
-from .csms import limit_at, parse_time, profile_of, purpose_of, schedule_of, utc_text
+from .wire import limit_at, parse_time, profile_of, purpose_of, schedule_of, utc_text
 
 _SUBPROTOCOL = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1", "2.1": "ocpp2.1"}
 
 
 class _ClientMixin:
     sim: SimulatedCharger
-    wire: dict  # set by _handle_call before any handler runs
+    wire: dict  # set by route_message before any handler runs
+    results: object  # the version's ``ocpp.v*.call_result``
 
-    async def _handle_call(self, msg):
-        self.wire = msg.payload
-        return await super()._handle_call(msg)
+    async def route_message(self, raw_msg):
+        """Keep the wire payload of a CALL (camelCase, as sent) for the handlers, then route it as the package
+        does."""
+        try:
+            msg = unpack(raw_msg)
+        except Exception:  # noqa: BLE001 - the package answers a malformed frame itself
+            msg = None
+        if msg is not None and msg.message_type_id == MessageType.Call:
+            self.wire = msg.payload
+        return await super().route_message(raw_msg)
 
     @on("SetChargingProfile")
     def _set_profile(self, **_):
         self.sim.receive_profile(self.wire)
-        return self._call_result.SetChargingProfile(status=self.sim.answer_profiles)
+        return self.results.SetChargingProfile(status=self.sim.answer_profiles)
 
     @on("ClearChargingProfile")
     def _clear_profile(self, **_):
-        return self._call_result.ClearChargingProfile(status="Accepted")
+        return self.results.ClearChargingProfile(status="Accepted")
 
     @on("GetCompositeSchedule")
     def _composite(self, **_):
@@ -47,25 +56,25 @@ class _ClientMixin:
         periods, unit = self.sim.composite(int(request["duration"]), request.get("chargingRateUnit"))
         start = utc_text(datetime.now(timezone.utc))
         if not periods:
-            return self._call_result.GetCompositeSchedule(status="Rejected")
+            return self.results.GetCompositeSchedule(status="Rejected")
         if self.sim.version == "1.6":
-            return self._call_result.GetCompositeSchedule(
+            return self.results.GetCompositeSchedule(
                 status="Accepted", connector_id=evse, schedule_start=start,
                 charging_schedule={"duration": int(request["duration"]), "startSchedule": start,
                                    "chargingRateUnit": unit, "chargingSchedulePeriod": periods})
-        return self._call_result.GetCompositeSchedule(
+        return self.results.GetCompositeSchedule(
             status="Accepted", schedule={"evseId": evse, "duration": int(request["duration"]), "scheduleStart": start,
                                          "chargingRateUnit": unit, "chargingSchedulePeriod": periods})
 
 
 def _client_class(version: str) -> type:
     if version == "1.6":
-        from ocpp.v16 import ChargePoint
+        from ocpp.v16 import ChargePoint, call_result
     elif version == "2.0.1":
-        from ocpp.v201 import ChargePoint
+        from ocpp.v201 import ChargePoint, call_result
     else:
-        from ocpp.v21 import ChargePoint
-    return type(f"SimulatedStation{version.replace('.', '')}", (_ClientMixin, ChargePoint), {})
+        from ocpp.v21 import ChargePoint, call_result
+    return type(f"SimulatedStation{version.replace('.', '')}", (_ClientMixin, ChargePoint), {"results": call_result})
 
 
 _CLASSES: dict[str, type] = {}
