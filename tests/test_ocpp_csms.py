@@ -666,3 +666,31 @@ def test_malformed_frames_and_unhandled_actions_get_a_callerror_and_one_log_line
     errors = [r for r in caplog.records if r.levelno >= 30 and charger in r.getMessage()]
     assert len(errors) == sum(1 for _, (_, kind, _) in frames if kind == 4), [r.getMessage() for r in errors]
     assert not [r for r in caplog.records if r.exc_info], "no traceback for a charger's protocol mistake"
+
+
+def test_a_refused_plug_in_is_counted_by_its_reason_and_the_charger_keeps_its_default(server):
+    """A transaction starting on a charger reserved later in the day: the default stay would overlap the
+    reservation, the controller refuses the plug-in as ``charger_occupied`` (a typed reason, not words), the
+    central system counts it under that reason and sends no TxProfile; the charger still holds its defaults."""
+    backend, csms = server["backend"], server["csms"]
+    now = backend.clock()
+    reservation = {"id": "v3-reserved", "charger": "v3", "arrival": (now + timedelta(hours=1)).isoformat(),
+                   "departure": (now + timedelta(hours=3)).isoformat(), "energy_kwh": 5.0}
+    backend.plug_in("v3", reservation)
+    before = csms.stats["refusals"].get("charger_occupied", 0)
+
+    async def scenario():
+        sim = SimulatedCharger("v3", "2.0.1", server["url"], PASSWORDS["v3"])
+        await sim.connect()
+        await sim.boot()
+        await sim.start_transaction("tx-refused")
+        await until(lambda: csms.stats["refusals"].get("charger_occupied", 0) > before, what="the refusal")
+        await sim.wait_for(lambda s: "TxDefaultProfile" in s.installed)
+        assert "TxProfile" not in sim.installed
+        await sim.close()
+
+    try:
+        run(scenario())
+    finally:
+        backend.end("v3", "v3-reserved", None)  # the reservation cancelled
+    assert any("(charger_occupied)" in p and "v3" in p for p in csms.problems)
