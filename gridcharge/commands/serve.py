@@ -1,7 +1,7 @@
 """``gridcharge serve``: the HTTP schedule service (issue 7) on uvicorn.
 
 Chargers fetch their OCPP charging profiles; operators feed sites and sessions (see README, "Schedule service",
-and :mod:`gridcharge.service.app` for the endpoints). The operator token comes from ``--operator-token-file``, else
+and :mod:`gridcharge.service.main` for the endpoints). The operator token comes from ``--operator-token-file``, else
 from the environment variable ``GRIDCHARGE_OPERATOR_TOKEN``, else the one stored earlier in the database; at the very
 first start without any, one is generated and printed once (only its hash is stored).
 """

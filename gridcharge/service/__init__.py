@@ -1,7 +1,8 @@
 """The schedule service (issue 7): chargers fetch their OCPP charging profiles over HTTP, from a durable store.
 
-- :mod:`.app` — the HTTP API (FastAPI): endpoints, auth rules, RFC 9457 problem details, body limit;
-  :func:`create_app` builds it.
+- :mod:`.main` — :func:`create_app`: the HTTP API (FastAPI) wired from :mod:`.routers` (one module per resource),
+  :mod:`.schemas` (bodies), :mod:`.dependencies` (auth, site look-up), :mod:`.problems` (RFC 9457), :mod:`.middleware`
+  (body limit); :mod:`.ocpp_backend` mounts the OCPP central system on it.
 - :mod:`.runtime` — sites in memory, the validator and solver controllers (the solver in a child process), the
   re-optimisation worker thread, the pre-rendered per-charger profiles (ETag = content hash).
 - :mod:`.store` — SQLAlchemy tables: sites, hashed tokens, the event log, the last publication (SQLite WAL).
@@ -15,7 +16,7 @@ __all__ = ["create_app"]
 
 def __getattr__(name: str):  # lazy: the solver child imports gridcharge.service.runtime without FastAPI
     if name == "create_app":
-        from .app import create_app
+        from .main import create_app
 
         return create_app
     raise AttributeError(f"module 'gridcharge.service' has no attribute {name!r}")
