@@ -589,7 +589,8 @@ def test_news_interrupts_the_solver_process_which_replies_with_its_interim_plan_
     reply comes at once with the optimum pending, and the next pass continues it."""
     from gridcharge.bench.generate import residential
     from gridcharge.online.feed import PlugIn
-    from gridcharge.service.runtime import SERVICE_OPTIONS, AdvanceOp, EventOp, SolverProcess
+    from gridcharge.service.runtime import SERVICE_OPTIONS
+    from gridcharge.service.solver import AdvanceOp, EventOp, SolverProcess
 
     day = residential(3000, seed=3)
     sessions = day.pop("sessions")

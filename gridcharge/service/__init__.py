@@ -3,8 +3,8 @@
 - :mod:`.main` — :func:`create_app`: the HTTP API (FastAPI) wired from :mod:`.routers` (one module per resource),
   :mod:`.schemas` (bodies), :mod:`.dependencies` (auth, site look-up), :mod:`.problems` (RFC 9457), :mod:`.middleware`
   (body limit); :mod:`.ocpp_backend` mounts the OCPP central system on it.
-- :mod:`.runtime` — sites in memory, the validator and solver controllers (the solver in a child process), the
-  re-optimisation worker thread, the pre-rendered per-charger profiles (ETag = content hash).
+- :mod:`.runtime` — sites in memory, the validator controllers, the re-optimisation worker thread, what chargers are
+  served (ETag = content hash); :mod:`.solver` — the solver controllers (a child process per site).
 - :mod:`.store` — SQLAlchemy tables: sites, hashed tokens, the event log, the last publication (SQLite WAL).
 - :mod:`.auth` — tokens (random, shown once, SHA-256 stored, constant-time comparison).
 
@@ -14,7 +14,7 @@ Start it with ``gridcharge serve`` (:mod:`gridcharge.commands.serve`).
 __all__ = ["create_app"]
 
 
-def __getattr__(name: str):  # lazy: the solver child imports gridcharge.service.runtime without FastAPI
+def __getattr__(name: str):  # lazy: the solver child imports gridcharge.service.solver without FastAPI
     if name == "create_app":
         from .main import create_app
 

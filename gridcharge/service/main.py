@@ -34,7 +34,7 @@ Firmware (charger token; a charger reads only its own profile, 403 otherwise; th
 
 - ``GET /v1/chargers/{charger_id}/profile?ocpp=1.6|2.0.1|2.1`` — the charger's SetChargingProfile payloads
   (station maximum, fail-safe TxDefaultProfile, and the TxProfile when a car is planned; see
-  :mod:`gridcharge.service.runtime`), ``ETag`` (``If-None-Match`` → 304) and ``Cache-Control: private,
+  :mod:`gridcharge.ocpp.plan`), ``ETag`` (``If-None-Match`` → 304) and ``Cache-Control: private,
   max-age=<re-optimisation interval>`` (:mod:`.routers.chargers`: a fast path in front of FastAPI gives the same
   answer as the FastAPI route).
 
@@ -61,7 +61,8 @@ from .auth import OPERATOR_PREFIX, new_token, token_hash
 from .middleware import BodyLimit
 from .problems import Problem, problem_response, validation_problem
 from .routers import chargers, health, sessions, sites
-from .runtime import SERVICE_OPTIONS, SOLVER_STALL_S, Engine
+from .runtime import SERVICE_OPTIONS, Engine
+from .solver import SOLVER_STALL_S
 from .store import Store
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
