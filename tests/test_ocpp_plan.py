@@ -112,3 +112,32 @@ def test_an_unchanged_charger_keeps_its_rendering_until_its_row_the_period_or_th
     assert profiles.profiles("c1", "2.0.1", 1, changed).payloads[2] != again.payloads[2]
     assert isinstance(first.payloads[0], dict)  # wire dicts, not JSON text
     assert isinstance(profiles.grid.start, datetime)
+
+
+def test_the_in_memory_backend_lowers_the_failsafe_default_within_a_cap_window():
+    """A cap on the in-memory backend reaches the chargers' defaults (one rendering for every backend)."""
+    import time
+
+    from gridcharge.ocpp.memory import MemoryBackend
+
+    data = instance(periods=8, step_minutes=15, nodes=[node("T", import_limit_kw=30.0, base_load_kw=6.0)],
+                    chargers=[charger("c1", max_charge_kw=11.0), charger("c2", max_charge_kw=11.0)])
+    site = load_instance(data)
+    now = site.horizon.start + timedelta(minutes=1)
+    backend = MemoryBackend(data, {"c1": "a-long-password-1"}, clock=lambda: now).start()
+    try:
+        before = [p for p in backend.profiles("c1", "2.0.1") if purpose_of(p) == "TxDefaultProfile"][0]
+        assert len(schedule_of(before)["chargingSchedulePeriod"]) == 1
+        published = backend.publications
+        backend.cap("T", 12.0, 2, 5)
+        deadline = time.monotonic() + 30
+        while backend.publications == published:
+            assert time.monotonic() < deadline, "no publication after the cap"
+            time.sleep(0.02)
+        after = [p for p in backend.profiles("c1", "2.0.1") if purpose_of(p) == "TxDefaultProfile"][0]
+        periods = schedule_of(after)["chargingSchedulePeriod"]
+        assert [p["startPeriod"] for p in periods] == [0, 2 * 900, 5 * 900]
+        capped = failsafe_limits_kw(site, import_limit_kw={"T": 12.0})["c1"]
+        assert periods[1]["limit"] < periods[0]["limit"] and periods[1]["limit"] <= capped * 1000
+    finally:
+        backend.stop()

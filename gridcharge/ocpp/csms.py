@@ -27,7 +27,7 @@ order the charger sent its requests, after the charger was answered. Publication
 onto the loop with ``call_soon_threadsafe``.
 
 Known limits: one EVSE per OCPP identity; departures beyond the site's horizon are planned to its end (logged);
-``Authorize`` accepts every id token (authorising drivers is not this module's business).
+``Authorize`` accepts every id token. Design, and a plug-in's path one module per step: ``docs/design/ocpp.md``.
 """
 
 from __future__ import annotations

@@ -158,6 +158,12 @@ class MemoryBackend:
     def end(self, charger_id: str, session_id: str, at: datetime | None) -> None:
         self._event(feed.End(session_id, at))
 
+    def cap(self, node_id: str, import_limit_kw: float, start, end) -> None:
+        """A demand-response cap on ``node_id``'s net import [kW] from ``start`` to ``end`` (periods or date-times):
+        the plan keeps it from the next publication on, and so does every charger's fail-safe default below the node
+        (a lower limit within the window)."""
+        self._event(feed.CapEvent(node_id, import_limit_kw, start, end))
+
     def active_session(self, charger_id: str) -> str | None:
         now = self.clock()
         with self._lock:
@@ -183,6 +189,7 @@ class MemoryBackend:
                     return
                 self._follow_clock()
                 self._dirty = False
+                self.profiles_of.follow_caps(self.controller.state.caps)  # a cap set on the controller
                 started = time.perf_counter()
                 publication = self.controller.refresh()
                 self.solve_seconds.append(time.perf_counter() - started)
