@@ -195,7 +195,12 @@ def test_readme_block_runs_as_written(block: Block, tmp_path):
                     time.sleep(0.3)
                 code = 0
             else:
-                code = child.wait(timeout=BLOCK_TIMEOUT_S)
+                try:
+                    code = child.wait(timeout=BLOCK_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    pytest.fail(f"README.md:{block.line}: still running after {BLOCK_TIMEOUT_S} s (a block that "
+                                f"serves in the foreground says so: ```{block.language} serves PORT):\n"
+                                f"{log.read_text()}")
         finally:
             _stop(child)
     shown = log.read_text()

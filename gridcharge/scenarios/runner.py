@@ -35,9 +35,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import islice
 
 import numpy as np
 import pandas as pd
@@ -414,10 +414,10 @@ class TimeLeft:
     """Estimated wall time left [s] of tasks run in submission order on ``slots`` parallel workers.
 
     Each task weighs its strategy's seconds per size unit times ``evs + FIXED_UNITS``: the strategy's finished tasks
-    give its rate (``task_seconds``), else its prior (:data:`PRIOR_SECONDS_PER_UNIT`) scaled by how the measured
-    strategies compare with theirs. The time left is the weight left over the measured throughput: the weight done
-    (the tasks running now counted half done) per wall second so far, so the machine's real parallelism, load from
-    other programs and dask's overhead count. Tasks of a study
+    give its rate (``task_seconds``), starting from its prior (:data:`PRIOR_SECONDS_PER_UNIT`) scaled by how the
+    measured strategies compare with theirs. The time left is that work, plus for every task left the wall time per task the
+    slots have so far spent outside tasks' own work (dispatch, results, other programs: it dominates cheap tasks; a
+    running task counts as working since its slot was freed), shared among the slots. Tasks of a study
     differ in cost a hundredfold (``online`` against a heuristic) and the expensive ones run first, so counting tasks
     (tqdm's own estimate) would be far off.
 
@@ -434,7 +434,8 @@ class TimeLeft:
         self.started = clock()
         self.order = list(tasks)
         self.pending = set(range(len(tasks)))
-        self.next = 0  # first task in submission order that has not finished
+        # when each slot last took a task: the start, then the latest completions (a finished task frees a slot)
+        self.freed = deque([self.started] * self.slots, maxlen=self.slots)
         self.units_left: dict[str, float] = {}
         for task in tasks:
             self.units_left[task.strategy] = self.units_left.get(task.strategy, 0.0) + _units(task)
@@ -445,8 +446,7 @@ class TimeLeft:
         """Task ``position`` (in the submission order) has finished after ``seconds`` of its own work [s]."""
         task = self.order[position]
         self.pending.discard(position)
-        while self.next < len(self.order) and self.next not in self.pending:
-            self.next += 1
+        self.freed.append(self.clock())
         self.units_left[task.strategy] -= _units(task)
         self.units_done[task.strategy] += _units(task)
         self.seconds_done[task.strategy] += seconds
@@ -459,19 +459,28 @@ class TimeLeft:
         # does not multiply every strategy not yet measured
         scale = ((sum(self.seconds_done[s] for s in measured) + SETTLE_S)
                  / (sum(prior[s] * self.units_done[s] for s in measured) + SETTLE_S))
-        rate = {s: self.seconds_done[s] / self.units_done[s] if s in measured else prior[s] * scale
+        # a strategy's rate: its own tasks, with PRIOR_UNITS of its (scaled) prior so its first task (a first call)
+        # does not swing it
+        rate = {s: (self.seconds_done[s] + PRIOR_UNITS * prior[s] * scale) / (self.units_done[s] + PRIOR_UNITS)
                 for s in self.units_left}
         left = sum(rate[s] * max(units, 0.0) for s, units in self.units_left.items())
-        running = list(islice((self.order[i] for i in range(self.next, len(self.order)) if i in self.pending),
-                              self.slots))
-        done = sum(self.seconds_done.values()) + 0.5 * sum(rate[t.strategy] * _units(t) for t in running)
-        # throughput [task seconds per wall second]: measured, with SETTLE_S seconds of the ideal (every slot busy)
-        # as a prior, so the first completions (dispatch latency, little work) do not swing it
-        throughput = (done + self.slots * SETTLE_S) / (self.clock() - self.started + SETTLE_S)
-        return left / throughput
+        # wall time of the slots not spent in a task's own work: dispatch, results, other programs between tasks;
+        # per task, with OVERHEAD_PRIOR_TASKS tasks of none as a prior so the first completions do not swing it.
+        # The tasks running now have worked since their slot was freed.
+        now = self.clock()
+        running = sorted(self.freed)[self.slots - min(self.slots, len(self.pending)):]
+        work = sum(self.seconds_done.values()) + sum(now - freed for freed in running)
+        finished = len(self.order) - len(self.pending)
+        idle = max(0.0, (now - self.started) * self.slots - work)
+        per_task = idle / (finished + OVERHEAD_PRIOR_TASKS)
+        return (left + per_task * len(self.pending)) / self.slots
 
 
-#: Wall seconds of ideal throughput the time-left estimate starts from (see :class:`TimeLeft`) [s].
+#: Size units of a strategy's prior rate its measured rate starts from (see :class:`TimeLeft`) [-]: about 4 tasks.
+PRIOR_UNITS = 400
+#: Tasks without overhead the per-task overhead estimate starts from (see :class:`TimeLeft`) [-].
+OVERHEAD_PRIOR_TASKS = 50
+#: Seconds of work "as the priors say" the machine's speed estimate starts from (see :class:`TimeLeft`) [s].
 SETTLE_S = 5.0
 
 
