@@ -132,7 +132,8 @@ def _solve(args) -> int:
     options = {"allow_overload": args.allow_overload}
     if args.solver == "highs":
         options.update(method=args.method, verbose=args.verbose)
-    with timer("      solving", enabled=not getattr(args, "quiet", False)):
+    # the timer shares the terminal with nothing: not with --quiet, not with HiGHS's own log (--verbose)
+    with timer("      solving", enabled=not (getattr(args, "quiet", False) or getattr(args, "verbose", False))):
         schedule = solve(problem, solver=args.solver, time_limit_s=args.time_limit, **options)
     _say(args, f"[3/3] verified: {'ok' if schedule.verification.ok else 'overloads reported'}")
     try:
