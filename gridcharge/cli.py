@@ -11,10 +11,8 @@ import argparse
 import importlib
 import os
 import sys
-import threading
 import time
 import traceback
-from contextlib import contextmanager
 from pathlib import Path
 
 from .commands.arguments import out_directory_problem, positive
@@ -132,30 +130,9 @@ def _say(args, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-@contextmanager
-def _ticker(args, label: str, every_s: float = 5.0):
-    """Print ``label, N s`` to stderr every ``every_s`` seconds while the block runs (the solver releases the GIL)."""
-    if getattr(args, "quiet", False):
-        yield
-        return
-    stop = threading.Event()
-    started = time.perf_counter()
-
-    def tick():
-        while not stop.wait(every_s):
-            print(f"      {label}, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-
-    thread = threading.Thread(target=tick, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
 def _solve(args) -> int:
     from . import build_problem, load_instance, solve
+    from .progress import timer
     from .solvers import get_solver
 
     get_solver(args.solver)  # an unknown name fails before any work
@@ -172,7 +149,8 @@ def _solve(args) -> int:
     options = {"allow_overload": args.allow_overload}
     if args.solver == "highs":
         options.update(method=args.method, verbose=args.verbose)
-    with _ticker(args, "still solving"):
+    # the timer shares the terminal with nothing: not with --quiet, not with HiGHS's own log (--verbose)
+    with timer("      solving", enabled=not (getattr(args, "quiet", False) or getattr(args, "verbose", False))):
         schedule = solve(problem, solver=args.solver, time_limit_s=args.time_limit, **options)
     _say(args, f"[3/3] verified: {'ok' if schedule.verification.ok else 'overloads reported'}")
     try:

@@ -158,14 +158,14 @@ def test_a_fresh_run_past_the_wall_limit_is_a_timeout_row_with_its_size(tmp_path
     assert "wall limit" in row["error"]
 
 
-def test_a_long_fresh_run_says_it_is_still_running(tmp_path, monkeypatch):
+def test_a_long_fresh_run_keeps_the_progress_bar_ticking(tmp_path, monkeypatch):
     path = tmp_path / "small.json"
     path.write_text(json.dumps(generate("residential", 5, 1)))
     monkeypatch.setattr(runner, "TICK_S", 0.2)
-    said = []
-    row = runner.measure_in_fresh_process(str(path), "equal_share", None, 60.0, said.append)
+    ticks = []
+    row = runner.measure_in_fresh_process(str(path), "equal_share", None, 60.0, lambda: ticks.append(1))
     assert row["status"] == "ok" and row["mode"] == "fresh"
-    assert said and all(line.strip().startswith("still running") for line in said)  # a child takes > 0.2 s to start
+    assert ticks  # a child takes > 0.2 s to start
 
 
 def test_leaderboard_labels_objectives_in_each_instance_tariff_currency():

@@ -19,8 +19,8 @@ Timing (columns [s]): ``build_s`` — reading and validating the instance file a
 (``load_instance`` + ``build_problem``; for a plug-in, ``load_instance`` only: its own preparation is part of its
 solve); ``solve_s`` — the solver call; ``verify_s`` — the independent check; ``total_s`` — their sum. In the default
 ``fresh`` mode each (instance, solver, repeat) runs in its own Python process (no warm caches, no memory carried over)
-and ``peak_memory_mb`` is that process's maximum resident set size (interpreter and imports included); the parent
-says every 30 s that a run is still going. In ``in-process`` mode cells share one process (a full garbage collection
+and ``peak_memory_mb`` is that process's maximum resident set size (interpreter and imports included); the parent's
+progress bar (tqdm) keeps counting the seconds while a run goes on. In ``in-process`` mode cells share one process (a full garbage collection
 before each run, so that it does not pay for the previous one's garbage; imports and caches stay warm after the first
 run), and ``peak_memory_mb`` is the highest resident set size sampled every 5 ms during the cell (the process's
 baseline included).
@@ -49,6 +49,7 @@ import numpy as np
 
 from .._files import atomic_write
 from ..instance import DEFAULT_CURRENCY
+from ..progress import Bar
 
 #: Columns of ``results.csv``, in order.
 COLUMNS = ("instance", "n_sessions", "solver", "repeat", "mode", "status", "verified", "build_s", "solve_s",
@@ -231,12 +232,12 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-#: A fresh run still going reports "still running" this often [s].
-TICK_S = 30.0
+#: While a fresh run goes on, the progress bar is redrawn (its elapsed time) this often [s].
+TICK_S = 1.0
 
 
-def _run_child(command: list[str], env: dict, wall_limit_s: float | None, say) -> subprocess.CompletedProcess:
-    """Run the child, saying every :data:`TICK_S` seconds that it still runs; kill it at ``wall_limit_s``.
+def _run_child(command: list[str], env: dict, wall_limit_s: float | None, tick) -> subprocess.CompletedProcess:
+    """Run the child, calling ``tick()`` every :data:`TICK_S` seconds while it runs; kill it at ``wall_limit_s``.
 
     Raises
     ------
@@ -256,12 +257,12 @@ def _run_child(command: list[str], env: dict, wall_limit_s: float | None, say) -
                     child.kill()
                     child.communicate()
                     raise
-                if say:
-                    say(f"      still running, {elapsed:.0f} s")
+                if tick:
+                    tick()
 
 
 def measure_in_fresh_process(instance_path: str, solver: str, time_limit_s: float | None,
-                             wall_limit_s: float | None, say=None) -> dict:
+                             wall_limit_s: float | None, tick=None) -> dict:
     """:func:`measure` in a new Python process; a killed or crashed child is a row too."""
     job = json.dumps({"instance": instance_path, "solver": solver, "time_limit_s": time_limit_s})
     env = dict(os.environ)
@@ -269,7 +270,7 @@ def measure_in_fresh_process(instance_path: str, solver: str, time_limit_s: floa
     row = dict.fromkeys(COLUMNS)
     row.update(instance=Path(instance_path).stem, solver=solver, mode="fresh", verified=False)
     try:
-        done = _run_child([sys.executable, "-m", "gridcharge.bench.runner", job], env, wall_limit_s, say)
+        done = _run_child([sys.executable, "-m", "gridcharge.bench.runner", job], env, wall_limit_s, tick)
     except subprocess.TimeoutExpired:
         row.update(status="timeout", error=f"killed after the wall limit of {wall_limit_s:g} s",
                    n_sessions=_count_sessions(instance_path))
@@ -543,7 +544,8 @@ def run_bench(instances: list[str], solvers: list[str], *, repeat: int = 1, out_
     fresh : bool — a fresh Python process per cell (default) or all in this process
     time_limit_s : float, optional — solver time limit [s]; wall_limit_s : float, optional — kill a fresh cell after
         this [s]
-    progress : callable(str), optional — progress lines (the CLI prints them on stderr)
+    progress : callable(str), optional — where the first and last lines go (the CLI prints them on stderr); given,
+        a progress bar on stderr counts the runs and each run's result is a line above it
 
     Returns
     -------
@@ -563,25 +565,30 @@ def run_bench(instances: list[str], solvers: list[str], *, repeat: int = 1, out_
     header = (f"{len(instances)} instance(s), solvers {', '.join(solvers)}, {repeat} repeat(s), "
               f"{'fresh process per cell' if fresh else 'in-process timing'}. {machine_line()}")
     cell = 0
-    for path in instances:
-        for solver in solvers:
-            for r in range(repeat):
-                cell += 1
-                started = time.perf_counter()
-                say(f"[{cell}/{total}] {Path(path).stem} x {solver}" + (f" (repeat {r + 1})" if repeat > 1 else ""))
-                if fresh:
-                    row = measure_in_fresh_process(path, solver, time_limit_s, wall_limit_s, progress)
-                else:
-                    gc.collect()  # garbage of the previous run is not collected on this one's clock
-                    row = measure(path, solver, time_limit_s=time_limit_s, mode="in-process")
-                row["repeat"] = r + 1
-                rows.append(row)
-                say(f"      {row['status']}" + (f", objective {row['objective_cny']:.2f} CNY"
-                                                if row["objective_cny"] is not None else "")
-                    + f", {time.perf_counter() - started:.2f} s wall" + (f" — {row['error']}" if row["error"] else ""))
-                add_gaps(rows, known)
-                write_csv(rows, out / "results.csv")
-                atomic_write(out / "leaderboard.md", leaderboard(rows, header) + "\n")
+    with Bar(total, "      benchmark", "run", enabled=progress is not None) as bar:
+        for path in instances:
+            for solver in solvers:
+                for r in range(repeat):
+                    cell += 1
+                    started = time.perf_counter()
+                    name = f"{Path(path).stem} x {solver}" + (f" (repeat {r + 1})" if repeat > 1 else "")
+                    bar.note(name)
+                    if fresh:
+                        row = measure_in_fresh_process(path, solver, time_limit_s, wall_limit_s, bar.refresh)
+                    else:
+                        gc.collect()  # garbage of the previous run is not collected on this one's clock
+                        row = measure(path, solver, time_limit_s=time_limit_s, mode="in-process")
+                    row["repeat"] = r + 1
+                    rows.append(row)
+                    bar.write(f"[{cell}/{total}] {name}: {row['status']}"
+                              + (f", objective {row['objective_cny']:.2f} {row.get('currency') or DEFAULT_CURRENCY}" if row["objective_cny"] is not None
+                                 else "")
+                              + f", {time.perf_counter() - started:.2f} s wall"
+                              + (f" — {row['error']}" if row["error"] else ""))
+                    bar.advance(1)
+                    add_gaps(rows, known)
+                    write_csv(rows, out / "results.csv")
+                    atomic_write(out / "leaderboard.md", leaderboard(rows, header) + "\n")
     scaling_plot(rows, out / "scaling.png", plot_title)
     say(f"wrote {out / 'results.csv'}, {out / 'leaderboard.md'}, {out / 'scaling.png'}")
     return rows

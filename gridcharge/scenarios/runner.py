@@ -35,6 +35,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -118,6 +120,14 @@ def run_task(scenario: Scenario, task: Task) -> dict:
 
 
 _HIGHS_SINGLE_THREADED = False
+
+
+def warm_up() -> None:
+    """Import what a task imports lazily (the solvers, the online controller, HiGHS), so a worker's first task costs
+    what the others do (its time feeds the time-left estimate)."""
+    import highspy  # noqa: F401
+
+    from .. import online, schedule, solvers  # noqa: F401
 
 
 def _single_threaded_highs() -> None:
@@ -233,7 +243,8 @@ def run_study(scenario: Scenario, *, workers: int | None = None, scheduler: str 
         runs the tasks one after another in this process, without dask
     scheduler : str, optional — address of a running dask scheduler (``tcp://HOST:8786``); its workers need
         gridcharge installed. Overrides ``workers``.
-    progress : bool — print ``done/total tasks, elapsed, left`` to ``stream`` (default stderr) as tasks finish
+    progress : bool — a progress bar on ``stream`` (default stderr): tasks done, elapsed, and the time left estimated
+        from each task's cost class (:class:`TimeLeft`)
     """
     return run_studies([scenario], workers=workers, scheduler=scheduler, progress=progress, stream=stream)[0]
 
@@ -245,50 +256,49 @@ def run_studies(scenarios: list[Scenario], *, workers: int | None = None, schedu
     A city's transformers x EV counts x days x strategies is this call with one scenario per transformer. Options as
     in :func:`run_study`; ``wall_seconds`` of each result is the whole sweep's.
     """
+    from ..progress import Bar
+
     stream = sys.stderr if stream is None else stream
     jobs = [(i, task) for i, scenario in enumerate(scenarios) for task in plan(scenario)]
     started = time.perf_counter()
-    ticker = _Ticker(len(jobs), stream if progress else None, started)
     results: dict[tuple[int, Task], dict] = {}
     used_workers = 0
-    if scheduler is None and workers == 0:
-        for i, task in jobs:
-            results[(i, task)] = run_task(scenarios[i], task)
-            ticker.tick(task)
-    else:
-        from dask.distributed import Client, LocalCluster, as_completed
-
-        cluster = None
-        if scheduler is None:
-            import os
-
-            n = workers or os.cpu_count() or 1
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                   silence_logs=logging.ERROR)
-            client = Client(cluster)
+    with Bar(len(jobs), "      simulating", "task", enabled=progress, stream=stream) as bar:
+        if scheduler is None and workers == 0:
+            eta = TimeLeft([task for _, task in jobs], slots=1)
+            for position, (i, task) in enumerate(jobs):
+                results[(i, task)] = run_task(scenarios[i], task)
+                eta.finished(position, results[(i, task)]["row"]["task_seconds"])
+                bar.advance(1, eta.seconds())
         else:
-            client = Client(scheduler)
-        try:
-            used_workers = len(client.scheduler_info().get("workers", {}))
-            if progress:
+            from dask.distributed import as_completed
+
+            with _dask_client(workers, scheduler) as client:
+                info = client.scheduler_info()
+                used_workers = len(info.get("workers", {}))
+                slots = sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()) or 1
+                client.run(warm_up)  # imports on every worker now, so the first tasks' times are like the rest
+                eta = TimeLeft([task for _, task in jobs], slots=slots)
                 where = scheduler or f"local cluster, {used_workers} worker process(es) x 1 thread"
-                print(f"      dask: {where}; {len(jobs)} tasks", file=stream, flush=True)
-            shared = [client.scatter(scenario, broadcast=True) for scenario in scenarios]
-            futures = {client.submit(run_task, shared[i], task, key=f"gridcharge-scenario-{i}-{task.key}",
-                                     pure=False): (i, task) for i, task in jobs}
-            for future in as_completed(futures):
-                job = futures[future]
+                bar.write(f"      dask: {where}; {len(jobs)} tasks")
+                bar.advance(0, eta.seconds())
+                shared = [client.scatter(scenario, broadcast=True) for scenario in scenarios]
+                futures = {client.submit(run_task, shared[i], task, key=f"gridcharge-scenario-{i}-{task.key}",
+                                         pure=False): position for position, (i, task) in enumerate(jobs)}
                 try:
-                    results[job] = future.result()
-                except Exception as exc:  # stop the sweep: cancel what is left, name the task that failed
-                    client.cancel(list(futures))
-                    raise RuntimeError(f"scenario {scenarios[job[0]].name!r} task {job[1].key} failed: "
-                                       f"{type(exc).__name__}: {exc}") from exc
-                ticker.tick(job[1])
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+                    for future in as_completed(futures):
+                        position = futures[future]
+                        job = jobs[position]
+                        try:
+                            results[job] = future.result()
+                        except Exception as exc:  # stop the sweep, name the task that failed
+                            raise RuntimeError(f"scenario {scenarios[job[0]].name!r} task {job[1].key} failed: "
+                                               f"{type(exc).__name__}: {exc}") from exc
+                        eta.finished(position, results[job]["row"]["task_seconds"])
+                        bar.advance(1, eta.seconds())
+                except BaseException:  # a failed task or Ctrl-C: cancel what is left while the client is connected
+                    client.cancel(list(futures), force=True)
+                    raise
     wall = time.perf_counter() - started
     out = []
     for i, scenario in enumerate(scenarios):
@@ -298,6 +308,83 @@ def run_studies(scenarios: list[Scenario], *, workers: int | None = None, schedu
         out.append(StudyResult(rows=rows, series=series, scenario=scenario, wall_seconds=wall,
                                workers=used_workers, tasks=len(tasks)))
     return out
+
+
+@contextmanager
+def _dask_client(workers: int | None, scheduler: str | None):
+    """A client of the running cluster at ``scheduler``, or of a local cluster of ``workers`` processes (default: the
+    CPU count) with one thread each; closed in order on any exit.
+
+    The local workers start with SIGINT ignored (they inherit it): Ctrl-C reaches this process alone, which cancels
+    the tasks and closes the cluster, instead of every worker dying mid-task with a traceback. Closing, dask's own
+    shutdown races (a worker's heartbeat to a scheduler that has just closed, messages for cancelled tasks to a
+    client that has left) log harmless errors with tracebacks; dask's loggers are quiet for the close only, in this
+    process and in the workers. A task's own failure is not a log line: it comes back through its future.
+    """
+    from dask.distributed import Client, LocalCluster
+
+    cluster = None
+    if scheduler is None:
+        import os
+
+        n = workers or os.cpu_count() or 1
+        with _sigint_ignored():
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                   silence_logs=logging.ERROR)
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        yield client
+    finally:
+        with _quiet_dask_logs():
+            if cluster is not None:
+                try:
+                    client.run(_quiet_dask_logs_for_good)
+                except Exception:  # noqa: BLE001 - a worker already gone needs no quieting
+                    pass
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+@contextmanager
+def _sigint_ignored():
+    """SIGINT ignored while the block starts processes (which inherit it); restored after. A no-op off the main
+    thread (signal handlers can only be set there)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+_DASK_LOGGERS = ("distributed", "tornado", "asyncio")
+
+
+@contextmanager
+def _quiet_dask_logs():
+    loggers = [logging.getLogger(name) for name in _DASK_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _quiet_dask_logs_for_good() -> None:
+    """Run on each worker just before the cluster closes it."""
+    for name in _DASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 def _series_frame(scenario: Scenario, items) -> pd.DataFrame:
@@ -318,23 +405,89 @@ def _series_frame(scenario: Scenario, items) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-class _Ticker:
-    """Progress on stderr: at most one line every ``every_s`` seconds, and the last one."""
+#: Seconds per size unit of a task (one EV + :data:`FIXED_UNITS`) by strategy before any task of that strategy has
+#: finished: measured on the shipped residential study (2 cores, dask). Once tasks finish, the run's own figures
+#: replace them (a strategy not measured yet keeps its prior, rescaled by how fast this machine ran the measured ones).
+#: ``online`` re-solves through the day, ``optimal`` is one LP, the rest are numpy passes.
+PRIOR_SECONDS_PER_UNIT = {"uncontrolled": 1.3e-4, "equal_share": 1.4e-4, "edf": 1.5e-4, "llf": 1.5e-4,
+                          "greedy_cost": 1.6e-4, "optimal": 3.0e-4, "online": 1.0e-2}
+#: The part of a task's cost that does not grow with its EV count (base load, thermal model), in EVs [-].
+FIXED_UNITS = 50
 
-    def __init__(self, total: int, stream, started: float, every_s: float = 2.0):
-        self.total, self.stream, self.started, self.every_s = total, stream, started, every_s
-        self.done = 0
-        self.last = -1e9
 
-    def tick(self, task: Task) -> None:
-        self.done += 1
-        if self.stream is None:
-            return
-        now = time.perf_counter()
-        if now - self.last < self.every_s and self.done < self.total:
-            return
-        self.last = now
-        elapsed = now - self.started
-        left = elapsed / self.done * (self.total - self.done)
-        print(f"      {self.done}/{self.total} tasks, {elapsed:.0f} s elapsed, ~{left:.0f} s left "
-              f"(last: {task.key})", file=self.stream, flush=True)
+class TimeLeft:
+    """Estimated wall time left [s] of tasks run in submission order on ``slots`` parallel workers.
+
+    Each task weighs its strategy's seconds per size unit times ``evs + FIXED_UNITS``: the strategy's finished tasks
+    give its rate (``task_seconds``), starting from its prior (:data:`PRIOR_SECONDS_PER_UNIT`) scaled by how the
+    measured strategies compare with theirs. The time left is that work, plus for every task left the wall time per task the
+    slots have so far spent outside tasks' own work (dispatch, results, other programs: it dominates cheap tasks; a
+    running task counts as working since its slot was freed), shared among the slots. Tasks of a study
+    differ in cost a hundredfold (``online`` against a heuristic) and the expensive ones run first, so counting tasks
+    (tqdm's own estimate) would be far off.
+
+    Parameters
+    ----------
+    tasks : list of Task — in the order they were submitted
+    slots : int — tasks that run at once (worker threads) [-]
+    clock : callable → seconds, optional — default :func:`time.perf_counter`; the wall time counts from here
+    """
+
+    def __init__(self, tasks: list[Task], slots: int, clock=time.perf_counter):
+        self.slots = max(1, slots)
+        self.clock = clock
+        self.started = clock()
+        self.order = list(tasks)
+        self.pending = set(range(len(tasks)))
+        # when each slot last took a task: the start, then the latest completions (a finished task frees a slot)
+        self.freed = deque([self.started] * self.slots, maxlen=self.slots)
+        self.units_left: dict[str, float] = {}
+        for task in tasks:
+            self.units_left[task.strategy] = self.units_left.get(task.strategy, 0.0) + _units(task)
+        self.units_done: dict[str, float] = dict.fromkeys(self.units_left, 0.0)
+        self.seconds_done: dict[str, float] = dict.fromkeys(self.units_left, 0.0)
+
+    def finished(self, position: int, seconds: float) -> None:
+        """Task ``position`` (in the submission order) has finished after ``seconds`` of its own work [s]."""
+        task = self.order[position]
+        self.pending.discard(position)
+        self.freed.append(self.clock())
+        self.units_left[task.strategy] -= _units(task)
+        self.units_done[task.strategy] += _units(task)
+        self.seconds_done[task.strategy] += seconds
+
+    def seconds(self) -> float:
+        """Estimated wall time until every task has finished [s]."""
+        prior = {s: PRIOR_SECONDS_PER_UNIT.get(s, max(PRIOR_SECONDS_PER_UNIT.values())) for s in self.units_left}
+        measured = [s for s, units in self.units_done.items() if units > 0]
+        # this machine against the priors, with SETTLE_S seconds of "as the priors say" so one slow first task
+        # does not multiply every strategy not yet measured
+        scale = ((sum(self.seconds_done[s] for s in measured) + SETTLE_S)
+                 / (sum(prior[s] * self.units_done[s] for s in measured) + SETTLE_S))
+        # a strategy's rate: its own tasks, with PRIOR_UNITS of its (scaled) prior so its first task (a first call)
+        # does not swing it
+        rate = {s: (self.seconds_done[s] + PRIOR_UNITS * prior[s] * scale) / (self.units_done[s] + PRIOR_UNITS)
+                for s in self.units_left}
+        left = sum(rate[s] * max(units, 0.0) for s, units in self.units_left.items())
+        # wall time of the slots not spent in a task's own work: dispatch, results, other programs between tasks;
+        # per task, with OVERHEAD_PRIOR_TASKS tasks of none as a prior so the first completions do not swing it.
+        # The tasks running now have worked since their slot was freed.
+        now = self.clock()
+        running = sorted(self.freed)[self.slots - min(self.slots, len(self.pending)):]
+        work = sum(self.seconds_done.values()) + sum(now - freed for freed in running)
+        finished = len(self.order) - len(self.pending)
+        idle = max(0.0, (now - self.started) * self.slots - work)
+        per_task = idle / (finished + OVERHEAD_PRIOR_TASKS)
+        return (left + per_task * len(self.pending)) / self.slots
+
+
+#: Size units of a strategy's prior rate its measured rate starts from (see :class:`TimeLeft`) [-]: about 4 tasks.
+PRIOR_UNITS = 400
+#: Tasks without overhead the per-task overhead estimate starts from (see :class:`TimeLeft`) [-].
+OVERHEAD_PRIOR_TASKS = 50
+#: Seconds of work "as the priors say" the machine's speed estimate starts from (see :class:`TimeLeft`) [s].
+SETTLE_S = 5.0
+
+
+def _units(task: Task) -> float:
+    return task.evs + FIXED_UNITS
