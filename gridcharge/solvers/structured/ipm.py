@@ -1,0 +1,162 @@
+"""Mehrotra predictor-corrector primal-dual interior point for ``min c^T x`` s.t. ``A x - s = 0``, every column ``x``
+and every row activity ``s`` in a finite box (equality rows: a fixed ``s``), with the normal equations of
+:mod:`.normal`. See docs/design/structured.md.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .certificate import lower_bound
+from .layout import Layout
+from .normal import NormalEquations, NumericalTrouble
+
+#: Stop when the interior point's own gap estimate (primal objective vs the box-Lagrangian bound) is below this [-];
+#: the returned schedule is accepted at :data:`gridcharge.solvers.structured.GAP_TOLERANCE` (100 x looser).
+INNER_GAP = 1e-9
+#: ... and the row residual ``|A x - s|`` is below this relative to ``1 + |x|`` [-].
+PRIMAL_TOLERANCE = 1e-9
+#: Share of the step to the boundary that is taken [-].
+STEP_SHARE = 0.995
+#: Primal / dual regularisation [-].
+PRIMAL_REG = 1e-12
+DUAL_REG = 1e-10
+
+
+@dataclass
+class IpmResult:
+    """Outcome of :func:`interior_point`: ``x`` and row duals ``y`` (LP orders), or why it stopped without them."""
+
+    status: str  # "optimal", "iteration_limit", "numerical_trouble"
+    x: np.ndarray
+    y: np.ndarray
+    iterations: int
+    lower_bound: float  # box-Lagrangian bound of the last y, without the LP offset [CNY]
+    primal_objective: float  # c^T x without offset [CNY]
+    seconds: dict = field(default_factory=dict)  # per part of an iteration, summed [s]
+    message: str = ""
+
+
+def _implied_activity(layout: Layout):
+    a = layout.a_csr
+    pos, neg = a.copy(), a.copy()
+    pos.data = np.maximum(pos.data, 0.0)
+    neg.data = np.minimum(neg.data, 0.0)
+    lo, hi = layout.col_lower, layout.col_upper
+    return pos @ lo + neg @ hi, pos @ hi + neg @ lo
+
+
+def _max_step(w, dw):
+    """Largest alpha in (0, 1] with w + alpha dw >= 0 (w > 0)."""
+    neg = dw < 0
+    if not neg.any():
+        return 1.0
+    return float(min(1.0, np.min(-w[neg] / dw[neg])))
+
+
+def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max_iterations: int = 100,
+                   deadline: float | None = None, log=None) -> IpmResult:
+    """Solve the LP of ``layout`` with objective ``cost`` (per column) plus the constant ``offset`` [CNY], which only
+    sets the scale of the relative gap."""
+    n = layout.n_col
+    m = len(layout.row_lower)
+    act_lo, act_hi = _implied_activity(layout)
+    margin = np.maximum(1.0, 0.1 * (act_hi - act_lo))
+    s_lo = np.maximum(layout.row_lower, act_lo - margin)
+    s_hi = np.minimum(layout.row_upper, act_hi + margin)
+    lower = np.r_[layout.col_lower, s_lo]
+    upper = np.r_[layout.col_upper, s_hi]
+    if np.any(lower > upper):
+        return IpmResult("infeasible_row", np.zeros(n), np.zeros(m), 0, -math.inf, math.nan,
+                         message="a row's bounds cannot be met by any column in its box")
+    free = upper > lower
+    c = np.r_[cost, np.zeros(m)]
+    a, at = layout.a_csr, layout.a_csc.T.tocsr()
+
+    def apply_a(v):  # A_full v = A x - s
+        return a @ v[:n] - v[n:]
+
+    def apply_at(y):  # A_full^T y
+        return np.r_[at @ y, -y]
+
+    width = np.where(free, upper - lower, 0.0)
+    v = np.where(free, lower + 0.5 * width, lower)
+    zl = np.where(free, np.maximum(c, 0.0) + 1.0, 0.0)
+    zu = np.where(free, np.maximum(-c, 0.0) + 1.0, 0.0)
+    y = np.zeros(m)
+    n_free = int(free.sum())
+    normal = NormalEquations(layout, DUAL_REG)
+    seconds = {"iterate": 0.0}
+    lb, pobj = -math.inf, math.nan
+    status, message = "iteration_limit", ""
+    it = 0
+    for it in range(1, max_iterations + 1):
+        started = time.perf_counter()
+        if deadline is not None and started > deadline:
+            status, message = "time_limit", "the wall-clock limit was reached"
+            break
+        wl = np.where(free, v - lower, 1.0)
+        wu = np.where(free, upper - v, 1.0)
+        rp = -apply_a(v)
+        rd = np.where(free, c - apply_at(y) - zl + zu, 0.0)
+        mu = float((wl @ zl + wu @ zu) / (2 * max(n_free, 1)))
+        primal_bad = np.abs(rp).max(initial=0.0) / (1.0 + np.abs(v[:n]).max(initial=0.0))
+        pobj = float(cost @ v[:n])
+        if primal_bad < PRIMAL_TOLERANCE:
+            lb = lower_bound(layout, cost, y)
+            gap = (pobj - lb) / max(1.0, abs(pobj + offset))
+            if log:
+                log(f"it {it}: gap {gap:.2e}")
+            if gap <= INNER_GAP:
+                status = "optimal"
+                it -= 1
+                break
+        if log:
+            log(f"it {it}: mu {mu:.3e} primal {primal_bad:.2e} dual {np.abs(rd).max(initial=0.0):.2e} obj {pobj:.9g}")
+        d = np.where(free, zl / wl + zu / wu + PRIMAL_REG, 0.0)
+        theta = np.where(free, 1.0 / np.where(free, d, 1.0), 0.0)
+        seconds["iterate"] += time.perf_counter() - started
+        try:
+            normal.factor(theta[:n], theta[n:])
+        except NumericalTrouble as exc:
+            status, message = "numerical_trouble", str(exc)
+            break
+        started = time.perf_counter()
+
+        def direction(r_l, r_u):
+            g = rd - r_l / wl + r_u / wu
+            rhs = rp + apply_a(theta * g)
+            dy = normal.solve(rhs)
+            dv = theta * (apply_at(dy) - g)
+            dzl = np.where(free, (r_l - zl * dv) / wl, 0.0)
+            dzu = np.where(free, (r_u + zu * dv) / wu, 0.0)
+            return dv, dy, dzl, dzu
+
+        # predictor
+        dv, dy, dzl, dzu = direction(-wl * zl, -wu * zu)
+        ap = min(_max_step(wl, dv), _max_step(wu, -dv))
+        ad = min(_max_step(zl, dzl), _max_step(zu, dzu))
+        mu_aff = float(((wl + ap * dv) @ (zl + ad * dzl) + (wu - ap * dv) @ (zu + ad * dzu)) / (2 * max(n_free, 1)))
+        sigma = (mu_aff / mu) ** 3 if mu > 0 else 0.0
+        # corrector
+        target = np.where(free, sigma * mu, 0.0)
+        dv, dy, dzl, dzu = direction(target - wl * zl - dv * dzl, target - wu * zu + dv * dzu)
+        ap = STEP_SHARE * min(_max_step(wl, dv), _max_step(wu, -dv))
+        ad = STEP_SHARE * min(_max_step(zl, dzl), _max_step(zu, dzu))
+        v = v + ap * dv
+        v = np.where(free, np.clip(v, lower, upper), lower)
+        y = y + ad * dy
+        zl = zl + ad * dzl
+        zu = zu + ad * dzu
+        if not (np.isfinite(v).all() and np.isfinite(y).all()):
+            status, message = "numerical_trouble", "the iterates left the finite numbers"
+            break
+        seconds["iterate"] += time.perf_counter() - started
+    else:
+        it = max_iterations
+    seconds.update(normal.seconds)
+    return IpmResult(status, v[:n].copy(), y, it, lb, pobj, seconds, message)
