@@ -250,8 +250,9 @@ def derive_layout(lp: LinearProgram) -> Layout:
     cell = k_car * len(types) + k_type
     order = np.lexsort((gamma, cell))
     cell_s, gamma_s = cell[order], gamma[order]
-    starts = np.r_[True, cell_s[1:] != cell_s[:-1]]
-    stops = np.r_[cell_s[1:] != cell_s[:-1], True]
+    change = cell_s[1:] != cell_s[:-1]
+    starts = np.r_[np.ones(min(1, len(cell_s)), dtype=bool), change]
+    stops = np.r_[change, np.ones(min(1, len(cell_s)), dtype=bool)]
     if np.any(np.abs(gamma_s[stops] - gamma_s[starts]) > 1e-12 * np.maximum(1.0, np.abs(gamma_s[starts]))):
         raise LayoutError("a session's columns meet one coupling row type with different coefficients")
     u_cell, u_gamma = cell_s[starts], gamma_s[starts]

@@ -64,14 +64,16 @@ class NormalEquations:
         dense = time.perf_counter()
         self.seconds["schur"] += dense - mid
         scale = max(1.0, float(np.abs(np.diag(s)).max(initial=1.0)))
-        for attempt in range(6):
+        for attempt in range(6 if m_c else 0):
             try:
                 self.chol = la.cho_factor(s, lower=True, check_finite=False)
                 break
             except la.LinAlgError:
                 s[np.diag_indices(m_c)] += scale * 1e-14 * 100.0 ** attempt
         else:
-            raise NumericalTrouble("the Schur complement on the coupling rows is not positive definite")
+            if m_c:
+                raise NumericalTrouble("the Schur complement on the coupling rows is not positive definite")
+            self.chol = None
         self.seconds["dense"] += time.perf_counter() - dense
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
