@@ -25,6 +25,8 @@ STEP_SHARE = 0.995
 #: Primal / dual regularisation [-].
 PRIMAL_REG = 1e-12
 DUAL_REG = 1e-10
+#: Distance to a bound below which an iterate counts as on it (rounding can put it there) [column unit].
+MIN_DISTANCE = 1e-30
 
 
 @dataclass
@@ -99,8 +101,8 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
         if deadline is not None and started > deadline:
             status, message = "time_limit", "the wall-clock limit was reached"
             break
-        wl = np.where(free, v - lower, 1.0)
-        wu = np.where(free, upper - v, 1.0)
+        wl = np.where(free, np.maximum(v - lower, MIN_DISTANCE), 1.0)
+        wu = np.where(free, np.maximum(upper - v, MIN_DISTANCE), 1.0)
         rp = -apply_a(v)
         rd = np.where(free, c - apply_at(y) - zl + zu, 0.0)
         mu = float((wl @ zl + wu @ zu) / (2 * max(n_free, 1)))
