@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import kernels
 from .certificate import lower_bound
 from .layout import Layout
 from .normal import NormalEquations, NumericalTrouble
@@ -52,14 +53,6 @@ def _implied_activity(layout: Layout):
     return pos @ lo + neg @ hi, pos @ hi + neg @ lo
 
 
-def _max_step(w, dw):
-    """Largest alpha in (0, 1] with w + alpha dw >= 0 (w > 0)."""
-    neg = dw < 0
-    if not neg.any():
-        return 1.0
-    return float(min(1.0, np.min(-w[neg] / dw[neg])))
-
-
 def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max_iterations: int = 100,
                    deadline: float | None = None, log=None) -> IpmResult:
     """Solve the LP of ``layout`` with objective ``cost`` (per column) plus the constant ``offset`` [CNY], which only
@@ -90,22 +83,25 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
     zl = np.where(free, np.maximum(c, 0.0) + 1.0, 0.0)
     zu = np.where(free, np.maximum(-c, 0.0) + 1.0, 0.0)
     y = np.zeros(m)
-    n_free = int(free.sum())
+    n_free = max(int(free.sum()), 1)
     normal = NormalEquations(layout, DUAL_REG)
     seconds = {"iterate": 0.0}
     lb, pobj = -math.inf, math.nan
     status, message = "iteration_limit", ""
+    size = n + m
+    wl, wu, rd, theta, g = (np.empty(size) for _ in range(5))
+    dv, dzl, dzu, dva, dzla, dzua = (np.zeros(size) for _ in range(6))
+    target = np.zeros(size)
     it = 0
     for it in range(1, max_iterations + 1):
         started = time.perf_counter()
         if deadline is not None and started > deadline:
             status, message = "time_limit", "the wall-clock limit was reached"
             break
-        wl = np.where(free, np.maximum(v - lower, MIN_DISTANCE), 1.0)
-        wu = np.where(free, np.maximum(upper - v, MIN_DISTANCE), 1.0)
+        comp, dual_bad = kernels.prepare(v, lower, upper, free, zl, zu, c, apply_at(y), MIN_DISTANCE, PRIMAL_REG,
+                                         wl, wu, rd, theta)
         rp = -apply_a(v)
-        rd = np.where(free, c - apply_at(y) - zl + zu, 0.0)
-        mu = float((wl @ zl + wu @ zu) / (2 * max(n_free, 1)))
+        mu = comp / (2 * n_free)
         primal_bad = np.abs(rp).max(initial=0.0) / (1.0 + np.abs(v[:n]).max(initial=0.0))
         pobj = float(cost @ v[:n])
         if primal_bad < PRIMAL_TOLERANCE:
@@ -118,9 +114,7 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
                 it -= 1
                 break
         if log:
-            log(f"it {it}: mu {mu:.3e} primal {primal_bad:.2e} dual {np.abs(rd).max(initial=0.0):.2e} obj {pobj:.9g}")
-        d = np.where(free, zl / wl + zu / wu + PRIMAL_REG, 0.0)
-        theta = np.where(free, 1.0 / np.where(free, d, 1.0), 0.0)
+            log(f"it {it}: mu {mu:.3e} primal {primal_bad:.2e} dual {dual_bad:.2e} obj {pobj:.9g}")
         seconds["iterate"] += time.perf_counter() - started
         try:
             normal.factor(theta[:n], theta[n:])
@@ -129,31 +123,23 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
             break
         started = time.perf_counter()
 
-        def direction(r_l, r_u):
-            g = rd - r_l / wl + r_u / wu
-            rhs = rp + apply_a(theta * g)
-            dy = normal.solve(rhs)
-            dv = theta * (apply_at(dy) - g)
-            dzl = np.where(free, (r_l - zl * dv) / wl, 0.0)
-            dzu = np.where(free, (r_u + zu * dv) / wu, 0.0)
-            return dv, dy, dzl, dzu
+        def direction(corrector, out_v, out_zl, out_zu):
+            kernels.right_side(rd, wl, wu, zl, zu, target, dva, dzla, dzua, corrector, g)
+            dy = normal.solve(rp + apply_a(theta * g))
+            ap, ad = kernels.direction_tail(theta, apply_at(dy), g, wl, wu, zl, zu, free, target, dva, dzla, dzua,
+                                            corrector, out_v, out_zl, out_zu)
+            return dy, ap, ad
 
-        # predictor
-        dv, dy, dzl, dzu = direction(-wl * zl, -wu * zu)
-        ap = min(_max_step(wl, dv), _max_step(wu, -dv))
-        ad = min(_max_step(zl, dzl), _max_step(zu, dzu))
-        mu_aff = float(((wl + ap * dv) @ (zl + ad * dzl) + (wu - ap * dv) @ (zu + ad * dzu)) / (2 * max(n_free, 1)))
+        # predictor (affine scaling), then Mehrotra's corrector towards sigma mu
+        target[:] = 0.0
+        _, ap, ad = direction(False, dva, dzla, dzua)
+        mu_aff = kernels.complementarity_after(wl, wu, zl, zu, dva, dzla, dzua, ap, ad) / (2 * n_free)
         sigma = (mu_aff / mu) ** 3 if mu > 0 else 0.0
-        # corrector
-        target = np.where(free, sigma * mu, 0.0)
-        dv, dy, dzl, dzu = direction(target - wl * zl - dv * dzl, target - wu * zu + dv * dzu)
-        ap = STEP_SHARE * min(_max_step(wl, dv), _max_step(wu, -dv))
-        ad = STEP_SHARE * min(_max_step(zl, dzl), _max_step(zu, dzu))
-        v = v + ap * dv
-        v = np.where(free, np.clip(v, lower, upper), lower)
-        y = y + ad * dy
-        zl = zl + ad * dzl
-        zu = zu + ad * dzu
+        target[free] = sigma * mu
+        dy, ap, ad = direction(True, dv, dzl, dzu)
+        ap, ad = STEP_SHARE * ap, STEP_SHARE * ad
+        kernels.take_step(v, zl, zu, lower, upper, free, dv, dzl, dzu, ap, ad)
+        y += ad * dy
         if not (np.isfinite(v).all() and np.isfinite(y).all()):
             status, message = "numerical_trouble", "the iterates left the finite numbers"
             break

@@ -68,33 +68,43 @@ def schur_by_group(ld, lo, car_start, he_start, he_pos, he_period, hval, car_gro
     for k in prange(n_chunks):
         inv = np.empty((max_len, max_len))
         z = np.empty(max_len)
+        rl = np.empty(max_len)
         for c in range(k * per, min(n_cars, (k + 1) * per)):
             a, b = car_start[c], car_start[c + 1]
             e0, e1 = he_start[c], he_start[c + 1]
             if e1 == e0:
                 continue
             L = b - a
-            for j in range(L):  # column j of M_c^{-1}
-                for i in range(j):
-                    z[i] = 0.0
-                z[j] = 1.0 / ld[a + j]
+            for i in range(L):
+                rl[i] = 1.0 / ld[a + i]
+            for j in range(L):  # column j of M_c^{-1}: forward from j, then backward; rows <= j kept
+                z[j] = rl[j]
                 for i in range(j + 1, L):
-                    z[i] = -lo[a + i] * z[i - 1] / ld[a + i]
-                inv[L - 1, j] = z[L - 1] / ld[a + L - 1]
+                    z[i] = -lo[a + i] * z[i - 1] * rl[i]
+                x = z[L - 1] * rl[L - 1]
+                if L - 1 <= j:
+                    inv[L - 1, j] = x
                 for i in range(L - 2, -1, -1):
-                    inv[i, j] = (z[i] - lo[a + i + 1] * inv[i + 1, j]) / ld[a + i]
-            g = car_group[c]
-            w = acc[k, g]
+                    x = ((z[i] if i >= j else 0.0) - lo[a + i + 1] * x) * rl[i]
+                    if i <= j:
+                        inv[i, j] = x
+            w = acc[k, car_group[c]]
             for e in range(e0, e1):
                 pe, te, he = he_pos[e] - a, he_period[e], hval[e]
                 w[te, te] += he * he * inv[pe, pe]
-                for f in range(e + 1, e1):
-                    v = he * hval[f] * inv[pe, he_pos[f] - a]
+                for f in range(e + 1, e1):  # upper triangle in position order; symmetrised below
+                    pf = he_pos[f] - a
+                    v = he * hval[f] * (inv[pe, pf] if pe <= pf else inv[pf, pe])
                     w[te, he_period[f]] += v
-                    w[he_period[f], te] += v
     out = np.zeros((n_groups, n_periods, n_periods))
     for k in range(n_chunks):
         out += acc[k]
+    for g in range(n_groups):  # entries were added at (te, tf) for e < f: fold into a symmetric matrix
+        for t1 in range(n_periods):
+            for t2 in range(t1 + 1, n_periods):
+                v = out[g, t1, t2] + out[g, t2, t1]
+                out[g, t1, t2] = v
+                out[g, t2, t1] = v
     return out
 
 
@@ -123,3 +133,88 @@ def expand_groups(w, d, group_type_start, group_type, group_gamma, row_of, s):
 def threads() -> int:
     """Threads numba runs ``prange`` loops on."""
     return numba.get_num_threads()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# fused element-wise steps of one interior-point iteration (one pass each over columns and row activities)
+
+
+@njit(cache=True)
+def prepare(v, lower, upper, free, zl, zu, c, aty, min_distance, reg, wl, wu, rd, theta):
+    """Distances to the bounds, dual residual ``c - A^T y - zl + zu``, ``theta = 1 / (zl/wl + zu/wu + reg)``;
+    returns the complementarity sum and the largest |dual residual|."""
+    comp = 0.0
+    worst = 0.0
+    for j in range(len(v)):
+        if free[j]:
+            a = max(v[j] - lower[j], min_distance)
+            b = max(upper[j] - v[j], min_distance)
+            wl[j], wu[j] = a, b
+            r = c[j] - aty[j] - zl[j] + zu[j]
+            rd[j] = r
+            worst = max(worst, abs(r))
+            theta[j] = 1.0 / (zl[j] / a + zu[j] / b + reg)
+            comp += a * zl[j] + b * zu[j]
+        else:
+            wl[j], wu[j], rd[j], theta[j] = 1.0, 1.0, 0.0, 0.0
+    return comp, worst
+
+
+@njit(cache=True)
+def right_side(rd, wl, wu, zl, zu, target, dva, dzla, dzua, corrector, g):
+    """``g = rd - r_l / wl + r_u / wu`` with ``r_l = target - wl zl [- dva dzla]``, ``r_u = target - wu zu
+    [+ dva dzua]`` (the bracketed terms in the corrector)."""
+    for j in range(len(g)):
+        r_l = target[j] - wl[j] * zl[j]
+        r_u = target[j] - wu[j] * zu[j]
+        if corrector:
+            r_l -= dva[j] * dzla[j]
+            r_u += dva[j] * dzua[j]
+        g[j] = rd[j] - r_l / wl[j] + r_u / wu[j]
+
+
+@njit(cache=True)
+def direction_tail(theta, atdy, g, wl, wu, zl, zu, free, target, dva, dzla, dzua, corrector, dv, dzl, dzu):
+    """``dv = theta (A^T dy - g)`` and the bound duals' steps; returns the largest primal and dual steps <= 1."""
+    ap, ad = 1.0, 1.0
+    for j in range(len(dv)):
+        if not free[j]:
+            dv[j], dzl[j], dzu[j] = 0.0, 0.0, 0.0
+            continue
+        d = theta[j] * (atdy[j] - g[j])
+        r_l = target[j] - wl[j] * zl[j]
+        r_u = target[j] - wu[j] * zu[j]
+        if corrector:
+            r_l -= dva[j] * dzla[j]
+            r_u += dva[j] * dzua[j]
+        a = (r_l - zl[j] * d) / wl[j]
+        b = (r_u + zu[j] * d) / wu[j]
+        dv[j], dzl[j], dzu[j] = d, a, b
+        if d < 0.0:
+            ap = min(ap, -wl[j] / d)
+        elif d > 0.0:
+            ap = min(ap, wu[j] / d)
+        if a < 0.0:
+            ad = min(ad, -zl[j] / a)
+        if b < 0.0:
+            ad = min(ad, -zu[j] / b)
+    return ap, ad
+
+
+@njit(cache=True)
+def complementarity_after(wl, wu, zl, zu, dv, dzl, dzu, ap, ad):
+    """Complementarity sum after steps ``ap`` (primal) and ``ad`` (dual)."""
+    total = 0.0
+    for j in range(len(wl)):
+        total += (wl[j] + ap * dv[j]) * (zl[j] + ad * dzl[j]) + (wu[j] - ap * dv[j]) * (zu[j] + ad * dzu[j])
+    return total
+
+
+@njit(cache=True)
+def take_step(v, zl, zu, lower, upper, free, dv, dzl, dzu, ap, ad):
+    """Move to the new iterate, keeping ``v`` within its box."""
+    for j in range(len(v)):
+        if free[j]:
+            v[j] = min(max(v[j] + ap * dv[j], lower[j]), upper[j])
+            zl[j] += ad * dzl[j]
+            zu[j] += ad * dzu[j]
