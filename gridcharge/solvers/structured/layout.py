@@ -138,6 +138,7 @@ def derive_layout(lp: LinearProgram) -> Layout:
     lower, upper = lp.col_lower.copy(), lp.col_upper.copy()
     boxed = box_free_columns(lp, lower, upper)
     a_csc = sp.csc_matrix((lp.a_value, lp.a_index, lp.a_start), shape=(m, n))
+    a_csc.sort_indices()  # column-major, rows ascending: the entry order below relies on it
     a_csr = a_csc.tocsr()
 
     # car of every column, from the LP's pair maps
@@ -213,8 +214,8 @@ def derive_layout(lp: LinearProgram) -> Layout:
     if per_col.max(initial=0) > 2:
         raise LayoutError("a column sits in more than two local rows")
     two = np.flatnonzero(per_col == 2)
-    order = np.lexsort((le_pos, le_col))
-    sc, sp_, sv = le_col[order], le_pos[order], le_val[order]
+    # entries are column-major with rows ascending, and within a car local positions follow the LP row order
+    sc, sp_, sv = le_col, le_pos, le_val
     first = np.searchsorted(sc, two)
     if np.any(sp_[first + 1] != sp_[first] + 1) or np.any(car_of_row[local_rows[sp_[first]]] !=
                                                            car_of_row[local_rows[sp_[first + 1]]]):
@@ -234,7 +235,7 @@ def derive_layout(lp: LinearProgram) -> Layout:
 
     in_car = ccar[c_col] >= 0
     g_col, g_row, g_val = c_col[~in_car], c_row[~in_car], c_val[~in_car]
-    global_cols = np.unique(g_col)
+    global_cols = np.flatnonzero(np.bincount(g_col, minlength=n))
     if len(global_cols) > MAX_GLOBAL_COLUMNS:
         raise LayoutError(f"{len(global_cols)} coupling columns outside every session")
     global_block = np.zeros((len(coupling_rows), len(global_cols)))
@@ -247,15 +248,15 @@ def derive_layout(lp: LinearProgram) -> Layout:
         raise LayoutError("an energy column meets a coupling row")
     k_car, k_type = ccar[k_col], type_id[c_pos[k_row]]
     gamma = k_val / sigma[k_col]
+    if n_cars * len(types) > MAX_GROUP_CELLS:
+        raise LayoutError(f"{n_cars} sessions x {len(types)} coupling row types is too wide for the pattern table")
     cell = k_car * len(types) + k_type
-    order = np.lexsort((gamma, cell))
-    cell_s, gamma_s = cell[order], gamma[order]
-    change = cell_s[1:] != cell_s[:-1]
-    starts = np.r_[np.ones(min(1, len(cell_s)), dtype=bool), change]
-    stops = np.r_[change, np.ones(min(1, len(cell_s)), dtype=bool)]
-    if np.any(np.abs(gamma_s[stops] - gamma_s[starts]) > 1e-12 * np.maximum(1.0, np.abs(gamma_s[starts]))):
+    reference = np.zeros(n_cars * len(types))
+    reference[cell] = gamma  # any one entry's coefficient per (car, row type); all must agree with it
+    if np.any(np.abs(gamma - reference[cell]) > 1e-12 * np.maximum(1.0, np.abs(gamma))):
         raise LayoutError("a session's columns meet one coupling row type with different coefficients")
-    u_cell, u_gamma = cell_s[starts], gamma_s[starts]
+    u_cell = np.flatnonzero(np.bincount(cell, minlength=n_cars * len(types)))
+    u_gamma = reference[u_cell]
     u_car, u_type = u_cell // len(types), u_cell % len(types)
     # group signature: the car's (type, gamma) list, padded
     per_car = np.bincount(u_car, minlength=n_cars)
@@ -286,7 +287,7 @@ def derive_layout(lp: LinearProgram) -> Layout:
         raise LayoutError("a session's columns meet different coupling rows in one period")
 
     # direct coupling: per car coupling-column (not per entry): sigma^2 into its group's period cell
-    dcols = np.unique(k_col)
+    dcols = np.flatnonzero(np.bincount(k_col, minlength=n))
     dc_cell = car_group[ccar[dcols]] * T + period_of_col[dcols]
     dc_val = sigma[dcols] ** 2
 
