@@ -144,14 +144,18 @@ def test_overload_mode_falls_back_with_the_reason():
     assert "overload" in schedule.summary["fallback"]
 
 
-def test_auto_uses_highs_on_small_days_and_structured_on_large_ones(monkeypatch):
+def test_auto_uses_highs_on_small_days_and_structured_on_v2g_days(monkeypatch):
     import gridcharge.solvers.structured as structured
 
     small = gridcharge.solve(residential(10, 1), solver="auto")
     assert small.summary["solver"] == "highs"
+    monkeypatch.setattr(structured, "AUTO_MIN_V2G_SESSIONS", 2)
+    v2g = gridcharge.solve(residential(10, 1, v2g_share=0.5), solver="auto")
+    assert v2g.summary["solver"] == "structured" and v2g.summary["fallback"] is None
+    charge_only = gridcharge.solve(residential(10, 1, v2g_share=0.0), solver="auto")
+    assert charge_only.summary["solver"] == "highs"
     monkeypatch.setattr(structured, "AUTO_MIN_SESSIONS", 10)
-    large = gridcharge.solve(residential(10, 1), solver="auto")
-    assert large.summary["solver"] == "structured" and large.summary["fallback"] is None
+    assert gridcharge.solve(residential(10, 1, v2g_share=0.0), solver="auto").summary["solver"] == "structured"
 
 
 # --------------------------------------------------------------------------------------------------------------------

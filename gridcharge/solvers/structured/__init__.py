@@ -29,8 +29,12 @@ MAX_ITERATIONS = 100
 #: numba threads by default: on the shared 2-core machine a second thread made every iteration ~5x slower (its
 #: barrier waits for a core that another process holds; benchmarks/RESULTS.md); ``threads=2`` where cores are free.
 DEFAULT_THREADS = 1
-#: ``auto`` uses ``structured`` from this many sessions on, HiGHS below (measured: benchmarks/RESULTS.md) [-].
-AUTO_MIN_SESSIONS = 500
+#: ``auto`` uses ``structured`` on days with at least this many V2G sessions (their energy chains are what makes the
+#: LP hard for simplex: 1.5x less CPU than HiGHS dual at 300 sessions of which ~100 V2G, 2.4x at 1,000, 8x at 10,000) [-]
+AUTO_MIN_V2G_SESSIONS = 100
+#: ... and on charge-only days from this many sessions (equal CPU at 1,000, 2.6x less at 3,000, HiGHS 3x faster at
+#: 300; benchmarks/RESULTS.md) [-]
+AUTO_MIN_SESSIONS = 2000
 
 
 class _Fallback(Exception):
@@ -126,9 +130,9 @@ def solve_structured(problem: Problem, *, time_limit_s: float | None = None, all
 
 
 def solve_auto(problem: Problem, **options) -> Schedule:
-    """``structured`` from :data:`AUTO_MIN_SESSIONS` sessions on (it falls back to HiGHS where it cannot certify),
-    HiGHS below."""
-    if problem.n_sessions >= AUTO_MIN_SESSIONS:
+    """``structured`` where it wins by measurement (:data:`AUTO_MIN_V2G_SESSIONS`, :data:`AUTO_MIN_SESSIONS`; it
+    falls back to HiGHS itself where it cannot certify), HiGHS elsewhere."""
+    if int(problem.v2g.sum()) >= AUTO_MIN_V2G_SESSIONS or problem.n_sessions >= AUTO_MIN_SESSIONS:
         return solve_structured(problem, **options)
     return solve_highs(problem, **{k: v for k, v in options.items() if k != "max_iterations"})
 
