@@ -25,10 +25,9 @@ def lower_bound(layout: Layout, cost: np.ndarray, y: np.ndarray) -> float:
     y = np.where(np.isfinite(ru), y, np.maximum(y, 0.0))
     at = layout.a_csc.T
     reduced = cost - at @ y
-    # |fl(c - A^T y) - (c - A^T y)| <= (k + 1) eps (|c| + |A|^T |y|), k the entries per column (<= 8 here)
+    # |fl(c - A^T y) - (c - A^T y)| <= (k + 1) eps (|c| + |A|^T |y|), k the entries of the column
     per_col = np.diff(layout.a_csc.indptr)
-    abs_a = abs(layout.a_csc).T
-    error = (per_col + 2) * EPS * (np.abs(cost) + abs_a @ np.abs(y))
+    error = (per_col + 2) * EPS * (np.abs(cost) + layout.abs_a_t @ np.abs(y))
     lo, hi = layout.col_lower, layout.col_upper
     # min over [lo, hi] of r x for every r in [reduced - error, reduced + error]
     low_r, high_r = reduced - error, reduced + error

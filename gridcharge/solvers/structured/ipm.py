@@ -92,19 +92,21 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
     wl, wu, rd, theta, g = (np.empty(size) for _ in range(5))
     dv, dzl, dzu, dva, dzla, dzua = (np.zeros(size) for _ in range(6))
     target = np.zeros(size)
+    aty = apply_at(y)
     it = 0
     for it in range(1, max_iterations + 1):
         started = time.perf_counter()
         if deadline is not None and started > deadline:
             status, message = "time_limit", "the wall-clock limit was reached"
             break
-        comp, dual_bad = kernels.prepare(v, lower, upper, free, zl, zu, c, apply_at(y), MIN_DISTANCE, PRIMAL_REG,
+        comp, dual_bad = kernels.prepare(v, lower, upper, free, zl, zu, c, aty, MIN_DISTANCE, PRIMAL_REG,
                                          wl, wu, rd, theta)
         rp = -apply_a(v)
         mu = comp / (2 * n_free)
         primal_bad = np.abs(rp).max(initial=0.0) / (1.0 + np.abs(v[:n]).max(initial=0.0))
         pobj = float(cost @ v[:n])
-        if primal_bad < PRIMAL_TOLERANCE:
+        # the bound is only worth computing once complementarity alone no longer rules the gap out
+        if primal_bad < PRIMAL_TOLERANCE and comp <= 10 * INNER_GAP * max(1.0, abs(pobj + offset)):
             lb = lower_bound(layout, cost, y)
             gap = (pobj - lb) / max(1.0, abs(pobj + offset))
             if log:
@@ -126,20 +128,22 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
         def direction(corrector, out_v, out_zl, out_zu):
             kernels.right_side(rd, wl, wu, zl, zu, target, dva, dzla, dzua, corrector, g)
             dy = normal.solve(rp + apply_a(theta * g))
-            ap, ad = kernels.direction_tail(theta, apply_at(dy), g, wl, wu, zl, zu, free, target, dva, dzla, dzua,
+            atdy = apply_at(dy)
+            ap, ad = kernels.direction_tail(theta, atdy, g, wl, wu, zl, zu, free, target, dva, dzla, dzua,
                                             corrector, out_v, out_zl, out_zu)
-            return dy, ap, ad
+            return dy, atdy, ap, ad
 
         # predictor (affine scaling), then Mehrotra's corrector towards sigma mu
         target[:] = 0.0
-        _, ap, ad = direction(False, dva, dzla, dzua)
+        _, _, ap, ad = direction(False, dva, dzla, dzua)
         mu_aff = kernels.complementarity_after(wl, wu, zl, zu, dva, dzla, dzua, ap, ad) / (2 * n_free)
         sigma = (mu_aff / mu) ** 3 if mu > 0 else 0.0
         target[free] = sigma * mu
-        dy, ap, ad = direction(True, dv, dzl, dzu)
+        dy, atdy, ap, ad = direction(True, dv, dzl, dzu)
         ap, ad = STEP_SHARE * ap, STEP_SHARE * ad
         kernels.take_step(v, zl, zu, lower, upper, free, dv, dzl, dzu, ap, ad)
         y += ad * dy
+        aty += ad * atdy  # A^T y carried along (the certificate recomputes it from y)
         if not (np.isfinite(v).all() and np.isfinite(y).all()):
             status, message = "numerical_trouble", "the iterates left the finite numbers"
             break

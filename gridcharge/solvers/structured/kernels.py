@@ -54,52 +54,50 @@ def solve_chains(ld, lo, car_start, rhs, out):
 
 
 @njit(parallel=True, cache=True)
-def schur_by_group(ld, lo, car_start, he_start, he_pos, he_period, hval, car_group, n_groups, n_periods, n_chunks,
-                   max_len):
+def schur_by_group(ld, lo, car_start, he_start, he_pos, he_period, hval, car_group, skip, n_groups, n_periods,
+                   n_chunks, max_len):
     """``W[g, t, t'] = sum over cars c of group g of (H_c M_c^{-1} H_c^T)[t, t']``.
 
-    ``H_c`` has one entry per (local position, period) of car ``c`` (``he_*``, values ``hval``); ``M_c^{-1}`` is
-    formed column by column from the Cholesky factor, O(length^2) per car. Cars are split in ``n_chunks`` contiguous
-    chunks, each with its own accumulator, summed at the end.
+    ``H_c`` has one entry per (local position, period) of car ``c`` (``he_*``, values ``hval``, positions ascending).
+    The inverse of a tridiagonal ``M = L L^T`` is never formed: above the diagonal, column ``j`` of ``M^{-1}``
+    follows ``x[i] = rho[i] x[i+1]`` with ``rho[i] = -lo[i+1] / ld[i]`` (independent of ``j``), and the diagonal
+    follows ``d[i] = 1 / ld[i]^2 + rho[i]^2 d[i+1]``; both are O(length), and each pair of entries then costs one
+    multiply-add. Cars are split in ``n_chunks`` contiguous chunks, each with its own accumulator. Cars with
+    ``skip`` set are left out (the one-row cars, done by BLAS in :mod:`.normal`).
     """
     n_cars = len(car_start) - 1
     acc = np.zeros((n_chunks, n_groups, n_periods, n_periods))
     per = (n_cars + n_chunks - 1) // n_chunks
     for k in prange(n_chunks):
-        inv = np.empty((max_len, max_len))
-        z = np.empty(max_len)
-        rl = np.empty(max_len)
+        rho = np.empty(max_len)
+        dg = np.empty(max_len)
         for c in range(k * per, min(n_cars, (k + 1) * per)):
             a, b = car_start[c], car_start[c + 1]
             e0, e1 = he_start[c], he_start[c + 1]
-            if e1 == e0:
+            if e1 == e0 or skip[c]:
                 continue
             L = b - a
-            for i in range(L):
-                rl[i] = 1.0 / ld[a + i]
-            for j in range(L):  # column j of M_c^{-1}: forward from j, then backward; rows <= j kept
-                z[j] = rl[j]
-                for i in range(j + 1, L):
-                    z[i] = -lo[a + i] * z[i - 1] * rl[i]
-                x = z[L - 1] * rl[L - 1]
-                if L - 1 <= j:
-                    inv[L - 1, j] = x
-                for i in range(L - 2, -1, -1):
-                    x = ((z[i] if i >= j else 0.0) - lo[a + i + 1] * x) * rl[i]
-                    if i <= j:
-                        inv[i, j] = x
+            dg[L - 1] = 1.0 / (ld[b - 1] * ld[b - 1])
+            for i in range(L - 2, -1, -1):
+                rho[i] = -lo[a + i + 1] / ld[a + i]
+                dg[i] = 1.0 / (ld[a + i] * ld[a + i]) + rho[i] * rho[i] * dg[i + 1]
             w = acc[k, car_group[c]]
-            for e in range(e0, e1):
-                pe, te, he = he_pos[e] - a, he_period[e], hval[e]
-                w[te, te] += he * he * inv[pe, pe]
-                for f in range(e + 1, e1):  # upper triangle in position order; symmetrised below
-                    pf = he_pos[f] - a
-                    v = he * hval[f] * (inv[pe, pf] if pe <= pf else inv[pf, pe])
-                    w[te, he_period[f]] += v
+            for f in range(e0, e1):
+                pf, tf, hf = he_pos[f] - a, he_period[f], hval[f]
+                r = dg[pf] * hf  # M^{-1}[p, pf] * h_f, walked up from p = pf
+                w[tf, tf] += hf * r
+                cur = pf
+                for e in range(f - 1, e0 - 1, -1):
+                    pe = he_pos[e] - a
+                    while cur > pe:
+                        cur -= 1
+                        r *= rho[cur]
+                    te = he_period[e]
+                    w[tf, te] += (2.0 if te == tf else 1.0) * hval[e] * r  # row tf: contiguous writes
     out = np.zeros((n_groups, n_periods, n_periods))
     for k in range(n_chunks):
         out += acc[k]
-    for g in range(n_groups):  # entries were added at (te, tf) for e < f: fold into a symmetric matrix
+    for g in range(n_groups):  # pairs were added once, at (t_f, t_e): fold into a symmetric matrix
         for t1 in range(n_periods):
             for t2 in range(t1 + 1, n_periods):
                 v = out[g, t1, t2] + out[g, t2, t1]

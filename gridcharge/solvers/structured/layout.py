@@ -13,6 +13,7 @@ rows) :class:`LayoutError` says why and the caller falls back to HiGHS.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,6 +85,11 @@ class Layout:
     @property
     def n_cars(self) -> int:
         return len(self.car_start) - 1
+
+    @functools.cached_property
+    def abs_a_t(self) -> sp.csr_matrix:
+        """``|A|^T``, for the rounding-error bound of the certificate."""
+        return abs(self.a_csc).T.tocsr()
 
 
 def box_free_columns(lp: LinearProgram, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
