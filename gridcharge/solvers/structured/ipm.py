@@ -26,6 +26,8 @@ STEP_SHARE = 0.995
 #: Primal / dual regularisation [-].
 PRIMAL_REG = 1e-12
 DUAL_REG = 1e-10
+#: Bound duals start at ``max(+-c, 0)`` plus this [CNY per column unit].
+INITIAL_DUAL = 1.0
 #: Distance to a bound below which an iterate counts as on it (rounding can put it there) [column unit].
 MIN_DISTANCE = 1e-30
 
@@ -80,8 +82,8 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
 
     width = np.where(free, upper - lower, 0.0)
     v = np.where(free, lower + 0.5 * width, lower)
-    zl = np.where(free, np.maximum(c, 0.0) + 1.0, 0.0)
-    zu = np.where(free, np.maximum(-c, 0.0) + 1.0, 0.0)
+    zl = np.where(free, np.maximum(c, 0.0) + INITIAL_DUAL, 0.0)
+    zu = np.where(free, np.maximum(-c, 0.0) + INITIAL_DUAL, 0.0)
     y = np.zeros(m)
     n_free = max(int(free.sum()), 1)
     normal = NormalEquations(layout, DUAL_REG)
