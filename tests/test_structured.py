@@ -131,6 +131,18 @@ def test_lp_infeasible_day_falls_back_and_is_reported_like_highs():
     assert _both(data, max_iterations=30) == (None, None)
 
 
+@pytest.mark.parametrize("data, expected", [
+    (instance(periods=2), 0.0),  # no column at all
+    (instance(periods=2, nodes=[node("T", base_load_kw=5.0)], objective={"peak_cny_per_kw": 1.0}), 5.0),  # peak only
+    (instance(periods=2, chargers=[charger("c")], sessions=[session("s", "c", at(0), at(2), 0.0)]), 0.0),
+])
+def test_degenerate_days_are_certified(data, expected):
+    schedule = gridcharge.solve(data, solver="structured")
+    assert schedule.summary["fallback"] is None
+    assert_objective_close(schedule.summary["objective_cny"], expected)
+    assert schedule.summary["lower_bound_cny"] <= expected + 1e-9
+
+
 def test_an_iteration_limit_too_small_to_certify_falls_back():
     data = residential(40, 5, v2g_share=0.5)
     structured, highs = _both(data, max_iterations=3)

@@ -30,10 +30,11 @@ MAX_ITERATIONS = 100
 #: barrier waits for a core that another process holds; benchmarks/RESULTS.md); ``threads=2`` where cores are free.
 DEFAULT_THREADS = 1
 #: ``auto`` uses ``structured`` on days with at least this many V2G sessions (their energy chains are what makes the
-#: LP hard for simplex: 1.5x less CPU than HiGHS dual at 300 sessions of which ~100 V2G, 2.4x at 1,000, 8x at 10,000) [-]
+#: LP hard for simplex: measured 1.8x less CPU than HiGHS dual at 300 sessions of which ~100 V2G, 3.4x at 1,000,
+#: 11x at 10,000; benchmarks/RESULTS.md) [-]
 AUTO_MIN_V2G_SESSIONS = 100
-#: ... and on charge-only days from this many sessions (equal CPU at 1,000, 2.6x less at 3,000, HiGHS 3x faster at
-#: 300; benchmarks/RESULTS.md) [-]
+#: ... and on charge-only days from this many sessions (equal CPU at 1,000, 2.3x less at 3,000, HiGHS 2.8x faster
+#: at 300; benchmarks/RESULTS.md) [-]
 AUTO_MIN_SESSIONS = 2000
 
 
@@ -112,6 +113,10 @@ def solve_structured(problem: Problem, *, time_limit_s: float | None = None, all
                                  method="mehrotra-block")
     except _Fallback as exc:
         return fallback(str(exc), stats)
+    if not seen:  # no column at all: the one schedule there is (base load only) is exact, nothing to certify
+        schedule.summary.update({"lower_bound_cny": schedule.summary["objective_cny"], "gap_rel": 0.0, **stats,
+                                 "certificate_seconds": 0.0, "writeback_seconds": 0.0, "fallback": None})
+        return schedule
     writeback_s = time.perf_counter() - seen["returned"]
 
     t0 = time.perf_counter()

@@ -58,14 +58,14 @@ class NormalEquations:
         lay = self.lay
         started = time.perf_counter()
         n_local = len(lay.local_rows)
-        diag = np.bincount(lay.le_pos, lay.le_val ** 2 * theta[lay.le_col], minlength=n_local)
+        diag = np.bincount(lay.le_pos, lay.le_val ** 2 * theta[lay.le_col], minlength=n_local).astype(float)
         diag += theta_s[lay.local_rows] + self.delta
-        off = np.bincount(lay.off_pos, lay.off_val * theta[lay.off_col], minlength=n_local)
+        off = np.bincount(lay.off_pos, lay.off_val * theta[lay.off_col], minlength=n_local).astype(float)
         self.replaced = kernels.factor_chains(diag, off, lay.car_start, self.ld, self.lo)
         self.theta_both = theta[lay.dc_col]
         mid = time.perf_counter()
         self.seconds["chains"] += mid - started
-        hval = np.bincount(lay.hc_entry, lay.hc_val * theta[lay.hc_col], minlength=len(lay.he_pos))
+        hval = np.bincount(lay.hc_entry, lay.hc_val * theta[lay.hc_col], minlength=len(lay.he_pos)).astype(float)
         w = kernels.schur_by_group(self.ld, self.lo, lay.car_start, lay.he_start, lay.he_pos, lay.he_period, hval,
                                    lay.car_group, self.skip, lay.n_groups, lay.n_periods, self.n_chunks, self.max_len)
         if len(self.single_entry):
@@ -75,7 +75,8 @@ class NormalEquations:
                 block = v[self.single_groups[g]:self.single_groups[g + 1]]
                 if len(block):
                     w[g] += block.T @ block
-        d = np.bincount(lay.dc_cell, lay.dc_val * theta[lay.dc_col], minlength=lay.n_groups * lay.n_periods)
+        cells = lay.n_groups * lay.n_periods
+        d = np.bincount(lay.dc_cell, lay.dc_val * theta[lay.dc_col], minlength=cells).astype(float)
         m_c = len(lay.coupling_rows)
         s = np.zeros((m_c, m_c))
         kernels.expand_groups(w, d.reshape(lay.n_groups, lay.n_periods), lay.group_type_start, lay.group_type,
