@@ -35,15 +35,16 @@ KEYS = ("n_sessions", "variant", "solver", "status", "fallback", "verified", "wa
         "error")
 
 
-def measure(n_sessions: int, variant: str, solver: str, seed: int) -> dict:
+def measure(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "residential") -> dict:
     """One cell in this process: generate, build, solve (verified), time."""
     sys.path.insert(0, str(REPO_ROOT))
     import gridcharge
     from gridcharge.bench.generate import generate
 
     row = {key: None for key in KEYS}
-    row.update(n_sessions=n_sessions, variant=variant, solver=solver, load_before=os.getloadavg()[0])
-    problem = gridcharge.build_problem(generate("residential", n_sessions, seed, **VARIANTS[variant]))
+    row.update(n_sessions=n_sessions, variant=variant if kind == "residential" else f"{kind}-{variant}", solver=solver,
+               load_before=os.getloadavg()[0])
+    problem = gridcharge.build_problem(generate(kind, n_sessions, seed, **VARIANTS[variant]))
     options = {"method": "simplex"} if solver == "highs" else {}
     wall, cpu = time.perf_counter(), time.process_time()
     try:
@@ -63,8 +64,9 @@ def measure(n_sessions: int, variant: str, solver: str, seed: int) -> dict:
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
 
 
-def run_cell(n_sessions: int, variant: str, solver: str, seed: int) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", str(n_sessions), variant, solver, str(seed)]
+def run_cell(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "residential") -> dict:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", str(n_sessions), variant, solver, str(seed),
+               kind]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -106,12 +108,13 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", default="v2g,tight,chargeonly")
     parser.add_argument("--solvers", default=",".join(SOLVERS))
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--kind", default="residential", help="generator kind (residential, feeder, ...)")
     parser.add_argument("--out", default="benchmarks/out/structured.csv")
-    parser.add_argument("--child", nargs=4, metavar=("N", "VARIANT", "SOLVER", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=5, metavar=("N", "VARIANT", "SOLVER", "SEED", "KIND"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        n, variant, solver, seed = args.child
-        print(json.dumps(measure(int(n), variant, solver, int(seed))), flush=True)
+        n, variant, solver, seed, kind = args.child
+        print(json.dumps(measure(int(n), variant, solver, int(seed), kind)), flush=True)
         return 0
     rev = _git_rev()
     out = Path(args.out)
@@ -120,7 +123,7 @@ def main(argv=None) -> int:
     for n in map(int, args.sizes.split(",")):
         for variant in args.variants.split(","):
             for solver in args.solvers.split(","):
-                row = run_cell(n, variant, solver, args.seed)
+                row = run_cell(n, variant, solver, args.seed, args.kind)
                 row["git_rev"] = rev
                 rows.append(row)
                 print(f"{n} {variant} {solver}: {row['status']} {row['solve_call_s']} s, cpu {row['cpu_s']}, "
