@@ -45,8 +45,9 @@ def _parser() -> argparse.ArgumentParser:
                     "and, with --out, write schedule.csv, nodes.csv and summary.json.",
     )
     solve.add_argument("instance", type=Path, help="instance file (.json or .toml, format gridcharge/instance-v1)")
-    solve.add_argument("--solver", default="highs",
-                       help="solver name (default: highs; `gridcharge solvers` lists them)")
+    solve.add_argument("--solver", default="auto",
+                       help="solver name (default: auto, the certified structured interior point on V2G and large "
+                            "days, HiGHS elsewhere; `gridcharge solvers` lists them)")
     solve.add_argument("--time-limit", type=positive, metavar="S",
                        help="wall-clock limit for the solver [seconds] (default: none)")
     solve.add_argument("--out", type=Path, metavar="DIR",
@@ -147,7 +148,7 @@ def _solve(args) -> int:
         return EXIT_INVALID
     _say(args, f"[2/3] solving with {args.solver} ...")
     options = {"allow_overload": args.allow_overload}
-    if args.solver == "highs":
+    if args.solver in ("highs", "auto", "structured"):  # auto and structured pass --method to HiGHS on a fallback
         options.update(method=args.method, verbose=args.verbose)
     # the timer shares the terminal with nothing: not with --quiet, not with HiGHS's own log (--verbose)
     with timer("      solving", enabled=not (getattr(args, "quiet", False) or getattr(args, "verbose", False))):

@@ -3,6 +3,8 @@
 Every solver has the signature ``solve(problem, **options) -> Schedule``:
 
 - ``highs`` — the LP of :mod:`gridcharge.formulation.lp` straight into HiGHS (the fast, exact path);
+- ``structured`` — the same LP by a block-eliminating interior point, returned only with a certified gap, HiGHS
+  otherwise (:mod:`gridcharge.solvers.structured`); ``auto`` — ``structured`` on large days, HiGHS on small ones;
 - ``pyomo:<name>`` — the same model built with Pyomo (:mod:`gridcharge.formulation.pyomo_model`) and solved by any
   solver Pyomo knows (``pyomo:highs`` / ``pyomo:appsi_highs`` always; ``glpk``, ``cbc``, ``gurobi``... where installed);
 - the baselines of :mod:`gridcharge.solvers.baselines` (``uncontrolled``, ``equal_share``, ``edf``, ``llf``,
@@ -21,10 +23,12 @@ from ..errors import UnknownSolverError
 from ..schedule import Schedule
 from .baselines import BASELINES
 from .highs import solve_highs
+from .structured import solve_auto, solve_structured
 
 SolverFunction = Callable[..., Schedule]
 
-_SOLVERS: dict[str, SolverFunction] = {"highs": solve_highs, **BASELINES}
+_SOLVERS: dict[str, SolverFunction] = {"highs": solve_highs, "structured": solve_structured, "auto": solve_auto,
+                                       **BASELINES}
 PYOMO_PREFIX = "pyomo:"
 
 

@@ -1,0 +1,145 @@
+"""``structured``: a block-eliminating interior point for the LP of :mod:`gridcharge.formulation.lp`, accepted only by
+certificate (box-Lagrangian lower bound vs the cost of the schedule actually returned), HiGHS otherwise.
+
+The charge-or-discharge rule, netting, write-back and infeasibility diagnosis are those of
+:mod:`gridcharge.solvers.exact`; this back-end only replaces the LP solve. See docs/design/structured.md.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numba
+from threadpoolctl import threadpool_limits
+
+from ...formulation.lp import LinearProgram
+from ...problem import Problem
+from ...schedule import Schedule
+from ...verify import verify
+from ..exact import RunResult, solve_exactly
+from ..highs import solve_highs
+from .ipm import interior_point
+from .layout import LayoutError, derive_layout
+
+#: A schedule is returned only when (upper - lower) / max(1 CNY, |upper|) is at most this [-].
+GAP_TOLERANCE = 1e-7
+#: Mehrotra iterations before giving up and falling back to HiGHS [-].
+MAX_ITERATIONS = 100
+#: numba threads by default: on the shared 2-core machine a second thread made every iteration ~5x slower (its
+#: barrier waits for a core that another process holds; benchmarks/RESULTS.md); ``threads=2`` where cores are free.
+DEFAULT_THREADS = 1
+#: ``auto`` uses ``structured`` on days with at least this many V2G sessions (their energy chains are what makes the
+#: LP hard for simplex: measured 1.8x less CPU than HiGHS dual at 300 sessions of which ~100 V2G, 3.4x at 1,000,
+#: 11x at 10,000; benchmarks/RESULTS.md) [-]
+AUTO_MIN_V2G_SESSIONS = 100
+#: ... and on charge-only days from this many sessions (equal CPU at 1,000, 2.3x less at 3,000, HiGHS 2.8x faster
+#: at 300; benchmarks/RESULTS.md) [-]
+AUTO_MIN_SESSIONS = 2000
+
+
+class _Fallback(Exception):
+    """Raised inside the runner to abandon the structured path; ``args[0]`` is the reason."""
+
+
+def needs_binaries(problem: Problem) -> bool:
+    """Whether some V2G car is plugged in while export pays more than import costs plus degradation [CNY/kWh]:
+    then charging and discharging at once can pay, and only binaries (HiGHS's MIP) settle the day."""
+    pays = problem.export_price - problem.degradation_cost > problem.import_price
+    return bool(pays.any() and (problem.presence[problem.v2g][:, pays] > 0).any())
+
+
+def solve_structured(problem: Problem, *, time_limit_s: float | None = None, allow_overload: bool = False,
+                     max_iterations: int = MAX_ITERATIONS, verbose: bool = False, threads: int | None = None,
+                     method: str = "auto") -> Schedule:
+    """Optimal schedule by the structured interior point, certified; HiGHS (``method``) when it cannot certify.
+
+    Parameters
+    ----------
+    problem : Problem
+    time_limit_s : float, optional — wall-clock limit [s]: the interior point stops at it and HiGHS gets the rest
+    allow_overload : bool — node limits as penalised slack (HiGHS: the slack columns are not boxed)
+    max_iterations : int — Mehrotra iterations before falling back [-]
+    verbose : bool — iteration log on stderr
+    threads : int, optional — numba threads for the per-car kernels (default :data:`DEFAULT_THREADS`) and HiGHS's
+        threads on a fallback
+    method : str — HiGHS method of a fallback
+
+    The summary adds ``lower_bound_cny``, ``gap_rel``, ``iterations``, ``layout_seconds``, ``iterations_seconds``,
+    ``certificate_seconds``, ``writeback_seconds`` and ``fallback`` (``None``, or why HiGHS solved the day).
+    """
+    started = time.perf_counter()
+    deadline = None if time_limit_s is None else started + float(time_limit_s)
+
+    def fallback(reason: str, stats: dict) -> Schedule:
+        left = None if deadline is None else max(1.0, deadline - time.perf_counter())
+        schedule = solve_highs(problem, time_limit_s=left, method=method, verbose=verbose, threads=threads)
+        schedule.summary.update({"lower_bound_cny": None, "gap_rel": None, **stats, "fallback": reason})
+        return schedule
+
+    if allow_overload:
+        return fallback("overload slack columns are not boxed", {})
+    if needs_binaries(problem):
+        return fallback("export pays more than import plus degradation for a V2G car: binaries needed", {})
+    numba.set_num_threads(min(int(threads or DEFAULT_THREADS), numba.config.NUMBA_NUM_THREADS))
+    stats = {"iterations": 0, "layout_seconds": 0.0, "iterations_seconds": 0.0}
+    seen: dict = {}
+
+    def run(lp: LinearProgram) -> RunResult:
+        t0 = time.perf_counter()
+        try:
+            layout = derive_layout(lp)
+        except LayoutError as exc:
+            raise _Fallback(f"layout: {exc}") from None
+        t1 = time.perf_counter()
+        log = (lambda text: print(text, file=sys.stderr)) if verbose else None
+        with threadpool_limits(limits=1, user_api="blas"):  # BLAS threads would spin against numba's
+            result = interior_point(layout, lp.col_cost, offset=lp.offset, max_iterations=max_iterations,
+                                    deadline=deadline, log=log)
+        t2 = time.perf_counter()
+        stats["layout_seconds"] += t1 - t0
+        stats["iterations_seconds"] += t2 - t1
+        stats["iterations"] += result.iterations
+        for part, value in result.seconds.items():
+            stats[f"ipm_{part}_seconds"] = stats.get(f"ipm_{part}_seconds", 0.0) + value
+        if result.status != "optimal":
+            raise _Fallback(f"{result.status.replace('_', ' ')} after {result.iterations} iterations"
+                            + (f": {result.message}" if result.message else ""))
+        seen.update(lp=lp, lower=result.lower_bound + lp.offset, returned=time.perf_counter())
+        return RunResult(result.x, result.primal_objective, "optimal", t2 - t1)
+
+    try:
+        schedule = solve_exactly(problem, run, solver="structured", solver_version=f"numba {numba.__version__}",
+                                 method="mehrotra-block")
+    except _Fallback as exc:
+        return fallback(str(exc), stats)
+    if not seen:  # no column at all: the one schedule there is (base load only) is exact, nothing to certify
+        schedule.summary.update({"lower_bound_cny": schedule.summary["objective_cny"], "gap_rel": 0.0, **stats,
+                                 "certificate_seconds": 0.0, "writeback_seconds": 0.0, "fallback": None})
+        return schedule
+    writeback_s = time.perf_counter() - seen["returned"]
+
+    t0 = time.perf_counter()
+    upper = schedule.summary["objective_cny"]
+    lower = seen["lower"]
+    gap = (upper - lower) / max(1.0, abs(upper))
+    check = verify(problem.instance, schedule)
+    certificate_s = time.perf_counter() - t0
+    stats.update(certificate_seconds=certificate_s, writeback_seconds=writeback_s)
+    if not check.ok:
+        return fallback(f"rows do not hold within the verifier's tolerance: {check.violations[0]}", stats)
+    if not gap <= GAP_TOLERANCE:
+        return fallback(f"certified gap {gap:.2e} above {GAP_TOLERANCE:g}", stats)
+    schedule.summary.update({"lower_bound_cny": lower, "gap_rel": gap, **stats, "fallback": None})
+    return schedule
+
+
+def solve_auto(problem: Problem, **options) -> Schedule:
+    """``structured`` where it wins by measurement (:data:`AUTO_MIN_V2G_SESSIONS`, :data:`AUTO_MIN_SESSIONS`; it
+    falls back to HiGHS itself where it cannot certify), HiGHS elsewhere."""
+    if int(problem.v2g.sum()) >= AUTO_MIN_V2G_SESSIONS or problem.n_sessions >= AUTO_MIN_SESSIONS:
+        return solve_structured(problem, **options)
+    return solve_highs(problem, **{k: v for k, v in options.items() if k != "max_iterations"})
+
+
+__all__ = ["GAP_TOLERANCE", "needs_binaries", "solve_auto", "solve_structured"]

@@ -1,0 +1,156 @@
+"""Mehrotra predictor-corrector primal-dual interior point for ``min c^T x`` s.t. ``A x - s = 0``, every column ``x``
+and every row activity ``s`` in a finite box (equality rows: a fixed ``s``), with the normal equations of
+:mod:`.normal`. See docs/design/structured.md.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import kernels
+from .certificate import lower_bound
+from .layout import Layout
+from .normal import NormalEquations, NumericalTrouble
+
+#: Stop when the interior point's own gap estimate (primal objective vs the box-Lagrangian bound) is below this [-];
+#: the returned schedule is accepted at :data:`gridcharge.solvers.structured.GAP_TOLERANCE` (100 x looser).
+INNER_GAP = 1e-9
+#: ... and the row residual ``|A x - s|`` is below this relative to ``1 + |x|`` [-].
+PRIMAL_TOLERANCE = 1e-9
+#: Share of the step to the boundary that is taken [-].
+STEP_SHARE = 0.995
+#: Primal / dual regularisation [-].
+PRIMAL_REG = 1e-12
+DUAL_REG = 1e-10
+#: Bound duals start at ``max(+-c, 0)`` plus this [CNY per column unit].
+INITIAL_DUAL = 1.0
+#: Distance to a bound below which an iterate counts as on it (rounding can put it there) [column unit].
+MIN_DISTANCE = 1e-30
+
+
+@dataclass
+class IpmResult:
+    """Outcome of :func:`interior_point`: ``x`` and row duals ``y`` (LP orders), or why it stopped without them."""
+
+    status: str  # "optimal", "iteration_limit", "numerical_trouble"
+    x: np.ndarray
+    y: np.ndarray
+    iterations: int
+    lower_bound: float  # box-Lagrangian bound of the last y, without the LP offset [CNY]
+    primal_objective: float  # c^T x without offset [CNY]
+    seconds: dict = field(default_factory=dict)  # per part of an iteration, summed [s]
+    message: str = ""
+
+
+def _implied_activity(layout: Layout):
+    a = layout.a_csr
+    pos, neg = a.copy(), a.copy()
+    pos.data = np.maximum(pos.data, 0.0)
+    neg.data = np.minimum(neg.data, 0.0)
+    lo, hi = layout.col_lower, layout.col_upper
+    return pos @ lo + neg @ hi, pos @ hi + neg @ lo
+
+
+def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max_iterations: int = 100,
+                   deadline: float | None = None, log=None) -> IpmResult:
+    """Solve the LP of ``layout`` with objective ``cost`` (per column) plus the constant ``offset`` [CNY], which only
+    sets the scale of the relative gap."""
+    n = layout.n_col
+    m = len(layout.row_lower)
+    act_lo, act_hi = _implied_activity(layout)
+    margin = np.maximum(1.0, 0.1 * (act_hi - act_lo))
+    s_lo = np.maximum(layout.row_lower, act_lo - margin)
+    s_hi = np.minimum(layout.row_upper, act_hi + margin)
+    lower = np.r_[layout.col_lower, s_lo]
+    upper = np.r_[layout.col_upper, s_hi]
+    if np.any(lower > upper):
+        return IpmResult("infeasible_row", np.zeros(n), np.zeros(m), 0, -math.inf, math.nan,
+                         message="a row's bounds cannot be met by any column in its box")
+    free = upper > lower
+    c = np.r_[cost, np.zeros(m)]
+    a, at = layout.a_csr, layout.a_csc.T.tocsr()
+
+    def apply_a(v):  # A_full v = A x - s
+        return a @ v[:n] - v[n:]
+
+    def apply_at(y):  # A_full^T y
+        return np.r_[at @ y, -y]
+
+    width = np.where(free, upper - lower, 0.0)
+    v = np.where(free, lower + 0.5 * width, lower)
+    zl = np.where(free, np.maximum(c, 0.0) + INITIAL_DUAL, 0.0)
+    zu = np.where(free, np.maximum(-c, 0.0) + INITIAL_DUAL, 0.0)
+    y = np.zeros(m)
+    n_free = max(int(free.sum()), 1)
+    normal = NormalEquations(layout, DUAL_REG)
+    seconds = {"iterate": 0.0}
+    lb, pobj = -math.inf, math.nan
+    status, message = "iteration_limit", ""
+    size = n + m
+    wl, wu, rd, theta, g = (np.empty(size) for _ in range(5))
+    dv, dzl, dzu, dva, dzla, dzua = (np.zeros(size) for _ in range(6))
+    target = np.zeros(size)
+    aty = apply_at(y)
+    it = 0
+    for it in range(1, max_iterations + 1):
+        started = time.perf_counter()
+        if deadline is not None and started > deadline:
+            status, message = "time_limit", "the wall-clock limit was reached"
+            break
+        comp, dual_bad = kernels.prepare(v, lower, upper, free, zl, zu, c, aty, MIN_DISTANCE, PRIMAL_REG,
+                                         wl, wu, rd, theta)
+        rp = -apply_a(v)
+        mu = comp / (2 * n_free)
+        primal_bad = np.abs(rp).max(initial=0.0) / (1.0 + np.abs(v[:n]).max(initial=0.0))
+        pobj = float(cost @ v[:n])
+        # the bound is only worth computing once complementarity alone no longer rules the gap out
+        if primal_bad < PRIMAL_TOLERANCE and comp <= 10 * INNER_GAP * max(1.0, abs(pobj + offset)):
+            lb = lower_bound(layout, cost, y)
+            gap = (pobj - lb) / max(1.0, abs(pobj + offset))
+            if log:
+                log(f"it {it}: gap {gap:.2e}")
+            if gap <= INNER_GAP:
+                status = "optimal"
+                it -= 1
+                break
+        if log:
+            log(f"it {it}: mu {mu:.3e} primal {primal_bad:.2e} dual {dual_bad:.2e} obj {pobj:.9g}")
+        seconds["iterate"] += time.perf_counter() - started
+        try:
+            normal.factor(theta[:n], theta[n:])
+        except NumericalTrouble as exc:
+            status, message = "numerical_trouble", str(exc)
+            break
+        started = time.perf_counter()
+
+        def direction(corrector, out_v, out_zl, out_zu):
+            kernels.right_side(rd, wl, wu, zl, zu, target, dva, dzla, dzua, corrector, g)
+            dy = normal.solve(rp + apply_a(theta * g))
+            atdy = apply_at(dy)
+            ap, ad = kernels.direction_tail(theta, atdy, g, wl, wu, zl, zu, free, target, dva, dzla, dzua,
+                                            corrector, out_v, out_zl, out_zu)
+            return dy, atdy, ap, ad
+
+        # predictor (affine scaling), then Mehrotra's corrector towards sigma mu
+        target[:] = 0.0
+        _, _, ap, ad = direction(False, dva, dzla, dzua)
+        mu_aff = kernels.complementarity_after(wl, wu, zl, zu, dva, dzla, dzua, ap, ad) / (2 * n_free)
+        sigma = (mu_aff / mu) ** 3 if mu > 0 else 0.0
+        target[free] = sigma * mu
+        dy, atdy, ap, ad = direction(True, dv, dzl, dzu)
+        ap, ad = STEP_SHARE * ap, STEP_SHARE * ad
+        kernels.take_step(v, zl, zu, lower, upper, free, dv, dzl, dzu, ap, ad)
+        y += ad * dy
+        aty += ad * atdy  # A^T y carried along (the certificate recomputes it from y)
+        if not (np.isfinite(v).all() and np.isfinite(y).all()):
+            status, message = "numerical_trouble", "the iterates left the finite numbers"
+            break
+        seconds["iterate"] += time.perf_counter() - started
+    else:
+        it = max_iterations
+    seconds.update(normal.seconds)
+    return IpmResult(status, v[:n].copy(), y, it, lb, pobj, seconds, message)

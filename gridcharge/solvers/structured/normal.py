@@ -1,0 +1,119 @@
+"""Normal equations ``(A Theta A^T + diag(Theta_s) + delta I) dy = r`` of the interior point, by block elimination:
+per-car tridiagonal Cholesky (batched, compiled), then a dense Cholesky of the Schur complement on the coupling rows.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.linalg as la
+
+from . import kernels
+from .layout import Layout
+
+
+class NumericalTrouble(RuntimeError):
+    """The coupling system stayed indefinite however much it was regularised."""
+
+
+class NormalEquations:
+    """Factor once per iteration with :meth:`factor`, then :meth:`solve` any number of right-hand sides."""
+
+    def __init__(self, layout: Layout, delta: float):
+        self.lay = layout
+        self.delta = delta  # dual regularisation [-]
+        # only columns in both local and coupling rows carry the off-diagonal blocks M_LC, M_CL
+        a = layout.a_csr
+        self.both = layout.dc_col
+        self.a_local = a[layout.local_rows][:, self.both].tocsr()
+        self.a_local_t = self.a_local.T.tocsr()
+        self.a_coupling = a[layout.coupling_rows][:, self.both].tocsr()
+        self.a_coupling_t = self.a_coupling.T.tocsr()
+        n_local = len(layout.local_rows)
+        self.ld = np.empty(n_local)
+        self.lo = np.empty(n_local)
+        self.max_len = int(np.diff(layout.car_start).max(initial=1))
+        self.n_chunks = kernels.threads()
+        # one-row cars (charge-only): H M^{-1} H^T = v v^T with v = h / ld, summed per group as V^T V by BLAS
+        one_row = np.diff(layout.car_start) == 1
+        self.skip = one_row
+        cars = np.flatnonzero(one_row)
+        cars = cars[np.argsort(layout.car_group[cars], kind="stable")]
+        entry_car = np.repeat(np.arange(layout.n_cars), np.diff(layout.he_start))
+        rank = np.full(layout.n_cars, -1, dtype=np.int64)
+        rank[cars] = np.arange(len(cars))
+        on = rank[entry_car] >= 0
+        self.single_entry = np.flatnonzero(on)
+        self.single_row = rank[entry_car[on]]
+        self.single_period = layout.he_period[on]
+        self.single_pos = layout.he_pos[on]
+        self.single_groups = np.searchsorted(layout.car_group[cars], np.arange(layout.n_groups + 1))
+        self.single_shape = (len(cars), layout.n_periods)
+        self.replaced = 0
+        self.seconds = {"chains": 0.0, "schur": 0.0, "dense": 0.0, "solve": 0.0}
+
+    def factor(self, theta: np.ndarray, theta_s: np.ndarray) -> None:
+        """Factor for column weights ``theta`` (per LP column) and row-slack weights ``theta_s`` (per LP row)."""
+        lay = self.lay
+        started = time.perf_counter()
+        n_local = len(lay.local_rows)
+        diag = np.bincount(lay.le_pos, lay.le_val ** 2 * theta[lay.le_col], minlength=n_local).astype(float)
+        diag += theta_s[lay.local_rows] + self.delta
+        off = np.bincount(lay.off_pos, lay.off_val * theta[lay.off_col], minlength=n_local).astype(float)
+        self.replaced = kernels.factor_chains(diag, off, lay.car_start, self.ld, self.lo)
+        self.theta_both = theta[lay.dc_col]
+        mid = time.perf_counter()
+        self.seconds["chains"] += mid - started
+        hval = np.bincount(lay.hc_entry, lay.hc_val * theta[lay.hc_col], minlength=len(lay.he_pos)).astype(float)
+        w = kernels.schur_by_group(self.ld, self.lo, lay.car_start, lay.he_start, lay.he_pos, lay.he_period, hval,
+                                   lay.car_group, self.skip, lay.n_groups, lay.n_periods, self.n_chunks, self.max_len)
+        if len(self.single_entry):
+            v = np.zeros(self.single_shape)
+            v[self.single_row, self.single_period] = hval[self.single_entry] / self.ld[self.single_pos]
+            for g in range(lay.n_groups):
+                block = v[self.single_groups[g]:self.single_groups[g + 1]]
+                if len(block):
+                    w[g] += block.T @ block
+        cells = lay.n_groups * lay.n_periods
+        d = np.bincount(lay.dc_cell, lay.dc_val * theta[lay.dc_col], minlength=cells).astype(float)
+        m_c = len(lay.coupling_rows)
+        s = np.zeros((m_c, m_c))
+        kernels.expand_groups(w, d.reshape(lay.n_groups, lay.n_periods), lay.group_type_start, lay.group_type,
+                              lay.group_gamma, lay.row_of, s)
+        if len(lay.global_cols):
+            gb = lay.global_block
+            s += (gb * theta[lay.global_cols]) @ gb.T
+        s[np.diag_indices(m_c)] += theta_s[lay.coupling_rows] + self.delta
+        dense = time.perf_counter()
+        self.seconds["schur"] += dense - mid
+        scale = max(1.0, float(np.abs(np.diag(s)).max(initial=1.0)))
+        for attempt in range(6 if m_c else 0):
+            try:
+                self.chol = la.cho_factor(s, lower=True, check_finite=False)
+                break
+            except la.LinAlgError:
+                s[np.diag_indices(m_c)] += scale * 1e-14 * 100.0 ** attempt
+        else:
+            if m_c:
+                raise NumericalTrouble("the Schur complement on the coupling rows is not positive definite")
+            self.chol = None
+        self.seconds["dense"] += time.perf_counter() - dense
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """``dy`` (per LP row) for a right-hand side per LP row."""
+        started = time.perf_counter()
+        lay = self.lay
+        r_l = rhs[lay.local_rows]
+        r_c = rhs[lay.coupling_rows]
+        y_l = np.empty_like(r_l)
+        kernels.solve_chains(self.ld, self.lo, lay.car_start, r_l, y_l)
+        r_c = r_c - self.a_coupling @ (self.theta_both * (self.a_local_t @ y_l))
+        dy_c = la.cho_solve(self.chol, r_c, check_finite=False) if len(r_c) else r_c
+        r_l = r_l - self.a_local @ (self.theta_both * (self.a_coupling_t @ dy_c))
+        kernels.solve_chains(self.ld, self.lo, lay.car_start, r_l, y_l)
+        out = np.empty_like(rhs)
+        out[lay.local_rows] = y_l
+        out[lay.coupling_rows] = dy_c
+        self.seconds["solve"] += time.perf_counter() - started
+        return out

@@ -1,0 +1,220 @@
+"""The structured interior point (gridcharge/solvers/structured): equal to HiGHS's optimum, certified by a lower bound
+that never exceeds it, verified, and falling back to HiGHS (saying why) wherever it cannot certify."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import gridcharge
+from gridcharge.bench.generate import generate
+from gridcharge.formulation.lp import build_lp
+from gridcharge.solvers.structured import GAP_TOLERANCE, needs_binaries
+from gridcharge.solvers.structured.certificate import lower_bound
+from gridcharge.solvers.structured.layout import LayoutError, derive_layout
+from gridcharge.solvers.structured.normal import NormalEquations
+from gridcharge.testing import assert_feasible, assert_objective_close
+from tests.builders import at, charger, instance, node, session
+from tests.test_properties import _burn_through_losses_case, instances
+
+REL = 1e-7
+ABS = 1e-6
+
+
+def residential(n, seed, **params):
+    return generate("residential", n, seed, **params)
+
+
+def _both(data, **options):
+    """(structured, highs) schedules, or (None, None) when HiGHS says infeasible (structured must then say so too)."""
+    try:
+        highs = gridcharge.solve(data, solver="highs")
+    except gridcharge.InfeasibleError as exc:
+        with pytest.raises(gridcharge.InfeasibleError) as caught:
+            gridcharge.solve(data, solver="structured", **options)
+        assert {(o.node, o.kind, o.period) for o in caught.value.overloads} == {
+            (o.node, o.kind, o.period) for o in exc.overloads}
+        return None, None
+    return gridcharge.solve(data, solver="structured", **options), highs
+
+
+def _check_certified(structured, highs, data):
+    assert_feasible(data, structured)
+    s, h = structured.summary, highs.summary
+    assert_objective_close(s["objective_cny"], h["objective_cny"], rel=REL, abs_=ABS)
+    if s["fallback"] is None:
+        assert s["solver"] == "structured"
+        assert s["gap_rel"] <= GAP_TOLERANCE
+        # a rigorous bound cannot exceed the optimum (HiGHS's schedule's cost, up to HiGHS's own tolerances)
+        assert s["lower_bound_cny"] <= h["objective_cny"] + 1e-9 * max(1.0, abs(h["objective_cny"]))
+        # the schedule keeps the rows within the verifier's tolerance, so its cost may sit a hair below the bound
+        assert s["lower_bound_cny"] <= s["objective_cny"] + 1e-9 * max(1.0, abs(s["objective_cny"]))
+    else:
+        assert s["solver"] == "highs" and s["lower_bound_cny"] is None
+
+
+@given(instances())
+def test_structured_equals_highs_on_random_instances(data):
+    structured, highs = _both(data)
+    if structured is not None:
+        _check_certified(structured, highs, data)
+
+
+@st.composite
+def residential_days(draw):
+    """Small generated residential days: V2G shares, tight capacity, phase limits, peak charges."""
+    n = draw(st.integers(5, 60))
+    data = generate("residential", n, draw(st.integers(0, 10_000)), v2g_share=draw(st.sampled_from([0.0, 0.3, 1.0])),
+                    capacity=draw(st.sampled_from(["tight", "default"])), phase_limits=draw(st.booleans()))
+    if draw(st.booleans()):
+        data.setdefault("objective", {})["peak_cny_per_kw"] = draw(st.sampled_from([0.5, 2.0]))
+    return data
+
+
+@given(residential_days())
+def test_structured_certifies_generated_residential_days(data):
+    structured, highs = _both(data)
+    if structured is None:
+        return
+    _check_certified(structured, highs, data)
+    assert structured.summary["fallback"] is None, structured.summary["fallback"]  # these days must not need HiGHS
+
+
+def test_structured_certifies_a_v2g_day_with_floors_peak_and_phases():
+    data = residential(80, 3, v2g_share=0.5, capacity="tight", phase_limits=True)
+    data.setdefault("objective", {})["peak_cny_per_kw"] = 1.0
+    structured, highs = _both(data)
+    _check_certified(structured, highs, data)
+    s = structured.summary
+    assert s["fallback"] is None
+    assert s["iterations"] > 0
+    for stage in ("layout_seconds", "iterations_seconds", "certificate_seconds", "writeback_seconds"):
+        assert s[stage] >= 0.0
+
+
+def _arbitrage_day():
+    return instance(periods=2, import_price=1.0, export_price=[3.0, 0.0],
+                    chargers=[charger("c1", max_discharge_kw=7.0)],
+                    sessions=[session("s", "c1", at(0), at(2), 0.0, max_discharge_kw=7.0, battery_kwh=60.0,
+                                      initial_kwh=30.0, min_kwh=27.0)])
+
+
+def test_arbitrage_prices_fall_back_to_highs():
+    data = _arbitrage_day()
+    assert needs_binaries(gridcharge.build_problem(data))
+    structured, highs = _both(data)
+    assert "binaries" in structured.summary["fallback"]
+    assert_objective_close(structured.summary["objective_cny"], -6.0)
+    _check_certified(structured, highs, data)
+
+
+def test_infeasible_base_load_is_reported_like_highs():
+    data = instance(periods=2, nodes=[node("T", import_limit_kw=100.0, base_load_kw=[90.0, 130.0])],
+                    chargers=[charger("c1")], sessions=[session("s", "c1", at(0), at(2), 5.0)])
+    assert _both(data) == (None, None)
+
+
+def test_infeasible_only_by_exclusivity_is_reported_like_highs():
+    # the LP relaxation is feasible (it burns round-trip loss); the rule needs binaries, HiGHS finds no schedule
+    assert _both(_burn_through_losses_case()) == (None, None)
+
+
+def test_lp_infeasible_day_falls_back_and_is_reported_like_highs():
+    # lossless car that wants nothing must absorb 1 kW of PV: no LP solution at all, the interior point cannot converge
+    data = instance(periods=1, import_price=0.1, nodes=[node("T", generation_kw=1.0, export_limit_kw=0.0)],
+                    chargers=[charger("c", max_charge_kw=7.0, max_discharge_kw=7.0, efficiency=1.0)],
+                    sessions=[session("s", "c", at(0), at(1), 0.0, max_discharge_kw=7.0)])
+    assert _both(data, max_iterations=30) == (None, None)
+
+
+@pytest.mark.parametrize("data, expected", [
+    (instance(periods=2), 0.0),  # no column at all
+    (instance(periods=2, nodes=[node("T", base_load_kw=5.0)], objective={"peak_cny_per_kw": 1.0}), 5.0),  # peak only
+    (instance(periods=2, chargers=[charger("c")], sessions=[session("s", "c", at(0), at(2), 0.0)]), 0.0),
+])
+def test_degenerate_days_are_certified(data, expected):
+    schedule = gridcharge.solve(data, solver="structured")
+    assert schedule.summary["fallback"] is None
+    assert_objective_close(schedule.summary["objective_cny"], expected)
+    assert schedule.summary["lower_bound_cny"] <= expected + 1e-9
+
+
+def test_an_iteration_limit_too_small_to_certify_falls_back():
+    data = residential(40, 5, v2g_share=0.5)
+    structured, highs = _both(data, max_iterations=3)
+    assert structured.summary["fallback"].startswith("iteration limit after 3 iterations")
+    _check_certified(structured, highs, data)
+
+
+def test_overload_mode_falls_back_with_the_reason():
+    data = residential(20, 1, capacity="tight")
+    schedule = gridcharge.solve(data, solver="structured", allow_overload=True)
+    assert "overload" in schedule.summary["fallback"]
+
+
+def test_auto_uses_highs_on_small_days_and_structured_on_v2g_days(monkeypatch):
+    import gridcharge.solvers.structured as structured
+
+    small = gridcharge.solve(residential(10, 1), solver="auto")
+    assert small.summary["solver"] == "highs"
+    monkeypatch.setattr(structured, "AUTO_MIN_V2G_SESSIONS", 2)
+    v2g = gridcharge.solve(residential(10, 1, v2g_share=0.5), solver="auto")
+    assert v2g.summary["solver"] == "structured" and v2g.summary["fallback"] is None
+    charge_only = gridcharge.solve(residential(10, 1, v2g_share=0.0), solver="auto")
+    assert charge_only.summary["solver"] == "highs"
+    monkeypatch.setattr(structured, "AUTO_MIN_SESSIONS", 10)
+    assert gridcharge.solve(residential(10, 1, v2g_share=0.0), solver="auto").summary["solver"] == "structured"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the parts
+
+
+def _layout(n=25, seed=2, **options):
+    problem = gridcharge.build_problem(residential(n, seed, v2g_share=0.5, phase_limits=True, **options))
+    lp = build_lp(problem)
+    return lp, derive_layout(lp)
+
+
+@pytest.mark.parametrize("spread", [0.0, 2.0, 6.0])
+def test_block_elimination_solves_the_normal_equations_exactly(spread):
+    lp, layout = _layout()
+    rng = np.random.default_rng(0)
+    theta = 10.0 ** rng.uniform(-spread, spread, lp.n_col)
+    theta_s = np.where(lp.row_lower < lp.row_upper, 10.0 ** rng.uniform(-spread, spread, lp.n_row), 0.0)
+    normal = NormalEquations(layout, delta=1e-8)
+    normal.factor(theta, theta_s)
+    a = layout.a_csr.toarray()
+    dense = (a * theta) @ a.T + np.diag(theta_s + 1e-8)
+    loc, cpl = layout.local_rows, layout.coupling_rows
+    schur = dense[np.ix_(cpl, cpl)] - dense[np.ix_(cpl, loc)] @ np.linalg.solve(dense[np.ix_(loc, loc)],
+                                                                                dense[np.ix_(loc, cpl)])
+    factor = np.tril(normal.chol[0])
+    assert np.abs(factor @ factor.T - schur).max() <= 1e-12 * np.abs(schur).max()
+    rhs = rng.normal(size=lp.n_row)
+    dy = normal.solve(rhs)
+    # backward error of a stable solve: residual small against |M| |dy|
+    assert np.abs(dense @ dy - rhs).max() <= 1e-12 * (np.abs(dense) @ np.abs(dy)).max()
+
+
+def test_layout_refuses_a_model_with_binaries():
+    problem = gridcharge.build_problem(_arbitrage_day())
+    with pytest.raises(LayoutError, match="binaries"):
+        derive_layout(build_lp(problem, binary_pairs=np.array([0])))
+
+
+@given(st.integers(0, 2**32 - 1), st.floats(0.01, 100.0))
+def test_any_duals_give_a_bound_below_the_optimum(seed, scale):
+    data = residential(15, 4, v2g_share=0.5, phase_limits=True, capacity="tight")
+    data.setdefault("objective", {})["peak_cny_per_kw"] = 1.0
+    problem = gridcharge.build_problem(data)
+    lp = build_lp(problem)
+    layout = derive_layout(lp)
+    optimum = gridcharge.solve(problem, solver="highs").summary["objective_cny"]
+    y = np.random.default_rng(seed).normal(scale=scale, size=lp.n_row)
+    bound = lower_bound(layout, lp.col_cost, y) + lp.offset
+    assert bound <= optimum + 1e-9 * max(1.0, abs(optimum)) or math.isinf(bound)
