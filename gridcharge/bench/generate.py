@@ -29,11 +29,11 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
+from .._arrays import add_rows_at
 from ..grid.profiles import HOUSEHOLD_PEAK_KW, HOUSEHOLD_SHAPE, hourly_to_periods
 from ..grid.tariffs import tou_prices
 from ..instance import load_instance
 from ..problem import build_problem
-from ..schedule import node_loads
 from ..solvers.baselines import uncontrolled
 
 BEIJING = timezone(timedelta(hours=8))
@@ -633,13 +633,15 @@ def _split(total: int, weights: np.ndarray) -> np.ndarray:
 def _calibrate(data: dict, lines: int, substation_share: float, line_share: float) -> None:
     """Set the substation's and the lines' import limits between their base-load and uncontrolled peaks [kW]."""
     problem = build_problem(load_instance(data))
-    base = node_loads(problem, np.zeros((problem.n_sessions, problem.n_periods)))
-    free = node_loads(problem, uncontrolled(problem).power)
-    index = {node_id: i for i, node_id in enumerate(problem.node_ids)}
-    for j, (node_id, share) in enumerate([("SUB", substation_share)]
-                                         + [(f"L{j + 1:02d}", line_share) for j in range(lines)]):
-        row = index[node_id]
-        low, high = float(base[row].max()), float(free[row].max())
+    top = 1 + lines  # the substation and its lines lead the node list: only their loads are summed
+    assert problem.node_ids[:top] == [n["id"] for n in data["nodes"][:top]]
+    base = problem.base_net_kw[:top]
+    free = base.copy()
+    mine = problem.member_node < top
+    add_rows_at(free, problem.member_node[mine], uncontrolled(problem).power[problem.member_session[mine]])
+    for j in range(top):
+        share = substation_share if j == 0 else line_share
+        low, high = float(base[j].max()), float(free[j].max())
         data["nodes"][j]["import_limit_kw"] = float(np.ceil(low + share * (high - low)))
-        if node_id != "SUB":
+        if j:
             data["nodes"][j]["export_limit_kw"] = data["nodes"][j]["import_limit_kw"]
