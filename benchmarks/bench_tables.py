@@ -2,7 +2,7 @@
 
 Generates a district (``gridcharge generate district``), writes it three ways into a temporary folder and times
 ``gridcharge.load_instance`` on each (best of ``--repeat``), with the table read alone (``gridcharge.tables.read_table``)
-beside it; checks that the three give equal instances. Prints a Markdown table for benchmarks/RESULTS.md.
+and the per-row pydantic validation of its records beside it; checks that the three give equal instances. Prints a Markdown table for benchmarks/RESULTS.md.
 
     python benchmarks/bench_tables.py --sessions 100000 --transformers 500
 """
@@ -49,6 +49,7 @@ def main() -> None:
         (folder / "day.json").write_text(json.dumps(data))
         site = {key: value for key, value in data.items() if key != "sessions"}
         rows = []
+        per_row = {}
         instances = {}
         seconds, instances["JSON"] = best_of(args.repeat, lambda: load_instance(folder / "day.json"))
         size = (folder / "day.json").stat().st_size
@@ -58,8 +59,10 @@ def main() -> None:
             write_table(table, data["sessions"], Session)
             path = folder / f"site-{suffix}.json"
             path.write_text(json.dumps({**site, "sessions_file": table.name}))
-            read_s, _ = best_of(args.repeat, lambda: read_table(table, Session, zone="Asia/Shanghai"))
+            read_s, read = best_of(args.repeat, lambda: read_table(table, Session, zone="Asia/Shanghai"))
+            per_row_s, _ = best_of(args.repeat, lambda: [Session.model_validate(r) for r in read.records])
             seconds, instances[suffix] = best_of(args.repeat, lambda: load_instance(path))
+            per_row[suffix] = per_row_s
             rows.append((f"site JSON + sessions.{suffix}", path.stat().st_size + table.stat().st_size, read_s,
                          seconds))
     same = instances["JSON"] == instances["csv"] == instances["parquet"]
@@ -70,6 +73,8 @@ def main() -> None:
     for label, size, read_s, seconds in rows:
         read = "" if read_s is None else f"{read_s:.2f}"
         print(f"| {label} | {size / 1e6:.1f} | {read} | {seconds:.2f} |")
+    print(f"\nof which per-row pydantic (Session.model_validate of each read record): "
+          + ", ".join(f"{suffix} {seconds:.2f} s" for suffix, seconds in per_row.items()))
     if not same:
         sys.exit(1)
 
