@@ -269,7 +269,9 @@ def load_instance(source: str | Path | Mapping | Instance) -> Instance:
     Parameters
     ----------
     source : str, pathlib.Path, Mapping or Instance
-        A ``.json`` or ``.toml`` file, or an already parsed mapping (the same keys).
+        A ``.json`` or ``.toml`` file, or an already parsed mapping (the same keys). A file may give its sessions as
+        a table instead: ``sessions_file``, a ``.csv`` or ``.parquet`` path relative to the file (README, "Sessions
+        as a table"); problems in it are named by its row and column.
 
     Returns
     -------

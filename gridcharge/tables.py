@@ -96,7 +96,7 @@ def _read_frame(path: Path, label: str, what: str) -> pd.DataFrame:
         raise InstanceError(FieldProblem("", str(path), "a .csv or .parquet table"), label, what=what)
     try:
         if suffix == ".csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=False)
+            return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")  # a spreadsheet's BOM
         return pd.read_parquet(path)
     except FileNotFoundError:
         raise InstanceError(FieldProblem("", str(path), "no such file; expected a .csv or .parquet table"), label,

@@ -147,3 +147,9 @@ def test_sessions_file_refusals(tmp_path):
     assert any("not both" in p for p in _problems(tmp_path / "site.json"))
     with pytest.raises(InstanceError, match="sessions_file"):  # never read from a mapping (an HTTP body)
         load_instance({k: v for k, v in data.items() if k != "sessions"} | {"sessions_file": "s.csv"})
+
+
+def test_a_spreadsheets_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    path = _site_with_csv(tmp_path, GOOD)
+    (tmp_path / "s.csv").write_bytes(b"\xef\xbb\xbf" + (CSV_HEADER + GOOD).encode())
+    assert load_instance(path).sessions[0].id == "S1"
