@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import gridcharge
 from gridcharge.bench.generate import generate
@@ -153,3 +156,25 @@ def test_a_spreadsheets_byte_order_mark_is_not_part_of_the_first_column(tmp_path
     path = _site_with_csv(tmp_path, GOOD)
     (tmp_path / "s.csv").write_bytes(b"\xef\xbb\xbf" + (CSV_HEADER + GOOD).encode())
     assert load_instance(path).sessions[0].id == "S1"
+
+
+_OFFSETS = [timezone(timedelta(hours=h)) for h in (-5, 0, 8)]
+_SESSION = st.fixed_dictionaries(
+    {"id": st.from_regex(r"[A-Za-z0-9_-]{1,8}", fullmatch=True), "charger": st.sampled_from(["C1", "C2"]),
+     "arrival": st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2026, 12, 31),
+                             timezones=st.sampled_from(_OFFSETS)),
+     "departure": st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2026, 12, 31),
+                               timezones=st.sampled_from(_OFFSETS)),
+     "energy_kwh": st.floats(0, 1e5)},
+    optional={"max_charge_kw": st.floats(1e-3, 1e4), "max_discharge_kw": st.floats(0, 1e4),
+              "battery_kwh": st.floats(1e-3, 1e5)})
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=st.lists(_SESSION, max_size=6), suffix=st.sampled_from(["csv", "parquet"]))
+def test_a_table_gives_back_the_sessions_it_was_written_from(tmp_path, records, suffix):
+    path = tmp_path / f"s.{suffix}"
+    as_json = [{**r, "arrival": r["arrival"].isoformat(), "departure": r["departure"].isoformat()} for r in records]
+    write_table(path, as_json, Session)
+    back = read_table(path, Session, zone="Asia/Shanghai").records
+    assert [Session.model_validate(r) for r in back] == [Session.model_validate(r) for r in as_json]
