@@ -71,13 +71,14 @@ def generate(kind: str, n_sessions: int, seed: int = 0, *, label: str | None = N
 
     Parameters
     ----------
-    kind : str — one of :data:`KINDS`: ``residential``, ``office``, ``carpark``, ``feeder``
+    kind : str — one of :data:`KINDS`: ``residential``, ``office``, ``carpark``, ``feeder``, ``district``
     n_sessions : int — charging sessions (cars) [-], >= 1
     seed : int — random seed; the same arguments give the same instance, byte for byte
     label : str, optional — a short name put in front of ``name`` (e.g. ``residential-M-tight``)
     **params — passed to the kind's generator: ``capacity`` (``"tight"`` / ``"default"`` / ``"loose"``),
         ``v2g_share`` [-], ``phase_limits`` (bool), ``pv_kw`` [kW] and the kind's own options (see :func:`residential`,
-        :func:`office`, :func:`carpark`, :func:`feeder`)
+        :func:`office`, :func:`carpark`, :func:`feeder`, :func:`district`; a district takes no ``capacity`` or
+        ``pv_kw``: its limits are calibrated)
 
     Returns
     -------
@@ -634,11 +635,14 @@ def _calibrate(data: dict, lines: int, substation_share: float, line_share: floa
     """Set the substation's and the lines' import limits between their base-load and uncontrolled peaks [kW]."""
     problem = build_problem(load_instance(data))
     top = 1 + lines  # the substation and its lines lead the node list: only their loads are summed
-    assert problem.node_ids[:top] == [n["id"] for n in data["nodes"][:top]]
-    base = problem.base_net_kw[:top]
+    where = {node_id: row for row, node_id in enumerate(problem.node_ids)}
+    rows = np.array([where[node["id"]] for node in data["nodes"][:top]])
+    slot = np.full(problem.n_nodes, -1)
+    slot[rows] = np.arange(top)
+    base = problem.base_net_kw[rows]
     free = base.copy()
-    mine = problem.member_node < top
-    add_rows_at(free, problem.member_node[mine], uncontrolled(problem).power[problem.member_session[mine]])
+    mine = slot[problem.member_node] >= 0
+    add_rows_at(free, slot[problem.member_node[mine]], uncontrolled(problem).power[problem.member_session[mine]])
     for j in range(top):
         share = substation_share if j == 0 else line_share
         low, high = float(base[j].max()), float(free[j].max())
