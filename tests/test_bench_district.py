@@ -47,7 +47,8 @@ def test_a_small_district_is_feasible_and_its_substation_binds_in_the_evening(n_
     inst = load_instance(district(n_sessions, seed, transformers=transformers))
     problem = gridcharge.build_problem(inst)
     uncontrolled = gridcharge.solve(problem, solver="uncontrolled")
-    assert any(v.kind == "node_import" and v.where == "SUB" for v in uncontrolled.verification.violations)
+    overloaded = {v.where for v in uncontrolled.verification.violations if v.kind == "node_import"}
+    assert "SUB" in overloaded and any(where.startswith("L") for where in overloaded)  # the lines bind it too
     schedule = gridcharge.solve(problem, solver="highs")
     assert_feasible(inst, schedule)
     assert schedule.summary["unmet_kwh"] < 1e-6 * schedule.summary["energy_requested_kwh"]  # every car served
