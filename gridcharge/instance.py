@@ -326,7 +326,8 @@ def _with_sessions_table(path: Path, data: Mapping) -> tuple[dict, Table]:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError, OSError, TypeError):
         zone = "UTC"  # the bad zone is reported by the cross-checks
-    table = read_table(path.parent / ref, Session, zone=zone, what="invalid sessions table", label=label)
+    table = read_table(path.parent / ref, Session, zone=zone, what="invalid sessions table",
+                       label=f"{path.parent / ref} (sessions_file of {label})")
     data["sessions"] = table.records
     return data, table
 
