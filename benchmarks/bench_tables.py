@@ -1,8 +1,9 @@
 """Load time of a large day as JSON and as a site file with a sessions table (CSV, Parquet), side by side in one run.
 
 Generates a district (``gridcharge generate district``), writes it three ways into a temporary folder and times
-``gridcharge.load_instance`` on each (best of ``--repeat``), with the table read alone (``gridcharge.tables.read_table``)
-and the per-row pydantic validation of its records beside it; checks that the three give equal instances. Prints a Markdown table for benchmarks/RESULTS.md.
+``gridcharge.load_instance`` on each (best of ``--repeat``), with the table read alone
+(``gridcharge.tables.read_table``) and the per-row pydantic validation of its records beside it; checks that the
+three give equal instances. Prints a Markdown table for benchmarks/RESULTS.md.
 
     python benchmarks/bench_tables.py --sessions 100000 --transformers 500
 """

@@ -27,8 +27,9 @@ from .errors import FieldProblem, InstanceError
 SHOWN = 5
 #: File suffixes a table may have.
 SUFFIXES = (".csv", ".parquet")
-#: A date-time text that carries its UTC offset (``Z``, ``+08:00``, ``+0800``, ``+08``) at its end.
-_OFFSET = r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
+#: A date-time text that ends in a time of day and its UTC offset (``Z``, ``+08:00``, ``+0800``, ``+08``); a date
+#: alone (``2026-01-15``, whose ``-15`` is no offset) does not.
+_OFFSET = r"\d{2}:?\d{2}(?::?\d{2}(?:[.,]\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
 _WHEN = "an ISO-8601 date-time with UTC offset like 2026-01-15T18:00:00+08:00"
 
 
@@ -214,8 +215,8 @@ def read_table(path: str | Path, model: type[BaseModel], *, zone: str = "UTC", w
     allowed = ", ".join(name for name, kind in kinds.items() if kind != "unsupported")
     for column in columns:
         if column not in kinds:
-            problems.append(FieldProblem(f"column {column!r}", column,
-                                         f"unknown column; the columns are {allowed} (required: {', '.join(required)})"))
+            problems.append(FieldProblem(f"column {column!r}", column, f"unknown column; the columns are {allowed} "
+                                                                       f"(required: {', '.join(required)})"))
         elif kinds[column] == "unsupported":
             problems.append(FieldProblem(f"column {column!r}", column,
                                          "cannot be given in a table (not a single value); give it in JSON"))

@@ -89,6 +89,8 @@ def test_a_good_csv_loads(tmp_path):
      "s.csv row 3.energy_kwh: -4.0 — must be >= 0"),
     ("S2,C00002,2026-01-15 19:00,2026-01-16T07:00:00+08:00,4\n",
      "s.csv row 3.arrival: 2026-01-15 19:00 — has no UTC offset"),
+    ("S2,C00002,2026-01-15,2026-01-16T07:00:00+08:00,4\n",  # a date alone: its -15 is no UTC offset
+     "s.csv row 3.arrival: 2026-01-15 — has no UTC offset"),
     ("S2,C00002,yesterday,2026-01-16T07:00:00+08:00,4\n",
      "s.csv row 3.arrival: yesterday — must be an ISO-8601 date-time with UTC offset"),
     ("S2,C09999,2026-01-15T19:00:00+08:00,2026-01-16T07:00:00+08:00,4\n",

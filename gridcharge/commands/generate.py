@@ -1,5 +1,6 @@
 """``gridcharge generate KIND --sessions N --seed S [--tight|--loose] [--v2g-share X] [--pv-kw P] --out FILE
-[--sessions-out TABLE]``; ``district`` also takes ``--transformers N [--lines L] [--substation-share X]``."""
+[--sessions-out TABLE]``; ``district`` also takes ``--transformers N [--lines L] [--substation-share X]
+[--line-share X]``."""
 
 from __future__ import annotations
 
