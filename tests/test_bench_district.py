@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gridcharge
 from gridcharge.bench.generate import POWER_FACTOR, district, generate
@@ -104,3 +106,17 @@ def test_the_cli_writes_a_district_and_its_sessions_table(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(args + ["--substation-share", "1.5", "--out", str(site)])
     assert "must be <= 1" in capsys.readouterr().err
+
+
+@settings(max_examples=8, deadline=None)
+@given(transformers=st.integers(1, 5), per_transformer=st.integers(1, 60), seed=st.integers(0, 2**16),
+       v2g=st.sampled_from([None, 0.0, 1.0]))
+def test_any_small_district_is_valid_and_has_a_verified_optimum(transformers, per_transformer, seed, v2g):
+    params = {"transformers": transformers} | ({} if v2g is None else {"v2g_share": v2g})
+    data = district(transformers * per_transformer, seed, **params)
+    assert json.dumps(data) == json.dumps(district(transformers * per_transformer, seed, **params))
+    inst = load_instance(data)
+    assert len(inst.sessions) == transformers * per_transformer and len(_transformers(data)) == transformers
+    schedule = gridcharge.solve(inst, solver="highs")
+    assert schedule.summary["status"] == "optimal"
+    assert_feasible(inst, schedule)
