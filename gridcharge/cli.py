@@ -46,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Solve an instance-v1 file (JSON or TOML), verify the result independently, print a summary "
                     "and, with --out, write schedule.csv, nodes.csv and summary.json.",
     )
-    solve.add_argument("instance", type=Path, help="instance file (.json or .toml, format gridcharge/instance-v1)")
+    solve.add_argument("instance", type=Path,
+                       help="instance file (.json or .toml, format gridcharge/instance-v1); its sessions inline or in "
+                            "the .csv/.parquet table its sessions_file key names")
     solve.add_argument("--solver", default="highs",
                        help="solver name (default: highs; `gridcharge solvers` lists them)")
     solve.add_argument("--time-limit", type=positive, metavar="S",
