@@ -44,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Solve an instance-v1 file (JSON or TOML), verify the result independently, print a summary "
                     "and, with --out, write schedule.csv, nodes.csv and summary.json.",
     )
-    solve.add_argument("instance", type=Path, help="instance file (.json or .toml, format gridcharge/instance-v1)")
+    solve.add_argument("instance", type=Path,
+                       help="instance file (.json or .toml, format gridcharge/instance-v1); its sessions inline or in "
+                            "the .csv/.parquet table its sessions_file key names")
     solve.add_argument("--solver", default="auto",
                        help="solver name (default: auto, the certified structured interior point on V2G and large "
                             "days, HiGHS elsewhere; `gridcharge solvers` lists them)")

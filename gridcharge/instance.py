@@ -24,6 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic.fields import FieldInfo
 
 from .errors import FieldProblem, InstanceError
+from .tables import Table, read_table
 
 FORMAT = "gridcharge/instance-v1"
 #: The format of capacity-scenario files (gridcharge.scenarios.spec), recognised to say which command reads them.
@@ -268,7 +269,9 @@ def load_instance(source: str | Path | Mapping | Instance) -> Instance:
     Parameters
     ----------
     source : str, pathlib.Path, Mapping or Instance
-        A ``.json`` or ``.toml`` file, or an already parsed mapping (the same keys).
+        A ``.json`` or ``.toml`` file, or an already parsed mapping (the same keys). A file may give its sessions as
+        a table instead: ``sessions_file``, a ``.csv`` or ``.parquet`` path relative to the file (README, "Sessions
+        as a table"); problems in it are named by its row and column.
 
     Returns
     -------
@@ -282,9 +285,12 @@ def load_instance(source: str | Path | Mapping | Instance) -> Instance:
     if isinstance(source, Instance):
         return source
     label = None
+    table = None
     if isinstance(source, (str, Path)):
         label = str(source)
         data = _read_file(Path(source))
+        if SESSIONS_FILE in data:
+            data, table = _with_sessions_table(Path(source), data)
     elif isinstance(source, Mapping):
         data = source
     else:
@@ -292,11 +298,48 @@ def load_instance(source: str | Path | Mapping | Instance) -> Instance:
     try:
         instance = Instance.model_validate(dict(data))
     except ValidationError as exc:
-        raise InstanceError(field_problems(exc), label) from None
+        raise InstanceError(_in_table(field_problems(exc), table), label) from None
     problems = _cross_checks(instance)
     if problems:
-        raise InstanceError(problems, label)
+        raise InstanceError(_in_table(problems, table), label)
     return instance
+
+
+#: The key of an instance file that names its sessions table (README, "Sessions as a table").
+SESSIONS_FILE = "sessions_file"
+
+
+def _with_sessions_table(path: Path, data: Mapping) -> tuple[dict, Table]:
+    """The file's data with the sessions of its ``sessions_file`` table (a path relative to the instance file)."""
+    data = dict(data)
+    ref = data.pop(SESSIONS_FILE)
+    label = str(path)
+    if not isinstance(ref, str) or not ref.strip():
+        raise InstanceError(FieldProblem(SESSIONS_FILE, ref, "a .csv or .parquet file name, relative to the "
+                                                             "instance file"), label)
+    if data.get("sessions"):
+        raise InstanceError(FieldProblem(SESSIONS_FILE, ref, "sessions in a table or in the file, not both: remove "
+                                                             "the file's sessions list"), label)
+    horizon = data.get("horizon")
+    zone = horizon.get("timezone", DEFAULT_TIMEZONE) if isinstance(horizon, Mapping) else DEFAULT_TIMEZONE
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError, OSError, TypeError):
+        zone = "UTC"  # the bad zone is reported by the cross-checks
+    table = read_table(path.parent / ref, Session, zone=zone, what="invalid sessions table",
+                       label=f"{path.parent / ref} (sessions_file of {label})")
+    data["sessions"] = table.records
+    return data, table
+
+
+def _in_table(problems: list[FieldProblem], table: Table | None) -> list[FieldProblem]:
+    """Problems of ``sessions[i]`` named by the table's row instead (``sessions.csv row 7.energy_kwh``)."""
+    if table is None:
+        return problems
+    def row(match: re.Match) -> str:
+        return table.rows[int(match[1])]
+    return [FieldProblem(re.sub(r"^sessions\[(\d+)\]", row, p.path), p.value,
+                         re.sub(r"sessions\[(\d+)\]", row, p.expected)) for p in problems]
 
 
 class _DuplicateKey(ValueError):

@@ -10,7 +10,9 @@
 - ``carpark`` — a public car park: 60 kW three-phase DC chargers in cabinets of 4, several short visits per charger
   over the day (:func:`carpark`);
 - ``feeder`` — a 10 kV feeder (the root node) with several transformers beneath, each one a residential, office or
-  car-park site of about ``site_sessions`` sessions (:func:`feeder`); the XL and XXL benchmark instances.
+  car-park site of about ``site_sessions`` sessions (:func:`feeder`); the XL and XXL benchmark instances;
+- ``district`` — a 110/10 kV substation, its 10 kV lines and ``transformers`` 400-800 kVA distribution transformers
+  of those three kinds, the substation and line limits calibrated to bind (:func:`district`).
 
 Options on every kind: ``capacity`` (``"tight"``, ``"loose"`` or ``"default"`` transformer headroom for charging),
 ``v2g_share`` (share of cars that allow discharge), ``phase_limits`` (a per-phase import limit on each transformer)
@@ -29,11 +31,15 @@ import numpy as np
 
 from ..grid.profiles import HOUSEHOLD_PEAK_KW, HOUSEHOLD_SHAPE, hourly_to_periods
 from ..grid.tariffs import tou_prices
+from ..instance import load_instance
+from ..problem import build_problem
+from ..schedule import node_loads
+from ..solvers.baselines import uncontrolled
 
 BEIJING = timezone(timedelta(hours=8))
 
 #: The kinds :func:`generate` knows.
-KINDS = ("residential", "office", "carpark", "feeder")
+KINDS = ("residential", "office", "carpark", "feeder", "district")
 #: EV headroom of the transformer per charger for each capacity variant [kW], by kind: the transformer is sized at
 #: the site's base-load peak plus this times the number of chargers (residential: per space = per charger).
 CAPACITY_KW_PER_CHARGER = {
@@ -65,13 +71,14 @@ def generate(kind: str, n_sessions: int, seed: int = 0, *, label: str | None = N
 
     Parameters
     ----------
-    kind : str — one of :data:`KINDS`: ``residential``, ``office``, ``carpark``, ``feeder``
+    kind : str — one of :data:`KINDS`: ``residential``, ``office``, ``carpark``, ``feeder``, ``district``
     n_sessions : int — charging sessions (cars) [-], >= 1
     seed : int — random seed; the same arguments give the same instance, byte for byte
     label : str, optional — a short name put in front of ``name`` (e.g. ``residential-M-tight``)
     **params — passed to the kind's generator: ``capacity`` (``"tight"`` / ``"default"`` / ``"loose"``),
         ``v2g_share`` [-], ``phase_limits`` (bool), ``pv_kw`` [kW] and the kind's own options (see :func:`residential`,
-        :func:`office`, :func:`carpark`, :func:`feeder`)
+        :func:`office`, :func:`carpark`, :func:`feeder`, :func:`district`; a district takes no ``capacity`` or
+        ``pv_kw``: its limits are calibrated)
 
     Returns
     -------
@@ -87,6 +94,9 @@ def generate(kind: str, n_sessions: int, seed: int = 0, *, label: str | None = N
         raise ValueError(f"n_sessions: {n_sessions!r} — expected a whole number >= 1")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed: {seed!r} — expected a whole number >= 0")
+    if kind == "district" and {"capacity", "pv_kw"} & params.keys():
+        raise ValueError("capacity, pv_kw: not options of a district (its limits are calibrated: substation_share, "
+                         "line_share)")
     capacity = params.get("capacity", "default")
     if capacity not in ("tight", "default", "loose"):
         raise ValueError(f"capacity: {capacity!r} — expected 'tight', 'default' or 'loose'")
@@ -110,7 +120,7 @@ def generate(kind: str, n_sessions: int, seed: int = 0, *, label: str | None = N
         extra += "".join(f" {k}={params[k]}" for k in sorted(params) if k not in shown)
         data["name"] = data["name"] + extra
     else:
-        builder = {"office": office, "carpark": carpark, "feeder": feeder}[kind]
+        builder = {"office": office, "carpark": carpark, "feeder": feeder, "district": district}[kind]
         data = builder(int(n_sessions), int(seed), **params)
     if label:
         data["name"] = f"{label}: {data['name']}"
@@ -428,6 +438,30 @@ def carpark(n_sessions: int, seed: int = 0, *, capacity: str = "default", v2g_sh
 FEEDER_MIX = ("residential", "residential", "office", "residential", "carpark")
 
 
+#: Each site kind's default share of cars that allow discharge [-] (as :func:`residential`, :func:`office`,
+#: :func:`carpark`).
+SITE_V2G_SHARE = {"residential": 1 / 3, "office": 0.2, "carpark": 0.0}
+
+
+def _site(kind: str, rng, size: int, prefix: str, parent: str, horizon, *, v2g_share: float | None, capacity: str,
+          phase_limits: bool, pv_kw: float, transformer_kw: float | None = None):
+    """One site of ``kind`` under ``parent`` with the builders' default layout (the feeder's and district's sites):
+    nodes, chargers, sessions and the transformer limit [kW]."""
+    share = SITE_V2G_SHARE[kind] if v2g_share is None else v2g_share
+    if kind == "residential":
+        return _residential_site(
+            rng, size, prefix, parent, horizon, v2g_share=share, feeders=4, households_per_space=1.4,
+            transformer_kw=transformer_kw, ev_kw_per_space=CAPACITY_KW_PER_CHARGER["residential"][capacity],
+            phase_limits=phase_limits, charger_kw=7.0, pv_kw=pv_kw)
+    if kind == "office":
+        return _office_site(rng, size, prefix, parent, horizon, v2g_share=share, capacity=capacity,
+                            transformer_kw=transformer_kw, phase_limits=phase_limits, charger_kw=7.0, pv_kw=pv_kw,
+                            spaces_per_charger=4.0, board_size=10)
+    return _carpark_site(rng, size, prefix, parent, horizon, v2g_share=share, capacity=capacity,
+                         transformer_kw=transformer_kw, phase_limits=False, charger_kw=60.0, pv_kw=pv_kw,
+                         sessions_per_charger=3, cabinet_size=4, spaces_per_charger=5.0)
+
+
 def feeder(n_sessions: int, seed: int = 0, *, capacity: str = "default", v2g_share: float | None = None,
            phase_limits: bool = True, pv_kw: float = 0.0, site_sessions: int = 2000,
            mix: tuple[str, ...] = FEEDER_MIX, step_minutes: int = 15, periods: int = 96,
@@ -464,22 +498,8 @@ def feeder(n_sessions: int, seed: int = 0, *, capacity: str = "default", v2g_sha
         kind = mix[k % len(mix)]
         prefix = f"T{k + 1:02d}-"
         site_rng = np.random.default_rng([seed, k])
-        if kind == "residential":
-            parts = _residential_site(
-                site_rng, size, prefix, "FDR", horizon, v2g_share=1 / 3 if v2g_share is None else v2g_share,
-                feeders=4, households_per_space=1.4, transformer_kw=None,
-                ev_kw_per_space=CAPACITY_KW_PER_CHARGER["residential"][capacity], phase_limits=phase_limits,
-                charger_kw=7.0, pv_kw=pv_kw)
-        elif kind == "office":
-            parts = _office_site(site_rng, size, prefix, "FDR", horizon,
-                                 v2g_share=0.2 if v2g_share is None else v2g_share, capacity=capacity,
-                                 transformer_kw=None, phase_limits=phase_limits, charger_kw=7.0, pv_kw=pv_kw,
-                                 spaces_per_charger=4.0, board_size=10)
-        else:
-            parts = _carpark_site(site_rng, size, prefix, "FDR", horizon,
-                                  v2g_share=0.0 if v2g_share is None else v2g_share, capacity=capacity,
-                                  transformer_kw=None, phase_limits=False, charger_kw=60.0, pv_kw=pv_kw,
-                                  sessions_per_charger=3, cabinet_size=4, spaces_per_charger=5.0)
+        parts = _site(kind, site_rng, size, prefix, "FDR", horizon, v2g_share=v2g_share, capacity=capacity,
+                      phase_limits=phase_limits, pv_kw=pv_kw)
         site_nodes, site_chargers, site_sessions_list, limit = parts
         # the session counter restarts per site; the prefix keeps ids unique
         nodes += site_nodes
@@ -495,3 +515,150 @@ def feeder(n_sessions: int, seed: int = 0, *, capacity: str = "default", v2g_sha
                                                    "site_sessions": site_sessions, "transformers": len(limits),
                                                    "mix": "/".join(mix), "feeder_kw": feeder_kw})
     return _instance(name, horizon[0], step_minutes, periods, nodes, chargers, sessions, horizon[2])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# district: a 110/10 kV substation, its 10 kV lines, their distribution transformers
+
+#: Standard ratings of 10/0.4 kV distribution transformers [kVA]; a district's are drawn from the first four.
+TRANSFORMER_KVA = (400, 500, 630, 800, 1000, 1250, 1600, 2000, 2500)
+#: Power factor that turns a transformer's rating into its import limit [kW per kVA].
+POWER_FACTOR = 0.95
+#: Sessions a transformer of each kind carries per kVA of rating at a typical Beijing loading [sessions/kVA]: a
+#: compound's evening base load is then about 60 % of its limit, an office's about 50 %.
+SESSIONS_PER_KVA = {"residential": 0.35, "office": 0.08, "carpark": 0.15}
+#: Most sessions per kVA, as a multiple of :data:`SESSIONS_PER_KVA`, before the transformers are upsized: above it
+#: a compound's base load alone would come near its limit [-].
+MAX_LOADING = 1.4
+#: Transformers per 10 kV line, about [-] (the default number of lines is ``ceil(transformers / this)``, at least 2).
+TRANSFORMERS_PER_LINE = 30
+
+
+def district(n_sessions: int, seed: int = 0, *, transformers: int = 10, lines: int | None = None,
+             substation_share: float = 0.1, line_share: float = 0.5, v2g_share: float | None = None,
+             phase_limits: bool = True, mix: tuple[str, ...] = FEEDER_MIX, step_minutes: int = 15,
+             periods: int = 96, start: str = "2026-01-15T07:00:00+08:00") -> dict:
+    """A Beijing-style district: a 110/10 kV substation (the root, kind ``transformer``), 10 kV lines (``feeder``)
+    and beneath them 400-800 kVA distribution transformers, each a residential compound, an office or a public car
+    park (:data:`FEEDER_MIX` in turn) built as by :func:`residential`, :func:`office` and :func:`carpark` (chargers
+    on 100 %, 25 % and 20 % of the spaces).
+
+    Each transformer's rating is drawn from 400, 500, 630 and 800 kVA; its import limit is the rating times
+    :data:`POWER_FACTOR`, its per-phase limit 36 % of that, and it may back-feed its line up to half its limit (V2G
+    under one transformer can serve cars under another). The sessions are split over the transformers in proportion
+    to rating times :data:`SESSIONS_PER_KVA` of its kind; more than :data:`MAX_LOADING` times that upsizes every
+    transformer to the next standard rating that carries it. The substation exports nothing to 110 kV.
+
+    The line and substation limits are calibrated on this day: with the uncontrolled schedule (every car at full
+    power from arrival, :func:`gridcharge.solvers.baselines.uncontrolled`) the substation's peak ``U`` falls in the
+    evening, above its base-load peak ``B``; its limit is ``B + substation_share * (U - B)``, and each line's likewise
+    with ``line_share``. Below ``U`` the uncontrolled evening is infeasible; at or above ``B`` a schedule exists
+    (no car charging), and the optimum shifts charging until the substation row binds.
+
+    Parameters
+    ----------
+    n_sessions : int — charging sessions (cars) [-], >= ``transformers``
+    seed : int — random seed; the same arguments give the same instance, byte for byte
+    transformers : int — distribution transformers [-], >= 1
+    lines : int, optional — 10 kV lines [-] (default ``max(2, ceil(transformers / 30))``, at most ``transformers``)
+    substation_share, line_share : float — where the substation's and each line's import limit sits between its
+        base-load peak (0) and its uncontrolled peak (1) [-], in (0, 1]
+    v2g_share : float, optional — share of cars that allow discharge [-] (default each kind's own: 1/3, 0.2, 0)
+    phase_limits : bool — per-phase limits on the residential and office transformers
+    mix : tuple of str — site kinds in turn
+    step_minutes : int [minutes]; periods : int; start : str (ISO-8601 with offset; default 07:00, one day)
+    """
+    for name, value in (("transformers", transformers), ("n_sessions", n_sessions)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name}: {value!r} — expected a whole number >= 1")
+    if n_sessions < transformers:
+        raise ValueError(f"n_sessions: {n_sessions} — expected at least one session per transformer "
+                         f"(>= transformers = {transformers})")
+    if lines is None:
+        lines = min(transformers, max(2, -(-transformers // TRANSFORMERS_PER_LINE)))
+    if isinstance(lines, bool) or not isinstance(lines, (int, np.integer)) or not 1 <= lines <= transformers:
+        raise ValueError(f"lines: {lines!r} — expected a whole number in [1, transformers = {transformers}]")
+    for name, value in (("substation_share", substation_share), ("line_share", line_share)):
+        if not (isinstance(value, (int, float)) and 0.0 < value <= 1.0):
+            raise ValueError(f"{name}: {value!r} — expected a number in (0, 1]")
+    for i, kind in enumerate(mix):
+        if kind not in SITE_V2G_SHARE:
+            raise ValueError(f"mix[{i}]: {kind!r} — expected 'residential', 'office' or 'carpark'")
+    rng = np.random.default_rng([seed, 0])
+    horizon = (*_horizon(start, step_minutes, periods), step_minutes, periods)
+    kinds = [mix[k % len(mix)] for k in range(transformers)]
+    density = np.array([SESSIONS_PER_KVA[kind] for kind in kinds])
+    kva = rng.choice(np.array(TRANSFORMER_KVA[:4], dtype=float), transformers)
+    loading = n_sessions / float((kva * density).sum())
+    if loading > MAX_LOADING:  # upsize each to the smallest standard rating that carries its share
+        wanted = kva * loading / MAX_LOADING
+        sizes = np.array(TRANSFORMER_KVA, dtype=float)
+        kva = sizes[np.minimum(np.searchsorted(sizes, wanted), len(sizes) - 1)]
+    sizes_n = _split(n_sessions, kva * density)
+    line_of = np.repeat(np.arange(lines), [len(part) for part in np.array_split(np.arange(transformers), lines)])
+    nodes = [{"id": "SUB", "parent": None, "kind": "transformer", "import_limit_kw": None, "export_limit_kw": 0.0}]
+    nodes += [{"id": f"L{j + 1:02d}", "parent": "SUB", "kind": "feeder", "import_limit_kw": None,
+               "export_limit_kw": None} for j in range(lines)]
+    chargers, sessions = [], []
+    width = len(str(transformers))
+    for k, (kind, size) in enumerate(zip(kinds, sizes_n.tolist())):
+        limit_kw = round(float(kva[k]) * POWER_FACTOR, 3)
+        site_nodes, site_chargers, site_sessions, _ = _site(
+            kind, np.random.default_rng([seed, 1, k]), size, f"T{k + 1:0{width}d}-", f"L{line_of[k] + 1:02d}",
+            horizon, v2g_share=v2g_share, capacity="default", phase_limits=phase_limits, pv_kw=0.0,
+            transformer_kw=limit_kw)
+        site_nodes[0]["export_limit_kw"] = round(0.5 * limit_kw, 3)
+        nodes += site_nodes
+        chargers += site_chargers
+        sessions += site_sessions
+    name = _kind_name("district", n_sessions, seed, {"transformers": transformers, "lines": lines,
+                                                     "substation_share": float(substation_share),
+                                                     "line_share": float(line_share), "v2g_share": v2g_share,
+                                                     "phase_limits": phase_limits, "mix": "/".join(mix),
+                                                     "kva": int(kva.sum())})
+    data = _instance(name, horizon[0], step_minutes, periods, nodes, chargers, sessions, horizon[2])
+    _calibrate(data, lines, substation_share, line_share)
+    return data
+
+
+def _split(total: int, weights: np.ndarray) -> np.ndarray:
+    """``total`` split in proportion to ``weights``, each part >= 1, by largest remainders (whole numbers)."""
+    spare = total - len(weights)
+    exact = spare * weights / weights.sum()
+    parts = np.floor(exact).astype(np.int64)
+    order = np.argsort(-(exact - parts), kind="stable")
+    parts[order[:spare - parts.sum()]] += 1
+    return parts + 1
+
+
+def _calibrate(data: dict, lines: int, substation_share: float, line_share: float) -> None:
+    """Set the substation's and the lines' import limits between their base-load and uncontrolled peaks [kW].
+
+    Computed on the day reduced to the substation and its lines: every charger hung from its line, each line carrying
+    its subtree's base load. The uncontrolled schedule ignores the tree (each car at full power from arrival), so its
+    power is the same; the arrays of the 85,000 meters of a 100,000-session district are never built (3.9 GB).
+    """
+    top = 1 + lines
+    periods = data["horizon"]["periods"]
+    line_ids = [node["id"] for node in data["nodes"][1:top]]
+    line_of = {line: line for line in line_ids}
+    line_base = {line: np.zeros(periods) for line in line_ids}
+    for node in data["nodes"][top:]:  # every site lists a parent before its children
+        line = line_of[node["id"]] = line_of[node["parent"]]
+        own = np.asarray(node.get("base_load_kw", 0.0), dtype=float) - np.asarray(node.get("generation_kw", 0.0),
+                                                                                  dtype=float)
+        line_base[line] += own
+    reduced = {**data, "nodes": [{"id": "SUB", "parent": None, "kind": "transformer"}]
+               + [{"id": line, "parent": "SUB", "kind": "feeder", "base_load_kw": line_base[line].tolist()}
+                  for line in line_ids],
+               "chargers": [{**charger, "node": line_of[charger["node"]]} for charger in data["chargers"]]}
+    problem = build_problem(load_instance(reduced))
+    base = problem.base_net_kw
+    free = node_loads(problem, uncontrolled(problem).power)
+    for j, node_id in enumerate(["SUB", *line_ids]):
+        row = problem.node_ids.index(node_id)
+        share = substation_share if j == 0 else line_share
+        low, high = float(base[row].max()), float(free[row].max())
+        data["nodes"][j]["import_limit_kw"] = float(np.ceil(low + share * (high - low)))
+        if j:
+            data["nodes"][j]["export_limit_kw"] = data["nodes"][j]["import_limit_kw"]

@@ -45,29 +45,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import FieldProblem, InstanceError
 from ..instance import load_instance
+from ..tables import SHOWN, report_rows
 
 #: Columns of the plain CSV (``id`` optional).
 PLAIN_COLUMNS = ("arrival", "departure", "energy_kwh", "charger")
 #: Columns of the session frames the readers return.
 SESSION_COLUMNS = ("id", "charger", "arrival", "departure", "energy_kwh")
-#: Problems shown per column before "N more rows like these".
-SHOWN = 5
 
 
 def _raise(problems: list[FieldProblem], label: str) -> None:
     if problems:
         raise InstanceError(problems, label, what="invalid session log")
-
-
-def _report(problems: list, where: list[str], column: str, texts: pd.Series, mask: np.ndarray, expected: str) -> None:
-    rows = np.flatnonzero(mask)
-    for i in rows[:SHOWN]:
-        text = texts.iloc[i]
-        shown = "(empty)" if text is None or (isinstance(text, float) and np.isnan(text)) or str(text).strip() == "" \
-            else text
-        problems.append(FieldProblem(f"{where[i]}.{column}", shown, expected))
-    if len(rows) > SHOWN:
-        problems.append(FieldProblem(column, f"{len(rows) - SHOWN} more rows like these", expected))
 
 
 class ClippedSessionsWarning(UserWarning):
@@ -199,19 +187,19 @@ def _validated(arrival_text, departure_text, energy_text, charger_text, id_text,
     for name, text, parsed in ((names[0], arrival_text, arrival), (names[1], departure_text, departure)):
         text = text.reset_index(drop=True)
         naive = _naive(text) if timezone is None else np.zeros(len(text), dtype=bool)
-        _report(problems, where, name, text, naive, zoneless)
-        _report(problems, where, name, text, parsed.isna().to_numpy() & ~naive, when)
+        report_rows(problems, where, name, text, naive, zoneless)
+        report_rows(problems, where, name, text, parsed.isna().to_numpy() & ~naive, when)
     order = (departure <= arrival).fillna(False).to_numpy()
-    _report(problems, where, names[1], departure_text.reset_index(drop=True), order,
+    report_rows(problems, where, names[1], departure_text.reset_index(drop=True), order,
             "a date-time after the arrival")
     bad_energy = ~(np.isfinite(energy.to_numpy(dtype=float, na_value=np.nan)) & (energy.to_numpy(na_value=-1) >= 0))
-    _report(problems, where, names[2], energy_text.reset_index(drop=True), bad_energy, "a number >= 0 [kWh]")
-    _report(problems, where, names[3], charger_text.reset_index(drop=True), (charger == "").to_numpy(),
+    report_rows(problems, where, names[2], energy_text.reset_index(drop=True), bad_energy, "a number >= 0 [kWh]")
+    report_rows(problems, where, names[3], charger_text.reset_index(drop=True), (charger == "").to_numpy(),
             "a charger id (not empty)")
-    _report(problems, where, names[4], id_text.reset_index(drop=True), (ids == "").to_numpy(),
+    report_rows(problems, where, names[4], id_text.reset_index(drop=True), (ids == "").to_numpy(),
             "a session id (not empty)")
     duplicate = ids.duplicated(keep="first").to_numpy() & (ids != "").to_numpy()
-    _report(problems, where, names[4], id_text.reset_index(drop=True), duplicate, "a unique session id")
+    report_rows(problems, where, names[4], id_text.reset_index(drop=True), duplicate, "a unique session id")
     _raise(problems, label)
     return pd.DataFrame({"id": ids, "charger": charger, "arrival": arrival, "departure": departure,
                          "energy_kwh": energy.astype(float)})

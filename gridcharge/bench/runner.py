@@ -294,7 +294,7 @@ def _count_sessions(instance_path: str) -> int | None:
     try:
         text = Path(instance_path).read_text(encoding="utf-8")
         data = tomllib.loads(text) if instance_path.lower().endswith(".toml") else json.loads(text)
-        return len(data.get("sessions", []))
+        return None if "sessions_file" in data else len(data.get("sessions", []))  # a table: not counted here
     except (OSError, ValueError, AttributeError, tomllib.TOMLDecodeError):
         return None
 
