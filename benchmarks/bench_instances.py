@@ -4,7 +4,7 @@ Writes ``benchmarks/instances/<kind>-<size>-<variant>.json`` for the committed s
 instance (committed or generated on demand: XL, XXL) with its generator command in ``manifest.toml``, and stores the
 best-known optimum objective [CNY] of the committed ones there (``best_known_cny``: the HiGHS LP optimum, recomputed
 by the independent verifier from the emitted schedule). ``gridcharge bench`` reads the optima from that file;
-``tests/test_bench_instances.py`` re-solves S and M and checks them.
+``tests/bench/test_instances.py`` re-solves S and M and checks them.
 
     /tmp/venv/bin/python benchmarks/bench_instances.py            # write instances + manifest (solves S, M, L)
     /tmp/venv/bin/python benchmarks/bench_instances.py --on-demand XL --out-dir /tmp/instances  # generate XL files

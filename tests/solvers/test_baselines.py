@@ -213,7 +213,7 @@ def test_empty_instance(name):
 def test_cli_solve_with_a_baseline(tmp_path, capsys):
     from gridcharge.cli import main
 
-    scenario = Path(__file__).resolve().parents[1] / "scenarios" / "beijing-residential-630kva.json"
+    scenario = Path(__file__).resolve().parents[2] / "scenarios" / "beijing-residential-630kva.json"
     main(["solve", str(scenario), "--solver", "equal_share", "--quiet",
           "--out", str(tmp_path)])
     out = capsys.readouterr().out

@@ -13,7 +13,7 @@ from gridcharge.scenarios import report
 from gridcharge.scenarios.hosting import hosting_capacity, violation_curve
 from gridcharge.scenarios.runner import StudyResult, run_study
 from gridcharge.scenarios.spec import load_scenario
-from tests.test_scenarios import tiny
+from tests.scenarios.test_scenarios import tiny
 
 
 @pytest.fixture(scope="module")

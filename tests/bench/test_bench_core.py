@@ -6,7 +6,7 @@ import math
 import time
 from pathlib import Path
 
-BENCH_CORE = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_core.py"
+BENCH_CORE = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_core.py"
 
 
 def _bench_core():

@@ -20,7 +20,7 @@ from gridcharge.scenarios.runner import TIMING_COLUMNS, Task, plan, run_study, r
 from gridcharge.scenarios.sampling import assign_chargers, build_day
 from gridcharge.scenarios.spec import load_scenario
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 def tiny(**changes) -> dict:

@@ -725,7 +725,7 @@ def test_the_services_database_and_token_files_are_ignored_by_git():
     import subprocess
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if shutil.which("git") is None or not (root / ".git").exists():
         pytest.skip("not a git checkout")
     names = ["gridcharge.db", "gridcharge.db-wal", "gridcharge.db-shm", "site.json", "site-tokens.json"]

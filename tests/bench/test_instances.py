@@ -11,7 +11,7 @@ import pytest
 import gridcharge
 from gridcharge.bench.generate import generate
 
-INSTANCES = Path(__file__).resolve().parent.parent / "benchmarks" / "instances"
+INSTANCES = Path(__file__).resolve().parents[2] / "benchmarks" / "instances"
 MANIFEST = tomllib.loads((INSTANCES / "manifest.toml").read_text())["instance"]
 SMALL = [e for e in MANIFEST if e["size"] in ("S", "M")]
 

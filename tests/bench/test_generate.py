@@ -12,7 +12,7 @@ from gridcharge.bench.generate import KINDS, generate
 from gridcharge.cli import main
 
 
-#: The kinds with a capacity variant and PV; a district's limits are calibrated instead (tests/test_bench_district.py).
+#: The kinds with a capacity variant and PV; a district's limits are calibrated instead (tests/bench/test_generate_district.py).
 SIZED_KINDS = tuple(kind for kind in KINDS if kind != "district")
 
 
