@@ -55,12 +55,12 @@ def write_report(result: StudyResult, out_dir: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     curve, capacity = hosting_tables(result)
     images = {
-        "load_stack.png": _plot_load_stack(result),
-        "loading_duration.png": _plot_duration(result),
-        "hot_spot.png": _plot_hot_spot(result),
+        "load_stack.png": _png(plot_load_stack(result)),
+        "loading_duration.png": _png(plot_duration(result)),
+        "hot_spot.png": _png(plot_hot_spot(result)),
     }
     if len(curve):
-        images["hosting_capacity.png"] = _plot_hosting(result, curve, capacity)
+        images["hosting_capacity.png"] = _png(plot_hosting(result, curve, capacity))
     metrics = strategy_table(result)
     markdown = render_markdown(result, metrics, curve, capacity, {name: name for name in images})
     embedded = render_markdown(result, metrics, curve, capacity, {
@@ -331,7 +331,8 @@ def _mean_by_period(series: pd.DataFrame, strategy: str, column: str) -> np.ndar
     return rows.groupby("period")[column].mean().to_numpy()
 
 
-def _plot_load_stack(result: StudyResult) -> bytes:
+def plot_load_stack(result: StudyResult) -> "matplotlib.figure.Figure":
+    """Mean-day load stack per strategy (base load, EV load, V2G) against the rating [kW]: one panel a strategy."""
     import matplotlib.pyplot as plt
 
     s = result.scenario
@@ -376,7 +377,7 @@ def _plot_load_stack(result: StudyResult) -> bytes:
                bbox_to_anchor=(0.5, -0.02))
     fig.suptitle(f"{s.name}\nmean of {s.days} days, {s.evs} EVs", fontsize=11)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    return _png(fig)
+    return fig
 
 
 def _load_stack_title(strategy: str, mean_day_kw: np.ndarray, rated_kw: float) -> str:
@@ -385,7 +386,8 @@ def _load_stack_title(strategy: str, mean_day_kw: np.ndarray, rated_kw: float) -
     return f"{strategy}, mean day: peak {peak:.0f} kW ({100 * peak / rated_kw:.0f} % of rating)"
 
 
-def _plot_duration(result: StudyResult) -> bytes:
+def plot_duration(result: StudyResult) -> "matplotlib.figure.Figure":
+    """Loading duration curve per strategy [% of rating] over every simulated period."""
     import matplotlib.pyplot as plt
 
     s = result.scenario
@@ -403,10 +405,11 @@ def _plot_duration(result: StudyResult) -> bytes:
     ax.legend(fontsize=8)
     ax.set_title(f"Loading duration curve, {s.days} days x 24 h", fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
-def _plot_hot_spot(result: StudyResult) -> bytes:
+def plot_hot_spot(result: StudyResult) -> "matplotlib.figure.Figure":
+    """Winding hot-spot temperature per strategy [°C]: the mean day and the hottest day, against the limit."""
     import matplotlib.pyplot as plt
 
     s = result.scenario
@@ -432,10 +435,11 @@ def _plot_hot_spot(result: StudyResult) -> bytes:
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.set_title("Winding hot-spot temperature (IEC 60076-7)", fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
-def _plot_hosting(result: StudyResult, curve: pd.DataFrame, capacity: pd.DataFrame) -> bytes:
+def plot_hosting(result: StudyResult, curve: pd.DataFrame, capacity: pd.DataFrame) -> "matplotlib.figure.Figure":
+    """Probability of a violating day per EV count and strategy (with its confidence interval) against alpha."""
     import matplotlib.pyplot as plt
 
     s = result.scenario
@@ -461,4 +465,4 @@ def _plot_hosting(result: StudyResult, curve: pd.DataFrame, capacity: pd.DataFra
     ax.set_title(f"Hosting capacity, {s.hosting_days()} days per count, {s.hosting.confidence:.0%} Wilson "
                  "intervals", fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return fig
