@@ -37,7 +37,6 @@ absorb reverse flow).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
@@ -45,8 +44,9 @@ import pandas as pd
 
 from ..errors import InfeasibleError, Overload
 from ..formulation.lp import INFEASIBLE_TOLERANCE_KW
-from ..problem import PHASES, Problem
+from ..problem import Problem
 from ..schedule import Schedule, node_loads, phase_loads, summarise
+from .headroom import Resources, node_resources
 
 #: Headroom kept free at every limit, for floating-point sums [kW]; the verifier tolerates 1e-6 x max(1, |limit|).
 SAFETY_KW = 1e-9
@@ -241,52 +241,10 @@ BASELINES: dict = {
 # the common period loop
 
 
-@dataclass(frozen=True)
-class _Resources:
-    """Node limits as resources: membership pairs (resource, session, weight) and headroom per period [kW]."""
-
-    pair_res: np.ndarray
-    pair_sess: np.ndarray
-    pair_w: np.ndarray
-    res_node: np.ndarray
-    res_kind: np.ndarray  # "import", "phase_A", "phase_B", "phase_C"
-    slack: np.ndarray  # (R, T) limit - base load [kW]; negative where base load alone is over the limit
-
-    @property
-    def n(self) -> int:
-        return len(self.res_node)
-
-
-def _resources(p: Problem) -> _Resources:
-    res, sess, w, node, kind, slack = [], [], [], [], [], []
-    offset = 0
-    limited = np.flatnonzero(np.isfinite(p.import_limit_kw))
-    phased = np.flatnonzero(np.isfinite(p.phase_import_limit_kw))
-    groups = [("import", limited, p.import_limit_kw, 1.0, None)]
-    groups += [(f"phase_{name}", phased, p.phase_import_limit_kw, 1.0 / 3.0, k) for k, name in enumerate(PHASES)]
-    for name, nodes, limit, base_share, phase in groups:
-        rid = np.full(p.n_nodes, -1, dtype=np.int64)
-        rid[nodes] = offset + np.arange(len(nodes))
-        weight = np.ones(len(p.member_session)) if phase is None else p.phase_share[p.member_session, phase]
-        on = (rid[p.member_node] >= 0) & (weight > 0)
-        res.append(rid[p.member_node[on]])
-        sess.append(p.member_session[on])
-        w.append(weight[on])
-        node.append(nodes)
-        kind += [name] * len(nodes)
-        slack.append(limit[nodes, None] - base_share * p.base_net_kw[nodes])
-        offset += len(nodes)
-    return _Resources(
-        pair_res=np.concatenate(res).astype(np.int64), pair_sess=np.concatenate(sess).astype(np.int64),
-        pair_w=np.concatenate(w).astype(float), res_node=np.concatenate(node).astype(np.int64),
-        res_kind=np.asarray(kind, dtype=object), slack=np.concatenate(slack).reshape(offset, p.n_periods),
-    )
-
-
 def _controlled(p: Problem, name: str, allocate, *, priority=None, period_order=None, allowed=None) -> Schedule:
     """Loop over periods; in each, cap every present car by max power and remaining need, then ``allocate``."""
     started = time.perf_counter()
-    resources = _resources(p)
+    resources = node_resources(p)
     _raise_if_base_over(p, resources)
     headroom = np.maximum(resources.slack - SAFETY_KW, 0.0)
     S, T, step = p.n_sessions, p.n_periods, p.step_hours
@@ -316,7 +274,7 @@ def _controlled(p: Problem, name: str, allocate, *, priority=None, period_order=
     return Schedule(problem=p, power=power, summary=summary)
 
 
-def _binding(r: _Resources, headroom: np.ndarray, u: np.ndarray):
+def _binding(r: Resources, headroom: np.ndarray, u: np.ndarray):
     """The membership pairs of resources that can bind this period; single-car resources folded into ``u``."""
     on = u[r.pair_sess] > 0
     res, sess, w = r.pair_res[on], r.pair_sess[on], r.pair_w[on]
@@ -443,7 +401,7 @@ def _rank(value: np.ndarray) -> np.ndarray:
     return rank
 
 
-def _raise_if_base_over(p: Problem, r: _Resources) -> None:
+def _raise_if_base_over(p: Problem, r: Resources) -> None:
     over_r, over_t = np.nonzero(-r.slack > INFEASIBLE_TOLERANCE_KW)
     if len(over_r):
         overloads = [_overload(p, r.res_node[k], r.res_kind[k], t, -r.slack[k, t]) for k, t in zip(over_r, over_t)]
