@@ -152,6 +152,16 @@ def phase_loads(problem: Problem, power: np.ndarray) -> np.ndarray:
     return out.transpose(1, 0, 2)
 
 
+def overload_kwh(problem: Problem, power: np.ndarray) -> np.ndarray:
+    """Energy above each node's import, export and phase limits, shape (N,) [kWh]."""
+    load = node_loads(problem, power)
+    phases = phase_loads(problem, power)
+    over = (np.clip(load - problem.import_limit_kw[:, None], 0.0, None)
+            + np.clip(-load - problem.export_limit_kw[:, None], 0.0, None)
+            + np.clip(phases - problem.phase_import_limit_kw[None, :, None], 0.0, None).sum(axis=0))
+    return over.sum(axis=1) * problem.step_hours
+
+
 def battery_power_kw(power: np.ndarray, efficiency: np.ndarray) -> np.ndarray:
     """Power into the battery [kW] for a signed charger power [kW]: ``efficiency * p`` when charging, ``p / efficiency``
     when discharging. ``efficiency`` broadcasts against ``power`` (shape (S, 1) for an (S, T) schedule)."""

@@ -45,7 +45,7 @@ import pandas as pd
 from ..errors import InfeasibleError, Overload
 from ..formulation.lp import INFEASIBLE_TOLERANCE_KW
 from ..problem import Problem
-from ..schedule import Schedule, node_loads, phase_loads, summarise
+from ..schedule import Schedule, node_loads, overload_kwh, summarise
 from .headroom import Resources, node_resources
 
 #: Headroom kept free at every limit, for floating-point sums [kW]; the verifier tolerates 1e-6 x max(1, |limit|).
@@ -100,7 +100,7 @@ def uncontrolled(problem: Problem, *, time_limit_s: float | None = None, **optio
     energy = np.clip(need - before, 0.0, most)
     ratio = np.divide(energy, most, out=np.zeros_like(energy), where=most > 0)
     power = np.minimum(p.charge_max_kw[:, None] * ratio, p.charge_max_kw[:, None])
-    overload = _overload_kwh(p, power)
+    overload = overload_kwh(p, power)
     seconds = time.perf_counter() - started
     summary = summarise(p, power, status="uncontrolled", solver="uncontrolled", solver_version=_version(),
                         build_seconds=0.0, solve_seconds=seconds, overload_kwh=float(overload.sum()))
@@ -424,13 +424,3 @@ def _raise_if_export_over(p: Problem, power: np.ndarray) -> None:
 def _overload(p: Problem, n, kind: str, t, excess: float) -> Overload:
     return Overload(node=p.node_ids[int(n)], kind=str(kind), period=int(t), start=p.period_start[int(t)].isoformat(),
                     excess_kw=float(excess))
-
-
-def _overload_kwh(p: Problem, power: np.ndarray) -> np.ndarray:
-    """Energy above each node's import, export and phase limits, shape (N,) [kWh]."""
-    load = node_loads(p, power)
-    phases = phase_loads(p, power)
-    over = (np.clip(load - p.import_limit_kw[:, None], 0.0, None)
-            + np.clip(-load - p.export_limit_kw[:, None], 0.0, None)
-            + np.clip(phases - p.phase_import_limit_kw[None, :, None], 0.0, None).sum(axis=0))
-    return over.sum(axis=1) * p.step_hours
