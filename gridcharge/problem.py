@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ._arrays import add_rows_at
-from .instance import Instance, load_instance, lowest_current_a
+from .instance import STEP_SLACK, Instance, load_instance, lowest_current_a
 
 PHASES = ("A", "B", "C")
 
@@ -110,6 +110,22 @@ class Problem:
     def root(self) -> int:
         """Index of the root node."""
         return int(np.flatnonzero(self.node_parent < 0)[0])
+
+    def top_power_kw(self, which: str = "charge") -> np.ndarray:
+        """The largest power each session may draw (``"charge"``) or give back (``"discharge"``) [kW], shape (S,):
+        its max power, rounded down to a whole step where it has one."""
+        most = self.charge_max_kw if which == "charge" else self.discharge_max_kw
+        step = self.power_step_kw
+        stepped = step > 0
+        top = most.astype(float).copy()
+        top[stepped] = np.floor(most[stepped] / step[stepped] + STEP_SLACK) * step[stepped]
+        return top
+
+    def undeliverable_kwh(self) -> np.ndarray:
+        """Energy each session asks for beyond what its charger could deliver over its whole stay at its largest
+        allowed power, whatever the grid [kWh], shape (S,)."""
+        most = self.efficiency * self.top_power_kw() * (self.presence.sum(axis=1) * self.step_hours)
+        return np.clip(self.energy_request_kwh - most, 0.0, None)
 
     @property
     def v2g(self) -> np.ndarray:

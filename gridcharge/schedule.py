@@ -196,13 +196,19 @@ def summarise(problem: Problem, power: np.ndarray, **extra) -> dict:
     request = problem.energy_request_kwh
     root_load = node_loads(problem, power)[problem.root]
     discharge = np.clip(-power, 0.0, None) * problem.presence * problem.step_hours
+    unmet = np.clip(request - delivered, 0.0, None)
+    undeliverable = np.minimum(problem.undeliverable_kwh(), unmet)
     summary = {
         "status": extra.pop("status", "optimal"),
         "objective_cny": cost_cny(problem, power),
         "currency": problem.instance.tariff.currency,  # of every *_cny figure (the names are kept for compatibility)
         "energy_requested_kwh": float(request.sum()),
         "energy_delivered_kwh": float(delivered.sum()),
-        "unmet_kwh": float(np.clip(request - delivered, 0.0, None).sum()),
+        "unmet_kwh": float(unmet.sum()),
+        # honest unmet energy: what no schedule could deliver (the charger's most over the whole stay) and the rest,
+        # which the grid's limits (and the executability rule) cost
+        "undeliverable_kwh": float(undeliverable.sum()),
+        "grid_limited_unmet_kwh": float(np.clip(unmet - undeliverable, 0.0, None).sum()),
         "energy_discharged_kwh": float(discharge.sum()),
         "peak_kw": float(root_load.max()),
         "n_sessions": problem.n_sessions,

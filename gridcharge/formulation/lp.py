@@ -185,8 +185,6 @@ def _expand(member_node, member_session, pair_first, pair_count):
 
 #: HiGHS integrality codes (HighsVarType): semi-continuous and semi-integer columns.
 SEMI_CONTINUOUS, SEMI_INTEGER = 2, 3
-#: Slack when a power is divided by its step [-] (6 A / 0.1 A is 60.000000000000007 steps in floating point).
-STEP_SLACK = 1e-9
 
 
 def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np.ndarray | None = None,
@@ -353,15 +351,15 @@ def _executable_columns(b: _Builder, p: Problem, pair_session: np.ndarray, disch
     semi-continuous after assembly, with their lower bound (the minimum power) [kW]."""
     lowest, step = p.min_power_kw[pair_session], p.power_step_kw[pair_session]
     semi = {}
-    for which, cols, most in (("charge", np.arange(len(pair_session)), p.charge_max_kw[pair_session]),
-                              ("discharge", discharge_col, p.discharge_max_kw[pair_session])):
+    for which, cols, most in (("charge", np.arange(len(pair_session)), p.top_power_kw("charge")[pair_session]),
+                              ("discharge", discharge_col, p.top_power_kw("discharge")[pair_session])):
         on = (cols >= 0) & (lowest > 0) & (most > 0)
         stepped = on & (step > 0)
         k = np.flatnonzero(stepped)
         if len(k):
             size = step[k]
             fewest = np.round(lowest[k] / size)
-            most_steps = np.floor(most[k] / size + STEP_SLACK)
+            most_steps = np.round(most[k] / size)  # the top is a whole number of steps
             n = b.add_cols(f"{which}_steps", {"pair": k}, np.zeros(len(k)), fewest, most_steps, integer=True)
             b.integer[-1][:] = SEMI_INTEGER
             rows = b.add_rows(f"{which}_on_steps", {"pair": k}, np.zeros(len(k)), 0.0)

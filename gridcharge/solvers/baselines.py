@@ -1,7 +1,9 @@
 """Baseline charging strategies that real systems use, in numpy: the references an optimum is measured against.
 
 ``uncontrolled`` (plug in and charge), ``equal_share`` (a load manager's fair split), ``edf`` and ``llf`` (deadline
-priority), ``greedy_cost`` (cheapest periods first). Each is ``name(problem, *, time_limit_s=None, **options) ->
+priority), ``greedy_cost`` (cheapest periods first). On an instance with ``min_current_a`` / ``current_step_a`` each
+hands out 0 or an allowed power only: its allocation is rounded down to the grid and the freed headroom handed out
+again step by step (:func:`gridcharge.solvers.executable.round_and_refill`), as real load managers quantise. Each is ``name(problem, *, time_limit_s=None, **options) ->
 Schedule``; unknown options (``allow_overload``, ``method``, ``verbose`` ...) are accepted and ignored, and so is
 ``time_limit_s`` (each baseline is a single pass). None uses V2G: power is never negative.
 
@@ -46,6 +48,7 @@ from ..errors import InfeasibleError, Overload
 from ..formulation.lp import INFEASIBLE_TOLERANCE_KW
 from ..problem import Problem
 from ..schedule import Schedule, node_loads, overload_kwh, summarise
+from .executable import round_and_refill
 from .headroom import Resources, node_resources
 
 #: Headroom kept free at every limit, for floating-point sums [kW]; the verifier tolerates 1e-6 x max(1, |limit|).
@@ -100,6 +103,9 @@ def uncontrolled(problem: Problem, *, time_limit_s: float | None = None, **optio
     energy = np.clip(need - before, 0.0, most)
     ratio = np.divide(energy, most, out=np.zeros_like(energy), where=most > 0)
     power = np.minimum(p.charge_max_kw[:, None] * ratio, p.charge_max_kw[:, None])
+    if p.executable:  # what a real charger does: whole steps, the last bit of energy in a step it can follow
+        power, _ = round_and_refill(p, power, period_order=np.arange(p.n_periods),
+                                    allowed=np.ones(power.shape, dtype=bool), limits=False)
     overload = overload_kwh(p, power)
     seconds = time.perf_counter() - started
     summary = summarise(p, power, status="uncontrolled", solver="uncontrolled", solver_version=_version(),
@@ -267,6 +273,12 @@ def _controlled(p: Problem, name: str, allocate, *, priority=None, period_order=
         rounds += n
         remaining = np.maximum(remaining - gain[t] * power[t], 0.0)
     power = power.T.copy()
+    if p.executable:
+        # a real load manager's quantisation: round down to what cars can follow (0 or the minimum, on the step),
+        # then hand the freed headroom out again step by step, in the order this baseline visits periods
+        power, done = round_and_refill(p, power, period_order=np.arange(T) if period_order is None else period_order,
+                                       allowed=np.ones(power.shape, dtype=bool) if allowed is None else allowed)
+        rounds += done.rounds
     _raise_if_export_over(p, power)
     seconds = time.perf_counter() - started
     summary = summarise(p, power, status="heuristic", solver=name, solver_version=_version(), build_seconds=0.0,

@@ -13,27 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..instance import STEP_SLACK
 from ..problem import Problem
 from ..schedule import delivered_kwh, node_loads
 from .headroom import Resources, node_resources
 
-#: Slack when a power is divided by its step [-] (6 A / 0.1 A is 60.000000000000007 steps in floating point).
-STEP_SLACK = 1e-9
 #: Headroom kept free at every limit while re-filling, for floating-point sums [kW].
 SAFETY_KW = 1e-9
 #: A car whose remaining need is below this is done [kWh].
 DONE_KWH = 1e-9
-
-
-def top_power_kw(problem: Problem, which: str = "charge") -> np.ndarray:
-    """The largest allowed power of each session [kW], shape (S,): its max charge (or discharge) power, rounded down
-    to a whole step where it has one."""
-    most = problem.charge_max_kw if which == "charge" else problem.discharge_max_kw
-    step = problem.power_step_kw
-    stepped = step > 0
-    top = most.astype(float).copy()
-    top[stepped] = np.floor(most[stepped] / step[stepped] + STEP_SLACK) * step[stepped]
-    return top
 
 
 def round_down(problem: Problem, power: np.ndarray) -> np.ndarray:
@@ -118,7 +106,7 @@ def refill(problem: Problem, power: np.ndarray, *, period_order: np.ndarray | No
     need = np.clip(np.minimum(p.energy_request_kwh, p.energy_upper_kwh) - delivered_kwh(p, power), 0.0, None)
     lowest = p.min_power_kw
     step = p.power_step_kw
-    top = top_power_kw(p)
+    top = p.top_power_kw()
     discharging = (power < 0).any(axis=1)
     if allowed is None:
         allowed = (p.import_price[None, :] / p.efficiency[:, None]) < p.unmet_penalty
