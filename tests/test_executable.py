@@ -211,6 +211,8 @@ def test_every_solver_gives_executable_verified_schedules_never_below_the_contin
     except SolverError as exc:  # refused, never emitted: an export limit the rounded-down charge would break
         assert "export" in str(exc)
         rounding = None
+    except InfeasibleError:  # floored cars would have to discharge, which the rounding does not do
+        rounding = None
     p = build_problem(stepped)
     bound = continuous.summary["objective_cny"]
     tol = 1e-6 * max(1.0, abs(bound))

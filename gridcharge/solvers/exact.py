@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -31,9 +31,9 @@ BOTH_WAYS_TOL_KW = 1e-7
 MAX_BINARY_ROUNDS = 20
 #: Executable schedules (instances with min_current_a / current_step_a), mode "auto": the exact MIP up to this many
 #: sessions, the rounding of the LP optimum beyond (benchmarks/RESULTS.md, "Executable schedules").
-EXACT_MAX_SESSIONS = 1000
+EXACT_MAX_SESSIONS = 50
 #: ... and the exact MIP gets at most this long in "auto" mode before the rounding is used instead [s].
-EXACT_TIME_LIMIT_S = 60.0
+EXACT_TIME_LIMIT_S = 30.0
 #: Relative MIP gap HiGHS stops at for the executable MIP [-] (measured: benchmarks/RESULTS.md).
 EXECUTABLE_MIP_REL_GAP = 1e-3
 EXECUTABLE_MODES = ("auto", "exact", "rounding")
@@ -71,8 +71,9 @@ def solve_exactly(problem: Problem, run: Runner, *, allow_overload: bool = False
     executable : {"auto", "exact", "rounding"} — how an instance with min_current_a / current_step_a gets an
         executable schedule: the exact MIP (semi-continuous / semi-integer columns), the rounding and re-fill of the
         continuous optimum, or "auto": exact up to :data:`EXACT_MAX_SESSIONS` sessions (and
-        :data:`EXACT_TIME_LIMIT_S`), rounding beyond. A car that discharges in the continuous optimum always takes
-        the exact MIP (the rounding is proven for charging only). Ignored for continuous instances.
+        :data:`EXACT_TIME_LIMIT_S`), rounding beyond. The rounding is proven for charging: when floored cars
+        discharge in the continuous optimum, it starts from the continuous optimum without their discharge.
+        Ignored for continuous instances.
     mip_capable : bool — ``run`` can solve semi-continuous / semi-integer columns (else: rounding only)
     mip_rel_gap : float, optional — the executable MIP's relative gap [-] (default :data:`EXECUTABLE_MIP_REL_GAP`)
     **summary_extra — solver, solver_version, method ... for the summary
@@ -124,12 +125,11 @@ def _executable(problem: Problem, run: Runner, continuous: np.ndarray, *, mode: 
     bound = cost_cny(problem, continuous)  # the LP relaxation: no executable schedule costs less
     floored = problem.min_power_kw > 0
     discharges = bool((continuous[floored] < -BOTH_WAYS_TOL_KW).any())
-    exact = mip_capable and (mode == "exact" or discharges
-                             or (mode == "auto" and problem.n_sessions <= EXACT_MAX_SESSIONS))
+    exact = mip_capable and (mode == "exact" or (mode == "auto" and problem.n_sessions <= EXACT_MAX_SESSIONS))
     found = {"build_seconds": 0.0, "solve_seconds": 0.0}
     power = None
     if exact:
-        limit = EXACT_TIME_LIMIT_S if mode == "auto" and not discharges else None
+        limit = EXACT_TIME_LIMIT_S if mode == "auto" else None
         try:
             lp, x, binary, build_s, solve_s, gap = _solve_rounds(
                 problem, run, allow_overload=allow_overload, net=net, executable=True, mip_rel_gap=mip_rel_gap,
@@ -145,18 +145,24 @@ def _executable(problem: Problem, run: Runner, continuous: np.ndarray, *, mode: 
                          executable_method="exact_mip",
                          solver_objective_cny=float(lp.col_cost @ x[: lp.n_col]) + lp.offset)
     if power is None:
+        start = continuous
         if discharges:
-            raise SolverError("the continuous optimum discharges cars with a minimum current; the rounding is proven "
-                              "for charging only and this back-end cannot solve the exact MIP (use solver 'highs')")
+            # the rounding is proven for charging: take the continuous optimum in which floored cars only charge
+            # (their V2G value is lost; the gap to the LP bound above says how much)
+            charge_only = replace(problem, discharge_max_kw=np.where(floored, 0.0, problem.discharge_max_kw))
+            lp, x, _, build_s, solve_s, _ = _solve_rounds(charge_only, run, allow_overload=allow_overload, net=net)
+            start = lp.power_kw(x, problem.n_sessions, problem.n_periods)
+            found["build_seconds"] += build_s
+            found["solve_seconds"] += solve_s
+            found["rounding_from"] = "lp_without_v2g_of_floored_cars"
         started = time.perf_counter()
-        peak = float(node_loads(problem, continuous)[problem.root].max()) if problem.peak_cost > 0 else None
-        power, done = round_and_refill(problem, continuous, peak_cap_kw=peak)
+        peak = float(node_loads(problem, start)[problem.root].max()) if problem.peak_cost > 0 else None
+        power, done = round_and_refill(problem, start, peak_cap_kw=peak)
         if not export_limits_hold(problem, power):
             raise SolverError("rounding the charging down breaks an export (reverse-flow) limit the continuous "
                               "optimum kept; use executable='exact'")
         found["solve_seconds"] += time.perf_counter() - started
-        found.update(n_integer=0, executable_method="rounding",
-                     refill_rounds=done.rounds, mip_gap=None)
+        found.update(n_integer=0, executable_method="rounding", refill_rounds=done.rounds, mip_gap=None)
     cost = cost_cny(problem, power)
     found.update(continuous_objective_cny=bound,
                  continuous_unmet_kwh=float(np.clip(problem.energy_request_kwh - delivered_kwh(problem, continuous),
