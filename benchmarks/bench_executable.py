@@ -53,6 +53,7 @@ def main(argv=None) -> int:
     parser.add_argument("--step-a", type=float, default=1.0, help="charger current_step_a [A]")
     parser.add_argument("--no-exact-above", type=int, default=10**9, help="skip the exact MIP above this many sessions")
     parser.add_argument("--mip-rel-gap", type=float, default=None, help="HiGHS mip_rel_gap for the exact MIP [-]")
+    parser.add_argument("--mip-time-limit", type=float, default=None, help="HiGHS time limit per call of the MIP [s]")
     args = parser.parse_args(argv)
     cases = [(Path(f).name, json.loads(Path(f).read_text())) for f in args.files]
     for spec in args.generate:
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
         lp, lp_s, _ = timed(data)
         stepped = executable_copy(data, args.min_current_a, args.step_a)
         mip, mip_s, mip_error = (None, 0.0, "skipped") if n > args.no_exact_above else timed(
-            stepped, executable="exact", mip_rel_gap=args.mip_rel_gap)
+            stepped, executable="exact", mip_rel_gap=args.mip_rel_gap, time_limit_s=args.mip_time_limit)
         rnd, rnd_s, rnd_error = timed(stepped, executable="rounding")
         bound = lp.summary["objective_cny"]
 

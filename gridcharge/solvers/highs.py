@@ -133,5 +133,9 @@ def run_highs(lp: LinearProgram, *, time_limit_s=None, method="simplex", verbose
         return RunResult(None, None, name, seconds)
     x = np.asarray(h.getSolution().col_value, dtype=float)
     info = h.getInfo()
-    gap = float(info.mip_gap) if lp.integrality is not None else None
+    gap = None
+    if lp.integrality is not None:
+        gap = float(info.mip_gap)
+        if not np.isfinite(gap) and abs(info.objective_function_value - info.mip_dual_bound) <= 1e-9:
+            gap = 0.0  # HiGHS's relative gap is undefined at an objective of 0 reached by the bound too
     return RunResult(x, info.objective_function_value, name, seconds, mip_gap=gap)
