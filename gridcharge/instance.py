@@ -751,11 +751,16 @@ def lowest_current_a(charger: Charger, session: Session | None = None) -> float:
     """The smallest positive current [A] per phase a car on ``charger`` may draw: the larger of the charger's and the
     car's ``min_current_a``, raised to the next whole step when the charger has ``current_step_a`` (at least one step);
     0 when neither declares anything (continuous)."""
-    floor = max(charger.min_current_a, session.min_current_a if session is not None else 0.0)
-    step = charger.current_step_a
-    if step is None:
-        return floor
-    return max(1.0, float(np.ceil(floor / step - STEP_SLACK))) * step
+    return raised_to_step(max(charger.min_current_a, session.min_current_a if session is not None else 0.0),
+                          charger.current_step_a)
+
+
+def raised_to_step(min_current_a: float, step_a: float | None) -> float:
+    """The smallest positive current [A] allowed by a minimum and a step (None = continuous): the minimum raised to a
+    whole number of steps, at least one step."""
+    if step_a is None:
+        return min_current_a
+    return max(1.0, float(np.ceil(min_current_a / step_a - STEP_SLACK))) * step_a
 
 
 def _current_problems(where: str, charger: Charger, session: Session | None) -> list[FieldProblem]:

@@ -104,6 +104,10 @@ def test_a_charger_count_below_the_ratio_is_a_reported_shortfall():
      "fleet.dwell_hours.min", "minimum dwell > 0"),
     (lambda d: d.update(tariff={"period_by_hour": [0] * 23, "prices_cny_per_kwh": [0.5]}), "tariff.period_by_hour",
      "24 class indices"),
+    (lambda d: d["site"].update(charger_kw=3.0, charger_phases="three", min_current_a=6, current_step_a=1), "site",
+     "draws 3.96 kW at 220 V on 3 phase(s), above charger_kw 3"),
+    (lambda d: d["site"].update(current_step_a=0.0001), "site", "0 (continuous) or at least 0.001 A"),
+    (lambda d: d["site"].update(min_current_a=-6), "site.min_current_a", ">= 0"),
 ])
 def test_malformed_scenarios_get_field_named_errors(change, path, expected):
     data = copy.deepcopy(tiny())

@@ -43,6 +43,7 @@ from ..instance import (
     SCENARIO_FORMAT,
     Currency,
     field_problems,
+    raised_to_step,
 )
 from ..grid.profiles import BEIJING_AMBIENT_C
 from ..grid.tariffs import TARIFF_PRESETS
@@ -173,7 +174,7 @@ class Site(_Strict):
         step = self.current_step_a or None
         if step is not None and step < MIN_CURRENT_STEP_A:
             raise ValueError(f"current_step_a {step:g}: 0 (continuous) or at least {MIN_CURRENT_STEP_A:g} A")
-        lowest = self.min_current_a if step is None else max(1.0, math.ceil(self.min_current_a / step - 1e-9)) * step
+        lowest = raised_to_step(self.min_current_a, step)
         if lowest * phases * DEFAULT_VOLTAGE_V / 1000 > self.charger_kw * (1 + 1e-9):
             raise ValueError(f"min_current_a {self.min_current_a:g} A (step {step} A) draws "
                              f"{lowest * phases * DEFAULT_VOLTAGE_V / 1000:g} kW at {DEFAULT_VOLTAGE_V:g} V on "
