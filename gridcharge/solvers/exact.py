@@ -44,7 +44,8 @@ NETTING_TOL_KWH = 1e-7
 
 @dataclass
 class RunResult:
-    """What a back-end returns for one model: solution (None unless optimal), objective without offset, status."""
+    """What a back-end returns for one model: solution (None unless optimal), objective (HiGHS: a MIP's with the
+    offset, an LP's without), status."""
 
     x: np.ndarray | None
     objective: float | None

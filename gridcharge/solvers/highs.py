@@ -108,8 +108,11 @@ def new_highs(lp: LinearProgram, *, method: str = "simplex", verbose: bool = Fal
         if lp.mip_time_limit_s is not None:
             h.setOptionValue("time_limit", min(float(lp.mip_time_limit_s), float(time_limit_s or np.inf)))
     integrality = lp.integrality if lp.integrality is not None else np.zeros(lp.n_col, dtype=np.int32)
+    # a MIP gets the objective's constant (the unmet penalty on every kWh requested): HiGHS's relative gap is then
+    # relative to the cost itself, not to a cost minus a large constant
+    offset = 0.0 if lp.integrality is None else float(lp.offset)
     status = h.passModel(lp.n_col, lp.n_row, lp.n_nz, int(highspy.MatrixFormat.kColwise),
-                         int(highspy.ObjSense.kMinimize), 0.0, lp.col_cost, lp.col_lower, lp.col_upper, lp.row_lower,
+                         int(highspy.ObjSense.kMinimize), offset, lp.col_cost, lp.col_lower, lp.col_upper, lp.row_lower,
                          lp.row_upper, lp.a_start, lp.a_index, lp.a_value, integrality)
     if status == highspy.HighsStatus.kError:
         raise SolverError("HiGHS rejected the model (passModel returned an error)")
