@@ -24,7 +24,8 @@ from ..errors import InfeasibleError, Overload, SolverError
 from ..formulation.lp import LinearProgram, build_lp
 from ..problem import Problem
 from ..schedule import Schedule, cost_cny, delivered_kwh, node_loads, overload_kwh, summarise
-from .executable import export_limits_hold, round_and_refill, snap
+from ..verify import verify
+from .executable import export_limits_hold, round_and_refill, round_signed_down, snap
 
 #: A pair charges *and* discharges when both exceed this [kW].
 BOTH_WAYS_TOL_KW = 1e-7
@@ -147,6 +148,13 @@ def _executable(problem: Problem, run: Runner, continuous: np.ndarray, *, mode: 
                          solver_objective_cny=float(lp.col_cost @ x[: lp.n_col]) + lp.offset)
     if power is None:
         start = continuous
+        if discharges and not allow_overload:
+            # discharges rounded up in magnitude (charges down): import, phase and battery-upper limits hold; the
+            # verifier judges the rest (battery floors, export limits) before this is kept
+            trial = round_signed_down(problem, continuous)
+            if verify(problem.instance, trial).ok:
+                start, discharges = trial, False
+                found["rounding_from"] = "lp_with_discharge_rounded_up"
         if discharges:
             # the rounding is proven for charging: take the continuous optimum in which floored cars only charge
             # (their V2G value is lost; the gap to the LP bound above says how much)

@@ -36,6 +36,21 @@ def round_down(problem: Problem, power: np.ndarray) -> np.ndarray:
     return np.sign(power) * size
 
 
+def round_signed_down(problem: Problem, power: np.ndarray) -> np.ndarray:
+    """Each power moved down (in signed terms) to the allowed grid [kW]: a charge rounded down (below the minimum →
+    0), a discharge's magnitude rounded up to a step (a discharge below the minimum → the minimum). Loads and
+    energies only fall, so import, phase and battery-upper limits hold; the battery floor, export limits and a
+    discharge above the car's top allowed power (set to that top) are the caller's to check."""
+    charge = round_down(problem, np.clip(power, 0.0, None))
+    lowest, step = problem.min_power_kw[:, None], problem.power_step_kw[:, None]
+    out = np.clip(-power, 0.0, None)
+    safe = np.where(step > 0, step, 1.0)
+    size = np.where(step > 0, np.ceil(out / safe - STEP_SLACK) * safe, out)
+    size = np.where(size > 0, np.maximum(size, lowest), 0.0)
+    size = np.minimum(size, problem.top_power_kw("discharge")[:, None])
+    return charge - size
+
+
 def snap(problem: Problem, power: np.ndarray) -> np.ndarray:
     """Each power moved to the nearest allowed value [kW]: for a MIP solution, which lies on the grid up to the
     solver's integrality tolerance."""
