@@ -15,7 +15,7 @@ import numpy as np
 
 from ..instance import STEP_SLACK
 from ..problem import Problem
-from ..schedule import delivered_kwh, node_loads
+from ..schedule import battery_power_kw, delivered_kwh, node_loads
 from .headroom import Resources, node_resources
 
 #: Headroom kept free at every limit while re-filling, for floating-point sums [kW].
@@ -90,8 +90,8 @@ def refill(problem: Problem, power: np.ndarray, *, period_order: np.ndarray | No
     Parameters
     ----------
     problem : Problem
-    power : numpy.ndarray, shape (S, T) — an executable schedule that keeps every limit; no power is negative in a
-        period this adds to (cars that discharge anywhere are left as they are) [kW]
+    power : numpy.ndarray, shape (S, T) — an executable schedule that keeps every limit; only periods where a car
+        does not discharge get more (a car's battery room from each period on bounds what it gets) [kW]
     period_order : numpy.ndarray of int, optional — periods to visit, in order (default: cheapest import price first,
         ties earlier first)
     allowed : numpy.ndarray of bool, shape (S, T), optional — cells that may receive power (default: where charging
@@ -118,20 +118,23 @@ def refill(problem: Problem, power: np.ndarray, *, period_order: np.ndarray | No
     if not S or not T:
         return power, Refill(0, 0.0)
     gain = p.efficiency[:, None] * p.presence * p.step_hours  # kWh per kW
-    need = np.clip(np.minimum(p.energy_request_kwh, p.energy_upper_kwh) - delivered_kwh(p, power), 0.0, None)
+    # room in the battery from each period on: adding charge in period t raises the energy of t and every later
+    # period, so a car's need at t is the least room from t on (by departure: what it still asked for)
+    slack = _battery_room(p, power)
+    room_after = _suffix_min(slack)
     lowest = p.min_power_kw
     step = p.power_step_kw
     top = p.top_power_kw()
-    discharging = (power < 0).any(axis=1)
     if allowed is None:
         allowed = (p.import_price[None, :] / p.efficiency[:, None]) < p.unmet_penalty
     if period_order is None:
         period_order = np.argsort(p.import_price, kind="stable")
     r = _resources(p, power, peak_cap_kw) if limits else None
     rounds = 0
-    before = float(need.sum())
+    before = float(delivered_kwh(p, power).sum())
     for t in period_order:
-        cand = (gain[:, t] > 0) & allowed[:, t] & ~discharging & (need > DONE_KWH) & (power[:, t] < top - 1e-12)
+        need = np.clip(room_after[:, t], 0.0, None)
+        cand = (gain[:, t] > 0) & allowed[:, t] & (power[:, t] >= 0) & (need > DONE_KWH) & (power[:, t] < top - 1e-12)
         if not cand.any():
             continue
         room = None if r is None else np.maximum(r.room[:, t], 0.0)
@@ -159,12 +162,28 @@ def refill(problem: Problem, power: np.ndarray, *, period_order: np.ndarray | No
             g, d = s[granted], want[granted]
             power[g, t] += d
             need[g] = np.maximum(need[g] - gain[g, t] * d, 0.0)
+            slack[g, t:] -= (gain[g, t] * d)[:, None]
+            room_after[g] = _suffix_min(slack[g])
             if r is not None:
                 _take(r, g, d, room)
             cand[g] &= (need[g] > DONE_KWH) & (power[g, t] < top[g] - 1e-12)
             if not granted.any():
                 break
-    return power, Refill(rounds, before - float(need.sum()))
+    return power, Refill(rounds, float(delivered_kwh(p, power).sum()) - before)
+
+
+def _battery_room(p: Problem, power: np.ndarray) -> np.ndarray:
+    """Energy each battery may still gain at each period's end [kWh], shape (S, T): its upper bound (the request in
+    the last period) minus the energy added so far."""
+    added = np.cumsum(battery_power_kw(power, p.efficiency[:, None]) * p.presence * p.step_hours, axis=1)
+    room = p.energy_upper_kwh[:, None] - added
+    room[:, -1] = np.minimum(p.energy_upper_kwh, p.energy_request_kwh) - added[:, -1]
+    return room
+
+
+def _suffix_min(values: np.ndarray) -> np.ndarray:
+    """``out[..., t] = min(values[..., t:])``."""
+    return np.minimum.accumulate(values[..., ::-1], axis=-1)[..., ::-1]
 
 
 @dataclass(frozen=True)
