@@ -34,7 +34,7 @@ MAX_BINARY_ROUNDS = 20
 #: sessions, the rounding of the LP optimum beyond (benchmarks/RESULTS.md, "Executable schedules").
 EXACT_MAX_SESSIONS = 50
 #: ... and the exact MIP gets at most this long in "auto" mode before the rounding is used instead [s].
-EXACT_TIME_LIMIT_S = 30.0
+EXACT_TIME_LIMIT_S = 10.0
 #: Relative MIP gap HiGHS stops at for the executable MIP [-] (measured: benchmarks/RESULTS.md).
 EXECUTABLE_MIP_REL_GAP = 1e-3
 EXECUTABLE_MODES = ("auto", "exact", "rounding")
