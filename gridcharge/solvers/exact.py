@@ -25,7 +25,7 @@ from ..formulation.lp import LinearProgram, build_lp
 from ..problem import Problem
 from ..schedule import Schedule, cost_cny, delivered_kwh, node_loads, overload_kwh, summarise
 from ..verify import verify
-from .executable import export_limits_hold, round_and_refill, round_signed_down, snap
+from .executable import export_limits_hold, round_and_refill, round_down, round_signed_down, snap
 
 #: A pair charges *and* discharges when both exceed this [kW].
 BOTH_WAYS_TOL_KW = 1e-7
@@ -147,31 +147,34 @@ def _executable(problem: Problem, run: Runner, continuous: np.ndarray, *, mode: 
                          executable_method="exact_mip",
                          solver_objective_cny=float(lp.col_cost @ x[: lp.n_col]) + lp.offset)
     if power is None:
-        start = continuous
+        starts = {"lp": continuous}
         if discharges and not allow_overload:
-            # discharges rounded up in magnitude (charges down): import, phase and battery-upper limits hold; the
-            # verifier judges the rest (battery floors, export limits) before this is kept
-            trial = round_signed_down(problem, continuous)
-            if verify(problem.instance, trial).ok:
-                start, discharges = trial, False
-                found["rounding_from"] = "lp_with_discharge_rounded_up"
-        if discharges:
+            # discharges rounded up in magnitude (charges down: import, phase and battery-upper limits hold) or
+            # towards 0 (battery floors and export limits hold); the verifier judges the rest before one is used
+            trials = {"lp_with_discharge_rounded_up": round_signed_down(problem, continuous),
+                      "lp_with_discharge_rounded_down": round_down(problem, continuous)}
+            starts = {name: trial for name, trial in trials.items() if verify(problem.instance, trial).ok}
+        if discharges and not starts:
             # the rounding is proven for charging: take the continuous optimum in which floored cars only charge
             # (their V2G value is lost; the gap to the LP bound above says how much)
             charge_only = replace(problem, discharge_max_kw=np.where(floored, 0.0, problem.discharge_max_kw))
             lp, x, _, build_s, solve_s, _ = _solve_rounds(charge_only, run, allow_overload=allow_overload, net=net)
-            start = lp.power_kw(x, problem.n_sessions, problem.n_periods)
+            starts = {"lp_without_v2g_of_floored_cars": lp.power_kw(x, problem.n_sessions, problem.n_periods)}
             found["build_seconds"] += build_s
             found["solve_seconds"] += solve_s
-            found["rounding_from"] = "lp_without_v2g_of_floored_cars"
         started = time.perf_counter()
-        peak = float(node_loads(problem, start)[problem.root].max()) if problem.peak_cost > 0 else None
-        power, done = round_and_refill(problem, start, peak_cap_kw=peak)
+        done = {}
+        for name, start in starts.items():  # at most two: the cheaper after the re-fill is kept
+            peak = float(node_loads(problem, start)[problem.root].max()) if problem.peak_cost > 0 else None
+            done[name] = round_and_refill(problem, start, peak_cap_kw=peak)
+        name = min(done, key=lambda n: cost_cny(problem, done[n][0]))
+        power, refilled = done[name]
         if not export_limits_hold(problem, power):
             raise SolverError("rounding the charging down breaks an export (reverse-flow) limit the continuous "
                               "optimum kept; use executable='exact'")
         found["solve_seconds"] += time.perf_counter() - started
-        found.update(n_integer=0, executable_method="rounding", refill_rounds=done.rounds, mip_gap=None)
+        found.update(n_integer=0, executable_method="rounding", rounding_from=name, refill_rounds=refilled.rounds,
+                     mip_gap=None)
     cost = cost_cny(problem, power)
     found.update(continuous_objective_cny=bound,
                  continuous_unmet_kwh=float(np.clip(problem.energy_request_kwh - delivered_kwh(problem, continuous),
