@@ -73,6 +73,14 @@ MAX_STEP_MINUTES = 1440
 MAX_PERIODS = 366 * 1440
 #: Horizon length [days].
 MAX_HORIZON_DAYS = 366
+#: Current of one charger phase [A]: 10 kA, above the megawatt charging system (MCS, 3,000 A).
+MAX_CURRENT_A = 10_000.0
+#: Smallest current step [A]: 1 mA, below any charger's resolution (OCPP carries 0.1 A).
+MIN_CURRENT_STEP_A = 0.001
+#: Phase-to-neutral voltage [V] of a charger: the range the service accepts for ``rate_unit`` A (50 .. 1000 V).
+MIN_VOLTAGE_V, MAX_VOLTAGE_V = 50.0, 1000.0
+#: Phase-to-neutral voltage when none is given [V]: China's 220/380 V grid.
+DEFAULT_VOLTAGE_V = 220.0
 
 
 def _bounded(low: float, high: float, *, low_open: bool = False) -> object:
@@ -89,6 +97,9 @@ EnergyKwh = _bounded(0.0, MAX_ENERGY_KWH)
 CarBatteryKwh = _bounded(0.0, MAX_ENERGY_KWH, low_open=True)
 Price = _bounded(0.0, MAX_PRICE_PER_KWH)
 Penalty = _bounded(0.0, MAX_PENALTY)
+CurrentA = _bounded(0.0, MAX_CURRENT_A)
+CurrentStepA = _bounded(MIN_CURRENT_STEP_A, MAX_CURRENT_A)
+VoltageV = _bounded(MIN_VOLTAGE_V, MAX_VOLTAGE_V)
 # A number for every period, or one number for all of them. Length is checked against the horizon later.
 NodeKwSeries = NodeKw | list[NodeKw]
 PriceSeries = Price | list[Price]
@@ -156,6 +167,12 @@ class Charger(_Strict):
     max_discharge_kw : [kW], within [0, 10,000]; 0 = one-way charger
     phases : "A" | "B" | "C" (single phase) or "ABC" (a third of its power on each phase); default "ABC"
     efficiency : battery gains efficiency * p when charging, loses p / efficiency when discharging, in [0.1, 1]
+    voltage_v : phase-to-neutral voltage [V], within [50, 1000], default 220: drawing I amps on each of its n phases
+        (1 or 3) is ``n * voltage_v * I / 1000`` kW (unity power factor)
+    min_current_a : smallest current [A] per phase a car follows (IEC 61851-1: 6 A), within [0, 10,000]; default 0
+        = continuous. Power in a plugged-in period is 0 or at least this current's power, charge and discharge alike
+    current_step_a : the current a car follows comes in whole multiples of this [A], within [0.001, 10,000];
+        absent = continuous
     """
 
     id: NonEmptyId
@@ -164,6 +181,14 @@ class Charger(_Strict):
     max_discharge_kw: ChargerKw = 0.0
     phases: Literal["A", "B", "C", "ABC"] = "ABC"
     efficiency: Annotated[float, Field(ge=MIN_EFFICIENCY, le=1)] = 1.0
+    voltage_v: VoltageV = DEFAULT_VOLTAGE_V
+    min_current_a: CurrentA = 0.0
+    current_step_a: CurrentStepA | None = None
+
+    @property
+    def kw_per_a(self) -> float:
+        """Power of one ampere on each of the charger's phases [kW/A] (unity power factor)."""
+        return (3 if self.phases == "ABC" else 1) * self.voltage_v / 1000.0
 
 
 class Session(_Strict):
@@ -175,6 +200,8 @@ class Session(_Strict):
     battery_kwh, initial_kwh, min_kwh : battery size, state at arrival (or at horizon start), floor while plugged in
         [kWh], within (0, 100,000] / [0, 100,000]; initial_kwh defaults to 0 and min_kwh to initial_kwh; both need
         battery_kwh
+    min_current_a : the car's own smallest current [A] per phase, within [0, 10,000]; the larger of the car's and the
+        charger's applies
     """
 
     id: NonEmptyId
@@ -187,6 +214,7 @@ class Session(_Strict):
     battery_kwh: CarBatteryKwh | None = None
     initial_kwh: EnergyKwh | None = None
     min_kwh: EnergyKwh | None = None
+    min_current_a: CurrentA = 0.0
 
 
 class Tariff(_Strict):
@@ -674,6 +702,8 @@ def _cross_checks(inst: Instance) -> list[FieldProblem]:
     for i, charger in enumerate(inst.chargers):
         if charger.node not in node_set:
             problems.append(FieldProblem(f"chargers[{i}].node", charger.node, f"the id of a node ({_known(node_ids)})"))
+        problems += _current_problems(f"chargers[{i}]", charger, None)
+    charger_at = {c.id: (i, c) for i, c in enumerate(inst.chargers)}
 
     start, end = horizon.start, horizon.end
     by_charger: dict[str, list[tuple[int, Session]]] = {}
@@ -700,6 +730,8 @@ def _cross_checks(inst: Instance) -> list[FieldProblem]:
         else:
             by_charger.setdefault(session.charger, []).append((i, session))
         problems += battery_problems(where, session)
+        if session.charger in charger_at:
+            problems += _current_problems(where, charger_at[session.charger][1], session)
 
     for sessions in by_charger.values():
         ordered = sorted(sessions, key=lambda item: item[1].arrival)
@@ -751,6 +783,65 @@ def _cycle_problems(inst: Instance, parent_of: dict[str, str | None]) -> list[Fi
                     FieldProblem(f"nodes[{i}].parent", node.parent,
                                  "a tree; these nodes form a cycle: " + " -> ".join(cycle + [current]))
                 )
+    return problems
+
+
+#: Slack when a current is divided by its step [-]: 6 A / 0.1 A is 60.000000000000007 in floating point, not 61 steps.
+STEP_SLACK = 1e-9
+
+
+def lowest_current_a(charger: Charger, session: Session | None = None) -> float:
+    """The smallest positive current [A] per phase a car on ``charger`` may draw: the larger of the charger's and the
+    car's ``min_current_a``, raised to the next whole step when the charger has ``current_step_a`` (at least one step);
+    0 when neither declares anything (continuous)."""
+    return raised_to_step(max(charger.min_current_a, session.min_current_a if session is not None else 0.0),
+                          charger.current_step_a)
+
+
+def raised_to_step(min_current_a: float, step_a: float | None) -> float:
+    """The smallest positive current [A] allowed by a minimum and a step (None = continuous): the minimum raised to a
+    whole number of steps, at least one step."""
+    if step_a is None:
+        return min_current_a
+    return max(1.0, float(np.ceil(min_current_a / step_a - STEP_SLACK))) * step_a
+
+
+def _current_problems(where: str, charger: Charger, session: Session | None) -> list[FieldProblem]:
+    """A minimum current (or first step) whose power exceeds what the charger (``session`` None) or the car may
+    draw. Named on the field that makes it so: the car's own min_current_a or limits, else the charger's."""
+    lowest_kw = lowest_current_a(charger, session) * charger.kw_per_a
+    if lowest_kw <= 0:
+        return []
+    if session is None:
+        cause = "current_step_a" if charger.current_step_a is not None and charger.current_step_a > charger.min_current_a \
+            else "min_current_a"
+        what = f"{getattr(charger, cause):g} A x {charger.kw_per_a * 1000:g} W/A = {lowest_kw:g} kW"
+        problems = []
+        if lowest_kw > charger.max_charge_kw * (1 + STEP_SLACK):
+            problems.append(FieldProblem(f"{where}.{cause}", getattr(charger, cause),
+                                         f"a current whose power is at most max_charge_kw {charger.max_charge_kw:g} "
+                                         f"(this one: {what})"))
+        if 0 < charger.max_discharge_kw < lowest_kw * (1 - STEP_SLACK):
+            problems.append(FieldProblem(f"{where}.max_discharge_kw", charger.max_discharge_kw,
+                                         f"0 (no V2G) or at least the power of the smallest current, {what}"))
+        return problems
+    if session.min_current_a <= charger.min_current_a and lowest_current_a(charger) == lowest_current_a(charger,
+                                                                                                        session):
+        car_cause = None  # the charger's own floor: reported on the charger, only the car's limits remain
+    else:
+        car_cause = "min_current_a"
+    what = f"{lowest_kw:g} kW ({lowest_current_a(charger, session):g} A on {charger.id!r})"
+    problems = []
+    if car_cause and lowest_kw > charger.max_charge_kw * (1 + STEP_SLACK):
+        problems.append(FieldProblem(f"{where}.min_current_a", session.min_current_a,
+                                     f"a current whose power is at most the charger's max_charge_kw "
+                                     f"{charger.max_charge_kw:g} (this one: {what})"))
+    elif session.max_charge_kw is not None and session.max_charge_kw < min(lowest_kw, charger.max_charge_kw) * (1 - STEP_SLACK):
+        problems.append(FieldProblem(f"{where}.max_charge_kw", session.max_charge_kw,
+                                     f"at least the power of the smallest current the car may draw, {what}"))
+    if 0 < session.max_discharge_kw < lowest_kw * (1 - STEP_SLACK) and charger.max_discharge_kw > 0:
+        problems.append(FieldProblem(f"{where}.max_discharge_kw", session.max_discharge_kw,
+                                     f"0 (no V2G) or at least the power of the smallest current, {what}"))
     return problems
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ._arrays import add_rows_at
-from .instance import Instance, load_instance
+from .instance import STEP_SLACK, Instance, load_instance, lowest_current_a
 
 PHASES = ("A", "B", "C")
 
@@ -39,6 +39,12 @@ class Problem:
     base_net_kw : numpy.ndarray, shape (N, T) — base load minus generation of the node and its subtree [kW]
     import_limit_kw, export_limit_kw, phase_import_limit_kw : numpy.ndarray, shape (N,) — inf where none [kW]
     import_price, export_price : numpy.ndarray, shape (T,) — [CNY/kWh]
+    min_power_kw : numpy.ndarray, shape (S,) — smallest positive power the car may draw or give back, charge and
+        discharge alike (the charger's and car's min_current_a, raised to a whole step) [kW]; 0 = continuous
+    power_step_kw : numpy.ndarray, shape (S,) — power of one current step (current_step_a) [kW]; 0 = continuous.
+        Executable powers are 0 and ``k * power_step_kw >= min_power_kw`` (whole k), or any value >= min_power_kw
+        without a step; a period's value is the set-point while the car is plugged in, partial periods alike
+    phase_count : numpy.ndarray, shape (S,) — phases the charger draws on (1 or 3) [-]
     """
 
     instance: Instance
@@ -68,6 +74,25 @@ class Problem:
     degradation_cost: float
     peak_cost: float
     overload_penalty: float
+    min_power_kw: np.ndarray | None = None
+    power_step_kw: np.ndarray | None = None
+    phase_count: np.ndarray | None = None
+
+    def __post_init__(self):
+        # problems built field by field (tests, the online controller's windows) are continuous unless told otherwise
+        S = len(self.session_ids)
+        for name in ("min_power_kw", "power_step_kw"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.zeros(S))
+        if self.phase_count is None:
+            object.__setattr__(self, "phase_count", np.where(self.phase_share.max(axis=1) >= 1.0, 1, 3)
+                               if S else np.zeros(0, dtype=np.int64))
+
+    @property
+    def executable(self) -> bool:
+        """True when some session has a minimum power or a step (the instance declares min_current_a or
+        current_step_a): every schedule must then give it 0 or an allowed value."""
+        return bool(np.any(self.min_power_kw > 0))
 
     @property
     def n_sessions(self) -> int:
@@ -85,6 +110,22 @@ class Problem:
     def root(self) -> int:
         """Index of the root node."""
         return int(np.flatnonzero(self.node_parent < 0)[0])
+
+    def top_power_kw(self, which: str = "charge") -> np.ndarray:
+        """The largest power each session may draw (``"charge"``) or give back (``"discharge"``) [kW], shape (S,):
+        its max power, rounded down to a whole step where it has one."""
+        most = self.charge_max_kw if which == "charge" else self.discharge_max_kw
+        step = self.power_step_kw
+        stepped = step > 0
+        top = most.astype(float).copy()
+        top[stepped] = np.floor(most[stepped] / step[stepped] + STEP_SLACK) * step[stepped]
+        return top
+
+    def undeliverable_kwh(self) -> np.ndarray:
+        """Energy each session asks for beyond what its charger could deliver over its whole stay at its largest
+        allowed power, whatever the grid [kWh], shape (S,)."""
+        most = self.efficiency * self.top_power_kw() * (self.presence.sum(axis=1) * self.step_hours)
+        return np.clip(self.energy_request_kwh - most, 0.0, None)
 
     @property
     def v2g(self) -> np.ndarray:
@@ -157,6 +198,10 @@ def build_problem(instance: Instance | object) -> Problem:
     base_net = np.zeros_like(own)
     add_rows_at(base_net, anc_idx[loaded], own[owner[loaded]])
 
+    kw_per_a = np.array([c.kw_per_a for c in charger_of], dtype=float)
+    min_power = np.array([lowest_current_a(c, s) for s, c in zip(sessions, charger_of)], dtype=float) * kw_per_a
+    step_power = np.array([c.current_step_a or 0.0 for c in charger_of], dtype=float) * kw_per_a
+
     def limit(values):
         return np.array([np.inf if v is None else float(v) for v in values])
 
@@ -188,6 +233,9 @@ def build_problem(instance: Instance | object) -> Problem:
         degradation_cost=inst.objective.degradation_cny_per_kwh,
         peak_cost=inst.objective.peak_cny_per_kw,
         overload_penalty=inst.objective.overload_penalty_cny_per_kwh,
+        min_power_kw=min_power,
+        power_step_kw=step_power,
+        phase_count=np.where(single, 1, 3).astype(np.int64),
     )
 
 

@@ -152,6 +152,16 @@ def phase_loads(problem: Problem, power: np.ndarray) -> np.ndarray:
     return out.transpose(1, 0, 2)
 
 
+def overload_kwh(problem: Problem, power: np.ndarray) -> np.ndarray:
+    """Energy above each node's import, export and phase limits, shape (N,) [kWh]."""
+    load = node_loads(problem, power)
+    phases = phase_loads(problem, power)
+    over = (np.clip(load - problem.import_limit_kw[:, None], 0.0, None)
+            + np.clip(-load - problem.export_limit_kw[:, None], 0.0, None)
+            + np.clip(phases - problem.phase_import_limit_kw[None, :, None], 0.0, None).sum(axis=0))
+    return over.sum(axis=1) * problem.step_hours
+
+
 def battery_power_kw(power: np.ndarray, efficiency: np.ndarray) -> np.ndarray:
     """Power into the battery [kW] for a signed charger power [kW]: ``efficiency * p`` when charging, ``p / efficiency``
     when discharging. ``efficiency`` broadcasts against ``power`` (shape (S, 1) for an (S, T) schedule)."""
@@ -186,13 +196,19 @@ def summarise(problem: Problem, power: np.ndarray, **extra) -> dict:
     request = problem.energy_request_kwh
     root_load = node_loads(problem, power)[problem.root]
     discharge = np.clip(-power, 0.0, None) * problem.presence * problem.step_hours
+    unmet = np.clip(request - delivered, 0.0, None)
+    undeliverable = np.minimum(problem.undeliverable_kwh(), unmet)
     summary = {
         "status": extra.pop("status", "optimal"),
         "objective_cny": cost_cny(problem, power),
         "currency": problem.instance.tariff.currency,  # of every *_cny figure (the names are kept for compatibility)
         "energy_requested_kwh": float(request.sum()),
         "energy_delivered_kwh": float(delivered.sum()),
-        "unmet_kwh": float(np.clip(request - delivered, 0.0, None).sum()),
+        "unmet_kwh": float(unmet.sum()),
+        # honest unmet energy: what no schedule could deliver (the charger's most over the whole stay) and the rest,
+        # which the grid's limits (and the executability rule) cost
+        "undeliverable_kwh": float(undeliverable.sum()),
+        "grid_limited_unmet_kwh": float(np.clip(unmet - undeliverable, 0.0, None).sum()),
         "energy_discharged_kwh": float(discharge.sum()),
         "peak_kw": float(root_load.max()),
         "n_sessions": problem.n_sessions,

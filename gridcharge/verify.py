@@ -9,7 +9,10 @@ Rules checked, at every period, on every phase, in both directions:
 
 - power only while plugged in; charge <= min(charger, car) max charge; discharge <= min(charger, car) max discharge;
 - energy added so far within the battery bounds ([0, energy_kwh] without a battery) and <= energy_kwh by departure;
-- each node's net load <= import_limit_kw and >= -export_limit_kw; each phase <= phase_import_limit_kw.
+- each node's net load <= import_limit_kw and >= -export_limit_kw; each phase <= phase_import_limit_kw;
+- where the instance declares ``min_current_a`` or ``current_step_a``: in every period a car is plugged in (a partial
+  period too: the value is the set-point while plugged in), its power is 0 or an allowed value, charge and discharge
+  magnitude alike (``not_executable``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ._arrays import add_rows_at
-from .instance import Instance, load_instance
+from .instance import Instance, load_instance, lowest_current_a
 
 #: Differences below this are numerical noise of the solver, not violations [kW or kWh], scaled by max(1, |limit|)
 TOLERANCE = 1e-6
@@ -39,11 +42,13 @@ class Violation:
     """One broken rule.
 
     kind : str — ``not_plugged_in``, ``charge_limit``, ``discharge_limit``, ``battery_upper``, ``battery_lower``,
-        ``over_request``, ``node_import``, ``node_export``, ``phase_import``, ``not_finite``
+        ``over_request``, ``node_import``, ``node_export``, ``phase_import``, ``not_finite``, ``not_executable``
     where : str — the session id or node id (with ``/A``, ``/B``, ``/C`` for a phase)
     period : int — period index
     value : float — what the schedule gives [kW or kWh]
-    limit : float — the bound it breaks [kW or kWh]
+    limit : float — the bound it breaks [kW or kWh]; for ``not_executable`` the nearest allowed power [kW]
+    allowed : (float, float) or None — for ``not_executable``: the nearest allowed powers below and above ``value``
+        (signed like it; 0 is allowed) [kW]
     """
 
     kind: str
@@ -51,8 +56,12 @@ class Violation:
     period: int
     value: float
     limit: float
+    allowed: tuple[float, float] | None = None
 
     def __str__(self) -> str:
+        if self.allowed is not None:
+            return (f"{self.kind}: {self.where} period {self.period}: {self.value:.6g} kW is not a power the car can "
+                    f"follow; nearest allowed {self.allowed[0]:.6g} or {self.allowed[1]:.6g} kW")
         return f"{self.kind}: {self.where} period {self.period}: {self.value:.6g} vs limit {self.limit:.6g}"
 
 
@@ -79,7 +88,8 @@ class Verification:
 
     def frame(self) -> pd.DataFrame:
         """The violations as a table (kind, where, period, value, limit)."""
-        return pd.DataFrame([v.__dict__ for v in self.violations], columns=["kind", "where", "period", "value", "limit"])
+        return pd.DataFrame([v.__dict__ for v in self.violations],
+                            columns=["kind", "where", "period", "value", "limit", "allowed"])
 
     def __str__(self) -> str:
         if self.ok:
@@ -125,6 +135,7 @@ def verify(instance, schedule) -> Verification:
                          chargers[s.charger].max_charge_kw if s.max_charge_kw is None else s.max_charge_kw)
                      for s in inst.sessions]).reshape(S, 1)
     dmax = np.array([min(chargers[s.charger].max_discharge_kw, s.max_discharge_kw) for s in inst.sessions]).reshape(S, 1)
+    violations += _not_executable(inst, session_ids, power, frac)
     violations += _exceeds("charge_limit", session_ids, power, np.broadcast_to(cmax, power.shape))
     violations += _exceeds("discharge_limit", session_ids, -power, np.broadcast_to(dmax, power.shape))
 
@@ -222,6 +233,41 @@ def _presence(inst: Instance) -> np.ndarray:
     np.add.at(frac, (rows, np.clip(last, 0, T - 1)), -((last + 1) * step - leave) / step)
     frac[np.abs(frac) < 1e-12] = 0.0
     return frac
+
+
+def _not_executable(inst: Instance, names: list[str], power: np.ndarray, frac: np.ndarray) -> list[Violation]:
+    """Powers a car cannot follow: inside (0, smallest current's power) or off the current step, by magnitude."""
+    chargers = {c.id: c for c in inst.chargers}
+    on = [chargers[s.charger] for s in inst.sessions]
+    if not any(c.min_current_a > 0 or c.current_step_a is not None for c in on) and not any(
+            s.min_current_a > 0 for s in inst.sessions):
+        return []
+    S = len(inst.sessions)
+    volts_per_phase = np.array([c.voltage_v * (3 if c.phases == "ABC" else 1) for c in on]) / 1000.0  # [kW/A]
+    lowest = (np.array([lowest_current_a(c, s) for s, c in zip(inst.sessions, on)]) * volts_per_phase).reshape(S, 1)
+    step = (np.array([c.current_step_a or 0.0 for c in on]) * volts_per_phase).reshape(S, 1)
+    size = np.abs(power)
+    tol = tolerance(size)
+    counted = (frac > 0) & (size > TOLERANCE)
+    below = size < lowest - tol
+    stepped = np.broadcast_to(step > 0, size.shape)
+    safe_step = np.where(step > 0, step, 1.0)
+    steps = size / safe_step
+    off = stepped & (np.abs(steps - np.round(steps)) * safe_step > tol)
+    bad = counted & (below | off)
+    rows, cols = np.nonzero(bad)
+    if not len(rows):
+        return []
+    m, lo, st = size[rows, cols], lowest[rows, 0], step[rows, 0]
+    safe = np.where(st > 0, st, 1.0)
+    down = np.where(st > 0, np.floor(m / safe) * safe, m)
+    down = np.where(down < lo - tolerance(lo), 0.0, down)
+    up = np.where(st > 0, np.maximum(np.ceil(m / safe) * safe, lo), lo)
+    sign = np.sign(power[rows, cols])
+    nearest = np.where(m - down <= up - m, down, up)
+    return [Violation("not_executable", names[r], int(c), float(power[r, c]), float(sg * n),
+                      (float(sg * d), float(sg * u)))
+            for r, c, sg, n, d, u in zip(rows, cols, sign, nearest, down, up)]
 
 
 def _exceeds(kind, names, value, limit) -> list[Violation]:

@@ -382,7 +382,7 @@ def test_verify_does_not_change_the_power_it_is_given():
 def test_the_verdict_as_a_table_and_as_text():
     result = verify(feeder(), np.array([[6.0, 6.0], [5.0, 5.0], [7.0, 7.0]]))
     frame = result.frame()
-    assert list(frame.columns) == ["kind", "where", "period", "value", "limit"]
-    assert frame.iloc[0].tolist() == ["node_import", "M", 0, 11.0, 10.0]
+    assert list(frame.columns) == ["kind", "where", "period", "value", "limit", "allowed"]
+    assert frame.iloc[0].tolist() == ["node_import", "M", 0, 11.0, 10.0, None]
     assert str(result) == "1 violation(s):\n  node_import: M period 0: 11 vs limit 10"
     assert result.overload_kwh == {"M": pytest.approx(1.0)}

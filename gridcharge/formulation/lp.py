@@ -14,7 +14,13 @@ column                 meaning
 ``peak``               the root's highest net load [kW]; only when ``peak_cny_per_kw > 0``
 ``on_charge[k]``       binary, 1 = may charge, 0 = may discharge; only for the pairs the solver asks for
 ``overload[r]``        slack on a node-limit row [kW]; only with ``allow_overload``
+``charge_steps[k]``    with ``executable``: semi-integer number of current steps, 0 or within [minimum's steps,
+                       max charge's steps]; ``charge = step_kw * charge_steps`` (a car with a step)
+``discharge_steps[k]`` the same for discharge (V2G sessions with a step)
 =====================  ===========================================================================================
+
+With ``executable``, a car with a minimum power but no step has its charge (and discharge) column semi-continuous:
+0 or within [min_power_kw, max]. HiGHS takes both kinds natively (integrality 2 and 3).
 
 Rows: energy by departure (charge-only sessions), energy dynamics (V2G sessions), node import/export limits,
 phase import limits, peak epigraph, and the charge-or-discharge pair for binary pairs.
@@ -85,6 +91,8 @@ class LinearProgram:
     slack_col: np.ndarray
     col_blocks: list = field(default_factory=list)  # Block per named group of columns, in column order
     row_blocks: list = field(default_factory=list)  # Block per named group of rows, in row order
+    mip_rel_gap: float | None = None  # a MIP's relative gap tolerance [-]; None = the back-end's tight default
+    mip_time_limit_s: float | None = None  # a cap on this MIP's solve time [s]; None = the run's own limit
 
     @property
     def n_col(self) -> int:
@@ -175,7 +183,12 @@ def _expand(member_node, member_session, pair_first, pair_count):
     return np.repeat(member_node, counts), k
 
 
-def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np.ndarray | None = None) -> LinearProgram:
+#: HiGHS integrality codes (HighsVarType): semi-continuous and semi-integer columns.
+SEMI_CONTINUOUS, SEMI_INTEGER = 2, 3
+
+
+def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np.ndarray | None = None,
+             executable: bool = False) -> LinearProgram:
     """Build the LP (a MIP when ``binary_pairs`` is given).
 
     Parameters
@@ -186,6 +199,9 @@ def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np
         rows; the model is then always feasible.
     binary_pairs : numpy.ndarray of int, optional
         Pair indices ``k`` (of V2G sessions) that get a binary forbidding simultaneous charge and discharge.
+    executable : bool
+        Charge and discharge of cars with a minimum power or a step (``problem.min_power_kw > 0``) become
+        semi-continuous / semi-integer (a MIP): 0 or an allowed power only.
 
     Raises
     ------
@@ -306,7 +322,15 @@ def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np
         b.add_entries(rows, z, dmax)
         integer = True
 
+    semi = {}
+    if executable and np.any(p.min_power_kw > 0):
+        semi = _executable_columns(b, p, pair_session, discharge_col)
+        integer = True
+
     cost, lower, upper, row_lower, row_upper, start, index, value, integrality = b.assemble()
+    for cols, low in semi.values():
+        integrality[cols] = SEMI_CONTINUOUS
+        lower[cols] = low
     return LinearProgram(
         col_cost=cost, col_lower=lower, col_upper=upper, row_lower=row_lower, row_upper=row_upper,
         a_start=start, a_index=index, a_value=value,
@@ -320,6 +344,31 @@ def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np
         slack_col=np.asarray(slack["col"], dtype=np.int64),
         col_blocks=b.col_blocks, row_blocks=b.row_blocks,
     )
+
+
+def _executable_columns(b: _Builder, p: Problem, pair_session: np.ndarray, discharge_col: np.ndarray) -> dict:
+    """Columns and rows making charge/discharge of floored or stepped cars executable; returns the columns to make
+    semi-continuous after assembly, with their lower bound (the minimum power) [kW]."""
+    lowest, step = p.min_power_kw[pair_session], p.power_step_kw[pair_session]
+    semi = {}
+    for which, cols, most in (("charge", np.arange(len(pair_session)), p.top_power_kw("charge")[pair_session]),
+                              ("discharge", discharge_col, p.top_power_kw("discharge")[pair_session])):
+        on = (cols >= 0) & (lowest > 0) & (most > 0)
+        stepped = on & (step > 0)
+        k = np.flatnonzero(stepped)
+        if len(k):
+            size = step[k]
+            fewest = np.round(lowest[k] / size)
+            most_steps = np.round(most[k] / size)  # the top is a whole number of steps
+            n = b.add_cols(f"{which}_steps", {"pair": k}, np.zeros(len(k)), fewest, most_steps, integer=True)
+            b.integer[-1][:] = SEMI_INTEGER
+            rows = b.add_rows(f"{which}_on_steps", {"pair": k}, np.zeros(len(k)), 0.0)
+            b.add_entries(rows, cols[k], 1.0)
+            b.add_entries(rows, n, -size)
+        k = np.flatnonzero(on & ~stepped)
+        if len(k):
+            semi[which] = (cols[k], lowest[k])
+    return semi
 
 
 def _limit_rows(b, p, name, fixed_labels, needed, lower, upper, node_e, k_e, pair_period, discharge_col, weight, allow_overload, slack,

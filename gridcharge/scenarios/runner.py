@@ -27,7 +27,11 @@ day's ambient. Columns (units in names): ``peak_loading_pct``, ``hours_above_rat
 of transformer, feeders, meters and phases), ``max_hot_spot_c``, ``max_top_oil_c``, ``loss_of_life_h`` (equivalent
 ageing hours in the day; 24 = normal), ``requested_kwh``, ``delivered_kwh``, ``unmet_kwh``, ``unmet_share``,
 ``energy_cost_cny`` (EV energy bought - V2G energy sold), ``v2g_exported_kwh``, ``turned_away``,
-``turned_away_kwh``, ``violates`` and ``violated`` (which hosting criteria), ``status``, ``solve_seconds``.
+``turned_away_kwh``, ``violates`` and ``violated`` (which hosting criteria), ``status``, ``solve_seconds``;
+``undeliverable_kwh`` (more than a car's charger could give over its stay, whatever the grid) and
+``grid_limited_unmet_kwh`` (the rest of the unmet energy); for ``optimal``, what executability (the site's
+``min_current_a`` / ``current_step_a``) cost against the continuous optimum of the same day:
+``executability_unmet_kwh`` and ``executability_cost_cny`` (NaN for the other strategies).
 """
 
 from __future__ import annotations
@@ -112,9 +116,9 @@ def run_task(scenario: Scenario, task: Task) -> dict:
     """Simulate one task and evaluate it (module notes). Returns ``{"row": dict, "series": dict or None}``."""
     started = time.perf_counter()
     day = build_day(scenario, task.day, task.evs)
-    problem, power, verification, status, solve_s = _schedule(scenario, task.strategy, day)
+    problem, power, verification, status, solve_s, lost = _schedule(scenario, task.strategy, day)
     row, series = evaluate(scenario, day, problem, power, verification)
-    row = {"strategy": task.strategy, "evs": task.evs, "day": task.day, "status": status, **row,
+    row = {"strategy": task.strategy, "evs": task.evs, "day": task.day, "status": status, **row, **lost,
            "solve_seconds": solve_s, "task_seconds": time.perf_counter() - started}
     return {"row": row, "series": series if task.series else None}
 
@@ -145,6 +149,18 @@ def _single_threaded_highs() -> None:
         _HIGHS_SINGLE_THREADED = True
 
 
+#: The executability columns of a task that has no continuous optimum to compare with.
+_NOT_COMPARED = {"executability_unmet_kwh": float("nan"), "executability_cost_cny": float("nan")}
+
+
+def _executability_lost(summary: dict) -> dict:
+    """Energy [kWh] and cost [CNY] the executable schedule lost against the continuous optimum (0 when continuous)."""
+    if "continuous_objective_cny" not in summary:
+        return {"executability_unmet_kwh": 0.0, "executability_cost_cny": 0.0}
+    return {"executability_unmet_kwh": summary["unmet_kwh"] - summary["continuous_unmet_kwh"],
+            "executability_cost_cny": summary["objective_cny"] - summary["continuous_objective_cny"]}
+
+
 def _schedule(scenario: Scenario, strategy: str, day: Day):
     import gridcharge
 
@@ -159,13 +175,13 @@ def _schedule(scenario: Scenario, strategy: str, day: Day):
         result = simulate(day.instance, strategy="online", time_limit_s=scenario.time_limit_s,
                           controller_options={"threads": 1})
         status = "fallback" if result.fallbacks else "ok"
-        return result.problem, result.power, result.verification, status, result.solve_seconds
+        return result.problem, result.power, result.verification, status, result.solve_seconds, _NOT_COMPARED
     instance = gridcharge.load_instance(day.instance)
     problem = gridcharge.build_problem(instance)
     started = time.perf_counter()
     if problem.n_sessions == 0:  # no car: nothing to decide (HiGHS refuses an empty model), the base load is the day
         power = np.zeros((0, problem.n_periods))
-        return problem, power, gridcharge.verify(instance, power), "no_evs", 0.0
+        return problem, power, gridcharge.verify(instance, power), "no_evs", 0.0, _NOT_COMPARED
     try:
         if strategy == "optimal":
             schedule = gridcharge.solve(problem, solver="highs", time_limit_s=scenario.time_limit_s,
@@ -174,8 +190,11 @@ def _schedule(scenario: Scenario, strategy: str, day: Day):
             schedule = gridcharge.solve(problem, solver=strategy, time_limit_s=scenario.time_limit_s)
     except InfeasibleError:
         power = np.zeros((problem.n_sessions, problem.n_periods))
-        return problem, power, gridcharge.verify(instance, power), "infeasible", time.perf_counter() - started
-    return problem, schedule.power, schedule.verification, str(schedule.status), time.perf_counter() - started
+        return (problem, power, gridcharge.verify(instance, power), "infeasible", time.perf_counter() - started,
+                _NOT_COMPARED)
+    lost = _executability_lost(schedule.summary) if strategy == "optimal" else _NOT_COMPARED
+    return (problem, schedule.power, schedule.verification, str(schedule.status), time.perf_counter() - started,
+            lost)
 
 
 def evaluate(scenario: Scenario, day: Day, problem, power: np.ndarray, verification) -> tuple[dict, dict]:
@@ -196,7 +215,9 @@ def evaluate(scenario: Scenario, day: Day, problem, power: np.ndarray, verificat
     discharge = np.clip(-power, 0.0, None) * energy
     requested = float(problem.energy_request_kwh.sum())  # of the cars that got a charger
     delivered = float(np.minimum(delivered_kwh(problem, power), problem.energy_request_kwh).sum())
-    unmet = float(np.clip(problem.energy_request_kwh - delivered_kwh(problem, power), 0.0, None).sum())
+    unmet_each = np.clip(problem.energy_request_kwh - delivered_kwh(problem, power), 0.0, None)
+    unmet = float(unmet_each.sum())
+    undeliverable = float(np.minimum(problem.undeliverable_kwh(), unmet_each).sum())
     row = {
         "peak_loading_pct": float(100 * loading.max()),
         "hours_above_rating_h": float((loading > 1 + 1e-9).sum() * step_h),
@@ -209,6 +230,8 @@ def evaluate(scenario: Scenario, day: Day, problem, power: np.ndarray, verificat
         "delivered_kwh": delivered,
         "unmet_kwh": unmet,
         "unmet_share": unmet / requested if requested > 0 else 0.0,
+        "undeliverable_kwh": undeliverable,
+        "grid_limited_unmet_kwh": unmet - undeliverable,
         "energy_cost_cny": float(charge.sum(axis=0) @ problem.import_price - discharge.sum(axis=0)
                                  @ problem.export_price),
         "v2g_exported_kwh": float(discharge.sum()),

@@ -188,7 +188,8 @@ def build_day(scenario: Scenario, day: int, evs: int | None = None) -> Day:
         phase = "ABC" if site.charger_phases == "three" else (phases or "ABC"[c % 3])
         chargers.append({"id": f"C{c + 1:05d}", "node": meter, "max_charge_kw": site.charger_kw,
                          "max_discharge_kw": site.charger_kw if f.v2g_share > 0 else 0.0, "phases": phase,
-                         "efficiency": site.efficiency})
+                         "efficiency": site.efficiency, "min_current_a": site.min_current_a,
+                         **({"current_step_a": site.current_step_a} if site.current_step_a else {})})
     times = pd.Timestamp(start) + pd.to_timedelta(np.r_[arrive_min, leave_min], unit="min")
     iso = [t.isoformat() for t in times]
     sessions = []

@@ -24,22 +24,26 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from ..errors import FieldProblem, InstanceError
 from ..instance import FORMAT as INSTANCE_FORMAT
 from ..instance import (
     DEFAULT_CURRENCY,
+    DEFAULT_VOLTAGE_V,
     MAX_CHARGER_KW,
+    MAX_CURRENT_A,
     MAX_ENERGY_KWH,
     MAX_NODE_KW,
     MAX_PENALTY,
     MAX_PRICE_PER_KWH,
     MIN_EFFICIENCY,
+    MIN_CURRENT_STEP_A,
     MIN_POSITIVE,
     SCENARIO_FORMAT,
     Currency,
     field_problems,
+    raised_to_step,
 )
 from ..grid.profiles import BEIJING_AMBIENT_C
 from ..grid.tariffs import TARIFF_PRESETS
@@ -159,6 +163,23 @@ class Site(_Strict):
     feeders: int = Field(0, ge=0, le=MAX_FEEDERS)
     feeder_limit_kw: float | None = Field(None, ge=MIN_POSITIVE, le=MAX_NODE_KW)
     efficiency: float = Field(0.95, ge=MIN_EFFICIENCY, le=1)
+    #: IEC 61851-1's minimum charging current [A per phase] and the step real cars follow (whole amps): every
+    #: generated charger gets them, so every strategy's schedule is one a charger can follow. 0: continuous.
+    min_current_a: float = Field(6.0, ge=0, le=MAX_CURRENT_A)
+    current_step_a: float = Field(1.0, ge=0, le=MAX_CURRENT_A)
+
+    @model_validator(mode="after")
+    def _minimum_within_the_charger(self):
+        phases = 3 if self.charger_phases == "three" else 1
+        step = self.current_step_a or None
+        if step is not None and step < MIN_CURRENT_STEP_A:
+            raise ValueError(f"current_step_a {step:g}: 0 (continuous) or at least {MIN_CURRENT_STEP_A:g} A")
+        lowest = raised_to_step(self.min_current_a, step)
+        if lowest * phases * DEFAULT_VOLTAGE_V / 1000 > self.charger_kw * (1 + 1e-9):
+            raise ValueError(f"min_current_a {self.min_current_a:g} A (step {step} A) draws "
+                             f"{lowest * phases * DEFAULT_VOLTAGE_V / 1000:g} kW at {DEFAULT_VOLTAGE_V:g} V on "
+                             f"{phases} phase(s), above charger_kw {self.charger_kw:g}: lower it or raise charger_kw")
+        return self
 
     @property
     def required_chargers(self) -> int:

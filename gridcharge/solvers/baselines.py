@@ -1,7 +1,9 @@
 """Baseline charging strategies that real systems use, in numpy: the references an optimum is measured against.
 
 ``uncontrolled`` (plug in and charge), ``equal_share`` (a load manager's fair split), ``edf`` and ``llf`` (deadline
-priority), ``greedy_cost`` (cheapest periods first). Each is ``name(problem, *, time_limit_s=None, **options) ->
+priority), ``greedy_cost`` (cheapest periods first). On an instance with ``min_current_a`` / ``current_step_a`` each
+hands out 0 or an allowed power only: its allocation is rounded down to the grid and the freed headroom handed out
+again step by step (:func:`gridcharge.solvers.executable.round_and_refill`), as real load managers quantise. Each is ``name(problem, *, time_limit_s=None, **options) ->
 Schedule``; unknown options (``allow_overload``, ``method``, ``verbose`` ...) are accepted and ignored, and so is
 ``time_limit_s`` (each baseline is a single pass). None uses V2G: power is never negative.
 
@@ -37,7 +39,6 @@ absorb reverse flow).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
@@ -45,8 +46,10 @@ import pandas as pd
 
 from ..errors import InfeasibleError, Overload
 from ..formulation.lp import INFEASIBLE_TOLERANCE_KW
-from ..problem import PHASES, Problem
-from ..schedule import Schedule, node_loads, phase_loads, summarise
+from ..problem import Problem
+from ..schedule import Schedule, node_loads, overload_kwh, summarise
+from .executable import round_and_refill
+from .headroom import Resources, node_resources
 
 #: Headroom kept free at every limit, for floating-point sums [kW]; the verifier tolerates 1e-6 x max(1, |limit|).
 SAFETY_KW = 1e-9
@@ -100,7 +103,10 @@ def uncontrolled(problem: Problem, *, time_limit_s: float | None = None, **optio
     energy = np.clip(need - before, 0.0, most)
     ratio = np.divide(energy, most, out=np.zeros_like(energy), where=most > 0)
     power = np.minimum(p.charge_max_kw[:, None] * ratio, p.charge_max_kw[:, None])
-    overload = _overload_kwh(p, power)
+    if p.executable:  # what a real charger does: whole steps, the last bit of energy in a step it can follow
+        power, _ = round_and_refill(p, power, period_order=np.arange(p.n_periods),
+                                    allowed=np.ones(power.shape, dtype=bool), limits=False)
+    overload = overload_kwh(p, power)
     seconds = time.perf_counter() - started
     summary = summarise(p, power, status="uncontrolled", solver="uncontrolled", solver_version=_version(),
                         build_seconds=0.0, solve_seconds=seconds, overload_kwh=float(overload.sum()))
@@ -241,52 +247,10 @@ BASELINES: dict = {
 # the common period loop
 
 
-@dataclass(frozen=True)
-class _Resources:
-    """Node limits as resources: membership pairs (resource, session, weight) and headroom per period [kW]."""
-
-    pair_res: np.ndarray
-    pair_sess: np.ndarray
-    pair_w: np.ndarray
-    res_node: np.ndarray
-    res_kind: np.ndarray  # "import", "phase_A", "phase_B", "phase_C"
-    slack: np.ndarray  # (R, T) limit - base load [kW]; negative where base load alone is over the limit
-
-    @property
-    def n(self) -> int:
-        return len(self.res_node)
-
-
-def _resources(p: Problem) -> _Resources:
-    res, sess, w, node, kind, slack = [], [], [], [], [], []
-    offset = 0
-    limited = np.flatnonzero(np.isfinite(p.import_limit_kw))
-    phased = np.flatnonzero(np.isfinite(p.phase_import_limit_kw))
-    groups = [("import", limited, p.import_limit_kw, 1.0, None)]
-    groups += [(f"phase_{name}", phased, p.phase_import_limit_kw, 1.0 / 3.0, k) for k, name in enumerate(PHASES)]
-    for name, nodes, limit, base_share, phase in groups:
-        rid = np.full(p.n_nodes, -1, dtype=np.int64)
-        rid[nodes] = offset + np.arange(len(nodes))
-        weight = np.ones(len(p.member_session)) if phase is None else p.phase_share[p.member_session, phase]
-        on = (rid[p.member_node] >= 0) & (weight > 0)
-        res.append(rid[p.member_node[on]])
-        sess.append(p.member_session[on])
-        w.append(weight[on])
-        node.append(nodes)
-        kind += [name] * len(nodes)
-        slack.append(limit[nodes, None] - base_share * p.base_net_kw[nodes])
-        offset += len(nodes)
-    return _Resources(
-        pair_res=np.concatenate(res).astype(np.int64), pair_sess=np.concatenate(sess).astype(np.int64),
-        pair_w=np.concatenate(w).astype(float), res_node=np.concatenate(node).astype(np.int64),
-        res_kind=np.asarray(kind, dtype=object), slack=np.concatenate(slack).reshape(offset, p.n_periods),
-    )
-
-
 def _controlled(p: Problem, name: str, allocate, *, priority=None, period_order=None, allowed=None) -> Schedule:
     """Loop over periods; in each, cap every present car by max power and remaining need, then ``allocate``."""
     started = time.perf_counter()
-    resources = _resources(p)
+    resources = node_resources(p)
     _raise_if_base_over(p, resources)
     headroom = np.maximum(resources.slack - SAFETY_KW, 0.0)
     S, T, step = p.n_sessions, p.n_periods, p.step_hours
@@ -309,6 +273,12 @@ def _controlled(p: Problem, name: str, allocate, *, priority=None, period_order=
         rounds += n
         remaining = np.maximum(remaining - gain[t] * power[t], 0.0)
     power = power.T.copy()
+    if p.executable:
+        # a real load manager's quantisation: round down to what cars can follow (0 or the minimum, on the step),
+        # then hand the freed headroom out again step by step, in the order this baseline visits periods
+        power, done = round_and_refill(p, power, period_order=np.arange(T) if period_order is None else period_order,
+                                       allowed=np.ones(power.shape, dtype=bool) if allowed is None else allowed)
+        rounds += done.rounds
     _raise_if_export_over(p, power)
     seconds = time.perf_counter() - started
     summary = summarise(p, power, status="heuristic", solver=name, solver_version=_version(), build_seconds=0.0,
@@ -316,7 +286,7 @@ def _controlled(p: Problem, name: str, allocate, *, priority=None, period_order=
     return Schedule(problem=p, power=power, summary=summary)
 
 
-def _binding(r: _Resources, headroom: np.ndarray, u: np.ndarray):
+def _binding(r: Resources, headroom: np.ndarray, u: np.ndarray):
     """The membership pairs of resources that can bind this period; single-car resources folded into ``u``."""
     on = u[r.pair_sess] > 0
     res, sess, w = r.pair_res[on], r.pair_sess[on], r.pair_w[on]
@@ -443,7 +413,7 @@ def _rank(value: np.ndarray) -> np.ndarray:
     return rank
 
 
-def _raise_if_base_over(p: Problem, r: _Resources) -> None:
+def _raise_if_base_over(p: Problem, r: Resources) -> None:
     over_r, over_t = np.nonzero(-r.slack > INFEASIBLE_TOLERANCE_KW)
     if len(over_r):
         overloads = [_overload(p, r.res_node[k], r.res_kind[k], t, -r.slack[k, t]) for k, t in zip(over_r, over_t)]
@@ -466,13 +436,3 @@ def _raise_if_export_over(p: Problem, power: np.ndarray) -> None:
 def _overload(p: Problem, n, kind: str, t, excess: float) -> Overload:
     return Overload(node=p.node_ids[int(n)], kind=str(kind), period=int(t), start=p.period_start[int(t)].isoformat(),
                     excess_kw=float(excess))
-
-
-def _overload_kwh(p: Problem, power: np.ndarray) -> np.ndarray:
-    """Energy above each node's import, export and phase limits, shape (N,) [kWh]."""
-    load = node_loads(p, power)
-    phases = phase_loads(p, power)
-    over = (np.clip(load - p.import_limit_kw[:, None], 0.0, None)
-            + np.clip(-load - p.export_limit_kw[:, None], 0.0, None)
-            + np.clip(phases - p.phase_import_limit_kw[None, :, None], 0.0, None).sum(axis=0))
-    return over.sum(axis=1) * p.step_hours

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -23,11 +23,21 @@ import pandas as pd
 from ..errors import InfeasibleError, Overload, SolverError
 from ..formulation.lp import LinearProgram, build_lp
 from ..problem import Problem
-from ..schedule import Schedule, node_loads, summarise
+from ..schedule import Schedule, cost_cny, delivered_kwh, node_loads, overload_kwh, summarise
+from ..verify import verify
+from .executable import export_limits_hold, round_and_refill, round_down, round_signed_down, snap
 
 #: A pair charges *and* discharges when both exceed this [kW].
 BOTH_WAYS_TOL_KW = 1e-7
 MAX_BINARY_ROUNDS = 20
+#: Executable schedules (instances with min_current_a / current_step_a), mode "auto": the exact MIP up to this many
+#: sessions, the rounding of the LP optimum beyond (benchmarks/RESULTS.md, "Executable schedules").
+EXACT_MAX_SESSIONS = 50
+#: ... and the exact MIP gets at most this long in "auto" mode before the rounding is used instead [s].
+EXACT_TIME_LIMIT_S = 10.0
+#: Relative MIP gap HiGHS stops at for the executable MIP [-] (measured: benchmarks/RESULTS.md).
+EXECUTABLE_MIP_REL_GAP = 1e-3
+EXECUTABLE_MODES = ("auto", "exact", "rounding")
 #: Netting may lift an energy state above its bound by at most this, relative to max(1, |bound|) [kWh]: the size of
 #: an interior-point solution's own residuals, a tenth of the verifier's tolerance.
 NETTING_TOL_KWH = 1e-7
@@ -35,19 +45,22 @@ NETTING_TOL_KWH = 1e-7
 
 @dataclass
 class RunResult:
-    """What a back-end returns for one model: solution (None unless optimal), objective without offset, status."""
+    """What a back-end returns for one model: solution (None unless optimal), objective (HiGHS: a MIP's with the
+    offset, an LP's without), status."""
 
     x: np.ndarray | None
     objective: float | None
     status: str  # "optimal", "infeasible", "time_limit", ...
     seconds: float  # the solver's own time [s]
     build_seconds: float = 0.0  # model building inside the back-end (Pyomo) [s]
+    mip_gap: float | None = None  # a MIP's relative gap between its solution and its bound [-]; None for an LP
 
 
 Runner = Callable[[LinearProgram], RunResult]
 
 
 def solve_exactly(problem: Problem, run: Runner, *, allow_overload: bool = False, net: bool = True,
+                  executable: str = "auto", mip_capable: bool = True, mip_rel_gap: float | None = None,
                   **summary_extra) -> Schedule:
     """Build, solve with ``run``, enforce charge-or-discharge exactly, write back a :class:`Schedule`.
 
@@ -57,6 +70,14 @@ def solve_exactly(problem: Problem, run: Runner, *, allow_overload: bool = False
     run : callable — ``run(lp) -> RunResult``; solves one built LP/MIP
     allow_overload : bool — node limits as penalised slack
     net : bool — allow the exact netting moves (off when user constraints may involve charge or discharge alone)
+    executable : {"auto", "exact", "rounding"} — how an instance with min_current_a / current_step_a gets an
+        executable schedule: the exact MIP (semi-continuous / semi-integer columns), the rounding and re-fill of the
+        continuous optimum, or "auto": exact up to :data:`EXACT_MAX_SESSIONS` sessions (and
+        :data:`EXACT_TIME_LIMIT_S`), rounding beyond. The rounding is proven for charging: when floored cars
+        discharge in the continuous optimum, it starts from the continuous optimum without their discharge.
+        Ignored for continuous instances.
+    mip_capable : bool — ``run`` can solve semi-continuous / semi-integer columns (else: rounding only)
+    mip_rel_gap : float, optional — the executable MIP's relative gap [-] (default :data:`EXECUTABLE_MIP_REL_GAP`)
     **summary_extra — solver, solver_version, method ... for the summary
 
     Raises
@@ -64,21 +85,102 @@ def solve_exactly(problem: Problem, run: Runner, *, allow_overload: bool = False
     InfeasibleError — no schedule keeps every limit (with the node, limit, period and kW that cannot be met)
     SolverError — the back-end stopped without an optimum (time limit, numerical trouble)
     """
-    lp, x, binary, build_s, solve_s = _solve_rounds(problem, run, allow_overload=allow_overload, net=net)
+    if executable not in EXECUTABLE_MODES:
+        raise ValueError(f"executable {executable!r}: expected one of {', '.join(EXECUTABLE_MODES)}")
+    lp, x, binary, build_s, solve_s, _ = _solve_rounds(problem, run, allow_overload=allow_overload, net=net)
     started = time.perf_counter()
     power = lp.power_kw(x, problem.n_sessions, problem.n_periods)
     overload = _overload_kwh(problem, lp, x)
     extract_s = time.perf_counter() - started
+    solver_objective = float(lp.col_cost @ x[: lp.n_col]) + lp.offset
+    status = "optimal"
+    found = {}
+    if problem.executable:
+        power, found = _executable(problem, run, power, mode=executable, mip_capable=mip_capable,
+                                   mip_rel_gap=EXECUTABLE_MIP_REL_GAP if mip_rel_gap is None else mip_rel_gap,
+                                   allow_overload=allow_overload, net=net)
+        build_s += found.pop("build_seconds")
+        solve_s += found.pop("solve_seconds")
+        lp, n_integer = found.pop("lp", lp), found.pop("n_integer")
+        solver_objective = found.pop("solver_objective_cny", None)
+        status = "optimal" if found["executable_method"] == "exact_mip" else "feasible"
+        if overload is not None:
+            overload = overload_kwh(problem, power)
+    else:
+        n_integer = int(binary.sum())
     summary = summarise(
         problem, power,
-        status="optimal", solver_objective_cny=float(lp.col_cost @ x[: lp.n_col]) + lp.offset,
+        status=status, solver_objective_cny=solver_objective,
         build_seconds=build_s, solve_seconds=solve_s, extract_seconds=extract_s,
-        n_columns=lp.n_col, n_rows=lp.n_row, n_nonzeros=lp.n_nz, n_binaries=int(binary.sum()),
+        n_columns=lp.n_col, n_rows=lp.n_row, n_nonzeros=lp.n_nz, n_binaries=n_integer,
         overload_kwh=float(overload.sum()) if overload is not None else 0.0,
-        **summary_extra,
+        **found, **summary_extra,
     )
     series = None if overload is None else pd.Series(overload, index=problem.node_ids, name="overload_kwh")
     return Schedule(problem=problem, power=power, summary=summary, overload_kwh=series)
+
+
+def _executable(problem: Problem, run: Runner, continuous: np.ndarray, *, mode: str, mip_capable: bool,
+                mip_rel_gap: float, allow_overload: bool, net: bool) -> tuple[np.ndarray, dict]:
+    """An executable schedule from the continuous optimum ``continuous``: the exact MIP or the rounding (see
+    :func:`solve_exactly`). Returns the power and the summary figures (``lp`` and timings for the caller)."""
+    bound = cost_cny(problem, continuous)  # the LP relaxation: no executable schedule costs less
+    floored = problem.min_power_kw > 0
+    discharges = bool((continuous[floored] < -BOTH_WAYS_TOL_KW).any())
+    exact = mip_capable and (mode == "exact" or (mode == "auto" and problem.n_sessions <= EXACT_MAX_SESSIONS))
+    found = {"build_seconds": 0.0, "solve_seconds": 0.0}
+    power = None
+    if exact:
+        limit = EXACT_TIME_LIMIT_S if mode == "auto" else None
+        try:
+            lp, x, binary, build_s, solve_s, gap = _solve_rounds(
+                problem, run, allow_overload=allow_overload, net=net, executable=True, mip_rel_gap=mip_rel_gap,
+                mip_time_limit_s=limit)
+        except SolverError:
+            if limit is None:
+                raise
+            found["exact_mip_fallback"] = "time_limit"  # then the rounding below
+        else:
+            power = snap(problem, lp.power_kw(x, problem.n_sessions, problem.n_periods))
+            found.update(build_seconds=build_s, solve_seconds=solve_s, lp=lp, mip_gap=gap,
+                         n_integer=int((lp.integrality > 0).sum()) if lp.integrality is not None else 0,
+                         executable_method="exact_mip",
+                         solver_objective_cny=float(lp.col_cost @ x[: lp.n_col]) + lp.offset)
+    if power is None:
+        starts = {"lp": continuous}
+        if discharges and not allow_overload:
+            # discharges rounded up in magnitude (charges down: import, phase and battery-upper limits hold) or
+            # towards 0 (battery floors and export limits hold); the verifier judges the rest before one is used
+            trials = {"lp_with_discharge_rounded_up": round_signed_down(problem, continuous),
+                      "lp_with_discharge_rounded_down": round_down(problem, continuous)}
+            starts = {name: trial for name, trial in trials.items() if verify(problem.instance, trial).ok}
+        if discharges and not starts:
+            # the rounding is proven for charging: take the continuous optimum in which floored cars only charge
+            # (their V2G value is lost; the gap to the LP bound above says how much)
+            charge_only = replace(problem, discharge_max_kw=np.where(floored, 0.0, problem.discharge_max_kw))
+            lp, x, _, build_s, solve_s, _ = _solve_rounds(charge_only, run, allow_overload=allow_overload, net=net)
+            starts = {"lp_without_v2g_of_floored_cars": lp.power_kw(x, problem.n_sessions, problem.n_periods)}
+            found["build_seconds"] += build_s
+            found["solve_seconds"] += solve_s
+        started = time.perf_counter()
+        done = {}
+        for name, start in starts.items():  # at most two: the cheaper after the re-fill is kept
+            peak = float(node_loads(problem, start)[problem.root].max()) if problem.peak_cost > 0 else None
+            done[name] = round_and_refill(problem, start, peak_cap_kw=peak)
+        name = min(done, key=lambda n: cost_cny(problem, done[n][0]))
+        power, refilled = done[name]
+        if not export_limits_hold(problem, power):
+            raise SolverError("rounding the charging down breaks an export (reverse-flow) limit the continuous "
+                              "optimum kept; use executable='exact'")
+        found["solve_seconds"] += time.perf_counter() - started
+        found.update(n_integer=0, executable_method="rounding", rounding_from=name, refill_rounds=refilled.rounds,
+                     mip_gap=None)
+    cost = cost_cny(problem, power)
+    found.update(continuous_objective_cny=bound,
+                 continuous_unmet_kwh=float(np.clip(problem.energy_request_kwh - delivered_kwh(problem, continuous),
+                                                    0.0, None).sum()),
+                 executable_gap_rel=(cost - bound) / max(abs(bound), 1e-9) if problem.n_sessions else 0.0)
+    return power, found
 
 
 def both_ways(lp: LinearProgram, x: np.ndarray) -> np.ndarray:
@@ -174,14 +276,23 @@ def _overload_kwh(problem: Problem, lp: LinearProgram, x: np.ndarray) -> np.ndar
     return out
 
 
-def _solve_rounds(problem: Problem, run: Runner, *, allow_overload: bool, net: bool, locating: bool = False):
-    """LP, then netting or binaries until no pair charges and discharges at once.
+def _solve_rounds(problem: Problem, run: Runner, *, allow_overload: bool, net: bool, locating: bool = False,
+                  executable: bool = False, mip_rel_gap: float | None = None, mip_time_limit_s: float | None = None):
+    """LP, then netting or binaries until no pair charges and discharges at once (with ``executable``: the MIP whose
+    floored and stepped cars take allowed powers only; their pairs are never netted, which could leave the grid).
 
-    Returns ``(lp, x, binary, build_seconds, solve_seconds)`` of the last round.
+    Returns ``(lp, x, binary, build_seconds, solve_seconds, mip_gap)`` of the last round.
     """
     started = time.perf_counter()
-    lp = build_lp(problem, allow_overload=allow_overload)
+
+    def build(**options):
+        built = build_lp(problem, allow_overload=allow_overload, executable=executable, **options)
+        built.mip_rel_gap, built.mip_time_limit_s = mip_rel_gap, mip_time_limit_s
+        return built
+
+    lp = build()
     build_s = time.perf_counter() - started
+    fixed = (problem.min_power_kw > 0) if executable else np.zeros(problem.n_sessions, dtype=bool)
     binary = np.zeros(len(lp.pair_session), dtype=bool)
     solve_s = 0.0
     rounds = 0
@@ -197,30 +308,32 @@ def _solve_rounds(problem: Problem, run: Runner, *, allow_overload: bool, net: b
                                           "added through extend= (or a solver fault) is the cause")
             raise locate_infeasibility(problem, run, net=net)
         if result.status != "optimal":
-            what = "the MIP (charge/discharge exclusivity)" if binary.any() else "the solver"
+            what = ("the executable MIP" if executable else "the MIP (charge/discharge exclusivity)" if binary.any()
+                    else "the solver")
             raise SolverError(f"{what} stopped without an optimal solution: {result.status}")
         x = result.x
         both = both_ways(lp, x)
         netted = np.zeros_like(both)
         if both.any():
             residue = both & binary
-            x, netted = net_where_free(problem, lp, x, both if net else residue, residue=residue)
+            free = both & ~fixed[lp.pair_session]
+            x, netted = net_where_free(problem, lp, x, free if net else residue, residue=residue)
         rest = both & ~netted & ~binary  # a binary pair left both ways is tolerance-sized; verify judges the result
         if not rest.any():
-            return lp, x, binary, build_s, solve_s
+            return lp, x, binary, build_s, solve_s, result.mip_gap
         rounds += 1
         if rounds > MAX_BINARY_ROUNDS:
             raise SolverError(f"charge/discharge exclusivity did not settle after {MAX_BINARY_ROUNDS} rounds of binaries")
         binary |= rest
         started = time.perf_counter()
-        lp = build_lp(problem, allow_overload=allow_overload, binary_pairs=np.flatnonzero(binary))
+        lp = build(binary_pairs=np.flatnonzero(binary))
         build_s += time.perf_counter() - started
 
 
 def locate_infeasibility(problem: Problem, run: Runner, net: bool = True) -> InfeasibleError:
     """Solve with every limit as penalised slack (exactly: the same charge-or-discharge rounds); the slack that
     remains says which limit cannot be met where, by how many kW."""
-    lp, x, _, _, _ = _solve_rounds(problem, run, allow_overload=True, net=net, locating=True)
+    lp, x, _, _, _, _ = _solve_rounds(problem, run, allow_overload=True, net=net, locating=True)
     used = x[lp.slack_col] > 1e-6
     overloads = [
         Overload(node=problem.node_ids[n], kind=str(kind), period=int(t), start=problem.period_start[t].isoformat(),

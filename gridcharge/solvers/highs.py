@@ -19,7 +19,8 @@ from ..schedule import Schedule
 from .exact import RunResult, solve_exactly
 
 def solve_highs(problem: Problem, *, time_limit_s: float | None = None, allow_overload: bool = False,
-                method: str = "auto", verbose: bool = False, threads: int | None = None) -> Schedule:
+                method: str = "auto", verbose: bool = False, threads: int | None = None, executable: str = "auto",
+                mip_rel_gap: float | None = None) -> Schedule:
     """Optimal schedule with HiGHS.
 
     Parameters
@@ -31,6 +32,11 @@ def solve_highs(problem: Problem, *, time_limit_s: float | None = None, allow_ov
         benchmarks/RESULTS.md: dual simplex beat interior point at every size up to 10,000 sessions)
     verbose : bool — HiGHS log on the console
     threads : int, optional — HiGHS threads (default: HiGHS's choice)
+    executable : {"auto", "exact", "rounding"} — for an instance with min_current_a / current_step_a: the exact
+        MIP, the rounding of the LP optimum, or exact up to a measured size and rounding beyond (see
+        :func:`gridcharge.solvers.exact.solve_exactly`); the summary reports ``executable_method``, ``mip_gap``,
+        ``continuous_objective_cny`` (the LP bound) and ``executable_gap_rel``
+    mip_rel_gap : float, optional — the executable MIP's relative gap tolerance [-]
     """
     if method not in ("auto", "simplex", "ipm"):
         raise ValueError(f"method {method!r}: expected one of auto, simplex, ipm")
@@ -48,7 +54,8 @@ def solve_highs(problem: Problem, *, time_limit_s: float | None = None, allow_ov
             return retry
         return result
 
-    schedule = solve_exactly(problem, run, allow_overload=allow_overload, solver="highs",
+    schedule = solve_exactly(problem, run, allow_overload=allow_overload, executable=executable,
+                             mip_rel_gap=mip_rel_gap, solver="highs",
                              solver_version=version("highspy"), method=chosen)
     schedule.summary["ipm_fallbacks_to_simplex"] = len(fallbacks)
     return schedule
@@ -96,11 +103,16 @@ def new_highs(lp: LinearProgram, *, method: str = "simplex", verbose: bool = Fal
             # degenerate charge-and-discharge pairs are netted exactly afterwards (see net_where_free)
             h.setOptionValue("run_crossover", "off")
     else:
-        h.setOptionValue("mip_rel_gap", 1e-9)
+        h.setOptionValue("mip_rel_gap", 1e-9 if lp.mip_rel_gap is None else float(lp.mip_rel_gap))
         h.setOptionValue("mip_abs_gap", 1e-9)
+        if lp.mip_time_limit_s is not None:
+            h.setOptionValue("time_limit", min(float(lp.mip_time_limit_s), float(time_limit_s or np.inf)))
     integrality = lp.integrality if lp.integrality is not None else np.zeros(lp.n_col, dtype=np.int32)
+    # a MIP gets the objective's constant (the unmet penalty on every kWh requested): HiGHS's relative gap is then
+    # relative to the cost itself, not to a cost minus a large constant
+    offset = 0.0 if lp.integrality is None else float(lp.offset)
     status = h.passModel(lp.n_col, lp.n_row, lp.n_nz, int(highspy.MatrixFormat.kColwise),
-                         int(highspy.ObjSense.kMinimize), 0.0, lp.col_cost, lp.col_lower, lp.col_upper, lp.row_lower,
+                         int(highspy.ObjSense.kMinimize), offset, lp.col_cost, lp.col_lower, lp.col_upper, lp.row_lower,
                          lp.row_upper, lp.a_start, lp.a_index, lp.a_value, integrality)
     if status == highspy.HighsStatus.kError:
         raise SolverError("HiGHS rejected the model (passModel returned an error)")
@@ -123,4 +135,10 @@ def run_highs(lp: LinearProgram, *, time_limit_s=None, method="simplex", verbose
     if name != "optimal":
         return RunResult(None, None, name, seconds)
     x = np.asarray(h.getSolution().col_value, dtype=float)
-    return RunResult(x, h.getInfo().objective_function_value, name, seconds)
+    info = h.getInfo()
+    gap = None
+    if lp.integrality is not None:
+        gap = float(info.mip_gap)
+        if not np.isfinite(gap) and abs(info.objective_function_value - info.mip_dual_bound) <= 1e-9:
+            gap = 0.0  # HiGHS's relative gap is undefined at an objective of 0 reached by the bound too
+    return RunResult(x, info.objective_function_value, name, seconds, mip_gap=gap)

@@ -73,7 +73,7 @@ def solve_pyomo(problem: Problem, *, solver_name: str = "highs", time_limit_s: f
                   verbose=verbose)
     # netting moves change charge and discharge separately; a user constraint may forbid that, so with extend the
     # charge-or-discharge rule is enforced by binaries alone
-    return solve_exactly(problem, run, allow_overload=allow_overload, net=extend is None,
+    return solve_exactly(problem, run, allow_overload=allow_overload, net=extend is None, mip_capable=False,
                          solver=f"pyomo:{solver_name}", solver_version=f"pyomo {pyomo.version.version}",
                          method=solver_name, extended=extend is not None)
 

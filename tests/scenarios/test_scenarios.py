@@ -28,7 +28,9 @@ def tiny(**changes) -> dict:
     data = {
         "name": "tiny", "seed": 1, "days": 1, "strategies": ["uncontrolled", "optimal"],
         "horizon": {"date": "2026-01-15", "start_hour": 12, "step_minutes": 15},
-        "site": {"building_type": "residential", "parking_spaces": 2, "efficiency": 1.0},
+        # continuous chargers: the hand computations below use 7 kW (the 6 A / 1 A default is checked on its own)
+        "site": {"building_type": "residential", "parking_spaces": 2, "efficiency": 1.0, "min_current_a": 0,
+                 "current_step_a": 0},
         "transformer": {"rated_kva": 10, "power_factor": 1.0, "ambient": {"preset": "beijing-winter",
                                                                           "daily_sd_c": 0.0}},
         "base_load": {"peak_kw": 0.0, "daily_sd": 0.0},
@@ -102,6 +104,10 @@ def test_a_charger_count_below_the_ratio_is_a_reported_shortfall():
      "fleet.dwell_hours.min", "minimum dwell > 0"),
     (lambda d: d.update(tariff={"period_by_hour": [0] * 23, "prices_cny_per_kwh": [0.5]}), "tariff.period_by_hour",
      "24 class indices"),
+    (lambda d: d["site"].update(charger_kw=3.0, charger_phases="three", min_current_a=6, current_step_a=1), "site",
+     "draws 3.96 kW at 220 V on 3 phase(s), above charger_kw 3"),
+    (lambda d: d["site"].update(current_step_a=0.0001), "site", "0 (continuous) or at least 0.001 A"),
+    (lambda d: d["site"].update(min_current_a=-6), "site.min_current_a", ">= 0"),
 ])
 def test_malformed_scenarios_get_field_named_errors(change, path, expected):
     data = copy.deepcopy(tiny())
@@ -159,6 +165,19 @@ def test_shared_chargers_first_free_and_free_again_after_the_departure_period():
 
 # ------------------------------------------------------------------------------------------------------------------
 # a day computed by hand
+
+
+def test_the_default_6_a_1_a_chargers_reach_the_instances_and_cost_is_reported():
+    data = tiny()
+    del data["site"]["min_current_a"], data["site"]["current_step_a"]
+    s = load_scenario(data)
+    rows = {t.strategy: run_task(s, t)["row"] for t in plan(s)}
+    # single-phase 220 V at whole amps: 31 A = 6.82 kW is the most a 7 kW charger may be set to; two cars 13.64 kW
+    assert rows["uncontrolled"]["peak_loading_pct"] == pytest.approx(136.4)
+    o = rows["optimal"]
+    assert o["executability_cost_cny"] >= -1e-6 and o["executability_unmet_kwh"] >= -1e-9
+    assert np.isnan(rows["uncontrolled"]["executability_cost_cny"])
+    assert o["undeliverable_kwh"] + o["grid_limited_unmet_kwh"] == pytest.approx(o["unmet_kwh"])
 
 
 def test_two_cars_on_a_10_kw_transformer_by_hand():
@@ -270,7 +289,8 @@ def test_beijing_study_quick_writes_the_report(tmp_path, capsys):
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = pd.read_parquet(out / "results.parquet")
-    pd.testing.assert_frame_equal(rows, pd.read_csv(out / "results.csv", keep_default_na=False).astype(rows.dtypes.to_dict()),
+    pd.testing.assert_frame_equal(rows, pd.read_csv(out / "results.csv", keep_default_na=False, na_values={
+        c: [""] for c in ("executability_unmet_kwh", "executability_cost_cny")}).astype(rows.dtypes.to_dict()),
                                   check_exact=False)
     s = load_scenario(SCENARIOS / "beijing-residential-630kva.toml").quick()
     assert len(rows) == len(plan(s))

@@ -1,0 +1,279 @@
+"""Schedules a real charger can follow: powers on the allowed grid (0, or at least the minimum current's power, on the
+current step), by rounding a schedule down and re-filling the headroom step by step.
+
+Rounding down a charging power never raises a node load, a phase load or a battery's energy, so it keeps every
+import, phase and battery limit the schedule kept. The re-fill then adds one step (or the jump from 0 to the minimum)
+at a time, only where every limit above the car still has room for it and the car still needs the energy, so it
+keeps them too. Design notes: docs/design/executable.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..instance import STEP_SLACK
+from ..problem import Problem
+from ..schedule import battery_power_kw, delivered_kwh, node_loads
+from .headroom import Resources, node_resources
+
+#: Headroom kept free at every limit while re-filling, for floating-point sums [kW].
+SAFETY_KW = 1e-9
+#: A car whose remaining need is below this is done [kWh].
+DONE_KWH = 1e-9
+
+
+def round_down(problem: Problem, power: np.ndarray) -> np.ndarray:
+    """Each power's magnitude rounded down to the allowed grid [kW], shape (S, T): below the minimum → 0, else the
+    whole step at or below it (continuous sessions unchanged)."""
+    lowest = problem.min_power_kw[:, None]
+    step = problem.power_step_kw[:, None]
+    size = np.abs(power)
+    safe = np.where(step > 0, step, 1.0)
+    size = np.where(step > 0, np.floor(size / safe + STEP_SLACK) * safe, size)
+    size = np.where(size < lowest * (1 - STEP_SLACK), 0.0, size)
+    return np.sign(power) * size
+
+
+def round_signed_down(problem: Problem, power: np.ndarray) -> np.ndarray:
+    """Each power moved down (in signed terms) to the allowed grid [kW]: a charge rounded down (below the minimum →
+    0), a discharge's magnitude rounded up to a step (a discharge below the minimum → the minimum). Loads and
+    energies only fall, so import, phase and battery-upper limits hold; the battery floor, export limits and a
+    discharge above the car's top allowed power (set to that top) are the caller's to check."""
+    charge = round_down(problem, np.clip(power, 0.0, None))
+    lowest, step = problem.min_power_kw[:, None], problem.power_step_kw[:, None]
+    out = np.clip(-power, 0.0, None)
+    safe = np.where(step > 0, step, 1.0)
+    size = np.where(step > 0, np.ceil(out / safe - STEP_SLACK) * safe, out)
+    size = np.where(size > 0, np.maximum(size, lowest), 0.0)
+    size = np.minimum(size, problem.top_power_kw("discharge")[:, None])
+    return charge - size
+
+
+def snap(problem: Problem, power: np.ndarray) -> np.ndarray:
+    """Each power moved to the nearest allowed value [kW]: for a MIP solution, which lies on the grid up to the
+    solver's integrality tolerance."""
+    lowest = problem.min_power_kw[:, None]
+    step = problem.power_step_kw[:, None]
+    size = np.abs(power)
+    safe = np.where(step > 0, step, 1.0)
+    size = np.where(step > 0, np.round(size / safe) * safe, size)
+    size = np.where(size < lowest * 0.5, 0.0, np.maximum(size, np.where(size > 0, lowest, 0.0)))
+    return np.sign(power) * size
+
+
+def off_grid(problem: Problem, power: np.ndarray, tol_kw: float = 1e-6) -> np.ndarray:
+    """Cells (S, T) whose power a car cannot follow: magnitude inside (0, minimum) or off the step (plugged-in
+    periods only)."""
+    size = np.abs(power)
+    step = problem.power_step_kw[:, None]
+    safe = np.where(step > 0, step, 1.0)
+    below = size < problem.min_power_kw[:, None] - tol_kw
+    off = (step > 0) & (np.abs(size / safe - np.round(size / safe)) * safe > tol_kw)
+    return (problem.presence > 0) & (size > tol_kw) & (below | off)
+
+
+@dataclass(frozen=True)
+class Refill:
+    """What :func:`refill` did: rounds of vectorised step-taking and the energy it added back [kWh]."""
+
+    rounds: int
+    added_kwh: float
+
+
+def refill(problem: Problem, power: np.ndarray, *, period_order: np.ndarray | None = None,
+           allowed: np.ndarray | None = None, peak_cap_kw: float | None = None,
+           limits: bool = True) -> tuple[np.ndarray, Refill]:
+    """Give cars back energy in whole steps where every limit above them has room, periods in ``period_order``.
+
+    Parameters
+    ----------
+    problem : Problem
+    power : numpy.ndarray, shape (S, T) — an executable schedule that keeps every limit; only periods where a car
+        does not discharge get more (a car's battery room from each period on bounds what it gets) [kW]
+    period_order : numpy.ndarray of int, optional — periods to visit, in order (default: cheapest import price first,
+        ties earlier first)
+    allowed : numpy.ndarray of bool, shape (S, T), optional — cells that may receive power (default: where charging
+        costs less than going unmet)
+    peak_cap_kw : float, optional — keep the root's net load at or below this [kW] (with a peak charge)
+    limits : bool — respect node and phase import limits (False only for the ``uncontrolled`` reference)
+
+    Returns
+    -------
+    (numpy.ndarray, Refill) — the new schedule (every cell on the grid) and what was done
+
+    Notes
+    -----
+    Each round, every candidate car asks for its next increment: the minimum power from 0, else one step (a car
+    without a step: all it may still take). A car's request is dropped if some limit above it has no room for it
+    alone, or if it would add more energy than the car still needs. The rest are taken in order of need (largest
+    first) per resource: a car is granted its increment if, on every resource above it, the increments of the cars
+    before it and its own fit the room. The first car in order always fits, so each round grants at least one; loads
+    only rise by what fits, so no limit breaks. Loop over periods and rounds only; numpy inside.
+    """
+    p = problem
+    S, T = p.n_sessions, p.n_periods
+    power = power.copy()
+    if not S or not T:
+        return power, Refill(0, 0.0)
+    gain = p.efficiency[:, None] * p.presence * p.step_hours  # kWh per kW
+    # room in the battery from each period on: adding charge in period t raises the energy of t and every later
+    # period, so a car's need at t is the least room from t on (by departure: what it still asked for)
+    slack = _battery_room(p, power)
+    room_after = _suffix_min(slack)
+    lowest = p.min_power_kw
+    step = p.power_step_kw
+    top = p.top_power_kw()
+    if allowed is None:
+        allowed = (p.import_price[None, :] / p.efficiency[:, None]) < p.unmet_penalty
+    if period_order is None:
+        period_order = np.argsort(p.import_price, kind="stable")
+    r = _resources(p, power, peak_cap_kw) if limits else None
+    rounds = 0
+    before = float(delivered_kwh(p, power).sum())
+    for t in period_order:
+        need = np.clip(room_after[:, t], 0.0, None)
+        cand = (gain[:, t] > 0) & allowed[:, t] & (power[:, t] >= 0) & (need > DONE_KWH) & (power[:, t] < top - 1e-12)
+        if not cand.any():
+            continue
+        room = None if r is None else np.maximum(r.room[:, t], 0.0)
+        while True:
+            s = np.flatnonzero(cand)
+            if not len(s):
+                break
+            rounds += 1
+            now = power[s, t]
+            stepped = step[s] > 0
+            jump = (now <= 0) & (lowest[s] > 0)  # from 0 to the minimum (raised to a whole step)
+            # a car without a step, once at its minimum (or without one), may take any part of what is left
+            free = ~stepped & ~jump
+            want = np.where(jump, lowest[s], np.where(stepped, step[s], top[s] - now))
+            want = np.minimum(want, top[s] - now)
+            want = np.where(free, np.minimum(want, need[s] / gain[s, t]), want)
+            if r is not None:
+                want = _fit_alone(r, s, want, free, room)
+            ok = (want > 1e-12) & (gain[s, t] * want <= need[s] + 1e-12)
+            cand[s[~ok]] = False
+            s, want = s[ok], want[ok]
+            if not len(s):
+                break
+            granted = np.ones(len(s), dtype=bool) if r is None else _fits_in_order(r, s, want, need[s], room)
+            g, d = s[granted], want[granted]
+            power[g, t] += d
+            need[g] = np.maximum(need[g] - gain[g, t] * d, 0.0)
+            slack[g, t:] -= (gain[g, t] * d)[:, None]
+            room_after[g] = _suffix_min(slack[g])
+            if r is not None:
+                _take(r, g, d, room)
+            cand[g] &= (need[g] > DONE_KWH) & (power[g, t] < top[g] - 1e-12)
+            if not granted.any():
+                break
+    return power, Refill(rounds, float(delivered_kwh(p, power).sum()) - before)
+
+
+def _battery_room(p: Problem, power: np.ndarray) -> np.ndarray:
+    """Energy each battery may still gain at each period's end [kWh], shape (S, T): its upper bound (the request in
+    the last period) minus the energy added so far."""
+    added = np.cumsum(battery_power_kw(power, p.efficiency[:, None]) * p.presence * p.step_hours, axis=1)
+    room = p.energy_upper_kwh[:, None] - added
+    room[:, -1] = np.minimum(p.energy_upper_kwh, p.energy_request_kwh) - added[:, -1]
+    return room
+
+
+def _suffix_min(values: np.ndarray) -> np.ndarray:
+    """``out[..., t] = min(values[..., t:])``."""
+    return np.minimum.accumulate(values[..., ::-1], axis=-1)[..., ::-1]
+
+
+@dataclass(frozen=True)
+class _Room:
+    """Resources with the room a schedule leaves, per period [kW]; pairs sorted by resource."""
+
+    res: np.ndarray
+    sess: np.ndarray
+    w: np.ndarray
+    room: np.ndarray  # (R, T)
+    pairs_of: np.ndarray  # CSR over sessions: pair positions of each session
+    ptr: np.ndarray
+
+
+def _resources(p: Problem, power: np.ndarray, peak_cap_kw: float | None) -> _Room:
+    base: Resources = node_resources(p)
+    res, sess, w = base.pair_res, base.pair_sess, base.pair_w
+    # the room the schedule leaves: slack - load of the cars on each resource
+    used = np.zeros((base.n, p.n_periods))
+    np.add.at(used, res, w[:, None] * power[sess])
+    room = base.slack - used - SAFETY_KW
+    if peak_cap_kw is not None and np.isfinite(peak_cap_kw):
+        root_room = peak_cap_kw - node_loads(p, power)[p.root] - SAFETY_KW
+        res = np.r_[res, np.full(p.n_sessions, base.n)]
+        sess = np.r_[sess, np.arange(p.n_sessions)]
+        w = np.r_[w, np.ones(p.n_sessions)]
+        room = np.vstack([room, root_room[None, :]])
+    order = np.argsort(sess, kind="stable")
+    ptr = np.zeros(p.n_sessions + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum(np.bincount(sess, minlength=p.n_sessions))
+    return _Room(res=res, sess=sess, w=w, room=room, pairs_of=order, ptr=ptr)
+
+
+def _pairs(r: _Room, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pair positions of sessions ``s`` and, for each, the index into ``s`` it belongs to."""
+    counts = r.ptr[s + 1] - r.ptr[s]
+    owner = np.repeat(np.arange(len(s)), counts)
+    offsets = np.repeat(r.ptr[s] - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+    return r.pairs_of[offsets], owner
+
+
+def _fit_alone(r: _Room, s, want, free, room) -> np.ndarray:
+    """Each car's increment if it fits every resource above it alone: a car with ``free`` is cut to the room, any
+    other car gets 0 where it does not fit."""
+    k, owner = _pairs(r, s)
+    if not len(k):
+        return want
+    most = room[r.res[k]] / r.w[k]
+    cap = np.full(len(s), np.inf)
+    np.minimum.at(cap, owner, most)
+    return np.where(free, np.minimum(want, cap), np.where(want <= cap, want, 0.0))
+
+
+def _fits_in_order(r: _Room, s, want, need, room) -> np.ndarray:
+    """Cars granted this round: on every resource, the increments of the cars before it (larger need first) and its
+    own fit the room."""
+    k, owner = _pairs(r, s)
+    granted = np.ones(len(s), dtype=bool)
+    if not len(k):
+        return granted
+    rank = np.empty(len(s), dtype=np.int64)
+    rank[np.lexsort((s, -need))] = np.arange(len(s))
+    order = np.lexsort((rank[owner], r.res[k]))
+    k, owner = k[order], owner[order]
+    load = r.w[k] * want[owner]
+    res = r.res[k]
+    start = np.r_[True, res[1:] != res[:-1]]
+    total = np.cumsum(load)
+    within = total - (total - load)[np.flatnonzero(start)][np.cumsum(start) - 1]
+    bad = within > room[res] + 1e-12
+    granted[owner[bad]] = False
+    return granted
+
+
+def _take(r: _Room, g, d, room) -> None:
+    k, owner = _pairs(r, g)
+    np.subtract.at(room, r.res[k], r.w[k] * d[owner])
+
+
+def export_limits_hold(problem: Problem, power: np.ndarray, tol_kw: float = 1e-9) -> bool:
+    """True when ``power`` keeps every export (reverse-flow) limit: the one limit rounding a charge down can break."""
+    limited = np.isfinite(problem.export_limit_kw)
+    if not limited.any():
+        return True
+    floor = -problem.export_limit_kw[limited, None]
+    return bool(np.all(node_loads(problem, power)[limited] >= floor - tol_kw))
+
+
+def round_and_refill(problem: Problem, power: np.ndarray, **options) -> tuple[np.ndarray, Refill]:
+    """An executable schedule from any schedule without discharge of a stepped or floored car: :func:`round_down`,
+    then :func:`refill` (``options`` are refill's). Keeps every import, phase and battery limit ``power`` kept;
+    check export limits with :func:`export_limits_hold`."""
+    return refill(problem, round_down(problem, power), **options)

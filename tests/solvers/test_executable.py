@@ -1,0 +1,267 @@
+"""Executable schedules (issue 16): the instance fields, the verifier's ``not_executable``, the exact MIP, the
+rounding, the baselines, honest unmet energy. Properties on random instances; a brute force on tiny ones."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import gridcharge
+from gridcharge.errors import InfeasibleError, InstanceError, SolverError
+from gridcharge.problem import build_problem
+from gridcharge.solvers.baselines import BASELINES
+from gridcharge.solvers.executable import off_grid, round_and_refill, round_down
+from gridcharge.verify import verify
+from tests.builders import at, charger, instance, modified, node, session
+from tests.test_properties import instances
+
+
+def stepped_car(**fields) -> dict:
+    """One single-phase 220 V charger at 6 A min / 1 A step (1.32 kW, then 0.22 kW steps) and one car."""
+    charger_fields = {"max_charge_kw": 7.0, "phases": "A", "min_current_a": 6, "current_step_a": 1,
+                      **fields.pop("charger", {})}
+    return instance(periods=4, step_minutes=60, import_price=[1.0, 0.5, 0.8, 2.0],
+                    nodes=[node("T", **fields.pop("node", {}))],
+                    chargers=[charger("C", **charger_fields)],
+                    sessions=[session("s", "C", at(0), at(4), fields.pop("energy_kwh", 3.0), **fields)])
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# instance and problem
+
+
+def test_the_fields_give_powers_per_phase_and_voltage():
+    data = instance(chargers=[charger("A1", phases="B", min_current_a=6, current_step_a=1),
+                              charger("A3", max_charge_kw=22, voltage_v=230, min_current_a=6, current_step_a=0.5),
+                              charger("F", max_charge_kw=22)],
+                    sessions=[session("a", "A1", at(0), at(1), 1), session("b", "A3", at(0), at(1), 1,
+                                                                           min_current_a=10.2),
+                              session("c", "F", at(0), at(1), 1)])
+    p = build_problem(data)
+    np.testing.assert_allclose(p.min_power_kw, [6 * 0.22, 10.5 * 0.69, 0.0])  # 10.2 A raised to the 0.5 A step
+    np.testing.assert_allclose(p.power_step_kw, [0.22, 0.5 * 0.69, 0.0])
+    assert p.phase_count.tolist() == [1, 3, 3]
+    assert p.executable
+    np.testing.assert_allclose(p.top_power_kw(), [31 * 0.22, 22.0 // 0.345 * 0.345, 22.0])
+
+
+def test_instances_without_the_fields_are_continuous():
+    p = build_problem(instance(chargers=[charger("C")], sessions=[session("s", "C", at(0), at(1), 1)]))
+    assert not p.executable and p.min_power_kw.tolist() == [0.0]
+
+
+@pytest.mark.parametrize("path, value, words", [
+    ("chargers[0].min_current_a", 40, "chargers[0].min_current_a: 40.0 — a current whose power is at most "
+                                      "max_charge_kw 7 (this one: 40 A x 220 W/A = 8.8 kW)"),
+    ("chargers[0].current_step_a", 32, "chargers[0].current_step_a: 32.0 — a current whose power"),
+    ("chargers[0].min_current_a", -1, "chargers[0].min_current_a: -1 — must be >= 0"),
+    ("chargers[0].current_step_a", 0, "chargers[0].current_step_a: 0 — must be >= 0.001"),
+    ("chargers[0].voltage_v", 20000, "chargers[0].voltage_v: 20000 — must be <= 1,000"),
+    ("sessions[0].min_current_a", 33, "sessions[0].min_current_a: 33.0 — a current whose power is at most the "
+                                      "charger's max_charge_kw 7"),
+    ("sessions[0].max_charge_kw", 1.0, "sessions[0].max_charge_kw: 1.0 — at least the power of the smallest current"),
+])
+def test_out_of_range_fields_are_errors_naming_the_field(path, value, words):
+    with pytest.raises(InstanceError) as info:
+        gridcharge.load_instance(modified(stepped_car(), path, value))
+    assert words in str(info.value)
+
+
+def test_a_v2g_limit_below_the_minimum_names_the_discharge_field():
+    data = stepped_car(charger={"max_discharge_kw": 1.0})
+    with pytest.raises(InstanceError, match=r"chargers\[0\].max_discharge_kw: 1.0 — 0 \(no V2G\) or at least"):
+        gridcharge.load_instance(data)
+    data = stepped_car(charger={"max_discharge_kw": 7.0}, max_discharge_kw=1.0, battery_kwh=40, initial_kwh=20)
+    with pytest.raises(InstanceError, match=r"sessions\[0\].max_discharge_kw: 1.0"):
+        gridcharge.load_instance(data)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the verifier
+
+
+def test_the_verifier_flags_powers_inside_the_minimum_and_off_the_step_both_ways():
+    data = stepped_car(charger={"max_discharge_kw": 7.0}, max_discharge_kw=7.0, battery_kwh=40, initial_kwh=20)
+    result = verify(data, np.array([[0.5, 1.32 + 0.22 * 3, -1.5, 0.0]]))
+    bad = [v for v in result.violations if v.kind == "not_executable"]
+    assert [(v.period, v.value) for v in bad] == [(0, 0.5), (2, -1.5)]
+    assert bad[0].allowed == pytest.approx((0.0, 1.32)) and bad[0].limit == pytest.approx(0.0)
+    assert bad[1].allowed == pytest.approx((-1.32, -1.54)) and bad[1].limit == pytest.approx(-1.54)
+    assert "nearest allowed 0 or 1.32 kW" in str(bad[0])
+
+
+def test_the_verifier_checks_the_set_point_of_a_partial_period():
+    data = stepped_car()
+    data["sessions"][0]["arrival"] = at(0.5)  # plugged for half of period 0: its value is still the set-point
+    assert [v.kind for v in verify(data, np.array([[1.0, 0, 0, 0]])).violations] == ["not_executable"]
+    assert verify(data, np.array([[1.32, 0, 0, 0]])).ok
+
+
+def test_continuous_instances_never_get_not_executable():
+    data = instance(chargers=[charger("C")], sessions=[session("s", "C", at(0), at(4), 5)])
+    assert verify(data, np.array([[0.37, 0.01, 0, 0]])).ok
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the exact MIP against a brute force
+
+
+def brute_force(data) -> float:
+    """The cheapest schedule over every combination of allowed powers (tiny instances only) [CNY]."""
+    p = build_problem(data)
+    values = []
+    for s in range(p.n_sessions):
+        grid = np.arange(0, p.top_power_kw()[s] + 1e-9, p.power_step_kw[s])
+        values.append(grid[(grid == 0) | (grid >= p.min_power_kw[s] - 1e-9)])
+    best = np.inf
+    cells = [(s, t) for s in range(p.n_sessions) for t in range(p.n_periods) if p.presence[s, t] > 0]
+    for combo in itertools.product(*[values[s] for s, _ in cells]):
+        power = np.zeros((p.n_sessions, p.n_periods))
+        for (s, t), v in zip(cells, combo):
+            power[s, t] = v
+        result = verify(data, power)
+        if result.ok:
+            best = min(best, result.cost_cny)
+    return best
+
+
+@pytest.mark.parametrize("energy, limit", [(3.0, None), (2.9, 2.0), (5.0, 1.5), (0.5, None)])
+def test_the_exact_mip_finds_the_brute_force_optimum(energy, limit):
+    data = stepped_car(energy_kwh=energy, charger={"max_charge_kw": 2.2},
+                       node={} if limit is None else {"import_limit_kw": limit})
+    data["horizon"]["periods"] = 3
+    data["sessions"][0]["departure"] = at(3)
+    data["tariff"]["import_cny_per_kwh"] = [1.0, 0.5, 0.8]
+    schedule = gridcharge.solve(data, executable="exact", mip_rel_gap=1e-9)
+    assert schedule.summary["objective_cny"] == pytest.approx(brute_force(data), abs=1e-6)
+    assert schedule.summary["executable_method"] == "exact_mip"
+
+
+def test_a_known_optimum_by_hand():
+    # 3 kWh on a 1.32 kW minimum with 0.22 kW steps: every schedule delivers a whole number of steps, so at most
+    # 13 x 0.22 = 2.86 kWh (14 steps would be 3.08 > 3 requested). Cheapest: all of it in the 0.5 CNY/kWh hour;
+    # 0.14 kWh unmet at 100 CNY/kWh: 1.43 + 14 = 15.43 CNY
+    schedule = gridcharge.solve(stepped_car(), executable="exact", mip_rel_gap=1e-9)
+    np.testing.assert_allclose(schedule.power, [[0.0, 2.86, 0.0, 0.0]], atol=1e-9)
+    assert schedule.summary["objective_cny"] == pytest.approx(15.43)
+    assert schedule.summary["grid_limited_unmet_kwh"] == pytest.approx(0.14)
+    assert schedule.summary["undeliverable_kwh"] == 0.0
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the rounding
+
+
+def test_round_down_lands_on_the_grid_and_never_above():
+    p = build_problem(stepped_car())
+    power = np.array([[0.5, 1.4, 6.99, 7.0]])
+    down = round_down(p, power)
+    np.testing.assert_allclose(down, [[0.0, 1.32, 31 * 0.22, 31 * 0.22]])
+    assert not off_grid(p, down).any() and (down <= power + 1e-12).all()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# properties
+
+
+def with_currents(data, draw) -> dict | None:
+    """The instance with drawn minimum currents and steps on its chargers (and some cars); None if invalid."""
+    out = copy.deepcopy(data)
+    for c in out["chargers"]:
+        c["min_current_a"] = draw(st.sampled_from([0.0, 6.0, 6.0, 8.0]))
+        step = draw(st.sampled_from([None, 1.0, 1.0, 2.0]))
+        if step is not None:
+            c["current_step_a"] = step
+        if draw(st.booleans()):
+            c["voltage_v"] = 230.0
+    for s in out["sessions"]:
+        if draw(st.integers(0, 3)) == 0:
+            s["min_current_a"] = 10.0
+    try:
+        gridcharge.load_instance(out)
+    except InstanceError:
+        return None
+    return out if build_problem(out).executable else None
+
+
+def solved(data, **options):
+    try:
+        return gridcharge.solve(data, **options)
+    except InfeasibleError:
+        return None
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=instances(), draw=st.data())
+def test_every_solver_gives_executable_verified_schedules_never_below_the_continuous_optimum(data, draw):
+    stepped = with_currents(data, draw.draw)
+    assume(stepped is not None)
+    continuous = solved(data)
+    exact = solved(stepped, executable="exact")
+    if exact is None:
+        return  # no executable schedule keeps every limit (a V2G car may have to discharge below its minimum)
+    assert continuous is not None  # the MIP's optimum is a schedule of the continuous problem
+    try:
+        rounding = gridcharge.solve(stepped, executable="rounding")
+    except SolverError as exc:  # refused, never emitted: an export limit the rounded-down charge would break
+        assert "export" in str(exc)
+        rounding = None
+    except InfeasibleError:  # floored cars would have to discharge, which the rounding does not do
+        rounding = None
+    p = build_problem(stepped)
+    bound = continuous.summary["objective_cny"]
+    tol = 1e-6 * max(1.0, abs(bound))
+    for schedule in [exact] + ([rounding] if rounding else []):
+        assert schedule.verification.ok  # gridcharge.solve verified it: not_executable included
+        assert not off_grid(p, schedule.power).any()
+        assert schedule.summary["objective_cny"] >= bound - tol
+        assert schedule.summary["continuous_objective_cny"] == pytest.approx(bound, rel=1e-6, abs=1e-6)
+    if rounding is not None:
+        gap = exact.summary["mip_gap"] or 0.0
+        assert exact.summary["objective_cny"] <= rounding.summary["objective_cny"] + gap * abs(
+            exact.summary["objective_cny"]) + 1e-5 * max(1.0, abs(bound))
+    for name in BASELINES:
+        try:
+            baseline = gridcharge.solve(stepped, solver=name)
+        except InfeasibleError:
+            continue
+        assert not off_grid(p, baseline.power).any(), name
+        assert baseline.summary["objective_cny"] >= bound - tol or name == "uncontrolled"
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=instances(), draw=st.data())
+def test_the_rounding_never_breaks_a_limit(data, draw):
+    stepped = with_currents(data, draw.draw)
+    assume(stepped is not None)
+    continuous = solved(data)
+    assume(continuous is not None)
+    p = build_problem(stepped)
+    power = np.clip(continuous.power, 0.0, None)  # the rounding's domain: charging (a discharging car takes the MIP)
+    before = verify(stepped, power)
+    rounded, _ = round_and_refill(p, power)
+    after = verify(stepped, rounded)
+    assert not off_grid(p, rounded).any()
+    kinds_before = {(v.kind, v.where, v.period) for v in before.violations if v.kind != "not_executable"}
+    new = [v for v in after.violations if (v.kind, v.where, v.period) not in kinds_before
+           and v.kind not in ("not_executable", "node_export")]
+    assert not new, new
+
+
+def test_unmet_energy_is_split_into_undeliverable_and_grid_limited():
+    # 10 kWh in 2 h at 1.32..6.82 kW (31 x 0.22) with efficiency 1: the charger can give 13.64 kWh; a 2 kW limit
+    # leaves 2 x 1.98 kWh, so 6.04 kWh are grid-limited and nothing is undeliverable; 20 kWh: 6.36 undeliverable
+    for energy, undeliverable in ((10.0, 0.0), (20.0, 20.0 - 13.64)):
+        data = stepped_car(energy_kwh=energy, node={"import_limit_kw": 2.0})
+        data["horizon"]["periods"] = 2
+        data["sessions"][0]["departure"] = at(2)
+        data["tariff"]["import_cny_per_kwh"] = [1.0, 0.5]
+        summary = gridcharge.solve(data).summary
+        assert summary["undeliverable_kwh"] == pytest.approx(undeliverable)
+        assert summary["grid_limited_unmet_kwh"] == pytest.approx(energy - undeliverable - 2 * 1.98)
+        assert summary["unmet_kwh"] == pytest.approx(summary["undeliverable_kwh"] + summary["grid_limited_unmet_kwh"])
