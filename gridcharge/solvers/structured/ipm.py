@@ -72,14 +72,8 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
                          message="a row's bounds cannot be met by any column in its box")
     free = upper > lower
     c = np.r_[cost, np.zeros(m)]
-    a, at = layout.a_csr, layout.a_csc.T.tocsr()
-
-    def apply_a(v):  # A_full v = A x - s
-        return a @ v[:n] - v[n:]
-
-    def apply_at(y):  # A_full^T y
-        return np.r_[at @ y, -y]
-
+    a = layout.a_csc  # every product with A goes column by column, fused into a pass of kernels
+    cols = (a.indptr, a.indices, a.data)
     width = np.where(free, upper - lower, 0.0)
     v = np.where(free, lower + 0.5 * width, lower)
     zl = np.where(free, np.maximum(c, 0.0) + INITIAL_DUAL, 0.0)
@@ -91,10 +85,11 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
     lb, pobj = -math.inf, math.nan
     status, message = "iteration_limit", ""
     size = n + m
-    wl, wu, rd, theta, g = (np.empty(size) for _ in range(5))
+    wl, wu, rd, theta, g, atdy = (np.empty(size) for _ in range(6))
     dv, dzl, dzu, dva, dzla, dzua = (np.zeros(size) for _ in range(6))
-    target = np.zeros(size)
-    aty = apply_at(y)
+    aty = np.zeros(size)  # A_full^T y, y = 0
+    rp, rhs = np.empty(m), np.empty(m)
+    primal_worst, x_big, pobj = kernels.primal_residual(*cols, v, cost, rp)
     it = 0
     for it in range(1, max_iterations + 1):
         started = time.perf_counter()
@@ -103,10 +98,8 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
             break
         comp, dual_bad = kernels.prepare(v, lower, upper, free, zl, zu, c, aty, MIN_DISTANCE, PRIMAL_REG,
                                          wl, wu, rd, theta)
-        rp = -apply_a(v)
         mu = comp / (2 * n_free)
-        primal_bad = np.abs(rp).max(initial=0.0) / (1.0 + np.abs(v[:n]).max(initial=0.0))
-        pobj = float(cost @ v[:n])
+        primal_bad = primal_worst / (1.0 + x_big)
         # the bound is only worth computing once complementarity alone no longer rules the gap out
         if primal_bad < PRIMAL_TOLERANCE and comp <= 10 * INNER_GAP * max(1.0, abs(pobj + offset)):
             lb = lower_bound(layout, cost, y)
@@ -127,28 +120,27 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
             break
         started = time.perf_counter()
 
-        def direction(corrector, out_v, out_zl, out_zu):
-            kernels.right_side(rd, wl, wu, zl, zu, target, dva, dzla, dzua, corrector, g)
-            dy = normal.solve(rp + apply_a(theta * g))
-            atdy = apply_at(dy)
-            ap, ad = kernels.direction_tail(theta, atdy, g, wl, wu, zl, zu, free, target, dva, dzla, dzua,
-                                            corrector, out_v, out_zl, out_zu)
-            return dy, atdy, ap, ad
+        def direction(corrector, target, out_v, out_zl, out_zu):
+            kernels.normal_rhs(*cols, rp, theta, rd, wl, wu, zl, zu, free, target, dva, dzla, dzua, corrector, g,
+                               rhs)
+            dy = normal.solve(rhs)
+            ap, ad = kernels.direction_tail(*cols, dy, theta, g, wl, wu, zl, zu, free, target, dva, dzla, dzua,
+                                            corrector, atdy, out_v, out_zl, out_zu)
+            return dy, ap, ad
 
         # predictor (affine scaling), then Mehrotra's corrector towards sigma mu
-        target[:] = 0.0
-        _, _, ap, ad = direction(False, dva, dzla, dzua)
+        _, ap, ad = direction(False, 0.0, dva, dzla, dzua)
         mu_aff = kernels.complementarity_after(wl, wu, zl, zu, dva, dzla, dzua, ap, ad) / (2 * n_free)
         sigma = (mu_aff / mu) ** 3 if mu > 0 else 0.0
-        target[free] = sigma * mu
-        dy, atdy, ap, ad = direction(True, dv, dzl, dzu)
+        dy, ap, ad = direction(True, sigma * mu, dv, dzl, dzu)
         ap, ad = STEP_SHARE * ap, STEP_SHARE * ad
-        kernels.take_step(v, zl, zu, lower, upper, free, dv, dzl, dzu, ap, ad)
+        # A^T y is carried along (the certificate recomputes it from y)
+        finite = kernels.take_step(v, zl, zu, lower, upper, free, dv, dzl, dzu, ap, ad, aty, atdy)
         y += ad * dy
-        aty += ad * atdy  # A^T y carried along (the certificate recomputes it from y)
-        if not (np.isfinite(v).all() and np.isfinite(y).all()):
+        if not (finite and np.isfinite(y).all()):
             status, message = "numerical_trouble", "the iterates left the finite numbers"
             break
+        primal_worst, x_big, pobj = kernels.primal_residual(*cols, v, cost, rp)
         seconds["iterate"] += time.perf_counter() - started
     else:
         it = max_iterations

@@ -159,29 +159,53 @@ def prepare(v, lower, upper, free, zl, zu, c, aty, min_distance, reg, wl, wu, rd
 
 
 @njit(cache=True)
-def right_side(rd, wl, wu, zl, zu, target, dva, dzla, dzua, corrector, g):
-    """``g = rd - r_l / wl + r_u / wu`` with ``r_l = target - wl zl [- dva dzla]``, ``r_u = target - wu zu
-    [+ dva dzua]`` (the bracketed terms in the corrector)."""
+def normal_rhs(indptr, indices, data, rp, theta, rd, wl, wu, zl, zu, free, target, dva, dzla, dzua, corrector, g, out):
+    """The normal equations' right side ``out = rp + A_full (theta g)`` in one pass over the columns (``A_full =
+    [A, -I]``, ``A`` by columns: ``indptr``, ``indices``, ``data``), with ``g = rd - r_l / wl + r_u / wu``,
+    ``r_l = target - wl zl [- dva dzla]``, ``r_u = target - wu zu [+ dva dzua]`` (the bracketed terms in the
+    corrector; ``g = 0`` on fixed entries), kept in ``g`` for :func:`direction_tail`."""
+    n = len(indptr) - 1
+    out[:] = rp
     for j in range(len(g)):
-        r_l = target[j] - wl[j] * zl[j]
-        r_u = target[j] - wu[j] * zu[j]
-        if corrector:
-            r_l -= dva[j] * dzla[j]
-            r_u += dva[j] * dzua[j]
-        g[j] = rd[j] - r_l / wl[j] + r_u / wu[j]
+        if free[j]:
+            r_l = target - wl[j] * zl[j]
+            r_u = target - wu[j] * zu[j]
+            if corrector:
+                r_l -= dva[j] * dzla[j]
+                r_u += dva[j] * dzua[j]
+            gj = rd[j] - r_l / wl[j] + r_u / wu[j]
+        else:
+            gj = 0.0
+        g[j] = gj
+        tg = theta[j] * gj
+        if j < n:
+            for k in range(indptr[j], indptr[j + 1]):
+                out[indices[k]] += data[k] * tg
+        else:
+            out[j - n] -= tg
 
 
 @njit(cache=True)
-def direction_tail(theta, atdy, g, wl, wu, zl, zu, free, target, dva, dzla, dzua, corrector, dv, dzl, dzu):
-    """``dv = theta (A^T dy - g)`` and the bound duals' steps; returns the largest primal and dual steps <= 1."""
+def direction_tail(indptr, indices, data, dy, theta, g, wl, wu, zl, zu, free, target, dva, dzla, dzua, corrector,
+                   atdy, dv, dzl, dzu):
+    """``atdy = A_full^T dy`` (gathered per column), ``dv = theta (atdy - g)`` and the bound duals' steps; returns the
+    largest primal and dual steps <= 1."""
+    n = len(indptr) - 1
     ap, ad = 1.0, 1.0
     for j in range(len(dv)):
+        if j < n:
+            t = 0.0
+            for k in range(indptr[j], indptr[j + 1]):
+                t += data[k] * dy[indices[k]]
+        else:
+            t = -dy[j - n]
+        atdy[j] = t
         if not free[j]:
             dv[j], dzl[j], dzu[j] = 0.0, 0.0, 0.0
             continue
-        d = theta[j] * (atdy[j] - g[j])
-        r_l = target[j] - wl[j] * zl[j]
-        r_u = target[j] - wu[j] * zu[j]
+        d = theta[j] * (t - g[j])
+        r_l = target - wl[j] * zl[j]
+        r_u = target - wu[j] * zu[j]
         if corrector:
             r_l -= dva[j] * dzla[j]
             r_u += dva[j] * dzua[j]
@@ -200,6 +224,26 @@ def direction_tail(theta, atdy, g, wl, wu, zl, zu, free, target, dva, dzla, dzua
 
 
 @njit(cache=True)
+def primal_residual(indptr, indices, data, v, cost, rp):
+    """``rp = -(A x - s)`` for ``v = [x, s]`` in one pass over the columns; returns ``max |rp|``, ``max |x|`` and
+    ``cost^T x``."""
+    n = len(indptr) - 1
+    for i in range(len(rp)):
+        rp[i] = v[n + i]
+    big, obj = 0.0, 0.0
+    for j in range(n):
+        x = v[j]
+        big = max(big, abs(x))
+        obj += cost[j] * x
+        for k in range(indptr[j], indptr[j + 1]):
+            rp[indices[k]] -= data[k] * x
+    worst = 0.0
+    for i in range(len(rp)):
+        worst = max(worst, abs(rp[i]))
+    return worst, big, obj
+
+
+@njit(cache=True)
 def complementarity_after(wl, wu, zl, zu, dv, dzl, dzu, ap, ad):
     """Complementarity sum after steps ``ap`` (primal) and ``ad`` (dual)."""
     total = 0.0
@@ -209,10 +253,15 @@ def complementarity_after(wl, wu, zl, zu, dv, dzl, dzu, ap, ad):
 
 
 @njit(cache=True)
-def take_step(v, zl, zu, lower, upper, free, dv, dzl, dzu, ap, ad):
-    """Move to the new iterate, keeping ``v`` within its box."""
+def take_step(v, zl, zu, lower, upper, free, dv, dzl, dzu, ap, ad, aty, atdy):
+    """Move to the new iterate, keeping ``v`` within its box, and carry ``A_full^T y`` along (``aty += ad atdy``);
+    returns whether every new entry is finite."""
+    finite = True
     for j in range(len(v)):
+        aty[j] += ad * atdy[j]
         if free[j]:
             v[j] = min(max(v[j] + ap * dv[j], lower[j]), upper[j])
             zl[j] += ad * dzl[j]
             zu[j] += ad * dzu[j]
+            finite = finite and np.isfinite(v[j]) and np.isfinite(zl[j]) and np.isfinite(zu[j])
+    return finite
