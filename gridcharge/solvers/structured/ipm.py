@@ -85,19 +85,22 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
     lb, pobj = -math.inf, math.nan
     status, message = "iteration_limit", ""
     size = n + m
-    wl, wu, rd, theta, g, atdy = (np.empty(size) for _ in range(6))
-    dv, dzl, dzu, dva, dzla, dzua = (np.zeros(size) for _ in range(6))
+    wl, wu, rd, theta, g = (np.empty(size) for _ in range(5))
+    dv, dzl, dzu, dva, dzla, dzua, atdy = (np.zeros(size) for _ in range(7))
     aty = np.zeros(size)  # A_full^T y, y = 0
     rp, rhs = np.empty(m), np.empty(m)
-    primal_worst, x_big, pobj = kernels.primal_residual(*cols, v, cost, rp)
+
+    def advance(ap, ad):  # step (0, 0: stay), then prepare the next iteration
+        return kernels.advance(*cols, v, zl, zu, lower, upper, free, c, dv, dzl, dzu, ap, ad, aty, atdy, MIN_DISTANCE,
+                               PRIMAL_REG, wl, wu, rd, theta, rp)
+
+    comp, dual_bad, primal_worst, x_big, pobj, _ = advance(0.0, 0.0)
     it = 0
     for it in range(1, max_iterations + 1):
         started = time.perf_counter()
         if deadline is not None and started > deadline:
             status, message = "time_limit", "the wall-clock limit was reached"
             break
-        comp, dual_bad = kernels.prepare(v, lower, upper, free, zl, zu, c, aty, MIN_DISTANCE, PRIMAL_REG,
-                                         wl, wu, rd, theta)
         mu = comp / (2 * n_free)
         primal_bad = primal_worst / (1.0 + x_big)
         # the bound is only worth computing once complementarity alone no longer rules the gap out
@@ -135,12 +138,11 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
         dy, ap, ad = direction(True, sigma * mu, dv, dzl, dzu)
         ap, ad = STEP_SHARE * ap, STEP_SHARE * ad
         # A^T y is carried along (the certificate recomputes it from y)
-        finite = kernels.take_step(v, zl, zu, lower, upper, free, dv, dzl, dzu, ap, ad, aty, atdy)
+        comp, dual_bad, primal_worst, x_big, pobj, finite = advance(ap, ad)
         y += ad * dy
         if not (finite and np.isfinite(y).all()):
             status, message = "numerical_trouble", "the iterates left the finite numbers"
             break
-        primal_worst, x_big, pobj = kernels.primal_residual(*cols, v, cost, rp)
         seconds["iterate"] += time.perf_counter() - started
     else:
         it = max_iterations

@@ -138,24 +138,50 @@ def threads() -> int:
 
 
 @njit(cache=True)
-def prepare(v, lower, upper, free, zl, zu, c, aty, min_distance, reg, wl, wu, rd, theta):
-    """Distances to the bounds, dual residual ``c - A^T y - zl + zu``, ``theta = 1 / (zl/wl + zu/wu + reg)``;
-    returns the complementarity sum and the largest |dual residual|."""
-    comp = 0.0
-    worst = 0.0
+def advance(indptr, indices, data, v, zl, zu, lower, upper, free, c, dv, dzl, dzu, ap, ad, aty, atdy, min_distance,
+            reg, wl, wu, rd, theta, rp):
+    """One pass over the columns (``A`` by columns: ``indptr``, ``indices``, ``data``; ``v = [x, s]``): step to
+    ``v + ap dv`` (kept within its box), ``z + ad dz``, carry ``aty += ad atdy`` along (``ap = ad = 0``: stay), and
+    prepare the next iteration at the new point: distances ``wl``, ``wu`` to the bounds, dual residual
+    ``rd = c - A^T y - zl + zu``, ``theta = 1 / (zl/wl + zu/wu + reg)`` and ``rp = -(A x - s)``.
+
+    Returns the complementarity sum, the largest |dual residual|, the largest |rp|, the largest |x|, ``c^T v`` and
+    whether every new entry is finite.
+    """
+    n = len(indptr) - 1
+    rp[:] = 0.0
+    comp, dual_worst, big, obj = 0.0, 0.0, 0.0, 0.0
+    finite = True
     for j in range(len(v)):
+        aty[j] += ad * atdy[j]
         if free[j]:
-            a = max(v[j] - lower[j], min_distance)
-            b = max(upper[j] - v[j], min_distance)
+            x = min(max(v[j] + ap * dv[j], lower[j]), upper[j])
+            v[j] = x
+            zl[j] += ad * dzl[j]
+            zu[j] += ad * dzu[j]
+            finite = finite and np.isfinite(x) and np.isfinite(zl[j]) and np.isfinite(zu[j])
+            a = max(x - lower[j], min_distance)
+            b = max(upper[j] - x, min_distance)
             wl[j], wu[j] = a, b
             r = c[j] - aty[j] - zl[j] + zu[j]
             rd[j] = r
-            worst = max(worst, abs(r))
+            dual_worst = max(dual_worst, abs(r))
             theta[j] = 1.0 / (zl[j] / a + zu[j] / b + reg)
             comp += a * zl[j] + b * zu[j]
         else:
+            x = v[j]
             wl[j], wu[j], rd[j], theta[j] = 1.0, 1.0, 0.0, 0.0
-    return comp, worst
+        obj += c[j] * x
+        if j < n:
+            big = max(big, abs(x))
+            for k in range(indptr[j], indptr[j + 1]):
+                rp[indices[k]] -= data[k] * x
+        else:
+            rp[j - n] += x
+    primal_worst = 0.0
+    for i in range(len(rp)):
+        primal_worst = max(primal_worst, abs(rp[i]))
+    return comp, dual_worst, primal_worst, big, obj, finite
 
 
 @njit(cache=True)
@@ -224,44 +250,9 @@ def direction_tail(indptr, indices, data, dy, theta, g, wl, wu, zl, zu, free, ta
 
 
 @njit(cache=True)
-def primal_residual(indptr, indices, data, v, cost, rp):
-    """``rp = -(A x - s)`` for ``v = [x, s]`` in one pass over the columns; returns ``max |rp|``, ``max |x|`` and
-    ``cost^T x``."""
-    n = len(indptr) - 1
-    for i in range(len(rp)):
-        rp[i] = v[n + i]
-    big, obj = 0.0, 0.0
-    for j in range(n):
-        x = v[j]
-        big = max(big, abs(x))
-        obj += cost[j] * x
-        for k in range(indptr[j], indptr[j + 1]):
-            rp[indices[k]] -= data[k] * x
-    worst = 0.0
-    for i in range(len(rp)):
-        worst = max(worst, abs(rp[i]))
-    return worst, big, obj
-
-
-@njit(cache=True)
 def complementarity_after(wl, wu, zl, zu, dv, dzl, dzu, ap, ad):
     """Complementarity sum after steps ``ap`` (primal) and ``ad`` (dual)."""
     total = 0.0
     for j in range(len(wl)):
         total += (wl[j] + ap * dv[j]) * (zl[j] + ad * dzl[j]) + (wu[j] - ap * dv[j]) * (zu[j] + ad * dzu[j])
     return total
-
-
-@njit(cache=True)
-def take_step(v, zl, zu, lower, upper, free, dv, dzl, dzu, ap, ad, aty, atdy):
-    """Move to the new iterate, keeping ``v`` within its box, and carry ``A_full^T y`` along (``aty += ad atdy``);
-    returns whether every new entry is finite."""
-    finite = True
-    for j in range(len(v)):
-        aty[j] += ad * atdy[j]
-        if free[j]:
-            v[j] = min(max(v[j] + ap * dv[j], lower[j]), upper[j])
-            zl[j] += ad * dzl[j]
-            zu[j] += ad * dzu[j]
-            finite = finite and np.isfinite(v[j]) and np.isfinite(zl[j]) and np.isfinite(zu[j])
-    return finite
