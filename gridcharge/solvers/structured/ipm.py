@@ -127,15 +127,15 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
             kernels.normal_rhs(*cols, rp, theta, rd, wl, wu, zl, zu, free, target, dva, dzla, dzua, corrector, g,
                                rhs)
             dy = normal.solve(rhs)
-            ap, ad = kernels.direction_tail(*cols, dy, theta, g, wl, wu, zl, zu, free, target, dva, dzla, dzua,
-                                            corrector, atdy, out_v, out_zl, out_zu)
-            return dy, ap, ad
+            ap, ad, s1, s2, s3 = kernels.direction_tail(*cols, dy, theta, g, wl, wu, zl, zu, free, target, dva, dzla,
+                                                        dzua, corrector, atdy, out_v, out_zl, out_zu)
+            return dy, ap, ad, (s1, s2, s3)
 
         # predictor (affine scaling), then Mehrotra's corrector towards sigma mu
-        _, ap, ad = direction(False, 0.0, dva, dzla, dzua)
-        mu_aff = kernels.complementarity_after(wl, wu, zl, zu, dva, dzla, dzua, ap, ad) / (2 * n_free)
-        sigma = (mu_aff / mu) ** 3 if mu > 0 else 0.0
-        dy, ap, ad = direction(True, sigma * mu, dv, dzl, dzu)
+        _, ap, ad, (s1, s2, s3) = direction(False, 0.0, dva, dzla, dzua)
+        mu_aff = max(comp + ap * s1 + ad * s2 + ap * ad * s3, 0.0) / (2 * n_free)
+        sigma = min((mu_aff / mu) ** 3, 1.0) if mu > 0 else 0.0
+        dy, ap, ad, _ = direction(True, sigma * mu, dv, dzl, dzu)
         ap, ad = STEP_SHARE * ap, STEP_SHARE * ad
         # A^T y is carried along (the certificate recomputes it from y)
         comp, dual_bad, primal_worst, x_big, pobj, finite = advance(ap, ad)

@@ -214,10 +214,16 @@ def normal_rhs(indptr, indices, data, rp, theta, rd, wl, wu, zl, zu, free, targe
 @njit(cache=True)
 def direction_tail(indptr, indices, data, dy, theta, g, wl, wu, zl, zu, free, target, dva, dzla, dzua, corrector,
                    atdy, dv, dzl, dzu):
-    """``atdy = A_full^T dy`` (gathered per column), ``dv = theta (atdy - g)`` and the bound duals' steps; returns the
-    largest primal and dual steps <= 1."""
+    """``atdy = A_full^T dy`` (gathered per column; kept only in the corrector), ``dv = theta (atdy - g)`` and the
+    bound duals' steps.
+
+    Returns the largest primal and dual steps ``ap``, ``ad`` <= 1 and the sums ``s1``, ``s2``, ``s3`` that give the
+    complementarity after any steps without another pass: ``sum (wl + ap dv)(zl + ad dzl) + (wu - ap dv)(zu + ad dzu)
+    = comp + ap s1 + ad s2 + ap ad s3``.
+    """
     n = len(indptr) - 1
     ap, ad = 1.0, 1.0
+    s1, s2, s3 = 0.0, 0.0, 0.0
     for j in range(len(dv)):
         if j < n:
             t = 0.0
@@ -225,7 +231,8 @@ def direction_tail(indptr, indices, data, dy, theta, g, wl, wu, zl, zu, free, ta
                 t += data[k] * dy[indices[k]]
         else:
             t = -dy[j - n]
-        atdy[j] = t
+        if corrector:
+            atdy[j] = t
         if not free[j]:
             dv[j], dzl[j], dzu[j] = 0.0, 0.0, 0.0
             continue
@@ -238,6 +245,9 @@ def direction_tail(indptr, indices, data, dy, theta, g, wl, wu, zl, zu, free, ta
         a = (r_l - zl[j] * d) / wl[j]
         b = (r_u + zu[j] * d) / wu[j]
         dv[j], dzl[j], dzu[j] = d, a, b
+        s1 += d * (zl[j] - zu[j])
+        s2 += wl[j] * a + wu[j] * b
+        s3 += d * (a - b)
         if d < 0.0:
             ap = min(ap, -wl[j] / d)
         elif d > 0.0:
@@ -246,13 +256,4 @@ def direction_tail(indptr, indices, data, dy, theta, g, wl, wu, zl, zu, free, ta
             ad = min(ad, -zl[j] / a)
         if b < 0.0:
             ad = min(ad, -zu[j] / b)
-    return ap, ad
-
-
-@njit(cache=True)
-def complementarity_after(wl, wu, zl, zu, dv, dzl, dzu, ap, ad):
-    """Complementarity sum after steps ``ap`` (primal) and ``ad`` (dual)."""
-    total = 0.0
-    for j in range(len(wl)):
-        total += (wl[j] + ap * dv[j]) * (zl[j] + ad * dzl[j]) + (wu[j] - ap * dv[j]) * (zu[j] + ad * dzu[j])
-    return total
+    return ap, ad, s1, s2, s3
