@@ -218,3 +218,63 @@ def test_any_duals_give_a_bound_below_the_optimum(seed, scale):
     y = np.random.default_rng(seed).normal(scale=scale, size=lp.n_row)
     bound = lower_bound(layout, lp.col_cost, y) + lp.offset
     assert bound <= optimum + 1e-9 * max(1.0, abs(optimum)) or math.isinf(bound)
+
+
+@given(st.integers(0, 2**31 - 1))
+def test_fused_column_passes_equal_the_sparse_products(seed):
+    """The compiled passes of an iteration equal the same algebra done with scipy's products and numpy."""
+    import scipy.sparse as sp
+
+    from gridcharge.solvers.structured import kernels
+
+    rng = np.random.default_rng(seed)
+    n, m = int(rng.integers(1, 40)), int(rng.integers(1, 15))
+    a = sp.random(m, n, density=0.3, random_state=rng, format="csc")
+    cols = (a.indptr, a.indices, a.data)
+    size = n + m
+    lower = rng.uniform(-5, 0, size)
+    upper = lower + rng.uniform(0.5, 5, size)
+    free = rng.random(size) < 0.8
+    upper[~free] = lower[~free]
+    v = np.where(free, rng.uniform(lower, upper), lower)
+    zl, zu = np.where(free, rng.uniform(0.1, 3, size), 0.0), np.where(free, rng.uniform(0.1, 3, size), 0.0)
+    c, aty, atdy0 = rng.normal(size=size), rng.normal(size=size), rng.normal(size=size)
+    dv0 = np.where(free, rng.normal(size=size), 0.0)
+    dzl0, dzu0 = (np.where(free, rng.uniform(-0.05, 1.0, size), 0.0) for _ in range(2))  # duals stay positive
+    ap0, ad0 = rng.uniform(0, 1, 2)
+    wl, wu, rd, theta, g = (np.empty(size) for _ in range(5))
+    rp = np.empty(m)
+    v_new = np.where(free, np.clip(v + ap0 * dv0, lower, upper), v)
+    zl_new, zu_new, aty_new = zl + ad0 * dzl0, zu + ad0 * dzu0, aty + ad0 * atdy0
+    comp, dual_worst, primal_worst, big, obj, finite = kernels.advance(
+        *cols, v, zl, zu, lower, upper, free, c, dv0, dzl0, dzu0, ap0, ad0, aty, atdy0, 1e-30, 1e-12, wl, wu, rd,
+        theta, rp)
+    assert finite and np.allclose(v, v_new) and np.allclose(zl, zl_new) and np.allclose(aty, aty_new)
+    assert np.allclose(rp, -(a @ v_new[:n] - v_new[n:]))
+    assert math.isclose(primal_worst, np.abs(rp).max()) and math.isclose(obj, c @ v_new, abs_tol=1e-9)
+    assert np.allclose(wl[free], v_new[free] - lower[free]) and np.allclose(rd[free], (c - aty - zl + zu)[free])
+    assert math.isclose(comp, (wl * zl + wu * zu)[free].sum(), rel_tol=1e-12)
+    assert np.all(theta[~free] == 0.0)
+
+    dva, dzla, dzua = (np.where(free, rng.normal(size=size), 0.0) for _ in range(3))
+    target = float(rng.uniform(0, 1))
+    for corrector in (False, True):
+        rhs = np.empty(m)
+        kernels.normal_rhs(*cols, rp, theta, rd, wl, wu, zl, zu, free, target, dva, dzla, dzua, corrector, g, rhs)
+        r_l = target - wl * zl - (dva * dzla if corrector else 0.0)
+        r_u = target - wu * zu + (dva * dzua if corrector else 0.0)
+        g_ref = np.where(free, rd - r_l / wl + r_u / wu, 0.0)
+        tg = theta * g_ref
+        assert np.allclose(g, g_ref) and np.allclose(rhs, rp + a @ tg[:n] - tg[n:])
+        dy = rng.normal(size=m)
+        dv, dzl, dzu, atdy = (np.zeros(size) for _ in range(4))
+        ap, ad, s1, s2, s3 = kernels.direction_tail(*cols, dy, theta, g, wl, wu, zl, zu, free, target, dva, dzla,
+                                                    dzua, corrector, atdy, dv, dzl, dzu)
+        atdy_ref = np.r_[a.T @ dy, -dy]
+        dv_ref = np.where(free, theta * (atdy_ref - g_ref), 0.0)
+        assert np.allclose(dv, dv_ref) and np.allclose(dzl[free], ((r_l - zl * dv_ref) / wl)[free])
+        assert not corrector or np.allclose(atdy, atdy_ref)
+        assert 0 < ap <= 1 and 0 < ad <= 1
+        assert np.all(wl + ap * dv >= -1e-9) and np.all(wu - ap * dv >= -1e-9) and np.all(zl + ad * dzl >= -1e-9)
+        after = ((wl + ap * dv) * (zl + ad * dzl) + (wu - ap * dv) * (zu + ad * dzu))[free].sum()
+        assert math.isclose(comp + ap * s1 + ad * s2 + ap * ad * s3, after, rel_tol=1e-9, abs_tol=1e-9)

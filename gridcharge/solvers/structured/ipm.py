@@ -72,14 +72,8 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
                          message="a row's bounds cannot be met by any column in its box")
     free = upper > lower
     c = np.r_[cost, np.zeros(m)]
-    a, at = layout.a_csr, layout.a_csc.T.tocsr()
-
-    def apply_a(v):  # A_full v = A x - s
-        return a @ v[:n] - v[n:]
-
-    def apply_at(y):  # A_full^T y
-        return np.r_[at @ y, -y]
-
+    a = layout.a_csc  # every product with A goes column by column, fused into a pass of kernels
+    cols = (a.indptr, a.indices, a.data)
     width = np.where(free, upper - lower, 0.0)
     v = np.where(free, lower + 0.5 * width, lower)
     zl = np.where(free, np.maximum(c, 0.0) + INITIAL_DUAL, 0.0)
@@ -92,21 +86,23 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
     status, message = "iteration_limit", ""
     size = n + m
     wl, wu, rd, theta, g = (np.empty(size) for _ in range(5))
-    dv, dzl, dzu, dva, dzla, dzua = (np.zeros(size) for _ in range(6))
-    target = np.zeros(size)
-    aty = apply_at(y)
+    dv, dzl, dzu, dva, dzla, dzua, atdy = (np.zeros(size) for _ in range(7))
+    aty = np.zeros(size)  # A_full^T y, y = 0
+    rp, rhs = np.empty(m), np.empty(m)
+
+    def advance(ap, ad):  # step (0, 0: stay), then prepare the next iteration
+        return kernels.advance(*cols, v, zl, zu, lower, upper, free, c, dv, dzl, dzu, ap, ad, aty, atdy, MIN_DISTANCE,
+                               PRIMAL_REG, wl, wu, rd, theta, rp)
+
+    comp, dual_bad, primal_worst, x_big, pobj, _ = advance(0.0, 0.0)
     it = 0
     for it in range(1, max_iterations + 1):
         started = time.perf_counter()
         if deadline is not None and started > deadline:
             status, message = "time_limit", "the wall-clock limit was reached"
             break
-        comp, dual_bad = kernels.prepare(v, lower, upper, free, zl, zu, c, aty, MIN_DISTANCE, PRIMAL_REG,
-                                         wl, wu, rd, theta)
-        rp = -apply_a(v)
         mu = comp / (2 * n_free)
-        primal_bad = np.abs(rp).max(initial=0.0) / (1.0 + np.abs(v[:n]).max(initial=0.0))
-        pobj = float(cost @ v[:n])
+        primal_bad = primal_worst / (1.0 + x_big)
         # the bound is only worth computing once complementarity alone no longer rules the gap out
         if primal_bad < PRIMAL_TOLERANCE and comp <= 10 * INNER_GAP * max(1.0, abs(pobj + offset)):
             lb = lower_bound(layout, cost, y)
@@ -127,26 +123,24 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
             break
         started = time.perf_counter()
 
-        def direction(corrector, out_v, out_zl, out_zu):
-            kernels.right_side(rd, wl, wu, zl, zu, target, dva, dzla, dzua, corrector, g)
-            dy = normal.solve(rp + apply_a(theta * g))
-            atdy = apply_at(dy)
-            ap, ad = kernels.direction_tail(theta, atdy, g, wl, wu, zl, zu, free, target, dva, dzla, dzua,
-                                            corrector, out_v, out_zl, out_zu)
-            return dy, atdy, ap, ad
+        def direction(corrector, target, out_v, out_zl, out_zu):
+            kernels.normal_rhs(*cols, rp, theta, rd, wl, wu, zl, zu, free, target, dva, dzla, dzua, corrector, g,
+                               rhs)
+            dy = normal.solve(rhs)
+            ap, ad, s1, s2, s3 = kernels.direction_tail(*cols, dy, theta, g, wl, wu, zl, zu, free, target, dva, dzla,
+                                                        dzua, corrector, atdy, out_v, out_zl, out_zu)
+            return dy, ap, ad, (s1, s2, s3)
 
         # predictor (affine scaling), then Mehrotra's corrector towards sigma mu
-        target[:] = 0.0
-        _, _, ap, ad = direction(False, dva, dzla, dzua)
-        mu_aff = kernels.complementarity_after(wl, wu, zl, zu, dva, dzla, dzua, ap, ad) / (2 * n_free)
-        sigma = (mu_aff / mu) ** 3 if mu > 0 else 0.0
-        target[free] = sigma * mu
-        dy, atdy, ap, ad = direction(True, dv, dzl, dzu)
+        _, ap, ad, (s1, s2, s3) = direction(False, 0.0, dva, dzla, dzua)
+        mu_aff = max(comp + ap * s1 + ad * s2 + ap * ad * s3, 0.0) / (2 * n_free)
+        sigma = min((mu_aff / mu) ** 3, 1.0) if mu > 0 else 0.0
+        dy, ap, ad, _ = direction(True, sigma * mu, dv, dzl, dzu)
         ap, ad = STEP_SHARE * ap, STEP_SHARE * ad
-        kernels.take_step(v, zl, zu, lower, upper, free, dv, dzl, dzu, ap, ad)
+        # A^T y is carried along (the certificate recomputes it from y)
+        comp, dual_bad, primal_worst, x_big, pobj, finite = advance(ap, ad)
         y += ad * dy
-        aty += ad * atdy  # A^T y carried along (the certificate recomputes it from y)
-        if not (np.isfinite(v).all() and np.isfinite(y).all()):
+        if not (finite and np.isfinite(y).all()):
             status, message = "numerical_trouble", "the iterates left the finite numbers"
             break
         seconds["iterate"] += time.perf_counter() - started

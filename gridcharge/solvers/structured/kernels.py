@@ -138,56 +138,116 @@ def threads() -> int:
 
 
 @njit(cache=True)
-def prepare(v, lower, upper, free, zl, zu, c, aty, min_distance, reg, wl, wu, rd, theta):
-    """Distances to the bounds, dual residual ``c - A^T y - zl + zu``, ``theta = 1 / (zl/wl + zu/wu + reg)``;
-    returns the complementarity sum and the largest |dual residual|."""
-    comp = 0.0
-    worst = 0.0
+def advance(indptr, indices, data, v, zl, zu, lower, upper, free, c, dv, dzl, dzu, ap, ad, aty, atdy, min_distance,
+            reg, wl, wu, rd, theta, rp):
+    """One pass over the columns (``A`` by columns: ``indptr``, ``indices``, ``data``; ``v = [x, s]``): step to
+    ``v + ap dv`` (kept within its box), ``z + ad dz``, carry ``aty += ad atdy`` along (``ap = ad = 0``: stay), and
+    prepare the next iteration at the new point: distances ``wl``, ``wu`` to the bounds, dual residual
+    ``rd = c - A^T y - zl + zu``, ``theta = 1 / (zl/wl + zu/wu + reg)`` and ``rp = -(A x - s)``.
+
+    Returns the complementarity sum, the largest |dual residual|, the largest |rp|, the largest |x|, ``c^T v`` and
+    whether every new entry is finite.
+    """
+    n = len(indptr) - 1
+    rp[:] = 0.0
+    comp, dual_worst, big, obj = 0.0, 0.0, 0.0, 0.0
+    finite = True
     for j in range(len(v)):
+        aty[j] += ad * atdy[j]
         if free[j]:
-            a = max(v[j] - lower[j], min_distance)
-            b = max(upper[j] - v[j], min_distance)
+            x = min(max(v[j] + ap * dv[j], lower[j]), upper[j])
+            v[j] = x
+            zl[j] += ad * dzl[j]
+            zu[j] += ad * dzu[j]
+            finite = finite and np.isfinite(x) and np.isfinite(zl[j]) and np.isfinite(zu[j])
+            a = max(x - lower[j], min_distance)
+            b = max(upper[j] - x, min_distance)
             wl[j], wu[j] = a, b
             r = c[j] - aty[j] - zl[j] + zu[j]
             rd[j] = r
-            worst = max(worst, abs(r))
+            dual_worst = max(dual_worst, abs(r))
             theta[j] = 1.0 / (zl[j] / a + zu[j] / b + reg)
             comp += a * zl[j] + b * zu[j]
         else:
+            x = v[j]
             wl[j], wu[j], rd[j], theta[j] = 1.0, 1.0, 0.0, 0.0
-    return comp, worst
+        obj += c[j] * x
+        if j < n:
+            big = max(big, abs(x))
+            for k in range(indptr[j], indptr[j + 1]):
+                rp[indices[k]] -= data[k] * x
+        else:
+            rp[j - n] += x
+    primal_worst = 0.0
+    for i in range(len(rp)):
+        primal_worst = max(primal_worst, abs(rp[i]))
+    return comp, dual_worst, primal_worst, big, obj, finite
 
 
 @njit(cache=True)
-def right_side(rd, wl, wu, zl, zu, target, dva, dzla, dzua, corrector, g):
-    """``g = rd - r_l / wl + r_u / wu`` with ``r_l = target - wl zl [- dva dzla]``, ``r_u = target - wu zu
-    [+ dva dzua]`` (the bracketed terms in the corrector)."""
+def normal_rhs(indptr, indices, data, rp, theta, rd, wl, wu, zl, zu, free, target, dva, dzla, dzua, corrector, g, out):
+    """The normal equations' right side ``out = rp + A_full (theta g)`` in one pass over the columns (``A_full =
+    [A, -I]``, ``A`` by columns: ``indptr``, ``indices``, ``data``), with ``g = rd - r_l / wl + r_u / wu``,
+    ``r_l = target - wl zl [- dva dzla]``, ``r_u = target - wu zu [+ dva dzua]`` (the bracketed terms in the
+    corrector; ``g = 0`` on fixed entries), kept in ``g`` for :func:`direction_tail`."""
+    n = len(indptr) - 1
+    out[:] = rp
     for j in range(len(g)):
-        r_l = target[j] - wl[j] * zl[j]
-        r_u = target[j] - wu[j] * zu[j]
-        if corrector:
-            r_l -= dva[j] * dzla[j]
-            r_u += dva[j] * dzua[j]
-        g[j] = rd[j] - r_l / wl[j] + r_u / wu[j]
+        if free[j]:
+            r_l = target - wl[j] * zl[j]
+            r_u = target - wu[j] * zu[j]
+            if corrector:
+                r_l -= dva[j] * dzla[j]
+                r_u += dva[j] * dzua[j]
+            gj = rd[j] - r_l / wl[j] + r_u / wu[j]
+        else:
+            gj = 0.0
+        g[j] = gj
+        tg = theta[j] * gj
+        if j < n:
+            for k in range(indptr[j], indptr[j + 1]):
+                out[indices[k]] += data[k] * tg
+        else:
+            out[j - n] -= tg
 
 
 @njit(cache=True)
-def direction_tail(theta, atdy, g, wl, wu, zl, zu, free, target, dva, dzla, dzua, corrector, dv, dzl, dzu):
-    """``dv = theta (A^T dy - g)`` and the bound duals' steps; returns the largest primal and dual steps <= 1."""
+def direction_tail(indptr, indices, data, dy, theta, g, wl, wu, zl, zu, free, target, dva, dzla, dzua, corrector,
+                   atdy, dv, dzl, dzu):
+    """``atdy = A_full^T dy`` (gathered per column; kept only in the corrector), ``dv = theta (atdy - g)`` and the
+    bound duals' steps.
+
+    Returns the largest primal and dual steps ``ap``, ``ad`` <= 1 and the sums ``s1``, ``s2``, ``s3`` that give the
+    complementarity after any steps without another pass: ``sum (wl + ap dv)(zl + ad dzl) + (wu - ap dv)(zu + ad dzu)
+    = comp + ap s1 + ad s2 + ap ad s3``.
+    """
+    n = len(indptr) - 1
     ap, ad = 1.0, 1.0
+    s1, s2, s3 = 0.0, 0.0, 0.0
     for j in range(len(dv)):
+        if j < n:
+            t = 0.0
+            for k in range(indptr[j], indptr[j + 1]):
+                t += data[k] * dy[indices[k]]
+        else:
+            t = -dy[j - n]
+        if corrector:
+            atdy[j] = t
         if not free[j]:
             dv[j], dzl[j], dzu[j] = 0.0, 0.0, 0.0
             continue
-        d = theta[j] * (atdy[j] - g[j])
-        r_l = target[j] - wl[j] * zl[j]
-        r_u = target[j] - wu[j] * zu[j]
+        d = theta[j] * (t - g[j])
+        r_l = target - wl[j] * zl[j]
+        r_u = target - wu[j] * zu[j]
         if corrector:
             r_l -= dva[j] * dzla[j]
             r_u += dva[j] * dzua[j]
         a = (r_l - zl[j] * d) / wl[j]
         b = (r_u + zu[j] * d) / wu[j]
         dv[j], dzl[j], dzu[j] = d, a, b
+        s1 += d * (zl[j] - zu[j])
+        s2 += wl[j] * a + wu[j] * b
+        s3 += d * (a - b)
         if d < 0.0:
             ap = min(ap, -wl[j] / d)
         elif d > 0.0:
@@ -196,23 +256,4 @@ def direction_tail(theta, atdy, g, wl, wu, zl, zu, free, target, dva, dzla, dzua
             ad = min(ad, -zl[j] / a)
         if b < 0.0:
             ad = min(ad, -zu[j] / b)
-    return ap, ad
-
-
-@njit(cache=True)
-def complementarity_after(wl, wu, zl, zu, dv, dzl, dzu, ap, ad):
-    """Complementarity sum after steps ``ap`` (primal) and ``ad`` (dual)."""
-    total = 0.0
-    for j in range(len(wl)):
-        total += (wl[j] + ap * dv[j]) * (zl[j] + ad * dzl[j]) + (wu[j] - ap * dv[j]) * (zu[j] + ad * dzu[j])
-    return total
-
-
-@njit(cache=True)
-def take_step(v, zl, zu, lower, upper, free, dv, dzl, dzu, ap, ad):
-    """Move to the new iterate, keeping ``v`` within its box."""
-    for j in range(len(v)):
-        if free[j]:
-            v[j] = min(max(v[j] + ap * dv[j], lower[j]), upper[j])
-            zl[j] += ad * dzl[j]
-            zu[j] += ad * dzu[j]
+    return ap, ad, s1, s2, s3
