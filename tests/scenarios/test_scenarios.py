@@ -28,7 +28,7 @@ def tiny(**changes) -> dict:
     data = {
         "name": "tiny", "seed": 1, "days": 1, "strategies": ["uncontrolled", "optimal"],
         "horizon": {"date": "2026-01-15", "start_hour": 12, "step_minutes": 15},
-        # continuous chargers: the hand computations below use 7 kW (the 6 A / 1 A default is checked on its own)
+        # continuous chargers: the hand computations below use 7 kW (6 A / 1 A chargers are checked on their own)
         "site": {"building_type": "residential", "parking_spaces": 2, "efficiency": 1.0, "min_current_a": 0,
                  "current_step_a": 0},
         "transformer": {"rated_kva": 10, "power_factor": 1.0, "ambient": {"preset": "beijing-winter",
@@ -167,9 +167,9 @@ def test_shared_chargers_first_free_and_free_again_after_the_departure_period():
 # a day computed by hand
 
 
-def test_the_default_6_a_1_a_chargers_reach_the_instances_and_cost_is_reported():
+def test_6_a_1_a_chargers_reach_the_instances_and_cost_is_reported():
     data = tiny()
-    del data["site"]["min_current_a"], data["site"]["current_step_a"]
+    data["site"].update(min_current_a=6, current_step_a=1)
     s = load_scenario(data)
     rows = {t.strategy: run_task(s, t)["row"] for t in plan(s)}
     # single-phase 220 V at whole amps: 31 A = 6.82 kW is the most a 7 kW charger may be set to; two cars 13.64 kW
