@@ -174,15 +174,16 @@ def test_auto_uses_highs_on_small_days_and_structured_on_v2g_days(monkeypatch):
 # the parts
 
 
-def _layout(n=25, seed=2, **options):
+def _layout(n=25, seed=2, nested=False, **options):
     problem = gridcharge.build_problem(residential(n, seed, v2g_share=0.5, phase_limits=True, **options))
     lp = build_lp(problem)
-    return lp, derive_layout(lp)
+    return lp, derive_layout(lp, nested=nested)
 
 
 @pytest.mark.parametrize("spread", [0.0, 2.0, 6.0])
 def test_block_elimination_solves_the_normal_equations_exactly(spread):
     lp, layout = _layout()
+    assert len(layout.front_rows) == 1  # flat: one front, the dense Schur complement
     rng = np.random.default_rng(0)
     theta = 10.0 ** rng.uniform(-spread, spread, lp.n_col)
     theta_s = np.where(lp.row_lower < lp.row_upper, 10.0 ** rng.uniform(-spread, spread, lp.n_row), 0.0)
@@ -193,7 +194,7 @@ def test_block_elimination_solves_the_normal_equations_exactly(spread):
     loc, cpl = layout.local_rows, layout.coupling_rows
     schur = dense[np.ix_(cpl, cpl)] - dense[np.ix_(cpl, loc)] @ np.linalg.solve(dense[np.ix_(loc, loc)],
                                                                                 dense[np.ix_(loc, cpl)])
-    factor = np.tril(normal.chol[0])
+    factor = normal.fronts[0].chol
     assert np.abs(factor @ factor.T - schur).max() <= 1e-12 * np.abs(schur).max()
     rhs = rng.normal(size=lp.n_row)
     dy = normal.solve(rhs)
