@@ -327,7 +327,7 @@ def derive_layout(lp: LinearProgram, *, nested: bool = True) -> Layout:
         front_parent, front_own, front_rows = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
         group_front, front_of = np.full(G, -1, dtype=np.int64), np.zeros(0, dtype=np.int64)
     elif nested:
-        front_parent, front_own, front_rows, group_front, front_of = _fronts(types[:, 1], type_id, group_type_start,
+        front_parent, front_own, front_rows, group_front, front_of = front_tree(types[:, 1], type_id, group_type_start,
                                                                              group_type)
     else:
         front_parent, front_own = np.array([-1]), np.array([len(coupling_rows)])
@@ -358,7 +358,7 @@ def derive_layout(lp: LinearProgram, *, nested: bool = True) -> Layout:
     )
 
 
-def _fronts(type_node: np.ndarray, type_id: np.ndarray, group_type_start: np.ndarray, group_type: np.ndarray):
+def front_tree(type_node: np.ndarray, type_id: np.ndarray, group_type_start: np.ndarray, group_type: np.ndarray):
     """The tree of fronts: one per node label of the coupling row types (``-1``: rows of no node), parent = the
     nearest front above it met by the same groups. Returns ``(parent, own, rows, group_front, front_of)`` with fronts
     numbered parents first; :class:`LayoutError` when the groups' rows do not nest as a tree."""
