@@ -57,7 +57,8 @@ def measure(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "
     try:
         schedule = gridcharge.solve(problem, solver=solver, **options)
     except Exception as exc:  # noqa: BLE001 — a benchmark row records any failure instead of losing the run
-        row.update(status="error", error=str(exc).splitlines()[0][:300])
+        row.update(status="error", error=str(exc).splitlines()[0][:300], solve_call_s=time.perf_counter() - wall,
+                   cpu_s=time.process_time() - cpu)  # e.g. HiGHS's time limit: how long it ran
     else:
         row["solve_call_s"] = time.perf_counter() - wall
         row["cpu_s"] = time.process_time() - cpu
@@ -99,9 +100,9 @@ def table(rows: list[dict]) -> str:
     by = {(r["n_sessions"], r["variant"], r["solver"]): r for r in rows}
     for n, variant in sorted({(r["n_sessions"], r["variant"]) for r in rows}):
         h, s = by.get((n, variant, "highs")), by.get((n, variant, "structured"))
-        if not s or s["solve_call_s"] is None:
+        if not s or s["solve_call_s"] is None or s["status"] == "error":
             continue
-        if not h or h["solve_call_s"] is None:  # HiGHS not run or failed: the structured cell alone
+        if not h or h["solve_call_s"] is None or h["status"] == "error":  # HiGHS not run or stopped: structured alone
             h = {"solve_call_s": math.nan, "cpu_s": math.nan, "peak_rss_mb": math.nan}
         per_it = (s["iterations_seconds"] / s["iterations"]) if s.get("iterations") else float("nan")
         gap = f"{s['gap_rel']:.1e}" if s.get("gap_rel") is not None else "-"

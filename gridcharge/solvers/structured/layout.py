@@ -268,15 +268,13 @@ def derive_layout(lp: LinearProgram, *, nested: bool = True) -> Layout:
         raise LayoutError("an energy column meets a coupling row")
     k_car, k_type = ccar[k_col], type_id[c_pos[k_row]]
     gamma = k_val / sigma[k_col]
-    if n_cars * len(types) > MAX_GROUP_CELLS:
-        raise LayoutError(f"{n_cars} sessions x {len(types)} coupling row types is too wide for the pattern table")
-    cell = k_car * len(types) + k_type
-    reference = np.zeros(n_cars * len(types))
-    reference[cell] = gamma  # any one entry's coefficient per (car, row type); all must agree with it
-    if np.any(np.abs(gamma - reference[cell]) > 1e-12 * np.maximum(1.0, np.abs(gamma))):
+    cell = k_car * len(types) + k_type  # (car, row type), only those that occur: a district has thousands of types
+    u_cell, cell_index = np.unique(cell, return_inverse=True)
+    reference = np.zeros(len(u_cell))
+    reference[cell_index.ravel()] = gamma  # any one entry's coefficient per (car, row type); all must agree with it
+    if np.any(np.abs(gamma - reference[cell_index.ravel()]) > 1e-12 * np.maximum(1.0, np.abs(gamma))):
         raise LayoutError("a session's columns meet one coupling row type with different coefficients")
-    u_cell = np.flatnonzero(np.bincount(cell, minlength=n_cars * len(types)))
-    u_gamma = reference[u_cell]
+    u_gamma = reference
     u_car, u_type = u_cell // len(types), u_cell % len(types)
     # group signature: the car's (type, gamma) list, padded
     per_car = np.bincount(u_car, minlength=n_cars)
