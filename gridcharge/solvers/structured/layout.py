@@ -35,8 +35,9 @@ LOCAL_ROW_BLOCKS = ("energy_balance", "energy_by_departure")
 MAX_FRONT_ROWS = 4000
 #: At most this many columns outside every car (dense in the Schur complement) [columns].
 MAX_GLOBAL_COLUMNS = 64
-#: Group-by-period workspace limit, groups x periods^2 [entries].
-MAX_GROUP_CELLS = 20_000_000
+#: Group-by-period workspace limit, groups x periods^2 [entries]: 100 M is 800 MB of ``T x T`` sums, which a
+#: 50,000-session district of 250 transformers (3,533 groups x 96^2: 33 M) and a 100,000-session one fit.
+MAX_GROUP_CELLS = 100_000_000
 
 
 class LayoutError(ValueError):
