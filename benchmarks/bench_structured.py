@@ -11,6 +11,9 @@ Usage (from the repository root)::
 
     python benchmarks/bench_structured.py --sizes 1000,3000,10000 --variants v2g,tight,chargeonly --seed 1 \\
         --out benchmarks/out/structured.csv
+
+Districts (``--kind district``, variant ``default``) take ``--transformers`` (one value per size); HiGHS gets
+``--highs-time-limit`` seconds (a cell that reaches it records status ``time_limit`` and HiGHS's incumbent, if any).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import resource
 import subprocess
@@ -26,16 +30,17 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-VARIANTS = {"v2g": {}, "tight": {"capacity": "tight"}, "chargeonly": {"v2g_share": 0.0}}
+VARIANTS = {"v2g": {}, "tight": {"capacity": "tight"}, "chargeonly": {"v2g_share": 0.0}, "default": {}}
 SOLVERS = ("structured", "highs")
 KEYS = ("n_sessions", "variant", "solver", "status", "fallback", "verified", "wall_s", "cpu_s", "solve_call_s",
         "peak_rss_mb", "load_before", "load_after", "objective_cny", "lower_bound_cny", "gap_rel", "iterations",
         "layout_seconds", "iterations_seconds", "certificate_seconds", "writeback_seconds", "ipm_iterate_seconds",
         "ipm_chains_seconds", "ipm_schur_seconds", "ipm_dense_seconds", "ipm_solve_seconds", "n_columns", "n_rows",
-        "error")
+        "transformers", "error")
 
 
-def measure(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "residential") -> dict:
+def measure(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "residential", transformers: int = 0,
+            highs_time_limit_s: float | None = None) -> dict:
     """One cell in this process: generate, build, solve (verified), time."""
     sys.path.insert(0, str(REPO_ROOT))
     import gridcharge
@@ -44,13 +49,16 @@ def measure(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "
     row = {key: None for key in KEYS}
     row.update(n_sessions=n_sessions, variant=variant if kind == "residential" else f"{kind}-{variant}", solver=solver,
                load_before=os.getloadavg()[0])
-    problem = gridcharge.build_problem(generate(kind, n_sessions, seed, **VARIANTS[variant]))
-    options = {"method": "simplex"} if solver == "highs" else {}
+    params = dict(VARIANTS[variant], **({"transformers": transformers} if transformers else {}))
+    row["transformers"] = transformers or None
+    problem = gridcharge.build_problem(generate(kind, n_sessions, seed, **params))
+    options = {"method": "simplex", "time_limit_s": highs_time_limit_s} if solver == "highs" else {}
     wall, cpu = time.perf_counter(), time.process_time()
     try:
         schedule = gridcharge.solve(problem, solver=solver, **options)
     except Exception as exc:  # noqa: BLE001 — a benchmark row records any failure instead of losing the run
-        row.update(status="error", error=str(exc).splitlines()[0][:300])
+        row.update(status="error", error=str(exc).splitlines()[0][:300], solve_call_s=time.perf_counter() - wall,
+                   cpu_s=time.process_time() - cpu)  # e.g. HiGHS's time limit: how long it ran
     else:
         row["solve_call_s"] = time.perf_counter() - wall
         row["cpu_s"] = time.process_time() - cpu
@@ -64,9 +72,10 @@ def measure(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
 
 
-def run_cell(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "residential") -> dict:
+def run_cell(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "residential", transformers: int = 0,
+             highs_time_limit_s: float | None = None) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", str(n_sessions), variant, solver, str(seed),
-               kind]
+               kind, str(transformers), str(highs_time_limit_s or 0)]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -91,8 +100,10 @@ def table(rows: list[dict]) -> str:
     by = {(r["n_sessions"], r["variant"], r["solver"]): r for r in rows}
     for n, variant in sorted({(r["n_sessions"], r["variant"]) for r in rows}):
         h, s = by.get((n, variant, "highs")), by.get((n, variant, "structured"))
-        if not h or not s or h["solve_call_s"] is None or s["solve_call_s"] is None:
+        if not s or s["solve_call_s"] is None or s["status"] == "error":
             continue
+        if not h or h["solve_call_s"] is None or h["status"] == "error":  # HiGHS not run or stopped: structured alone
+            h = {"solve_call_s": math.nan, "cpu_s": math.nan, "peak_rss_mb": math.nan}
         per_it = (s["iterations_seconds"] / s["iterations"]) if s.get("iterations") else float("nan")
         gap = f"{s['gap_rel']:.1e}" if s.get("gap_rel") is not None else "-"
         out.append(f"| {n} | {variant} | {h['solve_call_s']:.2f} ({h['cpu_s']:.2f}) | {s['solve_call_s']:.2f} "
@@ -109,21 +120,28 @@ def main(argv=None) -> int:
     parser.add_argument("--solvers", default=",".join(SOLVERS))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--kind", default="residential", help="generator kind (residential, feeder, ...)")
+    parser.add_argument("--transformers", default="", help="districts: transformers per size, comma-separated")
+    parser.add_argument("--highs-time-limit", type=float, default=None, help="HiGHS wall-clock limit per cell [s]")
     parser.add_argument("--out", default="benchmarks/out/structured.csv")
-    parser.add_argument("--child", nargs=5, metavar=("N", "VARIANT", "SOLVER", "SEED", "KIND"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        n, variant, solver, seed, kind = args.child
-        print(json.dumps(measure(int(n), variant, solver, int(seed), kind)), flush=True)
+        n, variant, solver, seed, kind, transformers, limit = args.child
+        print(json.dumps(measure(int(n), variant, solver, int(seed), kind, int(transformers), float(limit) or None)),
+              flush=True)
         return 0
+    sizes = list(map(int, args.sizes.split(",")))
+    transformers = list(map(int, args.transformers.split(","))) if args.transformers else [0] * len(sizes)
+    if len(transformers) != len(sizes):
+        parser.error(f"--transformers: expected one value per size ({len(sizes)}), got {args.transformers!r}")
     rev = _git_rev()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
-    for n in map(int, args.sizes.split(",")):
+    for n, n_transformers in zip(sizes, transformers):
         for variant in args.variants.split(","):
             for solver in args.solvers.split(","):
-                row = run_cell(n, variant, solver, args.seed, args.kind)
+                row = run_cell(n, variant, solver, args.seed, args.kind, n_transformers, args.highs_time_limit)
                 row["git_rev"] = rev
                 rows.append(row)
                 print(f"{n} {variant} {solver}: {row['status']} {row['solve_call_s']} s, cpu {row['cpu_s']}, "

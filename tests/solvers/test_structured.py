@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gridcharge
@@ -15,7 +15,7 @@ from gridcharge.bench.generate import generate
 from gridcharge.formulation.lp import build_lp
 from gridcharge.solvers.structured import GAP_TOLERANCE, needs_binaries
 from gridcharge.solvers.structured.certificate import lower_bound
-from gridcharge.solvers.structured.layout import LayoutError, derive_layout
+from gridcharge.solvers.structured.layout import LayoutError, derive_layout, front_tree
 from gridcharge.solvers.structured.normal import NormalEquations
 from gridcharge.testing import assert_feasible, assert_objective_close
 from tests.builders import at, charger, instance, node, session
@@ -174,15 +174,16 @@ def test_auto_uses_highs_on_small_days_and_structured_on_v2g_days(monkeypatch):
 # the parts
 
 
-def _layout(n=25, seed=2, **options):
+def _layout(n=25, seed=2, nested=False, **options):
     problem = gridcharge.build_problem(residential(n, seed, v2g_share=0.5, phase_limits=True, **options))
     lp = build_lp(problem)
-    return lp, derive_layout(lp)
+    return lp, derive_layout(lp, nested=nested)
 
 
 @pytest.mark.parametrize("spread", [0.0, 2.0, 6.0])
 def test_block_elimination_solves_the_normal_equations_exactly(spread):
     lp, layout = _layout()
+    assert len(layout.front_rows) == 1  # flat: one front, the dense Schur complement
     rng = np.random.default_rng(0)
     theta = 10.0 ** rng.uniform(-spread, spread, lp.n_col)
     theta_s = np.where(lp.row_lower < lp.row_upper, 10.0 ** rng.uniform(-spread, spread, lp.n_row), 0.0)
@@ -193,12 +194,84 @@ def test_block_elimination_solves_the_normal_equations_exactly(spread):
     loc, cpl = layout.local_rows, layout.coupling_rows
     schur = dense[np.ix_(cpl, cpl)] - dense[np.ix_(cpl, loc)] @ np.linalg.solve(dense[np.ix_(loc, loc)],
                                                                                 dense[np.ix_(loc, cpl)])
-    factor = np.tril(normal.chol[0])
+    factor = normal.fronts[0].chol
     assert np.abs(factor @ factor.T - schur).max() <= 1e-12 * np.abs(schur).max()
     rhs = rng.normal(size=lp.n_row)
     dy = normal.solve(rhs)
     # backward error of a stable solve: residual small against |M| |dy|
     assert np.abs(dense @ dy - rhs).max() <= 1e-12 * (np.abs(dense) @ np.abs(dy)).max()
+
+
+def _district_lp(n=60, transformers=3, seed=4, **params):
+    problem = gridcharge.build_problem(generate("district", n, seed, transformers=transformers, **params))
+    return build_lp(problem)
+
+
+@pytest.mark.parametrize("spread", [0.0, 2.0])
+def test_the_nested_elimination_equals_the_flat_one(spread):
+    lp = _district_lp()
+    flat, nested = derive_layout(lp, nested=False), derive_layout(lp)
+    # substation, lines, transformers and their LV feeders: a tree of fronts, each a parent's rows beneath its own
+    assert len(nested.front_rows) > 3 and (nested.front_parent >= 0).sum() == len(nested.front_rows) - 1
+    assert max(map(len, nested.front_rows)) < len(nested.coupling_rows)
+    for f, rows in enumerate(nested.front_rows):
+        parent = nested.front_parent[f]
+        if parent >= 0:
+            assert np.array_equal(rows[nested.front_own[f]:], nested.front_rows[parent])
+    rng = np.random.default_rng(1)
+    theta = 10.0 ** rng.uniform(-spread, spread, lp.n_col)
+    theta_s = np.where(lp.row_lower < lp.row_upper, 10.0 ** rng.uniform(-spread, spread, lp.n_row), 0.0)
+    rhs = rng.normal(size=lp.n_row)
+    solved = []
+    for layout in (flat, nested):
+        normal = NormalEquations(layout, delta=1e-8)
+        normal.factor(theta, theta_s)
+        solved.append(normal.solve(rhs))
+    assert np.abs(solved[1] - solved[0]).max() <= 1e-10 * np.abs(solved[0]).max()
+
+
+def _tree(*groups):
+    """front_tree for groups given as lists of node labels, one coupling row type per node."""
+    nodes = sorted({n for g in groups for n in g})
+    start = np.r_[0, np.cumsum([len(g) for g in groups])]
+    types = np.array([nodes.index(n) for g in groups for n in g])
+    return front_tree(np.array(nodes), np.arange(len(nodes)), start, types)
+
+
+def test_the_fronts_follow_the_tree_the_groups_meet():
+    parent, own, rows, group_front, front_of = _tree([0, 1, 2], [0, 1, 3], [0, 4], [0, 1])
+    label = {f: n for n, f in enumerate(front_of)}  # one row per node: front -> node label
+    assert {label[f]: (label[p] if p >= 0 else None) for f, p in enumerate(parent)} == {
+        0: None, 1: 0, 2: 1, 3: 1, 4: 0}
+    assert [label[f] for f in group_front] == [2, 3, 4, 1]
+    # a front's rows (coupling positions, here the node labels): its own, then its parent front's
+    assert {label[f]: list(r) for f, r in enumerate(rows)} == {
+        0: [0], 1: [1, 0], 2: [2, 1, 0], 3: [3, 1, 0], 4: [4, 0]}
+    assert list(own) == [1] * 5
+
+
+def test_the_nested_layout_refuses_rows_that_do_not_nest():
+    assert list(_tree([0, 1], [1, 2], [0, 2])[0]) == [-1, 0, 1]  # rows on one path: a chain is a tree
+    with pytest.raises(LayoutError, match="tree"):  # node 2 is met from beneath two roots, 0 and 1
+        _tree([0, 2], [1, 2], [0, 3], [1, 4])
+
+
+@st.composite
+def small_districts(draw):
+    """Districts small enough for HiGHS: 1-4 transformers, V2G from none to all, seeds drawn."""
+    transformers = draw(st.integers(1, 4))
+    v2g = draw(st.sampled_from([None, 0.0, 1.0]))
+    return generate("district", transformers * draw(st.integers(3, 40)), draw(st.integers(0, 2**16)),
+                    transformers=transformers, **({} if v2g is None else {"v2g_share": v2g}))
+
+
+@settings(max_examples=10, deadline=None)
+@given(small_districts())
+def test_structured_certifies_small_districts_like_highs(data):
+    structured, highs = _both(data)
+    if structured is not None:
+        _check_certified(structured, highs, data)
+        assert structured.summary["fallback"] is None
 
 
 def test_layout_refuses_a_model_with_binaries():

@@ -107,10 +107,11 @@ def schur_by_group(ld, lo, car_start, he_start, he_pos, he_period, hval, car_gro
 
 
 @njit(cache=True)
-def expand_groups(w, d, group_type_start, group_type, group_gamma, row_of, s):
-    """``S[(type, t), (type', t')] += gamma gamma' (D[g, t] [t = t'] - W[g, t, t'])`` over every group's types."""
-    n_groups, n_periods = d.shape
-    for g in range(n_groups):
+def expand_front(w, d, groups, group_type_start, group_type, group_gamma, row_of, local, s):
+    """``S[(type, t), (type', t')] += gamma gamma' (D[g, t] [t = t'] - W[g, t, t'])`` over the types of every group
+    in ``groups``, at the front's rows ``local[coupling position]`` (all of them in the front)."""
+    n_periods = d.shape[1]
+    for g in groups:
         for i1 in range(group_type_start[g], group_type_start[g + 1]):
             t1type, g1 = group_type[i1], group_gamma[i1]
             for i2 in range(group_type_start[g], group_type_start[g + 1]):
@@ -119,13 +120,14 @@ def expand_groups(w, d, group_type_start, group_type, group_gamma, row_of, s):
                     r1 = row_of[t1type, p1]
                     if r1 < 0:
                         continue
+                    r1 = local[r1]
                     r2 = row_of[t2type, p1]
                     if r2 >= 0:
-                        s[r1, r2] += gg * d[g, p1]
+                        s[r1, local[r2]] += gg * d[g, p1]
                     for p2 in range(n_periods):
                         r2 = row_of[t2type, p2]
                         if r2 >= 0:
-                            s[r1, r2] -= gg * w[g, p1, p2]
+                            s[r1, local[r2]] -= gg * w[g, p1, p2]
 
 
 def threads() -> int:

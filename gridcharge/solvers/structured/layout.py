@@ -7,6 +7,13 @@ columns meet the coupling rows in one common pattern ``gamma`` (row type -> coef
 times a per-column scale ``sigma`` (+1 for charge, -1 for discharge); cars with the same pattern form a *group*, and
 the Schur complement is accumulated per group and period. Columns of no car (the peak) are few and handled densely.
 
+The coupling rows nest as the capacity tree does: a car meets the rows of the nodes on its path to the root only. The
+layout derives that tree from the groups alone (a node's rows are met by a superset of the groups that meet any node
+below it) and splits the Schur complement into *fronts*, one per node with rows: a front holds its node's own rows
+followed by all the rows of the fronts above it, so a front eliminated bottom-up leaves a dense update on exactly its
+parent front's rows (see :mod:`.normal` and docs/design/structured.md). ``nested=False`` puts every coupling row in one
+front: the flat dense Schur complement.
+
 When the LP does not have this shape (binaries, overload slack, a free column that cannot be boxed, too many coupling
 rows) :class:`LayoutError` says why and the caller falls back to HiGHS.
 """
@@ -23,12 +30,14 @@ from ...formulation.lp import LinearProgram
 
 #: Row blocks of :mod:`gridcharge.formulation.lp` that belong to one session.
 LOCAL_ROW_BLOCKS = ("energy_balance", "energy_by_departure")
-#: Above this many coupling rows the dense Schur complement costs more than it saves [rows].
-MAX_COUPLING_ROWS = 4000
+#: Above this many rows in one front (its node's rows and those of every node above it) the dense elimination costs
+#: more than it saves [rows]; for the flat layout (``nested=False``) the front is every coupling row.
+MAX_FRONT_ROWS = 4000
 #: At most this many columns outside every car (dense in the Schur complement) [columns].
 MAX_GLOBAL_COLUMNS = 64
-#: Group-by-period workspace limit, groups x periods^2 [entries].
-MAX_GROUP_CELLS = 20_000_000
+#: Group-by-period workspace limit, groups x periods^2 [entries]: 100 M is 800 MB of ``T x T`` sums, which a
+#: 50,000-session district of 250 transformers (3,533 groups x 96^2: 33 M) and a 100,000-session one fit.
+MAX_GROUP_CELLS = 100_000_000
 
 
 class LayoutError(ValueError):
@@ -81,6 +90,12 @@ class Layout:
     global_cols: np.ndarray  # columns of no car (dense in the Schur complement)
     global_block: np.ndarray  # (n_coupling, n_global) their coupling coefficients
     boxed_free: np.ndarray  # columns whose infinite bounds were replaced by their implied range
+    # fronts of the nested Schur complement (module docstring), numbered parents before children
+    front_parent: np.ndarray  # per front, -1 at a root
+    front_own: np.ndarray  # per front, how many rows it eliminates (the first of its rows)
+    front_rows: list  # per front, coupling positions: its own rows, then its parent front's rows in their order
+    group_front: np.ndarray  # per group, the lowest front it meets (all its rows are that front's)
+    global_front: int  # the front holding every row the global columns meet (-1 without global columns)
 
     @property
     def n_cars(self) -> int:
@@ -134,8 +149,11 @@ def box_free_columns(lp: LinearProgram, lower: np.ndarray, upper: np.ndarray) ->
     return free
 
 
-def derive_layout(lp: LinearProgram) -> Layout:
-    """The block layout of ``lp``; :class:`LayoutError` when the LP does not have it."""
+def derive_layout(lp: LinearProgram, *, nested: bool = True) -> Layout:
+    """The block layout of ``lp``; :class:`LayoutError` when the LP does not have it.
+
+    ``nested`` splits the coupling rows into one front per node of the capacity tree; ``False`` keeps them in one
+    front (the flat dense Schur complement)."""
     if lp.integrality is not None:
         raise LayoutError("the model has binaries (charge-or-discharge rule)")
     if len(lp.slack_col):
@@ -182,9 +200,6 @@ def derive_layout(lp: LinearProgram) -> Layout:
         if "phase" in block.labels:
             row_type_key[sl, 2] = block.labels["phase"]
     coupling_rows = np.flatnonzero(~is_local)
-    if len(coupling_rows) > MAX_COUPLING_ROWS:
-        raise LayoutError(f"{len(coupling_rows)} coupling rows (more than {MAX_COUPLING_ROWS} for a dense Schur "
-                          f"complement)")
     coo = a_csc.tocoo()
     e_row, e_col, e_val = coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data
     local_e = is_local[e_row]
@@ -254,15 +269,13 @@ def derive_layout(lp: LinearProgram) -> Layout:
         raise LayoutError("an energy column meets a coupling row")
     k_car, k_type = ccar[k_col], type_id[c_pos[k_row]]
     gamma = k_val / sigma[k_col]
-    if n_cars * len(types) > MAX_GROUP_CELLS:
-        raise LayoutError(f"{n_cars} sessions x {len(types)} coupling row types is too wide for the pattern table")
-    cell = k_car * len(types) + k_type
-    reference = np.zeros(n_cars * len(types))
-    reference[cell] = gamma  # any one entry's coefficient per (car, row type); all must agree with it
-    if np.any(np.abs(gamma - reference[cell]) > 1e-12 * np.maximum(1.0, np.abs(gamma))):
+    cell = k_car * len(types) + k_type  # (car, row type), only those that occur: a district has thousands of types
+    u_cell, cell_index = np.unique(cell, return_inverse=True)
+    reference = np.zeros(len(u_cell))
+    reference[cell_index.ravel()] = gamma  # any one entry's coefficient per (car, row type); all must agree with it
+    if np.any(np.abs(gamma - reference[cell_index.ravel()]) > 1e-12 * np.maximum(1.0, np.abs(gamma))):
         raise LayoutError("a session's columns meet one coupling row type with different coefficients")
-    u_cell = np.flatnonzero(np.bincount(cell, minlength=n_cars * len(types)))
-    u_gamma = reference[u_cell]
+    u_gamma = reference
     u_car, u_type = u_cell // len(types), u_cell % len(types)
     # group signature: the car's (type, gamma) list, padded
     per_car = np.bincount(u_car, minlength=n_cars)
@@ -309,6 +322,27 @@ def derive_layout(lp: LinearProgram) -> Layout:
     he_car = np.searchsorted(car_start, he_pos, side="right") - 1
     he_start = np.searchsorted(he_car, np.arange(n_cars + 1)).astype(np.int64)
 
+    if not len(coupling_rows):
+        front_parent, front_own, front_rows = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
+        group_front, front_of = np.full(G, -1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    elif nested:
+        front_parent, front_own, front_rows, group_front, front_of = front_tree(types[:, 1], type_id, group_type_start,
+                                                                             group_type)
+    else:
+        front_parent, front_own = np.array([-1]), np.array([len(coupling_rows)])
+        front_rows, group_front = [np.arange(len(coupling_rows))], np.zeros(G, dtype=np.int64)
+        front_of = np.zeros(len(coupling_rows), dtype=np.int64)
+    widest = max((len(r) for r in front_rows), default=0)
+    if widest > MAX_FRONT_ROWS:
+        raise LayoutError(f"{widest} coupling rows in one front (more than {MAX_FRONT_ROWS} for a dense elimination)")
+    global_front = -1
+    if len(global_cols):
+        touched = np.flatnonzero(np.any(global_block != 0, axis=1))
+        fronts = np.unique(front_of[touched])
+        global_front = int(fronts.max())  # parents are numbered first: the highest number is the lowest front
+        if not np.isin(touched, front_rows[global_front]).all():
+            raise LayoutError("the columns outside every session meet rows of two branches of the tree")
+
     return Layout(
         n_col=n, col_lower=lower, col_upper=upper, row_lower=lp.row_lower, row_upper=lp.row_upper,
         a_csr=a_csr, a_csc=a_csc, local_rows=local_rows, coupling_rows=coupling_rows, car_start=car_start,
@@ -318,4 +352,50 @@ def derive_layout(lp: LinearProgram) -> Layout:
         dc_col=dcols, dc_cell=dc_cell.astype(np.int64), dc_val=dc_val, car_group=car_group, n_groups=G,
         n_periods=T, group_type_start=group_type_start, group_type=group_type, group_gamma=group_gamma,
         row_of=row_of, global_cols=global_cols, global_block=global_block, boxed_free=boxed,
+        front_parent=front_parent, front_own=front_own, front_rows=front_rows, group_front=group_front,
+        global_front=global_front,
     )
+
+
+def front_tree(type_node: np.ndarray, type_id: np.ndarray, group_type_start: np.ndarray, group_type: np.ndarray):
+    """The tree of fronts: one per node label of the coupling row types (``-1``: rows of no node), parent = the
+    nearest front above it met by the same groups. Returns ``(parent, own, rows, group_front, front_of)`` with fronts
+    numbered parents first; :class:`LayoutError` when the groups' rows do not nest as a tree."""
+    keys, type_front = np.unique(type_node, return_inverse=True)
+    type_front = type_front.ravel()
+    n_front, n_group = len(keys), len(group_type_start) - 1
+    # distinct (group, front) pairs; a front met by more groups is higher, ties by node label (the same groups)
+    pg = np.repeat(np.arange(n_group), np.diff(group_type_start))
+    pair = np.unique(pg * n_front + type_front[group_type])
+    pg, pf = pair // n_front, pair % n_front
+    count = np.bincount(pf, minlength=n_front)
+    rank = np.empty(n_front, dtype=np.int64)
+    rank[np.lexsort((keys, -count))] = np.arange(n_front)
+    pf = rank[pf]  # fronts renumbered by rank: parents first
+    order = np.lexsort((pf, pg))
+    pg, pf = pg[order], pf[order]
+    parent = np.full(n_front, -1, dtype=np.int64)
+    chained = np.flatnonzero(pg[1:] == pg[:-1])  # consecutive fronts of one group: the nearer one above
+    np.maximum.at(parent, pf[chained + 1], pf[chained])
+    # every front a group meets must lie on the path from its lowest front to the root
+    lowest = np.full(n_group, -1, dtype=np.int64)
+    np.maximum.at(lowest, pg, pf)
+    on_path = np.zeros(len(pg), dtype=bool)
+    walk = lowest[pg]
+    while True:
+        on_path |= walk == pf
+        up = walk >= 0
+        if not up.any():
+            break
+        walk = np.where(up, parent[np.maximum(walk, 0)], -1)
+    if not on_path.all():
+        raise LayoutError("the coupling rows met by the sessions do not nest as a tree")
+    front_of = rank[type_front[type_id]]  # per coupling position
+    own_rows = np.argsort(front_of, kind="stable")
+    own = np.bincount(front_of, minlength=n_front)
+    own_start = np.r_[0, np.cumsum(own)]
+    rows: list = []
+    for f in range(n_front):  # parents first: a front's rows are its own, then its parent's (a few hundred fronts)
+        mine = own_rows[own_start[f]:own_start[f + 1]]
+        rows.append(mine if parent[f] < 0 else np.r_[mine, rows[parent[f]]])
+    return parent, own.astype(np.int64), rows, lowest, front_of

@@ -1,5 +1,7 @@
 """Normal equations ``(A Theta A^T + diag(Theta_s) + delta I) dy = r`` of the interior point, by block elimination:
-per-car tridiagonal Cholesky (batched, compiled), then a dense Cholesky of the Schur complement on the coupling rows.
+per-car tridiagonal Cholesky (batched, compiled), then the Schur complement on the coupling rows, eliminated front by
+front up the capacity tree (:class:`~.layout.Layout` fronts): each front's own rows by a dense Cholesky, leaving a dense
+update on its parent front's rows. One front holding every coupling row is the flat dense Schur complement.
 """
 
 from __future__ import annotations
@@ -15,6 +17,29 @@ from .layout import Layout
 
 class NumericalTrouble(RuntimeError):
     """The coupling system stayed indefinite however much it was regularised."""
+
+
+class _Front:
+    """One eliminated front: ``chol`` the Cholesky factor of its own rows, ``below`` the rows of the fronts above it
+    times its inverse transpose (``L`` below the diagonal block)."""
+
+    __slots__ = ("chol", "below")
+
+    def __init__(self, chol: np.ndarray, below: np.ndarray):
+        self.chol = chol
+        self.below = below
+
+
+def _cholesky(block: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of ``block`` (overwritten), raising the diagonal slightly while it is not positive
+    definite; :class:`NumericalTrouble` when that does not help."""
+    scale = max(1.0, float(np.abs(np.diag(block)).max(initial=1.0)))
+    for attempt in range(6):
+        try:
+            return la.cholesky(block, lower=True, overwrite_a=False, check_finite=False)
+        except la.LinAlgError:
+            block[np.diag_indices(len(block))] += scale * 1e-14 * 100.0 ** attempt
+    raise NumericalTrouble("the Schur complement on the coupling rows is not positive definite")
 
 
 class NormalEquations:
@@ -50,6 +75,15 @@ class NormalEquations:
         self.single_pos = layout.he_pos[on]
         self.single_groups = np.searchsorted(layout.car_group[cars], np.arange(layout.n_groups + 1))
         self.single_shape = (len(cars), layout.n_periods)
+        # groups by their lowest front; a front's (own, below) split; the map coupling position -> row of a front
+        with_front = np.flatnonzero(layout.group_front >= 0)
+        by_front = with_front[np.argsort(layout.group_front[with_front], kind="stable")]
+        n_front = len(layout.front_rows)
+        self.front_groups = np.split(by_front, np.searchsorted(layout.group_front[by_front], np.arange(1, n_front)))
+        self.front_diag = [layout.coupling_rows[rows[:own]]
+                           for rows, own in zip(layout.front_rows, layout.front_own)]
+        self.local = np.full(len(layout.coupling_rows), -1, dtype=np.int64)
+        self.fronts: list = [None] * n_front
         self.replaced = 0
         self.seconds = {"chains": 0.0, "schur": 0.0, "dense": 0.0, "solve": 0.0}
 
@@ -77,28 +111,39 @@ class NormalEquations:
                     w[g] += block.T @ block
         cells = lay.n_groups * lay.n_periods
         d = np.bincount(lay.dc_cell, lay.dc_val * theta[lay.dc_col], minlength=cells).astype(float)
-        m_c = len(lay.coupling_rows)
-        s = np.zeros((m_c, m_c))
-        kernels.expand_groups(w, d.reshape(lay.n_groups, lay.n_periods), lay.group_type_start, lay.group_type,
-                              lay.group_gamma, lay.row_of, s)
-        if len(lay.global_cols):
-            gb = lay.global_block
-            s += (gb * theta[lay.global_cols]) @ gb.T
-        s[np.diag_indices(m_c)] += theta_s[lay.coupling_rows] + self.delta
-        dense = time.perf_counter()
-        self.seconds["schur"] += dense - mid
-        scale = max(1.0, float(np.abs(np.diag(s)).max(initial=1.0)))
-        for attempt in range(6 if m_c else 0):
-            try:
-                self.chol = la.cho_factor(s, lower=True, check_finite=False)
-                break
-            except la.LinAlgError:
-                s[np.diag_indices(m_c)] += scale * 1e-14 * 100.0 ** attempt
-        else:
-            if m_c:
-                raise NumericalTrouble("the Schur complement on the coupling rows is not positive definite")
-            self.chol = None
-        self.seconds["dense"] += time.perf_counter() - dense
+        d = d.reshape(lay.n_groups, lay.n_periods)
+        self.seconds["schur"] += time.perf_counter() - mid
+        self._eliminate(w, d, theta, theta_s)
+
+    def _eliminate(self, w: np.ndarray, d: np.ndarray, theta: np.ndarray, theta_s: np.ndarray) -> None:
+        """Assemble every front from the group sums ``w``, ``d`` and its children's updates, children first, and
+        factor its own rows."""
+        lay = self.lay
+        pending: dict = {}  # front -> the sum of its children's updates on its rows
+        for f in range(len(lay.front_rows) - 1, -1, -1):  # parents are numbered first
+            started = time.perf_counter()
+            rows, own = lay.front_rows[f], int(lay.front_own[f])
+            block = pending.pop(f, None)
+            if block is None:
+                block = np.zeros((len(rows), len(rows)))
+            self.local[rows] = np.arange(len(rows))
+            kernels.expand_front(w, d, self.front_groups[f], lay.group_type_start, lay.group_type, lay.group_gamma,
+                                 lay.row_of, self.local, block)
+            self.local[rows] = -1
+            if f == lay.global_front:
+                gb = lay.global_block[rows]
+                block += (gb * theta[lay.global_cols]) @ gb.T
+            block[np.arange(own), np.arange(own)] += theta_s[self.front_diag[f]] + self.delta
+            mid = time.perf_counter()
+            self.seconds["schur"] += mid - started
+            chol = _cholesky(block[:own, :own])
+            below = la.solve_triangular(chol, block[:own, own:], lower=True, check_finite=False).T
+            if lay.front_parent[f] >= 0:
+                update = block[own:, own:]
+                update -= below @ below.T
+                pending[int(lay.front_parent[f])] = update + pending.get(int(lay.front_parent[f]), 0.0)
+            self.fronts[f] = _Front(chol, below)
+            self.seconds["dense"] += time.perf_counter() - mid
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """``dy`` (per LP row) for a right-hand side per LP row."""
@@ -109,7 +154,7 @@ class NormalEquations:
         y_l = np.empty_like(r_l)
         kernels.solve_chains(self.ld, self.lo, lay.car_start, r_l, y_l)
         r_c = r_c - self.a_coupling @ (self.theta_both * (self.a_local_t @ y_l))
-        dy_c = la.cho_solve(self.chol, r_c, check_finite=False) if len(r_c) else r_c
+        dy_c = self._solve_fronts(r_c)
         r_l = r_l - self.a_local @ (self.theta_both * (self.a_coupling_t @ dy_c))
         kernels.solve_chains(self.ld, self.lo, lay.car_start, r_l, y_l)
         out = np.empty_like(rhs)
@@ -117,3 +162,22 @@ class NormalEquations:
         out[lay.coupling_rows] = dy_c
         self.seconds["solve"] += time.perf_counter() - started
         return out
+
+    def _solve_fronts(self, r: np.ndarray) -> np.ndarray:
+        """``S^{-1} r`` on the coupling rows by the fronts' factors: forward children first, back parents first."""
+        lay = self.lay
+        z = r.copy()
+        n_front = len(lay.front_rows)
+        for f in range(n_front - 1, -1, -1):
+            rows, own, front = lay.front_rows[f], int(lay.front_own[f]), self.fronts[f]
+            part = la.solve_triangular(front.chol, z[rows[:own]], lower=True, check_finite=False)
+            z[rows[:own]] = part
+            if own < len(rows):
+                z[rows[own:]] -= front.below @ part
+        for f in range(n_front):
+            rows, own, front = lay.front_rows[f], int(lay.front_own[f]), self.fronts[f]
+            part = z[rows[:own]]
+            if own < len(rows):
+                part = part - front.below.T @ z[rows[own:]]
+            z[rows[:own]] = la.solve_triangular(front.chol, part, lower=True, trans="T", check_finite=False)
+        return z
