@@ -388,7 +388,7 @@ def test_regression_ipm_ending_unknown_on_a_tiny_v2g_instance_still_gives_the_op
     assert_objective_close(schedule.summary["objective_cny"], 0.75)
 
 
-def _burn_through_losses_case():
+def burn_through_losses_case():
     # 1 kW of PV and no reverse flow allowed at the transformer: the one car must take >= 1 kW for the hour. It wants
     # 0 kWh and has no battery_kwh, so the energy added must stay in [0, 0]: any charge breaks that, and a car never
     # charges and discharges at once, so there is no schedule. (The LP relaxation has one: charge 3.60 kW and
@@ -401,13 +401,13 @@ def _burn_through_losses_case():
 
 
 def test_burn_through_losses_case_is_infeasible_for_the_reference():
-    assert not solve_reference(_burn_through_losses_case()).feasible
+    assert not solve_reference(burn_through_losses_case()).feasible
 
 
 def test_regression_infeasible_only_by_exclusivity_raises_infeasible_error():
     # found by test_raising_or_removing_a_limit_never_costs_more (the shrunk example had the same mechanism)
     with pytest.raises(gridcharge.InfeasibleError) as caught:
-        gridcharge.solve(_burn_through_losses_case())
+        gridcharge.solve(burn_through_losses_case())
     assert ("T", "export", 0) in {(o.node, o.kind, o.period) for o in caught.value.overloads}
 
 

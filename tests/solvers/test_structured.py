@@ -19,7 +19,7 @@ from gridcharge.solvers.structured.layout import LayoutError, derive_layout, fro
 from gridcharge.solvers.structured.normal import NormalEquations
 from gridcharge.testing import assert_feasible, assert_objective_close
 from tests.builders import at, charger, instance, node, session
-from tests.test_properties import _burn_through_losses_case, instances
+from tests.test_properties import burn_through_losses_case, instances
 
 REL = 1e-7
 ABS = 1e-6
@@ -120,7 +120,7 @@ def test_infeasible_base_load_is_reported_like_highs():
 
 def test_infeasible_only_by_exclusivity_is_reported_like_highs():
     # the LP relaxation is feasible (it burns round-trip loss); the rule needs binaries, HiGHS finds no schedule
-    assert _both(_burn_through_losses_case()) == (None, None)
+    assert _both(burn_through_losses_case()) == (None, None)
 
 
 def test_lp_infeasible_day_falls_back_and_is_reported_like_highs():
