@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import math
-import socket
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -34,6 +32,7 @@ from gridcharge.ocpp.csms import (
 from gridcharge.ocpp.memory import MemoryBackend
 from gridcharge.ocpp.profiles import failsafe_limits_kw, validate_payload
 from gridcharge.ocpp.simulator import SimulatedCharger
+from tests.loopback import serving
 
 uvicorn = pytest.importorskip("uvicorn")
 
@@ -70,19 +69,8 @@ def server():
     site = _site(start)
     backend = MemoryBackend(site, PASSWORDS).start()
     csms = CentralSystem(backend, meter_interval_s=0, response_timeout_s=10)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(ocpp_app(csms), log_level="critical"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield {"url": f"ws://127.0.0.1:{port}/ocpp", "backend": backend, "csms": csms, "site": site, "port": port}
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serving(ocpp_app(csms)) as port:
+        yield {"url": f"ws://127.0.0.1:{port}/ocpp", "backend": backend, "csms": csms, "site": site, "port": port}
     backend.stop()
 
 
@@ -504,16 +492,8 @@ def test_central_system_restart_picks_up_running_transactions(server):
     transaction is recognised as the session made before (no second session), and its end ends that session."""
     backend, url = server["backend"], server["url"]
     second = CentralSystem(backend, meter_interval_s=0, response_timeout_s=10)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(ocpp_app(second), log_level="critical"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not srv.started:
-        time.sleep(0.02)
 
-    async def scenario():
+    async def scenario(port: int):
         sim = SimulatedCharger("a3", "2.0.1", url, PASSWORDS["a3"])
         await sim.connect()
         await sim.boot()
@@ -541,11 +521,8 @@ def test_central_system_restart_picks_up_running_transactions(server):
         assert_schema_valid(again)
         await again.close()
 
-    try:
-        run(scenario())
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
+    with serving(ocpp_app(second)) as port:
+        run(scenario(port))
 
 
 def test_second_connection_of_a_charger_replaces_the_first(server):

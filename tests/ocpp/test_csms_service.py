@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import threading
 import time
 from datetime import datetime, timezone
 
@@ -17,8 +16,8 @@ import pytest
 from gridcharge.ocpp.csms import purpose_of, schedule_of
 from gridcharge.ocpp.profiles import validate_payload
 from gridcharge.ocpp.simulator import SimulatedCharger
+from tests.loopback import serving
 
-uvicorn = pytest.importorskip("uvicorn")
 OPERATOR = "operator-token-for-tests-0123456789"
 
 
@@ -43,28 +42,15 @@ def service(tmp_path_factory):
     database = tmp_path_factory.mktemp("ocpp-service") / "gc.db"
     app = create_app(f"sqlite:///{database}", operator_token=OPERATOR, interval_s=30)
     csms = mount_ocpp(app, meter_interval_s=0, response_timeout_s=10)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="critical"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
     now = datetime.now(timezone.utc)
     start = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
-    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    answer = http.put("/v1/sites/s1", json={"instance": _site(start),
-                                            "charger_settings": {"w3": {"rate_unit": "A", "voltage_v": 230.0}}},
-                      headers={"Authorization": f"Bearer {OPERATOR}"})
-    assert answer.status_code == 201, answer.text
-    yield {"http": http, "port": port, "tokens": answer.json()["charger_tokens"], "csms": csms,
-           "url": f"ws://127.0.0.1:{port}/ocpp", "engine": app.state.engine}
-    http.close()
-    srv.should_exit = True
-    thread.join(timeout=20)
+    with serving(app) as port, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        answer = http.put("/v1/sites/s1", json={"instance": _site(start),
+                                                "charger_settings": {"w3": {"rate_unit": "A", "voltage_v": 230.0}}},
+                          headers={"Authorization": f"Bearer {OPERATOR}"})
+        assert answer.status_code == 201, answer.text
+        yield {"http": http, "port": port, "tokens": answer.json()["charger_tokens"], "csms": csms,
+               "url": f"ws://127.0.0.1:{port}/ocpp", "engine": app.state.engine}
 
 
 def fetched(service, charger_id: str, version: str) -> list[dict]:

@@ -20,13 +20,13 @@ from urllib.parse import quote
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gridcharge import load_instance, verify
 from gridcharge.ocpp import VERSIONS, validate_payload
 from gridcharge.service import create_app
+from tests.loopback import serving
 
 TZ = timezone(timedelta(hours=8))
 START = datetime(2026, 7, 1, 0, 0, tzinfo=TZ)
@@ -71,25 +71,14 @@ class Server:
 
     def __init__(self, database: str, clock: Clock, **options):
         self.app = create_app(database, operator_token=OPERATOR, clock=clock, interval_s=0.2, **options)
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets created with it (else Nagle and the
-        # client's delayed ACK add ~40 ms to every keep-alive response)
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self.socket.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.01)
+        self._serving = contextlib.ExitStack()
+        port = self._serving.enter_context(serving(self.app, log_level="warning", lifespan="on", stop_timeout_s=60))
+        self.url = f"http://127.0.0.1:{port}"
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
     def stop(self) -> None:
         self.client.close()
-        self.server.should_exit = True
-        self.thread.join(timeout=60)
-        self.socket.close()
+        self._serving.close()
 
     # helpers ---------------------------------------------------------------------------------------------------
     def op(self, method: str, path: str, headers: dict | None = None, **kwargs) -> httpx.Response:
