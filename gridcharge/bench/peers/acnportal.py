@@ -243,7 +243,6 @@ def schedule(instance, algorithm: str = "edf", *, timings: dict | None = None) -
         network.magnitudes = np.array([math.fsum(inst.chargers[c].max_charge_kw for c in evse_charger) + 1.0])
         network.constraint_index = ["unlimited"]
         headroom = np.repeat(network.magnitudes[:, None], T, axis=1)
-    network._update_info_store()
 
     battery_class, interface_class = _partial_period_models(
         {s.id: presence[i] for i, s in enumerate(inst.sessions)})
