@@ -1,6 +1,7 @@
 """The optimal re-solve of a window: the LP of its sub-instance, plus what instance-v1 cannot say (cap rows, the
 real cars' export rows, the sunk peak, over-request bounds), on the kept HiGHS model of
-:mod:`gridcharge.solvers.warm` (docs/design/online.md, "How a re-solve works").
+:mod:`gridcharge.solvers.warm` (docs/design/online.md, "How a re-solve works"). On chargers with a minimum current
+or a current step the continuous optimum is then rounded to set-points a car can follow (never a MIP per event).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..schedule import Schedule
 from ..solvers.exact import RunResult, solve_exactly
 from ..solvers.persistent import ExtraRows
 from ..solvers.warm import KIND_SHIFT, KeptHighs, KeyScheme
+from .checks import capped_problem
 from .window import Window
 
 #: Stable-key kinds of the controller's extra rows (the LP's own use 0-14, :func:`gridcharge.solvers.warm.lp_keys`)
@@ -72,6 +74,11 @@ def solve_window(problem: Problem, window: Window, highs: KeptHighs, *, total_pe
     """The optimal schedule of ``problem`` (the window's sub-instance) with the controller's extra rows and bounds,
     solved by :func:`gridcharge.solvers.exact.solve_exactly` on ``highs``.
 
+    When some charger has a minimum current or a step, the continuous optimum (the LP on the kept model, warm as
+    for continuous chargers) is made executable by :func:`gridcharge.solvers.executable.round_and_refill`
+    (``executable="rounding"``), whose re-fill keeps the demand-response caps too (folded in as base load,
+    :func:`gridcharge.online.checks.capped_problem`): the exact MIP at every event costs minutes per day.
+
     Raises InfeasibleError before any solve when base load alone breaks a cap; SolverError as ``solve_exactly``.
     ``total_periods``: periods of the day (stable keys); ``budget_s``, ``primal``, ``resume``: as
     :meth:`gridcharge.solvers.warm.KeptHighs.run`; ``peak_floor_kw``: the root load already reached today [kW]
@@ -85,7 +92,9 @@ def solve_window(problem: Problem, window: Window, highs: KeptHighs, *, total_pe
         rows = extra.for_lp(lp, problem, window, total_periods) if extra is not None else None
         return highs.run(lp, rows, scheme, budget_s=budget_s, primal=primal, resume=resume)
 
-    return solve_exactly(problem, run, solver="highs", solver_version=version("highspy"), method="simplex")
+    refill = capped_problem(problem, window.caps_kw) if problem.executable else None
+    return solve_exactly(problem, run, executable="rounding", refill_problem=refill, solver="highs",
+                         solver_version=version("highspy"), method="simplex")
 
 
 def peak_floor(problem: Problem, peak_so_far_kw: float) -> float | None:
