@@ -6,20 +6,21 @@ or a current step the continuous optimum is then rounded to set-points a car can
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from importlib.metadata import version
 
 import numpy as np
 
-from ..errors import InfeasibleError, Overload
+from ..errors import InfeasibleError, Overload, PublicationRejected
 from ..formulation.lp import INFEASIBLE_TOLERANCE_KW, LinearProgram
 from ..problem import Problem
 from ..schedule import Schedule
 from ..solvers.exact import RunResult, solve_exactly
 from ..solvers.persistent import ExtraRows
 from ..solvers.warm import KIND_SHIFT, KeptHighs, KeyScheme
-from .checks import capped_problem
+from .checks import capped_problem, check_schedule
 from .window import Window
 
 #: Stable-key kinds of the controller's extra rows (the LP's own use 0-14, :func:`gridcharge.solvers.warm.lp_keys`)
@@ -76,8 +77,9 @@ def solve_window(problem: Problem, window: Window, highs: KeptHighs, *, total_pe
 
     When some charger has a minimum current or a step, the continuous optimum (the LP on the kept model, warm as
     for continuous chargers) is made executable by :func:`gridcharge.solvers.executable.round_and_refill`
-    (``executable="rounding"``), whose re-fill keeps the demand-response caps too (folded in as base load,
-    :func:`gridcharge.online.checks.capped_problem`): the exact MIP at every event costs minutes per day.
+    (``executable="rounding"``), whose re-fill keeps the controller's rows too (:func:`refill_limits`) and whose
+    rounded starts must pass the publication checks (:func:`gridcharge.online.checks.check_schedule`): the exact MIP
+    at every event costs minutes per day.
 
     Raises InfeasibleError before any solve when base load alone breaks a cap; SolverError as ``solve_exactly``.
     ``total_periods``: periods of the day (stable keys); ``budget_s``, ``primal``, ``resume``: as
@@ -92,9 +94,32 @@ def solve_window(problem: Problem, window: Window, highs: KeptHighs, *, total_pe
         rows = extra.for_lp(lp, problem, window, total_periods) if extra is not None else None
         return highs.run(lp, rows, scheme, budget_s=budget_s, primal=primal, resume=resume)
 
-    refill = capped_problem(problem, window.caps_kw) if problem.executable else None
-    return solve_exactly(problem, run, executable="rounding", refill_problem=refill, solver="highs",
-                         solver_version=version("highspy"), method="simplex")
+    options = {}
+    if problem.executable:
+        def accept(power: np.ndarray) -> bool:
+            try:
+                check_schedule(problem, power, window, never_above_request)
+            except PublicationRejected:
+                return False
+            return True
+
+        options = dict(refill_problem=refill_limits(problem, window, never_above_request), accept=accept)
+    return solve_exactly(problem, run, executable="rounding", solver="highs", solver_version=version("highspy"),
+                         method="simplex", **options)
+
+
+def refill_limits(problem: Problem, window: Window, never_above_request: bool = False) -> Problem:
+    """``problem`` with what the controller adds to its model and the rounding's re-fill must keep too: the
+    demand-response caps folded in as base load (:func:`gridcharge.online.checks.capped_problem`), a V2G car above
+    its request given its over-request bound as its request [kWh] (negative: what it must give back), and with
+    ``never_above_request`` every car's energy bound at most its request [kWh]."""
+    capped = capped_problem(problem, window.caps_kw)
+    over = np.isfinite(window.final_upper_kwh)
+    request = np.where(over, np.minimum(problem.energy_request_kwh, np.where(over, window.final_upper_kwh, 0.0)),
+                       problem.energy_request_kwh)
+    upper = np.minimum(problem.energy_upper_kwh, np.maximum(request, 0.0)) if never_above_request \
+        else problem.energy_upper_kwh
+    return dataclasses.replace(capped, energy_request_kwh=request, energy_upper_kwh=upper)
 
 
 def peak_floor(problem: Problem, peak_so_far_kw: float) -> float | None:
