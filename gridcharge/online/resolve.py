@@ -20,7 +20,7 @@ from ..schedule import Schedule
 from ..solvers.exact import RunResult, solve_exactly
 from ..solvers.persistent import ExtraRows
 from ..solvers.warm import KIND_SHIFT, KeptHighs, KeyScheme
-from .checks import capped_problem, check_schedule
+from .checks import bounded_cars, capped_problem, check_schedule
 from .window import Window
 
 #: Stable-key kinds of the controller's extra rows (the LP's own use 0-14, :func:`gridcharge.solvers.warm.lp_keys`)
@@ -111,14 +111,14 @@ def solve_window(problem: Problem, window: Window, highs: KeptHighs, *, total_pe
 def refill_limits(problem: Problem, window: Window, never_above_request: bool = False) -> Problem:
     """``problem`` with what the controller adds to its model and the rounding's re-fill must keep too: the
     demand-response caps folded in as base load (:func:`gridcharge.online.checks.capped_problem`), a V2G car above
-    its request given its over-request bound as its request [kWh] (negative: what it must give back), and with
-    ``never_above_request`` every car's energy bound at most its request [kWh]."""
+    its request given its over-request bound as its request [kWh] (negative: what it must give back), and the energy
+    bound of the cars :func:`gridcharge.online.checks.bounded_cars` keeps within their request at most it [kWh]."""
     capped = capped_problem(problem, window.caps_kw)
     over = np.isfinite(window.final_upper_kwh)
     request = np.where(over, np.minimum(problem.energy_request_kwh, np.where(over, window.final_upper_kwh, 0.0)),
                        problem.energy_request_kwh)
-    upper = np.minimum(problem.energy_upper_kwh, np.maximum(request, 0.0)) if never_above_request \
-        else problem.energy_upper_kwh
+    upper = np.where(bounded_cars(problem, never_above_request),
+                     np.minimum(problem.energy_upper_kwh, np.maximum(request, 0.0)), problem.energy_upper_kwh)
     return dataclasses.replace(capped, energy_request_kwh=request, energy_upper_kwh=upper)
 
 
@@ -192,9 +192,11 @@ def _subtree_rows(problem: Problem, kind: int, need: np.ndarray, lower: np.ndarr
 def patch_bounds(lp: LinearProgram, problem: Problem, final_upper_kwh: np.ndarray, peak_floor_kw: float | None,
                  never_above_request: bool = False) -> None:
     """In place: the peak column's floor [kW], the over-request bound of V2G cars above their request [kWh], and
-    (option) every energy state of a V2G car within its request."""
-    if never_above_request:
-        k = np.flatnonzero(lp.energy_col >= 0)
+    every energy state of a V2G car within its request (every car with ``never_above_request``, floored cars always:
+    :func:`gridcharge.online.checks.bounded_cars`)."""
+    bounded = bounded_cars(problem, never_above_request)
+    if bounded.any():
+        k = np.flatnonzero((lp.energy_col >= 0) & bounded[lp.pair_session])
         if len(k):
             s = lp.pair_session[k]
             bound = np.where(np.isfinite(final_upper_kwh[s]), final_upper_kwh[s], problem.energy_request_kwh[s])
