@@ -15,6 +15,9 @@ Usage (from the repository root)::
     # a whole simulated day of online control
     python benchmarks/bench_online.py day --size 1000 --seed 2026
 
+    # the shipped residential day, online: continuous chargers against 6 A / 1 A ones, side by side in one run
+    python benchmarks/bench_online.py executable scenarios/beijing-residential-630kva.json
+
 How ``latency`` measures
 ------------------------
 ``gridcharge.bench.generate.residential(size, seed)`` is replayed through one :class:`~gridcharge.online.Controller`
@@ -274,6 +277,27 @@ def run_day(size: int, seed: int) -> dict:
     return row
 
 
+def run_executable(path: Path, min_current_a: float, step_a: float) -> str:
+    """One simulated day of online control on the instance at ``path``, as given (continuous) and with every charger
+    at ``min_current_a`` / ``step_a`` [A], one after the other in this process; a markdown table."""
+    from bench_executable import executable_copy
+
+    data = json.loads(path.read_text())
+    lines = [f"| {path.name} | chargers | wall s | solve s | re-solves | fallbacks | cost CNY | unmet kWh | "
+             "violations | load 1m after |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, site in (("continuous", data),
+                        (f"{min_current_a:g} A / {step_a:g} A", executable_copy(data, min_current_a, step_a))):
+        started = time.perf_counter()
+        result = simulate(site, strategy="online", controller_options={"threads": 1})
+        wall = time.perf_counter() - started
+        r = result.summary()
+        lines.append(f"| online | {label} | {wall:.1f} | {r['solve_seconds']:.1f} | {r['resolves']} | "
+                     f"{r['fallbacks']} | {r['cost_cny']:.2f} | {r['unmet_kwh']:.2f} | {r['violations']} | "
+                     f"{load():.2f} |")
+        print(lines[-1], file=sys.stderr, flush=True)
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -301,6 +325,10 @@ def main(argv=None) -> int:
     day = sub.add_parser("day", help="one simulated day of online control")
     day.add_argument("--size", type=int, default=1000)
     day.add_argument("--seed", type=int, default=2026)
+    exe = sub.add_parser("executable", help="one online day: continuous chargers vs a minimum current and a step")
+    exe.add_argument("instance", type=Path, help="an instance-v1 file (.json) with the day's sessions")
+    exe.add_argument("--min-current-a", type=float, default=6.0, help="every charger's min_current_a [A]")
+    exe.add_argument("--step-a", type=float, default=1.0, help="every charger's current_step_a [A]")
     args = parser.parse_args(argv)
     print(f"# git {git_rev()}, highspy {version('highspy')}, load {load()}",
           file=sys.stderr, flush=True)
@@ -312,6 +340,8 @@ def main(argv=None) -> int:
         print(latency_table(frame))
     elif args.command == "compare":
         print(compare_table(run_compare(args.out)))
+    elif args.command == "executable":
+        print(run_executable(args.instance, args.min_current_a, args.step_a))
     else:
         run_day(args.size, args.seed)
     return 0

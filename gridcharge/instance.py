@@ -188,7 +188,7 @@ class Charger(_Strict):
     @property
     def kw_per_a(self) -> float:
         """Power of one ampere on each of the charger's phases [kW/A] (unity power factor)."""
-        return (3 if self.phases == "ABC" else 1) * self.voltage_v / 1000.0
+        return kw_per_a(self.voltage_v, 3 if self.phases == "ABC" else 1)
 
 
 class Session(_Strict):
@@ -788,6 +788,12 @@ def _cycle_problems(inst: Instance, parent_of: dict[str, str | None]) -> list[Fi
 
 #: Slack when a current is divided by its step [-]: 6 A / 0.1 A is 60.000000000000007 in floating point, not 61 steps.
 STEP_SLACK = 1e-9
+
+
+def kw_per_a(voltage_v: float, phase_count: int) -> float:
+    """Power of one ampere drawn on each of ``phase_count`` phases at phase-to-neutral ``voltage_v`` [V]: ``phase_count
+    * voltage_v / 1000`` [kW/A] (unity power factor). The one kW <-> A conversion (problem arrays, OCPP profiles)."""
+    return phase_count * voltage_v / 1000.0
 
 
 def lowest_current_a(charger: Charger, session: Session | None = None) -> float:

@@ -53,7 +53,7 @@ class MemoryBackend:
     time_limit_s : float, optional — HiGHS limit per re-solve [s]
     clock : callable → tz-aware datetime, optional — default: the system clock
     grace_s : int — a TxProfile stays valid this long after its period ends, 2.1 ``maxOfflineDuration`` [s]
-    rate_unit : ``"W"`` or ``"A"`` — chargingRateUnit of every profile; ``voltage_v`` [V] phase voltage for A
+    rate_unit : ``"W"`` or ``"A"`` — chargingRateUnit of every profile (kW <-> A at each charger's ``voltage_v``)
 
     Attributes
     ----------
@@ -64,7 +64,7 @@ class MemoryBackend:
 
     def __init__(self, site, passwords: Mapping[str, str], *, solver: str = "highs",
                  time_limit_s: float | None = None, clock: Callable[[], datetime] | None = None, grace_s: int = 300,
-                 rate_unit: str = "W", voltage_v: float = 230.0):
+                 rate_unit: str = "W"):
         from ..online import Controller, ControllerOptions
 
         # a new car's provisional plan (verified) is served before the optimum; an event waiting for the lock
@@ -82,7 +82,7 @@ class MemoryBackend:
             raise ValueError(f"passwords: charger {unknown[0]!r} is not a charger of the site")
         self._hashes = {cid: _hash(pw) for cid, pw in passwords.items()}
         self.clock = clock or (lambda: datetime.now(timezone.utc))
-        settings = ChargerSettings(rate_unit=rate_unit, voltage_v=float(voltage_v))
+        settings = ChargerSettings(rate_unit=rate_unit)
         self.profiles_of = SiteProfiles(self.instance, {cid: settings for cid in self.chargers}, grace_s)
         self.grid = self.profiles_of.grid
         self._lock = threading.Lock()

@@ -33,12 +33,17 @@ from .profiles import build_set_charging_profile, failsafe_limits_kw, failsafe_p
 
 @dataclass(frozen=True)
 class ChargerSettings:
-    """How a charger wants its profiles: ``rate_unit`` ``"W"`` or ``"A"``; ``voltage_v`` phase voltage [V] (for A);
-    ``evse_id``: the EVSE / connector id of its TxProfile."""
+    """How a charger wants its profiles: ``rate_unit`` ``"W"`` or ``"A"``; ``evse_id``: the EVSE / connector id of its
+    TxProfile. Its voltage, phases, minimum current and step are the instance's (``Charger``), never set twice."""
 
     rate_unit: str = "W"
-    voltage_v: float = 230.0
     evse_id: int = 1
+
+    @classmethod
+    def of(cls, stored: Mapping) -> ChargerSettings:
+        """Settings from a stored mapping; a ``voltage_v`` stored before the instance became the one place of a
+        charger's voltage is dropped (the instance's holds)."""
+        return cls(**{k: v for k, v in stored.items() if k != "voltage_v"})
 
 
 @dataclass(frozen=True)
@@ -283,8 +288,9 @@ class SiteProfiles:
         grid = self.grid
         charger = self.chargers[charger_id]
         settings = self.settings[charger_id]
-        unit = dict(rate_unit=settings.rate_unit, voltage_v=settings.voltage_v,
-                    phases=number_of_phases(charger.phases))
+        unit = dict(rate_unit=settings.rate_unit, voltage_v=charger.voltage_v,
+                    phases=number_of_phases(charger.phases), min_current_a=charger.min_current_a,
+                    current_step_a=charger.current_step_a)
         step_s = int(grid.step.total_seconds())
         payloads = [
             failsafe_profile(version, charger.max_charge_kw, grid.start, purpose="ChargingStationMaxProfile", **unit),

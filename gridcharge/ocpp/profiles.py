@@ -5,8 +5,8 @@ Public functions (the OCPP central system of issue 8 and the HTTP service of iss
 ----------------------------------------------------------------------------------------------------------
 ``build_set_charging_profile(version, power_kw, start, *, period_minutes=None, period_start_s=None,
 duration_s=None, purpose="TxProfile", rate_unit="W", voltage_v=None, phases=3, profile_id=None, stack_level=None,
-evse_id=None, transaction_id=None, valid_from=None, valid_to=None, bidirectional=None, max_offline_duration_s=None)
--> ProfilePayload``
+evse_id=None, transaction_id=None, valid_from=None, valid_to=None, bidirectional=None, max_offline_duration_s=None,
+min_current_a=0.0, current_step_a=None) -> ProfilePayload``
     The SetChargingProfile *request* payload (``payload`` is a plain dict in OCPP JSON wire form, camelCase) for one
     charger. ``power_kw`` is one signed value per period [kW, + charge, - discharge]; periods are either equally long
     (``period_minutes`` [minutes]) or start at the offsets ``period_start_s`` [s] from ``start`` (then the last period
@@ -39,7 +39,12 @@ Wire form and rounding (design choices)
 - Times are UTC, RFC 3339 with a ``Z`` and whole seconds (``2026-07-01T10:00:00Z``); ``start`` must be tz-aware.
 - ``W``: limits are whole watts; ``A``: per-phase current ``P / (voltage_v * phases)`` to 0.1 A. Every limit is
   rounded *towards zero* (never more power than scheduled, never more discharge either), which also satisfies
-  1.6's ``multipleOf: 0.1``. ``numberPhases`` is always sent (the charger's phase count).
+  1.6's ``multipleOf: 0.1``. ``numberPhases`` is always sent (the charger's phase count). kW <-> A is
+  :func:`gridcharge.instance.kw_per_a` (the instance's ``voltage_v`` and phase count).
+- A charger with a minimum current or a current step (instance-v1 ``min_current_a`` / ``current_step_a``): every
+  limit and set-point is 0 or a current a car follows (:func:`allowed_current_a`: towards 0 onto the step, and in A
+  onto the wire's 0.1 A too; never inside (0, minimum)), and every schedule carries ``minChargingRate`` (1.6, 2.0.1
+  and 2.1 all have it): the lowest such value in the schedule's unit.
 - 1.6 / 2.0.1: ``limit = max(p, 0)``. 2.1, charge-only profile: ``operationMode = "ChargingOnly"``, ``limit``.
   2.1, bidirectional (V2G session): ``operationMode = "CentralSetpoint"``, ``setpoint = p`` (signed),
   ``limit = max(p, 0)`` and ``dischargeLimit = min(p, 0)`` (<= 0), so the set-point is bounded on both sides.
@@ -53,15 +58,19 @@ Wire form and rounding (design choices)
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
+from fractions import Fraction
 from functools import lru_cache
 from importlib import resources
 
 import numpy as np
 import pandas as pd
+
+from ..instance import kw_per_a, raised_to_step
 
 VERSIONS = ("1.6", "2.0.1", "2.1")
 _SCHEMA_PACKAGE = {"1.6": "ocpp.v16", "2.0.1": "ocpp.v201", "2.1": "ocpp.v21"}
@@ -130,12 +139,67 @@ def _toward_zero(values: np.ndarray, resolution: float) -> np.ndarray:
     return np.trunc(steps + np.sign(steps) * 1e-9) * resolution
 
 
-def _wire_numbers(values_kw: np.ndarray, rate_unit: str, voltage_v: float | None, phases: int) -> list:
-    """kW → the wire unit: whole W (int) or 0.1 A per phase (float with one decimal), towards zero."""
+#: The resolution of a current on the wire [A] (1.6: ``multipleOf 0.1``).
+WIRE_RESOLUTION_A = 0.1
+#: Slack of a value divided by its grid [-], for floating-point noise (6 A / 0.1 A is 60.000000000000007).
+_GRID_SLACK = 1e-9
+
+
+def _current_grid_a(step_a: float | None, resolution_a: float | None) -> float | None:
+    """The coarsest grid [A] a current must lie on: the least common multiple of the current step and the wire's
+    resolution (either may be None); None = continuous."""
+    grids = [Fraction(str(g)).limit_denominator(10**6) for g in (step_a, resolution_a) if g]
+    if not grids:
+        return None
+    common = grids[0]
+    for g in grids[1:]:
+        common = Fraction(math.lcm(common.numerator, g.numerator), math.gcd(common.denominator, g.denominator))
+    return float(common)
+
+
+def allowed_current_a(amps, *, min_current_a: float = 0.0, current_step_a: float | None = None,
+                      resolution_a: float | None = None) -> np.ndarray:
+    """Each current's magnitude [A] moved down (towards 0) to one a car can follow, signs kept: 0 below the lowest
+    allowed current (``min_current_a`` raised to a whole step, :func:`gridcharge.instance.raised_to_step`), else the
+    largest multiple of the step and of ``resolution_a`` (the wire's) at or below it. Never more than given."""
+    amps = np.asarray(amps, dtype=float)
+    size = np.abs(amps)
+    grid = _current_grid_a(current_step_a, resolution_a)
+    if grid is not None:
+        size = np.floor(size / grid + _GRID_SLACK) * grid
+    lowest = raised_to_step(min_current_a, current_step_a) if (min_current_a or current_step_a) else 0.0
+    size = np.where(size < lowest * (1 - _GRID_SLACK), 0.0, size)
+    return np.sign(amps) * size
+
+
+def _wire_numbers(values_kw: np.ndarray, rate_unit: str, voltage_v: float | None, phases: int,
+                  min_current_a: float = 0.0, current_step_a: float | None = None) -> list:
+    """kW → the wire unit: whole W (int) or 0.1 A per phase (float with one decimal), towards zero. With a minimum
+    current or a step, every value is first moved down to a current the car can follow (0 below the minimum)."""
+    values_kw = np.asarray(values_kw, dtype=float)
+    executable = bool(min_current_a or current_step_a)
+    per_a = kw_per_a(voltage_v, phases) if voltage_v is not None else None
     if rate_unit == "W":
-        return [int(v) for v in _toward_zero(np.asarray(values_kw, dtype=float) * 1000.0, 1.0)]
-    amps = np.asarray(values_kw, dtype=float) * 1000.0 / (voltage_v * phases)
-    return [round(float(v), 1) + 0.0 for v in _toward_zero(amps, 0.1)]
+        if executable:
+            values_kw = allowed_current_a(values_kw / per_a, min_current_a=min_current_a,
+                                          current_step_a=current_step_a) * per_a
+        return [int(v) for v in _toward_zero(values_kw * 1000.0, 1.0)]
+    amps = allowed_current_a(values_kw / per_a, min_current_a=min_current_a, current_step_a=current_step_a,
+                             resolution_a=WIRE_RESOLUTION_A)
+    return [round(float(v), 1) + 0.0 for v in amps]
+
+
+def _min_charging_rate(rate_unit: str, voltage_v: float, phases: int, min_current_a: float,
+                       current_step_a: float | None) -> float | int | None:
+    """``minChargingRate``: the smallest positive value a car on the charger follows, in the wire unit (whole W
+    rounded up, or A on the wire's grid); None for a continuous charger."""
+    if not (min_current_a or current_step_a):
+        return None
+    lowest_a = raised_to_step(min_current_a, current_step_a)
+    if rate_unit == "W":
+        return int(math.ceil(lowest_a * kw_per_a(voltage_v, phases) * 1000.0 - 1e-6))
+    grid = _current_grid_a(current_step_a, WIRE_RESOLUTION_A)
+    return round(math.ceil(lowest_a / grid - _GRID_SLACK) * grid, 1) + 0.0
 
 
 def _period_offsets(n: int, period_minutes, period_start_s, duration_s) -> tuple[np.ndarray, int]:
@@ -169,8 +233,8 @@ def build_set_charging_profile(version: str, power_kw, start: datetime, *, perio
                                profile_id: int | None = None, stack_level: int | None = None,
                                evse_id: int | None = None, transaction_id: str | int | None = None,
                                valid_from: datetime | None = None, valid_to: datetime | None = None,
-                               bidirectional: bool | None = None,
-                               max_offline_duration_s: int | None = None) -> ProfilePayload:
+                               bidirectional: bool | None = None, max_offline_duration_s: int | None = None,
+                               min_current_a: float = 0.0, current_step_a: float | None = None) -> ProfilePayload:
     """Build a SetChargingProfile request for one charger from its schedule.
 
     Parameters
@@ -183,6 +247,7 @@ def build_set_charging_profile(version: str, power_kw, start: datetime, *, perio
     duration_s : int, optional — schedule length [s]; default: up to the end of the last period
     purpose : ``"TxProfile"``, ``"TxDefaultProfile"`` or the station-max profile (either version's name)
     rate_unit : ``"W"`` or ``"A"``; ``"A"`` needs ``voltage_v`` [V] (phase-to-neutral) and ``phases``
+    voltage_v : float, optional — the charger's phase-to-neutral voltage [V] (instance-v1 ``Charger.voltage_v``)
     phases : int — 1 or 3, the charger's phase count; sent as ``numberPhases``
     profile_id, stack_level : int, optional — default :data:`PROFILE_IDS` / 1 for TxProfile, 0 otherwise
     evse_id : int, optional — ``connectorId`` (1.6) / ``evseId`` (2.x); default 1 for TxProfile, else 0
@@ -190,6 +255,9 @@ def build_set_charging_profile(version: str, power_kw, start: datetime, *, perio
     valid_from, valid_to : datetime, optional — ``validFrom`` / ``validTo``
     bidirectional : bool, optional — 2.1 only: send V2G periods (``CentralSetpoint``); default: when any power < 0
     max_offline_duration_s : int, optional — 2.1 only: ``maxOfflineDuration`` [s]
+    min_current_a, current_step_a : float, optional — the charger's minimum current and current step [A per phase]
+        (instance-v1): every limit (and set-point) is then 0 or a current a car follows, moved towards 0 onto the
+        step (and, in A, the wire's 0.1 A), and the schedule carries ``minChargingRate``; both need ``voltage_v``
 
     Returns
     -------
@@ -215,6 +283,13 @@ def build_set_charging_profile(version: str, power_kw, start: datetime, *, perio
         raise ValueError(f"phases {phases!r}: expected 1 or 3")
     if rate_unit == "A" and not (voltage_v is not None and voltage_v > 0):
         raise ValueError(f"voltage_v {voltage_v!r}: rate_unit 'A' needs the phase voltage [V] > 0")
+    if not (min_current_a >= 0 and math.isfinite(min_current_a)):
+        raise ValueError(f"min_current_a {min_current_a!r}: expected a finite current >= 0 [A]")
+    if current_step_a is not None and not (current_step_a > 0 and math.isfinite(current_step_a)):
+        raise ValueError(f"current_step_a {current_step_a!r}: expected a current > 0 [A] or None (continuous)")
+    if (min_current_a or current_step_a) and not (voltage_v is not None and voltage_v > 0):
+        raise ValueError(f"voltage_v {voltage_v!r}: a minimum current or a current step needs the phase voltage "
+                         f"[V] > 0")
     if max_offline_duration_s is not None and version != "2.1":
         raise ValueError(f"max_offline_duration_s: OCPP {version} has no maxOfflineDuration; only 2.1")
     offsets, total = _period_offsets(power.size, period_minutes, period_start_s, duration_s)
@@ -231,9 +306,10 @@ def build_set_charging_profile(version: str, power_kw, start: datetime, *, perio
         warnings.append(f"{why} cannot say discharge: {int((power < 0).sum())} period(s) with a negative set-point "
                         f"sent as 0 {rate_unit}")
 
-    charge = _wire_numbers(np.clip(power, 0, None), rate_unit, voltage_v, phases)
+    currents = dict(min_current_a=min_current_a, current_step_a=current_step_a)
+    charge = _wire_numbers(np.clip(power, 0, None), rate_unit, voltage_v, phases, **currents)
     if bidirectional:
-        setpoint = _wire_numbers(power, rate_unit, voltage_v, phases)
+        setpoint = _wire_numbers(power, rate_unit, voltage_v, phases, **currents)
         rows = [{"startPeriod": int(o), "operationMode": "CentralSetpoint", "setpoint": s,
                  "limit": max(s, 0), "dischargeLimit": min(s, 0), "numberPhases": phases}
                 for o, s in zip(offsets, setpoint)]
@@ -254,6 +330,9 @@ def build_set_charging_profile(version: str, power_kw, start: datetime, *, perio
 
     schedule = {"startSchedule": _utc_text(start), "duration": int(total), "chargingRateUnit": rate_unit,
                 "chargingSchedulePeriod": periods}
+    lowest = _min_charging_rate(rate_unit, voltage_v, phases, **currents)
+    if lowest is not None:
+        schedule["minChargingRate"] = lowest
     profile_id = PROFILE_IDS[purpose] if profile_id is None else int(profile_id)
     stack_level = _STACK_LEVELS[purpose] if stack_level is None else int(stack_level)
     evse_id = (1 if purpose == "TxProfile" else 0) if evse_id is None else int(evse_id)

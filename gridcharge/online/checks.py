@@ -45,11 +45,12 @@ def check_schedule(problem: Problem, power: np.ndarray, window: Window, never_ab
                                       f"period {window.now + t}: {load[n, t]:.6g} kW > {caps[n, t]:.6g} kW "
                                       f"({int(over.sum())} period(s) in all)")
     upper = window.final_upper_kwh
-    if never_above_request and problem.n_sessions:
+    bounded = bounded_cars(problem, never_above_request)
+    if bounded.any():
         running = np.cumsum(battery_power_kw(power, problem.efficiency[:, None]) * problem.presence, axis=1) \
             * problem.step_hours
         bound = np.where(np.isfinite(upper), upper, problem.energy_request_kwh)
-        above = running.max(axis=1, initial=0.0) > np.maximum(bound, 0.0) + tolerance(bound)
+        above = bounded & (running.max(axis=1, initial=0.0) > np.maximum(bound, 0.0) + tolerance(bound))
         if above.any():
             s = int(np.flatnonzero(above)[0])
             raise PublicationRejected(f"car {problem.session_ids[s]!r} would hold more than its request at some "
@@ -62,6 +63,14 @@ def check_schedule(problem: Problem, power: np.ndarray, window: Window, never_ab
             raise PublicationRejected(f"car {problem.session_ids[s]!r} would leave with more than its request "
                                       f"({added[s]:.6g} kWh added vs at most {upper[s]:.6g} kWh)")
     return result
+
+
+def bounded_cars(problem: Problem, never_above_request: bool) -> np.ndarray:
+    """The cars whose energy added stays within their request at *every* period, shape (S,) bool: every car with
+    ``never_above_request``, and always a car with a minimum current. Such a V2G car, once above its request, may
+    have no executable way back (its give-back rounded to whole steps can break its battery floor, rounded down it
+    stays above), and then nothing can be published for the site: so it never goes above (docs/design/online.md)."""
+    return np.full(problem.n_sessions, bool(never_above_request)) | (problem.min_power_kw > 0)
 
 
 @dataclass(frozen=True)

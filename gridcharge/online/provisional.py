@@ -12,8 +12,9 @@ import numpy as np
 from ..errors import PublicationRejected
 from ..problem import Problem
 from ..schedule import node_loads, phase_loads
+from ..solvers.executable import round_and_refill
 from ..verify import Verification
-from .checks import check_schedule
+from .checks import capped_problem, check_schedule
 from .state import Publication
 from .window import Window
 
@@ -74,7 +75,10 @@ def fill_new_cars(problem: Problem, power: np.ndarray, new: np.ndarray, caps_kw:
 
     A loop over the new cars, not over periods: the node and phase loads are summed once, each car's headroom is one
     vectorised minimum over its ancestors, its periods are taken in price order by a cumulative sum, and its power is
-    then added to the loads of its ancestors only. Never discharges. The result is a candidate; the caller checks it.
+    then added to the loads of its ancestors only. Never discharges. On chargers with a minimum current or a step,
+    the new cars' powers are then rounded down to what a car can follow and the headroom re-filled step by step
+    (:func:`gridcharge.solvers.executable.round_and_refill`, new cars only, caps folded in): every set-point is 0 or
+    executable. The result is a candidate; the caller checks it.
     """
     power = power.copy()
     power[new] = 0.0
@@ -104,4 +108,9 @@ def fill_new_cars(problem: Problem, power: np.ndarray, new: np.ndarray, caps_kw:
         load[above] += power[s]
         if phased:
             phases[:, above] += share[:, None, None] * power[s]
+    if problem.executable and len(new):
+        # the cars it had keep their (published, hence executable) set-points: only the new cars' rows re-fill
+        allowed = np.zeros(power.shape, dtype=bool)
+        allowed[new] = problem.presence[new] > 0
+        power, _ = round_and_refill(capped_problem(problem, caps_kw), power, allowed=allowed)
     return power

@@ -1,23 +1,26 @@
 """The optimal re-solve of a window: the LP of its sub-instance, plus what instance-v1 cannot say (cap rows, the
 real cars' export rows, the sunk peak, over-request bounds), on the kept HiGHS model of
-:mod:`gridcharge.solvers.warm` (docs/design/online.md, "How a re-solve works").
+:mod:`gridcharge.solvers.warm` (docs/design/online.md, "How a re-solve works"). On chargers with a minimum current
+or a current step the continuous optimum is then rounded to set-points a car can follow (never a MIP per event).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from importlib.metadata import version
 
 import numpy as np
 
-from ..errors import InfeasibleError, Overload
+from ..errors import InfeasibleError, Overload, PublicationRejected
 from ..formulation.lp import INFEASIBLE_TOLERANCE_KW, LinearProgram
 from ..problem import Problem
 from ..schedule import Schedule
 from ..solvers.exact import RunResult, solve_exactly
 from ..solvers.persistent import ExtraRows
 from ..solvers.warm import KIND_SHIFT, KeptHighs, KeyScheme
+from .checks import bounded_cars, capped_problem, check_schedule
 from .window import Window
 
 #: Stable-key kinds of the controller's extra rows (the LP's own use 0-14, :func:`gridcharge.solvers.warm.lp_keys`)
@@ -72,6 +75,12 @@ def solve_window(problem: Problem, window: Window, highs: KeptHighs, *, total_pe
     """The optimal schedule of ``problem`` (the window's sub-instance) with the controller's extra rows and bounds,
     solved by :func:`gridcharge.solvers.exact.solve_exactly` on ``highs``.
 
+    When some charger has a minimum current or a step, the continuous optimum (the LP on the kept model, warm as
+    for continuous chargers) is made executable by :func:`gridcharge.solvers.executable.round_and_refill`
+    (``executable="rounding"``), whose re-fill keeps the controller's rows too (:func:`refill_limits`) and whose
+    rounded starts must pass the publication checks (:func:`gridcharge.online.checks.check_schedule`): the exact MIP
+    at every event costs minutes per day.
+
     Raises InfeasibleError before any solve when base load alone breaks a cap; SolverError as ``solve_exactly``.
     ``total_periods``: periods of the day (stable keys); ``budget_s``, ``primal``, ``resume``: as
     :meth:`gridcharge.solvers.warm.KeptHighs.run`; ``peak_floor_kw``: the root load already reached today [kW]
@@ -85,7 +94,32 @@ def solve_window(problem: Problem, window: Window, highs: KeptHighs, *, total_pe
         rows = extra.for_lp(lp, problem, window, total_periods) if extra is not None else None
         return highs.run(lp, rows, scheme, budget_s=budget_s, primal=primal, resume=resume)
 
-    return solve_exactly(problem, run, solver="highs", solver_version=version("highspy"), method="simplex")
+    options = {}
+    if problem.executable:
+        def accept(power: np.ndarray) -> bool:
+            try:
+                check_schedule(problem, power, window, never_above_request)
+            except PublicationRejected:
+                return False
+            return True
+
+        options = dict(refill_problem=refill_limits(problem, window, never_above_request), accept=accept)
+    return solve_exactly(problem, run, executable="rounding", solver="highs", solver_version=version("highspy"),
+                         method="simplex", **options)
+
+
+def refill_limits(problem: Problem, window: Window, never_above_request: bool = False) -> Problem:
+    """``problem`` with what the controller adds to its model and the rounding's re-fill must keep too: the
+    demand-response caps folded in as base load (:func:`gridcharge.online.checks.capped_problem`), a V2G car above
+    its request given its over-request bound as its request [kWh] (negative: what it must give back), and the energy
+    bound of the cars :func:`gridcharge.online.checks.bounded_cars` keeps within their request at most it [kWh]."""
+    capped = capped_problem(problem, window.caps_kw)
+    over = np.isfinite(window.final_upper_kwh)
+    request = np.where(over, np.minimum(problem.energy_request_kwh, np.where(over, window.final_upper_kwh, 0.0)),
+                       problem.energy_request_kwh)
+    upper = np.where(bounded_cars(problem, never_above_request),
+                     np.minimum(problem.energy_upper_kwh, np.maximum(request, 0.0)), problem.energy_upper_kwh)
+    return dataclasses.replace(capped, energy_request_kwh=request, energy_upper_kwh=upper)
 
 
 def peak_floor(problem: Problem, peak_so_far_kw: float) -> float | None:
@@ -158,9 +192,11 @@ def _subtree_rows(problem: Problem, kind: int, need: np.ndarray, lower: np.ndarr
 def patch_bounds(lp: LinearProgram, problem: Problem, final_upper_kwh: np.ndarray, peak_floor_kw: float | None,
                  never_above_request: bool = False) -> None:
     """In place: the peak column's floor [kW], the over-request bound of V2G cars above their request [kWh], and
-    (option) every energy state of a V2G car within its request."""
-    if never_above_request:
-        k = np.flatnonzero(lp.energy_col >= 0)
+    every energy state of a V2G car within its request (every car with ``never_above_request``, floored cars always:
+    :func:`gridcharge.online.checks.bounded_cars`)."""
+    bounded = bounded_cars(problem, never_above_request)
+    if bounded.any():
+        k = np.flatnonzero((lp.energy_col >= 0) & bounded[lp.pair_session])
         if len(k):
             s = lp.pair_session[k]
             bound = np.where(np.isfinite(final_upper_kwh[s]), final_upper_kwh[s], problem.energy_request_kwh[s])

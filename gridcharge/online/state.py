@@ -43,7 +43,8 @@ class ControllerOptions:
         optimal plan is re-verified and published again: still optimal when nothing changed)
     threads : int, optional — HiGHS threads
     never_above_request : bool — bound the energy added to a V2G car at *every* period by its request (the model
-        bounds it only at departure); costs the overfill-then-sell arbitrage
+        bounds it only at departure); costs the overfill-then-sell arbitrage. Always on for a car with a minimum current
+        (:func:`gridcharge.online.checks.bounded_cars`)
     highs_options : mapping, optional — more HiGHS options (name → value) for every re-solve
     provisional : bool — after new cars only, publish at once the last plan with each new car filled greedily into
         its headroom (verified like every publication), then re-solve

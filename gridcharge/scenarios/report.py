@@ -42,8 +42,12 @@ _TABLE = [
     ("unmet_share", "unmet share [%]", "mean%", "{:.2f}"),
     ("energy_cost_cny", "EV energy cost [{currency}/day]", "mean", "{:.0f}"),
     ("v2g_exported_kwh", "V2G exported [kWh/day]", "mean", "{:.0f}"),
+    ("executability_unmet_kwh", "unmet energy lost to executability [kWh/day]", "mean", "{:.2f}"),
+    ("executability_cost_cny", "cost of executability [{currency}/day]", "mean", "{:.2f}"),
     ("violates", "violating days", "count", "{}"),
 ]
+#: A cell of a metric no task of the strategy measured (executability: only optimal and online are compared).
+NOT_MEASURED = "–"
 
 
 def write_report(result: StudyResult, out_dir: str | Path) -> dict[str, Path]:
@@ -97,7 +101,9 @@ def strategy_table(result: StudyResult) -> pd.DataFrame:
         cells = {}
         for column, heading, how, fmt in _headings(result):
             values = rows[column]
-            if how == "meanmax":
+            if how != "count" and values.isna().all():
+                cells[heading] = NOT_MEASURED
+            elif how == "meanmax":
                 cells[heading] = f"{fmt.format(values.mean())} / {fmt.format(values.max())}"
             elif how == "max":
                 cells[heading] = fmt.format(values.max())

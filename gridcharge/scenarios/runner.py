@@ -29,9 +29,12 @@ ageing hours in the day; 24 = normal), ``requested_kwh``, ``delivered_kwh``, ``u
 ``energy_cost_cny`` (EV energy bought - V2G energy sold), ``v2g_exported_kwh``, ``turned_away``,
 ``turned_away_kwh``, ``violates`` and ``violated`` (which hosting criteria), ``status``, ``solve_seconds``;
 ``undeliverable_kwh`` (more than a car's charger could give over its stay, whatever the grid) and
-``grid_limited_unmet_kwh`` (the rest of the unmet energy); for ``optimal``, what executability (the site's
-``min_current_a`` / ``current_step_a``) cost against the continuous optimum of the same day:
-``executability_unmet_kwh`` and ``executability_cost_cny`` (NaN for the other strategies).
+``grid_limited_unmet_kwh`` (the rest of the unmet energy); for ``optimal`` and ``online``, what executability (the
+site's ``min_current_a`` / ``current_step_a``) cost on the same day: ``executability_unmet_kwh`` and
+``executability_cost_cny`` (NaN for the other strategies). ``optimal``: against the continuous optimum (the LP
+bound of the same solve); ``online``: against online control of the same day on continuous chargers (a second closed
+loop, same cars and base load; its cost is the verifier's on the actual day: energy, degradation, unmet penalty and
+peak charge).
 """
 
 from __future__ import annotations
@@ -161,6 +164,14 @@ def _executability_lost(summary: dict) -> dict:
             "executability_cost_cny": summary["objective_cny"] - summary["continuous_objective_cny"]}
 
 
+def _continuous(instance: dict) -> dict:
+    """The instance-v1 mapping with continuous chargers and cars (no minimum current, no step)."""
+    def plain(items):
+        return [{k: v for k, v in item.items() if k not in ("min_current_a", "current_step_a")} for item in items]
+
+    return {**instance, "chargers": plain(instance["chargers"]), "sessions": plain(instance["sessions"])}
+
+
 def _schedule(scenario: Scenario, strategy: str, day: Day):
     import gridcharge
 
@@ -172,10 +183,17 @@ def _schedule(scenario: Scenario, strategy: str, day: Day):
     if strategy == "online":
         from ..online import simulate
 
-        result = simulate(day.instance, strategy="online", time_limit_s=scenario.time_limit_s,
-                          controller_options={"threads": 1})
+        options = dict(strategy="online", time_limit_s=scenario.time_limit_s, controller_options={"threads": 1})
+        result = simulate(day.instance, **options)
         status = "fallback" if result.fallbacks else "ok"
-        return result.problem, result.power, result.verification, status, result.solve_seconds, _NOT_COMPARED
+        lost = _NOT_COMPARED
+        if result.problem.executable:
+            continuous = simulate(_continuous(day.instance), **options)
+            lost = {"executability_unmet_kwh": result.verification.unmet_kwh - continuous.verification.unmet_kwh,
+                    "executability_cost_cny": result.verification.cost_cny - continuous.verification.cost_cny}
+        elif result.problem.n_sessions:
+            lost = _executability_lost({})
+        return result.problem, result.power, result.verification, status, result.solve_seconds, lost
     instance = gridcharge.load_instance(day.instance)
     problem = gridcharge.build_problem(instance)
     started = time.perf_counter()

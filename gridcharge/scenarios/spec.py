@@ -163,12 +163,10 @@ class Site(_Strict):
     feeders: int = Field(0, ge=0, le=MAX_FEEDERS)
     feeder_limit_kw: float | None = Field(None, ge=MIN_POSITIVE, le=MAX_NODE_KW)
     efficiency: float = Field(0.95, ge=MIN_EFFICIENCY, le=1)
-    #: IEC 61851-1's minimum charging current [A per phase] and the step real cars follow (6 A and 1 A for real
-    #: chargers): every generated charger gets them, so every strategy's schedule is one a charger can follow.
-    #: Default 0 (continuous) for now: the online controller re-solves the exact MILP at every event on such
-    #: chargers (minutes per simulated day), which the README's main job cannot afford until its online path rounds.
-    min_current_a: float = Field(0.0, ge=0, le=MAX_CURRENT_A)
-    current_step_a: float = Field(0.0, ge=0, le=MAX_CURRENT_A)
+    #: IEC 61851-1's minimum charging current [A per phase] and the step real cars follow (whole amps): every
+    #: generated charger gets them, so every strategy's schedule is one a charger can follow. 0: continuous.
+    min_current_a: float = Field(6.0, ge=0, le=MAX_CURRENT_A)
+    current_step_a: float = Field(1.0, ge=0, le=MAX_CURRENT_A)
 
     @model_validator(mode="after")
     def _minimum_within_the_charger(self):

@@ -7,7 +7,8 @@ Endpoints (``Authorization: Bearer <token>`` everywhere except ``/v1/health`` an
 Operator (operator token; a charger token gets 403):
 
 - ``PUT /v1/sites/{site_id}`` — create (201) or replace (200) a site: ``{"instance": <instance-v1 without
-  sessions>, "charger_settings": {"<charger id>": {"rate_unit": "W"|"A", "voltage_v": 230, "evse_id": 1}}}``.
+  sessions>, "charger_settings": {"<charger id>": {"rate_unit": "W"|"A", "evse_id": 1}}}``
+  (a charger's voltage is its instance ``voltage_v``).
   The response carries a fresh token per charger, shown this once (replacing a site issues new tokens, drops its
   sessions and caps). A charger id owned by another site → 409.
 - ``GET /v1/sites/{site_id}`` — status: period, sessions, accepted / published event, the publication's source

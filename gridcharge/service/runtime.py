@@ -82,7 +82,7 @@ class SiteRuntime:
         self.solver_now = 0
         self.solver_error: str | None = None
         self.chargers = {c.id: c for c in self.instance.chargers}
-        self.profiles = SiteProfiles(self.instance, {cid: ChargerSettings(**settings.get(cid, {}))
+        self.profiles = SiteProfiles(self.instance, {cid: ChargerSettings.of(settings.get(cid, {}))
                                                      for cid in self.chargers}, grace_s)
         self.grid = self.profiles.grid
         self.periods = self.grid.periods

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from ..instance import MAX_CHARGER_KW, MAX_ENERGY_KWH, MAX_NODE_KW
+from ..instance import MAX_CHARGER_KW, MAX_ENERGY_KWH, MAX_NODE_KW, MAX_VOLTAGE_V, MIN_VOLTAGE_V
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -22,13 +22,16 @@ class ChargerSettingsIn(Body):
     """OCPP settings of one charger."""
 
     rate_unit: Literal["W", "A"] = Field("W", description="chargingRateUnit of its profiles")
-    voltage_v: Annotated[float, Field(ge=50, le=1000, description="phase-to-neutral voltage [V], for rate_unit A, "
-                                                                  "within [50, 1000] (low-voltage AC and DC)")] = 230.0
+    voltage_v: Annotated[float | None, Field(
+        ge=MIN_VOLTAGE_V, le=MAX_VOLTAGE_V,
+        description="optional: the charger's phase-to-neutral voltage [V], which must equal its voltage_v in the "
+                    "instance (default 220 V there); the instance is the one place a charger's voltage is set")] = None
     evse_id: Annotated[int, Field(ge=0, le=999, description="EVSE / connector id of its TxProfile, 0..999")] = 1
 
 
 class SiteIn(Body):
-    """A site: an instance-v1 without sessions, and OCPP settings per charger (default: W, 230 V, EVSE 1)."""
+    """A site: an instance-v1 without sessions, and OCPP settings per charger (default: W, EVSE 1; the voltage is
+    the instance charger's)."""
 
     instance: dict[str, Any] = Field(description="instance-v1 (format, name, horizon, nodes, chargers, tariff, "
                                                  "objective); no sessions")

@@ -61,6 +61,7 @@ Runner = Callable[[LinearProgram], RunResult]
 
 def solve_exactly(problem: Problem, run: Runner, *, allow_overload: bool = False, net: bool = True,
                   executable: str = "auto", mip_capable: bool = True, mip_rel_gap: float | None = None,
+                  refill_problem: Problem | None = None, accept: Callable[[np.ndarray], bool] | None = None,
                   **summary_extra) -> Schedule:
     """Build, solve with ``run``, enforce charge-or-discharge exactly, write back a :class:`Schedule`.
 
@@ -78,6 +79,11 @@ def solve_exactly(problem: Problem, run: Runner, *, allow_overload: bool = False
         Ignored for continuous instances.
     mip_capable : bool — ``run`` can solve semi-continuous / semi-integer columns (else: rounding only)
     mip_rel_gap : float, optional — the executable MIP's relative gap [-] (default :data:`EXECUTABLE_MIP_REL_GAP`)
+    refill_problem : Problem, optional — the Problem whose limits the rounding's re-fill keeps (default ``problem``):
+        a tighter one when ``run`` adds rows a Problem cannot say (the online controller folds its demand-response
+        caps in as base load)
+    accept : callable, optional — ``accept(power) -> bool``: a further test a rounded start must pass besides the
+        verifier (the online controller's rows an instance cannot say: caps, a V2G car's give-back)
     **summary_extra — solver, solver_version, method ... for the summary
 
     Raises
@@ -98,7 +104,8 @@ def solve_exactly(problem: Problem, run: Runner, *, allow_overload: bool = False
     if problem.executable:
         power, found = _executable(problem, run, power, mode=executable, mip_capable=mip_capable,
                                    mip_rel_gap=EXECUTABLE_MIP_REL_GAP if mip_rel_gap is None else mip_rel_gap,
-                                   allow_overload=allow_overload, net=net)
+                                   allow_overload=allow_overload, net=net, refill_problem=refill_problem,
+                                   accept=accept)
         build_s += found.pop("build_seconds")
         solve_s += found.pop("solve_seconds")
         lp, n_integer = found.pop("lp", lp), found.pop("n_integer")
@@ -121,7 +128,9 @@ def solve_exactly(problem: Problem, run: Runner, *, allow_overload: bool = False
 
 
 def _executable(problem: Problem, run: Runner, continuous: np.ndarray, *, mode: str, mip_capable: bool,
-                mip_rel_gap: float, allow_overload: bool, net: bool) -> tuple[np.ndarray, dict]:
+                mip_rel_gap: float, allow_overload: bool, net: bool,
+                refill_problem: Problem | None = None,
+                accept: Callable[[np.ndarray], bool] | None = None) -> tuple[np.ndarray, dict]:
     """An executable schedule from the continuous optimum ``continuous``: the exact MIP or the rounding (see
     :func:`solve_exactly`). Returns the power and the summary figures (``lp`` and timings for the caller)."""
     bound = cost_cny(problem, continuous)  # the LP relaxation: no executable schedule costs less
@@ -153,7 +162,8 @@ def _executable(problem: Problem, run: Runner, continuous: np.ndarray, *, mode: 
             # towards 0 (battery floors and export limits hold); the verifier judges the rest before one is used
             trials = {"lp_with_discharge_rounded_up": round_signed_down(problem, continuous),
                       "lp_with_discharge_rounded_down": round_down(problem, continuous)}
-            starts = {name: trial for name, trial in trials.items() if verify(problem.instance, trial).ok}
+            starts = {name: trial for name, trial in trials.items()
+                      if verify(problem.instance, trial).ok and (accept is None or accept(trial))}
         if discharges and not starts:
             # the rounding is proven for charging: take the continuous optimum in which floored cars only charge
             # (their V2G value is lost; the gap to the LP bound above says how much)
@@ -166,7 +176,8 @@ def _executable(problem: Problem, run: Runner, continuous: np.ndarray, *, mode: 
         done = {}
         for name, start in starts.items():  # at most two: the cheaper after the re-fill is kept
             peak = float(node_loads(problem, start)[problem.root].max()) if problem.peak_cost > 0 else None
-            done[name] = round_and_refill(problem, start, peak_cap_kw=peak)
+            done[name] = round_and_refill(problem if refill_problem is None else refill_problem, start,
+                                          peak_cap_kw=peak)
         name = min(done, key=lambda n: cost_cny(problem, done[n][0]))
         power, refilled = done[name]
         if not export_limits_hold(problem, power):

@@ -30,7 +30,7 @@ def _site(start: datetime) -> dict:
             "nodes": [{"id": "tx", "kind": "transformer", "import_limit_kw": 40.0, "base_load_kw": 8.0}],
             "chargers": [{"id": "w1", "node": "tx", "max_charge_kw": 11.0},
                          {"id": "w2", "node": "tx", "max_charge_kw": 11.0, "max_discharge_kw": 11.0},
-                         {"id": "w3", "node": "tx", "max_charge_kw": 7.4}],
+                         {"id": "w3", "node": "tx", "max_charge_kw": 7.4, "voltage_v": 230.0}],
             "tariff": {"import_cny_per_kwh": prices, "export_cny_per_kwh": prices}}
 
 

@@ -141,3 +141,31 @@ def test_the_in_memory_backend_lowers_the_failsafe_default_within_a_cap_window()
         assert periods[1]["limit"] < periods[0]["limit"] and periods[1]["limit"] <= capped * 1000
     finally:
         backend.stop()
+
+
+def test_a_chargers_profiles_use_its_instance_voltage_minimum_and_step():
+    """issue 16: kW -> A at the instance charger's voltage (220 V by default, 230 V where it says so; the settings
+    hold no voltage), and on 6 A / 1 A chargers every limit is 0 or whole amps from 6 A, with minChargingRate. The
+    fail-safe default is min(11 kW own maximum, (30 - 6) / 2 = 12 kW share) = 11 kW."""
+    currents = dict(min_current_a=6.0, current_step_a=1.0)
+    site = load_instance(instance(periods=4, step_minutes=15, nodes=[node("T", import_limit_kw=30.0,
+                                                                          base_load_kw=6.0)],
+                                  chargers=[charger("c1", max_charge_kw=11.0, phases="A", **currents),
+                                            charger("c2", max_charge_kw=11.0, voltage_v=230.0, **currents)]))
+    assert ChargerSettings().rate_unit == "W" and not hasattr(ChargerSettings(), "voltage_v")
+    profiles = SiteProfiles(site, {cid: ChargerSettings(rate_unit="A") for cid in ("c1", "c2")})
+    plan = Plan.of(_published(0, [[0.5, 1.5, 3.3, 0.0], [3.0, 11.0, 0.0, 0.0]],
+                              (("s1", "c1", False), ("s2", "c2", False))))
+
+    def limits(cid, purpose):
+        payload = next(p for p in profiles.render(cid, "2.0.1", 0, plan).payloads if purpose_of(p) == purpose)
+        schedule = schedule_of(payload)
+        return [p["limit"] for p in schedule["chargingSchedulePeriod"]], schedule["minChargingRate"]
+
+    # c1: one phase at 220 V: 0.5 kW (2.3 A) → 0, 1.5 kW (6.8 A) → 6 A, 3.3 kW → 15 A; max 11 kW = 50 A
+    assert limits("c1", "TxProfile") == ([0.0, 6.0, 15.0, 0.0], 6.0)
+    assert limits("c1", "ChargingStationMaxProfile") == ([50.0], 6.0)
+    # c2: three phases at 230 V (690 W per A): 3 kW → 4.3 A, inside the minimum → 0; 11 kW → 15.9 A → 15 A
+    assert limits("c2", "TxProfile") == ([0.0, 15.0, 0.0], 6.0)
+    assert limits("c2", "TxDefaultProfile") == ([15.0], 6.0)  # 11 kW / 690 W per A = 15.9 A
+    assert limits("c1", "TxDefaultProfile") == ([50.0], 6.0)  # min(11 kW, 12 kW) on one phase: 50 A

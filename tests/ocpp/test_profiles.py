@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from gridcharge import load_instance, verify
 from gridcharge.ocpp import (VERSIONS, PayloadError, build_set_charging_profile, failsafe_limits_kw, failsafe_profile,
                              validate_payload)
+from gridcharge.instance import raised_to_step
 from tests.builders import charger, instance, node, session
 
 START = datetime(2026, 7, 1, 18, 0, tzinfo=timezone(timedelta(hours=8)))
@@ -238,3 +240,83 @@ def test_failsafe_limits_with_a_tighter_import_limit_by_hand():
         failsafe_limits_kw(_site()).to_dict())  # a looser one changes nothing
     with pytest.raises(ValueError, match="node 'X'"):
         failsafe_limits_kw(_site(), import_limit_kw={"X": 1.0})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# executable limits (issue 16): chargers with a minimum current and a current step
+
+
+def test_a_6_a_1_a_charger_in_amps_gets_whole_amps_never_inside_the_minimum_and_its_min_charging_rate():
+    """Single phase, 220 V: 0.5 kW (2.27 A) is below 6 A → 0; 1.5 kW (6.82 A) → 6 A; 3.3 kW (15 A exactly) stays;
+    -2 kW is dropped (1.6); minChargingRate is 6 A. In W, 1.5 kW → 6 A = 1320 W and minChargingRate 1320 W."""
+    currents = dict(phases=1, voltage_v=220.0, min_current_a=6.0, current_step_a=1.0)
+    amps = build_set_charging_profile("1.6", [0.5, 1.5, 3.3, -2.0], START, period_minutes=15, rate_unit="A",
+                                      **currents)
+    schedule = _schedule(amps.payload, "1.6")
+    assert [p["limit"] for p in schedule["chargingSchedulePeriod"]] == [0.0, 6.0, 15.0, 0.0]
+    assert schedule["minChargingRate"] == 6.0
+    watts = build_set_charging_profile("2.0.1", [0.5, 1.5, 3.3], START, period_minutes=15, **currents)
+    schedule = _schedule(watts.payload, "2.0.1")
+    assert [p["limit"] for p in schedule["chargingSchedulePeriod"]] == [0, 1320, 3300]
+    assert schedule["minChargingRate"] == 1320
+    # 2.1 V2G: a discharge of 1.0 kW (4.5 A) is inside the minimum → 0; -2.0 kW (9.09 A) → -9 A
+    v2g = build_set_charging_profile("2.1", [-1.0, -2.0], START, period_minutes=15, rate_unit="A", **currents)
+    assert [p["setpoint"] for p in _schedule(v2g.payload, "2.1")["chargingSchedulePeriod"]] == [0.0, -9.0]
+    for version, result in (("1.6", amps), ("2.0.1", watts), ("2.1", v2g)):
+        validate_payload(version, "SetChargingProfile", result.payload)
+    # a continuous charger has no minChargingRate
+    plain = build_set_charging_profile("2.0.1", [1.5], START, period_minutes=15)
+    assert "minChargingRate" not in _schedule(plain.payload, "2.0.1")
+
+
+def test_a_step_the_wire_cannot_carry_is_moved_onto_both_grids():
+    """A 0.25 A step in amps on the 0.1 A wire: only multiples of 0.5 A are both; 6.25 A minimum → 6.5 A on the wire."""
+    result = build_set_charging_profile("1.6", [6.3 * 0.23, 6.8 * 0.23, 7.4 * 0.23], START, period_minutes=15,
+                                        rate_unit="A", phases=1, voltage_v=230.0, min_current_a=6.25,
+                                        current_step_a=0.25)
+    schedule = _schedule(result.payload, "1.6")
+    assert [p["limit"] for p in schedule["chargingSchedulePeriod"]] == [0.0, 6.5, 7.0]
+    assert schedule["minChargingRate"] == 6.5
+    validate_payload("1.6", "SetChargingProfile", result.payload)
+
+
+@given(power=st.lists(st.floats(-22, 22, allow_nan=False).map(lambda x: round(x, 3))
+                      | st.sampled_from([0.0, 0.4, 1.32, 1.38, 3.96]), min_size=1, max_size=30),
+       version=st.sampled_from(VERSIONS), unit=st.sampled_from(["W", "A"]), phases=st.sampled_from([1, 3]),
+       voltage=st.sampled_from([220.0, 230.0, 229.5]), minimum=st.sampled_from([0.0, 6.0, 8.0]),
+       step=st.sampled_from([None, 1.0, 0.5, 2.0]), purpose=st.sampled_from(["TxProfile", "TxDefaultProfile"]))
+def test_profiles_never_carry_a_limit_inside_the_minimum_nor_off_the_step(power, version, unit, phases, voltage,
+                                                                           minimum, step, purpose):
+    """Every limit, set-point and discharge limit in A is 0 or at least the lowest allowed current and a whole number
+    of steps; in W it is whole watts at most 1 W below such a power (never inside (0, minimum) by more than the
+    wire's watt); never more than scheduled; minChargingRate is the lowest allowed value."""
+    assume(minimum > 0 or step is not None)
+    if purpose == "TxDefaultProfile":
+        power = [abs(p) for p in power]
+        result = failsafe_profile(version, power, START, period_start_s=[900 * i for i in range(len(power))],
+                                  rate_unit=unit, voltage_v=voltage, phases=phases, min_current_a=minimum,
+                                  current_step_a=step)
+    else:
+        result = build_set_charging_profile(version, power, START, period_minutes=15, rate_unit=unit,
+                                            voltage_v=voltage, phases=phases, min_current_a=minimum,
+                                            current_step_a=step)
+    validate_payload(version, "SetChargingProfile", result.payload)
+    schedule = _schedule(result.payload, version)
+    periods = schedule["chargingSchedulePeriod"]
+    starts = np.array([p["startPeriod"] for p in periods])
+    lowest = raised_to_step(minimum, step)
+    per_a_w = voltage * phases  # W per A on each phase
+    slack = 1e-9 if unit == "A" else 1.0 / per_a_w  # whole watts towards zero: at most 1 W below
+    for i, p in enumerate(power):
+        wire = periods[int(np.searchsorted(starts, i * 900, side="right")) - 1]
+        for key in ("limit", "setpoint", "dischargeLimit"):
+            if key not in wire or wire[key] == 0:
+                continue
+            amps = abs(wire[key]) if unit == "A" else abs(wire[key]) / per_a_w
+            assert amps <= abs(p) * 1000.0 / per_a_w + 1e-9, (key, wire, p)  # never more than scheduled
+            allowed = math.ceil(amps / step - 1e-9) * step if step else amps  # the next current a car follows
+            assert allowed - amps <= slack + 1e-9 and allowed >= lowest - 1e-9, (key, wire, lowest, step)
+    grid = math.lcm(10, int(step * 10)) / 10 if unit == "A" and step else None  # the wire's 0.1 A and the step
+    expected = (math.ceil(lowest / grid - 1e-9) * grid if grid else lowest) if unit == "A" \
+        else math.ceil(lowest * per_a_w - 1e-6)
+    assert schedule["minChargingRate"] == pytest.approx(expected)

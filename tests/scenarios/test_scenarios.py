@@ -167,17 +167,26 @@ def test_shared_chargers_first_free_and_free_again_after_the_departure_period():
 # a day computed by hand
 
 
-def test_6_a_1_a_chargers_reach_the_instances_and_cost_is_reported():
-    data = tiny()
-    data["site"].update(min_current_a=6, current_step_a=1)
+def test_the_default_6_a_1_a_chargers_reach_the_instances_and_cost_is_reported():
+    data = tiny(strategies=["uncontrolled", "online", "optimal"])
+    del data["site"]["min_current_a"], data["site"]["current_step_a"]
     s = load_scenario(data)
+    assert (s.site.min_current_a, s.site.current_step_a) == (6.0, 1.0)
     rows = {t.strategy: run_task(s, t)["row"] for t in plan(s)}
     # single-phase 220 V at whole amps: 31 A = 6.82 kW is the most a 7 kW charger may be set to; two cars 13.64 kW
     assert rows["uncontrolled"]["peak_loading_pct"] == pytest.approx(136.4)
-    o = rows["optimal"]
-    assert o["executability_cost_cny"] >= -1e-6 and o["executability_unmet_kwh"] >= -1e-9
     assert np.isnan(rows["uncontrolled"]["executability_cost_cny"])
-    assert o["undeliverable_kwh"] + o["grid_limited_unmet_kwh"] == pytest.approx(o["unmet_kwh"])
+    for strategy in ("online", "optimal"):  # what executability cost: measured for both, never a gain
+        o = rows[strategy]
+        assert o["executability_cost_cny"] >= -1e-6 and o["executability_unmet_kwh"] >= -1e-9, (strategy, o)
+        assert o["undeliverable_kwh"] + o["grid_limited_unmet_kwh"] == pytest.approx(o["unmet_kwh"])
+        assert o["peak_loading_pct"] <= 100.0 + 1e-9 and o["overload_kwh"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_online_strategy_on_continuous_chargers_loses_nothing_to_executability():
+    s = load_scenario(tiny(strategies=["online"]))
+    row = run_task(s, plan(s)[0])["row"]
+    assert (row["executability_unmet_kwh"], row["executability_cost_cny"]) == (0.0, 0.0)
 
 
 def test_two_cars_on_a_10_kw_transformer_by_hand():

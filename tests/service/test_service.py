@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from gridcharge import load_instance, verify
 from gridcharge.ocpp import VERSIONS, validate_payload
 from gridcharge.service import create_app
+from gridcharge.service.schemas import ChargerSettingsIn
 from tests.loopback import serving
 
 TZ = timezone(timedelta(hours=8))
@@ -47,7 +48,7 @@ def site_instance() -> dict:
         "chargers": [{"id": "c1", "node": "M1", "max_charge_kw": 11.0, "max_discharge_kw": 11.0},
                      {"id": "c2", "node": "M2", "max_charge_kw": 7.0, "phases": "A"},
                      {"id": "c3", "node": "M2", "max_charge_kw": 7.0},
-                     {"id": "c4", "node": "M1", "max_charge_kw": 7.0}],
+                     {"id": "c4", "node": "M1", "max_charge_kw": 7.0, "voltage_v": 230.0}],
         "tariff": {"import_cny_per_kwh": [round(0.30 + 0.01 * t, 2) for t in range(PERIODS)]},
     }
 
@@ -333,6 +334,26 @@ def test_physical_bounds_of_instance_v1_hold_over_http(service):
     problem = _problem(service.op("POST", "/v1/sites/s1/sessions",
                                   json={**CAR2, "id": "x", "charger": "c3", "energy_kwh": 1e308}), 422)
     assert "energy_kwh" in _fields(problem), problem
+    after = service.op("GET", "/v1/sites/s1").json()
+    assert (after["accepted_seq"], after["generation"]) == (before["accepted_seq"], before["generation"])
+
+
+def test_a_charger_s_voltage_is_the_instance_s_and_a_different_one_in_its_settings_is_refused(service):
+    """issue 16: one definition of a charger's voltage. The settings' default is none (the instance's holds, 220 V
+    by default there); a settings voltage that contradicts the instance is a 422 naming the field and changes
+    nothing."""
+    assert ChargerSettingsIn().voltage_v is None
+    before = service.op("GET", "/v1/sites/s1").json()
+    clash = {"c4": {"rate_unit": "A", "voltage_v": 220.0}}  # the instance says 230 V for c4
+    problem = _problem(service.op("PUT", "/v1/sites/s1", json={"instance": site_instance(),
+                                                               "charger_settings": clash}), 422)
+    error = next(e for e in problem["errors"] if e["field"] == "charger_settings.c4.voltage_v")
+    assert error["value"] == 220.0 and "230 V" in error["detail"], error
+    defaulted = site_instance()
+    del defaulted["chargers"][3]["voltage_v"]  # c4 at the instance's default, 220 V
+    problem = _problem(service.op("PUT", "/v1/sites/s1", json={"instance": defaulted, "charger_settings": SETTINGS}),
+                       422)
+    assert "220 V" in next(e for e in problem["errors"] if e["field"] == "charger_settings.c4.voltage_v")["detail"]
     after = service.op("GET", "/v1/sites/s1").json()
     assert (after["accepted_seq"], after["generation"]) == (before["accepted_seq"], before["generation"])
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from ...errors import InstanceError
+from ...instance import DEFAULT_VOLTAGE_V
 from ...ocpp.identity import CHARGER_ID_EXPECTED, SITE_ID_EXPECTED, is_charger_id, is_site_id
 from ...online import feed
 from ..auth import CHARGER_PREFIX, new_token
@@ -51,8 +52,15 @@ def put_site(site_id: str, body: SiteIn, engine: Engine = Depends(get_engine)):
         raise Problem(422, "Unprocessable Content", "charger_settings names chargers the instance lacks",
                       [field_error(f"charger_settings.{cid}", cid, "the id of a charger of the instance")
                        for cid in unknown])
+    volts = [field_error(f"charger_settings.{cid}.voltage_v", s.voltage_v,
+                         f"the charger's voltage_v in the instance ({voltage:g} V): a charger's voltage is set once, "
+                         f"in instance.chargers[].voltage_v")
+             for cid, s in body.charger_settings.items() if s.voltage_v is not None
+             and (voltage := _instance_voltage_v(chargers, cid)) is not None and s.voltage_v != voltage]
+    if volts:
+        raise Problem(422, "Unprocessable Content", joined(volts), volts)
     tokens = {cid: new_token(CHARGER_PREFIX) for cid in ids}
-    settings = {cid: s.model_dump() for cid, s in body.charger_settings.items()}
+    settings = {cid: s.model_dump(exclude={"voltage_v"}) for cid, s in body.charger_settings.items()}
     existed = site_id in engine.sites
     try:
         runtime = engine.replace_site(site_id, instance, settings, tokens)
@@ -66,6 +74,16 @@ def put_site(site_id: str, body: SiteIn, engine: Engine = Depends(get_engine)):
                "note": "charger tokens are shown only in this response; only their hashes are stored"}
     return JSONResponse(content, status_code=200 if existed else 201,
                         headers={"Location": location(site_id), "Cache-Control": "no-store"})
+
+
+def _instance_voltage_v(chargers: list, charger_id: str) -> float | None:
+    """The voltage [V] the instance gives charger ``charger_id`` (its default when it gives none); None when the
+    charger's entry is not readable (the instance's own validation then names the field)."""
+    for c in chargers:
+        if isinstance(c, dict) and c.get("id") == charger_id:
+            value = c.get("voltage_v", DEFAULT_VOLTAGE_V)
+            return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return None
 
 
 @router.get("/v1/sites/{site_id}", responses=ERRORS, openapi_extra=OPERATOR_ONLY, summary="Site status")
