@@ -3,6 +3,8 @@ grouped Schur complement. Each loops over cars with ``prange`` so that both core
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -130,6 +132,68 @@ def expand_front(w, d, groups, group_type_start, group_type, group_gamma, row_of
                             s[r1, local[r2]] -= gg * w[g, p1, p2]
 
 
+@njit(cache=True)
+def normal_coefficients(theta, theta_s, delta, local_rows, le_col, le_pos, le_val, off_col, off_pos, off_val, hc_entry,
+                        hc_col, hc_val, dc_col, dc_cell, dc_val, diag, off, hval, d):
+    """The coefficients of ``A Theta A^T`` that the block elimination needs, in one pass per entry list (the
+    compiled form of four ``bincount`` calls): the local rows' diagonal ``diag`` (plus ``theta_s + delta``) and
+    sub-diagonal ``off`` (tridiagonal per car), the coupling influence ``hval`` of the local rows (per ``H`` entry)
+    and the direct coupling ``d`` (per group-period cell)."""
+    for p in range(len(diag)):
+        diag[p] = theta_s[local_rows[p]] + delta
+    for k in range(len(le_col)):
+        diag[le_pos[k]] += le_val[k] * le_val[k] * theta[le_col[k]]
+    off[:] = 0.0
+    for k in range(len(off_col)):
+        off[off_pos[k]] += off_val[k] * theta[off_col[k]]
+    hval[:] = 0.0
+    for k in range(len(hc_col)):
+        hval[hc_entry[k]] += hc_val[k] * theta[hc_col[k]]
+    d[:] = 0.0
+    for k in range(len(dc_col)):
+        d[dc_cell[k]] += dc_val[k] * theta[dc_col[k]]
+
+
+@njit(cache=True)
+def local_to_cells(hval, he_pos, he_cell, y_local, acc):
+    """``acc[cell] = sum over H entries e of that cell of hval[e] y_local[pos_e]``: ``A_C Theta A_L^T y`` summed per
+    group-period cell (``he_cell = group * n_periods + period``), before :func:`cells_to_rows`."""
+    acc[:] = 0.0
+    for e in range(len(hval)):
+        acc[he_cell[e]] += hval[e] * y_local[he_pos[e]]
+
+
+@njit(cache=True)
+def cells_to_rows(acc, group_type_start, group_type, group_gamma, row_of, out):
+    """``out[coupling position] -= gamma acc[group, period]`` over every row type of every group (``acc`` flat,
+    group-major)."""
+    n_periods = row_of.shape[1]
+    for g in range(len(group_type_start) - 1):
+        for i in range(group_type_start[g], group_type_start[g + 1]):
+            tp, gm = group_type[i], group_gamma[i]
+            for t in range(n_periods):
+                r = row_of[tp, t]
+                if r >= 0:
+                    out[r] -= gm * acc[g * n_periods + t]
+
+
+@njit(cache=True)
+def rows_to_local(y_coupling, group_type_start, group_type, group_gamma, row_of, hval, he_pos, he_cell, q, out):
+    """``out[pos_e] -= hval[e] q[cell_e]`` with ``q[group, period] = sum over the group's types of gamma
+    y_coupling[row]``: ``A_L Theta A_C^T y`` through the cells (``q`` is workspace, one entry per cell)."""
+    n_periods = row_of.shape[1]
+    q[:] = 0.0
+    for g in range(len(group_type_start) - 1):
+        for i in range(group_type_start[g], group_type_start[g + 1]):
+            tp, gm = group_type[i], group_gamma[i]
+            for t in range(n_periods):
+                r = row_of[tp, t]
+                if r >= 0:
+                    q[g * n_periods + t] += gm * y_coupling[r]
+    for e in range(len(hval)):
+        out[he_pos[e]] -= hval[e] * q[he_cell[e]]
+
+
 def threads() -> int:
     """Threads numba runs ``prange`` loops on."""
     return numba.get_num_threads()
@@ -139,23 +203,101 @@ def threads() -> int:
 # fused element-wise steps of one interior-point iteration (one pass each over columns and row activities)
 
 
+@dataclass(eq=False)
+class Columns:
+    """The LP matrix in the form the passes read: ``A = R + P``. ``R`` (CSC: ``ptr``, ``idx``, ``val``) holds the
+    local entries of the cars' columns and every entry of the columns of no car; ``P`` the cars' coupling entries,
+    which follow their group's pattern: column ``j`` with ``code[j] = sigma (cell + 1)`` (0: none) has ``sigma
+    gamma_i`` in row ``pat_row[i, period]`` for every pattern entry ``i`` of its group (``pat_start``; cell = group x
+    periods + period). A pass thus reads about one matrix entry per column instead of four."""
+
+    ptr: np.ndarray
+    idx: np.ndarray
+    val: np.ndarray
+    code: np.ndarray
+    pat_start: np.ndarray
+    pat_row: np.ndarray  # (pattern entries, periods) LP row, -1 where the row type has no row in that period
+    pat_gamma: np.ndarray
+
+    @property
+    def arrays(self) -> tuple:
+        return self.ptr, self.idx, self.val, self.code, self.pat_start, self.pat_row, self.pat_gamma
+
+    @property
+    def n_cells(self) -> int:
+        return (len(self.pat_start) - 1) * self.pat_row.shape[1]
+
+
+def columns(layout) -> Columns:
+    """:class:`Columns` of a :class:`~.layout.Layout` (its ``a_csc`` split into the residual and the patterns)."""
+    a = layout.a_csc
+    n = layout.n_col
+    code = np.zeros(n, dtype=np.int64)
+    code[layout.dc_col] = np.where(layout.dc_sigma > 0, 1, -1) * (layout.dc_cell + 1)
+    coupling = np.zeros(a.shape[0], dtype=bool)
+    coupling[layout.coupling_rows] = True
+    entry_col = np.repeat(np.arange(n), np.diff(a.indptr))
+    keep = ~(coupling[a.indices] & (code[entry_col] != 0))
+    ptr = np.r_[0, np.cumsum(np.bincount(entry_col[keep], minlength=n))].astype(np.int64)
+    pos = layout.row_of[layout.group_type]
+    pat_row = np.where(pos >= 0, layout.coupling_rows[np.maximum(pos, 0)], -1).astype(np.int64)
+    return Columns(ptr, a.indices[keep].astype(np.int64), a.data[keep].copy(), code, layout.group_type_start,
+                   pat_row, layout.group_gamma)
+
+
 @njit(cache=True)
-def advance(indptr, indices, data, v, zl, zu, lower, upper, free, c, dv, dzl, dzu, ap, ad, aty, atdy, min_distance,
-            reg, wl, wu, rd, theta, rp):
-    """One pass over the columns (``A`` by columns: ``indptr``, ``indices``, ``data``; ``v = [x, s]``): step to
+def gather_cells(y, pat_start, pat_row, pat_gamma, q):
+    """``q[cell] = sum over the group's pattern entries i of gamma_i y[pat_row[i, period]]`` (``P^T y`` per cell)."""
+    n_periods = pat_row.shape[1]
+    for g in range(len(pat_start) - 1):
+        for t in range(n_periods):
+            q[g * n_periods + t] = 0.0
+        for i in range(pat_start[g], pat_start[g + 1]):
+            gm = pat_gamma[i]
+            for t in range(n_periods):
+                r = pat_row[i, t]
+                if r >= 0:
+                    q[g * n_periods + t] += gm * y[r]
+
+
+@njit(cache=True)
+def scatter_cells(acc, pat_start, pat_row, pat_gamma, out):
+    """``out[pat_row[i, period]] += gamma_i acc[cell]`` (``P`` times per-cell sums)."""
+    n_periods = pat_row.shape[1]
+    for g in range(len(pat_start) - 1):
+        for i in range(pat_start[g], pat_start[g + 1]):
+            gm = pat_gamma[i]
+            for t in range(n_periods):
+                r = pat_row[i, t]
+                if r >= 0:
+                    out[r] += gm * acc[g * n_periods + t]
+
+
+@njit(cache=True)
+def advance(ptr, idx, val, code, pat_start, pat_row, pat_gamma, v, zl, zu, lower, upper, free, c, dv, dzl, dzu, ap,
+            ad, aty, atdy, min_distance, reg, wl, wu, rd, theta, rp, rhs_p, rhs_h, acc):
+    """One pass over the columns and row activities (``v = [x, s]``, ``A`` as :class:`Columns`): step to
     ``v + ap dv`` (kept within its box), ``z + ad dz``, carry ``aty += ad atdy`` along (``ap = ad = 0``: stay), and
     prepare the next iteration at the new point: distances ``wl``, ``wu`` to the bounds, dual residual
-    ``rd = c - A^T y - zl + zu``, ``theta = 1 / (zl/wl + zu/wu + reg)`` and ``rp = -(A x - s)``.
+    ``rd = c - A^T y - zl + zu``, ``theta = 1 / (zl/wl + zu/wu + reg)``, ``rp = -(A x - s)`` and the two parts of the
+    next right-hand sides, ``rhs_p = rp + A_full theta (rd + zl - zu)`` (the predictor's) and
+    ``rhs_h = A_full theta (1/wu - 1/wl)`` (what the corrector's centring target multiplies); ``A_full = [A, -I]``,
+    ``acc`` is workspace of 3 x cells.
 
     Returns the complementarity sum, the largest |dual residual|, the largest |rp|, the largest |x|, ``c^T v`` and
     whether every new entry is finite.
     """
-    n = len(indptr) - 1
+    n = len(ptr) - 1
+    n_cells = len(acc) // 3
+    acc[:] = 0.0
     rp[:] = 0.0
+    rhs_p[:] = 0.0
+    rhs_h[:] = 0.0
     comp, dual_worst, big, obj = 0.0, 0.0, 0.0, 0.0
     finite = True
     for j in range(len(v)):
         aty[j] += ad * atdy[j]
+        tg, th = 0.0, 0.0
         if free[j]:
             x = min(max(v[j] + ap * dv[j], lower[j]), upper[j])
             v[j] = x
@@ -168,85 +310,78 @@ def advance(indptr, indices, data, v, zl, zu, lower, upper, free, c, dv, dzl, dz
             r = c[j] - aty[j] - zl[j] + zu[j]
             rd[j] = r
             dual_worst = max(dual_worst, abs(r))
-            theta[j] = 1.0 / (zl[j] / a + zu[j] / b + reg)
+            th_j = 1.0 / (zl[j] / a + zu[j] / b + reg)
+            theta[j] = th_j
             comp += a * zl[j] + b * zu[j]
+            tg = th_j * (r + zl[j] - zu[j])
+            th = th_j * (1.0 / b - 1.0 / a)
         else:
             x = v[j]
             wl[j], wu[j], rd[j], theta[j] = 1.0, 1.0, 0.0, 0.0
         obj += c[j] * x
         if j < n:
             big = max(big, abs(x))
-            for k in range(indptr[j], indptr[j + 1]):
-                rp[indices[k]] -= data[k] * x
+            for k in range(ptr[j], ptr[j + 1]):
+                r_k = idx[k]
+                rp[r_k] -= val[k] * x
+                rhs_p[r_k] += val[k] * tg
+                rhs_h[r_k] += val[k] * th
+            cd = code[j]
+            if cd != 0:
+                cell = abs(cd) - 1
+                sg = 1.0 if cd > 0 else -1.0
+                acc[cell] -= sg * x
+                acc[n_cells + cell] += sg * tg
+                acc[2 * n_cells + cell] += sg * th
         else:
             rp[j - n] += x
+            rhs_p[j - n] -= tg
+            rhs_h[j - n] -= th
+    scatter_cells(acc[:n_cells], pat_start, pat_row, pat_gamma, rp)
+    scatter_cells(acc[n_cells:2 * n_cells], pat_start, pat_row, pat_gamma, rhs_p)
+    scatter_cells(acc[2 * n_cells:], pat_start, pat_row, pat_gamma, rhs_h)
     primal_worst = 0.0
     for i in range(len(rp)):
         primal_worst = max(primal_worst, abs(rp[i]))
+        rhs_p[i] += rp[i]
     return comp, dual_worst, primal_worst, big, obj, finite
 
 
 @njit(cache=True)
-def normal_rhs(indptr, indices, data, rp, theta, rd, wl, wu, zl, zu, free, target, dva, dzla, dzua, corrector, g, out):
-    """The normal equations' right side ``out = rp + A_full (theta g)`` in one pass over the columns (``A_full =
-    [A, -I]``, ``A`` by columns: ``indptr``, ``indices``, ``data``), with ``g = rd - r_l / wl + r_u / wu``,
-    ``r_l = target - wl zl [- dva dzla]``, ``r_u = target - wu zu [+ dva dzua]`` (the bracketed terms in the
-    corrector; ``g = 0`` on fixed entries), kept in ``g`` for :func:`direction_tail`."""
-    n = len(indptr) - 1
-    out[:] = rp
-    for j in range(len(g)):
-        if free[j]:
-            r_l = target - wl[j] * zl[j]
-            r_u = target - wu[j] * zu[j]
-            if corrector:
-                r_l -= dva[j] * dzla[j]
-                r_u += dva[j] * dzua[j]
-            gj = rd[j] - r_l / wl[j] + r_u / wu[j]
-        else:
-            gj = 0.0
-        g[j] = gj
-        tg = theta[j] * gj
-        if j < n:
-            for k in range(indptr[j], indptr[j + 1]):
-                out[indices[k]] += data[k] * tg
-        else:
-            out[j - n] -= tg
-
-
-@njit(cache=True)
-def direction_tail(indptr, indices, data, dy, theta, g, wl, wu, zl, zu, free, target, dva, dzla, dzua, corrector,
-                   atdy, dv, dzl, dzu):
-    """``atdy = A_full^T dy`` (gathered per column; kept only in the corrector), ``dv = theta (atdy - g)`` and the
-    bound duals' steps.
+def predictor_tail(ptr, idx, val, code, pat_start, pat_row, pat_gamma, dy, theta, wl, wu, zl, zu, rd, free, dva,
+                   rhs_k, q, acc):
+    """The affine-scaling direction from its ``dy``: ``dva = theta (A_full^T dy - g)`` with ``g = rd + zl - zu``, the
+    bound duals' steps (not kept: :func:`corrector_tail` recomputes them from ``dva``), the step lengths, and the
+    corrector's second-order part of the right-hand side, ``rhs_k = A_full theta dva (dzla / wl + dzua / wu)``
+    (``q``, ``acc``: workspace of one entry per cell).
 
     Returns the largest primal and dual steps ``ap``, ``ad`` <= 1 and the sums ``s1``, ``s2``, ``s3`` that give the
     complementarity after any steps without another pass: ``sum (wl + ap dv)(zl + ad dzl) + (wu - ap dv)(zu + ad dzu)
     = comp + ap s1 + ad s2 + ap ad s3``.
     """
-    n = len(indptr) - 1
+    n = len(ptr) - 1
+    gather_cells(dy, pat_start, pat_row, pat_gamma, q)
+    acc[:] = 0.0
+    rhs_k[:] = 0.0
     ap, ad = 1.0, 1.0
     s1, s2, s3 = 0.0, 0.0, 0.0
-    for j in range(len(dv)):
+    for j in range(len(dva)):
+        if not free[j]:
+            dva[j] = 0.0
+            continue
         if j < n:
             t = 0.0
-            for k in range(indptr[j], indptr[j + 1]):
-                t += data[k] * dy[indices[k]]
+            for k in range(ptr[j], ptr[j + 1]):
+                t += val[k] * dy[idx[k]]
+            cd = code[j]
+            if cd != 0:
+                t += q[cd - 1] if cd > 0 else -q[-cd - 1]
         else:
             t = -dy[j - n]
-        if corrector:
-            atdy[j] = t
-        if not free[j]:
-            dv[j], dzl[j], dzu[j] = 0.0, 0.0, 0.0
-            continue
-        d = theta[j] * (t - g[j])
-        r_l = target - wl[j] * zl[j]
-        r_u = target - wu[j] * zu[j]
-        if corrector:
-            r_l -= dva[j] * dzla[j]
-            r_u += dva[j] * dzua[j]
-        a = (r_l - zl[j] * d) / wl[j]
-        b = (r_u + zu[j] * d) / wu[j]
-        dv[j], dzl[j], dzu[j] = d, a, b
+        d = theta[j] * (t - (rd[j] + zl[j] - zu[j]))
+        dva[j] = d
+        a = -zl[j] * (1.0 + d / wl[j])
+        b = -zu[j] * (1.0 - d / wu[j])
         s1 += d * (zl[j] - zu[j])
         s2 += wl[j] * a + wu[j] * b
         s3 += d * (a - b)
@@ -258,4 +393,58 @@ def direction_tail(indptr, indices, data, dy, theta, g, wl, wu, zl, zu, free, ta
             ad = min(ad, -zl[j] / a)
         if b < 0.0:
             ad = min(ad, -zu[j] / b)
+        tk = theta[j] * d * (a / wl[j] + b / wu[j])
+        if j < n:
+            for k in range(ptr[j], ptr[j + 1]):
+                rhs_k[idx[k]] += val[k] * tk
+            cd = code[j]
+            if cd != 0:
+                acc[abs(cd) - 1] += tk if cd > 0 else -tk
+        else:
+            rhs_k[j - n] -= tk
+    scatter_cells(acc, pat_start, pat_row, pat_gamma, rhs_k)
     return ap, ad, s1, s2, s3
+
+
+@njit(cache=True)
+def corrector_tail(ptr, idx, val, code, pat_start, pat_row, pat_gamma, dy, theta, wl, wu, zl, zu, rd, free, target,
+                   dva, atdy, dv, dzl, dzu, q):
+    """Mehrotra's direction from its ``dy``: ``atdy = A_full^T dy``, ``dv = theta (atdy - g)`` with the corrector's
+    ``g = rd - r_l / wl + r_u / wu``, ``r_l = target - wl zl - dva dzla``, ``r_u = target - wu zu + dva dzua``
+    (``dzla``, ``dzua`` the predictor's bound-dual steps, recomputed from ``dva``), and the bound duals' steps.
+
+    Returns the largest primal and dual steps ``ap``, ``ad`` <= 1.
+    """
+    n = len(ptr) - 1
+    gather_cells(dy, pat_start, pat_row, pat_gamma, q)
+    ap, ad = 1.0, 1.0
+    for j in range(len(dv)):
+        if j < n:
+            t = 0.0
+            for k in range(ptr[j], ptr[j + 1]):
+                t += val[k] * dy[idx[k]]
+            cd = code[j]
+            if cd != 0:
+                t += q[cd - 1] if cd > 0 else -q[-cd - 1]
+        else:
+            t = -dy[j - n]
+        atdy[j] = t
+        if not free[j]:
+            dv[j], dzl[j], dzu[j] = 0.0, 0.0, 0.0
+            continue
+        da = dva[j]
+        r_l = target - wl[j] * zl[j] + da * zl[j] * (1.0 + da / wl[j])
+        r_u = target - wu[j] * zu[j] - da * zu[j] * (1.0 - da / wu[j])
+        d = theta[j] * (t - (rd[j] - r_l / wl[j] + r_u / wu[j]))
+        a = (r_l - zl[j] * d) / wl[j]
+        b = (r_u + zu[j] * d) / wu[j]
+        dv[j], dzl[j], dzu[j] = d, a, b
+        if d < 0.0:
+            ap = min(ap, -wl[j] / d)
+        elif d > 0.0:
+            ap = min(ap, wu[j] / d)
+        if a < 0.0:
+            ad = min(ad, -zl[j] / a)
+        if b < 0.0:
+            ad = min(ad, -zu[j] / b)
+    return ap, ad

@@ -80,6 +80,7 @@ class Layout:
     dc_col: np.ndarray
     dc_cell: np.ndarray  # group * n_periods + period
     dc_val: np.ndarray  # sigma^2
+    dc_sigma: np.ndarray  # sigma: +1 charge, -1 discharge
     car_group: np.ndarray
     n_groups: int
     n_periods: int
@@ -349,7 +350,7 @@ def derive_layout(lp: LinearProgram, *, nested: bool = True) -> Layout:
         le_col=le_col, le_pos=le_pos, le_val=le_val, off_col=off_col, off_pos=off_pos, off_val=off_val,
         he_pos=he_pos.astype(np.int64), he_period=he_period.astype(np.int64), he_start=he_start,
         hc_entry=hc_entry.ravel().astype(np.int64), hc_col=h_col, hc_val=h_val,
-        dc_col=dcols, dc_cell=dc_cell.astype(np.int64), dc_val=dc_val, car_group=car_group, n_groups=G,
+        dc_col=dcols, dc_cell=dc_cell.astype(np.int64), dc_val=dc_val, dc_sigma=sigma[dcols], car_group=car_group, n_groups=G,
         n_periods=T, group_type_start=group_type_start, group_type=group_type, group_gamma=group_gamma,
         row_of=row_of, global_cols=global_cols, global_block=global_block, boxed_free=boxed,
         front_parent=front_parent, front_own=front_own, front_rows=front_rows, group_front=group_front,
