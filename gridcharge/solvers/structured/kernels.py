@@ -61,11 +61,12 @@ def schur_by_group(ld, lo, car_start, he_start, he_pos, he_period, hval, car_gro
     """``W[g, t, t'] = sum over cars c of group g of (H_c M_c^{-1} H_c^T)[t, t']``.
 
     ``H_c`` has one entry per (local position, period) of car ``c`` (``he_*``, values ``hval``, positions ascending).
-    The inverse of a tridiagonal ``M = L L^T`` is never formed: above the diagonal, column ``j`` of ``M^{-1}``
-    follows ``x[i] = rho[i] x[i+1]`` with ``rho[i] = -lo[i+1] / ld[i]`` (independent of ``j``), and the diagonal
-    follows ``d[i] = 1 / ld[i]^2 + rho[i]^2 d[i+1]``; both are O(length), and each pair of entries then costs one
-    multiply-add. Cars are split in ``n_chunks`` contiguous chunks, each with its own accumulator. Cars with
-    ``skip`` set are left out (the one-row cars, done by BLAS in :mod:`.normal`).
+    The inverse of a tridiagonal ``M = L L^T`` is never formed: above the diagonal ``M^{-1}[p, q] = rho[p]
+    M^{-1}[p+1, q]`` with ``rho[p] = -lo[p+1] / ld[p]``, and the diagonal follows ``d[p] = 1 / ld[p]^2 + rho[p]^2
+    d[p+1]``. The entries are taken bottom-up; ``R[k] = h_k M^{-1}[p, pos_k]`` is kept for every entry ``k`` below
+    the current row ``p`` and moved up to the next entry's row by one multiply, fused with the pair's multiply-add
+    into ``W`` (a loop without a carried dependency). Cars are split in ``n_chunks`` contiguous chunks, each with its own accumulator.
+    Cars with ``skip`` set are left out (the one-row cars, done by BLAS in :mod:`.normal`).
     """
     n_cars = len(car_start) - 1
     acc = np.zeros((n_chunks, n_groups, n_periods, n_periods))
@@ -73,6 +74,7 @@ def schur_by_group(ld, lo, car_start, he_start, he_pos, he_period, hval, car_gro
     for k in prange(n_chunks):
         rho = np.empty(max_len)
         dg = np.empty(max_len)
+        big_r = np.empty(max_len)
         for c in range(k * per, min(n_cars, (k + 1) * per)):
             a, b = car_start[c], car_start[c + 1]
             e0, e1 = he_start[c], he_start[c + 1]
@@ -84,24 +86,27 @@ def schur_by_group(ld, lo, car_start, he_start, he_pos, he_period, hval, car_gro
                 rho[i] = -lo[a + i + 1] / ld[a + i]
                 dg[i] = 1.0 / (ld[a + i] * ld[a + i]) + rho[i] * rho[i] * dg[i + 1]
             w = acc[k, car_group[c]]
-            for f in range(e0, e1):
+            cur = L
+            for f in range(e1 - 1, e0 - 1, -1):
                 pf, tf, hf = he_pos[f] - a, he_period[f], hval[f]
-                r = dg[pf] * hf  # M^{-1}[p, pf] * h_f, walked up from p = pf
-                w[tf, tf] += hf * r
+                fac = 1.0  # moves the kept entries from row cur up to row pf
+                if cur < L:
+                    for i in range(pf, cur):
+                        fac *= rho[i]
                 cur = pf
-                for e in range(f - 1, e0 - 1, -1):
-                    pe = he_pos[e] - a
-                    while cur > pe:
-                        cur -= 1
-                        r *= rho[cur]
-                    te = he_period[e]
-                    w[tf, te] += (2.0 if te == tf else 1.0) * hval[e] * r  # row tf: contiguous writes
+                wrow = w[tf]
+                for q in range(f + 1, e1):
+                    r = big_r[q - e0] * fac
+                    big_r[q - e0] = r
+                    wrow[he_period[q]] += hf * r
+                big_r[f - e0] = hf * dg[pf]
+                wrow[tf] += 0.5 * hf * hf * dg[pf]
     out = np.zeros((n_groups, n_periods, n_periods))
     for k in range(n_chunks):
         out += acc[k]
-    for g in range(n_groups):  # pairs were added once, at (t_f, t_e): fold into a symmetric matrix
+    for g in range(n_groups):  # every pair was added once, at (t_f, t_q): W + W^T
         for t1 in range(n_periods):
-            for t2 in range(t1 + 1, n_periods):
+            for t2 in range(t1, n_periods):
                 v = out[g, t1, t2] + out[g, t2, t1]
                 out[g, t1, t2] = v
                 out[g, t2, t1] = v

@@ -38,6 +38,10 @@ MAX_GLOBAL_COLUMNS = 64
 #: Group-by-period workspace limit, groups x periods^2 [entries]: 100 M is 800 MB of ``T x T`` sums, which a
 #: 50,000-session district of 250 transformers (3,533 groups x 96^2: 33 M) and a 100,000-session one fit.
 MAX_GROUP_CELLS = 100_000_000
+#: Largest key range :func:`unique_bounded` tabulates instead of sorting [keys] (one byte each).
+MAX_KEY_TABLE = 400_000_000
+#: ... and ranks by a table (instead of a binary search) up to this range [keys] (four bytes each).
+MAX_RANK_TABLE = 4_000_000
 
 
 class LayoutError(ValueError):
@@ -106,6 +110,21 @@ class Layout:
     def abs_a_t(self) -> sp.csr_matrix:
         """``|A|^T``, for the rounding-error bound of the certificate."""
         return abs(self.a_csc).T.tocsr()
+
+
+def unique_bounded(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_inverse=True)`` for integer keys in ``[0, size)``, by a table of which keys occur
+    instead of a sort when ``size`` is at most :data:`MAX_KEY_TABLE` (2 M keys: 0.69 s sorted, ~0.05 s this way)."""
+    if size > MAX_KEY_TABLE:
+        unique, inverse = np.unique(keys, return_inverse=True)
+        return unique, inverse.ravel()
+    present = np.zeros(size, dtype=bool)
+    present[keys] = True
+    unique = np.flatnonzero(present)
+    if size > MAX_RANK_TABLE:
+        return unique, np.searchsorted(unique, keys)
+    rank = np.cumsum(present, dtype=np.int32)  # four bytes per key: the rank of each key that occurs
+    return unique, (rank[keys] - 1).astype(np.int64)
 
 
 def box_free_columns(lp: LinearProgram, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -271,7 +290,7 @@ def derive_layout(lp: LinearProgram, *, nested: bool = True) -> Layout:
     k_car, k_type = ccar[k_col], type_id[c_pos[k_row]]
     gamma = k_val / sigma[k_col]
     cell = k_car * len(types) + k_type  # (car, row type), only those that occur: a district has thousands of types
-    u_cell, cell_index = np.unique(cell, return_inverse=True)
+    u_cell, cell_index = unique_bounded(cell, n_cars * len(types))
     reference = np.zeros(len(u_cell))
     reference[cell_index.ravel()] = gamma  # any one entry's coefficient per (car, row type); all must agree with it
     if np.any(np.abs(gamma - reference[cell_index.ravel()]) > 1e-12 * np.maximum(1.0, np.abs(gamma))):
@@ -318,7 +337,7 @@ def derive_layout(lp: LinearProgram, *, nested: bool = True) -> Layout:
     h_pos, h_col, h_val = le_pos[hm], le_col[hm], le_val[hm] * sigma[le_col[hm]]
     h_period = period_of_col[h_col]
     key = h_pos * T + h_period
-    u_key, hc_entry = np.unique(key, return_inverse=True)
+    u_key, hc_entry = unique_bounded(key, len(local_rows) * T)
     he_pos, he_period = u_key // T, u_key % T
     he_car = np.searchsorted(car_start, he_pos, side="right") - 1
     he_start = np.searchsorted(he_car, np.arange(n_cars + 1)).astype(np.int64)
