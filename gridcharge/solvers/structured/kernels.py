@@ -312,14 +312,15 @@ def advance(ptr, idx, val, code, pat_start, pat_row, pat_gamma, v, zl, zu, lower
             a = max(x - lower[j], min_distance)
             b = max(upper[j] - x, min_distance)
             wl[j], wu[j] = a, b
+            il, iu = 1.0 / a, 1.0 / b
             r = c[j] - aty[j] - zl[j] + zu[j]
             rd[j] = r
             dual_worst = max(dual_worst, abs(r))
-            th_j = 1.0 / (zl[j] / a + zu[j] / b + reg)
+            th_j = 1.0 / (zl[j] * il + zu[j] * iu + reg)
             theta[j] = th_j
             comp += a * zl[j] + b * zu[j]
             tg = th_j * (r + zl[j] - zu[j])
-            th = th_j * (1.0 / b - 1.0 / a)
+            th = th_j * (iu - il)
         else:
             x = v[j]
             wl[j], wu[j], rd[j], theta[j] = 1.0, 1.0, 0.0, 0.0
@@ -385,20 +386,14 @@ def predictor_tail(ptr, idx, val, code, pat_start, pat_row, pat_gamma, dy, theta
             t = -dy[j - n]
         d = theta[j] * (t - (rd[j] + zl[j] - zu[j]))
         dva[j] = d
-        a = -zl[j] * (1.0 + d / wl[j])
-        b = -zu[j] * (1.0 - d / wu[j])
+        il, iu = 1.0 / wl[j], 1.0 / wu[j]
+        a = -zl[j] * (1.0 + d * il)
+        b = -zu[j] * (1.0 - d * iu)
         s1 += d * (zl[j] - zu[j])
         s2 += wl[j] * a + wu[j] * b
         s3 += d * (a - b)
-        if d < 0.0:
-            ap = min(ap, -wl[j] / d)
-        elif d > 0.0:
-            ap = min(ap, wu[j] / d)
-        if a < 0.0:
-            ad = min(ad, -zl[j] / a)
-        if b < 0.0:
-            ad = min(ad, -zu[j] / b)
-        tk = theta[j] * d * (a / wl[j] + b / wu[j])
+        ap, ad = _ratio_test(d, a, b, wl[j], wu[j], zl[j], zu[j], ap, ad)
+        tk = theta[j] * d * (a * il + b * iu)
         if j < n:
             for k in range(ptr[j], ptr[j + 1]):
                 rhs_k[idx[k]] += val[k] * tk
@@ -438,18 +433,29 @@ def corrector_tail(ptr, idx, val, code, pat_start, pat_row, pat_gamma, dy, theta
             dv[j], dzl[j], dzu[j] = 0.0, 0.0, 0.0
             continue
         da = dva[j]
-        r_l = target - wl[j] * zl[j] + da * zl[j] * (1.0 + da / wl[j])
-        r_u = target - wu[j] * zu[j] - da * zu[j] * (1.0 - da / wu[j])
-        d = theta[j] * (t - (rd[j] - r_l / wl[j] + r_u / wu[j]))
-        a = (r_l - zl[j] * d) / wl[j]
-        b = (r_u + zu[j] * d) / wu[j]
+        il, iu = 1.0 / wl[j], 1.0 / wu[j]
+        r_l = target - wl[j] * zl[j] + da * zl[j] * (1.0 + da * il)
+        r_u = target - wu[j] * zu[j] - da * zu[j] * (1.0 - da * iu)
+        d = theta[j] * (t - (rd[j] - r_l * il + r_u * iu))
+        a = (r_l - zl[j] * d) * il
+        b = (r_u + zu[j] * d) * iu
         dv[j], dzl[j], dzu[j] = d, a, b
-        if d < 0.0:
-            ap = min(ap, -wl[j] / d)
-        elif d > 0.0:
-            ap = min(ap, wu[j] / d)
-        if a < 0.0:
-            ad = min(ad, -zl[j] / a)
-        if b < 0.0:
-            ad = min(ad, -zu[j] / b)
+        ap, ad = _ratio_test(d, a, b, wl[j], wu[j], zl[j], zu[j], ap, ad)
+    return ap, ad
+
+
+@njit(cache=True, inline="always")
+def _ratio_test(d, a, b, wl, wu, zl, zu, ap, ad):
+    """The step lengths ``ap``, ``ad`` after one more entry: ``min(ap, -wl/d or wu/d)`` and ``min(ad, -zl/a, -zu/b)``
+    over the moves towards a bound, dividing only where the ratio is the new minimum."""
+    if d < 0.0:
+        if wl < -ap * d:
+            ap = -wl / d
+    elif d > 0.0:
+        if wu < ap * d:
+            ap = wu / d
+    if a < 0.0 and zl < -ad * a:
+        ad = -zl / a
+    if b < 0.0 and zu < -ad * b:
+        ad = -zu / b
     return ap, ad
