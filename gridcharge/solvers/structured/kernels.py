@@ -278,7 +278,7 @@ def scatter_cells(acc, pat_start, pat_row, pat_gamma, out):
                     out[r] += gm * acc[g * n_periods + t]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def advance(ptr, idx, val, code, pat_start, pat_row, pat_gamma, v, zl, zu, lower, upper, free, c, dv, dzl, dzu, ap,
             ad, aty, atdy, min_distance, reg, wl, wu, rd, theta, rp, rhs_p, rhs_h, acc):
     """One pass over the columns and row activities (``v = [x, s]``, ``A`` as :class:`Columns`): step to
@@ -298,29 +298,30 @@ def advance(ptr, idx, val, code, pat_start, pat_row, pat_gamma, v, zl, zu, lower
     rp[:] = 0.0
     rhs_p[:] = 0.0
     rhs_h[:] = 0.0
-    comp, dual_worst, big, obj = 0.0, 0.0, 0.0, 0.0
-    finite = True
+    comp, dual_worst, big, obj, check = 0.0, 0.0, 0.0, 0.0, 0.0
     for j in range(len(v)):
         aty[j] += ad * atdy[j]
         tg, th = 0.0, 0.0
         if free[j]:
             x = min(max(v[j] + ap * dv[j], lower[j]), upper[j])
             v[j] = x
-            zl[j] += ad * dzl[j]
-            zu[j] += ad * dzu[j]
-            finite = finite and np.isfinite(x) and np.isfinite(zl[j]) and np.isfinite(zu[j])
+            zlj = zl[j] + ad * dzl[j]
+            zuj = zu[j] + ad * dzu[j]
+            zl[j], zu[j] = zlj, zuj
+            check += x + zlj + zuj  # not finite when any of them is not (no branch per entry)
             a = max(x - lower[j], min_distance)
             b = max(upper[j] - x, min_distance)
             wl[j], wu[j] = a, b
-            il, iu = 1.0 / a, 1.0 / b
-            r = c[j] - aty[j] - zl[j] + zu[j]
+            r = c[j] - aty[j] - zlj + zuj
             rd[j] = r
             dual_worst = max(dual_worst, abs(r))
-            th_j = 1.0 / (zl[j] * il + zu[j] * iu + reg)
+            # theta = 1 / (zl/a + zu/b + reg) and theta (1/b - 1/a) with one division
+            inv = 1.0 / (zlj * b + zuj * a + reg * a * b)
+            th_j = a * b * inv
             theta[j] = th_j
-            comp += a * zl[j] + b * zu[j]
-            tg = th_j * (r + zl[j] - zu[j])
-            th = th_j * (iu - il)
+            comp += a * zlj + b * zuj
+            tg = th_j * (r + zlj - zuj)
+            th = (a - b) * inv
         else:
             x = v[j]
             wl[j], wu[j], rd[j], theta[j] = 1.0, 1.0, 0.0, 0.0
@@ -350,10 +351,10 @@ def advance(ptr, idx, val, code, pat_start, pat_row, pat_gamma, v, zl, zu, lower
     for i in range(len(rp)):
         primal_worst = max(primal_worst, abs(rp[i]))
         rhs_p[i] += rp[i]
-    return comp, dual_worst, primal_worst, big, obj, finite
+    return comp, dual_worst, primal_worst, big, obj, bool(np.isfinite(check))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def predictor_tail(ptr, idx, val, code, pat_start, pat_row, pat_gamma, dy, theta, wl, wu, zl, zu, rd, free, dva,
                    rhs_k, q, acc):
     """The affine-scaling direction from its ``dy``: ``dva = theta (A_full^T dy - g)`` with ``g = rd + zl - zu``, the
@@ -406,7 +407,7 @@ def predictor_tail(ptr, idx, val, code, pat_start, pat_row, pat_gamma, dy, theta
     return ap, ad, s1, s2, s3
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def corrector_tail(ptr, idx, val, code, pat_start, pat_row, pat_gamma, dy, theta, wl, wu, zl, zu, rd, free, target,
                    dva, atdy, dv, dzl, dzu, q):
     """Mehrotra's direction from its ``dy``: ``atdy = A_full^T dy``, ``dv = theta (atdy - g)`` with the corrector's
@@ -444,18 +445,18 @@ def corrector_tail(ptr, idx, val, code, pat_start, pat_row, pat_gamma, dy, theta
     return ap, ad
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _ratio_test(d, a, b, wl, wu, zl, zu, ap, ad):
     """The step lengths ``ap``, ``ad`` after one more entry: ``min(ap, -wl/d or wu/d)`` and ``min(ad, -zl/a, -zu/b)``
-    over the moves towards a bound, dividing only where the ratio is the new minimum."""
-    if d < 0.0:
-        if wl < -ap * d:
-            ap = -wl / d
-    elif d > 0.0:
-        if wu < ap * d:
-            ap = wu / d
-    if a < 0.0 and zl < -ad * a:
+    over the moves towards a bound. Distances are positive and duals nonnegative, so a move away from a bound never
+    passes a test and no sign is branched on (the signs are random: mispredicted branches cost more than the
+    arithmetic); a division happens only where the ratio is the new minimum."""
+    if wl < -ap * d:
+        ap = -wl / d
+    if wu < ap * d:
+        ap = wu / d
+    if zl < -ad * a:
         ad = -zl / a
-    if b < 0.0 and zu < -ad * b:
+    if zu < -ad * b:
         ad = -zu / b
     return ap, ad
