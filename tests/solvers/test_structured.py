@@ -342,7 +342,8 @@ def test_fused_column_passes_equal_the_sparse_products(seed):
     comp, dual_worst, primal_worst, big, obj, finite = kernels.advance(
         *cols, v, zl, zu, lower, upper, free, c, dv0, dzl0, dzu0, ap0, ad0, aty, atdy0, 1e-30, 1e-12, wl, wu, rd,
         theta, rp, rhs_p, rhs_h, cells)
-    assert finite and np.allclose(v, v_new) and np.allclose(zl, zl_new) and np.allclose(aty, aty_new)
+    assert finite and np.allclose(v, v_new) and np.allclose(zl, zl_new) and np.allclose(zu, zu_new)
+    assert np.allclose(aty, aty_new)
     assert np.allclose(rp, -(a @ v_new[:n] - v_new[n:]))
     assert math.isclose(primal_worst, np.abs(rp).max()) and math.isclose(obj, c @ v_new, abs_tol=1e-9)
     assert np.allclose(wl[free], v_new[free] - lower[free]) and np.allclose(rd[free], (c - aty - zl + zu)[free])

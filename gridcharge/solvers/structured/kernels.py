@@ -65,8 +65,8 @@ def schur_by_group(ld, lo, car_start, he_start, he_pos, he_period, hval, car_gro
     M^{-1}[p+1, q]`` with ``rho[p] = -lo[p+1] / ld[p]``, and the diagonal follows ``d[p] = 1 / ld[p]^2 + rho[p]^2
     d[p+1]``. The entries are taken bottom-up; ``R[k] = h_k M^{-1}[p, pos_k]`` is kept for every entry ``k`` below
     the current row ``p`` and moved up to the next entry's row by one multiply, fused with the pair's multiply-add
-    into ``W`` (a loop without a carried dependency). Cars are split in ``n_chunks`` contiguous chunks, each with its own accumulator.
-    Cars with ``skip`` set are left out (the one-row cars, done by BLAS in :mod:`.normal`).
+    into ``W`` (a loop without a carried dependency). Cars are split in ``n_chunks`` contiguous chunks, each with its
+    own accumulator. Cars with ``skip`` set are left out (the one-row cars, done by BLAS in :mod:`.normal`).
     """
     n_cars = len(car_start) - 1
     acc = np.zeros((n_chunks, n_groups, n_periods, n_periods))
