@@ -77,7 +77,7 @@ class NormalEquations:
         self.single_period = layout.he_period[on]
         self.single_pos = layout.he_pos[on]
         self.single_groups = np.searchsorted(layout.car_group[cars], np.arange(layout.n_groups + 1))
-        self.single_shape = (len(cars), layout.n_periods)
+        self.single_v = np.zeros((len(cars), layout.n_periods))
         # groups by their lowest front; a front's (own, below) split; the map coupling position -> row of a front
         with_front = np.flatnonzero(layout.group_front >= 0)
         by_front = with_front[np.argsort(layout.group_front[with_front], kind="stable")]
@@ -104,7 +104,7 @@ class NormalEquations:
         w = kernels.schur_by_group(self.ld, self.lo, lay.car_start, lay.he_start, lay.he_pos, lay.he_period, hval,
                                    lay.car_group, self.skip, lay.n_groups, lay.n_periods, self.n_chunks, self.max_len)
         if len(self.single_entry):
-            v = np.zeros(self.single_shape)
+            v = self.single_v  # its pattern is fixed: only the entries in it are overwritten
             v[self.single_row, self.single_period] = hval[self.single_entry] / self.ld[self.single_pos]
             for g in range(lay.n_groups):
                 block = v[self.single_groups[g]:self.single_groups[g + 1]]
