@@ -161,40 +161,16 @@ def normal_coefficients(theta, theta_s, delta, local_rows, le_col, le_pos, le_va
 
 @njit(cache=True)
 def local_to_cells(hval, he_pos, he_cell, y_local, acc):
-    """``acc[cell] = sum over H entries e of that cell of hval[e] y_local[pos_e]``: ``A_C Theta A_L^T y`` summed per
-    group-period cell (``he_cell = group * n_periods + period``), before :func:`cells_to_rows`."""
+    """``acc[cell] = -(sum over H entries e of that cell of hval[e] y_local[pos_e])``: minus ``A_C Theta A_L^T y``
+    summed per group-period cell (``he_cell = group * n_periods + period``), for :func:`scatter_cells`."""
     acc[:] = 0.0
     for e in range(len(hval)):
-        acc[he_cell[e]] += hval[e] * y_local[he_pos[e]]
+        acc[he_cell[e]] -= hval[e] * y_local[he_pos[e]]
 
 
 @njit(cache=True)
-def cells_to_rows(acc, group_type_start, group_type, group_gamma, row_of, out):
-    """``out[coupling position] -= gamma acc[group, period]`` over every row type of every group (``acc`` flat,
-    group-major)."""
-    n_periods = row_of.shape[1]
-    for g in range(len(group_type_start) - 1):
-        for i in range(group_type_start[g], group_type_start[g + 1]):
-            tp, gm = group_type[i], group_gamma[i]
-            for t in range(n_periods):
-                r = row_of[tp, t]
-                if r >= 0:
-                    out[r] -= gm * acc[g * n_periods + t]
-
-
-@njit(cache=True)
-def rows_to_local(y_coupling, group_type_start, group_type, group_gamma, row_of, hval, he_pos, he_cell, q, out):
-    """``out[pos_e] -= hval[e] q[cell_e]`` with ``q[group, period] = sum over the group's types of gamma
-    y_coupling[row]``: ``A_L Theta A_C^T y`` through the cells (``q`` is workspace, one entry per cell)."""
-    n_periods = row_of.shape[1]
-    q[:] = 0.0
-    for g in range(len(group_type_start) - 1):
-        for i in range(group_type_start[g], group_type_start[g + 1]):
-            tp, gm = group_type[i], group_gamma[i]
-            for t in range(n_periods):
-                r = row_of[tp, t]
-                if r >= 0:
-                    q[g * n_periods + t] += gm * y_coupling[r]
+def cells_to_local(q, hval, he_pos, he_cell, out):
+    """``out[pos_e] -= hval[e] q[cell_e]``: minus ``A_L Theta A_C^T y`` with ``q`` = :func:`gather_cells` of ``y``."""
     for e in range(len(hval)):
         out[he_pos[e]] -= hval[e] * q[he_cell[e]]
 
@@ -419,6 +395,8 @@ def corrector_tail(ptr, idx, val, code, pat_start, pat_row, pat_gamma, dy, theta
     n = len(ptr) - 1
     gather_cells(dy, pat_start, pat_row, pat_gamma, q)
     ap, ad = 1.0, 1.0
+    # the column product is written out here and in predictor_tail on purpose: as a shared inlined helper both
+    # passes measured 8 -> 14 ms at 10,000 sessions
     for j in range(len(dv)):
         if j < n:
             t = 0.0

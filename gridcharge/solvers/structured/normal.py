@@ -55,6 +55,7 @@ class NormalEquations:
         he_car = np.repeat(np.arange(layout.n_cars), np.diff(layout.he_start))
         self.he_cell = layout.car_group[he_car] * layout.n_periods + layout.he_period
         self.cells = np.empty(layout.n_groups * layout.n_periods)
+        self.pattern_pos = layout.row_of[layout.group_type]  # coupling position per (pattern entry, period), -1: none
         self.diag = np.empty(n_local)
         self.off = np.empty(n_local)
         self.hval = np.empty(len(layout.he_pos))
@@ -153,10 +154,10 @@ class NormalEquations:
         y_l = np.empty_like(r_l)
         kernels.solve_chains(self.ld, self.lo, lay.car_start, r_l, y_l)
         kernels.local_to_cells(self.hval, lay.he_pos, self.he_cell, y_l, self.cells)
-        kernels.cells_to_rows(self.cells, lay.group_type_start, lay.group_type, lay.group_gamma, lay.row_of, r_c)
+        kernels.scatter_cells(self.cells, lay.group_type_start, self.pattern_pos, lay.group_gamma, r_c)
         dy_c = self._solve_fronts(r_c)
-        kernels.rows_to_local(dy_c, lay.group_type_start, lay.group_type, lay.group_gamma, lay.row_of, self.hval,
-                              lay.he_pos, self.he_cell, self.cells, r_l)
+        kernels.gather_cells(dy_c, lay.group_type_start, self.pattern_pos, lay.group_gamma, self.cells)
+        kernels.cells_to_local(self.cells, self.hval, lay.he_pos, self.he_cell, r_l)
         kernels.solve_chains(self.ld, self.lo, lay.car_start, r_l, y_l)
         out = np.empty_like(rhs)
         out[lay.local_rows] = y_l
