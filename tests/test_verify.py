@@ -386,3 +386,18 @@ def test_the_verdict_as_a_table_and_as_text():
     assert frame.iloc[0].tolist() == ["node_import", "M", 0, 11.0, 10.0, None]
     assert str(result) == "1 violation(s):\n  node_import: M period 0: 11 vs limit 10"
     assert result.overload_kwh == {"M": pytest.approx(1.0)}
+
+
+def test_a_repeated_check_is_answered_again_only_for_the_same_instance_and_power():
+    """The verdict of the last (instance, power) pair is reused (a solver's acceptance test and gridcharge.solve's
+    gate check the same schedule); any change of the power, even in place, or another instance is checked afresh."""
+    inst = load_instance(one_car())
+    power = np.array([[0.0, 7.0, 3.0, 0.0]])
+    first = verify(inst, power)
+    assert first.ok and verify(inst, power.copy()) is first
+    power[0, 1] = 7.5  # in place: the same array object, now over the charge limit
+    assert ("charge_limit", "s", 1) in kinds(verify(inst, power))
+    power[0, 1] = 7.0
+    assert verify(inst, power).ok
+    other = load_instance(one_car(energy_kwh=5.0))  # the same power is too much energy for this car
+    assert not verify(other, power).ok

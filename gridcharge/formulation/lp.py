@@ -161,7 +161,7 @@ class _Builder:
         self.vals.append(np.broadcast_to(np.asarray(vals, dtype=float), rows.shape))
 
     def assemble(self):
-        cat = lambda parts, dtype=float: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
+        cat = lambda parts, dtype=float: np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)  # noqa: E731
         rows, cols, vals = cat(self.rows, np.int64), cat(self.cols, np.int64), cat(self.vals)
         keep = vals != 0.0
         rows, cols, vals = rows[keep], cols[keep], vals[keep]

@@ -177,3 +177,14 @@ def test_leaderboard_labels_objectives_in_each_instance_tariff_currency():
     sections = {part.split(" ", 1)[0]: part for part in table.split("\n## ")[1:]}
     assert "objective [EUR]" in sections["eu"] and "90.0000 EUR." in sections["eu"] and "CNY" not in sections["eu"]
     assert "objective [CNY]" in sections["cn"] and "objective [CNY]" in sections["old"]
+
+
+def test_cli_bench_runs_auto_as_its_optimum_by_default(tmp_path, tight_file):
+    """Without --solvers the optimum is ``auto`` (the certified structured interior point where it wins by
+    measurement, HiGHS elsewhere: benchmarks/RESULTS.md, issue 13), next to the baselines."""
+    out = tmp_path / "default"
+    assert main(["bench", "--instances", str(tight_file), "--in-process", "--out", str(out)]) == 0
+    with open(out / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["solver"] for r in rows] == ["auto", "equal_share", "edf", "llf", "greedy_cost", "uncontrolled"]
+    assert rows[0]["status"] == "ok"

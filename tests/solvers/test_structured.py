@@ -295,15 +295,31 @@ def test_any_duals_give_a_bound_below_the_optimum(seed, scale):
 
 @given(st.integers(0, 2**31 - 1))
 def test_fused_column_passes_equal_the_sparse_products(seed):
-    """The compiled passes of an iteration equal the same algebra done with scipy's products and numpy."""
+    """The compiled passes of an iteration, reading the matrix as residual entries plus group patterns, equal the same
+    algebra done with the assembled matrix and numpy."""
     import scipy.sparse as sp
 
     from gridcharge.solvers.structured import kernels
 
     rng = np.random.default_rng(seed)
     n, m = int(rng.integers(1, 40)), int(rng.integers(1, 15))
-    a = sp.random(m, n, density=0.3, random_state=rng, format="csc")
-    cols = (a.indptr, a.indices, a.data)
+    residual = sp.random(m, n, density=0.2, random_state=rng, format="csc")
+    n_groups, n_periods = int(rng.integers(1, 4)), int(rng.integers(1, 5))
+    pat_start = np.r_[0, np.cumsum(rng.integers(0, 3, n_groups))].astype(np.int64)
+    pat_row = np.where(rng.random((pat_start[-1], n_periods)) < 0.8,
+                       rng.integers(0, m, (pat_start[-1], n_periods)), -1).astype(np.int64)
+    pat_gamma = rng.normal(size=pat_start[-1])
+    cell = rng.integers(0, n_groups * n_periods, n)
+    code = np.where(rng.random(n) < 0.7, rng.choice([-1, 1], n) * (cell + 1), 0).astype(np.int64)
+    a = residual.toarray()
+    for j in np.flatnonzero(code):
+        g, t = divmod(abs(code[j]) - 1, n_periods)
+        for i in range(pat_start[g], pat_start[g + 1]):
+            if pat_row[i, t] >= 0:
+                a[pat_row[i, t], j] += np.sign(code[j]) * pat_gamma[i]
+    cols = (residual.indptr.astype(np.int64), residual.indices.astype(np.int64), residual.data, code, pat_start,
+            pat_row, pat_gamma)
+    a_full = np.hstack([a, -np.eye(m)])
     size = n + m
     lower = rng.uniform(-5, 0, size)
     upper = lower + rng.uniform(0.5, 5, size)
@@ -312,42 +328,59 @@ def test_fused_column_passes_equal_the_sparse_products(seed):
     v = np.where(free, rng.uniform(lower, upper), lower)
     zl, zu = np.where(free, rng.uniform(0.1, 3, size), 0.0), np.where(free, rng.uniform(0.1, 3, size), 0.0)
     c, aty, atdy0 = rng.normal(size=size), rng.normal(size=size), rng.normal(size=size)
-    dv0 = np.where(free, rng.normal(size=size), 0.0)
     dzl0, dzu0 = (np.where(free, rng.uniform(-0.05, 1.0, size), 0.0) for _ in range(2))  # duals stay positive
-    ap0, ad0 = rng.uniform(0, 1, 2)
-    wl, wu, rd, theta, g = (np.empty(size) for _ in range(5))
-    rp = np.empty(m)
+    ap0, ad0 = rng.uniform(0.01, 1, 2)
+    # a step to a point strictly inside the box (one onto a bound is clipped there: distances of 1e-30 whose
+    # bound-dual steps are cancelling 1e30 terms that no two orders of evaluation agree on)
+    inside = rng.uniform(lower + 0.01 * (upper - lower), upper - 0.01 * (upper - lower))
+    dv0 = np.where(free, (inside - v) / ap0, 0.0)
+    wl, wu, rd, theta = (np.empty(size) for _ in range(4))
+    rp, rhs_p, rhs_h, rhs_k = (np.empty(m) for _ in range(4))
+    cells = np.empty(3 * n_groups * n_periods)
     v_new = np.where(free, np.clip(v + ap0 * dv0, lower, upper), v)
     zl_new, zu_new, aty_new = zl + ad0 * dzl0, zu + ad0 * dzu0, aty + ad0 * atdy0
     comp, dual_worst, primal_worst, big, obj, finite = kernels.advance(
         *cols, v, zl, zu, lower, upper, free, c, dv0, dzl0, dzu0, ap0, ad0, aty, atdy0, 1e-30, 1e-12, wl, wu, rd,
-        theta, rp)
-    assert finite and np.allclose(v, v_new) and np.allclose(zl, zl_new) and np.allclose(aty, aty_new)
+        theta, rp, rhs_p, rhs_h, cells)
+    assert finite and np.allclose(v, v_new) and np.allclose(zl, zl_new) and np.allclose(zu, zu_new)
+    assert np.allclose(aty, aty_new)
     assert np.allclose(rp, -(a @ v_new[:n] - v_new[n:]))
     assert math.isclose(primal_worst, np.abs(rp).max()) and math.isclose(obj, c @ v_new, abs_tol=1e-9)
     assert np.allclose(wl[free], v_new[free] - lower[free]) and np.allclose(rd[free], (c - aty - zl + zu)[free])
     assert math.isclose(comp, (wl * zl + wu * zu)[free].sum(), rel_tol=1e-12)
     assert np.all(theta[~free] == 0.0)
+    g_p = np.where(free, rd + zl - zu, 0.0)
+    h = np.where(free, 1 / wu - 1 / wl, 0.0)
+    assert np.allclose(rhs_p, rp + a_full @ (theta * g_p)) and np.allclose(rhs_h, a_full @ (theta * h))
 
-    dva, dzla, dzua = (np.where(free, rng.normal(size=size), 0.0) for _ in range(3))
+    def steps(dv, dzl, dzu):
+        down, up, l_down, u_down = (free & (dv < 0)), (free & (dv > 0)), (free & (dzl < 0)), (free & (dzu < 0))
+        ap = min([1.0, *(-wl[down] / dv[down]), *(wu[up] / dv[up])])
+        ad = min([1.0, *(-zl[l_down] / dzl[l_down]), *(-zu[u_down] / dzu[u_down])])
+        return ap, ad
+
+    q = np.empty(n_groups * n_periods)
+    dy = rng.normal(size=m)
+    dva = np.zeros(size)
+    ap, ad, s1, s2, s3 = kernels.predictor_tail(*cols, dy, theta, wl, wu, zl, zu, rd, free, dva, rhs_k, q,
+                                                cells[:len(q)])
+    dva_ref = np.where(free, theta * (a_full.T @ dy - g_p), 0.0)
+    dzla, dzua = np.where(free, (-wl * zl - zl * dva_ref) / wl, 0.0), np.where(free, (-wu * zu + zu * dva_ref) / wu, 0)
+    assert np.allclose(dva, dva_ref) and np.allclose((ap, ad), steps(dva_ref, dzla, dzua))
+    after = ((wl + ap * dva) * (zl + ad * dzla) + (wu - ap * dva) * (zu + ad * dzua))[free].sum()
+    assert math.isclose(comp + ap * s1 + ad * s2 + ap * ad * s3, after, rel_tol=1e-9, abs_tol=1e-9)
+    k = np.where(free, dva_ref * (dzla / wl + dzua / wu), 0.0)
+    assert np.allclose(rhs_k, a_full @ (theta * k))
+
     target = float(rng.uniform(0, 1))
-    for corrector in (False, True):
-        rhs = np.empty(m)
-        kernels.normal_rhs(*cols, rp, theta, rd, wl, wu, zl, zu, free, target, dva, dzla, dzua, corrector, g, rhs)
-        r_l = target - wl * zl - (dva * dzla if corrector else 0.0)
-        r_u = target - wu * zu + (dva * dzua if corrector else 0.0)
-        g_ref = np.where(free, rd - r_l / wl + r_u / wu, 0.0)
-        tg = theta * g_ref
-        assert np.allclose(g, g_ref) and np.allclose(rhs, rp + a @ tg[:n] - tg[n:])
-        dy = rng.normal(size=m)
-        dv, dzl, dzu, atdy = (np.zeros(size) for _ in range(4))
-        ap, ad, s1, s2, s3 = kernels.direction_tail(*cols, dy, theta, g, wl, wu, zl, zu, free, target, dva, dzla,
-                                                    dzua, corrector, atdy, dv, dzl, dzu)
-        atdy_ref = np.r_[a.T @ dy, -dy]
-        dv_ref = np.where(free, theta * (atdy_ref - g_ref), 0.0)
-        assert np.allclose(dv, dv_ref) and np.allclose(dzl[free], ((r_l - zl * dv_ref) / wl)[free])
-        assert not corrector or np.allclose(atdy, atdy_ref)
-        assert 0 < ap <= 1 and 0 < ad <= 1
-        assert np.all(wl + ap * dv >= -1e-9) and np.all(wu - ap * dv >= -1e-9) and np.all(zl + ad * dzl >= -1e-9)
-        after = ((wl + ap * dv) * (zl + ad * dzl) + (wu - ap * dv) * (zu + ad * dzu))[free].sum()
-        assert math.isclose(comp + ap * s1 + ad * s2 + ap * ad * s3, after, rel_tol=1e-9, abs_tol=1e-9)
+    dy = rng.normal(size=m)
+    dv, dzl, dzu, atdy = (np.zeros(size) for _ in range(4))
+    ap, ad = kernels.corrector_tail(*cols, dy, theta, wl, wu, zl, zu, rd, free, target, dva, atdy, dv, dzl, dzu, q)
+    r_l, r_u = target - wl * zl - dva_ref * dzla, target - wu * zu + dva_ref * dzua
+    g_ref = np.where(free, rd - r_l / wl + r_u / wu, 0.0)
+    assert np.allclose(g_ref, g_p + target * h + k)  # the corrector's right side is the sum of the three parts
+    dv_ref = np.where(free, theta * (a_full.T @ dy - g_ref), 0.0)
+    dzl_ref, dzu_ref = np.where(free, (r_l - zl * dv_ref) / wl, 0.0), np.where(free, (r_u + zu * dv_ref) / wu, 0.0)
+    assert np.allclose(atdy, a_full.T @ dy) and np.allclose(dv, dv_ref)
+    assert np.allclose(dzl, dzl_ref) and np.allclose(dzu, dzu_ref)
+    assert np.allclose((ap, ad), steps(dv_ref, dzl_ref, dzu_ref))

@@ -72,8 +72,7 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
                          message="a row's bounds cannot be met by any column in its box")
     free = upper > lower
     c = np.r_[cost, np.zeros(m)]
-    a = layout.a_csc  # every product with A goes column by column, fused into a pass of kernels
-    cols = (a.indptr, a.indices, a.data)
+    cols = kernels.columns(layout).arrays  # every product with A goes column by column, fused into a pass of kernels
     width = np.where(free, upper - lower, 0.0)
     v = np.where(free, lower + 0.5 * width, lower)
     zl = np.where(free, np.maximum(c, 0.0) + INITIAL_DUAL, 0.0)
@@ -85,14 +84,16 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
     lb, pobj = -math.inf, math.nan
     status, message = "iteration_limit", ""
     size = n + m
-    wl, wu, rd, theta, g = (np.empty(size) for _ in range(5))
-    dv, dzl, dzu, dva, dzla, dzua, atdy = (np.zeros(size) for _ in range(7))
+    wl, wu, rd, theta = (np.empty(size) for _ in range(4))
+    dv, dzl, dzu, dva, atdy = (np.zeros(size) for _ in range(5))
     aty = np.zeros(size)  # A_full^T y, y = 0
-    rp, rhs = np.empty(m), np.empty(m)
+    rp, rhs_p, rhs_h, rhs_k = (np.empty(m) for _ in range(4))
+    n_cells = layout.n_groups * layout.n_periods
+    cells = np.empty(3 * n_cells)
 
-    def advance(ap, ad):  # step (0, 0: stay), then prepare the next iteration
+    def advance(ap, ad):  # step (0, 0: stay), then prepare the next iteration and the parts of its right-hand sides
         return kernels.advance(*cols, v, zl, zu, lower, upper, free, c, dv, dzl, dzu, ap, ad, aty, atdy, MIN_DISTANCE,
-                               PRIMAL_REG, wl, wu, rd, theta, rp)
+                               PRIMAL_REG, wl, wu, rd, theta, rp, rhs_p, rhs_h, cells)
 
     comp, dual_bad, primal_worst, x_big, pobj, _ = advance(0.0, 0.0)
     it = 0
@@ -123,19 +124,17 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
             break
         started = time.perf_counter()
 
-        def direction(corrector, target, out_v, out_zl, out_zu):
-            kernels.normal_rhs(*cols, rp, theta, rd, wl, wu, zl, zu, free, target, dva, dzla, dzua, corrector, g,
-                               rhs)
-            dy = normal.solve(rhs)
-            ap, ad, s1, s2, s3 = kernels.direction_tail(*cols, dy, theta, g, wl, wu, zl, zu, free, target, dva, dzla,
-                                                        dzua, corrector, atdy, out_v, out_zl, out_zu)
-            return dy, ap, ad, (s1, s2, s3)
-
-        # predictor (affine scaling), then Mehrotra's corrector towards sigma mu
-        _, ap, ad, (s1, s2, s3) = direction(False, 0.0, dva, dzla, dzua)
+        # predictor (affine scaling), then Mehrotra's corrector towards sigma mu; the right-hand sides' parts come
+        # from the passes (advance: rhs_p, rhs_h; predictor_tail: rhs_k)
+        dy = normal.solve(rhs_p)
+        ap, ad, s1, s2, s3 = kernels.predictor_tail(*cols, dy, theta, wl, wu, zl, zu, rd, free, dva, rhs_k,
+                                                    cells[:n_cells], cells[n_cells:2 * n_cells])
         mu_aff = max(comp + ap * s1 + ad * s2 + ap * ad * s3, 0.0) / (2 * n_free)
         sigma = min((mu_aff / mu) ** 3, 1.0) if mu > 0 else 0.0
-        dy, ap, ad, _ = direction(True, sigma * mu, dv, dzl, dzu)
+        target = sigma * mu
+        dy = normal.solve(rhs_p + target * rhs_h + rhs_k)
+        ap, ad = kernels.corrector_tail(*cols, dy, theta, wl, wu, zl, zu, rd, free, target, dva, atdy, dv, dzl, dzu,
+                                        cells[:n_cells])
         ap, ad = STEP_SHARE * ap, STEP_SHARE * ad
         # A^T y is carried along (the certificate recomputes it from y)
         comp, dual_bad, primal_worst, x_big, pobj, finite = advance(ap, ad)

@@ -3,6 +3,8 @@ grouped Schur complement. Each loops over cars with ``prange`` so that both core
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -59,11 +61,12 @@ def schur_by_group(ld, lo, car_start, he_start, he_pos, he_period, hval, car_gro
     """``W[g, t, t'] = sum over cars c of group g of (H_c M_c^{-1} H_c^T)[t, t']``.
 
     ``H_c`` has one entry per (local position, period) of car ``c`` (``he_*``, values ``hval``, positions ascending).
-    The inverse of a tridiagonal ``M = L L^T`` is never formed: above the diagonal, column ``j`` of ``M^{-1}``
-    follows ``x[i] = rho[i] x[i+1]`` with ``rho[i] = -lo[i+1] / ld[i]`` (independent of ``j``), and the diagonal
-    follows ``d[i] = 1 / ld[i]^2 + rho[i]^2 d[i+1]``; both are O(length), and each pair of entries then costs one
-    multiply-add. Cars are split in ``n_chunks`` contiguous chunks, each with its own accumulator. Cars with
-    ``skip`` set are left out (the one-row cars, done by BLAS in :mod:`.normal`).
+    The inverse of a tridiagonal ``M = L L^T`` is never formed: above the diagonal ``M^{-1}[p, q] = rho[p]
+    M^{-1}[p+1, q]`` with ``rho[p] = -lo[p+1] / ld[p]``, and the diagonal follows ``d[p] = 1 / ld[p]^2 + rho[p]^2
+    d[p+1]``. The entries are taken bottom-up; ``R[k] = h_k M^{-1}[p, pos_k]`` is kept for every entry ``k`` below
+    the current row ``p`` and moved up to the next entry's row by one multiply, fused with the pair's multiply-add
+    into ``W`` (a loop without a carried dependency). Cars are split in ``n_chunks`` contiguous chunks, each with its
+    own accumulator. Cars with ``skip`` set are left out (the one-row cars, done by BLAS in :mod:`.normal`).
     """
     n_cars = len(car_start) - 1
     acc = np.zeros((n_chunks, n_groups, n_periods, n_periods))
@@ -71,6 +74,7 @@ def schur_by_group(ld, lo, car_start, he_start, he_pos, he_period, hval, car_gro
     for k in prange(n_chunks):
         rho = np.empty(max_len)
         dg = np.empty(max_len)
+        big_r = np.empty(max_len)
         for c in range(k * per, min(n_cars, (k + 1) * per)):
             a, b = car_start[c], car_start[c + 1]
             e0, e1 = he_start[c], he_start[c + 1]
@@ -82,24 +86,27 @@ def schur_by_group(ld, lo, car_start, he_start, he_pos, he_period, hval, car_gro
                 rho[i] = -lo[a + i + 1] / ld[a + i]
                 dg[i] = 1.0 / (ld[a + i] * ld[a + i]) + rho[i] * rho[i] * dg[i + 1]
             w = acc[k, car_group[c]]
-            for f in range(e0, e1):
+            cur = L
+            for f in range(e1 - 1, e0 - 1, -1):
                 pf, tf, hf = he_pos[f] - a, he_period[f], hval[f]
-                r = dg[pf] * hf  # M^{-1}[p, pf] * h_f, walked up from p = pf
-                w[tf, tf] += hf * r
+                fac = 1.0  # moves the kept entries from row cur up to row pf
+                if cur < L:
+                    for i in range(pf, cur):
+                        fac *= rho[i]
                 cur = pf
-                for e in range(f - 1, e0 - 1, -1):
-                    pe = he_pos[e] - a
-                    while cur > pe:
-                        cur -= 1
-                        r *= rho[cur]
-                    te = he_period[e]
-                    w[tf, te] += (2.0 if te == tf else 1.0) * hval[e] * r  # row tf: contiguous writes
+                wrow = w[tf]
+                for q in range(f + 1, e1):
+                    r = big_r[q - e0] * fac
+                    big_r[q - e0] = r
+                    wrow[he_period[q]] += hf * r
+                big_r[f - e0] = hf * dg[pf]
+                wrow[tf] += 0.5 * hf * hf * dg[pf]
     out = np.zeros((n_groups, n_periods, n_periods))
     for k in range(n_chunks):
         out += acc[k]
-    for g in range(n_groups):  # pairs were added once, at (t_f, t_e): fold into a symmetric matrix
+    for g in range(n_groups):  # every pair was added once, at (t_f, t_q): W + W^T
         for t1 in range(n_periods):
-            for t2 in range(t1 + 1, n_periods):
+            for t2 in range(t1, n_periods):
                 v = out[g, t1, t2] + out[g, t2, t1]
                 out[g, t1, t2] = v
                 out[g, t2, t1] = v
@@ -130,6 +137,44 @@ def expand_front(w, d, groups, group_type_start, group_type, group_gamma, row_of
                             s[r1, local[r2]] -= gg * w[g, p1, p2]
 
 
+@njit(cache=True)
+def normal_coefficients(theta, theta_s, delta, local_rows, le_col, le_pos, le_val, off_col, off_pos, off_val, hc_entry,
+                        hc_col, hc_val, dc_col, dc_cell, dc_val, diag, off, hval, d):
+    """The coefficients of ``A Theta A^T`` that the block elimination needs, in one pass per entry list (the
+    compiled form of four ``bincount`` calls): the local rows' diagonal ``diag`` (plus ``theta_s + delta``) and
+    sub-diagonal ``off`` (tridiagonal per car), the coupling influence ``hval`` of the local rows (per ``H`` entry)
+    and the direct coupling ``d`` (per group-period cell)."""
+    for p in range(len(diag)):
+        diag[p] = theta_s[local_rows[p]] + delta
+    for k in range(len(le_col)):
+        diag[le_pos[k]] += le_val[k] * le_val[k] * theta[le_col[k]]
+    off[:] = 0.0
+    for k in range(len(off_col)):
+        off[off_pos[k]] += off_val[k] * theta[off_col[k]]
+    hval[:] = 0.0
+    for k in range(len(hc_col)):
+        hval[hc_entry[k]] += hc_val[k] * theta[hc_col[k]]
+    d[:] = 0.0
+    for k in range(len(dc_col)):
+        d[dc_cell[k]] += dc_val[k] * theta[dc_col[k]]
+
+
+@njit(cache=True)
+def local_to_cells(hval, he_pos, he_cell, y_local, acc):
+    """``acc[cell] = -(sum over H entries e of that cell of hval[e] y_local[pos_e])``: minus ``A_C Theta A_L^T y``
+    summed per group-period cell (``he_cell = group * n_periods + period``), for :func:`scatter_cells`."""
+    acc[:] = 0.0
+    for e in range(len(hval)):
+        acc[he_cell[e]] -= hval[e] * y_local[he_pos[e]]
+
+
+@njit(cache=True)
+def cells_to_local(q, hval, he_pos, he_cell, out):
+    """``out[pos_e] -= hval[e] q[cell_e]``: minus ``A_L Theta A_C^T y`` with ``q`` = :func:`gather_cells` of ``y``."""
+    for e in range(len(hval)):
+        out[he_pos[e]] -= hval[e] * q[he_cell[e]]
+
+
 def threads() -> int:
     """Threads numba runs ``prange`` loops on."""
     return numba.get_num_threads()
@@ -139,123 +184,257 @@ def threads() -> int:
 # fused element-wise steps of one interior-point iteration (one pass each over columns and row activities)
 
 
+@dataclass(eq=False)
+class Columns:
+    """The LP matrix in the form the passes read: ``A = R + P``. ``R`` (CSC: ``ptr``, ``idx``, ``val``) holds the
+    local entries of the cars' columns and every entry of the columns of no car; ``P`` the cars' coupling entries,
+    which follow their group's pattern: column ``j`` with ``code[j] = sigma (cell + 1)`` (0: none) has ``sigma
+    gamma_i`` in row ``pat_row[i, period]`` for every pattern entry ``i`` of its group (``pat_start``; cell = group x
+    periods + period). A pass thus reads about one matrix entry per column instead of four."""
+
+    ptr: np.ndarray
+    idx: np.ndarray
+    val: np.ndarray
+    code: np.ndarray
+    pat_start: np.ndarray
+    pat_row: np.ndarray  # (pattern entries, periods) LP row, -1 where the row type has no row in that period
+    pat_gamma: np.ndarray
+
+    @property
+    def arrays(self) -> tuple:
+        return self.ptr, self.idx, self.val, self.code, self.pat_start, self.pat_row, self.pat_gamma
+
+    @property
+    def n_cells(self) -> int:
+        return (len(self.pat_start) - 1) * self.pat_row.shape[1]
+
+
+def columns(layout) -> Columns:
+    """:class:`Columns` of a :class:`~.layout.Layout` (its ``a_csc`` split into the residual and the patterns)."""
+    a = layout.a_csc
+    n = layout.n_col
+    code = np.zeros(n, dtype=np.int64)
+    code[layout.dc_col] = np.where(layout.dc_sigma > 0, 1, -1) * (layout.dc_cell + 1)
+    coupling = np.zeros(a.shape[0], dtype=bool)
+    coupling[layout.coupling_rows] = True
+    entry_col = np.repeat(np.arange(n), np.diff(a.indptr))
+    keep = ~(coupling[a.indices] & (code[entry_col] != 0))
+    ptr = np.r_[0, np.cumsum(np.bincount(entry_col[keep], minlength=n))].astype(np.int64)
+    pos = layout.row_of[layout.group_type]
+    pat_row = np.where(pos >= 0, layout.coupling_rows[np.maximum(pos, 0)], -1).astype(np.int64)
+    return Columns(ptr, a.indices[keep].astype(np.int64), a.data[keep].copy(), code, layout.group_type_start,
+                   pat_row, layout.group_gamma)
+
+
 @njit(cache=True)
-def advance(indptr, indices, data, v, zl, zu, lower, upper, free, c, dv, dzl, dzu, ap, ad, aty, atdy, min_distance,
-            reg, wl, wu, rd, theta, rp):
-    """One pass over the columns (``A`` by columns: ``indptr``, ``indices``, ``data``; ``v = [x, s]``): step to
+def gather_cells(y, pat_start, pat_row, pat_gamma, q):
+    """``q[cell] = sum over the group's pattern entries i of gamma_i y[pat_row[i, period]]`` (``P^T y`` per cell)."""
+    n_periods = pat_row.shape[1]
+    for g in range(len(pat_start) - 1):
+        for t in range(n_periods):
+            q[g * n_periods + t] = 0.0
+        for i in range(pat_start[g], pat_start[g + 1]):
+            gm = pat_gamma[i]
+            for t in range(n_periods):
+                r = pat_row[i, t]
+                if r >= 0:
+                    q[g * n_periods + t] += gm * y[r]
+
+
+@njit(cache=True)
+def scatter_cells(acc, pat_start, pat_row, pat_gamma, out):
+    """``out[pat_row[i, period]] += gamma_i acc[cell]`` (``P`` times per-cell sums)."""
+    n_periods = pat_row.shape[1]
+    for g in range(len(pat_start) - 1):
+        for i in range(pat_start[g], pat_start[g + 1]):
+            gm = pat_gamma[i]
+            for t in range(n_periods):
+                r = pat_row[i, t]
+                if r >= 0:
+                    out[r] += gm * acc[g * n_periods + t]
+
+
+@njit(cache=True, error_model="numpy")
+def advance(ptr, idx, val, code, pat_start, pat_row, pat_gamma, v, zl, zu, lower, upper, free, c, dv, dzl, dzu, ap,
+            ad, aty, atdy, min_distance, reg, wl, wu, rd, theta, rp, rhs_p, rhs_h, acc):
+    """One pass over the columns and row activities (``v = [x, s]``, ``A`` as :class:`Columns`): step to
     ``v + ap dv`` (kept within its box), ``z + ad dz``, carry ``aty += ad atdy`` along (``ap = ad = 0``: stay), and
     prepare the next iteration at the new point: distances ``wl``, ``wu`` to the bounds, dual residual
-    ``rd = c - A^T y - zl + zu``, ``theta = 1 / (zl/wl + zu/wu + reg)`` and ``rp = -(A x - s)``.
+    ``rd = c - A^T y - zl + zu``, ``theta = 1 / (zl/wl + zu/wu + reg)``, ``rp = -(A x - s)`` and the two parts of the
+    next right-hand sides, ``rhs_p = rp + A_full theta (rd + zl - zu)`` (the predictor's) and
+    ``rhs_h = A_full theta (1/wu - 1/wl)`` (what the corrector's centring target multiplies); ``A_full = [A, -I]``,
+    ``acc`` is workspace of 3 x cells.
 
     Returns the complementarity sum, the largest |dual residual|, the largest |rp|, the largest |x|, ``c^T v`` and
     whether every new entry is finite.
     """
-    n = len(indptr) - 1
+    n = len(ptr) - 1
+    n_cells = len(acc) // 3
+    acc[:] = 0.0
     rp[:] = 0.0
-    comp, dual_worst, big, obj = 0.0, 0.0, 0.0, 0.0
-    finite = True
+    rhs_p[:] = 0.0
+    rhs_h[:] = 0.0
+    comp, dual_worst, big, obj, check = 0.0, 0.0, 0.0, 0.0, 0.0
     for j in range(len(v)):
         aty[j] += ad * atdy[j]
+        tg, th = 0.0, 0.0
         if free[j]:
             x = min(max(v[j] + ap * dv[j], lower[j]), upper[j])
             v[j] = x
-            zl[j] += ad * dzl[j]
-            zu[j] += ad * dzu[j]
-            finite = finite and np.isfinite(x) and np.isfinite(zl[j]) and np.isfinite(zu[j])
+            zlj = zl[j] + ad * dzl[j]
+            zuj = zu[j] + ad * dzu[j]
+            zl[j], zu[j] = zlj, zuj
+            check += x + zlj + zuj  # not finite when any of them is not (no branch per entry)
             a = max(x - lower[j], min_distance)
             b = max(upper[j] - x, min_distance)
             wl[j], wu[j] = a, b
-            r = c[j] - aty[j] - zl[j] + zu[j]
+            r = c[j] - aty[j] - zlj + zuj
             rd[j] = r
             dual_worst = max(dual_worst, abs(r))
-            theta[j] = 1.0 / (zl[j] / a + zu[j] / b + reg)
-            comp += a * zl[j] + b * zu[j]
+            # theta = 1 / (zl/a + zu/b + reg) and theta (1/b - 1/a) with one division
+            inv = 1.0 / (zlj * b + zuj * a + reg * a * b)
+            th_j = a * b * inv
+            theta[j] = th_j
+            comp += a * zlj + b * zuj
+            tg = th_j * (r + zlj - zuj)
+            th = (a - b) * inv
         else:
             x = v[j]
             wl[j], wu[j], rd[j], theta[j] = 1.0, 1.0, 0.0, 0.0
         obj += c[j] * x
         if j < n:
             big = max(big, abs(x))
-            for k in range(indptr[j], indptr[j + 1]):
-                rp[indices[k]] -= data[k] * x
+            for k in range(ptr[j], ptr[j + 1]):
+                r_k = idx[k]
+                rp[r_k] -= val[k] * x
+                rhs_p[r_k] += val[k] * tg
+                rhs_h[r_k] += val[k] * th
+            cd = code[j]
+            if cd != 0:
+                cell = abs(cd) - 1
+                sg = 1.0 if cd > 0 else -1.0
+                acc[cell] -= sg * x
+                acc[n_cells + cell] += sg * tg
+                acc[2 * n_cells + cell] += sg * th
         else:
             rp[j - n] += x
+            rhs_p[j - n] -= tg
+            rhs_h[j - n] -= th
+    scatter_cells(acc[:n_cells], pat_start, pat_row, pat_gamma, rp)
+    scatter_cells(acc[n_cells:2 * n_cells], pat_start, pat_row, pat_gamma, rhs_p)
+    scatter_cells(acc[2 * n_cells:], pat_start, pat_row, pat_gamma, rhs_h)
     primal_worst = 0.0
     for i in range(len(rp)):
         primal_worst = max(primal_worst, abs(rp[i]))
-    return comp, dual_worst, primal_worst, big, obj, finite
+        rhs_p[i] += rp[i]
+    return comp, dual_worst, primal_worst, big, obj, bool(np.isfinite(check))
 
 
-@njit(cache=True)
-def normal_rhs(indptr, indices, data, rp, theta, rd, wl, wu, zl, zu, free, target, dva, dzla, dzua, corrector, g, out):
-    """The normal equations' right side ``out = rp + A_full (theta g)`` in one pass over the columns (``A_full =
-    [A, -I]``, ``A`` by columns: ``indptr``, ``indices``, ``data``), with ``g = rd - r_l / wl + r_u / wu``,
-    ``r_l = target - wl zl [- dva dzla]``, ``r_u = target - wu zu [+ dva dzua]`` (the bracketed terms in the
-    corrector; ``g = 0`` on fixed entries), kept in ``g`` for :func:`direction_tail`."""
-    n = len(indptr) - 1
-    out[:] = rp
-    for j in range(len(g)):
-        if free[j]:
-            r_l = target - wl[j] * zl[j]
-            r_u = target - wu[j] * zu[j]
-            if corrector:
-                r_l -= dva[j] * dzla[j]
-                r_u += dva[j] * dzua[j]
-            gj = rd[j] - r_l / wl[j] + r_u / wu[j]
-        else:
-            gj = 0.0
-        g[j] = gj
-        tg = theta[j] * gj
-        if j < n:
-            for k in range(indptr[j], indptr[j + 1]):
-                out[indices[k]] += data[k] * tg
-        else:
-            out[j - n] -= tg
-
-
-@njit(cache=True)
-def direction_tail(indptr, indices, data, dy, theta, g, wl, wu, zl, zu, free, target, dva, dzla, dzua, corrector,
-                   atdy, dv, dzl, dzu):
-    """``atdy = A_full^T dy`` (gathered per column; kept only in the corrector), ``dv = theta (atdy - g)`` and the
-    bound duals' steps.
+@njit(cache=True, error_model="numpy")
+def predictor_tail(ptr, idx, val, code, pat_start, pat_row, pat_gamma, dy, theta, wl, wu, zl, zu, rd, free, dva,
+                   rhs_k, q, acc):
+    """The affine-scaling direction from its ``dy``: ``dva = theta (A_full^T dy - g)`` with ``g = rd + zl - zu``, the
+    bound duals' steps (not kept: :func:`corrector_tail` recomputes them from ``dva``), the step lengths, and the
+    corrector's second-order part of the right-hand side, ``rhs_k = A_full theta dva (dzla / wl + dzua / wu)``
+    (``q``, ``acc``: workspace of one entry per cell).
 
     Returns the largest primal and dual steps ``ap``, ``ad`` <= 1 and the sums ``s1``, ``s2``, ``s3`` that give the
     complementarity after any steps without another pass: ``sum (wl + ap dv)(zl + ad dzl) + (wu - ap dv)(zu + ad dzu)
     = comp + ap s1 + ad s2 + ap ad s3``.
     """
-    n = len(indptr) - 1
+    n = len(ptr) - 1
+    gather_cells(dy, pat_start, pat_row, pat_gamma, q)
+    acc[:] = 0.0
+    rhs_k[:] = 0.0
     ap, ad = 1.0, 1.0
     s1, s2, s3 = 0.0, 0.0, 0.0
-    for j in range(len(dv)):
+    for j in range(len(dva)):
+        if not free[j]:
+            dva[j] = 0.0
+            continue
         if j < n:
             t = 0.0
-            for k in range(indptr[j], indptr[j + 1]):
-                t += data[k] * dy[indices[k]]
+            for k in range(ptr[j], ptr[j + 1]):
+                t += val[k] * dy[idx[k]]
+            cd = code[j]
+            if cd != 0:
+                t += q[cd - 1] if cd > 0 else -q[-cd - 1]
         else:
             t = -dy[j - n]
-        if corrector:
-            atdy[j] = t
-        if not free[j]:
-            dv[j], dzl[j], dzu[j] = 0.0, 0.0, 0.0
-            continue
-        d = theta[j] * (t - g[j])
-        r_l = target - wl[j] * zl[j]
-        r_u = target - wu[j] * zu[j]
-        if corrector:
-            r_l -= dva[j] * dzla[j]
-            r_u += dva[j] * dzua[j]
-        a = (r_l - zl[j] * d) / wl[j]
-        b = (r_u + zu[j] * d) / wu[j]
-        dv[j], dzl[j], dzu[j] = d, a, b
+        d = theta[j] * (t - (rd[j] + zl[j] - zu[j]))
+        dva[j] = d
+        il, iu = 1.0 / wl[j], 1.0 / wu[j]
+        a = -zl[j] * (1.0 + d * il)
+        b = -zu[j] * (1.0 - d * iu)
         s1 += d * (zl[j] - zu[j])
         s2 += wl[j] * a + wu[j] * b
         s3 += d * (a - b)
-        if d < 0.0:
-            ap = min(ap, -wl[j] / d)
-        elif d > 0.0:
-            ap = min(ap, wu[j] / d)
-        if a < 0.0:
-            ad = min(ad, -zl[j] / a)
-        if b < 0.0:
-            ad = min(ad, -zu[j] / b)
+        ap, ad = _ratio_test(d, a, b, wl[j], wu[j], zl[j], zu[j], ap, ad)
+        tk = theta[j] * d * (a * il + b * iu)
+        if j < n:
+            for k in range(ptr[j], ptr[j + 1]):
+                rhs_k[idx[k]] += val[k] * tk
+            cd = code[j]
+            if cd != 0:
+                acc[abs(cd) - 1] += tk if cd > 0 else -tk
+        else:
+            rhs_k[j - n] -= tk
+    scatter_cells(acc, pat_start, pat_row, pat_gamma, rhs_k)
     return ap, ad, s1, s2, s3
+
+
+@njit(cache=True, error_model="numpy")
+def corrector_tail(ptr, idx, val, code, pat_start, pat_row, pat_gamma, dy, theta, wl, wu, zl, zu, rd, free, target,
+                   dva, atdy, dv, dzl, dzu, q):
+    """Mehrotra's direction from its ``dy``: ``atdy = A_full^T dy``, ``dv = theta (atdy - g)`` with the corrector's
+    ``g = rd - r_l / wl + r_u / wu``, ``r_l = target - wl zl - dva dzla``, ``r_u = target - wu zu + dva dzua``
+    (``dzla``, ``dzua`` the predictor's bound-dual steps, recomputed from ``dva``), and the bound duals' steps.
+
+    Returns the largest primal and dual steps ``ap``, ``ad`` <= 1.
+    """
+    n = len(ptr) - 1
+    gather_cells(dy, pat_start, pat_row, pat_gamma, q)
+    ap, ad = 1.0, 1.0
+    # the column product is written out here and in predictor_tail on purpose: as a shared inlined helper both
+    # passes measured 8 -> 14 ms at 10,000 sessions
+    for j in range(len(dv)):
+        if j < n:
+            t = 0.0
+            for k in range(ptr[j], ptr[j + 1]):
+                t += val[k] * dy[idx[k]]
+            cd = code[j]
+            if cd != 0:
+                t += q[cd - 1] if cd > 0 else -q[-cd - 1]
+        else:
+            t = -dy[j - n]
+        atdy[j] = t
+        if not free[j]:
+            dv[j], dzl[j], dzu[j] = 0.0, 0.0, 0.0
+            continue
+        da = dva[j]
+        il, iu = 1.0 / wl[j], 1.0 / wu[j]
+        r_l = target - wl[j] * zl[j] + da * zl[j] * (1.0 + da * il)
+        r_u = target - wu[j] * zu[j] - da * zu[j] * (1.0 - da * iu)
+        d = theta[j] * (t - (rd[j] - r_l * il + r_u * iu))
+        a = (r_l - zl[j] * d) * il
+        b = (r_u + zu[j] * d) * iu
+        dv[j], dzl[j], dzu[j] = d, a, b
+        ap, ad = _ratio_test(d, a, b, wl[j], wu[j], zl[j], zu[j], ap, ad)
+    return ap, ad
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _ratio_test(d, a, b, wl, wu, zl, zu, ap, ad):
+    """The step lengths ``ap``, ``ad`` after one more entry: ``min(ap, -wl/d or wu/d)`` and ``min(ad, -zl/a, -zu/b)``
+    over the moves towards a bound. Distances are positive and duals nonnegative, so a move away from a bound never
+    passes a test and no sign is branched on (the signs are random: mispredicted branches cost more than the
+    arithmetic); a division happens only where the ratio is the new minimum."""
+    if wl < -ap * d:
+        ap = -wl / d
+    if wu < ap * d:
+        ap = wu / d
+    if zl < -ad * a:
+        ad = -zl / a
+    if zu < -ad * b:
+        ad = -zu / b
+    return ap, ad

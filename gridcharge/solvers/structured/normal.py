@@ -49,13 +49,17 @@ class NormalEquations:
         self.lay = layout
         self.delta = delta  # dual regularisation [-]
         # only columns in both local and coupling rows carry the off-diagonal blocks M_LC, M_CL
-        a = layout.a_csr
-        self.both = layout.dc_col
-        self.a_local = a[layout.local_rows][:, self.both].tocsr()
-        self.a_local_t = self.a_local.T.tocsr()
-        self.a_coupling = a[layout.coupling_rows][:, self.both].tocsr()
-        self.a_coupling_t = self.a_coupling.T.tocsr()
+        # ... and they enter through the H entries (local position, period) of their car: A_C Theta A_L^T is
+        # H's values summed per group-period cell, then spread on the rows by the group's pattern gamma
         n_local = len(layout.local_rows)
+        he_car = np.repeat(np.arange(layout.n_cars), np.diff(layout.he_start))
+        self.he_cell = layout.car_group[he_car] * layout.n_periods + layout.he_period
+        self.cells = np.empty(layout.n_groups * layout.n_periods)
+        self.pattern_pos = layout.row_of[layout.group_type]  # coupling position per (pattern entry, period), -1: none
+        self.diag = np.empty(n_local)
+        self.off = np.empty(n_local)
+        self.hval = np.empty(len(layout.he_pos))
+        self.d = np.empty(layout.n_groups * layout.n_periods)
         self.ld = np.empty(n_local)
         self.lo = np.empty(n_local)
         self.max_len = int(np.diff(layout.car_start).max(initial=1))
@@ -74,7 +78,7 @@ class NormalEquations:
         self.single_period = layout.he_period[on]
         self.single_pos = layout.he_pos[on]
         self.single_groups = np.searchsorted(layout.car_group[cars], np.arange(layout.n_groups + 1))
-        self.single_shape = (len(cars), layout.n_periods)
+        self.single_v = np.zeros((len(cars), layout.n_periods))
         # groups by their lowest front; a front's (own, below) split; the map coupling position -> row of a front
         with_front = np.flatnonzero(layout.group_front >= 0)
         by_front = with_front[np.argsort(layout.group_front[with_front], kind="stable")]
@@ -91,27 +95,23 @@ class NormalEquations:
         """Factor for column weights ``theta`` (per LP column) and row-slack weights ``theta_s`` (per LP row)."""
         lay = self.lay
         started = time.perf_counter()
-        n_local = len(lay.local_rows)
-        diag = np.bincount(lay.le_pos, lay.le_val ** 2 * theta[lay.le_col], minlength=n_local).astype(float)
-        diag += theta_s[lay.local_rows] + self.delta
-        off = np.bincount(lay.off_pos, lay.off_val * theta[lay.off_col], minlength=n_local).astype(float)
-        self.replaced = kernels.factor_chains(diag, off, lay.car_start, self.ld, self.lo)
-        self.theta_both = theta[lay.dc_col]
+        kernels.normal_coefficients(theta, theta_s, self.delta, lay.local_rows, lay.le_col, lay.le_pos, lay.le_val,
+                                    lay.off_col, lay.off_pos, lay.off_val, lay.hc_entry, lay.hc_col, lay.hc_val,
+                                    lay.dc_col, lay.dc_cell, lay.dc_val, self.diag, self.off, self.hval, self.d)
+        self.replaced = kernels.factor_chains(self.diag, self.off, lay.car_start, self.ld, self.lo)
+        hval = self.hval
         mid = time.perf_counter()
         self.seconds["chains"] += mid - started
-        hval = np.bincount(lay.hc_entry, lay.hc_val * theta[lay.hc_col], minlength=len(lay.he_pos)).astype(float)
         w = kernels.schur_by_group(self.ld, self.lo, lay.car_start, lay.he_start, lay.he_pos, lay.he_period, hval,
                                    lay.car_group, self.skip, lay.n_groups, lay.n_periods, self.n_chunks, self.max_len)
         if len(self.single_entry):
-            v = np.zeros(self.single_shape)
+            v = self.single_v  # its pattern is fixed: only the entries in it are overwritten
             v[self.single_row, self.single_period] = hval[self.single_entry] / self.ld[self.single_pos]
             for g in range(lay.n_groups):
                 block = v[self.single_groups[g]:self.single_groups[g + 1]]
                 if len(block):
                     w[g] += block.T @ block
-        cells = lay.n_groups * lay.n_periods
-        d = np.bincount(lay.dc_cell, lay.dc_val * theta[lay.dc_col], minlength=cells).astype(float)
-        d = d.reshape(lay.n_groups, lay.n_periods)
+        d = self.d.reshape(lay.n_groups, lay.n_periods)
         self.seconds["schur"] += time.perf_counter() - mid
         self._eliminate(w, d, theta, theta_s)
 
@@ -153,9 +153,11 @@ class NormalEquations:
         r_c = rhs[lay.coupling_rows]
         y_l = np.empty_like(r_l)
         kernels.solve_chains(self.ld, self.lo, lay.car_start, r_l, y_l)
-        r_c = r_c - self.a_coupling @ (self.theta_both * (self.a_local_t @ y_l))
+        kernels.local_to_cells(self.hval, lay.he_pos, self.he_cell, y_l, self.cells)
+        kernels.scatter_cells(self.cells, lay.group_type_start, self.pattern_pos, lay.group_gamma, r_c)
         dy_c = self._solve_fronts(r_c)
-        r_l = r_l - self.a_local @ (self.theta_both * (self.a_coupling_t @ dy_c))
+        kernels.gather_cells(dy_c, lay.group_type_start, self.pattern_pos, lay.group_gamma, self.cells)
+        kernels.cells_to_local(self.cells, self.hval, lay.he_pos, self.he_cell, r_l)
         kernels.solve_chains(self.ld, self.lo, lay.car_start, r_l, y_l)
         out = np.empty_like(rhs)
         out[lay.local_rows] = y_l
