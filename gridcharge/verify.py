@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -125,10 +125,10 @@ def verify(instance, schedule) -> Verification:
     with _LAST_LOCK:
         last = _LAST.get("entry")
     if last is not None and last[0]() is inst and last[1] == key:
-        return last[2]
+        return _fresh(last[2])  # a copy: a caller's edit of its verdict never reaches the next caller
     result = _verify(inst, power)
     try:
-        entry = (weakref.ref(inst), key, result)
+        entry = (weakref.ref(inst), key, _fresh(result))
     except TypeError:  # an instance that cannot be referenced weakly is not remembered
         return result
     with _LAST_LOCK:
@@ -139,6 +139,11 @@ def verify(instance, schedule) -> Verification:
 #: The last verdict: (weak reference to the instance, power digest, Verification).
 _LAST: dict = {}
 _LAST_LOCK = threading.Lock()
+
+
+def _fresh(result: Verification) -> Verification:
+    """A copy of a verdict whose list and dict are its own (violations themselves are frozen)."""
+    return replace(result, violations=list(result.violations), overload_kwh=dict(result.overload_kwh))
 
 
 def _verify(inst: Instance, power: np.ndarray) -> Verification:
