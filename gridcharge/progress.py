@@ -60,9 +60,10 @@ class Bar:
 class Status:
     """What :func:`timer` yields: :meth:`note` shows a line of progress after the elapsed time."""
 
-    def __init__(self, desc: str, stream, live: bool, enabled: bool):
-        self._desc, self._stream, self._live, self._enabled = desc, stream, live, enabled
-        self._started = time.perf_counter()
+    def __init__(self, desc: str, stream, live: bool, enabled: bool, heartbeat_s: float = 30.0):
+        self._desc, self._stream, self._enabled = desc, stream, enabled
+        self._started = self._written = time.perf_counter()
+        self._heartbeat_s = heartbeat_s
         self._bar = None
         if enabled and live:
             self._bar = tqdm(total=None, desc=desc, file=stream, leave=False,
@@ -76,12 +77,20 @@ class Status:
         if self._bar is not None:
             self._bar.set_postfix_str(text)
         else:
-            print(f"{self._desc.strip()}, {_duration(time.perf_counter() - self._started)} elapsed, {text}",
-                  file=self._stream, flush=True)
+            self._line(f", {text}")
 
     def refresh(self) -> None:
+        """Redraw the line of a terminal; elsewhere, a line with the elapsed time when none came for
+        ``heartbeat_s`` seconds (a solve that reports nothing of its own, HiGHS's, still says it is alive)."""
         if self._bar is not None:
             self._bar.refresh()
+        elif self._enabled and time.perf_counter() - self._written >= self._heartbeat_s:
+            self._line("")
+
+    def _line(self, text: str) -> None:
+        self._written = time.perf_counter()
+        print(f"{self._desc.strip()}, {_duration(self._written - self._started)} elapsed{text}", file=self._stream,
+              flush=True)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -89,21 +98,23 @@ class Status:
 
 
 @contextmanager
-def timer(desc: str, *, enabled: bool = True, stream=None, every_s: float = 1.0, live: bool | None = None):
+def timer(desc: str, *, enabled: bool = True, stream=None, every_s: float = 1.0, live: bool | None = None,
+          heartbeat_s: float = 30.0):
     """Show ``desc`` and the elapsed time while the block runs (for work whose length is unknown: a solve, which
     releases the GIL, so the redraw thread keeps time); yields a :class:`Status` whose ``note`` adds a line of
     progress.
 
-    ``live``: redraw one line every ``every_s`` seconds [s] (a terminal), or write a line per note and nothing
-    else (a log file); default: whether ``stream`` is a terminal.
+    ``live``: redraw one line every ``every_s`` seconds [s] (a terminal), or write a line per note, and one with
+    the elapsed time after ``heartbeat_s`` seconds [s] without a note (a log file); default: whether ``stream`` is a
+    terminal.
     """
     stream = sys.stderr if stream is None else stream
     if live is None:
         live = _is_terminal(stream)
-    status = Status(desc, stream, live, enabled)
+    status = Status(desc, stream, live, enabled, heartbeat_s)
     stop = threading.Event()
     thread = None
-    if enabled and live:
+    if enabled:
         def tick():
             while not stop.wait(every_s):
                 status.refresh()

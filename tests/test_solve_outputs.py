@@ -4,6 +4,7 @@ on stderr, the per-transformer report (peaks, hours at a limit, binding rows) an
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import math
 import os
@@ -12,6 +13,7 @@ import struct
 import subprocess
 import sys
 import termios
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ import pytest
 import gridcharge
 from gridcharge.bench.generate import generate
 from gridcharge.cli import main
+from gridcharge.progress import timer
 from gridcharge.schedule import capacity_report, node_loads, phase_loads
 from gridcharge.solvers.progress import IterationProgress
 from gridcharge.solvers.structured import solve_auto, solve_structured
@@ -133,6 +136,29 @@ def test_a_terminal_gets_the_elapsed_time_without_asking(tmp_path):
     assert done.returncode == 0
     assert b"solving, " in seen and b"elapsed" in seen  # on the terminal
     assert b"elapsed" not in done.stdout
+
+
+def test_a_log_file_gets_a_line_per_note_and_a_heartbeat_when_none_comes():
+    stream = io.StringIO()
+    with timer("solving", stream=stream, live=False, every_s=0.02, heartbeat_s=0.1) as status:
+        status.note("iteration 0: primal 1.0e+00")
+        time.sleep(0.45)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "solving, 0 s elapsed, iteration 0: primal 1.0e+00"
+    assert 2 <= len(lines[1:]) <= 5 and all(line == "solving, 0 s elapsed" for line in lines[1:])
+    assert "\r" not in stream.getvalue()
+
+
+def test_a_terminal_line_carries_the_note_and_nothing_is_drawn_when_disabled():
+    stream = io.StringIO()
+    with timer("solving", stream=stream, live=True) as status:
+        status.note("iteration 3: primal 2.0e-01")
+    assert "solving, 00:00 elapsed, iteration 3: primal 2.0e-01" in stream.getvalue()
+    quiet = io.StringIO()
+    with timer("solving", stream=quiet, live=False, enabled=False, every_s=0.01, heartbeat_s=0.01) as status:
+        status.note("iteration 3")
+        time.sleep(0.05)
+    assert quiet.getvalue() == ""
 
 
 # ------------------------------------------------------------------------------------------------------------------
