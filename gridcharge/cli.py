@@ -86,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("instance", type=Path, help="instance file (.json or .toml)")
     verify.add_argument("schedule", type=Path,
-                        help="schedule CSV with columns session_id, period, power_kw [kW] (as written by solve)")
+                        help="schedule CSV with columns session_id, period, power_kw [kW] (as written by solve), or "
+                             "the schedule.parquet of solve --format parquet")
 
     sub.add_parser("solvers", help="list the solver names --solver accepts")
     for name in COMMAND_MODULES:

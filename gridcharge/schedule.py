@@ -17,6 +17,7 @@ from ._arrays import add_rows_at
 from ._files import write_files_atomically
 from .errors import FieldProblem, InstanceError
 from .problem import PHASES, Problem
+from .tables import read_frame
 
 
 @dataclass(eq=False)
@@ -386,7 +387,8 @@ def summarise(problem: Problem, power: np.ndarray, **extra) -> dict:
 
 
 def read_schedule_csv(path: str | Path, instance) -> np.ndarray:
-    """Read ``schedule.csv`` (``session_id, period, power_kw``; other columns ignored) as an (S, T) power array.
+    """Read ``schedule.csv`` (``session_id, period, power_kw``; other columns ignored), or the ``schedule.parquet``
+    of ``solve --format parquet``, as an (S, T) power array.
 
     Missing rows mean 0 kW. Unknown sessions, periods out of range, duplicates and non-numbers are errors.
     ``instance`` gives the session ids and the number of periods.
@@ -406,18 +408,13 @@ def read_schedule_csv(path: str | Path, instance) -> np.ndarray:
     def invalid(problems) -> InstanceError:
         return InstanceError(problems, label, what="invalid schedule")  # the schedule is what is bad
 
-    try:
-        # every column as the text written, so that an error shows the value as it stands in the file
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise invalid(FieldProblem("", "no such file",
-                                   "expected a schedule CSV as written by gridcharge solve")) from None
-    except OSError as exc:
-        raise invalid(FieldProblem("", "cannot be read", f"expected a readable CSV file ({exc.strerror})")) from None
-    except pd.errors.EmptyDataError:
-        raise invalid(FieldProblem("", "empty file", "expected a header line session_id,period,power_kw")) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise invalid(FieldProblem("", "not a readable CSV", f"expected comma-separated UTF-8 text ({exc})")) from None
+    parquet = path.suffix.lower() == ".parquet"
+    if parquet:  # as solve --format parquet writes it; its cells as text from here on (floats as their repr: exact)
+        frame = read_frame(path, label, "invalid schedule")
+        frame = frame.astype(str).where(frame.notna(), "")
+    else:
+        frame = _read_schedule_text(path, invalid)
+    first_row = 1 if parquet else 2  # the number of the first record: a CSV's row 1 is its header
     missing = [c for c in ("session_id", "period", "power_kw") if c not in frame.columns]
     if missing:
         raise invalid(FieldProblem("columns", ",".join(map(str, frame.columns)),
@@ -428,8 +425,8 @@ def read_schedule_csv(path: str | Path, instance) -> np.ndarray:
 
     def report(column: str, mask: np.ndarray, expected: str) -> list[FieldProblem]:
         rows = np.flatnonzero(mask)
-        found = [FieldProblem(f"row {row + 2}.{column}", as_written(frame[column].iloc[row]), expected)
-                 for row in rows[:shown_rows]]  # row 1 is the header
+        found = [FieldProblem(f"row {row + first_row}.{column}", as_written(frame[column].iloc[row]), expected)
+                 for row in rows[:shown_rows]]
         if len(rows) > shown_rows:
             found.append(FieldProblem(column, f"{len(rows) - shown_rows} more rows like these", expected))
         return found
@@ -445,7 +442,8 @@ def read_schedule_csv(path: str | Path, instance) -> np.ndarray:
     problems += report("power_kw", ~np.isfinite(power), "a finite number [kW]")
     if not problems:
         dup = frame.assign(period=period).duplicated(["session_id", "period"], keep="first").to_numpy()
-        problems += [FieldProblem(f"row {row + 2}", f"{frame['session_id'].iloc[row]}, period {int(period.iloc[row])}",
+        problems += [FieldProblem(f"row {row + first_row}",
+                                  f"{frame['session_id'].iloc[row]}, period {int(period.iloc[row])}",
                                   "one row per session and period (this one repeats an earlier row)")
                      for row in np.flatnonzero(dup)[:shown_rows]]
     if problems:
@@ -453,3 +451,18 @@ def read_schedule_csv(path: str | Path, instance) -> np.ndarray:
     out = np.zeros((len(session_ids), n_periods))
     out[s_idx.to_numpy(dtype=np.int64), period.to_numpy(dtype=np.int64)] = power
     return out
+
+
+def _read_schedule_text(path: Path, invalid) -> pd.DataFrame:
+    """A schedule CSV, every column as the text written, so that an error shows the value as it stands in the file."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise invalid(FieldProblem("", "no such file",
+                                   "expected a schedule CSV as written by gridcharge solve")) from None
+    except OSError as exc:
+        raise invalid(FieldProblem("", "cannot be read", f"expected a readable CSV file ({exc.strerror})")) from None
+    except pd.errors.EmptyDataError:
+        raise invalid(FieldProblem("", "empty file", "expected a header line session_id,period,power_kw")) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise invalid(FieldProblem("", "not a readable CSV", f"expected comma-separated UTF-8 text ({exc})")) from None

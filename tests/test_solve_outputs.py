@@ -284,6 +284,30 @@ def test_parquet_tables_hold_what_the_csv_tables_hold(tmp_path, capsys):
     assert "transformers    1 transformer, 4 feeders" in out
 
 
+def test_verify_reads_a_parquet_schedule_and_names_a_bad_row(tmp_path, capsys):
+    path = tmp_path / "day.json"
+    path.write_text(json.dumps(generate("residential", 40, seed=5)))
+    code, _, err = run(capsys, "solve", path, "--solver", "highs", "--out", tmp_path / "out", "--format", "parquet")
+    assert code == 0, err
+    schedule = tmp_path / "out" / "schedule.parquet"
+    code, out, err = run(capsys, "verify", path, schedule)
+    assert code == 0 and out.startswith("ok: no violation"), err
+    table = pd.read_parquet(schedule)
+    busiest = table["power_kw"].idxmax()
+    table.loc[busiest, "power_kw"] += 100.0  # far over the charger
+    table.to_parquet(tmp_path / "over.parquet", index=False)
+    code, out, _ = run(capsys, "verify", path, tmp_path / "over.parquet")
+    assert code == 1 and "charge_limit" in out
+    table.loc[3, "power_kw"] = float("nan")
+    table.to_parquet(tmp_path / "nan.parquet", index=False)
+    code, out, err = run(capsys, "verify", path, tmp_path / "nan.parquet")
+    assert code == 2 and out == ""
+    assert "row 4.power_kw: (empty) — a finite number [kW]" in err  # Parquet rows count from 1; NaN is null
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    code, out, err = run(capsys, "verify", path, tmp_path / "junk.parquet")
+    assert code == 2 and "not a readable parquet table" in err and "Traceback" not in err
+
+
 def test_an_unknown_table_format_is_refused(capsys, tmp_path):
     schedule = gridcharge.solve(instance(), solver="highs")
     with pytest.raises(ValueError, match="table_format: 'xlsx'"):
