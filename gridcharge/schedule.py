@@ -81,7 +81,7 @@ class Schedule:
         frame = pd.DataFrame({
             "node_id": np.repeat(np.asarray(p.node_ids, dtype=object), T),
             "period": np.tile(np.arange(T), N),
-            "start": np.tile(p.period_start, N),
+            "start": p.period_start[np.tile(np.arange(T), N)],  # tz-aware values, not N x T Timestamp objects
             "load_kw": load.ravel(),
         })
         for i, name in enumerate(PHASES):
