@@ -74,10 +74,10 @@ def _parser() -> argparse.ArgumentParser:
                             "time-zone-aware timestamps, for districts of millions of rows); summary.json either way")
     solve.add_argument("--progress", action="store_true",
                        help="show the solve's progress on stderr even when stderr is not a terminal (then one line "
-                            "per iteration, and the elapsed time after 30 s without one): the structured interior point's iteration, primal residual [-], dual "
-                            "residual [CNY per unit] and gap [-] once known; HiGHS only its elapsed time [s] "
-                            "(its own log: --verbose). Default: shown, on one redrawn line, when stderr is a "
-                            "terminal; stdout carries the summary alone either way")
+                            "per iteration, and the elapsed time after 30 s without one): the structured interior "
+                            "point's iteration, primal residual [-], dual residual [CNY per unit] and gap [-] once "
+                            "known; HiGHS only its elapsed time [s] (its own log: --verbose). Default: shown, on one "
+                            "redrawn line, when stderr is a terminal; stdout carries the summary alone either way")
 
     verify = sub.add_parser(
         "verify", help="check a schedule against every limit of an instance",

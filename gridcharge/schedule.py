@@ -223,8 +223,9 @@ class CapacityReport:
         One row per node: ``node_id``, ``kind``, ``parent_id``, its limits ``import_limit_kw``, ``export_limit_kw``,
         ``phase_import_limit_kw`` [kW] (NaN: none), ``peak_import_kw`` [kW] with its ``peak_import_period`` and
         ``peak_import_start`` (the first period at the peak, within the tolerance of :data:`AT_LIMIT_KW`: a node
-        held at its limit all evening peaks when the evening starts), ``peak_loading_pct`` (peak import over import limit [%]), ``peak_export_kw`` [kW]
-        (reverse flow, 0 if none) with ``peak_export_period`` / ``peak_export_start`` (empty if none),
+        held at its limit all evening peaks when the evening starts), ``peak_loading_pct`` (peak import over import
+        limit [%]), ``peak_export_kw`` [kW] (reverse flow, 0 if none) with ``peak_export_period`` /
+        ``peak_export_start`` (empty if none),
         ``peak_phase_kw`` (largest load of one phase [kW]), ``hours_at_limit_h`` (periods in which any of its rows is
         at its limit [h]) and the binding rows counted by kind: ``import_binding_periods``,
         ``export_binding_periods``, ``phase_binding_rows`` (phase x period) [-].
@@ -275,6 +276,7 @@ def capacity_report(problem: Problem, power: np.ndarray) -> CapacityReport:
     at_import, at_export = at_limit(load, limits["import"]), at_limit(-load, limits["export"])
     at_phase = at_limit(phases, limits["phase"])  # broadcasts over the phase axis
     row = np.arange(len(nodes))
+
     def first_peak(value: np.ndarray) -> np.ndarray:  # the first period within the tolerance of the highest
         top = value.max(axis=1)
         return np.argmax(value >= (top - np.maximum(AT_LIMIT_KW, AT_LIMIT_SHARE * np.abs(top)))[:, None], axis=1)
