@@ -42,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     solve = sub.add_parser(
         "solve", help="find the optimal schedule of an instance",
         description="Solve an instance-v1 file (JSON or TOML), verify the result independently, print a summary "
-                    "and, with --out, write schedule.csv, nodes.csv and summary.json.",
+                    "and, with --out, write its tables (schedule, nodes, transformers, binding; CSV or Parquet) and "
+                    "summary.json.",
     )
     solve.add_argument("instance", type=Path,
                        help="instance file (.json or .toml, format gridcharge/instance-v1); its sessions inline or in "
@@ -54,8 +55,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="wall-clock limit for the solver [seconds] (default: none)")
     solve.add_argument("--out", type=Path, metavar="DIR",
                        help="directory to write schedule.csv (session_id, period, start, power_kw [kW]), "
-                            "nodes.csv (node_id, period, start, load_kw [kW], phase loads and limits [kW]) and "
-                            "summary.json (created if missing; files are replaced whole)")
+                            "nodes.csv (node_id, period, start, load_kw [kW], phase loads and limits [kW]), "
+                            "transformers.csv (per transformer and feeder: peak import and export [kW] and when, "
+                            "hours at a limit [h], binding rows counted), binding.csv (node_id, period, start, "
+                            "direction, phase, load_kw, limit_kw [kW] of every transformer or feeder row at its "
+                            "limit) and summary.json (created if missing; files are replaced whole; the tables as "
+                            ".parquet with --format parquet)")
     solve.add_argument("--allow-overload", action="store_true",
                        help="turn node limits into penalised slack (objective.overload_penalty_cny_per_kwh, default "
                             "1000 per kWh in the tariff's currency) and report overload energy per node [kWh] "
@@ -64,6 +69,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="HiGHS LP method (default auto: simplex for small models, interior point for large)")
     solve.add_argument("--quiet", action="store_true", help="print only the summary, no progress lines on stderr")
     solve.add_argument("--verbose", action="store_true", help="show the solver's own log")
+    solve.add_argument("--format", choices=["csv", "parquet"], default="csv", dest="table_format",
+                       help="format of the --out tables (default csv; parquet: the same columns, period starts as "
+                            "time-zone-aware timestamps, for districts of millions of rows); summary.json either way")
+    solve.add_argument("--progress", action="store_true",
+                       help="show the solve's progress on stderr even when stderr is not a terminal (then one line "
+                            "per iteration, and the elapsed time after 30 s without one): the structured interior "
+                            "point's iteration, primal residual [-], dual residual [CNY per unit] and gap [-] once "
+                            "known; HiGHS only its elapsed time [s] (its own log: --verbose). Default: shown, on one "
+                            "redrawn line, when stderr is a terminal; stdout carries the summary alone either way")
 
     verify = sub.add_parser(
         "verify", help="check a schedule against every limit of an instance",
@@ -72,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("instance", type=Path, help="instance file (.json or .toml)")
     verify.add_argument("schedule", type=Path,
-                        help="schedule CSV with columns session_id, period, power_kw [kW] (as written by solve)")
+                        help="schedule CSV with columns session_id, period, power_kw [kW] (as written by solve), or "
+                             "the schedule.parquet of solve --format parquet")
 
     sub.add_parser("solvers", help="list the solver names --solver accepts")
     for name in COMMAND_MODULES:
@@ -138,6 +153,9 @@ def _solve(args) -> int:
     from .progress import timer
     from .solvers import get_solver
 
+    if args.progress and args.quiet:
+        print("gridcharge: --progress and --quiet: expected one of them, not both", file=sys.stderr)
+        return EXIT_INVALID
     get_solver(args.solver)  # an unknown name fails before any work
     started = time.perf_counter()
     instance = load_instance(args.instance)
@@ -153,21 +171,31 @@ def _solve(args) -> int:
     if args.solver in ("highs", "auto", "structured"):  # auto and structured pass --method to HiGHS on a fallback
         options.update(method=args.method, verbose=args.verbose)
     # the timer shares the terminal with nothing: not with --quiet, not with HiGHS's own log (--verbose)
-    with timer("      solving", enabled=not (getattr(args, "quiet", False) or getattr(args, "verbose", False))):
+    shown = (args.progress or sys.stderr.isatty()) and not (args.quiet or args.verbose)
+    with timer("      solving", enabled=shown, live=sys.stderr.isatty()) as status:
+        if args.solver in ("auto", "structured"):
+            options["on_iteration"] = lambda event: status.note(_iteration_text(event))
         schedule = solve(problem, solver=args.solver, time_limit_s=args.time_limit, **options)
     _say(args, f"[3/3] verified: {'ok' if schedule.verification.ok else 'overloads reported'}")
     try:
-        paths = schedule.write(args.out) if args.out else {}
+        paths = schedule.write(args.out, table_format=args.table_format) if args.out else {}
     except OSError as exc:
         print(f"gridcharge: --out {args.out}: cannot write the results ({exc.strerror or exc})", file=sys.stderr)
         return EXIT_ERROR
-    print(_format_summary(instance, problem, schedule, paths))
+    print(_format_summary(instance, problem, schedule, paths, schedule.capacity_report().summary()))
     # every schedule that reaches here passed gridcharge.solve's verification (an optimum, a heuristic's feasible
     # schedule, or the overloads that --allow-overload and `uncontrolled` report as their finding)
     return EXIT_OK
 
 
-def _format_summary(instance, problem, schedule, paths) -> str:
+def _iteration_text(event) -> str:
+    """One iterate of the structured interior point as ``gridcharge solve`` shows it on stderr."""
+    known = f"gap {event.gap:.1e}" if event.gap is not None else f"mu {event.mu:.1e}"
+    return (f"iteration {event.iteration}: primal {event.primal_residual:.1e}, dual {event.dual_residual:.1e}, "
+            f"{known}")
+
+
+def _format_summary(instance, problem, schedule, paths, capacity: dict) -> str:
     s = schedule.summary
     root = problem.root
     limit = problem.import_limit_kw[root]
@@ -188,6 +216,13 @@ def _format_summary(instance, problem, schedule, paths) -> str:
         worst = worst[worst > 0].head(5)
         lines.append(f"  overload        {s['overload_kwh']:.2f} kWh over node limits: "
                      + ", ".join(f"{n} {v:.2f} kWh" for n, v in worst.items()))
+    counted = ", ".join(f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in capacity["nodes_by_kind"].items())
+    if capacity["nodes"]:
+        top = capacity["most_loaded"][0] if capacity["most_loaded"] else None
+        lines.append(f"  transformers    {counted}: {capacity['nodes_at_limit']} at a limit, "
+                     f"{capacity['binding_rows']} binding row(s)"
+                     + (f"; most loaded {top['node_id']} {top['peak_loading_pct']:.1f} % at "
+                        f"{(top['peak_import_start'] or '')[:16].replace('T', ' ')}" if top else ""))
     v = schedule.verification
     lines.append(f"  verified        {'ok, no violation' if v.ok else f'{len(v.violations)} limit violation(s) (overload)'}")
     if paths:

@@ -1,11 +1,12 @@
 """Progress on stderr through tqdm: a bar over counted work that shows the caller's estimate of the time left (tqdm's
 own estimate assumes every step costs the same, which tasks of different kinds do not), and a timer for work of
-unknown length (a solve)."""
+unknown length (a solve) that shows the solver's own progress beside it."""
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 from contextlib import contextmanager
 
 from tqdm import tqdm
@@ -56,29 +57,84 @@ class Bar:
         self.close()
 
 
+class Status:
+    """What :func:`timer` yields: :meth:`note` shows a line of progress after the elapsed time."""
+
+    def __init__(self, desc: str, stream, live: bool, enabled: bool, heartbeat_s: float = 30.0):
+        self._desc, self._stream, self._enabled = desc, stream, enabled
+        self._started = self._written = time.perf_counter()
+        self._heartbeat_s = heartbeat_s
+        self._bar = None
+        if enabled and live:
+            self._bar = tqdm(total=None, desc=desc, file=stream, leave=False,
+                             bar_format="{desc}, {elapsed} elapsed{postfix}")
+
+    def note(self, text: str) -> None:
+        """Show ``text`` (e.g. an iteration's residuals): on the redrawn line of a terminal, else as a line of its
+        own, ``DESC, 12 s elapsed, TEXT``."""
+        if not self._enabled:
+            return
+        if self._bar is not None:
+            self._bar.set_postfix_str(text)
+        else:
+            self._line(f", {text}")
+
+    def refresh(self) -> None:
+        """Redraw the line of a terminal; elsewhere, a line with the elapsed time when none came for
+        ``heartbeat_s`` seconds (a solve that reports nothing of its own, HiGHS's, still says it is alive)."""
+        if self._bar is not None:
+            self._bar.refresh()
+        elif self._enabled and time.perf_counter() - self._written >= self._heartbeat_s:
+            self._line("")
+
+    def _line(self, text: str) -> None:
+        self._written = time.perf_counter()
+        print(f"{self._desc.strip()}, {_duration(self._written - self._started)} elapsed{text}", file=self._stream,
+              flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 @contextmanager
-def timer(desc: str, *, enabled: bool = True, stream=None, every_s: float = 1.0):
+def timer(desc: str, *, enabled: bool = True, stream=None, every_s: float = 1.0, live: bool | None = None,
+          heartbeat_s: float = 30.0):
     """Show ``desc`` and the elapsed time while the block runs (for work whose length is unknown: a solve, which
-    releases the GIL, so the redraw thread keeps time)."""
-    if not enabled:
-        yield
-        return
-    bar = tqdm(total=None, desc=desc, file=sys.stderr if stream is None else stream, leave=False,
-               bar_format="{desc}, {elapsed} elapsed")
+    releases the GIL, so the redraw thread keeps time); yields a :class:`Status` whose ``note`` adds a line of
+    progress.
+
+    ``live``: redraw one line every ``every_s`` seconds [s] (a terminal), or write a line per note, and one with
+    the elapsed time after ``heartbeat_s`` seconds [s] without a note (a log file); default: whether ``stream`` is a
+    terminal.
+    """
+    stream = sys.stderr if stream is None else stream
+    if live is None:
+        live = _is_terminal(stream)
+    status = Status(desc, stream, live, enabled, heartbeat_s)
     stop = threading.Event()
+    thread = None
+    if enabled:
+        def tick():
+            while not stop.wait(every_s):
+                status.refresh()
 
-    def tick():
-        while not stop.wait(every_s):
-            bar.refresh()
-
-    thread = threading.Thread(target=tick, daemon=True)
-    thread.start()
+        thread = threading.Thread(target=tick, daemon=True)
+        thread.start()
     try:
-        yield
+        yield status
     finally:
         stop.set()
-        thread.join()
-        bar.close()
+        if thread is not None:
+            thread.join()
+        status.close()
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def _duration(seconds: float) -> str:

@@ -17,6 +17,7 @@ from ._arrays import add_rows_at
 from ._files import write_files_atomically
 from .errors import FieldProblem, InstanceError
 from .problem import PHASES, Problem
+from .tables import read_frame
 
 
 @dataclass(eq=False)
@@ -80,7 +81,7 @@ class Schedule:
         frame = pd.DataFrame({
             "node_id": np.repeat(np.asarray(p.node_ids, dtype=object), T),
             "period": np.tile(np.arange(T), N),
-            "start": np.tile(p.period_start, N),
+            "start": p.period_start[np.tile(np.arange(T), N)],  # tz-aware values, not N x T Timestamp objects
             "load_kw": load.ravel(),
         })
         for i, name in enumerate(PHASES):
@@ -91,25 +92,48 @@ class Schedule:
         frame["headroom_kw"] = frame["import_limit_kw"] - frame["load_kw"]
         return frame
 
-    def write(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write ``schedule.csv``, ``nodes.csv`` and ``summary.json`` into ``out_dir`` (created if needed).
+    def capacity_report(self) -> CapacityReport:
+        """Per transformer and feeder: peaks, hours at a limit and the rows that bind (:func:`capacity_report`)."""
+        return capacity_report(self.problem, self.power)
 
-        All three are written to temporary names first and moved into place together, so a reader never sees half a
-        file and a failure leaves the earlier files untouched.
+    def write(self, out_dir: str | Path, *, table_format: str = "csv") -> dict[str, Path]:
+        """Write the tables ``schedule``, ``nodes``, ``transformers`` and ``binding`` (as ``.csv`` or ``.parquet``,
+        ``table_format``) and ``summary.json`` into ``out_dir`` (created if needed).
+
+        All are written to temporary names first and moved into place together, so a reader never sees half a file
+        and a failure leaves the earlier files untouched. In CSV a period's ``start`` is ISO-8601 text with its UTC
+        offset; in Parquet a timestamp column with the time zone.
         """
-        frame = self.to_frame()
-        frame["start"] = frame["start"].map(pd.Timestamp.isoformat)
-        nodes = self.nodes_frame()
-        nodes["start"] = nodes["start"].map(pd.Timestamp.isoformat)
+        if table_format not in TABLE_FORMATS:
+            raise ValueError(f"table_format: {table_format!r} — expected one of {', '.join(TABLE_FORMATS)}")
+        report = self.capacity_report()
+        tables = {"schedule": self.to_frame(), "nodes": self.nodes_frame(), "transformers": report.transformers,
+                  "binding": report.binding}
         summary = dict(self.summary)
         if self.overload_kwh is not None:
             summary["overload_kwh_by_node"] = {k: float(v) for k, v in self.overload_kwh.items() if v > 0}
-        written = write_files_atomically(out_dir, {
-            "schedule.csv": lambda tmp: frame.to_csv(tmp, index=False, float_format="%.10g"),
-            "nodes.csv": lambda tmp: nodes.to_csv(tmp, index=False, float_format="%.10g"),
-            "summary.json": json.dumps(_jsonable(summary), indent=2) + "\n",
-        })
-        return {"schedule": written["schedule.csv"], "nodes": written["nodes.csv"], "summary": written["summary.json"]}
+        summary["transformers"] = report.summary()
+        files = {f"{name}.{table_format}": _table_writer(frame, table_format, self.problem)
+                 for name, frame in tables.items()}
+        files["summary.json"] = json.dumps(_jsonable(summary), indent=2) + "\n"
+        written = write_files_atomically(out_dir, files)
+        return {name.split(".")[0]: path for name, path in written.items()}
+
+
+#: Formats :meth:`Schedule.write` writes its tables in.
+TABLE_FORMATS = ("csv", "parquet")
+
+
+def _table_writer(frame: pd.DataFrame, table_format: str, problem: Problem):
+    """A writer of ``frame`` at the path it is given: Parquet as it is, CSV with ISO-8601 period starts."""
+    if table_format == "parquet":
+        return lambda tmp: frame.to_parquet(tmp, index=False)
+    if "start" in frame.columns:  # each period's text once, not once per row (millions of rows in a district)
+        text = np.array([start.isoformat() for start in problem.period_start], dtype=object)
+        frame = frame.assign(start=text[frame["period"].to_numpy()])
+    frame = frame.assign(**{column: frame[column].map(lambda value: "" if pd.isna(value) else value.isoformat())
+                            for column in frame.columns if column.endswith("_start")})  # a peak's: empty if none
+    return lambda tmp: frame.to_csv(tmp, index=False, float_format="%.10g")
 
 
 def _jsonable(value):
@@ -137,19 +161,33 @@ def node_load_frame(problem: Problem, power: np.ndarray) -> pd.DataFrame:
                         columns=pd.Index(problem.node_ids, name="node_id"))
 
 
-def node_loads(problem: Problem, power: np.ndarray) -> np.ndarray:
-    """Net load of every node [kW], shape (N, T): subtree base net load + signed charger power in the subtree."""
-    load = problem.base_net_kw.copy()
-    add_rows_at(load, problem.member_node, power[problem.member_session])
+def node_loads(problem: Problem, power: np.ndarray, nodes: np.ndarray | None = None) -> np.ndarray:
+    """Net load of every node [kW], shape (N, T): subtree base net load + signed charger power in the subtree;
+    with ``nodes`` (indices), of those nodes only, shape (len(nodes), T)."""
+    at, sessions = _members(problem, nodes)
+    load = problem.base_net_kw.copy() if nodes is None else problem.base_net_kw[nodes]
+    add_rows_at(load, at, power[sessions])
     return load
 
 
-def phase_loads(problem: Problem, power: np.ndarray) -> np.ndarray:
-    """Load per phase of every node [kW], shape (3, N, T)."""
-    out = np.repeat(problem.base_net_kw[:, None, :] / 3.0, 3, axis=1)  # (N, 3, T) while summing
-    add_rows_at(out, problem.member_node,
-                problem.phase_share[problem.member_session, :, None] * power[problem.member_session, None, :])
+def phase_loads(problem: Problem, power: np.ndarray, nodes: np.ndarray | None = None) -> np.ndarray:
+    """Load per phase of every node [kW], shape (3, N, T) (with ``nodes``: (3, len(nodes), T))."""
+    at, sessions = _members(problem, nodes)
+    base = problem.base_net_kw if nodes is None else problem.base_net_kw[nodes]
+    out = np.repeat(base[:, None, :] / 3.0, 3, axis=1)  # (N, 3, T) while summing
+    add_rows_at(out, at, problem.phase_share[sessions, :, None] * power[sessions, None, :])
     return out.transpose(1, 0, 2)
+
+
+def _members(problem: Problem, nodes: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(row of the output, session) of every pair (node, session in its subtree), for all nodes or ``nodes``."""
+    if nodes is None:
+        return problem.member_node, problem.member_session
+    row = np.full(problem.n_nodes, -1, dtype=np.int64)
+    row[nodes] = np.arange(len(nodes))
+    at = row[problem.member_node]
+    keep = at >= 0
+    return at[keep], problem.member_session[keep]
 
 
 def overload_kwh(problem: Problem, power: np.ndarray) -> np.ndarray:
@@ -160,6 +198,138 @@ def overload_kwh(problem: Problem, power: np.ndarray) -> np.ndarray:
             + np.clip(-load - problem.export_limit_kw[:, None], 0.0, None)
             + np.clip(phases - problem.phase_import_limit_kw[None, :, None], 0.0, None).sum(axis=0))
     return over.sum(axis=1) * problem.step_hours
+
+
+#: Node kinds the per-transformer report covers: transformers (a district's substation and distribution
+#: transformers, a site's transformer) and feeders (a district's 10 kV lines, a site's LV feeders).
+REPORTED_KINDS = ("transformer", "feeder")
+#: A row counts as at its limit when its load is within ``max(AT_LIMIT_KW, AT_LIMIT_SHARE * limit)`` of it [kW]:
+#: 1 W, or 1 ppm of a limit above 1 MW (an interior point ends that close to a binding row, not on it), and carries
+#: more than ``AT_LIMIT_KW`` in that direction.
+AT_LIMIT_KW = 1e-3
+#: [-]
+AT_LIMIT_SHARE = 1e-6
+#: Most loaded nodes listed in the JSON summary [-].
+TOP_LOADED = 5
+
+
+@dataclass(eq=False)
+class CapacityReport:
+    """Per transformer and feeder node (:data:`REPORTED_KINDS`) what a schedule does to it.
+
+    Attributes
+    ----------
+    transformers : pandas.DataFrame
+        One row per node: ``node_id``, ``kind``, ``parent_id``, its limits ``import_limit_kw``, ``export_limit_kw``,
+        ``phase_import_limit_kw`` [kW] (NaN: none), ``peak_import_kw`` [kW] with its ``peak_import_period`` and
+        ``peak_import_start`` (the first period at the peak, within the tolerance of :data:`AT_LIMIT_KW`: a node
+        held at its limit all evening peaks when the evening starts), ``peak_loading_pct`` (peak import over import
+        limit [%]), ``peak_export_kw`` [kW] (reverse flow, 0 if none) with ``peak_export_period`` /
+        ``peak_export_start`` (empty if none),
+        ``peak_phase_kw`` (largest load of one phase [kW]), ``hours_at_limit_h`` (periods in which any of its rows is
+        at its limit [h]) and the binding rows counted by kind: ``import_binding_periods``,
+        ``export_binding_periods``, ``phase_binding_rows`` (phase x period) [-].
+    binding : pandas.DataFrame
+        One row per row at its limit: ``node_id``, ``period``, ``start``, ``direction`` (``import`` / ``export``),
+        ``phase`` (``A``, ``B``, ``C``; empty for the node's total), ``load_kw`` (the net or phase load) and
+        ``limit_kw`` (the bound it is at, in the same sign: an export limit as ``-export_limit_kw``) [kW].
+    """
+
+    transformers: pd.DataFrame
+    binding: pd.DataFrame
+
+    def summary(self, top: int = TOP_LOADED) -> dict:
+        """Small enough for summary.json: counts, and the ``top`` nodes by peak loading [%]."""
+        frame = self.transformers
+        loaded = frame.dropna(subset=["peak_loading_pct"]).nlargest(top, "peak_loading_pct")
+        return {
+            "nodes": len(frame),
+            "nodes_by_kind": {kind: int((frame["kind"] == kind).sum()) for kind in REPORTED_KINDS
+                              if (frame["kind"] == kind).any()},
+            "nodes_at_limit": int((frame["hours_at_limit_h"] > 0).sum()),
+            "binding_rows": len(self.binding),
+            "most_loaded": [
+                {"node_id": row.node_id, "kind": row.kind, "peak_import_kw": row.peak_import_kw,
+                 "import_limit_kw": row.import_limit_kw, "peak_loading_pct": row.peak_loading_pct,
+                 "peak_import_start": None if pd.isna(row.peak_import_start) else row.peak_import_start.isoformat(),
+                 "hours_at_limit_h": row.hours_at_limit_h}
+                for row in loaded.itertuples()],
+        }
+
+
+def capacity_report(problem: Problem, power: np.ndarray) -> CapacityReport:
+    """The :class:`CapacityReport` of the schedule ``power`` [kW], shape (S, T), computed on whole arrays."""
+    kinds = np.array([node.kind for node in problem.instance.nodes], dtype=object)
+    nodes = np.flatnonzero(np.isin(kinds, REPORTED_KINDS))
+    load = node_loads(problem, power, nodes)  # (K, T) [kW]
+    phases = phase_loads(problem, power, nodes)  # (3, K, T) [kW]
+    limits = {"import": problem.import_limit_kw[nodes], "export": problem.export_limit_kw[nodes],
+              "phase": problem.phase_import_limit_kw[nodes]}
+
+    def at_limit(value: np.ndarray, limit: np.ndarray) -> np.ndarray:
+        finite = np.isfinite(limit)
+        bound = np.where(finite, limit, 0.0)
+        slack = np.maximum(AT_LIMIT_KW, AT_LIMIT_SHARE * np.abs(bound))
+        # ... and carries power that way: a row at a limit of 0 kW with nothing flowing is not reported
+        return finite[:, None] & (value >= (bound - slack)[:, None]) & (value > AT_LIMIT_KW)
+
+    at_import, at_export = at_limit(load, limits["import"]), at_limit(-load, limits["export"])
+    at_phase = at_limit(phases, limits["phase"])  # broadcasts over the phase axis
+    row = np.arange(len(nodes))
+
+    def first_peak(value: np.ndarray) -> np.ndarray:  # the first period within the tolerance of the highest
+        top = value.max(axis=1)
+        return np.argmax(value >= (top - np.maximum(AT_LIMIT_KW, AT_LIMIT_SHARE * np.abs(top)))[:, None], axis=1)
+
+    peak_t, export_t = first_peak(load), first_peak(-load)
+    peak = np.clip(load[row, peak_t], 0.0, None)
+    export = np.clip(-load[row, export_t], 0.0, None)
+    ids = np.asarray(problem.node_ids, dtype=object)
+    parent = problem.node_parent[nodes]
+
+    def when(t: np.ndarray, happens: np.ndarray):  # (period, start) of a peak; NA / NaT where there is none
+        period = pd.array(t, dtype="Int64")
+        period[~happens] = pd.NA
+        return period, problem.period_start[t].where(happens)
+
+    peak_period, peak_start = when(peak_t, peak > 0)
+    export_period, export_start = when(export_t, export > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        loading = np.where(np.isfinite(limits["import"]) & (limits["import"] > 0), 100.0 * peak / limits["import"],
+                           np.nan)
+    transformers = pd.DataFrame({
+        "node_id": ids[nodes],
+        "kind": kinds[nodes],
+        "parent_id": np.where(parent >= 0, ids[np.maximum(parent, 0)], None),
+        **{f"{name}_limit_kw": np.where(np.isfinite(limit), limit, np.nan)
+           for name, limit in (("import", limits["import"]), ("export", limits["export"]),
+                               ("phase_import", limits["phase"]))},
+        "peak_import_kw": peak,
+        "peak_import_period": peak_period,
+        "peak_import_start": peak_start,
+        "peak_loading_pct": loading,
+        "peak_export_kw": export,
+        "peak_export_period": export_period,
+        "peak_export_start": export_start,
+        "peak_phase_kw": phases.max(axis=(0, 2)) if problem.n_periods else np.zeros(len(nodes)),
+        "hours_at_limit_h": (at_import | at_export | at_phase.any(axis=0)).sum(axis=1) * problem.step_hours,
+        "import_binding_periods": at_import.sum(axis=1),
+        "export_binding_periods": at_export.sum(axis=1),
+        "phase_binding_rows": at_phase.sum(axis=(0, 2)),
+    })
+    parts = []
+    for direction, phase, mask, value, limit in (  # load_kw and limit_kw in the sign of the net load [kW]
+            ("import", None, at_import[None], load[None], limits["import"]),
+            ("export", None, at_export[None], load[None], -limits["export"]),
+            ("import", PHASES, at_phase, phases, limits["phase"])):
+        which, k, t = np.nonzero(mask)
+        parts.append(pd.DataFrame({
+            "node_id": ids[nodes[k]], "period": t, "start": problem.period_start[t], "direction": direction,
+            "phase": None if phase is None else np.asarray(phase, dtype=object)[which],
+            "load_kw": value[which, k, t], "limit_kw": limit[k], "_order": k}))
+    binding = (pd.concat(parts, ignore_index=True).sort_values(["_order", "period"], kind="stable")
+               .drop(columns="_order").reset_index(drop=True))
+    return CapacityReport(transformers, binding)
 
 
 def battery_power_kw(power: np.ndarray, efficiency: np.ndarray) -> np.ndarray:
@@ -219,7 +389,8 @@ def summarise(problem: Problem, power: np.ndarray, **extra) -> dict:
 
 
 def read_schedule_csv(path: str | Path, instance) -> np.ndarray:
-    """Read ``schedule.csv`` (``session_id, period, power_kw``; other columns ignored) as an (S, T) power array.
+    """Read ``schedule.csv`` (``session_id, period, power_kw``; other columns ignored), or the ``schedule.parquet``
+    of ``solve --format parquet``, as an (S, T) power array.
 
     Missing rows mean 0 kW. Unknown sessions, periods out of range, duplicates and non-numbers are errors.
     ``instance`` gives the session ids and the number of periods.
@@ -239,18 +410,13 @@ def read_schedule_csv(path: str | Path, instance) -> np.ndarray:
     def invalid(problems) -> InstanceError:
         return InstanceError(problems, label, what="invalid schedule")  # the schedule is what is bad
 
-    try:
-        # every column as the text written, so that an error shows the value as it stands in the file
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise invalid(FieldProblem("", "no such file",
-                                   "expected a schedule CSV as written by gridcharge solve")) from None
-    except OSError as exc:
-        raise invalid(FieldProblem("", "cannot be read", f"expected a readable CSV file ({exc.strerror})")) from None
-    except pd.errors.EmptyDataError:
-        raise invalid(FieldProblem("", "empty file", "expected a header line session_id,period,power_kw")) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise invalid(FieldProblem("", "not a readable CSV", f"expected comma-separated UTF-8 text ({exc})")) from None
+    parquet = path.suffix.lower() == ".parquet"
+    if parquet:  # as solve --format parquet writes it; its cells as text from here on (floats as their repr: exact)
+        frame = read_frame(path, label, "invalid schedule")
+        frame = frame.astype(str).where(frame.notna(), "")
+    else:
+        frame = _read_schedule_text(path, invalid)
+    first_row = 1 if parquet else 2  # the number of the first record: a CSV's row 1 is its header
     missing = [c for c in ("session_id", "period", "power_kw") if c not in frame.columns]
     if missing:
         raise invalid(FieldProblem("columns", ",".join(map(str, frame.columns)),
@@ -261,8 +427,8 @@ def read_schedule_csv(path: str | Path, instance) -> np.ndarray:
 
     def report(column: str, mask: np.ndarray, expected: str) -> list[FieldProblem]:
         rows = np.flatnonzero(mask)
-        found = [FieldProblem(f"row {row + 2}.{column}", as_written(frame[column].iloc[row]), expected)
-                 for row in rows[:shown_rows]]  # row 1 is the header
+        found = [FieldProblem(f"row {row + first_row}.{column}", as_written(frame[column].iloc[row]), expected)
+                 for row in rows[:shown_rows]]
         if len(rows) > shown_rows:
             found.append(FieldProblem(column, f"{len(rows) - shown_rows} more rows like these", expected))
         return found
@@ -278,7 +444,8 @@ def read_schedule_csv(path: str | Path, instance) -> np.ndarray:
     problems += report("power_kw", ~np.isfinite(power), "a finite number [kW]")
     if not problems:
         dup = frame.assign(period=period).duplicated(["session_id", "period"], keep="first").to_numpy()
-        problems += [FieldProblem(f"row {row + 2}", f"{frame['session_id'].iloc[row]}, period {int(period.iloc[row])}",
+        problems += [FieldProblem(f"row {row + first_row}",
+                                  f"{frame['session_id'].iloc[row]}, period {int(period.iloc[row])}",
                                   "one row per session and period (this one repeats an earlier row)")
                      for row in np.flatnonzero(dup)[:shown_rows]]
     if problems:
@@ -286,3 +453,18 @@ def read_schedule_csv(path: str | Path, instance) -> np.ndarray:
     out = np.zeros((len(session_ids), n_periods))
     out[s_idx.to_numpy(dtype=np.int64), period.to_numpy(dtype=np.int64)] = power
     return out
+
+
+def _read_schedule_text(path: Path, invalid) -> pd.DataFrame:
+    """A schedule CSV, every column as the text written, so that an error shows the value as it stands in the file."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise invalid(FieldProblem("", "no such file",
+                                   "expected a schedule CSV as written by gridcharge solve")) from None
+    except OSError as exc:
+        raise invalid(FieldProblem("", "cannot be read", f"expected a readable CSV file ({exc.strerror})")) from None
+    except pd.errors.EmptyDataError:
+        raise invalid(FieldProblem("", "empty file", "expected a header line session_id,period,power_kw")) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise invalid(FieldProblem("", "not a readable CSV", f"expected comma-separated UTF-8 text ({exc})")) from None

@@ -91,7 +91,9 @@ def column_kinds(model: type[BaseModel]) -> dict[str, str]:
     return kinds
 
 
-def _read_frame(path: Path, label: str, what: str) -> pd.DataFrame:
+def read_frame(path: Path, label: str, what: str) -> pd.DataFrame:
+    """The table at ``path`` (``.csv``: every cell as its text; ``.parquet``: typed columns); an unreadable file is an
+    :class:`InstanceError` (``what``, ``label``) saying why."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise InstanceError(FieldProblem("", str(path), "a .csv or .parquet table"), label, what=what)
@@ -207,7 +209,7 @@ def read_table(path: str | Path, model: type[BaseModel], *, zone: str = "UTC", w
     """
     path = Path(path)
     label = label or str(path)
-    frame = _read_frame(path, label, what)
+    frame = read_frame(path, label, what)
     kinds = column_kinds(model)
     required = [name for name, info in model.model_fields.items() if info.is_required()]
     problems: list[FieldProblem] = []

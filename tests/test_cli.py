@@ -69,9 +69,10 @@ def solved(tmp_path, capsys):
 # solve
 
 
-def test_solve_writes_the_three_files(solved):
+def test_solve_writes_its_files(solved):
     _, out_dir, out = solved
-    assert sorted(p.name for p in out_dir.iterdir()) == ["nodes.csv", "schedule.csv", "summary.json"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["binding.csv", "nodes.csv", "schedule.csv", "summary.json",
+                                                         "transformers.csv"]
     assert "status          optimal" in out and "objective       5.50 CNY" in out
     assert "verified        ok, no violation" in out
 
@@ -514,7 +515,8 @@ def test_solve_files_are_ordinary_permissions_and_no_temporary_is_left(solved):
     os.umask(umask)
     for path in out_dir.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
-    assert sorted(p.name for p in out_dir.iterdir()) == ["nodes.csv", "schedule.csv", "summary.json"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["binding.csv", "nodes.csv", "schedule.csv", "summary.json",
+                                                         "transformers.csv"]
 
 
 def test_solve_of_a_scenario_file_names_the_command_that_reads_it(capsys):

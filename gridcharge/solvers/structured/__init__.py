@@ -19,6 +19,7 @@ from ...schedule import Schedule
 from ...verify import verify
 from ..exact import RunResult, solve_exactly
 from ..highs import solve_highs
+from ..progress import OnIteration
 from .ipm import interior_point
 from .layout import LayoutError, derive_layout
 
@@ -53,7 +54,7 @@ def needs_binaries(problem: Problem) -> bool:
 
 def solve_structured(problem: Problem, *, time_limit_s: float | None = None, allow_overload: bool = False,
                      max_iterations: int = MAX_ITERATIONS, verbose: bool = False, threads: int | None = None,
-                     method: str = "auto") -> Schedule:
+                     method: str = "auto", on_iteration: OnIteration | None = None) -> Schedule:
     """Optimal schedule by the structured interior point, certified; HiGHS (``method``) when it cannot certify.
 
     Parameters
@@ -66,6 +67,9 @@ def solve_structured(problem: Problem, *, time_limit_s: float | None = None, all
     threads : int, optional — numba threads for the per-car kernels (default :data:`DEFAULT_THREADS`) and HiGHS's
         threads on a fallback
     method : str — HiGHS method of a fallback
+    on_iteration : callable, optional — called with an :class:`~gridcharge.solvers.progress.IterationProgress` per
+        iterate of the interior point (every round of the charge-or-discharge rule starts again at iteration 0;
+        a HiGHS fallback reports nothing)
 
     The summary adds ``lower_bound_cny``, ``gap_rel``, ``iterations``, ``layout_seconds``, ``iterations_seconds``,
     ``certificate_seconds``, ``writeback_seconds`` and ``fallback`` (``None``, or why HiGHS solved the day).
@@ -97,7 +101,7 @@ def solve_structured(problem: Problem, *, time_limit_s: float | None = None, all
         log = (lambda text: print(text, file=sys.stderr)) if verbose else None
         with threadpool_limits(limits=1, user_api="blas"):  # BLAS threads would spin against numba's
             result = interior_point(layout, lp.col_cost, offset=lp.offset, max_iterations=max_iterations,
-                                    deadline=deadline, log=log)
+                                    deadline=deadline, log=log, on_iteration=on_iteration)
         t2 = time.perf_counter()
         stats["layout_seconds"] += t1 - t0
         stats["iterations_seconds"] += t2 - t1
@@ -141,7 +145,7 @@ def solve_auto(problem: Problem, **options) -> Schedule:
     falls back to HiGHS itself where it cannot certify), HiGHS elsewhere."""
     if int(problem.v2g.sum()) >= AUTO_MIN_V2G_SESSIONS or problem.n_sessions >= AUTO_MIN_SESSIONS:
         return solve_structured(problem, **options)
-    return solve_highs(problem, **{k: v for k, v in options.items() if k != "max_iterations"})
+    return solve_highs(problem, **{k: v for k, v in options.items() if k not in ("max_iterations", "on_iteration")})
 
 
 __all__ = ["GAP_TOLERANCE", "needs_binaries", "solve_auto", "solve_structured"]

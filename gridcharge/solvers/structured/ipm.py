@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..progress import IterationProgress, OnIteration
 from . import kernels
 from .certificate import lower_bound
 from .layout import Layout
@@ -56,9 +57,11 @@ def _implied_activity(layout: Layout):
 
 
 def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max_iterations: int = 100,
-                   deadline: float | None = None, log=None) -> IpmResult:
+                   deadline: float | None = None, log=None, on_iteration: OnIteration | None = None) -> IpmResult:
     """Solve the LP of ``layout`` with objective ``cost`` (per column) plus the constant ``offset`` [CNY], which only
-    sets the scale of the relative gap."""
+    sets the scale of the relative gap; ``log`` takes a line of text per iterate, ``on_iteration`` an
+    :class:`~gridcharge.solvers.progress.IterationProgress`."""
+    begun = time.perf_counter()
     n = layout.n_col
     m = len(layout.row_lower)
     act_lo, act_hi = _implied_activity(layout)
@@ -105,15 +108,19 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
         mu = comp / (2 * n_free)
         primal_bad = primal_worst / (1.0 + x_big)
         # the bound is only worth computing once complementarity alone no longer rules the gap out
+        gap = None
         if primal_bad < PRIMAL_TOLERANCE and comp <= 10 * INNER_GAP * max(1.0, abs(pobj + offset)):
             lb = lower_bound(layout, cost, y)
             gap = (pobj - lb) / max(1.0, abs(pobj + offset))
             if log:
                 log(f"it {it}: gap {gap:.2e}")
-            if gap <= INNER_GAP:
-                status = "optimal"
-                it -= 1
-                break
+        if on_iteration is not None:
+            on_iteration(IterationProgress(it - 1, float(primal_bad), float(dual_bad), gap, float(mu),
+                                           float(pobj + offset), time.perf_counter() - begun))
+        if gap is not None and gap <= INNER_GAP:
+            status = "optimal"
+            it -= 1
+            break
         if log:
             log(f"it {it}: mu {mu:.3e} primal {primal_bad:.2e} dual {dual_bad:.2e} obj {pobj:.9g}")
         seconds["iterate"] += time.perf_counter() - started
