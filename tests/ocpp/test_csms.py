@@ -290,9 +290,11 @@ def test_201_charger_asking_for_v2g_gets_charge_only(server):
         await until(lambda: "v2/T-v2/1" in backend.controller.state.cars, what="replaced session")
         session = backend.controller.state.cars["v2/T-v2/1"].session
         assert (session.max_charge_kw, session.max_discharge_kw, session.energy_kwh) == (9.0, 0.0, 8.0)
+        # the plan of the replaced session: until it is re-solved, the published plan still holds the first one's
+        await until(lambda: "v2/T-v2/1" in backend.controller.publication.session_ids, what="plan of the replacement")
         await sim.wait_for(lambda s: matches_publication(s, backend))
         periods = schedule_of(sim.tx_profile())["chargingSchedulePeriod"]
-        assert all(set(p) == {"startPeriod", "limit", "numberPhases"} and 0 <= p["limit"] <= 9000 for p in periods)
+        assert all(set(p) == {"startPeriod", "limit", "numberPhases"} and 0 <= p["limit"] <= 9000 for p in periods), periods
         assert_schema_valid(sim)
         await sim.close()
 
