@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import ExitStack
 
 import numba
 from threadpoolctl import threadpool_limits
@@ -21,6 +22,8 @@ from ..exact import RunResult, solve_exactly
 from ..highs import solve_highs
 from .ipm import interior_point
 from .layout import LayoutError, derive_layout
+from .normal import NormalEquations
+from .partition import PartitionedNormalEquations
 
 #: A schedule is returned only when (upper - lower) / max(1 CNY, |upper|) is at most this [-].
 GAP_TOLERANCE = 1e-7
@@ -53,7 +56,7 @@ def needs_binaries(problem: Problem) -> bool:
 
 def solve_structured(problem: Problem, *, time_limit_s: float | None = None, allow_overload: bool = False,
                      max_iterations: int = MAX_ITERATIONS, verbose: bool = False, threads: int | None = None,
-                     method: str = "auto") -> Schedule:
+                     method: str = "auto", workers: int | None = None, scheduler: str | None = None) -> Schedule:
     """Optimal schedule by the structured interior point, certified; HiGHS (``method``) when it cannot certify.
 
     Parameters
@@ -66,6 +69,11 @@ def solve_structured(problem: Problem, *, time_limit_s: float | None = None, all
     threads : int, optional — numba threads for the per-car kernels (default :data:`DEFAULT_THREADS`) and HiGHS's
         threads on a fallback
     method : str — HiGHS method of a fallback
+    workers : int, optional — split the normal equations by transformer subtree (:mod:`.partition`) and run the
+        partitions on a local dask cluster of this many processes; ``0``: split, in this process. The numbers are the
+        same for every count. ``None`` (default): one process, unsplit.
+    scheduler : str, optional — address of a running dask scheduler (``tcp://HOST:8786``) for the partitions;
+        overrides ``workers``
 
     The summary adds ``lower_bound_cny``, ``gap_rel``, ``iterations``, ``layout_seconds``, ``iterations_seconds``,
     ``certificate_seconds``, ``writeback_seconds`` and ``fallback`` (``None``, or why HiGHS solved the day).
@@ -86,7 +94,32 @@ def solve_structured(problem: Problem, *, time_limit_s: float | None = None, all
     numba.set_num_threads(min(int(threads or DEFAULT_THREADS), numba.config.NUMBA_NUM_THREADS))
     stats = {"iterations": 0, "layout_seconds": 0.0, "iterations_seconds": 0.0}
     seen: dict = {}
+    with ExitStack() as stack:
+        equations = _equations(workers, scheduler, stack)
+        return _certified(problem, max_iterations, deadline, verbose, stats, seen, equations, fallback)
 
+
+def _equations(workers: int | None, scheduler: str | None, stack: ExitStack):
+    """The normal equations' factory for ``workers`` / ``scheduler`` (see :func:`solve_structured`); a dask client
+    it opens is closed by ``stack``."""
+    if workers is None and scheduler is None:
+        return NormalEquations
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers: {workers} is not a count of worker processes (expected 0 or more)")
+    if scheduler is None and workers == 0:
+        return PartitionedNormalEquations
+    from ...cluster import dask_client
+    from .on_dask import DaskExecutor
+
+    client = stack.enter_context(dask_client(workers, scheduler))
+
+    def make(layout, delta):
+        return PartitionedNormalEquations(layout, delta, DaskExecutor(client))
+    return make
+
+
+def _certified(problem, max_iterations, deadline, verbose, stats, seen, equations, fallback) -> Schedule:
+    """The body of :func:`solve_structured` once its options are settled."""
     def run(lp: LinearProgram) -> RunResult:
         t0 = time.perf_counter()
         try:
@@ -97,7 +130,7 @@ def solve_structured(problem: Problem, *, time_limit_s: float | None = None, all
         log = (lambda text: print(text, file=sys.stderr)) if verbose else None
         with threadpool_limits(limits=1, user_api="blas"):  # BLAS threads would spin against numba's
             result = interior_point(layout, lp.col_cost, offset=lp.offset, max_iterations=max_iterations,
-                                    deadline=deadline, log=log)
+                                    deadline=deadline, log=log, equations=equations)
         t2 = time.perf_counter()
         stats["layout_seconds"] += t1 - t0
         stats["iterations_seconds"] += t2 - t1
@@ -141,7 +174,7 @@ def solve_auto(problem: Problem, **options) -> Schedule:
     falls back to HiGHS itself where it cannot certify), HiGHS elsewhere."""
     if int(problem.v2g.sum()) >= AUTO_MIN_V2G_SESSIONS or problem.n_sessions >= AUTO_MIN_SESSIONS:
         return solve_structured(problem, **options)
-    return solve_highs(problem, **{k: v for k, v in options.items() if k != "max_iterations"})
+    return solve_highs(problem, **{k: v for k, v in options.items() if k not in ("max_iterations", "workers", "scheduler")})
 
 
 __all__ = ["GAP_TOLERANCE", "needs_binaries", "solve_auto", "solve_structured"]
