@@ -9,6 +9,7 @@ See docs/design/district.md.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -192,12 +193,14 @@ class PartWorker:
     def __init__(self, part: Part, delta: float, threads: int):
         self.part = part
         self.threads = threads  # numba's threads set the Schur sums' chunks, so they are the coordinator's count
-        with self._limits():
-            self.normal = NormalEquations(part.layout, delta)
+        # one BLAS thread in this process from now on (spinning BLAS threads starve numba's: structured.md); in the
+        # coordinator's process that holds already, inside the solver's own limit
+        threadpool_limits(limits=1, user_api="blas")
+        self.normal = NormalEquations(part.layout, delta)
 
     def _limits(self):
         numba.set_num_threads(self.threads)
-        return threadpool_limits(limits=1, user_api="blas")
+        return contextlib.nullcontext()
 
     def factor(self, theta: np.ndarray, theta_s: np.ndarray) -> dict:
         """Factor for the partition's column and row weights; returns the dense updates on the coordinator's fronts
