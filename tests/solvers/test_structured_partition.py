@@ -93,7 +93,7 @@ def test_split_solves_certify_small_districts_like_highs(cluster, data):
 
 
 class _KillingExecutor(DaskExecutor):
-    """Kills the worker holding partition 0 just before the ``at``-th call of ``method``."""
+    """Kills the worker holding the first share of partitions just before the ``at``-th call of ``method``."""
 
     def __init__(self, client, method, at):
         super().__init__(client)

@@ -196,7 +196,8 @@ class PartWorker:
         # one BLAS thread in this process from now on (spinning BLAS threads starve numba's: structured.md); in the
         # coordinator's process that holds already, inside the solver's own limit
         threadpool_limits(limits=1, user_api="blas")
-        self.normal = NormalEquations(part.layout, delta)
+        with self._limits():  # NormalEquations chunks the Schur sums by numba's thread count
+            self.normal = NormalEquations(part.layout, delta)
 
     def _limits(self):
         numba.set_num_threads(self.threads)
