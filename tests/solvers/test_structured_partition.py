@@ -13,10 +13,11 @@ from hypothesis import HealthCheck, given, settings
 import gridcharge
 from gridcharge.bench.generate import generate
 from gridcharge.formulation.lp import build_lp
-from gridcharge.solvers.structured.ipm import DUAL_REG, interior_point
+from gridcharge.solvers.structured.ipm import interior_point
 from gridcharge.solvers.structured.layout import derive_layout
 from gridcharge.solvers.structured.normal import NormalEquations
-from gridcharge.solvers.structured.on_dask import DaskExecutor
+from gridcharge.solvers.structured import on_dask
+from gridcharge.solvers.structured.on_dask import DaskExecutor, WorkerLost
 from gridcharge.solvers.structured.partition import PartitionedNormalEquations, plan
 from tests.solvers.test_structured import _both, _check_certified, small_districts
 
@@ -125,4 +126,14 @@ def test_a_worker_lost_mid_solve_is_replaced_without_changing_a_number(cluster, 
     assert result.status == reference.status == "optimal"
     assert result.iterations == reference.iterations
     assert np.array_equal(result.x, reference.x) and np.array_equal(result.y, reference.y)
-    assert DUAL_REG > 0
+
+
+def test_a_worker_lost_for_good_stops_the_solve_with_an_error(cluster, monkeypatch):
+    lp, layout = _district_layout(n=80, transformers=3)
+    monkeypatch.setattr(on_dask, "ATTEMPTS", 1)  # no second attempt: the loss is final
+
+    def equations(lay, delta):
+        return PartitionedNormalEquations(lay, delta, _KillingExecutor(cluster[1], "forward", at=2))
+
+    with pytest.raises(WorkerLost, match="could not be run on the dask cluster"):
+        interior_point(layout, lp.col_cost, offset=lp.offset, equations=equations)

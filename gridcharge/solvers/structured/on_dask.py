@@ -8,14 +8,15 @@ re-created from its slices of the LP on a worker still there and brought back to
 
 from __future__ import annotations
 
+from ...errors import SolverError
 from .partition import PartWorker
 
 #: Attempts per call of a worker's share before the solve is abandoned with :class:`WorkerLost` [-].
 ATTEMPTS = 3
 
 
-class WorkerLost(RuntimeError):
-    """A share of the partitions could not be run on any worker of the cluster."""
+class WorkerLost(SolverError):
+    """A share of the partitions could not be run on any worker of the cluster: the solve stops, no result."""
 
 
 class Share:
