@@ -49,8 +49,8 @@ class Plan:
 
 
 def plan(layout: Layout, n_parts: int = PARTITIONS) -> Plan:
-    """Split ``layout`` into at most ``n_parts`` partitions of whole subtrees below the top fronts (the fronts met by
-    the groups of more than one subtree: a district's lines and substation), balanced by car count."""
+    """Split ``layout`` into at most ``n_parts`` partitions of whole subtrees below the top fronts (a district's
+    lines and substation), each a run of subtrees in top-front order of about equal car count."""
     n_front = len(layout.front_rows)
     parent = layout.front_parent
     # cars per front (by their lowest front), then per subtree
@@ -77,15 +77,15 @@ def plan(layout: Layout, n_parts: int = PARTITIONS) -> Plan:
     if len(frontier) < 2 or not top.any():
         frontier = []  # nothing worth splitting: the coordinator holds everything
         top[:] = True
-    # subtree roots to partitions, heaviest first to the lightest partition (ties by number: deterministic)
-    roots = sorted(frontier, key=lambda f: (-subtree[f], f))
+    # subtree roots to partitions in runs of equal weight, in the order of their top front (a district's line), so a
+    # partition meets few top fronts and sends few dense updates
+    roots = sorted(frontier, key=lambda f: (parent[f], f))
     n = max(1, min(n_parts, len(roots)))
-    load = np.zeros(n)
     owner = np.full(n_front, -1, dtype=np.int64)
-    for f in roots:
-        p = int(np.argmin(load))
-        load[p] += subtree[f]
-        owner[f] = p
+    if roots:
+        weights = np.array([subtree[f] for f in roots]) + 1e-9  # an empty subtree still goes somewhere
+        middle = np.cumsum(weights) - weights / 2  # a subtree goes where its middle falls
+        owner[roots] = np.minimum((middle / weights.sum() * n).astype(np.int64), n - 1)
     for f in range(n_front):  # the rest of each subtree follows its root
         if not top[f] and owner[f] < 0:
             owner[f] = owner[parent[f]]
