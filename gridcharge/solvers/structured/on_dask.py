@@ -13,6 +13,8 @@ from .partition import PartWorker
 
 #: Attempts per call of a worker's share before the solve is abandoned with :class:`WorkerLost` [-].
 ATTEMPTS = 3
+#: How long a re-creation waits for a worker when the cluster has none (a nanny restarting its process) [s].
+WORKER_WAIT_S = 60.0
 
 
 class WorkerLost(SolverError):
@@ -51,7 +53,11 @@ class DaskExecutor:
     def _create(self, i: int, slot: int):
         workers = self._workers()
         if not workers:
-            raise WorkerLost("the dask cluster has no workers left")
+            try:
+                self.client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+            except Exception as exc:  # noqa: BLE001 - dask's timeout error
+                raise WorkerLost(f"the dask cluster has had no workers for {WORKER_WAIT_S:g} s") from exc
+            workers = self._workers()
         future = self.client.submit(Share, [self.parts[p] for p in self.shares[i]], self.delta, self.threads,
                                     actor=True, pure=False, workers=[workers[slot % len(workers)]])
         actor = future.result()
