@@ -108,10 +108,7 @@ def restrict(layout: Layout, cars: np.ndarray, fronts: np.ndarray, *, with_globa
     lay = layout
     T = lay.n_periods
     # local positions and LP columns of the cars
-    lengths = np.diff(lay.car_start)[cars]
-    pos = np.repeat(lay.car_start[cars], lengths) + _ranges(lengths)
-    pos_map = np.full(len(lay.local_rows), -1, dtype=np.int64)
-    pos_map[pos] = np.arange(len(pos))
+    pos, pos_map, lengths = _select(lay.car_start, cars, len(lay.local_rows))
     le = np.flatnonzero(pos_map[lay.le_pos] >= 0)
     cols = np.unique(lay.le_col[le])
     if with_global:
@@ -135,18 +132,14 @@ def restrict(layout: Layout, cars: np.ndarray, fronts: np.ndarray, *, with_globa
     off = np.flatnonzero(pos_map[lay.off_pos] >= 0)
     car_start = np.r_[0, np.cumsum(lengths)].astype(np.int64)
     # H entries per car, in car order
-    e_len = np.diff(lay.he_start)[cars]
-    entries = np.repeat(lay.he_start[cars], e_len) + _ranges(e_len)
-    e_map = np.full(len(lay.he_pos), -1, dtype=np.int64)
-    e_map[entries] = np.arange(len(entries))
+    entries, e_map, e_len = _select(lay.he_start, cars, len(lay.he_pos))
     hc = np.flatnonzero(e_map[lay.hc_entry] >= 0)
     # groups of the cars
     groups = np.unique(lay.car_group[cars])
     g_map = np.full(lay.n_groups, -1, dtype=np.int64)
     g_map[groups] = np.arange(len(groups))
     dc = np.flatnonzero(col_map[lay.dc_col] >= 0)
-    g_len = np.diff(lay.group_type_start)[groups]
-    g_entries = np.repeat(lay.group_type_start[groups], g_len) + _ranges(g_len)
+    g_entries, _, g_len = _select(lay.group_type_start, groups, len(lay.group_type))
     row_of = np.where(lay.row_of >= 0, c_map[np.maximum(lay.row_of, 0)], -1)
     # fronts: parents keep their order; a root of this part sends its update to a front outside it
     f_map = np.full(len(lay.front_rows), -1, dtype=np.int64)
@@ -179,12 +172,15 @@ def restrict(layout: Layout, cars: np.ndarray, fronts: np.ndarray, *, with_globa
     return Part(sub, cols, rows, c_map[above_global], above_global, root_parent)
 
 
-def _ranges(lengths: np.ndarray) -> np.ndarray:
-    """``[0..l0-1, 0..l1-1, ...]`` for the lengths given."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    if not len(lengths):
-        return np.zeros(0, np.int64)
-    return np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+def _select(start: np.ndarray, items: np.ndarray, size: int):
+    """The entries ``[start[i], start[i + 1])`` of every item ``i`` of ``items``, in order; the map entry -> its new
+    position (-1: not selected, ``size`` entries); the items' lengths."""
+    lengths = np.diff(start)[items].astype(np.int64)
+    ranges = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    index = np.repeat(start[items], lengths) + ranges
+    new = np.full(size, -1, dtype=np.int64)
+    new[index] = np.arange(len(index))
+    return index, new, lengths
 
 
 class PartWorker:
