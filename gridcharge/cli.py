@@ -15,7 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .commands.arguments import out_directory_problem, positive
+from .commands.arguments import count, out_directory_problem, positive
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
 #: The reader of the output closed the pipe: 128 + SIGPIPE, what a shell reports for cat or grep in that case.
@@ -67,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
                             "instead of failing")
     solve.add_argument("--method", choices=["auto", "simplex", "ipm"], default="auto",
                        help="HiGHS LP method (default auto: simplex for small models, interior point for large)")
+    solve.add_argument("--workers", type=count, metavar="N",
+                       help="structured solver: split the district by transformer subtree and run the parts on a "
+                            "local dask cluster of N worker processes, one thread each [-]; 0 splits it in this "
+                            "process; the optimum is the same for every N (default: one process, unsplit)")
+    solve.add_argument("--scheduler", metavar="URL",
+                       help="structured solver: run the parts on the running dask scheduler at URL, e.g. "
+                            "tcp://HOST:8786 (its workers need gridcharge installed); overrides --workers")
     solve.add_argument("--quiet", action="store_true", help="print only the summary, no progress lines on stderr")
     solve.add_argument("--verbose", action="store_true", help="show the solver's own log")
     solve.add_argument("--format", choices=["csv", "parquet"], default="csv", dest="table_format",
@@ -157,6 +164,10 @@ def _solve(args) -> int:
         print("gridcharge: --progress and --quiet: expected one of them, not both", file=sys.stderr)
         return EXIT_INVALID
     get_solver(args.solver)  # an unknown name fails before any work
+    if (args.workers is not None or args.scheduler is not None) and args.solver not in ("auto", "structured"):
+        print(f"gridcharge: --workers/--scheduler: the {args.solver!r} solver does not split a district "
+              "(expected --solver structured or auto)", file=sys.stderr)
+        return EXIT_INVALID
     started = time.perf_counter()
     instance = load_instance(args.instance)
     problem = build_problem(instance)
@@ -170,6 +181,8 @@ def _solve(args) -> int:
     options = {"allow_overload": args.allow_overload}
     if args.solver in ("highs", "auto", "structured"):  # auto and structured pass --method to HiGHS on a fallback
         options.update(method=args.method, verbose=args.verbose)
+    if args.workers is not None or args.scheduler is not None:
+        options.update(workers=args.workers, scheduler=args.scheduler)
     # the timer shares the terminal with nothing: not with --quiet, not with HiGHS's own log (--verbose)
     shown = (args.progress or sys.stderr.isatty()) and not (args.quiet or args.verbose)
     with timer("      solving", enabled=shown, live=sys.stderr.isatty()) as status:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import ExitStack
 
 import numba
 from threadpoolctl import threadpool_limits
@@ -22,6 +23,8 @@ from ..highs import solve_highs
 from ..progress import OnIteration
 from .ipm import interior_point
 from .layout import LayoutError, derive_layout
+from .normal import NormalEquations
+from .partition import PartitionedNormalEquations
 
 #: A schedule is returned only when (upper - lower) / max(1 CNY, |upper|) is at most this [-].
 GAP_TOLERANCE = 1e-7
@@ -54,7 +57,8 @@ def needs_binaries(problem: Problem) -> bool:
 
 def solve_structured(problem: Problem, *, time_limit_s: float | None = None, allow_overload: bool = False,
                      max_iterations: int = MAX_ITERATIONS, verbose: bool = False, threads: int | None = None,
-                     method: str = "auto", on_iteration: OnIteration | None = None) -> Schedule:
+                     method: str = "auto", on_iteration: OnIteration | None = None, workers: int | None = None,
+                     scheduler: str | None = None) -> Schedule:
     """Optimal schedule by the structured interior point, certified; HiGHS (``method``) when it cannot certify.
 
     Parameters
@@ -70,6 +74,11 @@ def solve_structured(problem: Problem, *, time_limit_s: float | None = None, all
     on_iteration : callable, optional — called with an :class:`~gridcharge.solvers.progress.IterationProgress` per
         iterate of the interior point (every round of the charge-or-discharge rule starts again at iteration 0;
         a HiGHS fallback reports nothing)
+    workers : int, optional — split the normal equations by transformer subtree (:mod:`.partition`) and run the
+        partitions on a local dask cluster of this many processes; ``0``: split, in this process. The numbers are the
+        same for every count. ``None`` (default): one process, unsplit.
+    scheduler : str, optional — address of a running dask scheduler (``tcp://HOST:8786``) for the partitions;
+        overrides ``workers``
 
     The summary adds ``lower_bound_cny``, ``gap_rel``, ``iterations``, ``layout_seconds``, ``iterations_seconds``,
     ``certificate_seconds``, ``writeback_seconds`` and ``fallback`` (``None``, or why HiGHS solved the day).
@@ -90,7 +99,34 @@ def solve_structured(problem: Problem, *, time_limit_s: float | None = None, all
     numba.set_num_threads(min(int(threads or DEFAULT_THREADS), numba.config.NUMBA_NUM_THREADS))
     stats = {"iterations": 0, "layout_seconds": 0.0, "iterations_seconds": 0.0}
     seen: dict = {}
+    with ExitStack() as stack:
+        equations = _equations(workers, scheduler, stack)
+        return _certified(problem, max_iterations, deadline, verbose, stats, seen, equations, fallback,
+                          on_iteration=on_iteration)
 
+
+def _equations(workers: int | None, scheduler: str | None, stack: ExitStack):
+    """The normal equations' factory for ``workers`` / ``scheduler`` (see :func:`solve_structured`); a dask client
+    it opens is closed by ``stack``."""
+    if workers is None and scheduler is None:
+        return NormalEquations
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers: {workers} is not a count of worker processes (expected 0 or more)")
+    if scheduler is None and workers == 0:
+        return PartitionedNormalEquations
+    from ...cluster import dask_client
+    from .on_dask import DaskExecutor
+
+    client = stack.enter_context(dask_client(workers, scheduler))
+
+    def make(layout, delta):
+        return PartitionedNormalEquations(layout, delta, DaskExecutor(client))
+    return make
+
+
+def _certified(problem, max_iterations, deadline, verbose, stats, seen, equations, fallback, *,
+               on_iteration: OnIteration | None = None) -> Schedule:
+    """The body of :func:`solve_structured` once its options are settled."""
     def run(lp: LinearProgram) -> RunResult:
         t0 = time.perf_counter()
         try:
@@ -101,7 +137,7 @@ def solve_structured(problem: Problem, *, time_limit_s: float | None = None, all
         log = (lambda text: print(text, file=sys.stderr)) if verbose else None
         with threadpool_limits(limits=1, user_api="blas"):  # BLAS threads would spin against numba's
             result = interior_point(layout, lp.col_cost, offset=lp.offset, max_iterations=max_iterations,
-                                    deadline=deadline, log=log, on_iteration=on_iteration)
+                                    deadline=deadline, log=log, on_iteration=on_iteration, equations=equations)
         t2 = time.perf_counter()
         stats["layout_seconds"] += t1 - t0
         stats["iterations_seconds"] += t2 - t1
@@ -145,7 +181,8 @@ def solve_auto(problem: Problem, **options) -> Schedule:
     falls back to HiGHS itself where it cannot certify), HiGHS elsewhere."""
     if int(problem.v2g.sum()) >= AUTO_MIN_V2G_SESSIONS or problem.n_sessions >= AUTO_MIN_SESSIONS:
         return solve_structured(problem, **options)
-    return solve_highs(problem, **{k: v for k, v in options.items() if k not in ("max_iterations", "on_iteration")})
+    highs_only = ("max_iterations", "on_iteration", "workers", "scheduler")
+    return solve_highs(problem, **{k: v for k, v in options.items() if k not in highs_only})
 
 
 __all__ = ["GAP_TOLERANCE", "needs_binaries", "solve_auto", "solve_structured"]

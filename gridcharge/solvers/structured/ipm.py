@@ -57,10 +57,13 @@ def _implied_activity(layout: Layout):
 
 
 def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max_iterations: int = 100,
-                   deadline: float | None = None, log=None, on_iteration: OnIteration | None = None) -> IpmResult:
+                   deadline: float | None = None, log=None, on_iteration: OnIteration | None = None,
+                   equations=NormalEquations) -> IpmResult:
     """Solve the LP of ``layout`` with objective ``cost`` (per column) plus the constant ``offset`` [CNY], which only
     sets the scale of the relative gap; ``log`` takes a line of text per iterate, ``on_iteration`` an
-    :class:`~gridcharge.solvers.progress.IterationProgress`."""
+    :class:`~gridcharge.solvers.progress.IterationProgress`. ``equations(layout, delta)`` makes the normal equations
+    (``factor``, ``solve``, ``seconds``): :class:`~.normal.NormalEquations`, or the partitioned ones of
+    :mod:`.partition`."""
     begun = time.perf_counter()
     n = layout.n_col
     m = len(layout.row_lower)
@@ -82,7 +85,7 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
     zu = np.where(free, np.maximum(-c, 0.0) + INITIAL_DUAL, 0.0)
     y = np.zeros(m)
     n_free = max(int(free.sum()), 1)
-    normal = NormalEquations(layout, DUAL_REG)
+    normal = equations(layout, DUAL_REG)
     seconds = {"iterate": 0.0}
     lb, pobj = -math.inf, math.nan
     status, message = "iteration_limit", ""

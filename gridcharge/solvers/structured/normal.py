@@ -88,11 +88,18 @@ class NormalEquations:
                            for rows, own in zip(layout.front_rows, layout.front_own)]
         self.local = np.full(len(layout.coupling_rows), -1, dtype=np.int64)
         self.fronts: list = [None] * n_front
+        # coupling positions no front here eliminates: a partition's top rows (their fronts are the coordinator's)
+        owned = np.zeros(len(layout.coupling_rows), dtype=bool)
+        for rows, own in zip(layout.front_rows, layout.front_own):
+            owned[rows[:own]] = True
+        self.above = np.flatnonzero(~owned)
+        self.outgoing: dict = {}  # root front with rows above it -> its dense update on them
         self.replaced = 0
         self.seconds = {"chains": 0.0, "schur": 0.0, "dense": 0.0, "solve": 0.0}
 
-    def factor(self, theta: np.ndarray, theta_s: np.ndarray) -> None:
-        """Factor for column weights ``theta`` (per LP column) and row-slack weights ``theta_s`` (per LP row)."""
+    def factor(self, theta: np.ndarray, theta_s: np.ndarray, incoming: dict | None = None) -> None:
+        """Factor for column weights ``theta`` (per LP column) and row-slack weights ``theta_s`` (per LP row);
+        ``incoming`` adds dense updates (front -> matrix on its rows) eliminated elsewhere (partition.py)."""
         lay = self.lay
         started = time.perf_counter()
         kernels.normal_coefficients(theta, theta_s, self.delta, lay.local_rows, lay.le_col, lay.le_pos, lay.le_val,
@@ -113,13 +120,13 @@ class NormalEquations:
                     w[g] += block.T @ block
         d = self.d.reshape(lay.n_groups, lay.n_periods)
         self.seconds["schur"] += time.perf_counter() - mid
-        self._eliminate(w, d, theta, theta_s)
+        self._eliminate(w, d, theta, theta_s, incoming or {})
 
-    def _eliminate(self, w: np.ndarray, d: np.ndarray, theta: np.ndarray, theta_s: np.ndarray) -> None:
-        """Assemble every front from the group sums ``w``, ``d`` and its children's updates, children first, and
-        factor its own rows."""
+    def _eliminate(self, w: np.ndarray, d: np.ndarray, theta: np.ndarray, theta_s: np.ndarray, incoming: dict) -> None:
+        """Assemble every front from the group sums ``w``, ``d``, ``incoming`` and its children's updates, children
+        first, and factor its own rows; a root with rows above it keeps its update in :attr:`outgoing`."""
         lay = self.lay
-        pending: dict = {}  # front -> the sum of its children's updates on its rows
+        pending: dict = {f: block.copy() for f, block in incoming.items()}  # front -> its children's updates
         for f in range(len(lay.front_rows) - 1, -1, -1):  # parents are numbered first
             started = time.perf_counter()
             rows, own = lay.front_rows[f], int(lay.front_own[f])
@@ -138,37 +145,62 @@ class NormalEquations:
             self.seconds["schur"] += mid - started
             chol = _cholesky(block[:own, :own])
             below = la.solve_triangular(chol, block[:own, own:], lower=True, check_finite=False).T
-            if lay.front_parent[f] >= 0:
+            if own < len(rows):
                 update = block[own:, own:]
                 update -= below @ below.T
-                pending[int(lay.front_parent[f])] = update + pending.get(int(lay.front_parent[f]), 0.0)
+                if lay.front_parent[f] >= 0:
+                    pending[int(lay.front_parent[f])] = update + pending.get(int(lay.front_parent[f]), 0.0)
+                else:
+                    self.outgoing[f] = update
             self.fronts[f] = _Front(chol, below)
             self.seconds["dense"] += time.perf_counter() - mid
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """``dy`` (per LP row) for a right-hand side per LP row."""
+        self.forward(rhs)
+        return self.backward(None)
+
+    def forward(self, rhs: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
+        """First half of :meth:`solve` (chains, then the fronts children first), with ``extra`` added to the
+        coupling rows' right side; returns the right side left on the rows :attr:`above` the fronts here."""
         started = time.perf_counter()
         lay = self.lay
         r_l = rhs[lay.local_rows]
-        r_c = rhs[lay.coupling_rows]
         y_l = np.empty_like(r_l)
         kernels.solve_chains(self.ld, self.lo, lay.car_start, r_l, y_l)
         kernels.local_to_cells(self.hval, lay.he_pos, self.he_cell, y_l, self.cells)
-        kernels.scatter_cells(self.cells, lay.group_type_start, self.pattern_pos, lay.group_gamma, r_c)
-        dy_c = self._solve_fronts(r_c)
-        kernels.gather_cells(dy_c, lay.group_type_start, self.pattern_pos, lay.group_gamma, self.cells)
+        z = rhs[lay.coupling_rows]
+        kernels.scatter_cells(self.cells, lay.group_type_start, self.pattern_pos, lay.group_gamma, z)
+        if extra is not None:
+            z += extra
+        self._forward_fronts(z)
+        self._state = (r_l, z)
+        self.seconds["solve"] += time.perf_counter() - started
+        return z[self.above]
+
+    def backward(self, dy_above: np.ndarray | None) -> np.ndarray:
+        """Second half of :meth:`solve` given the step on the rows :attr:`above` (``None`` when there are none):
+        ``dy`` per LP row."""
+        started = time.perf_counter()
+        lay = self.lay
+        r_l, z = self._state
+        if dy_above is not None:
+            z[self.above] = dy_above
+        self._backward_fronts(z)
+        kernels.gather_cells(z, lay.group_type_start, self.pattern_pos, lay.group_gamma, self.cells)
+        r_l = r_l.copy()  # the state stays as forward left it (a lost worker re-runs backward)
         kernels.cells_to_local(self.cells, self.hval, lay.he_pos, self.he_cell, r_l)
+        y_l = np.empty_like(r_l)
         kernels.solve_chains(self.ld, self.lo, lay.car_start, r_l, y_l)
-        out = np.empty_like(rhs)
+        out = np.empty(len(lay.row_lower))
         out[lay.local_rows] = y_l
-        out[lay.coupling_rows] = dy_c
+        out[lay.coupling_rows] = z
         self.seconds["solve"] += time.perf_counter() - started
         return out
 
-    def _solve_fronts(self, r: np.ndarray) -> np.ndarray:
-        """``S^{-1} r`` on the coupling rows by the fronts' factors: forward children first, back parents first."""
+    def _forward_fronts(self, z: np.ndarray) -> None:
+        """Forward substitution on the coupling rows by the fronts' factors, children first, in place."""
         lay = self.lay
-        z = r.copy()
         n_front = len(lay.front_rows)
         for f in range(n_front - 1, -1, -1):
             rows, own, front = lay.front_rows[f], int(lay.front_own[f]), self.fronts[f]
@@ -176,10 +208,13 @@ class NormalEquations:
             z[rows[:own]] = part
             if own < len(rows):
                 z[rows[own:]] -= front.below @ part
-        for f in range(n_front):
+
+    def _backward_fronts(self, z: np.ndarray) -> None:
+        """Back substitution, parents first, in place: ``z`` becomes ``S^{-1} r``."""
+        lay = self.lay
+        for f in range(len(lay.front_rows)):
             rows, own, front = lay.front_rows[f], int(lay.front_own[f]), self.fronts[f]
             part = z[rows[:own]]
             if own < len(rows):
                 part = part - front.below.T @ z[rows[own:]]
             z[rows[:own]] = la.solve_triangular(front.chol, part, lower=True, trans="T", check_finite=False)
-        return z

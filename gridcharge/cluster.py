@@ -1,0 +1,84 @@
+"""A dask.distributed client for the parts of gridcharge that spread work over processes (scenario studies, the
+district solve): a local cluster of ``workers`` processes or a running scheduler, closed in order and quietly."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+
+
+@contextmanager
+def dask_client(workers: int | None, scheduler: str | None):
+    """A client of the running cluster at ``scheduler``, or of a local cluster of ``workers`` processes (default: the
+    CPU count) with one thread each; closed in order on any exit.
+
+    The local workers start with SIGINT ignored (they inherit it): Ctrl-C reaches this process alone, which cancels
+    the tasks and closes the cluster, instead of every worker dying mid-task with a traceback. Closing, dask's own
+    shutdown races (a worker's heartbeat to a scheduler that has just closed, messages for cancelled tasks to a
+    client that has left) log harmless errors with tracebacks; dask's loggers are quiet for the close only, in this
+    process and in the workers. A task's own failure is not a log line: it comes back through its future.
+    """
+    from dask.distributed import Client, LocalCluster
+
+    cluster = None
+    if scheduler is None:
+        import os
+
+        n = workers or os.cpu_count() or 1
+        with _sigint_ignored():
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                   silence_logs=logging.ERROR)
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        yield client
+    finally:
+        with _quiet_dask_logs():
+            if cluster is not None:
+                try:
+                    client.run(_quiet_dask_logs_for_good)
+                except Exception:  # noqa: BLE001 - a worker already gone needs no quieting
+                    pass
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+@contextmanager
+def _sigint_ignored():
+    """SIGINT ignored while the block starts processes (which inherit it); restored after. A no-op off the main
+    thread (signal handlers can only be set there)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+_DASK_LOGGERS = ("distributed", "tornado", "asyncio")
+
+
+@contextmanager
+def _quiet_dask_logs():
+    loggers = [logging.getLogger(name) for name in _DASK_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _quiet_dask_logs_for_good() -> None:
+    """Run on each worker just before the cluster closes it."""
+    for name in _DASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)

@@ -1,0 +1,112 @@
+"""Partitions of :mod:`.partition` as dask actors: the partitions are dealt round robin to the workers (in address
+order), each worker's share is one actor whose blocks stay resident across the iterations, and only the partitions'
+contributions and the top rows' steps travel (one message per worker and round trip). A share whose worker is lost is
+re-created from its slices of the LP on a worker still there and brought back to the state of the call that failed
+(its last factorisation and right side are replayed, which gives the same numbers); when that fails too,
+:class:`WorkerLost`.
+"""
+
+from __future__ import annotations
+
+from ...errors import SolverError
+from .partition import PartWorker
+
+#: Attempts per call of a worker's share before the solve is abandoned with :class:`WorkerLost` [-].
+ATTEMPTS = 3
+#: How long a re-creation waits for a worker when the cluster has none (a nanny restarting its process) [s].
+WORKER_WAIT_S = 60.0
+
+
+class WorkerLost(SolverError):
+    """A share of the partitions could not be run on any worker of the cluster: the solve stops, no result."""
+
+
+class Share:
+    """The partitions one worker holds (an actor): each call is run on every partition, in order."""
+
+    def __init__(self, parts: list, delta: float, threads: int):
+        self.workers = [PartWorker(part, delta, threads) for part in parts]
+
+    def call(self, method: str, args: list) -> list:
+        return [getattr(w, method)(*a) for w, a in zip(self.workers, args)]
+
+
+class DaskExecutor:
+    """The :class:`~.partition.InProcess` interface (``start``, ``map``, ``close``) on a ``dask.distributed.Client``."""
+
+    def __init__(self, client):
+        self.client = client
+        self.actors: list = []
+        self.futures: list = []  # an actor lives as long as the future that made it
+
+    def start(self, parts: list, delta: float, threads: int) -> None:
+        self.parts, self.delta, self.threads = parts, delta, threads
+        n = max(1, min(len(parts), len(self._workers())))
+        self.shares = [list(range(i, len(parts), n)) for i in range(n)]
+        self.replay: list = [[] for _ in self.shares]  # per share, the calls since its last factor
+        self.futures = [None] * n
+        self.actors = [self._create(i, i) for i in range(n)]
+
+    def _workers(self) -> list:
+        return sorted(self.client.scheduler_info().get("workers", {}))
+
+    def _create(self, i: int, slot: int):
+        workers = self._workers()
+        if not workers:
+            try:
+                self.client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+            except Exception as exc:  # noqa: BLE001 - dask's timeout error
+                raise WorkerLost(f"the dask cluster has had no workers for {WORKER_WAIT_S:g} s") from exc
+            workers = self._workers()
+        future = self.client.submit(Share, [self.parts[p] for p in self.shares[i]], self.delta, self.threads,
+                                    actor=True, pure=False, workers=[workers[slot % len(workers)]])
+        actor = future.result()
+        self.futures[i] = future
+        return actor
+
+    def map(self, method: str, args: list) -> list:
+        share_args = [[args[p] for p in share] for share in self.shares]
+        futures = [self._call(actor, method, a) for actor, a in zip(self.actors, share_args)]
+        out: list = [None] * len(args)
+        for i, (future, a) in enumerate(zip(futures, share_args)):
+            try:
+                if isinstance(future, Exception):
+                    raise future
+                results = future.result()
+            except Exception as exc:  # noqa: BLE001 - a lost worker shows as any of dask's comm errors
+                results = self._retry(i, method, a, exc)
+            for p, result in zip(self.shares[i], results):
+                out[p] = result
+            if method == "factor":
+                self.replay[i] = [("factor", a)]
+            elif method == "forward":
+                self.replay[i] = self.replay[i][:1] + [("forward", a)]
+        return out
+
+    @staticmethod
+    def _call(actor, method: str, a: list):
+        """The call's future, or the exception of an actor already known lost."""
+        try:
+            return actor.call(method, a)
+        except Exception as exc:  # noqa: BLE001 - see map
+            return exc
+
+    def _retry(self, i: int, method: str, a: list, error: Exception) -> list:
+        for attempt in range(ATTEMPTS - 1):
+            try:
+                actor = self._create(i, i + attempt + 1)
+                for name, earlier in self.replay[i] if method != "factor" else []:
+                    if name == "forward" and method == "forward":
+                        continue
+                    actor.call(name, earlier).result()
+                result = actor.call(method, a).result()
+            except Exception as exc:  # noqa: BLE001 - see map
+                error = exc
+                continue
+            self.actors[i] = actor
+            return result
+        raise WorkerLost(f"partitions {self.shares[i]} of the district could not be run on the dask cluster: "
+                         f"{error}") from error
+
+    def close(self) -> None:
+        self.actors, self.futures = [], []

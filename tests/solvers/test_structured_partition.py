@@ -1,0 +1,139 @@
+"""The structured solver's normal equations split by transformer subtree (gridcharge/solvers/structured/partition.py)
+and run on dask workers (on_dask.py): the same solves as unsplit, the same numbers on 0, 1 and 2 workers, HiGHS's
+optimum on small districts, and a worker lost mid-solve re-created without changing a number."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+import gridcharge
+from gridcharge.bench.generate import generate
+from gridcharge.formulation.lp import build_lp
+from gridcharge.solvers.structured.ipm import interior_point
+from gridcharge.solvers.structured.layout import derive_layout
+from gridcharge.solvers.structured.normal import NormalEquations
+from gridcharge.solvers.structured import on_dask
+from gridcharge.solvers.structured.on_dask import DaskExecutor, WorkerLost
+from gridcharge.solvers.structured.partition import PartitionedNormalEquations, plan
+from tests.solvers.test_structured import _both, _check_certified, small_districts
+
+
+def _district_layout(n=120, transformers=4, seed=4):
+    lp = build_lp(gridcharge.build_problem(generate("district", n, seed, transformers=transformers)))
+    return lp, derive_layout(lp)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local cluster of 2 worker processes for the module's tests (started once: it takes seconds)."""
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
+        with distributed.Client(c) as client:
+            yield c, client
+
+
+def test_the_plan_splits_cars_and_rows_once():
+    _, layout = _district_layout()
+    split = plan(layout, 2)
+    assert len(split.parts) == 2
+    everyone = [split.top] + split.parts
+    # every car once (by its local rows), every coupling row eliminated by exactly one front
+    local = np.concatenate([p.rows[:len(p.layout.local_rows)] for p in everyone])
+    assert np.array_equal(np.sort(local), np.sort(layout.local_rows))
+    owned = np.concatenate([p.rows[len(p.layout.local_rows) + rows[:own]] for p in everyone
+                            for rows, own in zip(p.layout.front_rows, p.layout.front_own)])
+    assert np.array_equal(np.sort(owned), np.sort(layout.coupling_rows))
+    # a partition's rows above its fronts are the coordinator's
+    top_rows = split.top.rows[len(split.top.layout.local_rows):]
+    for p in split.parts:
+        assert np.isin(p.rows[len(p.layout.local_rows) + p.above], top_rows).all() and len(p.above)
+
+
+@pytest.mark.parametrize("spread", [0.0, 4.0])
+def test_the_split_solve_equals_the_whole_one(spread):
+    lp, layout = _district_layout()
+    rng = np.random.default_rng(2)
+    theta = 10.0 ** rng.uniform(-spread, spread, lp.n_col)
+    theta_s = np.where(lp.row_lower < lp.row_upper, 10.0 ** rng.uniform(-spread, spread, lp.n_row), 0.0)
+    rhs = rng.normal(size=lp.n_row)
+    whole = NormalEquations(layout, 1e-8)
+    whole.factor(theta, theta_s)
+    for n_parts in (1, 2, 3):
+        split = PartitionedNormalEquations(layout, 1e-8, n_parts=n_parts)
+        split.factor(theta, theta_s)
+        expected = whole.solve(rhs)
+        assert np.abs(split.solve(rhs) - expected).max() <= 1e-10 * np.abs(expected).max()
+
+
+def test_zero_one_and_two_workers_give_the_same_numbers(cluster):
+    data = generate("district", 150, 3, transformers=4)
+    address = cluster[0].scheduler_address
+    runs = [gridcharge.solve(data, solver="structured", workers=0),
+            gridcharge.solve(data, solver="structured", workers=1),
+            gridcharge.solve(data, solver="structured", scheduler=address)]
+    for schedule in runs:
+        assert schedule.summary["fallback"] is None and schedule.verification.ok
+    for schedule in runs[1:]:
+        assert schedule.summary["objective_cny"] == runs[0].summary["objective_cny"]
+        assert schedule.summary["iterations"] == runs[0].summary["iterations"]
+        assert np.array_equal(schedule.power, runs[0].power)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=small_districts())
+def test_split_solves_certify_small_districts_like_highs(cluster, data):
+    for options in ({"workers": 0}, {"scheduler": cluster[0].scheduler_address}):
+        structured, highs = _both(data, **options)
+        if structured is not None:
+            _check_certified(structured, highs, data)
+            assert structured.summary["fallback"] is None
+
+
+class _KillingExecutor(DaskExecutor):
+    """Kills the worker holding the first share of partitions just before the ``at``-th call of ``method``."""
+
+    def __init__(self, client, method, at):
+        super().__init__(client)
+        self.method, self.at, self.calls, self.killed = method, at, 0, []
+
+    def map(self, method, args):
+        if method == self.method:
+            self.calls += 1
+            if self.calls == self.at:
+                who = self.client.who_has(self.futures[0])[self.futures[0].key]
+                self.client.run(os._exit, 1, workers=list(who), on_error="ignore")
+                self.killed.extend(who)
+        return super().map(method, args)
+
+
+@pytest.mark.parametrize("method", ["factor", "forward", "backward"])
+def test_a_worker_lost_mid_solve_is_replaced_without_changing_a_number(cluster, method):
+    lp, layout = _district_layout(n=80, transformers=3)
+    client = cluster[1]
+    reference = interior_point(layout, lp.col_cost, offset=lp.offset, equations=PartitionedNormalEquations)
+    executors = []
+
+    def equations(lay, delta):
+        executors.append(_KillingExecutor(client, method, at=4))
+        return PartitionedNormalEquations(lay, delta, executors[-1])
+
+    result = interior_point(layout, lp.col_cost, offset=lp.offset, equations=equations)
+    assert executors[0].killed  # the loss happened mid-solve
+    assert result.status == reference.status == "optimal"
+    assert result.iterations == reference.iterations
+    assert np.array_equal(result.x, reference.x) and np.array_equal(result.y, reference.y)
+
+
+def test_a_worker_lost_for_good_stops_the_solve_with_an_error(cluster, monkeypatch):
+    lp, layout = _district_layout(n=80, transformers=3)
+    monkeypatch.setattr(on_dask, "ATTEMPTS", 1)  # no second attempt: the loss is final
+
+    def equations(lay, delta):
+        return PartitionedNormalEquations(lay, delta, _KillingExecutor(cluster[1], "forward", at=2))
+
+    with pytest.raises(WorkerLost, match="could not be run on the dask cluster"):
+        interior_point(layout, lp.col_cost, offset=lp.offset, equations=equations)
