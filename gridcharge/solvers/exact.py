@@ -25,7 +25,7 @@ from ..formulation.lp import LinearProgram, build_lp
 from ..problem import Problem
 from ..schedule import Schedule, cost_cny, delivered_kwh, node_loads, overload_kwh, summarise
 from ..verify import verify
-from .executable import export_limits_hold, round_and_refill, round_down, round_signed_down, snap
+from .executable import export_limits_hold, round_and_refill, round_down, round_signed_down, snap, trim
 
 #: A pair charges *and* discharges when both exceed this [kW].
 BOTH_WAYS_TOL_KW = 1e-7
@@ -103,7 +103,7 @@ def solve_exactly(problem: Problem, run: Runner, *, allow_overload: bool = False
         solve_s += found.pop("solve_seconds")
         lp, n_integer = found.pop("lp", lp), found.pop("n_integer")
         solver_objective = found.pop("solver_objective_cny", None)
-        status = "optimal" if found["executable_method"] == "exact_mip" else "feasible"
+        status = "optimal" if found["executable_method"].startswith("exact_mip") else "feasible"
         if overload is not None:
             overload = overload_kwh(problem, power)
     else:
@@ -125,61 +125,94 @@ def _executable(problem: Problem, run: Runner, continuous: np.ndarray, *, mode: 
     """An executable schedule from the continuous optimum ``continuous``: the exact MIP or the rounding (see
     :func:`solve_exactly`). Returns the power and the summary figures (``lp`` and timings for the caller)."""
     bound = cost_cny(problem, continuous)  # the LP relaxation: no executable schedule costs less
-    floored = problem.min_power_kw > 0
-    discharges = bool((continuous[floored] < -BOTH_WAYS_TOL_KW).any())
     exact = mip_capable and (mode == "exact" or (mode == "auto" and problem.n_sessions <= EXACT_MAX_SESSIONS))
     found = {"build_seconds": 0.0, "solve_seconds": 0.0}
     power = None
     if exact:
         limit = EXACT_TIME_LIMIT_S if mode == "auto" else None
-        try:
-            lp, x, binary, build_s, solve_s, gap = _solve_rounds(
-                problem, run, allow_overload=allow_overload, net=net, executable=True, mip_rel_gap=mip_rel_gap,
-                mip_time_limit_s=limit)
-        except SolverError:
-            if limit is None:
-                raise
-            found["exact_mip_fallback"] = "time_limit"  # then the rounding below
-        else:
-            power = snap(problem, lp.power_kw(x, problem.n_sessions, problem.n_periods))
-            found.update(build_seconds=build_s, solve_seconds=solve_s, lp=lp, mip_gap=gap,
-                         n_integer=int((lp.integrality > 0).sum()) if lp.integrality is not None else 0,
-                         executable_method="exact_mip",
-                         solver_objective_cny=float(lp.col_cost @ x[: lp.n_col]) + lp.offset)
-    if power is None:
-        starts = {"lp": continuous}
-        if discharges and not allow_overload:
-            # discharges rounded up in magnitude (charges down: import, phase and battery-upper limits hold) or
-            # towards 0 (battery floors and export limits hold); the verifier judges the rest before one is used
-            trials = {"lp_with_discharge_rounded_up": round_signed_down(problem, continuous),
-                      "lp_with_discharge_rounded_down": round_down(problem, continuous)}
-            starts = {name: trial for name, trial in trials.items() if verify(problem.instance, trial).ok}
-        if discharges and not starts:
-            # the rounding is proven for charging: take the continuous optimum in which floored cars only charge
-            # (their V2G value is lost; the gap to the LP bound above says how much)
-            charge_only = replace(problem, discharge_max_kw=np.where(floored, 0.0, problem.discharge_max_kw))
-            lp, x, _, build_s, solve_s, _ = _solve_rounds(charge_only, run, allow_overload=allow_overload, net=net)
-            starts = {"lp_without_v2g_of_floored_cars": lp.power_kw(x, problem.n_sessions, problem.n_periods)}
+        # a car's last increment may overshoot its need (it draws less); where the smaller draw would break an
+        # export limit the set-points kept, the MIP is solved again without overshoot
+        for overshoot in (True, False):
+            try:
+                lp, x, binary, build_s, solve_s, gap = _solve_rounds(
+                    problem, run, allow_overload=allow_overload, net=net, executable=True, mip_rel_gap=mip_rel_gap,
+                    mip_time_limit_s=limit, overshoot=overshoot)
+            except SolverError:
+                if limit is None:
+                    raise
+                found["exact_mip_fallback"] = "time_limit"  # then the rounding below
+                break
             found["build_seconds"] += build_s
             found["solve_seconds"] += solve_s
-        started = time.perf_counter()
-        done = {}
-        for name, start in starts.items():  # at most two: the cheaper after the re-fill is kept
-            peak = float(node_loads(problem, start)[problem.root].max()) if problem.peak_cost > 0 else None
-            done[name] = round_and_refill(problem, start, peak_cap_kw=peak)
-        name = min(done, key=lambda n: cost_cny(problem, done[n][0]))
-        power, refilled = done[name]
-        if not export_limits_hold(problem, power):
-            raise SolverError("rounding the charging down breaks an export (reverse-flow) limit the continuous "
-                              "optimum kept; use executable='exact'")
-        found["solve_seconds"] += time.perf_counter() - started
-        found.update(n_integer=0, executable_method="rounding", rounding_from=name, refill_rounds=refilled.rounds,
-                     mip_gap=None)
+            power = trim(problem, snap(problem, lp.power_kw(x, problem.n_sessions, problem.n_periods)))
+            if allow_overload or export_limits_hold(problem, power):
+                found.update(lp=lp, mip_gap=gap, executable_method="exact_mip", mip_overshoot=overshoot,
+                             n_integer=int((lp.integrality > 0).sum()) if lp.integrality is not None else 0,
+                             solver_objective_cny=float(lp.col_cost @ x[: lp.n_col]) + lp.offset)
+                break
+            power = None
+    if power is None:
+        power, rounded = _rounding(problem, run, continuous, allow_overload=allow_overload, net=net)
+        found["build_seconds"] += rounded.pop("build_seconds")
+        found["solve_seconds"] += rounded.pop("solve_seconds")
+        found.update(rounded, n_integer=found.get("n_integer", 0), mip_gap=None)
+    else:
+        # the MIP bills a car's overshooting set-point in full (credited at its cheapest price; a V2G car tops up in
+        # its last period only), so the rounding of the LP optimum, which may top up anywhere after the last
+        # discharge, can cost less: keep the cheaper (both executable and verified below)
+        try:
+            other, rounded = _rounding(problem, run, continuous, allow_overload=allow_overload, net=net)
+        except SolverError:  # the rounding breaks an export limit here: the MIP's schedule stands
+            other = None
+        else:
+            found["build_seconds"] += rounded.pop("build_seconds")
+            found["solve_seconds"] += rounded.pop("solve_seconds")
+        found["mip_objective_cny"] = cost_cny(problem, power)
+        if other is not None and cost_cny(problem, other) < found["mip_objective_cny"] - 1e-9:
+            power = other
+            found["executable_method"] = "exact_mip_then_rounding"
     cost = cost_cny(problem, power)
     found.update(continuous_objective_cny=bound,
                  continuous_unmet_kwh=float(np.clip(problem.energy_request_kwh - delivered_kwh(problem, continuous),
                                                     0.0, None).sum()),
                  executable_gap_rel=(cost - bound) / max(abs(bound), 1e-9) if problem.n_sessions else 0.0)
+    return power, found
+
+
+def _rounding(problem: Problem, run: Runner, continuous: np.ndarray, *, allow_overload: bool,
+              net: bool) -> tuple[np.ndarray, dict]:
+    """The rounding and re-fill of the continuous optimum (see :func:`solve_exactly`); returns the power and its
+    summary figures (with ``build_seconds`` and ``solve_seconds``)."""
+    floored = problem.min_power_kw > 0
+    discharges = bool((continuous[floored] < -BOTH_WAYS_TOL_KW).any())
+    found = {"build_seconds": 0.0, "solve_seconds": 0.0}
+    starts = {"lp": continuous}
+    if discharges and not allow_overload:
+        # discharges rounded up in magnitude (charges down: import, phase and battery-upper limits hold) or
+        # towards 0 (battery floors and export limits hold); the verifier judges the rest before one is used
+        trials = {"lp_with_discharge_rounded_up": round_signed_down(problem, continuous),
+                  "lp_with_discharge_rounded_down": round_down(problem, continuous)}
+        starts = {name: trial for name, trial in trials.items() if verify(problem.instance, trial).ok}
+    if discharges and not starts:
+        # the rounding is proven for charging: take the continuous optimum in which floored cars only charge
+        # (their V2G value is lost; the gap to the LP bound above says how much)
+        charge_only = replace(problem, discharge_max_kw=np.where(floored, 0.0, problem.discharge_max_kw))
+        lp, x, _, build_s, solve_s, _ = _solve_rounds(charge_only, run, allow_overload=allow_overload, net=net)
+        starts = {"lp_without_v2g_of_floored_cars": lp.power_kw(x, problem.n_sessions, problem.n_periods)}
+        found["build_seconds"] += build_s
+        found["solve_seconds"] += solve_s
+    started = time.perf_counter()
+    done = {}
+    for name, start in starts.items():  # at most two: the cheaper after the re-fill is kept
+        peak = float(node_loads(problem, start)[problem.root].max()) if problem.peak_cost > 0 else None
+        done[name] = round_and_refill(problem, start, peak_cap_kw=peak)
+    name = min(done, key=lambda n: cost_cny(problem, done[n][0]))
+    power, refilled = done[name]
+    if not export_limits_hold(problem, power):
+        raise SolverError("rounding the charging down breaks an export (reverse-flow) limit the continuous "
+                          "optimum kept; use executable='exact'")
+    found["solve_seconds"] += time.perf_counter() - started
+    found.update(executable_method="rounding", rounding_from=name, refill_rounds=refilled.rounds)
     return power, found
 
 
@@ -277,7 +310,8 @@ def _overload_kwh(problem: Problem, lp: LinearProgram, x: np.ndarray) -> np.ndar
 
 
 def _solve_rounds(problem: Problem, run: Runner, *, allow_overload: bool, net: bool, locating: bool = False,
-                  executable: bool = False, mip_rel_gap: float | None = None, mip_time_limit_s: float | None = None):
+                  executable: bool = False, mip_rel_gap: float | None = None, mip_time_limit_s: float | None = None,
+                  overshoot: bool = True):
     """LP, then netting or binaries until no pair charges and discharges at once (with ``executable``: the MIP whose
     floored and stepped cars take allowed powers only; their pairs are never netted, which could leave the grid).
 
@@ -286,7 +320,8 @@ def _solve_rounds(problem: Problem, run: Runner, *, allow_overload: bool, net: b
     started = time.perf_counter()
 
     def build(**options):
-        built = build_lp(problem, allow_overload=allow_overload, executable=executable, **options)
+        built = build_lp(problem, allow_overload=allow_overload, executable=executable, overshoot=overshoot,
+                         **options)
         built.mip_rel_gap, built.mip_time_limit_s = mip_rel_gap, mip_time_limit_s
         return built
 

@@ -143,14 +143,24 @@ def test_the_exact_mip_finds_the_brute_force_optimum(energy, limit):
 
 
 def test_a_known_optimum_by_hand():
-    # 3 kWh on a 1.32 kW minimum with 0.22 kW steps: every schedule delivers a whole number of steps, so at most
-    # 13 x 0.22 = 2.86 kWh (14 steps would be 3.08 > 3 requested). Cheapest: all of it in the 0.5 CNY/kWh hour;
-    # 0.14 kWh unmet at 100 CNY/kWh: 1.43 + 14 = 15.43 CNY
+    # 3 kWh on a 1.32 kW minimum with 0.22 kW steps (efficiency 1): 13 steps give 2.86 kWh, 14 give 3.08. A set-point
+    # is a limit and a full car draws less, so 3.08 kW in the 0.5 CNY/kWh hour delivers the 3 kWh: 1.50 CNY, nothing
+    # unmet (before: 2.86 kWh and 0.14 kWh unmet at 100 CNY/kWh, 15.43 CNY)
     schedule = gridcharge.solve(stepped_car(), executable="exact", mip_rel_gap=1e-9)
-    np.testing.assert_allclose(schedule.power, [[0.0, 2.86, 0.0, 0.0]], atol=1e-9)
-    assert schedule.summary["objective_cny"] == pytest.approx(15.43)
-    assert schedule.summary["grid_limited_unmet_kwh"] == pytest.approx(0.14)
+    np.testing.assert_allclose(schedule.power, [[0.0, 3.08, 0.0, 0.0]], atol=1e-9)
+    assert schedule.summary["objective_cny"] == pytest.approx(1.5)
+    assert schedule.summary["energy_delivered_kwh"] == pytest.approx(3.0)
+    assert schedule.summary["unmet_kwh"] == pytest.approx(0.0, abs=1e-9)
     assert schedule.summary["undeliverable_kwh"] == 0.0
+
+
+def test_only_the_last_increment_may_overshoot_and_the_mip_fills_in_the_cheapest_hour():
+    # 3 kWh again, the cheapest hour capped at 2 kW by the node: 1.98 kW there (9 steps), the 1.02 kWh left in the
+    # next cheapest hour (0.8 CNY/kWh) as 1.32 kW, the minimum (it draws 1.02 kW): 0.99 + 0.816 CNY
+    schedule = gridcharge.solve(stepped_car(node={"import_limit_kw": 2.0}), executable="exact", mip_rel_gap=1e-9)
+    np.testing.assert_allclose(schedule.power, [[0.0, 1.98, 1.32, 0.0]], atol=1e-9)
+    assert schedule.summary["objective_cny"] == pytest.approx(0.99 + 0.816)
+    assert schedule.verification.delivered_kwh == pytest.approx(3.0)
 
 
 # ------------------------------------------------------------------------------------------------------------------
