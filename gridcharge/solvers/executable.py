@@ -119,7 +119,7 @@ class Refill:
 
 def refill(problem: Problem, power: np.ndarray, *, period_order: np.ndarray | None = None,
            allowed: np.ndarray | None = None, peak_cap_kw: float | None = None,
-           limits: bool = True, overshoot: bool = True) -> tuple[np.ndarray, Refill]:
+           limits: bool = True, overshoot: bool | np.ndarray = True) -> tuple[np.ndarray, Refill]:
     """Give cars back energy in whole steps where every limit above them has room, periods in ``period_order``.
 
     Parameters
@@ -133,7 +133,7 @@ def refill(problem: Problem, power: np.ndarray, *, period_order: np.ndarray | No
         costs less than going unmet)
     peak_cap_kw : float, optional — keep the root's net load at or below this [kW] (with a peak charge)
     limits : bool — respect node and phase import limits (False only for the ``uncontrolled`` reference)
-    overshoot : bool — after its last discharge a car may take a last increment that carries more energy than it
+    overshoot : bool or numpy.ndarray of bool, shape (S,) — (for these cars) after its last discharge a car may take a last increment that carries more energy than it
         still needs (it draws only what it needs: a set-point is a limit); :func:`trim` afterwards. False: never
         above the need
 
@@ -171,7 +171,7 @@ def refill(problem: Problem, power: np.ndarray, *, period_order: np.ndarray | No
     r = _resources(p, power, peak_cap_kw) if limits else None
     # after its last discharge (from the start for a car that only charges) a car stops drawing at its request, so
     # its last increment there may overshoot the need (discharges are not changed here)
-    overshoot_from = np.where(overshoot, request_from(scheduled_gain_kwh(p, power)), T)
+    overshoot_from = np.where(np.broadcast_to(overshoot, (S,)), request_from(scheduled_gain_kwh(p, power)), T)
     rounds = 0
     before = float(delivered_kwh(p, power).sum())
     for t in period_order:
@@ -321,14 +321,41 @@ def round_and_refill(problem: Problem, power: np.ndarray, *, overshoot: bool = T
     then :func:`refill` (``options`` are refill's), then :func:`trim`. Keeps every import, phase and battery limit
     ``power`` kept; check export limits (at the power drawn) with :func:`export_limits_hold`.
 
-    With ``overshoot`` a car's last increment may carry more energy than it needs (it draws only what it needs);
-    where that would break an export limit that the rounded-down schedule kept (less drawn where a car fills
-    earlier), the re-fill is done again without it.
+    With ``overshoot`` a car's last increment may carry more energy than it needs (it draws only what it needs).
+    A car that fills up earlier than before draws less in its later periods, which can break an export limit that
+    the rounded-down schedule kept: the re-fill is then done again without overshoot for the cars drawing less than
+    in the rounded-down schedule under a broken limit (a few times, then for every car).
     """
     down = round_down(problem, power)
-    out, done = refill(problem, down, overshoot=overshoot, **options)
-    out = trim(problem, out)
-    if overshoot and not export_limits_hold(problem, out) and export_limits_hold(problem, down):
-        out, done = refill(problem, down, overshoot=False, **options)
+    allowed = np.full(problem.n_sessions, overshoot)
+    guard = not export_limits_hold(problem, down)  # broken before the re-fill: not the re-fill's to keep
+    for attempt in range(EXPORT_RETRIES + 1):
+        out, done = refill(problem, down, overshoot=allowed, **options)
         out = trim(problem, out)
+        if guard or not allowed.any():
+            break
+        cut = _cut_under_broken_export(problem, out, down) & allowed
+        if not cut.any():
+            break
+        allowed &= ~cut if attempt < EXPORT_RETRIES - 1 else False
     return out, done
+
+
+#: Re-fills :func:`round_and_refill` tries with overshoot withheld from cars under a broken export limit.
+EXPORT_RETRIES = 3
+
+
+def _cut_under_broken_export(problem: Problem, power: np.ndarray, before: np.ndarray,
+                             tol_kw: float = 1e-9) -> np.ndarray:
+    """Cars, shape (S,), that draw less than in ``before`` in a period where a node above them exports more than
+    its limit at the drawn power."""
+    limited = np.isfinite(problem.export_limit_kw)
+    if not limited.any():
+        return np.zeros(problem.n_sessions, dtype=bool)
+    drawn = drawn_kw(problem, power)
+    broken = limited[:, None] & (node_loads(problem, drawn) < -problem.export_limit_kw[:, None] - tol_kw)
+    less = drawn < drawn_kw(problem, before) - 1e-12
+    hit = less[problem.member_session] & broken[problem.member_node]
+    cut = np.zeros(problem.n_sessions, dtype=bool)
+    cut[problem.member_session[hit.any(axis=1)]] = True
+    return cut
