@@ -23,9 +23,9 @@ import pandas as pd
 from ..errors import InfeasibleError, Overload, SolverError
 from ..formulation.lp import LinearProgram, build_lp
 from ..problem import Problem
-from ..schedule import Schedule, cost_cny, delivered_kwh, node_loads, overload_kwh, summarise
+from ..schedule import Schedule, cost_cny, delivered_kwh, drawn_kw, node_loads, overload_kwh, summarise
 from ..verify import verify
-from .executable import export_limits_hold, round_and_refill, round_down, round_signed_down, snap, trim
+from .executable import DONE_KWH, export_limits_hold, round_and_refill, round_down, round_signed_down, snap, trim
 
 #: A pair charges *and* discharges when both exceed this [kW].
 BOTH_WAYS_TOL_KW = 1e-7
@@ -188,11 +188,20 @@ def _rounding(problem: Problem, run: Runner, continuous: np.ndarray, *, allow_ov
     found = {"build_seconds": 0.0, "solve_seconds": 0.0}
     starts = {"lp": continuous}
     if discharges and not allow_overload:
-        # discharges rounded up in magnitude (charges down: import, phase and battery-upper limits hold) or
-        # towards 0 (battery floors and export limits hold); the verifier judges the rest before one is used
-        trials = {"lp_with_discharge_rounded_up": round_signed_down(problem, continuous),
-                  "lp_with_discharge_rounded_down": round_down(problem, continuous)}
-        starts = {name: trial for name, trial in trials.items() if verify(problem.instance, trial).ok}
+        # charges rounded down; each car's discharges towards 0 (battery floors and export limits hold; a car that
+        # ends its stay discharging may end above its request), else, for the cars that break a rule so, up in
+        # magnitude (import, phase and battery-upper limits hold), else none at all (the car only charges, and stops
+        # at its request); the verifier judges each step
+        start = round_down(problem, continuous)
+        for other in (round_signed_down(problem, continuous), round_down(problem, np.clip(continuous, 0.0, None))):
+            start = trim(problem, start)  # a car that only charges now stops at its request: no set-point above
+            result = verify(problem.instance, start)
+            if result.ok:
+                break
+            cars = np.isin(problem.session_ids, [v.where for v in result.violations])
+            start[cars] = other[cars]
+        start = trim(problem, start)
+        starts = {"lp_with_discharge_rounded_per_car": start} if verify(problem.instance, start).ok else {}
     if discharges and not starts:
         # the rounding is proven for charging: take the continuous optimum in which floored cars only charge
         # (their V2G value is lost; the gap to the LP bound above says how much)
@@ -203,9 +212,25 @@ def _rounding(problem: Problem, run: Runner, continuous: np.ndarray, *, allow_ov
         found["solve_seconds"] += solve_s
     started = time.perf_counter()
     done = {}
-    for name, start in starts.items():  # at most two: the cheaper after the re-fill is kept
+    for name, start in starts.items():
         peak = float(node_loads(problem, start)[problem.root].max()) if problem.peak_cost > 0 else None
         done[name] = round_and_refill(problem, start, peak_cap_kw=peak)
+        if name == "lp_with_discharge_rounded_per_car":
+            # a car that ends its stay discharging cannot top up its last increment (nothing follows to be cut at
+            # its request), so its remainder stays unmet; where giving up its discharges (it then stops at its
+            # request) costs that car less, it does
+            short = (problem.energy_request_kwh - delivered_kwh(problem, done[name][0]) > DONE_KWH) & problem.v2g
+            if short.any():
+                charging_only = round_down(problem, np.clip(continuous, 0.0, None))
+                without = start.copy()
+                without[short] = charging_only[short]
+                trial = round_and_refill(problem, without, peak_cap_kw=peak)
+                better = short & (_cost_per_car(problem, trial[0]) < _cost_per_car(problem, done[name][0]))
+                without = start.copy()
+                without[better] = charging_only[better]
+                if better.any() and verify(problem.instance, trim(problem, without)).ok:
+                    done["lp_with_discharge_rounded_per_car_some_dropped"] = round_and_refill(
+                        problem, without, peak_cap_kw=peak)
     name = min(done, key=lambda n: cost_cny(problem, done[n][0]))
     power, refilled = done[name]
     if not export_limits_hold(problem, power):
@@ -214,6 +239,17 @@ def _rounding(problem: Problem, run: Runner, continuous: np.ndarray, *, allow_ov
     found["solve_seconds"] += time.perf_counter() - started
     found.update(executable_method="rounding", rounding_from=name, refill_rounds=refilled.rounds)
     return power, found
+
+
+def _cost_per_car(problem: Problem, power: np.ndarray) -> np.ndarray:
+    """Each car's share of the objective [CNY], shape (S,): energy bought at the power drawn, minus energy sold
+    plus degradation, plus its unmet penalty (no peak charge)."""
+    drawn = drawn_kw(problem, power)
+    energy = problem.presence * problem.step_hours
+    charge, discharge = np.clip(drawn, 0.0, None) * energy, np.clip(-drawn, 0.0, None) * energy
+    unmet = np.clip(problem.energy_request_kwh - delivered_kwh(problem, power), 0.0, None)
+    return (charge @ problem.import_price - discharge @ (problem.export_price - problem.degradation_cost)
+            + problem.unmet_penalty * unmet)
 
 
 def both_ways(lp: LinearProgram, x: np.ndarray) -> np.ndarray:
