@@ -15,7 +15,8 @@ import gridcharge
 from gridcharge.errors import InfeasibleError, InstanceError, SolverError
 from gridcharge.problem import build_problem
 from gridcharge.solvers.baselines import BASELINES
-from gridcharge.solvers.executable import off_grid, round_and_refill, round_down
+from gridcharge.schedule import delivered_kwh, taken_kwh
+from gridcharge.solvers.executable import off_grid, round_and_refill, round_down, trim
 from gridcharge.verify import verify
 from tests.builders import at, charger, instance, modified, node, session
 from tests.test_properties import instances
@@ -261,6 +262,39 @@ def test_the_rounding_never_breaks_a_limit(data, draw):
     new = [v for v in after.violations if (v.kind, v.where, v.period) not in kinds_before
            and v.kind not in ("not_executable", "node_export")]
     assert not new, new
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=instances(), draw=st.data())
+def test_trim_keeps_what_the_cars_take_and_only_lowers_set_points(data, draw):
+    stepped = with_currents(data, draw.draw)
+    assume(stepped is not None)
+    p = build_problem(stepped)
+    # any executable charging schedule, overshooting or not: 0 or k steps at or above the minimum, at most the top
+    rng = np.random.default_rng(draw.draw(st.integers(0, 2**32 - 1)))
+    top = p.top_power_kw()[:, None]
+    power = round_down(p, rng.uniform(-0.5, 1.0, p.presence.shape).clip(0, None) * top) * (p.presence > 0)
+    trimmed = trim(p, power)
+    np.testing.assert_allclose(taken_kwh(p, trimmed), taken_kwh(p, power), atol=1e-5)
+    assert (trimmed <= power + 1e-12).all() and not off_grid(p, trimmed).any()
+    np.testing.assert_allclose(trim(p, trimmed), trimmed)
+    # what is left is exactly the overshoot the verifier allows: no battery_upper / over_request any more
+    assert not [v for v in verify(stepped, trimmed).violations if v.kind in ("over_request", "battery_upper")]
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=instances(), draw=st.data())
+def test_the_rounding_overshoots_only_in_the_last_increment_and_never_above_the_request(data, draw):
+    stepped = with_currents(data, draw.draw)
+    assume(stepped is not None)
+    continuous = solved(data)
+    assume(continuous is not None)
+    p = build_problem(stepped)
+    rounded, _ = round_and_refill(p, np.clip(continuous.power, 0.0, None))
+    result = verify(stepped, rounded)
+    assert not [v for v in result.violations if v.kind in ("over_request", "battery_upper", "not_executable")]
+    assert (delivered_kwh(p, rounded) <= p.energy_request_kwh + 1e-9).all()
+    np.testing.assert_allclose(trim(p, rounded), rounded)  # no set-point above the smallest one covering the need
 
 
 def test_unmet_energy_is_split_into_undeliverable_and_grid_limited():
