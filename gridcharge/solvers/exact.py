@@ -104,6 +104,9 @@ def solve_exactly(problem: Problem, run: Runner, *, allow_overload: bool = False
         lp, n_integer = found.pop("lp", lp), found.pop("n_integer")
         solver_objective = found.pop("solver_objective_cny", None)
         status = "optimal" if found["executable_method"].startswith("exact_mip") else "feasible"
+        tolerance = found.pop("mip_rel_gap")
+        if found.get("mip_gap") is not None and found["mip_gap"] > tolerance * (1 + 1e-9):
+            status = "time_limit"  # the MIP's incumbent when it stopped (or the rounding, when that was cheaper)
         if overload is not None:
             overload = overload_kwh(problem, power)
     else:
@@ -126,7 +129,7 @@ def _executable(problem: Problem, run: Runner, continuous: np.ndarray, *, mode: 
     :func:`solve_exactly`). Returns the power and the summary figures (``lp`` and timings for the caller)."""
     bound = cost_cny(problem, continuous)  # the LP relaxation: no executable schedule costs less
     exact = mip_capable and (mode == "exact" or (mode == "auto" and problem.n_sessions <= EXACT_MAX_SESSIONS))
-    found = {"build_seconds": 0.0, "solve_seconds": 0.0}
+    found = {"build_seconds": 0.0, "solve_seconds": 0.0, "mip_rel_gap": mip_rel_gap}
     power = None
     if exact:
         limit = EXACT_TIME_LIMIT_S if mode == "auto" else None
@@ -378,7 +381,10 @@ def _solve_rounds(problem: Problem, run: Runner, *, allow_overload: bool, net: b
                 raise InfeasibleError([], "infeasible even with every node limit as penalised slack: a constraint "
                                           "added through extend= (or a solver fault) is the cause")
             raise locate_infeasibility(problem, run, net=net)
-        if result.status != "optimal":
+        # the executable MIP stopped by a time limit keeps its incumbent (its gap says how good; the caller compares
+        # it with the rounding)
+        stopped = executable and result.status == "time_limit" and result.x is not None
+        if result.status != "optimal" and not stopped:
             what = ("the executable MIP" if executable else "the MIP (charge/discharge exclusivity)" if binary.any()
                     else "the solver")
             raise SolverError(f"{what} stopped without an optimal solution: {result.status}")
