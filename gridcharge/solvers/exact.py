@@ -220,20 +220,30 @@ def _rounding(problem: Problem, run: Runner, continuous: np.ndarray, *, allow_ov
         done[name] = round_and_refill(problem, start, peak_cap_kw=peak)
         if name == "lp_with_discharge_rounded_per_car":
             # a car that ends its stay discharging cannot top up its last increment (nothing follows to be cut at
-            # its request), so its remainder stays unmet; where giving up its discharges (it then stops at its
-            # request) costs that car less, it does
+            # its request), so its remainder stays unmet. Two ways out per car, each tried on every such car and
+            # kept where it costs that car less: give up the discharges after its last charge (it then stops at
+            # its request in its last charging phase), or all its discharges
             short = (problem.energy_request_kwh - delivered_kwh(problem, done[name][0]) > DONE_KWH) & problem.v2g
             if short.any():
-                charging_only = round_down(problem, np.clip(continuous, 0.0, None))
-                without = start.copy()
-                without[short] = charging_only[short]
-                trial = round_and_refill(problem, without, peak_cap_kw=peak)
-                better = short & (_cost_per_car(problem, trial[0]) < _cost_per_car(problem, done[name][0]))
-                without = start.copy()
-                without[better] = charging_only[better]
-                if better.any() and verify(problem.instance, trim(problem, without)).ok:
-                    done["lp_with_discharge_rounded_per_car_some_dropped"] = round_and_refill(
-                        problem, without, peak_cap_kw=peak)
+                charging = start > 0
+                last_charge = np.where(charging.any(axis=1),
+                                       problem.n_periods - 1 - np.argmax(charging[:, ::-1], axis=1), -1)
+                late = np.arange(problem.n_periods)[None, :] > last_charge[:, None]
+                options = [np.where(late & (start < 0), 0.0, start),  # without the final sale
+                           round_down(problem, np.clip(continuous, 0.0, None))]  # without any
+                best, choice = _cost_per_car(problem, done[name][0]), np.full(problem.n_sessions, -1)
+                for k, option in enumerate(options):
+                    trial = start.copy()
+                    trial[short] = option[short]
+                    cost = _cost_per_car(problem, round_and_refill(problem, trial, peak_cap_kw=peak)[0])
+                    cheaper = short & (cost < best)
+                    best, choice = np.where(cheaper, cost, best), np.where(cheaper, k, choice)
+                mixed = start.copy()
+                for k, option in enumerate(options):
+                    mixed[choice == k] = option[choice == k]
+                if (choice >= 0).any() and verify(problem.instance, trim(problem, mixed)).ok:
+                    done["lp_with_discharge_rounded_per_car_final_sales_dropped"] = round_and_refill(
+                        problem, mixed, peak_cap_kw=peak)
     name = min(done, key=lambda n: cost_cny(problem, done[n][0]))
     power, refilled = done[name]
     if not export_limits_hold(problem, power):
