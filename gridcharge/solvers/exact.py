@@ -241,6 +241,7 @@ def _rounding(problem: Problem, run: Runner, continuous: np.ndarray, *, allow_ov
                 mixed = start.copy()
                 for k, option in enumerate(options):
                     mixed[choice == k] = option[choice == k]
+                mixed = _undo_where_limits_break(problem, mixed, start)
                 if (choice >= 0).any() and verify(problem.instance, trim(problem, mixed)).ok:
                     done["lp_with_discharge_rounded_per_car_final_sales_dropped"] = round_and_refill(
                         problem, mixed, peak_cap_kw=peak)
@@ -252,6 +253,30 @@ def _rounding(problem: Problem, run: Runner, continuous: np.ndarray, *, allow_ov
     found["solve_seconds"] += time.perf_counter() - started
     found.update(executable_method="rounding", rounding_from=name, refill_rounds=refilled.rounds)
     return power, found
+
+
+#: Rounds of :func:`_undo_where_limits_break`.
+UNDO_ROUNDS = 4
+
+
+def _undo_where_limits_break(problem: Problem, changed: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """``changed`` with every car that differs from ``before`` in a period where a node above it breaks a limit
+    (a discharge given up raises the load the sale offset) set back to ``before``, a few rounds."""
+    for _ in range(UNDO_ROUNDS):
+        result = verify(problem.instance, trim(problem, changed))
+        nodes = [v for v in result.violations if v.kind in ("node_import", "node_export", "phase_import")]
+        if not nodes:
+            break
+        broken = np.zeros((problem.n_nodes, problem.n_periods), dtype=bool)
+        index = {n: i for i, n in enumerate(problem.node_ids)}
+        for v in nodes:
+            broken[index[v.where.split("/")[0]], v.period] = True
+        differs = np.abs(changed - before) > 1e-12
+        hit = differs[problem.member_session] & broken[problem.member_node]
+        cars = np.unique(problem.member_session[hit.any(axis=1)])
+        changed = changed.copy()
+        changed[cars] = before[cars]
+    return changed
 
 
 def _cost_per_car(problem: Problem, power: np.ndarray) -> np.ndarray:
