@@ -71,11 +71,13 @@ def solve_exactly(problem: Problem, run: Runner, *, allow_overload: bool = False
     allow_overload : bool — node limits as penalised slack
     net : bool — allow the exact netting moves (off when user constraints may involve charge or discharge alone)
     executable : {"auto", "exact", "rounding"} — how an instance with min_current_a / current_step_a gets an
-        executable schedule: the exact MIP (semi-continuous / semi-integer columns), the rounding and re-fill of the
-        continuous optimum, or "auto": exact up to :data:`EXACT_MAX_SESSIONS` sessions (and
-        :data:`EXACT_TIME_LIMIT_S`), rounding beyond. The rounding is proven for charging: when floored cars
-        discharge in the continuous optimum, it starts from the continuous optimum without their discharge.
-        Ignored for continuous instances.
+        executable schedule: the exact MIP (semi-continuous / semi-integer columns; stopped by a time limit, its
+        incumbent), compared with the rounding and the cheaper kept; the rounding and re-fill of the continuous
+        optimum; or "auto": exact up to :data:`EXACT_MAX_SESSIONS` sessions (and :data:`EXACT_TIME_LIMIT_S`),
+        rounding beyond. The rounding is proven for charging; floored cars' discharges are rounded per car as the
+        verifier passes them, else it starts from the continuous optimum without their discharge. A car's last
+        increment may overshoot what it needs (a set-point is a limit; docs/design/executable.md). Ignored for
+        continuous instances.
     mip_capable : bool — ``run`` can solve semi-continuous / semi-integer columns (else: rounding only)
     mip_rel_gap : float, optional — the executable MIP's relative gap [-] (default :data:`EXECUTABLE_MIP_REL_GAP`)
     **summary_extra — solver, solver_version, method ... for the summary
