@@ -164,6 +164,19 @@ def test_only_the_last_increment_may_overshoot_and_the_mip_fills_in_the_cheapest
     assert schedule.verification.delivered_kwh == pytest.approx(3.0)
 
 
+def test_the_mip_tops_up_a_v2g_car_in_its_last_period():
+    # a V2G car (it could give back down to 18 kWh) asks for 3 kWh; the last hour is the cheapest: 3.08 kW there
+    # (14 steps) delivers the 3 kWh, 1.50 CNY; before the last-increment rule: 2.86 kWh and 0.14 kWh unmet
+    data = stepped_car(charger={"max_discharge_kw": 7.0}, max_discharge_kw=7.0, battery_kwh=40.0, initial_kwh=20.0,
+                       min_kwh=18.0)
+    data["tariff"]["import_cny_per_kwh"] = [2.0, 2.0, 2.0, 0.5]
+    schedule = gridcharge.solve(data, executable="exact", mip_rel_gap=1e-9)
+    assert schedule.summary["executable_method"] == "exact_mip"
+    np.testing.assert_allclose(schedule.power, [[0.0, 0.0, 0.0, 3.08]], atol=1e-9)
+    assert schedule.summary["mip_objective_cny"] == pytest.approx(1.5)
+    assert schedule.verification.delivered_kwh == pytest.approx(3.0)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # the rounding
 
