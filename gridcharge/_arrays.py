@@ -44,3 +44,49 @@ def summed_grid(shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray, weig
     n_rows, n_cols = shape
     flat = np.asarray(rows, dtype=np.int64) * n_cols + np.asarray(cols, dtype=np.int64)
     return np.bincount(flat, weights=weights, minlength=n_rows * n_cols).astype(float).reshape(shape)
+
+
+def request_from(gain: np.ndarray) -> np.ndarray:
+    """Each row's first period after its last negative entry (0 when it has none), shape (S,): for a schedule's
+    energy per period, the period from which a car gives nothing back any more."""
+    S, T = gain.shape
+    if not T:
+        return np.zeros(S, dtype=np.int64)
+    negative = gain < 0
+    return np.where(negative.any(axis=1), T - np.argmax(negative[:, ::-1], axis=1), 0).astype(np.int64)
+
+
+def energy_taken(gain: np.ndarray, cap: np.ndarray, final_cap: np.ndarray) -> np.ndarray:
+    """Energy a battery actually takes per period when charging stops at a cap: a charger set-point is a limit, a
+    full car draws less (docs/design/executable.md, "A set-point is a limit") [kWh].
+
+    The energy added so far follows the schedule's ``gain``, except that a charging period adds at most the room
+    left below the cap: ``cap`` until the car's last discharge, ``final_cap`` (<= ``cap``) after it
+    (:func:`request_from`; from the start for a car that never discharges). Discharge is taken as scheduled.
+    Vectorised: up to the last discharge the trajectory is the running sum minus its running largest excess over
+    the cap (a walk reflected at the cap); after it only charging follows, which stops at ``final_cap``.
+
+    Parameters
+    ----------
+    gain : numpy.ndarray, shape (S, T) — energy into each battery per period at the set-points [kWh]; + charging
+    cap, final_cap : numpy.ndarray, shape (S,) — the most the energy added so far may reach until / after the
+        last discharge [kWh]; ``final_cap <= cap``, both >= 0
+
+    Returns
+    -------
+    numpy.ndarray, shape (S, T) — energy taken per period [kWh]: ``gain`` where discharging or below the cap, less
+    where the car is full
+    """
+    S, T = gain.shape
+    if not S or not T:
+        return gain.copy()
+    running = np.cumsum(gain, axis=1)
+    added = running - np.clip(np.maximum.accumulate(running - cap[:, None], axis=1), 0.0, None)
+    start = request_from(gain)
+    rows = np.arange(S)
+    base = np.where(start >= 1, added[rows, np.clip(start - 1, 0, T - 1)], 0.0)
+    after = np.arange(T)[None, :] >= start[:, None]
+    charged = np.cumsum(np.where(after, gain, 0.0), axis=1)  # only charging from ``start`` on
+    final = base[:, None] + np.minimum(charged, np.clip(final_cap - base, 0.0, None)[:, None])
+    added = np.where(after, final, added)
+    return np.diff(added, axis=1, prepend=0.0)

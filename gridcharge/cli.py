@@ -266,8 +266,10 @@ _VIOLATION_TEXT = {
     "charge_limit": ("charging", ">", "charge limit", "kW", 1),
     "discharge_limit": ("discharging", ">", "discharge limit", "kW", 1),
     "not_plugged_in": ("power", "while not plugged in; limit", "", "kW", 1),
-    "over_request": ("energy added by departure", ">", "requested", "kWh", 1),
-    "battery_upper": ("energy added so far", ">", "battery upper bound", "kWh", 1),
+    # a set-point is a limit (a full car draws less): the energy scheduled up to and including a period may pass the
+    # request or the battery bound by at most the last increment's allowance (gridcharge.verify)
+    "over_request": ("energy scheduled so far", ">", "request (and last-increment allowance)", "kWh", 1),
+    "battery_upper": ("energy scheduled so far", ">", "battery upper bound (and last-increment allowance)", "kWh", 1),
     "battery_lower": ("energy added so far", "<", "battery floor", "kWh", -1),  # verify negates both
 }
 #: Violations listed per kind (all are counted).

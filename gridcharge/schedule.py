@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._arrays import add_rows_at
+from ._arrays import add_rows_at, energy_taken, request_from
 from ._files import write_files_atomically
 from .errors import FieldProblem, InstanceError
 from .problem import PHASES, Problem
@@ -191,11 +191,13 @@ def _members(problem: Problem, nodes: np.ndarray | None) -> tuple[np.ndarray, np
 
 
 def overload_kwh(problem: Problem, power: np.ndarray) -> np.ndarray:
-    """Energy above each node's import, export and phase limits, shape (N,) [kWh]."""
+    """Energy above each node's import, export and phase limits, shape (N,) [kWh]: import and phase at the
+    set-points, export at the power the cars draw (:func:`drawn_kw`), each side at its worst."""
     load = node_loads(problem, power)
     phases = phase_loads(problem, power)
+    drawn_load = node_loads(problem, drawn_kw(problem, power))
     over = (np.clip(load - problem.import_limit_kw[:, None], 0.0, None)
-            + np.clip(-load - problem.export_limit_kw[:, None], 0.0, None)
+            + np.clip(-drawn_load - problem.export_limit_kw[:, None], 0.0, None)
             + np.clip(phases - problem.phase_import_limit_kw[None, :, None], 0.0, None).sum(axis=0))
     return over.sum(axis=1) * problem.step_hours
 
@@ -338,19 +340,69 @@ def battery_power_kw(power: np.ndarray, efficiency: np.ndarray) -> np.ndarray:
     return np.where(power >= 0, efficiency * power, power / efficiency)
 
 
+@dataclass(frozen=True)
+class EnergyCaps:
+    """Where a car stops drawing because it is full (docs/design/executable.md, "A set-point is a limit").
+
+    cap_kwh : numpy.ndarray, shape (S,) — the most the energy added so far may reach while the car will still give
+        energy back later in its stay [kWh]: the battery's upper bound (a V2G car may hold more than its request
+        mid-stay and sell it)
+    final_cap_kwh : numpy.ndarray, shape (S,) — the same after the car's last discharge (from the start for a car
+        that never discharges): min(upper bound, request) [kWh]
+    """
+
+    cap_kwh: np.ndarray
+    final_cap_kwh: np.ndarray
+
+    def per_period(self, gain: np.ndarray) -> np.ndarray:
+        """The cap in force in each period of a schedule with energy ``gain`` per period [kWh], shape (S, T)."""
+        later = np.arange(gain.shape[1])[None, :] >= request_from(gain)[:, None]
+        return np.where(later, self.final_cap_kwh[:, None], self.cap_kwh[:, None])
+
+
+def energy_caps(problem: Problem) -> EnergyCaps:
+    """The caps at which each car stops drawing (:class:`EnergyCaps`)."""
+    return EnergyCaps(cap_kwh=problem.energy_upper_kwh.astype(float),
+                      final_cap_kwh=np.minimum(problem.energy_upper_kwh, problem.energy_request_kwh))
+
+
+def scheduled_gain_kwh(problem: Problem, power: np.ndarray) -> np.ndarray:
+    """Energy into each battery per period at the set-points [kWh], shape (S, T)."""
+    return battery_power_kw(power, problem.efficiency[:, None]) * problem.presence * problem.step_hours
+
+
+def taken_kwh(problem: Problem, power: np.ndarray) -> np.ndarray:
+    """Energy each battery actually takes per period [kWh], shape (S, T): the set-point's energy, except that a car
+    stops drawing once full (:class:`EnergyCaps`). The one definition of delivered energy."""
+    caps = energy_caps(problem)
+    return energy_taken(scheduled_gain_kwh(problem, power), caps.cap_kwh, caps.final_cap_kwh)
+
+
+def drawn_kw(problem: Problem, power: np.ndarray) -> np.ndarray:
+    """The power each car actually draws [kW], shape (S, T): the set-point, less in the period where a car becomes
+    full and 0 after (discharge as scheduled). Export limits, the bill and the battery's lower bound hold at this;
+    import and phase limits are checked at the set-points (the most a car can draw)."""
+    gain = scheduled_gain_kwh(problem, power)
+    charging = gain > 0
+    share = np.where(charging, taken_kwh(problem, power) / np.where(charging, gain, 1.0), 1.0)
+    return power * np.clip(share, 0.0, 1.0)
+
+
 def delivered_kwh(problem: Problem, power: np.ndarray) -> np.ndarray:
-    """Energy added to each battery by departure [kWh], shape (S,)."""
-    energy = battery_power_kw(power, problem.efficiency[:, None]) * problem.presence * problem.step_hours
-    return energy.sum(axis=1)
+    """Energy added to each battery by departure [kWh], shape (S,): what the cars take (:func:`taken_kwh`), so
+    ``min(request, scheduled)`` for a car that only charges."""
+    return taken_kwh(problem, power).sum(axis=1)
 
 
 def cost_cny(problem: Problem, power: np.ndarray) -> float:
-    """The objective of a schedule [CNY]: energy bought − sold + degradation + unmet penalty + peak charge."""
+    """The objective of a schedule [CNY]: energy bought − sold + degradation + unmet penalty + peak charge, all at
+    the power the cars actually draw (:func:`drawn_kw`)."""
+    drawn = drawn_kw(problem, power)
     energy = problem.presence * problem.step_hours
-    charge = np.clip(power, 0.0, None) * energy
-    discharge = np.clip(-power, 0.0, None) * energy
+    charge = np.clip(drawn, 0.0, None) * energy
+    discharge = np.clip(-drawn, 0.0, None) * energy
     unmet = np.clip(problem.energy_request_kwh - delivered_kwh(problem, power), 0.0, None)
-    peak = node_loads(problem, power)[problem.root].max() if problem.n_periods else 0.0
+    peak = node_loads(problem, drawn)[problem.root].max() if problem.n_periods else 0.0
     return float((charge.sum(axis=0) @ problem.import_price) - (discharge.sum(axis=0) @ problem.export_price)
                  + problem.degradation_cost * discharge.sum() + problem.unmet_penalty * unmet.sum()
                  + problem.peak_cost * peak)
@@ -364,7 +416,7 @@ def summarise(problem: Problem, power: np.ndarray, **extra) -> dict:
     """
     delivered = delivered_kwh(problem, power)
     request = problem.energy_request_kwh
-    root_load = node_loads(problem, power)[problem.root]
+    root_load = node_loads(problem, drawn_kw(problem, power))[problem.root]
     discharge = np.clip(-power, 0.0, None) * problem.presence * problem.step_hours
     unmet = np.clip(request - delivered, 0.0, None)
     undeliverable = np.minimum(problem.undeliverable_kwh(), unmet)

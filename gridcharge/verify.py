@@ -8,8 +8,18 @@ interval overlaps), subtree loads are summed level by level up the tree (``probl
 Rules checked, at every period, on every phase, in both directions:
 
 - power only while plugged in; charge <= min(charger, car) max charge; discharge <= min(charger, car) max discharge;
-- energy added so far within the battery bounds ([0, energy_kwh] without a battery) and <= energy_kwh by departure;
-- each node's net load <= import_limit_kw and >= -export_limit_kw; each phase <= phase_import_limit_kw;
+- a charger set-point is a limit and a full car draws less: the energy a car *takes* is the scheduled energy cut
+  where it reaches its cap (its battery's upper bound while it still discharges later in its stay; after its last
+  discharge, and throughout for a car that never discharges, its request min(energy_kwh, battery room)); that is the
+  delivered energy (``min(energy_kwh, scheduled)`` for a car that only charges), and the battery floor holds at it;
+- only the last increment may overshoot: where a period's set-point gives more energy than the car still takes, it
+  must be the smallest allowed power that covers the room left (``up(room / (eta f dt))``: the room rounded up to
+  the minimum current and the step; for a continuous car the room itself). A set-point beyond that is reported as
+  ``battery_upper`` where it passes the battery bound and as ``over_request`` where it passes the request while the
+  request is the cap (value: energy scheduled so far, limit: energy the allowance permits) [kWh];
+- each node's net load <= import_limit_kw and each phase <= phase_import_limit_kw at the set-points (the most the
+  cars can draw); >= -export_limit_kw at the power the cars draw (less charging means more export); each side at
+  its worst. The cost counts the power drawn (energy, peak) and the unmet energy ``energy_kwh - delivered``;
 - where the instance declares ``min_current_a`` or ``current_step_a``: in every period a car is plugged in (a partial
   period too: the value is the set-point while plugged in), its power is 0 or an allowed value, charge and discharge
   magnitude alike (``not_executable``).
@@ -25,7 +35,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from ._arrays import add_rows_at
+from ._arrays import add_rows_at, energy_taken, request_from
 from .instance import Instance, load_instance, lowest_current_a
 
 #: Differences below this are numerical noise of the solver, not violations [kW or kWh], scaled by max(1, |limit|)
@@ -171,10 +181,13 @@ def _verify(inst: Instance, power: np.ndarray) -> Verification:
     violations += _exceeds("charge_limit", session_ids, power, np.broadcast_to(cmax, power.shape))
     violations += _exceeds("discharge_limit", session_ids, -power, np.broadcast_to(dmax, power.shape))
 
-    # battery: energy added so far, period by period
+    # battery: a set-point is a limit and a full car draws less, so the energy a car takes is the scheduled energy
+    # cut where it reaches its cap (the battery's upper bound while the car will still give energy back later, the
+    # request after its last discharge, i.e. always for a car that only charges); the battery bounds hold at what it
+    # takes, the set-point may carry more only in the last increment (within the allowance below)
     eta = np.array([chargers[s.charger].efficiency for s in inst.sessions]).reshape(S, 1)
+    kwh_per_kw = eta * frac * step_h  # energy into the battery of 1 kW charging [kWh per kW]
     gained = np.where(power > 0, power * eta, power / eta) * frac * step_h
-    added = np.cumsum(gained, axis=1)
     request = np.array([s.energy_kwh for s in inst.sessions]).reshape(S, 1)
     upper = np.empty((S, 1))
     lower = np.empty((S, 1))
@@ -185,16 +198,32 @@ def _verify(inst: Instance, power: np.ndarray) -> Verification:
             start = s.initial_kwh or 0.0
             floor = start if s.min_kwh is None else s.min_kwh
             lower[i], upper[i] = floor - start, s.battery_kwh - start
-    violations += _exceeds("battery_upper", session_ids, added, np.broadcast_to(upper, added.shape))
+    plugged = frac > 0
+    final_cap = np.minimum(upper, request)[:, 0]
+    taken = energy_taken(gained, upper[:, 0], final_cap)
+    added = np.cumsum(taken, axis=1)
+    before = added - taken
+    request_in_force = np.arange(T)[None, :] >= request_from(gained)[:, None]
+    up = _smallest_allowed_at_least(inst)
+    charging = (gained > 0) & plugged
+    over_request_at = set()
+    for kind, bound, where_in_force in (("battery_upper", upper, charging),
+                                        ("over_request", request, charging & request_in_force)):
+        room = np.clip(bound - before, 0.0, None)
+        allowed = kwh_per_kw * up(room / np.where(kwh_per_kw > 0, kwh_per_kw, 1.0))
+        over = where_in_force & (gained > allowed + tolerance(np.broadcast_to(bound, gained.shape)))
+        violations += _collect(kind, session_ids, over, before + gained, before + allowed)
+        if kind == "over_request":
+            over_request_at = {session_ids[i] for i in np.flatnonzero(over.any(axis=1))}
     violations += _exceeds("battery_lower", session_ids, -added, np.broadcast_to(-lower, added.shape))
     final = added[:, -1:] if T else np.zeros((S, 1))
-    last_period = np.full((S, 1), T - 1)
-    if S:
-        last_period[:, 0] = T - 1 - np.argmax(frac[:, ::-1] > 0, axis=1)
     over = final > request + tolerance(request)
-    for i in np.flatnonzero(over[:, 0]):
-        violations.append(Violation("over_request", session_ids[i], int(last_period[i, 0]), float(final[i, 0]),
-                                    float(request[i, 0])))
+    last = T - 1 - np.argmax(plugged[:, ::-1], axis=1) if T else np.zeros(S, dtype=int)
+    for i in np.flatnonzero(over[:, 0]):  # more than the request still held after the last discharge
+        if session_ids[i] not in over_request_at:
+            violations.append(Violation("over_request", session_ids[i], int(last[i]), float(final[i, 0]),
+                                        float(request[i, 0])))
+    drawn = np.where(gained > 0, power * taken / np.where(gained > 0, gained, 1.0), power)
 
     # the tree, level by level from the leaves up
     node_ids = [n.id for n in inst.nodes]
@@ -211,24 +240,27 @@ def _verify(inst: Instance, power: np.ndarray) -> Verification:
     session_node = np.array([index[chargers[s.charger].node] for s in inst.sessions], dtype=int)
     shares = np.array([[1 / 3] * 3 if chargers[s.charger].phases == "ABC"
                        else [float(chargers[s.charger].phases == ph) for ph in "ABC"] for s in inst.sessions])
-    # one array (node, total + three phases, period): each node's own load, then its chargers', then up the tree
-    loads = np.concatenate([own[:, None, :], np.repeat(own[:, None, :] / 3.0, 3, axis=1)], axis=1)
-    add_rows_at(loads, session_node, power[:, None, :] * np.c_[np.ones(S), shares.reshape(S, 3)][:, :, None])
+    # one array (node, total at the set-points + three phases at the set-points + total at the drawn power,
+    # period): each node's own load, then its chargers', then up the tree
+    loads = np.concatenate([own[:, None, :], np.repeat(own[:, None, :] / 3.0, 3, axis=1), own[:, None, :]], axis=1)
+    per_session = np.concatenate([power[:, None, :], shares.reshape(S, 3)[:, :, None] * power[:, None, :],
+                                  drawn[:, None, :]], axis=1)
+    add_rows_at(loads, session_node, per_session)
     for level in range(depth.max(initial=0), 0, -1):
         at = np.flatnonzero(depth == level)
         add_rows_at(loads, parent[at], loads[at])
-    load, phase = loads[:, 0, :], loads[:, 1:, :].transpose(1, 0, 2)
+    load, phase, drawn_load = loads[:, 0, :], loads[:, 1:4, :].transpose(1, 0, 2), loads[:, 4, :]
 
     def limit_of(attr):
         return np.array([np.inf if getattr(n, attr) is None else getattr(n, attr) for n in inst.nodes]).reshape(N, 1)
 
     imp, exp, ph_lim = limit_of("import_limit_kw"), limit_of("export_limit_kw"), limit_of("phase_import_limit_kw")
     violations += _exceeds("node_import", node_ids, load, np.broadcast_to(imp, load.shape))
-    violations += _exceeds("node_export", node_ids, -load, np.broadcast_to(exp, load.shape))
+    violations += _exceeds("node_export", node_ids, -drawn_load, np.broadcast_to(exp, load.shape))
     for k, name in enumerate("ABC"):
         violations += _exceeds("phase_import", [f"{n}/{name}" for n in node_ids], phase[k],
                                np.broadcast_to(ph_lim, load.shape))
-    per_node = (np.clip(load - imp, 0, None).sum(axis=1) + np.clip(-load - exp, 0, None).sum(axis=1)
+    per_node = (np.clip(load - imp, 0, None).sum(axis=1) + np.clip(-drawn_load - exp, 0, None).sum(axis=1)
                 + np.clip(phase - ph_lim[None], 0, None).sum(axis=(0, 2))) * step_h
     overload = {node_ids[i]: float(per_node[i]) for i in np.flatnonzero(per_node > 0)}
 
@@ -236,12 +268,12 @@ def _verify(inst: Instance, power: np.ndarray) -> Verification:
     price_in = np.broadcast_to(np.asarray(inst.tariff.import_cny_per_kwh, dtype=float), (T,))
     price_out = np.broadcast_to(np.asarray(inst.tariff.export_cny_per_kwh, dtype=float), (T,))
     obj = inst.objective
-    charge_kwh = np.clip(power, 0, None) * frac * step_h
-    discharge_kwh = np.clip(-power, 0, None) * frac * step_h
+    charge_kwh = np.clip(drawn, 0, None) * frac * step_h  # the bill counts what the cars draw
+    discharge_kwh = np.clip(-drawn, 0, None) * frac * step_h
     delivered = added[:, -1] if T else np.zeros(S)
     unmet = np.clip(request[:, 0] - delivered, 0, None)
     root = int(np.flatnonzero(parent < 0)[0])
-    peak = float(load[root].max()) if T else 0.0
+    peak = float(drawn_load[root].max()) if T else 0.0
     cost = float((charge_kwh * price_in).sum() - (discharge_kwh * price_out).sum()
                  + obj.degradation_cny_per_kwh * discharge_kwh.sum()
                  + obj.unmet_penalty_cny_per_kwh * unmet.sum() + obj.peak_cny_per_kw * peak)
@@ -267,17 +299,43 @@ def _presence(inst: Instance) -> np.ndarray:
     return frac
 
 
-def _not_executable(inst: Instance, names: list[str], power: np.ndarray, frac: np.ndarray) -> list[Violation]:
-    """Powers a car cannot follow: inside (0, smallest current's power) or off the current step, by magnitude."""
+def _allowed_grid(inst: Instance) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each session's smallest allowed power and power step [kW], shape (S, 1) each (0 = none); None when the
+    instance declares no ``min_current_a`` / ``current_step_a`` (every power is allowed)."""
     chargers = {c.id: c for c in inst.chargers}
     on = [chargers[s.charger] for s in inst.sessions]
     if not any(c.min_current_a > 0 or c.current_step_a is not None for c in on) and not any(
             s.min_current_a > 0 for s in inst.sessions):
-        return []
+        return None
     S = len(inst.sessions)
     volts_per_phase = np.array([c.voltage_v * (3 if c.phases == "ABC" else 1) for c in on]) / 1000.0  # [kW/A]
     lowest = (np.array([lowest_current_a(c, s) for s, c in zip(inst.sessions, on)]) * volts_per_phase).reshape(S, 1)
     step = (np.array([c.current_step_a or 0.0 for c in on]) * volts_per_phase).reshape(S, 1)
+    return lowest, step
+
+
+def _smallest_allowed_at_least(inst: Instance):
+    """``up(x)``: for an (S, T) array of powers [kW], the smallest power each car may be set to that is at least
+    ``x`` (0 for ``x`` up to the verifier's tolerance; ``x`` itself where every power is allowed)."""
+    grid = _allowed_grid(inst)
+
+    def up(x: np.ndarray) -> np.ndarray:
+        if grid is None:
+            return np.where(x > TOLERANCE, x, 0.0)
+        lowest, step = grid
+        safe = np.where(step > 0, step, 1.0)
+        stepped = np.where(step > 0, np.ceil(x / safe - TOLERANCE) * safe, x)
+        return np.where(x > TOLERANCE, np.maximum(stepped, lowest), 0.0)
+
+    return up
+
+
+def _not_executable(inst: Instance, names: list[str], power: np.ndarray, frac: np.ndarray) -> list[Violation]:
+    """Powers a car cannot follow: inside (0, smallest current's power) or off the current step, by magnitude."""
+    grid = _allowed_grid(inst)
+    if grid is None:
+        return []
+    lowest, step = grid
     size = np.abs(power)
     tol = tolerance(size)
     counted = (frac > 0) & (size > TOLERANCE)

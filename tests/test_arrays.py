@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gridcharge._arrays import add_rows_at, summed_grid
+from gridcharge._arrays import add_rows_at, energy_taken, summed_grid
 
 small = st.integers(min_value=0, max_value=6)
 
@@ -36,3 +36,29 @@ def test_repeated_rows_are_summed_not_overwritten():
     target = np.zeros((2, 2))
     add_rows_at(target, np.array([1, 1, 1]), np.ones((3, 2)))
     assert target.tolist() == [[0.0, 0.0], [3.0, 3.0]]
+
+
+def energy_taken_by_loop(gain, cap, final_cap):
+    """The definition, period by period: charging adds at most the room below the cap in force (``cap`` until the
+    last discharge, ``final_cap`` after it); discharge is taken as scheduled."""
+    S, T = gain.shape
+    out = np.zeros_like(gain)
+    for s in range(S):
+        negative = np.flatnonzero(gain[s] < 0)
+        start = negative[-1] + 1 if len(negative) else 0
+        added = 0.0
+        for t in range(T):
+            limit = final_cap[s] if t >= start else cap[s]
+            out[s, t] = min(gain[s, t], max(limit - added, 0.0)) if gain[s, t] > 0 else gain[s, t]
+            added += out[s, t]
+    return out
+
+
+@given(st.integers(1, 4), st.integers(1, 8), st.integers(0, 2**32 - 1))
+def test_energy_taken_equals_the_period_by_period_definition(n_rows, n_cols, seed):
+    rng = np.random.default_rng(seed)
+    gain = np.round(rng.normal(0.5, 1.0, size=(n_rows, n_cols)), 1) * (rng.random((n_rows, n_cols)) < 0.8)
+    cap = rng.uniform(0.0, 3.0, n_rows)
+    final_cap = cap * rng.uniform(0.0, 1.0, n_rows)
+    np.testing.assert_allclose(energy_taken(gain, cap, final_cap), energy_taken_by_loop(gain, cap, final_cap),
+                               atol=1e-12)

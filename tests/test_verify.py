@@ -143,7 +143,7 @@ def test_over_request_without_a_battery_is_also_above_the_battery_bound():
     data = instance(periods=2, chargers=[charger("c")], sessions=[session("s", "c", at(0), at(2), 5.0)])
     result = verify(data, np.array([[3.0, 3.0]]))
     assert kinds(result) == [("battery_upper", "s", 1), ("over_request", "s", 1)]
-    assert result.delivered_kwh == pytest.approx(6.0)
+    assert result.delivered_kwh == pytest.approx(5.0)  # a full car draws less: it takes what it asked for
 
 
 def test_partial_presence_scales_the_energy():
@@ -245,6 +245,87 @@ def test_not_finite():
     assert (v.kind, v.where, v.period) == ("not_finite", "s", 2)
     v = only_violation(one_car(), [[-np.inf, 7.0, 3.0, 0.0]])
     assert (v.kind, v.where, v.period) == ("not_finite", "s", 0)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# a set-point is a limit: a full car draws less (issue 16; docs/design/executable.md)
+
+
+def stepped(energy_kwh=1.0, **fields) -> dict:
+    """One car on a single-phase 220 V charger at 6 A min / 1 A steps (1.32 kW, then 0.22 kW), efficiency 1,
+    hourly periods, plugged in 00:00-03:00 of a 3 h horizon."""
+    chargers = [charger("c", max_charge_kw=7.0, phases="A", min_current_a=6, current_step_a=1,
+                        **fields.pop("charger", {}))]
+    return instance(periods=3, nodes=fields.pop("nodes", None), chargers=chargers,
+                    sessions=[session("s", "c", at(0), at(3), energy_kwh, **fields)],
+                    import_price=fields.pop("import_price", 1.0) if "import_price" in fields else [0.5, 1.0, 2.0])
+
+
+def test_the_last_increment_may_overshoot_by_less_than_a_step_and_the_car_takes_its_request():
+    # 1 kWh asked; the smallest allowed set-point is 1.32 kW: the car draws 1 kW and is full
+    result = verify(stepped(1.0), np.array([[1.32, 0.0, 0.0]]))
+    assert result.ok, str(result)
+    assert result.delivered_kwh == pytest.approx(1.0) and result.unmet_kwh == pytest.approx(0.0)
+    assert result.cost_cny == pytest.approx(0.5 * 1.0)  # the bill counts what the car draws, not the set-point
+    # 3 kWh: 1.32 + 1.76 kW = 3.08 kWh scheduled, the last step over by 0.08 kWh < 0.22 kWh
+    result = verify(stepped(3.0), np.array([[1.32, 1.76, 0.0]]))
+    assert result.ok and result.delivered_kwh == pytest.approx(3.0)
+    assert result.cost_cny == pytest.approx(0.5 * 1.32 + 1.0 * 1.68)
+
+
+def test_an_overshoot_beyond_the_last_increment_is_over_request():
+    # 3 kWh: 1.32 + 1.98 kW would be 3.30 kWh; 1.76 kW already covers the 1.68 kWh left: one step too many
+    v = only_violation(stepped(3.0, battery_kwh=60.0), [[1.32, 1.98, 0.0]])
+    assert (v.kind, v.where, v.period) == ("over_request", "s", 1)
+    assert (v.value, v.limit) == pytest.approx((3.30, 3.08))  # scheduled so far vs what the allowance permits
+    # a set-point on a car that is already full: every such period
+    result = verify(stepped(1.0, battery_kwh=60.0), np.array([[1.32, 1.32, 1.32]]))
+    assert kinds(result) == [("over_request", "s", 1), ("over_request", "s", 2)]
+    # a continuous car has no allowance at all (its set-point can be exactly what it needs)
+    v = only_violation(instance(periods=2, chargers=[charger("c")], sessions=[session("s", "c", at(0), at(2), 5.0,
+                                                                                        battery_kwh=60.0)]),
+                       [[3.0, 2.5]])
+    assert (v.kind, v.period, v.value, v.limit) == ("over_request", 1, 5.5, 5.0)
+
+
+def test_the_minimum_may_overshoot_only_when_less_than_the_minimum_is_needed():
+    # 0.5 kWh: 1.32 kW is the smallest allowed set-point, fine; 1.54 kW is a step more than needed
+    assert verify(stepped(0.5), np.array([[0.0, 1.32, 0.0]])).ok
+    result = verify(stepped(0.5), np.array([[0.0, 1.54, 0.0]]))
+    assert [(v.kind, v.period) for v in result.violations] == [("battery_upper", 1), ("over_request", 1)]
+
+
+def test_export_is_checked_at_the_power_the_full_car_draws():
+    # 2 kW of PV at T with an export limit of 1 kW: the 1.32 kW set-point would keep it (0.68 kW reverse flow),
+    # but the car needs 0.5 kWh and draws 0.5 kW: 1.5 kW flow back
+    data = stepped(0.5, nodes=[node("T", export_limit_kw=1.0, generation_kw=[2.0, 0.0, 0.0])])
+    v = only_violation(data, [[1.32, 0.0, 0.0]])
+    assert (v.kind, v.where, v.period) == ("node_export", "T", 0)
+    assert (v.value, v.limit) == pytest.approx((1.5, 1.0))
+    # import limits stay at the set-point (the most the car can draw)
+    data = stepped(0.5, nodes=[node("T", import_limit_kw=1.0)])
+    v = only_violation(data, [[1.32, 0.0, 0.0]])
+    assert (v.kind, v.value, v.limit) == ("node_import", 1.32, 1.0)
+
+
+def test_a_v2g_car_stops_at_its_request_only_after_its_last_discharge():
+    # 60 kWh battery at 30 kWh, floor 28, 2 kWh asked, V2G 7 kW. Charging 3.52 kW then giving back 1.32 kW: above
+    # the request mid-stay is allowed (the battery bound is the cap then), final 2.2 kWh is over the request
+    car = dict(max_discharge_kw=7.0, battery_kwh=60.0, initial_kwh=30.0, min_kwh=28.0)
+    data = stepped(2.0, charger={"max_discharge_kw": 7.0}, **car)
+    v = only_violation(data, [[3.52, -1.32, 0.0]])
+    assert (v.kind, v.period, v.value, v.limit) == ("over_request", 2, pytest.approx(2.2), 2.0)
+    # give back first, then charge: after the last discharge the car stops at its request, so 3.52 kW (3.52 kWh
+    # scheduled for the 3.32 kWh left) is the last increment and the car ends at exactly 2 kWh
+    result = verify(data, np.array([[-1.32, 3.52, 0.0]]))
+    assert result.ok, str(result)
+    assert result.delivered_kwh == pytest.approx(2.0)
+    # the battery floor holds at what the car takes: 0.5 kWh of room left in the battery (at the floor now): 1.32 kW
+    # fills it with 0.5 kWh (the smallest set-point covering it), so giving back 1.32 kWh later goes 0.82 kWh below
+    data = stepped(0.5, charger={"max_discharge_kw": 7.0}, **dict(car, initial_kwh=59.5, min_kwh=59.5))
+    v = only_violation(data, [[1.32, 0.0, -1.32]])
+    assert (v.kind, v.period) == ("battery_lower", 2)
+    assert (v.value, v.limit) == pytest.approx((1.32 - 0.5, 0.0))
 
 
 # ------------------------------------------------------------------------------------------------------------------

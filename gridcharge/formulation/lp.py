@@ -17,6 +17,10 @@ column                 meaning
 ``charge_steps[k]``    with ``executable``: semi-integer number of current steps, 0 or within [minimum's steps,
                        max charge's steps]; ``charge = step_kw * charge_steps`` (a car with a step)
 ``discharge_steps[k]`` the same for discharge (V2G sessions with a step)
+``delivered[s]``       with ``executable``: energy a floored car takes by departure [kWh], <= request and <= its
+                       scheduled energy, which may exceed it by at most one minimum-power quantum (a set-point is a
+                       limit: a full car draws less; docs/design/executable.md); for a V2G car only by what its
+                       last plugged-in period charges
 =====================  ===========================================================================================
 
 With ``executable``, a car with a minimum power but no step has its charge (and discharge) column semi-continuous:
@@ -188,7 +192,7 @@ SEMI_CONTINUOUS, SEMI_INTEGER = 2, 3
 
 
 def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np.ndarray | None = None,
-             executable: bool = False) -> LinearProgram:
+             executable: bool = False, overshoot: bool = True) -> LinearProgram:
     """Build the LP (a MIP when ``binary_pairs`` is given).
 
     Parameters
@@ -202,6 +206,9 @@ def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np
     executable : bool
         Charge and discharge of cars with a minimum power or a step (``problem.min_power_kw > 0``) become
         semi-continuous / semi-integer (a MIP): 0 or an allowed power only.
+    overshoot : bool
+        With ``executable``: a floored car without V2G may be set above what it still needs in its last increment
+        (the ``delivered`` column); False: its scheduled energy stays within its request.
 
     Raises
     ------
@@ -222,8 +229,19 @@ def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np
     v2g_pair = v2g_session[pair_session]
     penalty = p.unmet_penalty
 
+    # executable: a floored car that only charges may be set above what it still needs in its last increment (a
+    # set-point is a limit; a full car draws less): its delivered energy is a column of its own (below)
+    tops_up = executable & overshoot & (p.min_power_kw > 0) & (pair_count > 0)
+    overshoot = tops_up & ~v2g_session
+    # the cheapest price of each such car's periods [CNY/kWh]: its surplus is credited at it (see below)
+    cheapest = np.full(S, np.inf)
+    np.minimum.at(cheapest, pair_session, p.import_price[pair_period])
+    credit = np.where(overshoot, cheapest, 0.0)[pair_session]
+
     # charge columns (k = 0 .. K-1): energy cost, minus the unmet penalty on delivered energy of charge-only sessions
-    charge_cost = f * dt * p.import_price[pair_period] - np.where(v2g_pair, 0.0, penalty * eta * f * dt)
+    # (of an overshooting car: minus the credit of its surplus)
+    charge_cost = f * dt * (p.import_price[pair_period] - credit) - np.where(
+        v2g_pair | overshoot[pair_session], 0.0, penalty * eta * f * dt)
     b.add_cols("charge_kw", {"pair": np.arange(K)}, charge_cost, 0.0, p.charge_max_kw[pair_session])
 
     vk = np.flatnonzero(v2g_pair)
@@ -237,8 +255,14 @@ def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np
         )
         last = np.zeros(V, dtype=bool)
         last[np.flatnonzero(np.r_[vs[1:] != vs[:-1], True])] = True
-        upper = np.where(last, np.minimum(p.energy_upper_kwh[vs], p.energy_request_kwh[vs]), p.energy_upper_kwh[vs])
-        energy_col[vk] = b.add_cols("energy_kwh", {"pair": vk}, np.where(last, -penalty, 0.0), p.energy_lower_kwh[vs], upper)
+        # a floored V2G car (executable) may overshoot in its last plugged-in period only: its final state may pass
+        # the request by what that period charges, up to one quantum; delivered = min(request, final) below
+        top = last & tops_up[vs]
+        upper = np.where(last & ~top, np.minimum(p.energy_upper_kwh[vs], p.energy_request_kwh[vs]),
+                         p.energy_upper_kwh[vs])
+        # the surplus (final - delivered) is not drawn: credited at the last period's price
+        energy_cost = np.where(top, -p.import_price[vt] / eta[vk], np.where(last, -penalty, 0.0))
+        energy_col[vk] = b.add_cols("energy_kwh", {"pair": vk}, energy_cost, p.energy_lower_kwh[vs], upper)
         # dynamics: energy[k] - energy[k-1] - eta f dt charge[k] + f dt / eta discharge[k] = 0
         rows = b.add_rows("energy_balance", {"pair": vk}, np.zeros(V), 0.0)
         first = np.r_[True, vs[1:] != vs[:-1]]
@@ -246,16 +270,44 @@ def build_lp(problem: Problem, *, allow_overload: bool = False, binary_pairs: np
         b.add_entries(rows[~first], energy_col[vk][:-1][~first[1:]], -1.0)
         b.add_entries(rows, vk, -eta[vk] * f[vk] * dt)
         b.add_entries(rows, discharge_col[vk], f[vk] * dt / eta[vk])
+        kt = vk[top]
+        if len(kt):
+            ts = pair_session[kt]
+            limit = np.minimum(p.energy_upper_kwh[ts], p.energy_request_kwh[ts])
+            d = b.add_cols("delivered_kwh", {"session": ts}, -penalty + p.import_price[pair_period[kt]] / eta[kt], 0.0,
+                           limit)
+            rows = b.add_rows("final_surplus", {"session": ts}, np.zeros(len(kt)),
+                              eta[kt] * f[kt] * dt * p.min_power_kw[ts])
+            b.add_entries(rows, energy_col[kt], 1.0)
+            b.add_entries(rows, d, -1.0)
+            rows = b.add_rows("surplus_from_last_period", {"session": ts}, np.full(len(kt), -np.inf), 0.0)
+            b.add_entries(rows, energy_col[kt], 1.0)
+            b.add_entries(rows, d, -1.0)
+            b.add_entries(rows, kt, -eta[kt] * f[kt] * dt)
 
-    # energy by departure for charge-only sessions: sum eta f dt charge <= request
+    # energy by departure for charge-only sessions: sum eta f dt charge <= request. An overshooting car (above):
+    # delivered = min(request, scheduled) as a column d <= request, with 0 <= scheduled - d <= one quantum (the
+    # energy of its minimum power in its longest period: no trimmed schedule overshoots more). Its set-points are
+    # billed in full and its surplus (scheduled - d) credited at its cheapest price: never below what its draw costs,
+    # equal when it fills up in its cheapest period
     charge_only = np.flatnonzero(~v2g_session & (pair_count > 0))
     if len(charge_only):
-        rows = b.add_rows("energy_by_departure", {"session": charge_only}, np.full(len(charge_only), -np.inf),
-                          p.energy_request_kwh[charge_only])
+        over = overshoot[charge_only]
+        longest = np.zeros(S)
+        np.maximum.at(longest, pair_session, f)
+        quantum = p.efficiency * longest * dt * p.min_power_kw
+        rows = b.add_rows("energy_by_departure", {"session": charge_only},
+                          np.where(over, 0.0, -np.inf), np.where(over, quantum[charge_only],
+                                                                 p.energy_request_kwh[charge_only]))
         row_of_session = np.full(S, -1, dtype=np.int64)
         row_of_session[charge_only] = rows
         ck = np.flatnonzero(~v2g_pair)
         b.add_entries(row_of_session[pair_session[ck]], ck, eta[ck] * f[ck] * dt)
+        ds = charge_only[over]
+        if len(ds):
+            d = b.add_cols("delivered_kwh", {"session": ds}, -penalty + cheapest[ds] / p.efficiency[ds], 0.0,
+                           p.energy_request_kwh[ds])
+            b.add_entries(row_of_session[ds], d, -1.0)
 
     slack = {"node": [], "kind": [], "period": [], "col": []}
     infeasible: list[Overload] = []
@@ -354,6 +406,16 @@ def _executable_columns(b: _Builder, p: Problem, pair_session: np.ndarray, disch
     for which, cols, most in (("charge", np.arange(len(pair_session)), p.top_power_kw("charge")[pair_session]),
                               ("discharge", discharge_col, p.top_power_kw("discharge")[pair_session])):
         on = (cols >= 0) & (lowest > 0) & (most > 0)
+        # 0 or exactly the minimum (= the top): a binary times it. HiGHS (1.x) treats a semi-continuous or
+        # semi-integer column whose lower bound equals its upper bound as fixed at 0
+        only = on & (lowest >= most * (1 - 1e-12))
+        k = np.flatnonzero(only)
+        if len(k):
+            z = b.add_cols(f"{which}_on", {"pair": k}, np.zeros(len(k)), 0.0, 1.0, integer=True)
+            rows = b.add_rows(f"{which}_on_or_off", {"pair": k}, np.zeros(len(k)), 0.0)
+            b.add_entries(rows, cols[k], 1.0)
+            b.add_entries(rows, z, -most[k])
+        on &= ~only
         stepped = on & (step > 0)
         k = np.flatnonzero(stepped)
         if len(k):

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import PublicationRejected
 from ..problem import Problem
-from ..schedule import Schedule, battery_power_kw, delivered_kwh, node_loads, summarise
+from ..schedule import Schedule, delivered_kwh, node_loads, summarise, taken_kwh
 from ..solvers.baselines import BASELINES
 from ..verify import Verification, tolerance, verify
 from .window import Window
@@ -47,8 +47,7 @@ def check_schedule(problem: Problem, power: np.ndarray, window: Window, never_ab
     upper = window.final_upper_kwh
     bounded = bounded_cars(problem, never_above_request)
     if bounded.any():
-        running = np.cumsum(battery_power_kw(power, problem.efficiency[:, None]) * problem.presence, axis=1) \
-            * problem.step_hours
+        running = np.cumsum(taken_kwh(problem, power), axis=1)  # a full car draws less: what it takes
         bound = np.where(np.isfinite(upper), upper, problem.energy_request_kwh)
         above = bounded & (running.max(axis=1, initial=0.0) > np.maximum(bound, 0.0) + tolerance(bound))
         if above.any():

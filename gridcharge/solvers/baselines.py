@@ -47,7 +47,7 @@ import pandas as pd
 from ..errors import InfeasibleError, Overload
 from ..formulation.lp import INFEASIBLE_TOLERANCE_KW
 from ..problem import Problem
-from ..schedule import Schedule, node_loads, overload_kwh, summarise
+from ..schedule import Schedule, drawn_kw, node_loads, overload_kwh, summarise
 from .executable import round_and_refill
 from .headroom import Resources, node_resources
 
@@ -425,7 +425,7 @@ def _raise_if_export_over(p: Problem, power: np.ndarray) -> None:
     limited = np.isfinite(p.export_limit_kw)
     if not limited.any():
         return
-    gap = -p.export_limit_kw[:, None] - node_loads(p, power)
+    gap = -p.export_limit_kw[:, None] - node_loads(p, drawn_kw(p, power))  # less drawn where a car is full
     over_n, over_t = np.nonzero(limited[:, None] & (gap > INFEASIBLE_TOLERANCE_KW))
     if len(over_n):
         overloads = [_overload(p, n, "export", t, gap[n, t]) for n, t in zip(over_n, over_t)]

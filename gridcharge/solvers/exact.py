@@ -23,9 +23,9 @@ import pandas as pd
 from ..errors import InfeasibleError, Overload, SolverError
 from ..formulation.lp import LinearProgram, build_lp
 from ..problem import Problem
-from ..schedule import Schedule, cost_cny, delivered_kwh, node_loads, overload_kwh, summarise
+from ..schedule import Schedule, cost_cny, delivered_kwh, drawn_kw, node_loads, overload_kwh, summarise
 from ..verify import verify
-from .executable import export_limits_hold, round_and_refill, round_down, round_signed_down, snap
+from .executable import DONE_KWH, export_limits_hold, round_and_refill, round_down, round_signed_down, snap, trim
 
 #: A pair charges *and* discharges when both exceed this [kW].
 BOTH_WAYS_TOL_KW = 1e-7
@@ -72,11 +72,13 @@ def solve_exactly(problem: Problem, run: Runner, *, allow_overload: bool = False
     allow_overload : bool — node limits as penalised slack
     net : bool — allow the exact netting moves (off when user constraints may involve charge or discharge alone)
     executable : {"auto", "exact", "rounding"} — how an instance with min_current_a / current_step_a gets an
-        executable schedule: the exact MIP (semi-continuous / semi-integer columns), the rounding and re-fill of the
-        continuous optimum, or "auto": exact up to :data:`EXACT_MAX_SESSIONS` sessions (and
-        :data:`EXACT_TIME_LIMIT_S`), rounding beyond. The rounding is proven for charging: when floored cars
-        discharge in the continuous optimum, it starts from the continuous optimum without their discharge.
-        Ignored for continuous instances.
+        executable schedule: the exact MIP (semi-continuous / semi-integer columns; stopped by a time limit, its
+        incumbent), compared with the rounding and the cheaper kept; the rounding and re-fill of the continuous
+        optimum; or "auto": exact up to :data:`EXACT_MAX_SESSIONS` sessions (and :data:`EXACT_TIME_LIMIT_S`),
+        rounding beyond. The rounding is proven for charging; floored cars' discharges are rounded per car as the
+        verifier passes them, else it starts from the continuous optimum without their discharge. A car's last
+        increment may overshoot what it needs (a set-point is a limit; docs/design/executable.md). Ignored for
+        continuous instances.
     mip_capable : bool — ``run`` can solve semi-continuous / semi-integer columns (else: rounding only)
     mip_rel_gap : float, optional — the executable MIP's relative gap [-] (default :data:`EXECUTABLE_MIP_REL_GAP`)
     refill_problem : Problem, optional — the Problem whose limits the rounding's re-fill keeps (default ``problem``):
@@ -110,7 +112,10 @@ def solve_exactly(problem: Problem, run: Runner, *, allow_overload: bool = False
         solve_s += found.pop("solve_seconds")
         lp, n_integer = found.pop("lp", lp), found.pop("n_integer")
         solver_objective = found.pop("solver_objective_cny", None)
-        status = "optimal" if found["executable_method"] == "exact_mip" else "feasible"
+        status = "optimal" if found["executable_method"].startswith("exact_mip") else "feasible"
+        tolerance = found.pop("mip_rel_gap")
+        if found.get("mip_gap") is not None and found["mip_gap"] > tolerance * (1 + 1e-9):
+            status = "time_limit"  # the MIP's incumbent when it stopped (or the rounding, when that was cheaper)
         if overload is not None:
             overload = overload_kwh(problem, power)
     else:
@@ -134,64 +139,173 @@ def _executable(problem: Problem, run: Runner, continuous: np.ndarray, *, mode: 
     """An executable schedule from the continuous optimum ``continuous``: the exact MIP or the rounding (see
     :func:`solve_exactly`). Returns the power and the summary figures (``lp`` and timings for the caller)."""
     bound = cost_cny(problem, continuous)  # the LP relaxation: no executable schedule costs less
-    floored = problem.min_power_kw > 0
-    discharges = bool((continuous[floored] < -BOTH_WAYS_TOL_KW).any())
     exact = mip_capable and (mode == "exact" or (mode == "auto" and problem.n_sessions <= EXACT_MAX_SESSIONS))
-    found = {"build_seconds": 0.0, "solve_seconds": 0.0}
+    found = {"build_seconds": 0.0, "solve_seconds": 0.0, "mip_rel_gap": mip_rel_gap}
     power = None
     if exact:
         limit = EXACT_TIME_LIMIT_S if mode == "auto" else None
-        try:
-            lp, x, binary, build_s, solve_s, gap = _solve_rounds(
-                problem, run, allow_overload=allow_overload, net=net, executable=True, mip_rel_gap=mip_rel_gap,
-                mip_time_limit_s=limit)
-        except SolverError:
-            if limit is None:
-                raise
-            found["exact_mip_fallback"] = "time_limit"  # then the rounding below
-        else:
-            power = snap(problem, lp.power_kw(x, problem.n_sessions, problem.n_periods))
-            found.update(build_seconds=build_s, solve_seconds=solve_s, lp=lp, mip_gap=gap,
-                         n_integer=int((lp.integrality > 0).sum()) if lp.integrality is not None else 0,
-                         executable_method="exact_mip",
-                         solver_objective_cny=float(lp.col_cost @ x[: lp.n_col]) + lp.offset)
-    if power is None:
-        starts = {"lp": continuous}
-        if discharges and not allow_overload:
-            # discharges rounded up in magnitude (charges down: import, phase and battery-upper limits hold) or
-            # towards 0 (battery floors and export limits hold); the verifier judges the rest before one is used
-            trials = {"lp_with_discharge_rounded_up": round_signed_down(problem, continuous),
-                      "lp_with_discharge_rounded_down": round_down(problem, continuous)}
-            starts = {name: trial for name, trial in trials.items()
-                      if verify(problem.instance, trial).ok and (accept is None or accept(trial))}
-        if discharges and not starts:
-            # the rounding is proven for charging: take the continuous optimum in which floored cars only charge
-            # (their V2G value is lost; the gap to the LP bound above says how much)
-            charge_only = replace(problem, discharge_max_kw=np.where(floored, 0.0, problem.discharge_max_kw))
-            lp, x, _, build_s, solve_s, _ = _solve_rounds(charge_only, run, allow_overload=allow_overload, net=net)
-            starts = {"lp_without_v2g_of_floored_cars": lp.power_kw(x, problem.n_sessions, problem.n_periods)}
+        # a car's last increment may overshoot its need (it draws less); where the smaller draw would break an
+        # export limit the set-points kept, the MIP is solved again without overshoot
+        for overshoot in (True, False):
+            try:
+                lp, x, binary, build_s, solve_s, gap = _solve_rounds(
+                    problem, run, allow_overload=allow_overload, net=net, executable=True, mip_rel_gap=mip_rel_gap,
+                    mip_time_limit_s=limit, overshoot=overshoot)
+            except SolverError:
+                if limit is None:
+                    raise
+                found["exact_mip_fallback"] = "time_limit"  # then the rounding below
+                break
             found["build_seconds"] += build_s
             found["solve_seconds"] += solve_s
-        started = time.perf_counter()
-        done = {}
-        for name, start in starts.items():  # at most two: the cheaper after the re-fill is kept
-            peak = float(node_loads(problem, start)[problem.root].max()) if problem.peak_cost > 0 else None
-            done[name] = round_and_refill(problem if refill_problem is None else refill_problem, start,
-                                          peak_cap_kw=peak)
-        name = min(done, key=lambda n: cost_cny(problem, done[n][0]))
-        power, refilled = done[name]
-        if not export_limits_hold(problem, power):
-            raise SolverError("rounding the charging down breaks an export (reverse-flow) limit the continuous "
-                              "optimum kept; use executable='exact'")
-        found["solve_seconds"] += time.perf_counter() - started
-        found.update(n_integer=0, executable_method="rounding", rounding_from=name, refill_rounds=refilled.rounds,
-                     mip_gap=None)
+            power = trim(problem, snap(problem, lp.power_kw(x, problem.n_sessions, problem.n_periods)))
+            if allow_overload or export_limits_hold(problem, power):
+                found.update(lp=lp, mip_gap=gap, executable_method="exact_mip", mip_overshoot=overshoot,
+                             n_integer=int((lp.integrality > 0).sum()) if lp.integrality is not None else 0,
+                             solver_objective_cny=float(lp.col_cost @ x[: lp.n_col]) + lp.offset)
+                break
+            power = None
+    if power is None:
+        power, rounded = _rounding(problem, run, continuous, allow_overload=allow_overload, net=net,
+                                    refill_problem=refill_problem, accept=accept)
+        found["build_seconds"] += rounded.pop("build_seconds")
+        found["solve_seconds"] += rounded.pop("solve_seconds")
+        found.update(rounded, n_integer=found.get("n_integer", 0), mip_gap=None)
+    else:
+        # the MIP bills a car's overshooting set-point in full (credited at its cheapest price; a V2G car tops up in
+        # its last period only), so the rounding of the LP optimum, which may top up anywhere after the last
+        # discharge, can cost less: keep the cheaper (both executable and verified below)
+        try:
+            other, rounded = _rounding(problem, run, continuous, allow_overload=allow_overload, net=net,
+                                    refill_problem=refill_problem, accept=accept)
+        except SolverError:  # the rounding breaks an export limit here: the MIP's schedule stands
+            other = None
+        else:
+            found["build_seconds"] += rounded.pop("build_seconds")
+            found["solve_seconds"] += rounded.pop("solve_seconds")
+        found["mip_objective_cny"] = cost_cny(problem, power)
+        if other is not None and cost_cny(problem, other) < found["mip_objective_cny"] - 1e-9:
+            power = other
+            found["executable_method"] = "exact_mip_then_rounding"
     cost = cost_cny(problem, power)
     found.update(continuous_objective_cny=bound,
                  continuous_unmet_kwh=float(np.clip(problem.energy_request_kwh - delivered_kwh(problem, continuous),
                                                     0.0, None).sum()),
                  executable_gap_rel=(cost - bound) / max(abs(bound), 1e-9) if problem.n_sessions else 0.0)
     return power, found
+
+
+def _rounding(problem: Problem, run: Runner, continuous: np.ndarray, *, allow_overload: bool, net: bool,
+              refill_problem: Problem | None = None,
+              accept: Callable[[np.ndarray], bool] | None = None) -> tuple[np.ndarray, dict]:
+    """The rounding and re-fill of the continuous optimum (see :func:`solve_exactly`, also for ``refill_problem``
+    and ``accept``); returns the power and its summary figures (with ``build_seconds`` and ``solve_seconds``)."""
+    refill_on = problem if refill_problem is None else refill_problem
+    floored = problem.min_power_kw > 0
+    discharges = bool((continuous[floored] < -BOTH_WAYS_TOL_KW).any())
+    found = {"build_seconds": 0.0, "solve_seconds": 0.0}
+    starts = {"lp": continuous}
+    if discharges and not allow_overload:
+        # charges rounded down; each car's discharges towards 0 (battery floors and export limits hold; a car that
+        # ends its stay discharging may end above its request), else, for the cars that break a rule so, up in
+        # magnitude (import, phase and battery-upper limits hold), else none at all (the car only charges, and stops
+        # at its request); the verifier judges each step
+        start = round_down(problem, continuous)
+        for other in (round_signed_down(problem, continuous), round_down(problem, np.clip(continuous, 0.0, None))):
+            start = trim(problem, start)  # a car that only charges now stops at its request: no set-point above
+            result = verify(problem.instance, start)
+            if result.ok:
+                break
+            cars = np.isin(problem.session_ids, [v.where for v in result.violations])
+            start[cars] = other[cars]
+        start = trim(problem, start)
+        kept = verify(problem.instance, start).ok and (accept is None or accept(start))
+        starts = {"lp_with_discharge_rounded_per_car": start} if kept else {}
+    if discharges and not starts:
+        # the rounding is proven for charging: take the continuous optimum in which floored cars only charge
+        # (their V2G value is lost; the gap to the LP bound above says how much)
+        charge_only = replace(problem, discharge_max_kw=np.where(floored, 0.0, problem.discharge_max_kw))
+        lp, x, _, build_s, solve_s, _ = _solve_rounds(charge_only, run, allow_overload=allow_overload, net=net)
+        starts = {"lp_without_v2g_of_floored_cars": lp.power_kw(x, problem.n_sessions, problem.n_periods)}
+        found["build_seconds"] += build_s
+        found["solve_seconds"] += solve_s
+    started = time.perf_counter()
+    done = {}
+    for name, start in starts.items():
+        peak = float(node_loads(problem, start)[problem.root].max()) if problem.peak_cost > 0 else None
+        done[name] = round_and_refill(refill_on, start, peak_cap_kw=peak)
+        if name == "lp_with_discharge_rounded_per_car":
+            # a car that ends its stay discharging cannot top up its last increment (nothing follows to be cut at
+            # its request), so its remainder stays unmet. Two ways out per car, each tried on every such car and
+            # kept where it costs that car less: give up the discharges after its last charge (it then stops at
+            # its request in its last charging phase), or all its discharges
+            short = (problem.energy_request_kwh - delivered_kwh(problem, done[name][0]) > DONE_KWH) & problem.v2g
+            if short.any():
+                charging = start > 0
+                last_charge = np.where(charging.any(axis=1),
+                                       problem.n_periods - 1 - np.argmax(charging[:, ::-1], axis=1), -1)
+                late = np.arange(problem.n_periods)[None, :] > last_charge[:, None]
+                options = [np.where(late & (start < 0), 0.0, start),  # without the final sale
+                           round_down(problem, np.clip(continuous, 0.0, None))]  # without any
+                best, choice = _cost_per_car(problem, done[name][0]), np.full(problem.n_sessions, -1)
+                for k, option in enumerate(options):
+                    trial = start.copy()
+                    trial[short] = option[short]
+                    cost = _cost_per_car(problem, round_and_refill(refill_on, trial, peak_cap_kw=peak)[0])
+                    cheaper = short & (cost < best)
+                    best, choice = np.where(cheaper, cost, best), np.where(cheaper, k, choice)
+                mixed = start.copy()
+                for k, option in enumerate(options):
+                    mixed[choice == k] = option[choice == k]
+                mixed = _undo_where_limits_break(problem, mixed, start)
+                trimmed = trim(problem, mixed)
+                if ((choice >= 0).any() and verify(problem.instance, trimmed).ok
+                        and (accept is None or accept(trimmed))):
+                    done["lp_with_discharge_rounded_per_car_final_sales_dropped"] = round_and_refill(
+                        refill_on, mixed, peak_cap_kw=peak)
+    name = min(done, key=lambda n: cost_cny(problem, done[n][0]))
+    power, refilled = done[name]
+    if not export_limits_hold(problem, power):
+        raise SolverError("rounding the charging down breaks an export (reverse-flow) limit the continuous "
+                          "optimum kept; use executable='exact'")
+    found["solve_seconds"] += time.perf_counter() - started
+    found.update(executable_method="rounding", rounding_from=name, refill_rounds=refilled.rounds)
+    return power, found
+
+
+#: Rounds of :func:`_undo_where_limits_break`.
+UNDO_ROUNDS = 4
+
+
+def _undo_where_limits_break(problem: Problem, changed: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """``changed`` with every car that differs from ``before`` in a period where a node above it breaks a limit
+    (a discharge given up raises the load the sale offset) set back to ``before``, a few rounds."""
+    for _ in range(UNDO_ROUNDS):
+        result = verify(problem.instance, trim(problem, changed))
+        nodes = [v for v in result.violations if v.kind in ("node_import", "node_export", "phase_import")]
+        if not nodes:
+            break
+        broken = np.zeros((problem.n_nodes, problem.n_periods), dtype=bool)
+        index = {n: i for i, n in enumerate(problem.node_ids)}
+        for v in nodes:
+            broken[index[v.where.split("/")[0]], v.period] = True
+        differs = np.abs(changed - before) > 1e-12
+        hit = differs[problem.member_session] & broken[problem.member_node]
+        cars = np.unique(problem.member_session[hit.any(axis=1)])
+        changed = changed.copy()
+        changed[cars] = before[cars]
+    return changed
+
+
+def _cost_per_car(problem: Problem, power: np.ndarray) -> np.ndarray:
+    """Each car's share of the objective [CNY], shape (S,): energy bought at the power drawn, minus energy sold
+    plus degradation, plus its unmet penalty (no peak charge)."""
+    drawn = drawn_kw(problem, power)
+    energy = problem.presence * problem.step_hours
+    charge, discharge = np.clip(drawn, 0.0, None) * energy, np.clip(-drawn, 0.0, None) * energy
+    unmet = np.clip(problem.energy_request_kwh - delivered_kwh(problem, power), 0.0, None)
+    return (charge @ problem.import_price - discharge @ (problem.export_price - problem.degradation_cost)
+            + problem.unmet_penalty * unmet)
 
 
 def both_ways(lp: LinearProgram, x: np.ndarray) -> np.ndarray:
@@ -288,7 +402,8 @@ def _overload_kwh(problem: Problem, lp: LinearProgram, x: np.ndarray) -> np.ndar
 
 
 def _solve_rounds(problem: Problem, run: Runner, *, allow_overload: bool, net: bool, locating: bool = False,
-                  executable: bool = False, mip_rel_gap: float | None = None, mip_time_limit_s: float | None = None):
+                  executable: bool = False, mip_rel_gap: float | None = None, mip_time_limit_s: float | None = None,
+                  overshoot: bool = True):
     """LP, then netting or binaries until no pair charges and discharges at once (with ``executable``: the MIP whose
     floored and stepped cars take allowed powers only; their pairs are never netted, which could leave the grid).
 
@@ -297,7 +412,8 @@ def _solve_rounds(problem: Problem, run: Runner, *, allow_overload: bool, net: b
     started = time.perf_counter()
 
     def build(**options):
-        built = build_lp(problem, allow_overload=allow_overload, executable=executable, **options)
+        built = build_lp(problem, allow_overload=allow_overload, executable=executable, overshoot=overshoot,
+                         **options)
         built.mip_rel_gap, built.mip_time_limit_s = mip_rel_gap, mip_time_limit_s
         return built
 
@@ -318,7 +434,10 @@ def _solve_rounds(problem: Problem, run: Runner, *, allow_overload: bool, net: b
                 raise InfeasibleError([], "infeasible even with every node limit as penalised slack: a constraint "
                                           "added through extend= (or a solver fault) is the cause")
             raise locate_infeasibility(problem, run, net=net)
-        if result.status != "optimal":
+        # the executable MIP stopped by a time limit keeps its incumbent (its gap says how good; the caller compares
+        # it with the rounding)
+        stopped = executable and result.status == "time_limit" and result.x is not None
+        if result.status != "optimal" and not stopped:
             what = ("the executable MIP" if executable else "the MIP (charge/discharge exclusivity)" if binary.any()
                     else "the solver")
             raise SolverError(f"{what} stopped without an optimal solution: {result.status}")

@@ -3,8 +3,10 @@ current step), by rounding a schedule down and re-filling the headroom step by s
 
 Rounding down a charging power never raises a node load, a phase load or a battery's energy, so it keeps every
 import, phase and battery limit the schedule kept. The re-fill then adds one step (or the jump from 0 to the minimum)
-at a time, only where every limit above the car still has room for it and the car still needs the energy, so it
-keeps them too. Design notes: docs/design/executable.md.
+at a time, only where every limit above the car still has room for it and the car still needs energy, so it keeps
+them too; a car's last increment may carry more energy than it still needs (a set-point is a limit: a full car
+draws less), and :func:`trim` lowers every set-point to the smallest allowed power covering what the car still
+takes. Design notes: docs/design/executable.md.
 """
 
 from __future__ import annotations
@@ -13,15 +15,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._arrays import request_from
 from ..instance import STEP_SLACK
 from ..problem import Problem
-from ..schedule import battery_power_kw, delivered_kwh, node_loads
+from ..schedule import delivered_kwh, drawn_kw, energy_caps, node_loads, scheduled_gain_kwh, taken_kwh
 from .headroom import Resources, node_resources
 
 #: Headroom kept free at every limit while re-filling, for floating-point sums [kW].
 SAFETY_KW = 1e-9
 #: A car whose remaining need is below this is done [kWh].
 DONE_KWH = 1e-9
+#: :func:`round_up` treats a power up to this as 0 [kW], and a power this far (in steps) above a whole number of
+#: steps as that number: twice the verifier's tolerance, so that a trimmed set-point is never above what the
+#: verifier's overshoot allowance permits.
+FULL_KW = 2e-6
+ROOM_SLACK_STEPS = 2e-6
 
 
 def round_down(problem: Problem, power: np.ndarray) -> np.ndarray:
@@ -49,6 +57,33 @@ def round_signed_down(problem: Problem, power: np.ndarray) -> np.ndarray:
     size = np.where(size > 0, np.maximum(size, lowest), 0.0)
     size = np.minimum(size, problem.top_power_kw("discharge")[:, None])
     return charge - size
+
+
+def round_up(problem: Problem, power: np.ndarray) -> np.ndarray:
+    """The smallest allowed power at or above each (non-negative) power [kW], shape (S, T): 0 up to
+    :data:`FULL_KW`, else the minimum or the whole step at or above it (continuous sessions unchanged). May exceed
+    the car's top power."""
+    lowest = problem.min_power_kw[:, None]
+    step = problem.power_step_kw[:, None]
+    safe = np.where(step > 0, step, 1.0)
+    size = np.where(step > 0, np.ceil(power / safe - ROOM_SLACK_STEPS) * safe, power)
+    return np.where(power > FULL_KW, np.maximum(size, lowest), 0.0)
+
+
+def trim(problem: Problem, power: np.ndarray) -> np.ndarray:
+    """Every charging set-point lowered to the smallest allowed power covering the energy the car still takes in
+    that period (0 once it is full) [kW], shape (S, T).
+
+    A set-point is a limit and a full car draws less (:func:`gridcharge.schedule.drawn_kw`), so this leaves the
+    energy each car takes, and the power it draws, unchanged (to :data:`FULL_KW`); set-points, and with them import
+    and phase loads, only fall, and no set-point carries more than the last increment's overshoot the verifier
+    allows. Discharge untouched."""
+    taken = taken_kwh(problem, power)
+    cap = energy_caps(problem).per_period(scheduled_gain_kwh(problem, power))
+    room = np.clip(cap - (np.cumsum(taken, axis=1) - taken), 0.0, None)
+    per_kw = problem.efficiency[:, None] * problem.presence * problem.step_hours  # [kWh per kW]
+    cover = round_up(problem, room / np.where(per_kw > 0, per_kw, 1.0))
+    return np.where((power > 0) & (per_kw > 0), np.minimum(power, cover), power)
 
 
 def snap(problem: Problem, power: np.ndarray) -> np.ndarray:
@@ -84,7 +119,7 @@ class Refill:
 
 def refill(problem: Problem, power: np.ndarray, *, period_order: np.ndarray | None = None,
            allowed: np.ndarray | None = None, peak_cap_kw: float | None = None,
-           limits: bool = True) -> tuple[np.ndarray, Refill]:
+           limits: bool = True, overshoot: bool | np.ndarray = True) -> tuple[np.ndarray, Refill]:
     """Give cars back energy in whole steps where every limit above them has room, periods in ``period_order``.
 
     Parameters
@@ -98,6 +133,9 @@ def refill(problem: Problem, power: np.ndarray, *, period_order: np.ndarray | No
         costs less than going unmet)
     peak_cap_kw : float, optional — keep the root's net load at or below this [kW] (with a peak charge)
     limits : bool — respect node and phase import limits (False only for the ``uncontrolled`` reference)
+    overshoot : bool or numpy.ndarray of bool, shape (S,) — (for these cars) after its last discharge a car may take a last increment that carries more energy than it
+        still needs (it draws only what it needs: a set-point is a limit); :func:`trim` afterwards. False: never
+        above the need
 
     Returns
     -------
@@ -107,7 +145,8 @@ def refill(problem: Problem, power: np.ndarray, *, period_order: np.ndarray | No
     -----
     Each round, every candidate car asks for its next increment: the minimum power from 0, else one step (a car
     without a step: all it may still take). A car's request is dropped if some limit above it has no room for it
-    alone, or if it would add more energy than the car still needs. The rest are taken in order of need (largest
+    alone, or if it would add more energy than the car still needs (with ``overshoot`` after the car's last
+    discharge, where its draw stops at its request: only once it needs nothing more). The rest are taken in order of need (largest
     first) per resource: a car is granted its increment if, on every resource above it, the increments of the cars
     before it and its own fit the room. The first car in order always fits, so each round grants at least one; loads
     only rise by what fits, so no limit breaks. Loop over periods and rounds only; numpy inside.
@@ -130,6 +169,9 @@ def refill(problem: Problem, power: np.ndarray, *, period_order: np.ndarray | No
     if period_order is None:
         period_order = np.argsort(p.import_price, kind="stable")
     r = _resources(p, power, peak_cap_kw) if limits else None
+    # after its last discharge (from the start for a car that only charges) a car stops drawing at its request, so
+    # its last increment there may overshoot the need (discharges are not changed here)
+    overshoot_from = np.where(np.broadcast_to(overshoot, (S,)), request_from(scheduled_gain_kwh(p, power)), T)
     rounds = 0
     before = float(delivered_kwh(p, power).sum())
     for t in period_order:
@@ -153,7 +195,7 @@ def refill(problem: Problem, power: np.ndarray, *, period_order: np.ndarray | No
             want = np.where(free, np.minimum(want, need[s] / gain[s, t]), want)
             if r is not None:
                 want = _fit_alone(r, s, want, free, room)
-            ok = (want > 1e-12) & (gain[s, t] * want <= need[s] + 1e-12)
+            ok = (want > 1e-12) & ((gain[s, t] * want <= need[s] + 1e-12) | (t >= overshoot_from[s]))
             cand[s[~ok]] = False
             s, want = s[ok], want[ok]
             if not len(s):
@@ -175,7 +217,7 @@ def refill(problem: Problem, power: np.ndarray, *, period_order: np.ndarray | No
 def _battery_room(p: Problem, power: np.ndarray) -> np.ndarray:
     """Energy each battery may still gain at each period's end [kWh], shape (S, T): its upper bound (the request in
     the last period) minus the energy added so far."""
-    added = np.cumsum(battery_power_kw(power, p.efficiency[:, None]) * p.presence * p.step_hours, axis=1)
+    added = np.cumsum(scheduled_gain_kwh(p, power), axis=1)
     room = p.energy_upper_kwh[:, None] - added
     room[:, -1] = np.minimum(p.energy_upper_kwh, p.energy_request_kwh) - added[:, -1]
     return room
@@ -264,16 +306,56 @@ def _take(r: _Room, g, d, room) -> None:
 
 
 def export_limits_hold(problem: Problem, power: np.ndarray, tol_kw: float = 1e-9) -> bool:
-    """True when ``power`` keeps every export (reverse-flow) limit: the one limit rounding a charge down can break."""
+    """True when ``power`` keeps every export (reverse-flow) limit at the power the cars draw
+    (:func:`gridcharge.schedule.drawn_kw`): the one limit rounding a charge down can break."""
     limited = np.isfinite(problem.export_limit_kw)
     if not limited.any():
         return True
     floor = -problem.export_limit_kw[limited, None]
-    return bool(np.all(node_loads(problem, power)[limited] >= floor - tol_kw))
+    return bool(np.all(node_loads(problem, drawn_kw(problem, power))[limited] >= floor - tol_kw))
 
 
-def round_and_refill(problem: Problem, power: np.ndarray, **options) -> tuple[np.ndarray, Refill]:
+def round_and_refill(problem: Problem, power: np.ndarray, *, overshoot: bool = True,
+                     **options) -> tuple[np.ndarray, Refill]:
     """An executable schedule from any schedule without discharge of a stepped or floored car: :func:`round_down`,
-    then :func:`refill` (``options`` are refill's). Keeps every import, phase and battery limit ``power`` kept;
-    check export limits with :func:`export_limits_hold`."""
-    return refill(problem, round_down(problem, power), **options)
+    then :func:`refill` (``options`` are refill's), then :func:`trim`. Keeps every import, phase and battery limit
+    ``power`` kept; check export limits (at the power drawn) with :func:`export_limits_hold`.
+
+    With ``overshoot`` a car's last increment may carry more energy than it needs (it draws only what it needs).
+    A car that fills up earlier than before draws less in its later periods, which can break an export limit that
+    the rounded-down schedule kept: the re-fill is then done again without overshoot for the cars drawing less than
+    in the rounded-down schedule under a broken limit (a few times, then for every car).
+    """
+    down = round_down(problem, power)
+    allowed = np.full(problem.n_sessions, overshoot)
+    guard = not export_limits_hold(problem, down)  # broken before the re-fill: not the re-fill's to keep
+    for attempt in range(EXPORT_RETRIES + 1):
+        out, done = refill(problem, down, overshoot=allowed, **options)
+        out = trim(problem, out)
+        if guard or not allowed.any():
+            break
+        cut = _cut_under_broken_export(problem, out, down) & allowed
+        if not cut.any():
+            break
+        allowed &= ~cut if attempt < EXPORT_RETRIES - 1 else False
+    return out, done
+
+
+#: Re-fills :func:`round_and_refill` tries with overshoot withheld from cars under a broken export limit.
+EXPORT_RETRIES = 3
+
+
+def _cut_under_broken_export(problem: Problem, power: np.ndarray, before: np.ndarray,
+                             tol_kw: float = 1e-9) -> np.ndarray:
+    """Cars, shape (S,), that draw less than in ``before`` in a period where a node above them exports more than
+    its limit at the drawn power."""
+    limited = np.isfinite(problem.export_limit_kw)
+    if not limited.any():
+        return np.zeros(problem.n_sessions, dtype=bool)
+    drawn = drawn_kw(problem, power)
+    broken = limited[:, None] & (node_loads(problem, drawn) < -problem.export_limit_kw[:, None] - tol_kw)
+    less = drawn < drawn_kw(problem, before) - 1e-12
+    hit = less[problem.member_session] & broken[problem.member_node]
+    cut = np.zeros(problem.n_sessions, dtype=bool)
+    cut[problem.member_session[hit.any(axis=1)]] = True
+    return cut

@@ -132,10 +132,12 @@ def run_highs(lp: LinearProgram, *, time_limit_s=None, method="simplex", verbose
     h.run()
     seconds = time.perf_counter() - started
     name = status_name(h)
-    if name != "optimal":
+    info = h.getInfo()
+    # a MIP stopped by its time limit with a feasible incumbent (primal_solution_status 2) returns it, with its gap
+    incumbent = lp.integrality is not None and name == "time_limit" and info.primal_solution_status == 2
+    if name != "optimal" and not incumbent:
         return RunResult(None, None, name, seconds)
     x = np.asarray(h.getSolution().col_value, dtype=float)
-    info = h.getInfo()
     gap = None
     if lp.integrality is not None:
         gap = float(info.mip_gap)

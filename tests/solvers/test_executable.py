@@ -15,7 +15,8 @@ import gridcharge
 from gridcharge.errors import InfeasibleError, InstanceError, SolverError
 from gridcharge.problem import build_problem
 from gridcharge.solvers.baselines import BASELINES
-from gridcharge.solvers.executable import off_grid, round_and_refill, round_down
+from gridcharge.schedule import delivered_kwh, taken_kwh
+from gridcharge.solvers.executable import off_grid, round_and_refill, round_down, trim
 from gridcharge.verify import verify
 from tests.builders import at, charger, instance, modified, node, session
 from tests.test_properties import instances
@@ -143,14 +144,37 @@ def test_the_exact_mip_finds_the_brute_force_optimum(energy, limit):
 
 
 def test_a_known_optimum_by_hand():
-    # 3 kWh on a 1.32 kW minimum with 0.22 kW steps: every schedule delivers a whole number of steps, so at most
-    # 13 x 0.22 = 2.86 kWh (14 steps would be 3.08 > 3 requested). Cheapest: all of it in the 0.5 CNY/kWh hour;
-    # 0.14 kWh unmet at 100 CNY/kWh: 1.43 + 14 = 15.43 CNY
+    # 3 kWh on a 1.32 kW minimum with 0.22 kW steps (efficiency 1): 13 steps give 2.86 kWh, 14 give 3.08. A set-point
+    # is a limit and a full car draws less, so 3.08 kW in the 0.5 CNY/kWh hour delivers the 3 kWh: 1.50 CNY, nothing
+    # unmet (before: 2.86 kWh and 0.14 kWh unmet at 100 CNY/kWh, 15.43 CNY)
     schedule = gridcharge.solve(stepped_car(), executable="exact", mip_rel_gap=1e-9)
-    np.testing.assert_allclose(schedule.power, [[0.0, 2.86, 0.0, 0.0]], atol=1e-9)
-    assert schedule.summary["objective_cny"] == pytest.approx(15.43)
-    assert schedule.summary["grid_limited_unmet_kwh"] == pytest.approx(0.14)
+    np.testing.assert_allclose(schedule.power, [[0.0, 3.08, 0.0, 0.0]], atol=1e-9)
+    assert schedule.summary["objective_cny"] == pytest.approx(1.5)
+    assert schedule.summary["energy_delivered_kwh"] == pytest.approx(3.0)
+    assert schedule.summary["unmet_kwh"] == pytest.approx(0.0, abs=1e-9)
     assert schedule.summary["undeliverable_kwh"] == 0.0
+
+
+def test_only_the_last_increment_may_overshoot_and_the_mip_fills_in_the_cheapest_hour():
+    # 3 kWh again, the cheapest hour capped at 2 kW by the node: 1.98 kW there (9 steps), the 1.02 kWh left in the
+    # next cheapest hour (0.8 CNY/kWh) as 1.32 kW, the minimum (it draws 1.02 kW): 0.99 + 0.816 CNY
+    schedule = gridcharge.solve(stepped_car(node={"import_limit_kw": 2.0}), executable="exact", mip_rel_gap=1e-9)
+    np.testing.assert_allclose(schedule.power, [[0.0, 1.98, 1.32, 0.0]], atol=1e-9)
+    assert schedule.summary["objective_cny"] == pytest.approx(0.99 + 0.816)
+    assert schedule.verification.delivered_kwh == pytest.approx(3.0)
+
+
+def test_the_mip_tops_up_a_v2g_car_in_its_last_period():
+    # a V2G car (it could give back down to 18 kWh) asks for 3 kWh; the last hour is the cheapest: 3.08 kW there
+    # (14 steps) delivers the 3 kWh, 1.50 CNY; before the last-increment rule: 2.86 kWh and 0.14 kWh unmet
+    data = stepped_car(charger={"max_discharge_kw": 7.0}, max_discharge_kw=7.0, battery_kwh=40.0, initial_kwh=20.0,
+                       min_kwh=18.0)
+    data["tariff"]["import_cny_per_kwh"] = [2.0, 2.0, 2.0, 0.5]
+    schedule = gridcharge.solve(data, executable="exact", mip_rel_gap=1e-9)
+    assert schedule.summary["executable_method"] == "exact_mip"
+    np.testing.assert_allclose(schedule.power, [[0.0, 0.0, 0.0, 3.08]], atol=1e-9)
+    assert schedule.summary["mip_objective_cny"] == pytest.approx(1.5)
+    assert schedule.verification.delivered_kwh == pytest.approx(3.0)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -250,7 +274,27 @@ def test_the_rounding_never_breaks_a_limit(data, draw):
     kinds_before = {(v.kind, v.where, v.period) for v in before.violations if v.kind != "not_executable"}
     new = [v for v in after.violations if (v.kind, v.where, v.period) not in kinds_before
            and v.kind not in ("not_executable", "node_export")]
-    assert not new, new
+    assert not new, new  # over_request / battery_upper included: only the last increment overshoots, within the rule
+    assert (delivered_kwh(p, rounded) <= p.energy_request_kwh + 1e-9).all()
+    np.testing.assert_allclose(trim(p, rounded), rounded)  # no set-point above the smallest one covering the need
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=instances(), draw=st.data())
+def test_trim_keeps_what_the_cars_take_and_only_lowers_set_points(data, draw):
+    stepped = with_currents(data, draw.draw)
+    assume(stepped is not None)
+    p = build_problem(stepped)
+    # any executable charging schedule, overshooting or not: 0 or k steps at or above the minimum, at most the top
+    rng = np.random.default_rng(draw.draw(st.integers(0, 2**32 - 1)))
+    top = p.top_power_kw()[:, None]
+    power = round_down(p, rng.uniform(-0.5, 1.0, p.presence.shape).clip(0, None) * top) * (p.presence > 0)
+    trimmed = trim(p, power)
+    np.testing.assert_allclose(taken_kwh(p, trimmed), taken_kwh(p, power), atol=1e-5)
+    assert (trimmed <= power + 1e-12).all() and not off_grid(p, trimmed).any()
+    np.testing.assert_allclose(trim(p, trimmed), trimmed)
+    # what is left is exactly the overshoot the verifier allows: no battery_upper / over_request any more
+    assert not [v for v in verify(stepped, trimmed).violations if v.kind in ("over_request", "battery_upper")]
 
 
 def test_unmet_energy_is_split_into_undeliverable_and_grid_limited():
