@@ -238,8 +238,11 @@ def _verify(inst: Instance, power: np.ndarray) -> Verification:
 
     own = inst.own_net_load_kw()
     session_node = np.array([index[chargers[s.charger].node] for s in inst.sessions], dtype=int)
-    shares = np.array([[1 / 3] * 3 if chargers[s.charger].phases == "ABC"
-                       else [float(chargers[s.charger].phases == ph) for ph in "ABC"] for s in inst.sessions])
+    # each charger's share of its power per phase, looked up per session (not built per session)
+    charger_pos = {c.id: k for k, c in enumerate(inst.chargers)}
+    charger_shares = np.array([[1 / 3] * 3 if c.phases == "ABC" else [float(c.phases == ph) for ph in "ABC"]
+                               for c in inst.chargers]).reshape(len(inst.chargers), 3)
+    shares = charger_shares[np.array([charger_pos[s.charger] for s in inst.sessions], dtype=int)]
     # one array (node, total at the set-points + three phases at the set-points + total at the drawn power,
     # period): each node's own load, then its chargers', then up the tree
     loads = np.concatenate([own[:, None, :], np.repeat(own[:, None, :] / 3.0, 3, axis=1), own[:, None, :]], axis=1)
