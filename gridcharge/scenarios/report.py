@@ -92,6 +92,13 @@ def _headings(result: StudyResult) -> list[tuple[str, str, str, str]]:
     return [(column, heading.format(currency=result.currency), how, fmt) for column, heading, how, fmt in _TABLE]
 
 
+def number_text(template: str, value: float) -> str:
+    """``template.format(value)``, except that a value rounding to zero is written as zero (``0.00``, not the
+    ``-0.00`` of a difference of -1e-9)."""
+    text, zero = template.format(value), template.format(0.0)
+    return zero if text.lstrip("-") == zero else text
+
+
 def strategy_table(result: StudyResult) -> pd.DataFrame:
     """The metrics table per strategy of the study's own EV count (rows: strategies, columns: headings)."""
     study = result.study
@@ -104,15 +111,15 @@ def strategy_table(result: StudyResult) -> pd.DataFrame:
             if how != "count" and values.isna().all():
                 cells[heading] = NOT_MEASURED
             elif how == "meanmax":
-                cells[heading] = f"{fmt.format(values.mean())} / {fmt.format(values.max())}"
+                cells[heading] = f"{number_text(fmt, values.mean())} / {number_text(fmt, values.max())}"
             elif how == "max":
-                cells[heading] = fmt.format(values.max())
+                cells[heading] = number_text(fmt, values.max())
             elif how == "mean%":
-                cells[heading] = fmt.format(100 * values.mean())
+                cells[heading] = number_text(fmt, 100 * values.mean())
             elif how == "count":
                 cells[heading] = f"{int(values.sum())} of {len(values)}"
             else:
-                cells[heading] = fmt.format(values.mean())
+                cells[heading] = number_text(fmt, values.mean())
         table[strategy] = cells
     return pd.DataFrame(table).T
 

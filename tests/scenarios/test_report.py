@@ -136,3 +136,9 @@ def test_report_files_have_ordinary_permissions_and_costs_in_the_tariffs_currenc
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "EV energy cost [EUR/day]" in md and "CNY" not in md
+
+
+@pytest.mark.parametrize(("value", "text"), [(-1e-9, "0.00"), (-0.0, "0.00"), (0.004, "0.00"), (-0.006, "-0.01"),
+                                             (30.914, "30.91")])
+def test_a_table_cell_rounding_to_zero_reads_zero_not_minus_zero(value, text):
+    assert report.number_text("{:.2f}", value) == text
