@@ -449,7 +449,7 @@ def _trade_once(p: Problem, power: np.ndarray, cars: np.ndarray, peak_cap_kw: fl
     feasible = (np.abs(a) <= pick(up_a, most[:2])) & (np.abs(b) <= pick(up_b, most[2:]))
     charge_kwh, sell_kwh = a * pick(up_a, at[:2]), b * pick(up_b, at[2:])  # at the charger
     net = eta * charge_kwh - sell_kwh / eta  # into the battery [kWh]
-    feasible &= net <= short[:, None]
+    feasible &= (net >= 0.0) & (net <= short[:, None])  # never less energy, never above the request
     cost = (charge_kwh * pick(up_a, [buy[rows, cells[0]], buy[rows, cells[1]]])
             - sell_kwh * pick(up_b, [sale[rows, cells[2]], sale[rows, cells[3]]]) - p.unmet_penalty * net)
     cost = np.where(feasible, cost, np.inf)
@@ -517,12 +517,14 @@ def _prefix_fits(p: Problem, res: np.ndarray, t: np.ndarray, sess: np.ndarray, l
                  room: np.ndarray) -> np.ndarray:
     """Cars, shape (S,), none of whose loads makes the running sum over its (resource, period) group, in session
     order, exceed the room."""
+    ok = np.ones(p.n_sessions, dtype=bool)
+    if not len(res):
+        return ok
     order = np.lexsort((sess, t, res))
     res, t, sess, load, room = res[order], t[order], sess[order], load[order], room[order]
     start = np.r_[True, (res[1:] != res[:-1]) | (t[1:] != t[:-1])]
     total = np.cumsum(load)
     within = total - (total - load)[np.flatnonzero(start)][np.cumsum(start) - 1]
-    ok = np.ones(p.n_sessions, dtype=bool)
     ok[sess[within > room + 1e-12]] = False
     return ok
 
