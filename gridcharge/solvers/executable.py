@@ -372,11 +372,12 @@ TRADE_ROUNDS = 8
 
 def trade_steps(problem: Problem, power: np.ndarray, *, peak_cap_kw: float | None = None,
                 max_steps: int = TRADE_STEPS) -> np.ndarray:
-    """Close the remainder of V2G cars that end their stay selling by trading charge steps against discharge steps
-    [kW], shape (S, T).
+    """Close the remainder of V2G cars left short by trading charge steps against discharge steps [kW], shape
+    (S, T).
 
-    Such a car takes every scheduled kWh (nothing after its last discharge is cut at its request), so a remainder
-    below one quantum stays unmet. A charge step adds ``eta f dt step`` to the battery, a discharge step takes
+    Above all cars that end their stay selling: such a car takes every scheduled kWh (nothing after its last
+    discharge is cut at its request), so a remainder below one quantum stays unmet (and a car that charges after
+    its last sale but found no room there gains the same way). A charge step adds ``eta f dt step`` to the battery, a discharge step takes
     ``f dt step / eta``; their difference is small, so adding (or removing) ``a`` charge steps in one of its
     charging periods and ``b`` discharge steps in one of its selling periods lands close below its request. Per
     car (vectorised over cars and the ``(2 max_steps + 1)^2`` combinations) the combination that costs it least
@@ -393,8 +394,7 @@ def trade_steps(problem: Problem, power: np.ndarray, *, peak_cap_kw: float | Non
         return power
     gain = scheduled_gain_kwh(p, power)
     last = request_from(gain)
-    after = np.arange(T)[None, :] >= last[:, None]
-    wanted = (p.v2g & (last > 0) & ~((power > 0) & after).any(axis=1) & (p.power_step_kw > 0)
+    wanted = (p.v2g & (last > 0) & (p.power_step_kw > 0)
               & (p.energy_request_kwh - delivered_kwh(p, power) > DONE_KWH)
               & np.isclose(taken_kwh(p, power), gain, rtol=0.0, atol=1e-12).all(axis=1))
     out = power
