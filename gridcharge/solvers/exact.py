@@ -25,7 +25,8 @@ from ..formulation.lp import LinearProgram, build_lp
 from ..problem import Problem
 from ..schedule import Schedule, cost_cny, delivered_kwh, drawn_kw, node_loads, overload_kwh, summarise
 from ..verify import verify
-from .executable import DONE_KWH, export_limits_hold, round_and_refill, round_down, round_signed_down, snap, trim
+from .executable import (DONE_KWH, Refill, export_limits_hold, round_and_refill, round_down, round_signed_down, snap,
+                         trade_steps, trim)
 
 #: A pair charges *and* discharges when both exceed this [kW].
 BOTH_WAYS_TOL_KW = 1e-7
@@ -235,6 +236,9 @@ def _rounding(problem: Problem, run: Runner, continuous: np.ndarray, *, allow_ov
         peak = float(node_loads(problem, start)[problem.root].max()) if problem.peak_cost > 0 else None
         done[name] = round_and_refill(refill_on, start, peak_cap_kw=peak)
         if name == "lp_with_discharge_rounded_per_car":
+            # a V2G car that ends its stay selling and is left short trades charge steps against discharge steps
+            # to land just below its request (docs/design/executable.md, "Discharge")
+            done[name] = _traded(problem, refill_on, *done[name], peak, accept)
             # a car that ends its stay discharging cannot top up its last increment (nothing follows to be cut at
             # its request), so its remainder stays unmet. Two ways out per car, each tried on every such car and
             # kept where it costs that car less: give up the discharges after its last charge (it then stops at
@@ -261,8 +265,8 @@ def _rounding(problem: Problem, run: Runner, continuous: np.ndarray, *, allow_ov
                 trimmed = trim(problem, mixed)
                 if ((choice >= 0).any() and verify(problem.instance, trimmed).ok
                         and (accept is None or accept(trimmed))):
-                    done["lp_with_discharge_rounded_per_car_final_sales_dropped"] = round_and_refill(
-                        refill_on, mixed, peak_cap_kw=peak)
+                    done["lp_with_discharge_rounded_per_car_final_sales_dropped"] = _traded(
+                        problem, refill_on, *round_and_refill(refill_on, mixed, peak_cap_kw=peak), peak, accept)
     name = min(done, key=lambda n: cost_cny(problem, done[n][0]))
     power, refilled = done[name]
     if not export_limits_hold(problem, power):
@@ -271,6 +275,17 @@ def _rounding(problem: Problem, run: Runner, continuous: np.ndarray, *, allow_ov
     found["solve_seconds"] += time.perf_counter() - started
     found.update(executable_method="rounding", rounding_from=name, refill_rounds=refilled.rounds)
     return power, found
+
+
+def _traded(problem: Problem, refill_on: Problem, power: np.ndarray, refilled: Refill, peak: float | None,
+            accept: Callable[[np.ndarray], bool] | None) -> tuple[np.ndarray, Refill]:
+    """``power`` after :func:`trade_steps` (on ``refill_on``'s limits) where that is cheaper, verified and
+    accepted; else ``power``."""
+    traded = trim(problem, trade_steps(refill_on, power, peak_cap_kw=peak))
+    if (np.array_equal(traded, power) or cost_cny(problem, traded) >= cost_cny(problem, power) - 1e-9
+            or not verify(problem.instance, traded).ok or (accept is not None and not accept(traded))):
+        return power, refilled
+    return traded, refilled
 
 
 #: Rounds of :func:`_undo_where_limits_break`.

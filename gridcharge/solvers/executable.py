@@ -18,7 +18,8 @@ import numpy as np
 from .._arrays import request_from
 from ..instance import STEP_SLACK
 from ..problem import Problem
-from ..schedule import delivered_kwh, drawn_kw, energy_caps, node_loads, scheduled_gain_kwh, taken_kwh
+from ..schedule import (battery_power_kw, delivered_kwh, drawn_kw, energy_caps, node_loads, scheduled_gain_kwh,
+                        taken_kwh)
 from .headroom import Resources, node_resources
 
 #: Headroom kept free at every limit while re-filling, for floating-point sums [kW].
@@ -359,3 +360,214 @@ def _cut_under_broken_export(problem: Problem, power: np.ndarray, before: np.nda
     cut = np.zeros(problem.n_sessions, dtype=bool)
     cut[problem.member_session[hit.any(axis=1)]] = True
     return cut
+
+
+#: :func:`trade_steps` tries every combination of up to this many charge steps and this many discharge steps [-].
+TRADE_STEPS = 12
+#: ... re-picks a car's combination this many times when the one it picked breaks its battery bounds,
+TRADE_PASSES = 3
+#: ... and gives the cars set back because others took the room this many more rounds.
+TRADE_ROUNDS = 8
+
+
+def trade_steps(problem: Problem, power: np.ndarray, *, peak_cap_kw: float | None = None,
+                max_steps: int = TRADE_STEPS) -> np.ndarray:
+    """Close the remainder of V2G cars left short by trading charge steps against discharge steps [kW], shape
+    (S, T).
+
+    Above all cars that end their stay selling: such a car takes every scheduled kWh (nothing after its last
+    discharge is cut at its request), so a remainder below one quantum stays unmet (and a car that charges after
+    its last sale but found no room there gains the same way). A charge step adds ``eta f dt step`` to the battery, a discharge step takes
+    ``f dt step / eta``; their difference is small, so adding (or removing) ``a`` charge steps in one of its
+    charging periods and ``b`` discharge steps in one of its selling periods lands close below its request. Per
+    car (vectorised over cars and the ``(2 max_steps + 1)^2`` combinations) the combination that costs it least
+    (energy bought, sold, and the unmet penalty) with the battery ending at most at its request, within the room
+    every limit above it leaves alone in those periods (import, phase, the peak cap with ``peak_cap_kw`` where the
+    load rises; export where it falls); a car whose choice takes its energy outside its battery bounds at some
+    period (or to a cap, where it would be cut) picks again. Cars that together overfill a limit are set back
+    (:func:`_set_back_where_limits_break`) and try again on the room left, a few rounds: every limit ``power``
+    kept still holds, and a car only changes where it costs it less.
+    """
+    p = problem
+    S, T = p.n_sessions, p.n_periods
+    if not S or not T:
+        return power
+    gain = scheduled_gain_kwh(p, power)
+    last = request_from(gain)
+    wanted = (p.v2g & (last > 0) & (p.power_step_kw > 0)
+              & (p.energy_request_kwh - delivered_kwh(p, power) > DONE_KWH)
+              & np.isclose(taken_kwh(p, power), gain, rtol=0.0, atol=1e-12).all(axis=1))
+    out = power
+    for _ in range(TRADE_ROUNDS):
+        if not wanted.any():
+            break
+        trial = _trade_once(p, out, np.flatnonzero(wanted), peak_cap_kw, max_steps)
+        tried = (np.abs(trial - out) > 1e-12).any(axis=1)
+        trial = np.where(_fit_in_order(p, trial, out, peak_cap_kw)[:, None], trial, out)
+        kept = _set_back_where_limits_break(p, trial, out, peak_cap_kw)
+        moved = (np.abs(kept - out) > 1e-12).any(axis=1)
+        out = kept
+        wanted &= tried & ~moved  # set back because others took the room: again on what is left
+    return out
+
+
+def _trade_once(p: Problem, power: np.ndarray, cars: np.ndarray, peak_cap_kw: float | None,
+                max_steps: int) -> np.ndarray:
+    """One pick of :func:`trade_steps` for ``cars``: the schedule with each car's cheapest combination that keeps
+    its battery bounds and fits the room each limit above it leaves alone."""
+    P, f = power[cars], p.presence[cars]
+    step, lowest = p.power_step_kw[cars, None], p.min_power_kw[cars, None]
+    eta = p.efficiency[cars, None]
+    short = p.energy_request_kwh[cars] - delivered_kwh(p, power)[cars]
+    rise, fall = _room_per_car(p, power, peak_cap_kw)
+    rise, fall = np.floor(rise[cars] / step + STEP_SLACK), np.floor(fall[cars] / step + STEP_SLACK)
+    # whole steps each cell may move by: on the grid, a charge (discharge) at or above the minimum, within the room
+    charging, selling = (P > 0) & (f > 0), (P < 0) & (f > 0)
+    moves = [np.where(charging, np.minimum(np.floor((p.top_power_kw()[cars, None] - P) / step + STEP_SLACK), rise), 0),
+             np.where(charging, np.minimum(np.floor((P - lowest) / step + STEP_SLACK), fall), 0),
+             np.where(selling, np.minimum(np.floor((p.top_power_kw("discharge")[cars, None] + P) / step
+                                                   + STEP_SLACK), fall), 0),
+             np.where(selling, np.minimum(np.floor((-P - lowest) / step + STEP_SLACK), rise), 0)]
+    buy = np.broadcast_to(p.import_price[None, :], P.shape)
+    sale = np.broadcast_to(p.export_price[None, :] - p.degradation_cost, P.shape)
+    rows = np.arange(len(cars))
+    # per direction, the best cell: cheapest to buy more, dearest to buy less, best to sell more, worst to sell less
+    cells = [np.argmin(np.where(moves[0] >= 1, buy, np.inf), axis=1),
+             np.argmax(np.where(moves[1] >= 1, buy, -np.inf), axis=1),
+             np.argmax(np.where(moves[2] >= 1, sale, -np.inf), axis=1),
+             np.argmin(np.where(moves[3] >= 1, sale, np.inf), axis=1)]
+    most = [np.clip(m[rows, c], 0.0, None) for m, c in zip(moves, cells)]
+    per_step = step[:, 0] * p.step_hours  # [kWh at the charger per step and unit of presence]
+    at = [f[rows, c] * per_step for c in cells]
+    k = np.arange(-max_steps, max_steps + 1, dtype=float)
+    a, b = (v.ravel()[None, :] for v in np.meshgrid(k, k, indexing="ij"))  # charge, discharge steps (+: more)
+
+    def pick(up, values):  # (cars, combinations): the value of the cell an increase / a decrease uses
+        return np.where(up, values[0][:, None], values[1][:, None])
+
+    up_a, up_b = a > 0, b > 0
+    feasible = (np.abs(a) <= pick(up_a, most[:2])) & (np.abs(b) <= pick(up_b, most[2:]))
+    charge_kwh, sell_kwh = a * pick(up_a, at[:2]), b * pick(up_b, at[2:])  # at the charger
+    net = eta * charge_kwh - sell_kwh / eta  # into the battery [kWh]
+    feasible &= (net >= 0.0) & (net <= short[:, None])  # never less energy, never above the request
+    cost = (charge_kwh * pick(up_a, [buy[rows, cells[0]], buy[rows, cells[1]]])
+            - sell_kwh * pick(up_b, [sale[rows, cells[2]], sale[rows, cells[3]]]) - p.unmet_penalty * net)
+    cost = np.where(feasible, cost, np.inf)
+    lower, upper = p.energy_lower_kwh[cars, None], p.energy_upper_kwh[cars, None]
+    final = np.minimum(p.energy_upper_kwh, p.energy_request_kwh)[cars]
+    before = np.cumsum(scheduled_gain_kwh(p, power)[cars], axis=1)
+    new = P.copy()
+    settled = np.zeros(len(cars), dtype=bool)
+    for _ in range(TRADE_PASSES):
+        choice = np.argmin(cost, axis=1)
+        better = ~settled & (cost[rows, choice] < -1e-9)
+        if not better.any():
+            break
+        da, db = a[0, choice], b[0, choice]
+        trial = P.copy()
+        trial[rows, np.where(da > 0, cells[0], cells[1])] += da * step[:, 0]
+        trial[rows, np.where(db > 0, cells[2], cells[3])] -= db * step[:, 0]
+        energy = np.cumsum(battery_power_kw(trial, eta) * f * p.step_hours, axis=1)
+        # strictly inside the bounds where it moved (so no charge is cut at a cap), as before where it did not
+        fits = ((energy >= np.minimum(lower + 1e-9, before)).all(axis=1)
+                & (energy <= np.maximum(upper - 1e-9, before)).all(axis=1) & (energy[:, -1] <= final + 1e-9))
+        ok = better & fits
+        new[ok] = trial[ok]
+        settled |= ok
+        cost[rows[better & ~fits], choice[better & ~fits]] = np.inf
+    out = power.copy()
+    out[cars] = new
+    return out
+
+
+def _fit_in_order(p: Problem, changed: np.ndarray, before: np.ndarray, peak_cap_kw: float | None) -> np.ndarray:
+    """Cars, shape (S,), whose change from ``before`` fits every limit together with the changes of the cars before
+    them (session order): rises in the room of the import, phase (and peak cap) resources above them, falls in the
+    export room of the limited nodes above them. A car that fits alone and comes first always fits."""
+    delta = changed - before
+    ok = np.ones(p.n_sessions, dtype=bool)
+    r = _resources(p, before, peak_cap_kw)
+    rise_s, rise_t = np.nonzero(delta > 1e-12)
+    if len(rise_s):
+        k, owner = _pairs(r, rise_s)
+        ok &= _prefix_fits(p, r.res[k], rise_t[owner], rise_s[owner], r.w[k] * delta[rise_s, rise_t][owner],
+                           r.room[r.res[k], rise_t[owner]])
+    limited = np.isfinite(p.export_limit_kw)
+    fall_s, fall_t = np.nonzero(delta < -1e-12)
+    if limited.any() and len(fall_s):
+        slack = node_loads(p, drawn_kw(p, before)) + p.export_limit_kw[:, None] - SAFETY_KW
+        on = limited[p.member_node]
+        sess, node = p.member_session[on], p.member_node[on]
+        cell = np.zeros(p.n_sessions, dtype=bool)
+        cell[fall_s] = True
+        pair = cell[sess]
+        sess, node = sess[pair], node[pair]
+        # every (member pair, falling cell) of the same car
+        order = np.argsort(fall_s, kind="stable")
+        fs, ft = fall_s[order], fall_t[order]
+        start = np.searchsorted(fs, sess)
+        count = np.searchsorted(fs, sess, side="right") - start
+        which = np.repeat(start - np.cumsum(count) + count, count) + np.arange(count.sum())
+        nodes = np.repeat(node, count)
+        ok &= _prefix_fits(p, nodes, ft[which], fs[which], -delta[fs[which], ft[which]], slack[nodes, ft[which]])
+    return ok
+
+
+def _prefix_fits(p: Problem, res: np.ndarray, t: np.ndarray, sess: np.ndarray, load: np.ndarray,
+                 room: np.ndarray) -> np.ndarray:
+    """Cars, shape (S,), none of whose loads makes the running sum over its (resource, period) group, in session
+    order, exceed the room."""
+    ok = np.ones(p.n_sessions, dtype=bool)
+    if not len(res):
+        return ok
+    order = np.lexsort((sess, t, res))
+    res, t, sess, load, room = res[order], t[order], sess[order], load[order], room[order]
+    start = np.r_[True, (res[1:] != res[:-1]) | (t[1:] != t[:-1])]
+    total = np.cumsum(load)
+    within = total - (total - load)[np.flatnonzero(start)][np.cumsum(start) - 1]
+    ok[sess[within > room + 1e-12]] = False
+    return ok
+
+
+def _room_per_car(p: Problem, power: np.ndarray, peak_cap_kw: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """How far each car's power may rise (import, phase, peak cap at the set-points) and fall (export at the drawn
+    power) in each period with every other car as it is [kW], shapes (S, T); inf where nothing limits it."""
+    r = _resources(p, power, peak_cap_kw)
+    rise = np.full(power.shape, np.inf)
+    np.minimum.at(rise, r.sess, np.clip(r.room[r.res], 0.0, None) / r.w[:, None])
+    fall = np.full(power.shape, np.inf)
+    limited = np.isfinite(p.export_limit_kw)
+    if limited.any():
+        slack = np.clip(node_loads(p, drawn_kw(p, power)) + p.export_limit_kw[:, None] - SAFETY_KW, 0.0, None)
+        on = limited[p.member_node]
+        np.minimum.at(fall, p.member_session[on], slack[p.member_node[on]])
+    return rise, fall
+
+
+def _set_back_where_limits_break(p: Problem, changed: np.ndarray, before: np.ndarray,
+                                 peak_cap_kw: float | None) -> np.ndarray:
+    """``changed`` with every car that differs from ``before`` in a period where a resource above it (import,
+    phase, peak cap at the set-points; export at the drawn power) is broken and worse than in ``before`` set back,
+    until none is."""
+    old = _resources(p, before, peak_cap_kw)
+    limited = np.isfinite(p.export_limit_kw)
+    floor = -p.export_limit_kw[:, None]
+    old_export = node_loads(p, drawn_kw(p, before))
+    while True:
+        differs = np.abs(changed - before) > 1e-12
+        if not differs.any():
+            return changed
+        room = _resources(p, changed, peak_cap_kw).room
+        broken = (room < -SAFETY_KW) & (room < old.room - 1e-12)
+        hit = (differs[old.sess] & broken[old.res]).any(axis=1)
+        cut = np.zeros(p.n_sessions, dtype=bool)
+        cut[old.sess[hit]] = True
+        if limited.any():
+            load = node_loads(p, drawn_kw(p, changed))
+            bad = limited[:, None] & (load < floor - 1e-9) & (load < old_export - 1e-12)
+            on = (differs[p.member_session] & bad[p.member_node]).any(axis=1)
+            cut[p.member_session[on]] = True
+        if not cut.any():
+            return changed
+        changed = changed.copy()
+        changed[cut] = before[cut]

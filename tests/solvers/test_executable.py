@@ -15,8 +15,8 @@ import gridcharge
 from gridcharge.errors import InfeasibleError, InstanceError, SolverError
 from gridcharge.problem import build_problem
 from gridcharge.solvers.baselines import BASELINES
-from gridcharge.schedule import delivered_kwh, taken_kwh
-from gridcharge.solvers.executable import off_grid, round_and_refill, round_down, trim
+from gridcharge.schedule import cost_cny, delivered_kwh, node_loads, taken_kwh
+from gridcharge.solvers.executable import off_grid, round_and_refill, round_down, trade_steps, trim
 from gridcharge.verify import verify
 from tests.builders import at, charger, instance, modified, node, session
 from tests.test_properties import instances
@@ -187,6 +187,101 @@ def test_round_down_lands_on_the_grid_and_never_above():
     down = round_down(p, power)
     np.testing.assert_allclose(down, [[0.0, 1.32, 31 * 0.22, 31 * 0.22]])
     assert not off_grid(p, down).any() and (down <= power + 1e-12).all()
+
+
+def v2g_seller(efficiency=0.9, energy_kwh=3.0, import_limit_kw=None, prices=(0.5, 0.5, 2.0, 2.0), sale=1.5):
+    """One 6 A / 1 A V2G car (it may give back down to 18 kWh of its 40) that buys in the cheap hours and sells in
+    its last one."""
+    data = stepped_car(charger={"max_discharge_kw": 7.0, "efficiency": efficiency}, max_discharge_kw=7.0,
+                       battery_kwh=40.0, initial_kwh=20.0, min_kwh=18.0, energy_kwh=energy_kwh,
+                       node={} if import_limit_kw is None else {"import_limit_kw": import_limit_kw})
+    data["tariff"]["import_cny_per_kwh"] = list(prices)
+    data["tariff"]["export_cny_per_kwh"] = [0.0, 0.0, 0.0, sale]
+    return data
+
+
+def two_v2g_sellers(efficiency, energies, import_limit_kw, prices, sale, export_limit_kw=None):
+    """:func:`v2g_seller` with a second such car (energy ``energies[1]``, three-phase) on the same node."""
+    data = v2g_seller(efficiency, energies[0], import_limit_kw, prices, sale)
+    second = copy.deepcopy(data["chargers"][0]) | {"id": "C2", "phases": "ABC", "max_charge_kw": 11.0}
+    data["chargers"].append(second)
+    data["sessions"].append(copy.deepcopy(data["sessions"][0]) | {"id": "s2", "charger": "C2",
+                                                                  "energy_kwh": energies[1]})
+    if export_limit_kw is not None:
+        data["nodes"][0]["export_limit_kw"] = export_limit_kw
+    return data
+
+
+def test_a_v2g_car_ending_with_a_sale_keeps_it_and_lands_just_below_its_request():
+    # efficiency 0.9: a charge step (0.22 kW for an hour) puts 0.198 kWh into the battery, a discharge step takes
+    # 0.2444 kWh. The car buys in the 0.5 CNY hours and sells in the last (1.5 CNY/kWh), ending at its 3 kWh. Rounded
+    # down it ends below its request and nothing after its sale can be cut at it; before trade_steps the rounding
+    # gave the sale up ([3.52, 0, 0, 0] kW, +1.67 CNY). One charge step less and one discharge step less land
+    # 0.0031 kWh below the request: the exact MIP's schedule
+    data = v2g_seller()
+    rounding = gridcharge.solve(data, executable="rounding")
+    exact = gridcharge.solve(data, executable="exact", mip_rel_gap=1e-9)
+    assert rounding.verification.ok and not off_grid(rounding.problem, rounding.power).any()
+    assert rounding.power[0, 3] < 0  # the sale is kept
+    assert rounding.summary["unmet_kwh"] < 0.0464  # within one charge-minus-discharge quantum
+    assert rounding.summary["objective_cny"] == pytest.approx(exact.summary["objective_cny"], abs=1e-6)
+    assert rounding.summary["objective_cny"] < 0
+
+
+def _rounded_start(data, p):
+    """The rounding's first schedule (charges rounded down, discharges towards 0, re-filled) and its peak cap, or
+    None where that start breaks a rule (the rounding then takes another road)."""
+    plain = copy.deepcopy(data)
+    for record in plain["chargers"] + plain["sessions"]:
+        record.pop("min_current_a", None)
+        record.pop("current_step_a", None)
+    continuous = solved(plain)
+    if continuous is None:
+        return None
+    start = trim(p, round_down(p, continuous.power))
+    if not verify(p.instance, start).ok:
+        return None
+    peak = float(node_loads(p, start)[p.root].max()) if p.peak_cost > 0 else None
+    refilled, _ = round_and_refill(p, start, peak_cap_kw=peak)
+    return (refilled, peak) if verify(p.instance, refilled).ok else None
+
+
+def _assert_traded_is_no_worse(p, before, peak):
+    traded = trim(p, trade_steps(p, before, peak_cap_kw=peak))
+    result = verify(p.instance, traded)
+    assert result.ok, result.violations[:3]
+    assert not off_grid(p, traded).any()
+    assert (delivered_kwh(p, traded) >= delivered_kwh(p, before) - 1e-9).all()
+    assert (delivered_kwh(p, traded) <= p.energy_request_kwh + 1e-9).all()
+    assert cost_cny(p, traded) <= cost_cny(p, before) + 1e-9
+    return traded
+
+
+@settings(max_examples=80, deadline=None)
+@given(efficiency=st.integers(850, 990).map(lambda k: k / 1000),
+       energies=st.lists(st.floats(0.5, 8.0), min_size=2, max_size=2), two=st.booleans(),
+       limit=st.sampled_from([None, 3.0, 5.0, 7.5, 12.0]), export=st.sampled_from([None, 4.0, 8.0]),
+       sale=st.floats(0.6, 3.0), prices=st.lists(st.sampled_from([0.3, 0.5, 0.8, 1.2, 2.0]), min_size=4, max_size=4))
+def test_trading_steps_never_breaks_a_limit_loses_energy_or_costs_more(efficiency, energies, two, limit, export,
+                                                                        sale, prices):
+    data = (two_v2g_sellers(efficiency, energies, limit, prices, sale, export) if two
+            else v2g_seller(efficiency, energies[0], limit, prices, sale))
+    p = build_problem(data)
+    found = _rounded_start(data, p)
+    assume(found is not None)
+    before, peak = found
+    _assert_traded_is_no_worse(p, before, peak)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=instances(), draw=st.data())
+def test_trading_steps_keeps_every_limit_on_random_instances(data, draw):
+    stepped = with_currents(data, draw.draw)
+    assume(stepped is not None)
+    p = build_problem(stepped)
+    found = _rounded_start(stepped, p)
+    assume(found is not None)
+    _assert_traded_is_no_worse(p, *found)
 
 
 # ------------------------------------------------------------------------------------------------------------------
