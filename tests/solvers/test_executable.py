@@ -273,21 +273,6 @@ def test_trading_steps_never_breaks_a_limit_loses_energy_or_costs_more(efficienc
     _assert_traded_is_no_worse(p, before, peak)
 
 
-@settings(max_examples=60, deadline=None)
-@given(data=instances(), draw=st.data())
-def test_trading_steps_keeps_every_limit_on_random_instances(data, draw):
-    stepped = with_currents(data, draw.draw)
-    assume(stepped is not None)
-    p = build_problem(stepped)
-    found = _rounded_start(stepped, p)
-    assume(found is not None)
-    _assert_traded_is_no_worse(p, *found)
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# properties
-
-
 def with_currents(data, draw) -> dict | None:
     """The instance with drawn minimum currents and steps on its chargers (and some cars); None if invalid."""
     out = copy.deepcopy(data)
@@ -308,6 +293,29 @@ def with_currents(data, draw) -> dict | None:
     return out if build_problem(out).executable else None
 
 
+@st.composite
+def stepped_instances(draw):
+    """A random instance and the same with drawn minimum currents and steps (executable ones only)."""
+    data = draw(instances())
+    stepped = with_currents(data, draw)
+    assume(stepped is not None)
+    return data, stepped
+
+
+@settings(max_examples=60, deadline=None)
+@given(pair=stepped_instances())
+def test_trading_steps_keeps_every_limit_on_random_instances(pair):
+    data, stepped = pair
+    p = build_problem(stepped)
+    found = _rounded_start(stepped, p)
+    assume(found is not None)
+    _assert_traded_is_no_worse(p, *found)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# properties
+
+
 def solved(data, **options):
     try:
         return gridcharge.solve(data, **options)
@@ -316,10 +324,9 @@ def solved(data, **options):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=instances(), draw=st.data())
-def test_every_solver_gives_executable_verified_schedules_never_below_the_continuous_optimum(data, draw):
-    stepped = with_currents(data, draw.draw)
-    assume(stepped is not None)
+@given(pair=stepped_instances())
+def test_every_solver_gives_executable_verified_schedules_never_below_the_continuous_optimum(pair):
+    data, stepped = pair
     continuous = solved(data)
     exact = solved(stepped, executable="exact")
     if exact is None:
@@ -354,10 +361,9 @@ def test_every_solver_gives_executable_verified_schedules_never_below_the_contin
 
 
 @settings(max_examples=60, deadline=None)
-@given(data=instances(), draw=st.data())
-def test_the_rounding_never_breaks_a_limit(data, draw):
-    stepped = with_currents(data, draw.draw)
-    assume(stepped is not None)
+@given(pair=stepped_instances())
+def test_the_rounding_never_breaks_a_limit(pair):
+    data, stepped = pair
     continuous = solved(data)
     assume(continuous is not None)
     p = build_problem(stepped)
@@ -375,10 +381,9 @@ def test_the_rounding_never_breaks_a_limit(data, draw):
 
 
 @settings(max_examples=60, deadline=None)
-@given(data=instances(), draw=st.data())
-def test_trim_keeps_what_the_cars_take_and_only_lowers_set_points(data, draw):
-    stepped = with_currents(data, draw.draw)
-    assume(stepped is not None)
+@given(pair=stepped_instances(), draw=st.data())
+def test_trim_keeps_what_the_cars_take_and_only_lowers_set_points(pair, draw):
+    data, stepped = pair
     p = build_problem(stepped)
     # any executable charging schedule, overshooting or not: 0 or k steps at or above the minimum, at most the top
     rng = np.random.default_rng(draw.draw(st.integers(0, 2**32 - 1)))
