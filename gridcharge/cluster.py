@@ -6,13 +6,16 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 
-#: Environment the local workers' processes start with, on top of dask's ``distributed.nanny.pre-spawn-environ``
-#: (a variable already set in this process's environment wins). ``MALLOC_MMAP_THRESHOLD_`` [bytes]: dask starts its
-#: workers with ``MALLOC_TRIM_THRESHOLD_`` set, and setting any of glibc's malloc thresholds turns off its dynamic mmap
-#: threshold, so every array above 128 KiB is a fresh ``mmap``, faulted in and zeroed page by page and unmapped when
-#: freed: the district solve's partitions cost ~2.5x the CPU on a worker of what they cost in process. 32 MiB is the
-#: ceiling glibc's dynamic threshold rises to on 64-bit Linux (docs/design/district.md, "Workers' malloc").
-WORKER_ENVIRON = {"MALLOC_MMAP_THRESHOLD_": 32 * 2**20}
+#: Environment the local workers' processes start with, over dask's ``distributed.nanny.pre-spawn-environ``: glibc's
+#: malloc thresholds [bytes] at the ceilings its dynamic thresholds rise to in a process left alone. dask sets
+#: ``MALLOC_TRIM_THRESHOLD_=65536``, and setting any threshold turns the dynamic ones off: every array above 128 KiB
+#: was a fresh ``mmap`` and every free at the heap's top went back to the system, so arrays were faulted in and zeroed
+#: page by page again and again, and the district solve's partitions cost ~2.5x the CPU on a worker of what they cost
+#: in process (docs/design/district.md, "Workers' malloc"). 32 MiB is the largest mmap threshold glibc takes on 64-bit
+#: Linux, the trim threshold twice it as glibc keeps them. A variable set in this process's environment wins (dask's
+#: rule), also one a dask cluster started earlier in this process left there: its nannies write their
+#: ``pre-spawn-environ`` into this process's environment.
+WORKER_ENVIRON = {"MALLOC_MMAP_THRESHOLD_": 32 * 2**20, "MALLOC_TRIM_THRESHOLD_": 64 * 2**20}
 
 
 @contextmanager
