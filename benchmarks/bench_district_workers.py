@@ -88,7 +88,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=10000)
     parser.add_argument("--transformers", type=int, default=50)
-    parser.add_argument("--workers", default="none,0,1,2", help="cells: 'none' (unsplit), a worker count, 'N/dask' (dask's defaults)")
+    parser.add_argument("--workers", default="none,0,1,2",
+                        help="cells: 'none' (unsplit), a worker count, 'N/dask' (N workers, dask's defaults)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/out/district_workers.csv")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
