@@ -1,6 +1,9 @@
 """Benchmark: the structured solver on a district, unsplit and split by transformer subtree on 0, 1, 2 ... dask
 workers, side by side in one run (one fresh process per cell; a cell with workers starts its own local cluster).
 
+A cell ``N/dask`` starts its ``N`` workers with dask's own defaults instead of as gridcharge's local cluster does
+(``gridcharge.cluster.dask_client``: its ``WORKER_ENVIRON``), to compare the two side by side.
+
 Per cell: wall seconds of the solve call, CPU seconds of this process (the coordinator) and of the workers (their
 ``getrusage`` before and after, summed), iterations, gap, objective, the coordinator's peak RSS and the workers' peak
 RSS (largest), the load average around it. The numbers must not depend on the worker count: the script checks that
@@ -22,6 +25,7 @@ import resource
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -45,14 +49,21 @@ def measure(sessions: int, transformers: int, workers: str, seed: int) -> dict:
     row.update(sessions=sessions, transformers=transformers, workers=workers, load_before=os.getloadavg()[0])
     problem = gridcharge.build_problem(generate("district", sessions, seed, transformers=transformers))
     options: dict = {}
-    cluster = client = None
+    client, stack = None, ExitStack()
     if workers not in ("none", "0"):
         from dask.distributed import Client, LocalCluster
 
-        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=":0")
-        client = Client(cluster)
+        from gridcharge.cluster import dask_client
+
+        count, _, defaults = workers.partition("/")
+        if defaults:  # dask's own worker environment, without gridcharge's (cluster.WORKER_ENVIRON)
+            cluster = stack.enter_context(LocalCluster(n_workers=int(count), threads_per_worker=1, processes=True,
+                                                       dashboard_address=":0"))
+            client = stack.enter_context(Client(cluster))
+        else:  # the local cluster gridcharge starts
+            client = stack.enter_context(dask_client(int(count), None))
         client.run(lambda: __import__("gridcharge.solvers.structured.partition"))  # imports before the clock
-        options["scheduler"] = cluster.scheduler_address
+        options["scheduler"] = client.scheduler.address
     elif workers == "0":
         options["workers"] = 0
     before = client.run(_usage) if client else {}
@@ -64,8 +75,7 @@ def measure(sessions: int, transformers: int, workers: str, seed: int) -> dict:
         after = client.run(_usage)
         row["workers_cpu_s"] = sum(after[w][0] - before.get(w, (0.0, 0.0))[0] for w in after)
         row["worker_peak_mb"] = max(after[w][1] for w in after)
-        client.close()
-        cluster.close()
+        stack.close()
     s = schedule.summary
     row.update({k: s.get(k) for k in KEYS if k in s})
     row.update(status=s["status"], verified=bool(schedule.verification.ok), fallback=s.get("fallback"),
@@ -78,7 +88,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=10000)
     parser.add_argument("--transformers", type=int, default=50)
-    parser.add_argument("--workers", default="none,0,1,2", help="cells: 'none' (unsplit) or a worker count")
+    parser.add_argument("--workers", default="none,0,1,2",
+                        help="cells: 'none' (unsplit), a worker count, 'N/dask' (N workers, dask's defaults)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/out/district_workers.csv")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)

@@ -6,18 +6,31 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 
+#: Environment the local workers' processes start with, over dask's ``distributed.nanny.pre-spawn-environ``: glibc's
+#: malloc thresholds [bytes] at the ceilings its dynamic thresholds rise to in a process left alone. dask sets
+#: ``MALLOC_TRIM_THRESHOLD_=65536``, and setting any threshold turns the dynamic ones off: every array above 128 KiB
+#: was a fresh ``mmap`` and every free at the heap's top went back to the system, so arrays were faulted in and zeroed
+#: page by page again and again, and the district solve's partitions cost ~2.5x the CPU on a worker of what they cost
+#: in process (docs/design/district.md, "Workers' malloc"). 32 MiB is the largest mmap threshold glibc takes on 64-bit
+#: Linux, the trim threshold twice it as glibc keeps them. A variable set in this process's environment wins (dask's
+#: rule), also one a dask cluster started earlier in this process left there: its nannies write their
+#: ``pre-spawn-environ`` into this process's environment.
+WORKER_ENVIRON = {"MALLOC_MMAP_THRESHOLD_": 32 * 2**20, "MALLOC_TRIM_THRESHOLD_": 64 * 2**20}
+
 
 @contextmanager
 def dask_client(workers: int | None, scheduler: str | None):
     """A client of the running cluster at ``scheduler``, or of a local cluster of ``workers`` processes (default: the
     CPU count) with one thread each; closed in order on any exit.
 
-    The local workers start with SIGINT ignored (they inherit it): Ctrl-C reaches this process alone, which cancels
-    the tasks and closes the cluster, instead of every worker dying mid-task with a traceback. Closing, dask's own
+    The local workers start with :data:`WORKER_ENVIRON` and with SIGINT ignored (they inherit it): Ctrl-C reaches this
+    process alone, which cancels the tasks and closes the cluster, instead of every worker dying mid-task with a
+    traceback. Closing, dask's own
     shutdown races (a worker's heartbeat to a scheduler that has just closed, messages for cancelled tasks to a
     client that has left) log harmless errors with tracebacks; dask's loggers are quiet for the close only, in this
     process and in the workers. A task's own failure is not a log line: it comes back through its future.
     """
+    import dask
     from dask.distributed import Client, LocalCluster
 
     cluster = None
@@ -25,7 +38,8 @@ def dask_client(workers: int | None, scheduler: str | None):
         import os
 
         n = workers or os.cpu_count() or 1
-        with _sigint_ignored():
+        environ = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENVIRON.items()}
+        with _sigint_ignored(), dask.config.set(environ):  # read when each nanny is made, kept for its restarts
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                    silence_logs=logging.ERROR)
         client = Client(cluster)
