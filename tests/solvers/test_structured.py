@@ -318,7 +318,7 @@ def test_fused_column_passes_equal_the_sparse_products(seed):
             if pat_row[i, t] >= 0:
                 a[pat_row[i, t], j] += np.sign(code[j]) * pat_gamma[i]
     cols = (residual.indptr.astype(np.int64), residual.indices.astype(np.int64), residual.data, code, pat_start,
-            pat_row, pat_gamma)
+            pat_row, pat_gamma, np.array([0]), np.array([n]), np.array([0, 1]))  # one chunk, one run
     a_full = np.hstack([a, -np.eye(m)])
     size = n + m
     lower = rng.uniform(-5, 0, size)
