@@ -37,8 +37,8 @@ SOLVERS = ("structured", "highs")
 KEYS = ("n_sessions", "variant", "solver", "threads", "status", "fallback", "verified", "wall_s", "cpu_s",
         "solve_call_s", "peak_rss_mb", "load_before", "load_after", "objective_cny", "lower_bound_cny", "gap_rel",
         "iterations", "layout_seconds", "iterations_seconds", "certificate_seconds", "writeback_seconds",
-        "ipm_iterate_seconds", "ipm_chains_seconds", "ipm_schur_seconds", "ipm_dense_seconds", "ipm_solve_seconds", "n_columns", "n_rows",
-        "transformers", "error")
+        "ipm_iterate_seconds", "ipm_chains_seconds", "ipm_schur_seconds", "ipm_dense_seconds", "ipm_solve_seconds",
+        "n_columns", "n_rows", "transformers", "error")
 
 
 def measure(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "residential", transformers: int = 0,
