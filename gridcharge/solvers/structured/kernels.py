@@ -446,20 +446,18 @@ def advance(ptr, idx, val, code, pat_start, pat_row, pat_gamma, run_start, run_s
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _predict(j, t, theta, wl, wu, zl, zu, rd, dva, sums):
-    """:func:`predictor_tail` for entry ``j`` with ``t = (A_full^T dy)[j]``: sets ``dva[j]``, adds to the sums
-    ``s1``, ``s2``, ``s3`` and the step lengths (``sums[0:5]``: ap, ad, s1, s2, s3) and returns the corrector's part
-    ``theta dva (dzla / wl + dzua / wu)``."""
+def _predict(j, t, theta, wl, wu, zl, zu, rd, dva, ap, ad, s1, s2, s3):
+    """:func:`predictor_tail` for entry ``j`` with ``t = (A_full^T dy)[j]``: sets ``dva[j]``; returns the corrector's
+    part ``theta dva (dzla / wl + dzua / wu)`` and the step lengths and sums ``ap, ad, s1, s2, s3`` updated (kept in
+    registers by the caller: accumulated in an array they measured 8 -> 11 ms a pass at 10,000 sessions)."""
     d = theta[j] * (t - (rd[j] + zl[j] - zu[j]))
     dva[j] = d
     il, iu = 1.0 / wl[j], 1.0 / wu[j]
     a = -zl[j] * (1.0 + d * il)
     b = -zu[j] * (1.0 - d * iu)
-    sums[2] += d * (zl[j] - zu[j])
-    sums[3] += wl[j] * a + wu[j] * b
-    sums[4] += d * (a - b)
-    sums[0], sums[1] = _ratio_test(d, a, b, wl[j], wu[j], zl[j], zu[j], sums[0], sums[1])
-    return theta[j] * d * (a * il + b * iu)
+    ap, ad = _ratio_test(d, a, b, wl[j], wu[j], zl[j], zu[j], ap, ad)
+    return (theta[j] * d * (a * il + b * iu), ap, ad, s1 + d * (zl[j] - zu[j]), s2 + wl[j] * a + wu[j] * b,
+            s3 + d * (a - b))
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -480,10 +478,10 @@ def predictor_tail(ptr, idx, val, code, pat_start, pat_row, pat_gamma, run_start
     gather_cells(dy, pat_start, pat_row, pat_gamma, q)
     cell_sums = np.zeros((n_chunks, len(acc)))
     sums = np.zeros((2 * n_chunks, 5))  # ap, ad, s1, s2, s3
-    sums[:, :2] = 1.0
     rhs_k[:] = 0.0
     for k in prange(n_chunks):
-        cs, ks = cell_sums[k], sums[k]
+        cs = cell_sums[k]
+        k_ap, k_ad, k_s1, k_s2, k_s3 = 1.0, 1.0, 0.0, 0.0, 0.0
         for run in range(chunk_run[k], chunk_run[k + 1]):
             lo, hi = run_start[run], run_stop[run]
             theta_, wl_, wu_, zl_, zu_, rd_, free_, dva_ = theta[lo:hi], wl[lo:hi], wu[lo:hi], zl[lo:hi], \
@@ -499,16 +497,18 @@ def predictor_tail(ptr, idx, val, code, pat_start, pat_row, pat_gamma, run_start
                 cd = code_[j]
                 if cd != 0:
                     t += q[cd - 1] if cd > 0 else -q[-cd - 1]
-                tk = _predict(j, t, theta_, wl_, wu_, zl_, zu_, rd_, dva_, ks)
+                tk, k_ap, k_ad, k_s1, k_s2, k_s3 = _predict(j, t, theta_, wl_, wu_, zl_, zu_, rd_, dva_, k_ap, k_ad,
+                                                            k_s1, k_s2, k_s3)
                 for e in range(ptr_[j], ptr_[j + 1]):
                     rhs_k[idx[e]] += val[e] * tk
                 if cd != 0:
                     cs[abs(cd) - 1] += tk if cd > 0 else -tk
+        sums[k, 0], sums[k, 1], sums[k, 2], sums[k, 3], sums[k, 4] = k_ap, k_ad, k_s1, k_s2, k_s3
     _sum_cells(cell_sums, acc)
     scatter_cells(acc, pat_start, pat_row, pat_gamma, rhs_k)
     for k in prange(n_chunks):  # the row activities, once every column has written its rows
         lo, hi = _part(k, n_chunks, m)
-        ks = sums[n_chunks + k]
+        k_ap, k_ad, k_s1, k_s2, k_s3 = 1.0, 1.0, 0.0, 0.0, 0.0
         theta_, wl_, wu_, zl_, zu_, rd_, free_, dva_ = theta[n + lo:n + hi], wl[n + lo:n + hi], wu[n + lo:n + hi], \
             zl[n + lo:n + hi], zu[n + lo:n + hi], rd[n + lo:n + hi], free[n + lo:n + hi], dva[n + lo:n + hi]
         dy_, rhs_k_ = dy[lo:hi], rhs_k[lo:hi]
@@ -516,7 +516,11 @@ def predictor_tail(ptr, idx, val, code, pat_start, pat_row, pat_gamma, run_start
             if not free_[i]:
                 dva_[i] = 0.0
                 continue
-            rhs_k_[i] -= _predict(i, -dy_[i], theta_, wl_, wu_, zl_, zu_, rd_, dva_, ks)
+            tk, k_ap, k_ad, k_s1, k_s2, k_s3 = _predict(i, -dy_[i], theta_, wl_, wu_, zl_, zu_, rd_, dva_, k_ap, k_ad,
+                                                        k_s1, k_s2, k_s3)
+            rhs_k_[i] -= tk
+        s = n_chunks + k
+        sums[s, 0], sums[s, 1], sums[s, 2], sums[s, 3], sums[s, 4] = k_ap, k_ad, k_s1, k_s2, k_s3
     ap, ad, s1, s2, s3 = 1.0, 1.0, 0.0, 0.0, 0.0
     for k in range(2 * n_chunks):
         ap = min(ap, sums[k, 0])
@@ -528,12 +532,13 @@ def predictor_tail(ptr, idx, val, code, pat_start, pat_row, pat_gamma, run_start
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _correct(j, t, theta, wl, wu, zl, zu, rd, free, target, dva, atdy, dv, dzl, dzu, steps):
-    """:func:`corrector_tail` for entry ``j`` with ``t = (A_full^T dy)[j]``; the step lengths in ``steps[0:2]``."""
+def _correct(j, t, theta, wl, wu, zl, zu, rd, free, target, dva, atdy, dv, dzl, dzu, ap, ad):
+    """:func:`corrector_tail` for entry ``j`` with ``t = (A_full^T dy)[j]``; returns the step lengths ``ap``, ``ad``
+    updated."""
     atdy[j] = t
     if not free[j]:
         dv[j], dzl[j], dzu[j] = 0.0, 0.0, 0.0
-        return
+        return ap, ad
     da = dva[j]
     il, iu = 1.0 / wl[j], 1.0 / wu[j]
     r_l = target - wl[j] * zl[j] + da * zl[j] * (1.0 + da * il)
@@ -542,7 +547,7 @@ def _correct(j, t, theta, wl, wu, zl, zu, rd, free, target, dva, atdy, dv, dzl, 
     a = (r_l - zl[j] * d) * il
     b = (r_u + zu[j] * d) * iu
     dv[j], dzl[j], dzu[j] = d, a, b
-    steps[0], steps[1] = _ratio_test(d, a, b, wl[j], wu[j], zl[j], zu[j], steps[0], steps[1])
+    return _ratio_test(d, a, b, wl[j], wu[j], zl[j], zu[j], ap, ad)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -561,7 +566,7 @@ def corrector_tail(ptr, idx, val, code, pat_start, pat_row, pat_gamma, run_start
     gather_cells(dy, pat_start, pat_row, pat_gamma, q)
     steps = np.ones((2 * n_chunks, 2))
     for k in prange(2 * n_chunks):
-        ks = steps[k]
+        k_ap, k_ad = 1.0, 1.0
         if k >= n_chunks:
             lo, hi = _part(k - n_chunks, n_chunks, m)
             theta_, wl_, wu_, zl_, zu_, rd_, free_, dva_ = theta[n + lo:n + hi], wl[n + lo:n + hi], \
@@ -570,8 +575,9 @@ def corrector_tail(ptr, idx, val, code, pat_start, pat_row, pat_gamma, run_start
             atdy_, dv_, dzl_, dzu_, dy_ = atdy[n + lo:n + hi], dv[n + lo:n + hi], dzl[n + lo:n + hi], \
                 dzu[n + lo:n + hi], dy[lo:hi]
             for i in range(hi - lo):
-                _correct(i, -dy_[i], theta_, wl_, wu_, zl_, zu_, rd_, free_, target, dva_, atdy_, dv_, dzl_, dzu_,
-                         ks)
+                k_ap, k_ad = _correct(i, -dy_[i], theta_, wl_, wu_, zl_, zu_, rd_, free_, target, dva_, atdy_, dv_,
+                                      dzl_, dzu_, k_ap, k_ad)
+            steps[k, 0], steps[k, 1] = k_ap, k_ad
             continue
         for run in range(chunk_run[k], chunk_run[k + 1]):
             lo, hi = run_start[run], run_stop[run]
@@ -588,7 +594,9 @@ def corrector_tail(ptr, idx, val, code, pat_start, pat_row, pat_gamma, run_start
                 cd = code_[j]
                 if cd != 0:
                     t += q[cd - 1] if cd > 0 else -q[-cd - 1]
-                _correct(j, t, theta_, wl_, wu_, zl_, zu_, rd_, free_, target, dva_, atdy_, dv_, dzl_, dzu_, ks)
+                k_ap, k_ad = _correct(j, t, theta_, wl_, wu_, zl_, zu_, rd_, free_, target, dva_, atdy_, dv_, dzl_,
+                                      dzu_, k_ap, k_ad)
+        steps[k, 0], steps[k, 1] = k_ap, k_ad
     ap, ad = 1.0, 1.0
     for k in range(2 * n_chunks):
         ap = min(ap, steps[k, 0])
