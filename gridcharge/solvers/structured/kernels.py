@@ -233,8 +233,9 @@ class Columns:
         return (len(self.pat_start) - 1) * self.pat_row.shape[1]
 
 
-def columns(layout) -> Columns:
-    """:class:`Columns` of a :class:`~.layout.Layout` (its ``a_csc`` split into the residual and the patterns)."""
+def columns(layout, chunks: int | None = None) -> Columns:
+    """:class:`Columns` of a :class:`~.layout.Layout` (its ``a_csc`` split into the residual and the patterns);
+    ``chunks`` cars' chunks (default: :data:`PASS_CHUNKS`, fewer where the per-chunk cell sums would be large)."""
     a = layout.a_csc
     n = layout.n_col
     code = np.zeros(n, dtype=np.int64)
@@ -247,16 +248,17 @@ def columns(layout) -> Columns:
     idx = a.indices[keep].astype(np.int64)
     pos = layout.row_of[layout.group_type]
     pat_row = np.where(pos >= 0, layout.coupling_rows[np.maximum(pos, 0)], -1).astype(np.int64)
-    runs = _pass_chunks(layout, ptr, idx, layout.n_groups * layout.n_periods)
+    if chunks is None:
+        chunks = int(max(1, min(PASS_CHUNKS, n // max(1, 6 * 3 * layout.n_groups * layout.n_periods))))
+    runs = _pass_chunks(layout, ptr, idx, chunks)
     return Columns(ptr, idx, a.data[keep].copy(), code, layout.group_type_start, pat_row, layout.group_gamma, *runs)
 
 
-def _pass_chunks(layout, ptr: np.ndarray, idx: np.ndarray, n_cells: int) -> tuple:
-    """``run_start``, ``run_stop``, ``chunk_run`` of :class:`Columns`: the cars cut into chunks of about equal column
-    counts, the columns of no car last; one chunk of every column when some row of ``R`` would be written by two
-    chunks."""
+def _pass_chunks(layout, ptr: np.ndarray, idx: np.ndarray, chunks: int) -> tuple:
+    """``run_start``, ``run_stop``, ``chunk_run`` of :class:`Columns`: the cars cut into ``chunks`` chunks of about
+    equal column counts, the columns of no car in one more; one chunk of every column when some row of ``R`` would be
+    written by two chunks."""
     n = layout.n_col
-    chunks = int(max(1, min(PASS_CHUNKS, n // max(1, 6 * 3 * n_cells))))
     car_of_pos = np.repeat(np.arange(layout.n_cars), np.diff(layout.car_start))
     col_car = np.full(n, -1, dtype=np.int64)
     col_car[layout.le_col] = car_of_pos[layout.le_pos]
