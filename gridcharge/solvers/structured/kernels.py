@@ -259,6 +259,8 @@ def _pass_chunks(layout, ptr: np.ndarray, idx: np.ndarray, chunks: int) -> tuple
     equal column counts, the columns of no car in one more; one chunk of every column when some row of ``R`` would be
     written by two chunks."""
     n = layout.n_col
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(chunks + 2, dtype=np.int64)
     car_of_pos = np.repeat(np.arange(layout.n_cars), np.diff(layout.car_start))
     col_car = np.full(n, -1, dtype=np.int64)
     col_car[layout.le_col] = car_of_pos[layout.le_pos]
@@ -276,8 +278,6 @@ def _pass_chunks(layout, ptr: np.ndarray, idx: np.ndarray, chunks: int) -> tuple
     first = np.flatnonzero(np.r_[True, (np.diff(order) != 1) | (np.diff(chunk[order]) != 0)])
     stop = order[np.r_[first[1:], n] - 1] + 1
     chunk_run = np.searchsorted(chunk[order[first]], np.arange(chunks + 2))
-    if n == 0:
-        first, chunk_run = first[:0], np.zeros(2, dtype=np.int64)
     return order[first].astype(np.int64), stop.astype(np.int64), chunk_run.astype(np.int64)
 
 
