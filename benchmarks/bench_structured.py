@@ -14,6 +14,8 @@ Usage (from the repository root)::
 
 Districts (``--kind district``, variant ``default``) take ``--transformers`` (one value per size); HiGHS gets
 ``--highs-time-limit`` seconds (a cell that reaches it records status ``time_limit`` and HiGHS's incumbent, if any).
+``--threads 1,2`` runs the structured cell once per numba thread count (default: the solver's own default), each
+against the same HiGHS cell.
 """
 
 from __future__ import annotations
@@ -32,15 +34,15 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {"v2g": {}, "tight": {"capacity": "tight"}, "chargeonly": {"v2g_share": 0.0}, "default": {}}
 SOLVERS = ("structured", "highs")
-KEYS = ("n_sessions", "variant", "solver", "status", "fallback", "verified", "wall_s", "cpu_s", "solve_call_s",
-        "peak_rss_mb", "load_before", "load_after", "objective_cny", "lower_bound_cny", "gap_rel", "iterations",
-        "layout_seconds", "iterations_seconds", "certificate_seconds", "writeback_seconds", "ipm_iterate_seconds",
-        "ipm_chains_seconds", "ipm_schur_seconds", "ipm_dense_seconds", "ipm_solve_seconds", "n_columns", "n_rows",
-        "transformers", "error")
+KEYS = ("n_sessions", "variant", "solver", "threads", "status", "fallback", "verified", "wall_s", "cpu_s",
+        "solve_call_s", "peak_rss_mb", "load_before", "load_after", "objective_cny", "lower_bound_cny", "gap_rel",
+        "iterations", "layout_seconds", "iterations_seconds", "certificate_seconds", "writeback_seconds",
+        "ipm_iterate_seconds", "ipm_chains_seconds", "ipm_schur_seconds", "ipm_dense_seconds", "ipm_solve_seconds",
+        "n_columns", "n_rows", "transformers", "error")
 
 
 def measure(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "residential", transformers: int = 0,
-            highs_time_limit_s: float | None = None) -> dict:
+            highs_time_limit_s: float | None = None, threads: int | None = None) -> dict:
     """One cell in this process: generate, build, solve (verified), time."""
     sys.path.insert(0, str(REPO_ROOT))
     import gridcharge
@@ -53,6 +55,8 @@ def measure(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "
     row["transformers"] = transformers or None
     problem = gridcharge.build_problem(generate(kind, n_sessions, seed, **params))
     options = {"method": "simplex", "time_limit_s": highs_time_limit_s} if solver == "highs" else {}
+    if solver == "structured" and threads:
+        options["threads"] = threads
     wall, cpu = time.perf_counter(), time.process_time()
     try:
         schedule = gridcharge.solve(problem, solver=solver, **options)
@@ -67,15 +71,19 @@ def measure(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "
         row.update(status=s["status"], verified=bool(schedule.verification.ok), fallback=s.get("fallback"))
         if solver == "highs":
             row["iterations"] = None
+        else:
+            import numba
+
+            row["threads"] = numba.get_num_threads()  # what the solve ran on (its default when none was asked)
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row["load_after"] = os.getloadavg()[0]
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
 
 
 def run_cell(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "residential", transformers: int = 0,
-             highs_time_limit_s: float | None = None) -> dict:
+             highs_time_limit_s: float | None = None, threads: int | None = None) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", str(n_sessions), variant, solver, str(seed),
-               kind, str(transformers), str(highs_time_limit_s or 0)]
+               kind, str(transformers), str(highs_time_limit_s or 0), str(threads or 0)]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -93,20 +101,23 @@ def _git_rev() -> str:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown: one line per (size, variant), structured vs HiGHS."""
-    out = ["| sessions | day | HiGHS dual s (CPU) | structured s (CPU) | ratio wall | ratio CPU | iterations | "
-           "s / iteration | gap | fallback | peak MB HiGHS / structured |",
-           "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
-    by = {(r["n_sessions"], r["variant"], r["solver"]): r for r in rows}
-    for n, variant in sorted({(r["n_sessions"], r["variant"]) for r in rows}):
-        h, s = by.get((n, variant, "highs")), by.get((n, variant, "structured"))
-        if not s or s["solve_call_s"] is None or s["status"] == "error":
+    """Markdown: one line per (size, variant, structured's threads), structured vs HiGHS."""
+    out = ["| sessions | day | threads | HiGHS dual s (CPU) | structured s (CPU) | ratio wall | ratio CPU | "
+           "iterations | s / iteration | gap | fallback | peak MB HiGHS / structured |",
+           "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    by = {(r["n_sessions"], r["variant"], r["solver"]): r for r in rows if r["solver"] == "highs"}
+    for s in sorted((r for r in rows if r["solver"] == "structured"),
+                    key=lambda r: (r["n_sessions"], r["variant"], r.get("threads") or 0)):
+        n, variant = s["n_sessions"], s["variant"]
+        h = by.get((n, variant, "highs"))
+        if s["solve_call_s"] is None or s["status"] == "error":
             continue
         if not h or h["solve_call_s"] is None or h["status"] == "error":  # HiGHS not run or stopped: structured alone
             h = {"solve_call_s": math.nan, "cpu_s": math.nan, "peak_rss_mb": math.nan}
         per_it = (s["iterations_seconds"] / s["iterations"]) if s.get("iterations") else float("nan")
         gap = f"{s['gap_rel']:.1e}" if s.get("gap_rel") is not None else "-"
-        out.append(f"| {n} | {variant} | {h['solve_call_s']:.2f} ({h['cpu_s']:.2f}) | {s['solve_call_s']:.2f} "
+        out.append(f"| {n} | {variant} | {s.get('threads')} | {h['solve_call_s']:.2f} ({h['cpu_s']:.2f}) | "
+                   f"{s['solve_call_s']:.2f} "
                    f"({s['cpu_s']:.2f}) | {h['solve_call_s'] / s['solve_call_s']:.1f}x | "
                    f"{h['cpu_s'] / s['cpu_s']:.1f}x | {s.get('iterations')} | {per_it:.3f} | {gap} | "
                    f"{s.get('fallback') or '-'} | {h['peak_rss_mb']:.0f} / {s['peak_rss_mb']:.0f} |")
@@ -122,31 +133,42 @@ def main(argv=None) -> int:
     parser.add_argument("--kind", default="residential", help="generator kind (residential, feeder, ...)")
     parser.add_argument("--transformers", default="", help="districts: transformers per size, comma-separated")
     parser.add_argument("--highs-time-limit", type=float, default=None, help="HiGHS wall-clock limit per cell [s]")
+    parser.add_argument("--threads", default="", help="structured: numba thread counts, comma-separated (one cell "
+                        "each; default: the solver's default)")
     parser.add_argument("--out", default="benchmarks/out/structured.csv")
-    parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=8, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        n, variant, solver, seed, kind, transformers, limit = args.child
-        print(json.dumps(measure(int(n), variant, solver, int(seed), kind, int(transformers), float(limit) or None)),
-              flush=True)
+        n, variant, solver, seed, kind, transformers, limit, threads = args.child
+        print(json.dumps(measure(int(n), variant, solver, int(seed), kind, int(transformers), float(limit) or None,
+                                 int(threads) or None)), flush=True)
         return 0
     sizes = list(map(int, args.sizes.split(",")))
     transformers = list(map(int, args.transformers.split(","))) if args.transformers else [0] * len(sizes)
     if len(transformers) != len(sizes):
         parser.error(f"--transformers: expected one value per size ({len(sizes)}), got {args.transformers!r}")
+    try:
+        thread_counts = [int(t) for t in args.threads.split(",")] if args.threads else [None]
+    except ValueError:
+        thread_counts = [0]
+    if any(t is not None and t < 1 for t in thread_counts):
+        parser.error(f"--threads: expected thread counts of 1 or more, comma-separated; got {args.threads!r}")
     rev = _git_rev()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for n, n_transformers in zip(sizes, transformers):
         for variant in args.variants.split(","):
-            for solver in args.solvers.split(","):
-                row = run_cell(n, variant, solver, args.seed, args.kind, n_transformers, args.highs_time_limit)
+            cells = [(solver, t) for solver in args.solvers.split(",")
+                     for t in (thread_counts if solver == "structured" else [None])]
+            for solver, threads in cells:
+                row = run_cell(n, variant, solver, args.seed, args.kind, n_transformers, args.highs_time_limit,
+                               threads)
                 row["git_rev"] = rev
                 rows.append(row)
-                print(f"{n} {variant} {solver}: {row['status']} {row['solve_call_s']} s, cpu {row['cpu_s']}, "
-                      f"gap {row['gap_rel']}, fallback {row['fallback']}, load {row['load_before']}-"
-                      f"{row['load_after']}", file=sys.stderr, flush=True)
+                print(f"{n} {variant} {solver} threads {row.get('threads')}: {row['status']} {row['solve_call_s']} s, "
+                      f"cpu {row['cpu_s']}, gap {row['gap_rel']}, fallback {row['fallback']}, load "
+                      f"{row['load_before']}-{row['load_after']}", file=sys.stderr, flush=True)
                 with out.open("w", newline="") as handle:
                     writer = csv.DictWriter(handle, fieldnames=[*KEYS, "git_rev"])
                     writer.writeheader()

@@ -242,13 +242,19 @@ def _verify(inst: Instance, power: np.ndarray) -> Verification:
     charger_pos = {c.id: k for k, c in enumerate(inst.chargers)}
     charger_shares = np.array([[1 / 3] * 3 if c.phases == "ABC" else [float(c.phases == ph) for ph in "ABC"]
                                for c in inst.chargers]).reshape(len(inst.chargers), 3)
-    shares = charger_shares[np.array([charger_pos[s.charger] for s in inst.sessions], dtype=int)]
+    # the sessions' power and drawn power summed per (node, kind of phase share): a few kinds (three-phase, A, B,
+    # C), so the phases follow from these sums instead of from three scaled copies of every session's power
+    kinds, kind = np.unique(charger_shares, axis=0, return_inverse=True)
+    kind = kind.reshape(-1)[np.array([charger_pos[s.charger] for s in inst.sessions], dtype=int)]
+    by_kind = np.zeros((N * len(kinds), 2, T))
+    add_rows_at(by_kind, session_node * len(kinds) + kind, np.stack([power, drawn], axis=1))
+    by_kind = by_kind.reshape(N, len(kinds), 2, T)
     # one array (node, total at the set-points + three phases at the set-points + total at the drawn power,
     # period): each node's own load, then its chargers', then up the tree
     loads = np.concatenate([own[:, None, :], np.repeat(own[:, None, :] / 3.0, 3, axis=1), own[:, None, :]], axis=1)
-    per_session = np.concatenate([power[:, None, :], shares.reshape(S, 3)[:, :, None] * power[:, None, :],
-                                  drawn[:, None, :]], axis=1)
-    add_rows_at(loads, session_node, per_session)
+    loads[:, 0] += by_kind[:, :, 0].sum(axis=1)
+    loads[:, 1:4] += np.einsum("kp,nkt->npt", kinds, by_kind[:, :, 0])
+    loads[:, 4] += by_kind[:, :, 1].sum(axis=1)
     for level in range(depth.max(initial=0), 0, -1):
         at = np.flatnonzero(depth == level)
         add_rows_at(loads, parent[at], loads[at])

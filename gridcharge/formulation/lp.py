@@ -168,7 +168,8 @@ class _Builder:
         cat = lambda parts, dtype=float: np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)  # noqa: E731
         rows, cols, vals = cat(self.rows, np.int64), cat(self.cols, np.int64), cat(self.vals)
         keep = vals != 0.0
-        rows, cols, vals = rows[keep], cols[keep], vals[keep]
+        if not keep.all():  # three copies of every entry otherwise (0.1-0.3 s at 10,000 sessions)
+            rows, cols, vals = rows[keep], cols[keep], vals[keep]
         order = np.argsort(cols, kind="stable")
         start = np.zeros(self.n_col + 1, dtype=np.int32)
         start[1:] = np.cumsum(np.bincount(cols, minlength=self.n_col))

@@ -318,7 +318,7 @@ def test_fused_column_passes_equal_the_sparse_products(seed):
             if pat_row[i, t] >= 0:
                 a[pat_row[i, t], j] += np.sign(code[j]) * pat_gamma[i]
     cols = (residual.indptr.astype(np.int64), residual.indices.astype(np.int64), residual.data, code, pat_start,
-            pat_row, pat_gamma)
+            pat_row, pat_gamma, np.array([0]), np.array([n]), np.array([0, 1]))  # one chunk, one run
     a_full = np.hstack([a, -np.eye(m)])
     size = n + m
     lower = rng.uniform(-5, 0, size)
@@ -384,3 +384,67 @@ def test_fused_column_passes_equal_the_sparse_products(seed):
     assert np.allclose(atdy, a_full.T @ dy) and np.allclose(dv, dv_ref)
     assert np.allclose(dzl, dzl_ref) and np.allclose(dzu, dzu_ref)
     assert np.allclose((ap, ad), steps(dv_ref, dzl_ref, dzu_ref))
+
+def test_the_column_passes_in_chunks_equal_one_chunk_and_do_not_depend_on_the_threads():
+    """The passes' chunks of whole cars write disjoint rows: chunked, they give the one-chunk results (up to the order
+    of the per-cell sums), and the same bits on one thread as on two."""
+    import numba
+
+    from gridcharge.solvers.structured import kernels
+
+    problem = gridcharge.build_problem(residential(60, 3, v2g_share=0.5))
+    layout = derive_layout(build_lp(problem))
+    chunked, single = kernels.columns(layout, chunks=5), kernels.columns(layout, chunks=1)
+    assert len(chunked.chunk_run) - 1 == 6  # five of cars, one for the columns of no car
+    covered = np.concatenate([np.arange(a, b) for a, b in zip(chunked.run_start, chunked.run_stop)])
+    assert np.array_equal(np.sort(covered), np.arange(layout.n_col))
+    run_chunk = np.repeat(np.arange(len(chunked.chunk_run) - 1), np.diff(chunked.chunk_run))
+    col_chunk = np.empty(layout.n_col, dtype=np.int64)
+    for r, (a, b) in enumerate(zip(chunked.run_start, chunked.run_stop)):
+        col_chunk[a:b] = run_chunk[r]
+    entry_chunk = np.repeat(col_chunk, np.diff(chunked.ptr))
+    for row in np.unique(chunked.idx):
+        assert len(np.unique(entry_chunk[chunked.idx == row])) == 1  # every row of R in one chunk
+    rng = np.random.default_rng(5)
+    n, m = layout.n_col, len(layout.row_lower)
+    size = n + m
+    lower = np.r_[layout.col_lower, np.maximum(layout.row_lower, -1e3)]
+    upper = np.r_[layout.col_upper, np.minimum(layout.row_upper, 1e3)]
+    free = upper > lower
+    state = {"v": np.where(free, lower + rng.uniform(0.1, 0.9, size) * (upper - lower), lower),
+             "zl": rng.uniform(0.1, 2, size), "zu": rng.uniform(0.1, 2, size), "aty": rng.normal(size=size)}
+    c, dv, dzl, dzu, atdy = rng.normal(size=size), rng.normal(size=size), *(rng.uniform(0, 1, size) for _ in range(2)), \
+        rng.normal(size=size)
+    dy = rng.normal(size=m)
+    n_cells = layout.n_groups * layout.n_periods
+
+    def passes(cols):
+        s = {k: v.copy() for k, v in state.items()}
+        wl, wu, rd, theta, dva, atdy_out, dv_out, dzl_out, dzu_out = (np.zeros(size) for _ in range(9))
+        rp, rhs_p, rhs_h, rhs_k = (np.zeros(m) for _ in range(4))
+        cells = np.empty(3 * n_cells)
+        first = kernels.advance(*cols.arrays, s["v"], s["zl"], s["zu"], lower, upper, free, c, dv, dzl, dzu, 0.5, 0.4,
+                                s["aty"], atdy, 1e-30, 1e-12, wl, wu, rd, theta, rp, rhs_p, rhs_h, cells)
+        second = kernels.predictor_tail(*cols.arrays, dy, theta, wl, wu, s["zl"], s["zu"], rd, free, dva, rhs_k,
+                                        cells[:n_cells], cells[n_cells:2 * n_cells])
+        third = kernels.corrector_tail(*cols.arrays, dy, theta, wl, wu, s["zl"], s["zu"], rd, free, 0.1, dva, atdy_out,
+                                       dv_out, dzl_out, dzu_out, cells[:n_cells])
+        return (first, second, third), (s["v"], s["aty"], wl, wu, rd, theta, rp, rhs_p, rhs_h, dva, rhs_k, atdy_out,
+                                        dv_out, dzl_out, dzu_out)
+
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one_thread = passes(chunked)
+        reference = passes(single)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two_threads = passes(chunked)
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(one_thread[1], two_threads[1]):
+        assert np.array_equal(a, b)
+    assert one_thread[0] == two_threads[0]
+    for a, b in zip(one_thread[1], reference[1]):
+        assert np.allclose(a, b, rtol=1e-12, atol=1e-9)
+    assert np.allclose(np.array(one_thread[0][0], dtype=float), np.array(reference[0][0], dtype=float), rtol=1e-12)
+    assert np.allclose(one_thread[0][1], reference[0][1], rtol=1e-12) and one_thread[0][2] == reference[0][2]

@@ -39,5 +39,11 @@ def lower_bound(layout: Layout, cost: np.ndarray, y: np.ndarray) -> float:
     row_terms = np.where(y > 0, y * np.where(y > 0, rl, 0.0), y * np.where(y < 0, ru, 0.0))
     total = math.fsum(col_terms) + math.fsum(row_terms)
     # fsum is correctly rounded; the two products per term are each off by at most eps relative
-    slack = 2 * EPS * (math.fsum(np.abs(col_terms)) + math.fsum(np.abs(row_terms)))
-    return total - slack
+    return total - 2 * EPS * (_sum_above(np.abs(col_terms)) + _sum_above(np.abs(row_terms)))
+
+
+def _sum_above(terms: np.ndarray) -> float:
+    """An upper bound of the sum of nonnegative ``terms``: any order of float additions of ``k`` of them is at least
+    ``(1 - gamma_k) >= (1 - 2 k eps)`` times the exact sum (for ``k eps < 1/2``), so dividing by that bounds it
+    (``math.fsum`` here took ~60 ms per 860,000 terms, twice per bound)."""
+    return float(np.sum(terms)) / (1.0 - 2.0 * len(terms) * EPS)
