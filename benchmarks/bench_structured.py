@@ -14,6 +14,7 @@ Usage (from the repository root)::
 
 Districts (``--kind district``, variant ``default``) take ``--transformers`` (one value per size); HiGHS gets
 ``--highs-time-limit`` seconds (a cell that reaches it records status ``time_limit`` and HiGHS's incumbent, if any).
+``--correctors N`` fixes the structured solver's Gondzio correctors per iteration (default: its own rule).
 """
 
 from __future__ import annotations
@@ -34,13 +35,14 @@ VARIANTS = {"v2g": {}, "tight": {"capacity": "tight"}, "chargeonly": {"v2g_share
 SOLVERS = ("structured", "highs")
 KEYS = ("n_sessions", "variant", "solver", "status", "fallback", "verified", "wall_s", "cpu_s", "solve_call_s",
         "peak_rss_mb", "load_before", "load_after", "objective_cny", "lower_bound_cny", "gap_rel", "iterations",
+        "correctors",
         "layout_seconds", "iterations_seconds", "certificate_seconds", "writeback_seconds", "ipm_iterate_seconds",
         "ipm_chains_seconds", "ipm_schur_seconds", "ipm_dense_seconds", "ipm_solve_seconds", "n_columns", "n_rows",
         "transformers", "error")
 
 
 def measure(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "residential", transformers: int = 0,
-            highs_time_limit_s: float | None = None) -> dict:
+            highs_time_limit_s: float | None = None, correctors: int | None = None) -> dict:
     """One cell in this process: generate, build, solve (verified), time."""
     sys.path.insert(0, str(REPO_ROOT))
     import gridcharge
@@ -53,6 +55,8 @@ def measure(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "
     row["transformers"] = transformers or None
     problem = gridcharge.build_problem(generate(kind, n_sessions, seed, **params))
     options = {"method": "simplex", "time_limit_s": highs_time_limit_s} if solver == "highs" else {}
+    if solver == "structured" and correctors is not None:
+        options["correctors"] = correctors
     wall, cpu = time.perf_counter(), time.process_time()
     try:
         schedule = gridcharge.solve(problem, solver=solver, **options)
@@ -73,9 +77,9 @@ def measure(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "
 
 
 def run_cell(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "residential", transformers: int = 0,
-             highs_time_limit_s: float | None = None) -> dict:
+             highs_time_limit_s: float | None = None, correctors: int | None = None) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", str(n_sessions), variant, solver, str(seed),
-               kind, str(transformers), str(highs_time_limit_s or 0)]
+               kind, str(transformers), str(highs_time_limit_s or 0), str(-1 if correctors is None else correctors)]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -122,13 +126,15 @@ def main(argv=None) -> int:
     parser.add_argument("--kind", default="residential", help="generator kind (residential, feeder, ...)")
     parser.add_argument("--transformers", default="", help="districts: transformers per size, comma-separated")
     parser.add_argument("--highs-time-limit", type=float, default=None, help="HiGHS wall-clock limit per cell [s]")
+    parser.add_argument("--correctors", type=int, default=None,
+                        help="structured: Gondzio correctors per iteration (default: the solver's rule)")
     parser.add_argument("--out", default="benchmarks/out/structured.csv")
-    parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=8, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        n, variant, solver, seed, kind, transformers, limit = args.child
-        print(json.dumps(measure(int(n), variant, solver, int(seed), kind, int(transformers), float(limit) or None)),
-              flush=True)
+        n, variant, solver, seed, kind, transformers, limit, correctors = args.child
+        print(json.dumps(measure(int(n), variant, solver, int(seed), kind, int(transformers), float(limit) or None,
+                                 None if int(correctors) < 0 else int(correctors))), flush=True)
         return 0
     sizes = list(map(int, args.sizes.split(",")))
     transformers = list(map(int, args.transformers.split(","))) if args.transformers else [0] * len(sizes)
@@ -141,7 +147,8 @@ def main(argv=None) -> int:
     for n, n_transformers in zip(sizes, transformers):
         for variant in args.variants.split(","):
             for solver in args.solvers.split(","):
-                row = run_cell(n, variant, solver, args.seed, args.kind, n_transformers, args.highs_time_limit)
+                row = run_cell(n, variant, solver, args.seed, args.kind, n_transformers, args.highs_time_limit,
+                               args.correctors)
                 row["git_rev"] = rev
                 rows.append(row)
                 print(f"{n} {variant} {solver}: {row['status']} {row['solve_call_s']} s, cpu {row['cpu_s']}, "
