@@ -32,7 +32,7 @@ INITIAL_DUAL = 1.0
 #: Distance to a bound below which an iterate counts as on it (rounding can put it there) [column unit].
 MIN_DISTANCE = 1e-30
 #: Centrality correctors per iteration where they pay (:func:`correctors_for`) [-]
-CORRECTORS = 2
+CORRECTORS = 3
 #: ... which is where the dense fronts' elimination costs at least this many flops per column and row activity [-]:
 #: there a factorisation is dear against the solve and the two passes a corrector adds. Measured (benchmarks/
 #: RESULTS.md, "Gondzio's centrality correctors"): districts have ~2,200-2,800 and gain, single sites 18-180 and lose.
@@ -51,7 +51,7 @@ class Correctors:
 
     count: int = 0  # correctors per iteration at most [-]
     grow: float = 1.0  # trial step = min(1, grow * step + increment) [-]
-    increment: float = 0.1  # [-]
+    increment: float = 0.2  # [-]
     beta_min: float = 0.1  # products raised to at least this times the target [-]
     beta_max: float = 10.0  # ... and lowered to at most this times the target [-]
     accept: float = 0.1  # share of the asked-for lengthening a corrector must give [-]
