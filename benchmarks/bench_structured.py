@@ -16,6 +16,7 @@ Districts (``--kind district``, variant ``default``) take ``--transformers`` (on
 ``--highs-time-limit`` seconds (a cell that reaches it records status ``time_limit`` and HiGHS's incumbent, if any).
 ``--threads 1,2`` runs the structured cell once per numba thread count (default: the solver's own default), each
 against the same HiGHS cell.
+``--correctors N`` fixes the structured solver's Gondzio correctors per iteration (default: its own rule).
 """
 
 from __future__ import annotations
@@ -36,13 +37,14 @@ VARIANTS = {"v2g": {}, "tight": {"capacity": "tight"}, "chargeonly": {"v2g_share
 SOLVERS = ("structured", "highs")
 KEYS = ("n_sessions", "variant", "solver", "threads", "status", "fallback", "verified", "wall_s", "cpu_s",
         "solve_call_s", "peak_rss_mb", "load_before", "load_after", "objective_cny", "lower_bound_cny", "gap_rel",
-        "iterations", "layout_seconds", "iterations_seconds", "certificate_seconds", "writeback_seconds",
+        "iterations", "correctors", "layout_seconds", "iterations_seconds", "certificate_seconds", "writeback_seconds",
         "ipm_iterate_seconds", "ipm_chains_seconds", "ipm_schur_seconds", "ipm_dense_seconds", "ipm_solve_seconds",
         "n_columns", "n_rows", "transformers", "error")
 
 
 def measure(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "residential", transformers: int = 0,
-            highs_time_limit_s: float | None = None, threads: int | None = None) -> dict:
+            highs_time_limit_s: float | None = None, threads: int | None = None,
+            correctors: int | None = None) -> dict:
     """One cell in this process: generate, build, solve (verified), time."""
     sys.path.insert(0, str(REPO_ROOT))
     import gridcharge
@@ -57,6 +59,8 @@ def measure(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "
     options = {"method": "simplex", "time_limit_s": highs_time_limit_s} if solver == "highs" else {}
     if solver == "structured" and threads:
         options["threads"] = threads
+    if solver == "structured" and correctors is not None:
+        options["correctors"] = correctors
     wall, cpu = time.perf_counter(), time.process_time()
     try:
         schedule = gridcharge.solve(problem, solver=solver, **options)
@@ -81,9 +85,11 @@ def measure(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "
 
 
 def run_cell(n_sessions: int, variant: str, solver: str, seed: int, kind: str = "residential", transformers: int = 0,
-             highs_time_limit_s: float | None = None, threads: int | None = None) -> dict:
+             highs_time_limit_s: float | None = None, threads: int | None = None,
+             correctors: int | None = None) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", str(n_sessions), variant, solver, str(seed),
-               kind, str(transformers), str(highs_time_limit_s or 0), str(threads or 0)]
+               kind, str(transformers), str(highs_time_limit_s or 0), str(threads or 0),
+               str(-1 if correctors is None else correctors)]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -135,13 +141,15 @@ def main(argv=None) -> int:
     parser.add_argument("--highs-time-limit", type=float, default=None, help="HiGHS wall-clock limit per cell [s]")
     parser.add_argument("--threads", default="", help="structured: numba thread counts, comma-separated (one cell "
                         "each; default: the solver's default)")
+    parser.add_argument("--correctors", type=int, default=None,
+                        help="structured: Gondzio correctors per iteration (default: the solver's rule)")
     parser.add_argument("--out", default="benchmarks/out/structured.csv")
-    parser.add_argument("--child", nargs=8, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=9, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        n, variant, solver, seed, kind, transformers, limit, threads = args.child
+        n, variant, solver, seed, kind, transformers, limit, threads, correctors = args.child
         print(json.dumps(measure(int(n), variant, solver, int(seed), kind, int(transformers), float(limit) or None,
-                                 int(threads) or None)), flush=True)
+                                 int(threads) or None, None if int(correctors) < 0 else int(correctors))), flush=True)
         return 0
     sizes = list(map(int, args.sizes.split(",")))
     transformers = list(map(int, args.transformers.split(","))) if args.transformers else [0] * len(sizes)
@@ -163,7 +171,7 @@ def main(argv=None) -> int:
                      for t in (thread_counts if solver == "structured" else [None])]
             for solver, threads in cells:
                 row = run_cell(n, variant, solver, args.seed, args.kind, n_transformers, args.highs_time_limit,
-                               threads)
+                               threads, args.correctors)
                 row["git_rev"] = rev
                 rows.append(row)
                 print(f"{n} {variant} {solver} threads {row.get('threads')}: {row['status']} {row['solve_call_s']} s, "

@@ -19,6 +19,7 @@ from gridcharge.solvers.structured.layout import LayoutError, derive_layout, fro
 from gridcharge.solvers.structured.normal import NormalEquations
 from gridcharge.testing import assert_feasible, assert_objective_close
 from tests.builders import at, charger, instance, node, session
+from tests.solvers.patterned import random_patterned_columns
 from tests.test_properties import burn_through_losses_case, instances
 
 REL = 1e-7
@@ -297,29 +298,12 @@ def test_any_duals_give_a_bound_below_the_optimum(seed, scale):
 def test_fused_column_passes_equal_the_sparse_products(seed):
     """The compiled passes of an iteration, reading the matrix as residual entries plus group patterns, equal the same
     algebra done with the assembled matrix and numpy."""
-    import scipy.sparse as sp
-
     from gridcharge.solvers.structured import kernels
 
     rng = np.random.default_rng(seed)
-    n, m = int(rng.integers(1, 40)), int(rng.integers(1, 15))
-    residual = sp.random(m, n, density=0.2, random_state=rng, format="csc")
-    n_groups, n_periods = int(rng.integers(1, 4)), int(rng.integers(1, 5))
-    pat_start = np.r_[0, np.cumsum(rng.integers(0, 3, n_groups))].astype(np.int64)
-    pat_row = np.where(rng.random((pat_start[-1], n_periods)) < 0.8,
-                       rng.integers(0, m, (pat_start[-1], n_periods)), -1).astype(np.int64)
-    pat_gamma = rng.normal(size=pat_start[-1])
-    cell = rng.integers(0, n_groups * n_periods, n)
-    code = np.where(rng.random(n) < 0.7, rng.choice([-1, 1], n) * (cell + 1), 0).astype(np.int64)
-    a = residual.toarray()
-    for j in np.flatnonzero(code):
-        g, t = divmod(abs(code[j]) - 1, n_periods)
-        for i in range(pat_start[g], pat_start[g + 1]):
-            if pat_row[i, t] >= 0:
-                a[pat_row[i, t], j] += np.sign(code[j]) * pat_gamma[i]
-    cols = (residual.indptr.astype(np.int64), residual.indices.astype(np.int64), residual.data, code, pat_start,
-            pat_row, pat_gamma, np.array([0]), np.array([n]), np.array([0, 1]))  # one chunk, one run
-    a_full = np.hstack([a, -np.eye(m)])
+    case = random_patterned_columns(rng)
+    cols, a, a_full = case.cols, case.a, case.a_full
+    m, n = a.shape
     size = n + m
     lower = rng.uniform(-5, 0, size)
     upper = lower + rng.uniform(0.5, 5, size)
@@ -336,7 +320,7 @@ def test_fused_column_passes_equal_the_sparse_products(seed):
     dv0 = np.where(free, (inside - v) / ap0, 0.0)
     wl, wu, rd, theta = (np.empty(size) for _ in range(4))
     rp, rhs_p, rhs_h, rhs_k = (np.empty(m) for _ in range(4))
-    cells = np.empty(3 * n_groups * n_periods)
+    cells = np.empty(3 * case.n_cells)
     v_new = np.where(free, np.clip(v + ap0 * dv0, lower, upper), v)
     zl_new, zu_new, aty_new = zl + ad0 * dzl0, zu + ad0 * dzu0, aty + ad0 * atdy0
     comp, dual_worst, primal_worst, big, obj, finite = kernels.advance(
@@ -359,7 +343,7 @@ def test_fused_column_passes_equal_the_sparse_products(seed):
         ad = min([1.0, *(-zl[l_down] / dzl[l_down]), *(-zu[u_down] / dzu[u_down])])
         return ap, ad
 
-    q = np.empty(n_groups * n_periods)
+    q = np.empty(case.n_cells)
     dy = rng.normal(size=m)
     dva = np.zeros(size)
     ap, ad, s1, s2, s3 = kernels.predictor_tail(*cols, dy, theta, wl, wu, zl, zu, rd, free, dva, rhs_k, q,

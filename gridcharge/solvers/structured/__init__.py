@@ -21,7 +21,7 @@ from ...verify import verify
 from ..exact import RunResult, solve_exactly
 from ..highs import solve_highs
 from ..progress import OnIteration
-from .ipm import interior_point
+from .ipm import Correctors, interior_point
 from .layout import LayoutError, derive_layout
 from .normal import NormalEquations
 from .partition import PartitionedNormalEquations
@@ -58,7 +58,7 @@ def needs_binaries(problem: Problem) -> bool:
 def solve_structured(problem: Problem, *, time_limit_s: float | None = None, allow_overload: bool = False,
                      max_iterations: int = MAX_ITERATIONS, verbose: bool = False, threads: int | None = None,
                      method: str = "auto", on_iteration: OnIteration | None = None, workers: int | None = None,
-                     scheduler: str | None = None) -> Schedule:
+                     scheduler: str | None = None, correctors: int | None = None) -> Schedule:
     """Optimal schedule by the structured interior point, certified; HiGHS (``method``) when it cannot certify.
 
     Parameters
@@ -79,8 +79,10 @@ def solve_structured(problem: Problem, *, time_limit_s: float | None = None, all
         same for every count. ``None`` (default): one process, unsplit.
     scheduler : str, optional — address of a running dask scheduler (``tcp://HOST:8786``) for the partitions;
         overrides ``workers``
+    correctors : int, optional — Gondzio centrality correctors per iteration at most (``0``: Mehrotra's direction
+        alone); ``None`` (default): where they pay by measurement (:func:`.ipm.correctors_for`)
 
-    The summary adds ``lower_bound_cny``, ``gap_rel``, ``iterations``, ``layout_seconds``, ``iterations_seconds``,
+    The summary adds ``lower_bound_cny``, ``gap_rel``, ``iterations``, ``correctors`` (tried, each one more solve), ``layout_seconds``, ``iterations_seconds``,
     ``certificate_seconds``, ``writeback_seconds`` and ``fallback`` (``None``, or why HiGHS solved the day).
     """
     started = time.perf_counter()
@@ -96,13 +98,15 @@ def solve_structured(problem: Problem, *, time_limit_s: float | None = None, all
         return fallback("overload slack columns are not boxed", {})
     if needs_binaries(problem):
         return fallback("export pays more than import plus degradation for a V2G car: binaries needed", {})
+    if correctors is not None and (isinstance(correctors, bool) or not isinstance(correctors, int) or correctors < 0):
+        raise ValueError(f"correctors: {correctors!r} is not a count of correctors per iteration (expected 0 or more)")
     numba.set_num_threads(min(int(threads or DEFAULT_THREADS), numba.config.NUMBA_NUM_THREADS))
-    stats = {"iterations": 0, "layout_seconds": 0.0, "iterations_seconds": 0.0}
+    stats = {"iterations": 0, "correctors": 0, "layout_seconds": 0.0, "iterations_seconds": 0.0}
     seen: dict = {}
     with ExitStack() as stack:
         equations = _equations(workers, scheduler, stack)
         return _certified(problem, max_iterations, deadline, verbose, stats, seen, equations, fallback,
-                          on_iteration=on_iteration)
+                          on_iteration=on_iteration, correctors=correctors)
 
 
 def _equations(workers: int | None, scheduler: str | None, stack: ExitStack):
@@ -125,7 +129,7 @@ def _equations(workers: int | None, scheduler: str | None, stack: ExitStack):
 
 
 def _certified(problem, max_iterations, deadline, verbose, stats, seen, equations, fallback, *,
-               on_iteration: OnIteration | None = None) -> Schedule:
+               on_iteration: OnIteration | None = None, correctors: int | None = None) -> Schedule:
     """The body of :func:`solve_structured` once its options are settled."""
     def run(lp: LinearProgram) -> RunResult:
         t0 = time.perf_counter()
@@ -137,11 +141,13 @@ def _certified(problem, max_iterations, deadline, verbose, stats, seen, equation
         log = (lambda text: print(text, file=sys.stderr)) if verbose else None
         with threadpool_limits(limits=1, user_api="blas"):  # BLAS threads would spin against numba's
             result = interior_point(layout, lp.col_cost, offset=lp.offset, max_iterations=max_iterations,
-                                    deadline=deadline, log=log, on_iteration=on_iteration, equations=equations)
+                                    deadline=deadline, log=log, on_iteration=on_iteration, equations=equations,
+                                    correctors=None if correctors is None else Correctors(count=correctors))
         t2 = time.perf_counter()
         stats["layout_seconds"] += t1 - t0
         stats["iterations_seconds"] += t2 - t1
         stats["iterations"] += result.iterations
+        stats["correctors"] += result.correctors
         for part, value in result.seconds.items():
             stats[f"ipm_{part}_seconds"] = stats.get(f"ipm_{part}_seconds", 0.0) + value
         if result.status != "optimal":
@@ -181,7 +187,7 @@ def solve_auto(problem: Problem, **options) -> Schedule:
     falls back to HiGHS itself where it cannot certify), HiGHS elsewhere."""
     if int(problem.v2g.sum()) >= AUTO_MIN_V2G_SESSIONS or problem.n_sessions >= AUTO_MIN_SESSIONS:
         return solve_structured(problem, **options)
-    highs_only = ("max_iterations", "on_iteration", "workers", "scheduler")
+    highs_only = ("max_iterations", "on_iteration", "workers", "scheduler", "correctors")
     return solve_highs(problem, **{k: v for k, v in options.items() if k not in highs_only})
 
 

@@ -31,6 +31,30 @@ DUAL_REG = 1e-10
 INITIAL_DUAL = 1.0
 #: Distance to a bound below which an iterate counts as on it (rounding can put it there) [column unit].
 MIN_DISTANCE = 1e-30
+#: Centrality correctors per iteration where they pay (:func:`correctors_for`) [-]
+CORRECTORS = 3
+#: ... which is where the dense fronts' elimination costs at least this many flops per column and row activity [-]:
+#: there a factorisation is dear against the solve and the two passes a corrector adds. Measured (benchmarks/
+#: RESULTS.md, "Gondzio's centrality correctors"): districts have ~2,200-2,800 and gain, single sites 18-180 and lose.
+CORRECTOR_FLOPS_PER_ENTRY = 500.0
+
+
+@dataclass(frozen=True)
+class Correctors:
+    """Gondzio's multiple centrality correctors after Mehrotra's direction (Gondzio 1996; Colombo & Gondzio 2008).
+
+    Each tries the direction at longer trial steps ``min(1, grow * step + increment)`` (primal and dual apart), moves
+    the complementarity products found there into ``[beta_min, beta_max] x`` Mehrotra's target by one more solve
+    with the factor already made, and is kept only when the shorter of the two steps then grows by at least
+    ``accept`` times what the trial asked for; at most ``count`` per iteration, the first rejected one ends them.
+    """
+
+    count: int = 0  # correctors per iteration at most [-]
+    grow: float = 1.0  # trial step = min(1, grow * step + increment) [-]
+    increment: float = 0.2  # [-]
+    beta_min: float = 0.1  # products raised to at least this times the target [-]
+    beta_max: float = 10.0  # ... and lowered to at most this times the target [-]
+    accept: float = 0.1  # share of the asked-for lengthening a corrector must give [-]
 
 
 @dataclass
@@ -45,6 +69,25 @@ class IpmResult:
     primal_objective: float  # c^T x without offset [CNY]
     seconds: dict = field(default_factory=dict)  # per part of an iteration, summed [s]
     message: str = ""
+    correctors: int = 0  # centrality correctors tried (each one more solve) [-]
+    correctors_kept: int = 0  # ... and kept [-]
+
+
+def front_flops(layout: Layout) -> float:
+    """Flops of one elimination of the dense fronts: ``sum o^3 / 3 + o^2 a + o a^2`` over the fronts, ``o`` own and
+    ``a`` above rows [-]."""
+    own = layout.front_own.astype(float)
+    above = np.array([len(rows) for rows in layout.front_rows], dtype=float) - own
+    return float((own ** 3 / 3 + own ** 2 * above + own * above ** 2).sum())
+
+
+def correctors_for(layout: Layout) -> Correctors:
+    """The centrality correctors that pay on ``layout`` (by measurement): :data:`CORRECTORS` where the fronts cost at
+    least :data:`CORRECTOR_FLOPS_PER_ENTRY` per column and row activity (districts, many-transformer feeders), none
+    elsewhere (a single site, whose factorisation is cheap against the passes)."""
+    entries = layout.n_col + len(layout.row_lower)
+    dear = front_flops(layout) >= CORRECTOR_FLOPS_PER_ENTRY * max(entries, 1)
+    return Correctors(count=CORRECTORS if dear else 0)
 
 
 def _implied_activity(layout: Layout):
@@ -58,12 +101,12 @@ def _implied_activity(layout: Layout):
 
 def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max_iterations: int = 100,
                    deadline: float | None = None, log=None, on_iteration: OnIteration | None = None,
-                   equations=NormalEquations) -> IpmResult:
+                   equations=NormalEquations, correctors: Correctors | None = None) -> IpmResult:
     """Solve the LP of ``layout`` with objective ``cost`` (per column) plus the constant ``offset`` [CNY], which only
     sets the scale of the relative gap; ``log`` takes a line of text per iterate, ``on_iteration`` an
     :class:`~gridcharge.solvers.progress.IterationProgress`. ``equations(layout, delta)`` makes the normal equations
     (``factor``, ``solve``, ``seconds``): :class:`~.normal.NormalEquations`, or the partitioned ones of
-    :mod:`.partition`."""
+    :mod:`.partition`. ``correctors``: Gondzio's centrality correctors (:class:`Correctors`; default :func:`correctors_for`)."""
     begun = time.perf_counter()
     n = layout.n_col
     m = len(layout.row_lower)
@@ -96,6 +139,12 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
     rp, rhs_p, rhs_h, rhs_k = (np.empty(m) for _ in range(4))
     n_cells = layout.n_groups * layout.n_periods
     cells = np.empty(3 * n_cells)
+    if correctors is None:
+        correctors = correctors_for(layout)
+    if correctors.count:  # the corrected direction is written beside the current one and swapped in when kept
+        rhs_c = np.empty(m)
+        spare = [np.zeros(size) for _ in range(4)]
+    n_correctors = n_kept = 0
 
     def advance(ap, ad):  # step (0, 0: stay), then prepare the next iteration and the parts of its right-hand sides
         return kernels.advance(*cols, v, zl, zu, lower, upper, free, c, dv, dzl, dzu, ap, ad, aty, atdy, MIN_DISTANCE,
@@ -145,7 +194,28 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
         dy = normal.solve(rhs_p + target * rhs_h + rhs_k)
         ap, ad = kernels.corrector_tail(*cols, dy, theta, wl, wu, zl, zu, rd, free, target, dva, atdy, dv, dzl, dzu,
                                         cells[:n_cells])
+        for _ in range(correctors.count):
+            if min(ap, ad) >= 1.0:
+                break
+            tp = min(1.0, correctors.grow * ap + correctors.increment)
+            td = min(1.0, correctors.grow * ad + correctors.increment)
+            bounds = (tp, td, correctors.beta_min * target, correctors.beta_max * target)
+            if not kernels.centrality_rhs(*cols, theta, wl, wu, zl, zu, free, dv, dzl, dzu, *bounds, rhs_c,
+                                          cells[:n_cells]):
+                break
+            dy_c = normal.solve(rhs_c)
+            n_correctors += 1
+            cp, cd = kernels.centrality_tail(*cols, dy_c, theta, wl, wu, zl, zu, free, dv, dzl, dzu, atdy, *bounds,
+                                             *spare, cells[:n_cells])
+            if min(cp, cd) < min(ap, ad) + correctors.accept * (min(tp, td) - min(ap, ad)):
+                break
+            (dv, dzl, dzu, atdy), spare = spare, [dv, dzl, dzu, atdy]
+            dy = dy + dy_c
+            ap, ad = cp, cd
+            n_kept += 1
         ap, ad = STEP_SHARE * ap, STEP_SHARE * ad
+        if log:
+            log(f"  steps {ap:.3f} {ad:.3f} sigma {sigma:.2e}")
         # A^T y is carried along (the certificate recomputes it from y)
         comp, dual_bad, primal_worst, x_big, pobj, finite = advance(ap, ad)
         y += ad * dy
@@ -156,4 +226,4 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
     else:
         it = max_iterations
     seconds.update(normal.seconds)
-    return IpmResult(status, v[:n].copy(), y, it, lb, pobj, seconds, message)
+    return IpmResult(status, v[:n].copy(), y, it, lb, pobj, seconds, message, n_correctors, n_kept)

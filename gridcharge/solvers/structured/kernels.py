@@ -621,3 +621,99 @@ def _ratio_test(d, a, b, wl, wu, zl, zu, ap, ad):
     if zu < -ad * b:
         ad = -zu / b
     return ap, ad
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Gondzio's multiple centrality correctors (Gondzio 1996, Colombo & Gondzio 2008): after Mehrotra's direction, the
+# complementarity products at a longer trial step are moved into [lo, hi] by one more solve with the same factor
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _centrality_targets(wl, wu, zl, zu, d, a, b, ap, ad, lo, hi):
+    """The corrections ``t_l``, ``t_u`` of the two complementarity products of one entry at the trial steps ``ap``,
+    ``ad`` along the direction ``(d, a, b)`` (``a``, ``b``: the bound duals' steps): a product below ``lo`` is raised
+    to ``lo``; one above ``hi`` lowered to ``hi``, by at most ``hi`` (Colombo & Gondzio 2008, (15))."""
+    pl = (wl + ap * d) * (zl + ad * a)
+    pu = (wu - ap * d) * (zu + ad * b)
+    t_l = 0.0
+    if pl < lo:
+        t_l = lo - pl
+    elif pl > hi:
+        t_l = max(hi - pl, -hi)
+    t_u = 0.0
+    if pu < lo:
+        t_u = lo - pu
+    elif pu > hi:
+        t_u = max(hi - pu, -hi)
+    return t_l, t_u
+
+
+@njit(cache=True, error_model="numpy")
+def centrality_rhs(ptr, idx, val, code, pat_start, pat_row, pat_gamma, run_start, run_stop, chunk_run, theta, wl,
+                   wu, zl, zu, free, dv, dzl, dzu, ap, ad, lo, hi, rhs, acc):
+    """The right-hand side of a centrality corrector: ``rhs = A_full theta g`` with ``g = -t_l / wl + t_u / wu``
+    (:func:`_centrality_targets` of the direction ``dv, dzl, dzu`` at the trial steps ``ap``, ``ad``; no primal or
+    dual residual: those the direction already removes). ``acc``: workspace of one entry per cell.
+
+    Returns the number of products out of ``[lo, hi]``. One serial pass (the columns' chunk runs are not used: a
+    corrector runs on districts, where the factorisation, not the passes, is the iteration's cost).
+    """
+    n = len(ptr) - 1
+    acc[:] = 0.0
+    rhs[:] = 0.0
+    count = 0
+    for j in range(len(dv)):
+        if not free[j]:
+            continue
+        t_l, t_u = _centrality_targets(wl[j], wu[j], zl[j], zu[j], dv[j], dzl[j], dzu[j], ap, ad, lo, hi)
+        if t_l == 0.0 and t_u == 0.0:
+            continue
+        count += 1
+        tg = theta[j] * (t_u / wu[j] - t_l / wl[j])
+        if j < n:
+            for k in range(ptr[j], ptr[j + 1]):
+                rhs[idx[k]] += val[k] * tg
+            cd = code[j]
+            if cd != 0:
+                acc[abs(cd) - 1] += tg if cd > 0 else -tg
+        else:
+            rhs[j - n] -= tg
+    scatter_cells(acc, pat_start, pat_row, pat_gamma, rhs)
+    return count
+
+
+@njit(cache=True, error_model="numpy")
+def centrality_tail(ptr, idx, val, code, pat_start, pat_row, pat_gamma, run_start, run_stop, chunk_run, dy, theta,
+                    wl, wu, zl, zu, free, dv, dzl, dzu, atdy, ap, ad, lo, hi, dv_out, dzl_out, dzu_out, atdy_out, q):
+    """The corrected direction from the corrector's ``dy`` (of :func:`centrality_rhs` with the same arguments):
+    ``d = theta (A_full^T dy - g)``, ``dzl = (t_l - zl d) / wl``, ``dzu = (t_u + zu d) / wu`` added to ``dv, dzl,
+    dzu`` (and ``A_full^T dy`` to ``atdy``) into the ``*_out`` arrays, which may be the inputs themselves.
+
+    Returns the largest primal and dual steps ``ap``, ``ad`` <= 1 along the corrected direction.
+    """
+    n = len(ptr) - 1
+    gather_cells(dy, pat_start, pat_row, pat_gamma, q)
+    sp, sd = 1.0, 1.0
+    for j in range(len(dv)):
+        if j < n:
+            t = 0.0
+            for k in range(ptr[j], ptr[j + 1]):
+                t += val[k] * dy[idx[k]]
+            cd = code[j]
+            if cd != 0:
+                t += q[cd - 1] if cd > 0 else -q[-cd - 1]
+        else:
+            t = -dy[j - n]
+        atdy_out[j] = atdy[j] + t
+        if not free[j]:
+            dv_out[j], dzl_out[j], dzu_out[j] = 0.0, 0.0, 0.0
+            continue
+        il, iu = 1.0 / wl[j], 1.0 / wu[j]
+        t_l, t_u = _centrality_targets(wl[j], wu[j], zl[j], zu[j], dv[j], dzl[j], dzu[j], ap, ad, lo, hi)
+        d = theta[j] * (t - (t_u * iu - t_l * il))
+        a = dzl[j] + (t_l - zl[j] * d) * il
+        b = dzu[j] + (t_u + zu[j] * d) * iu
+        d += dv[j]
+        dv_out[j], dzl_out[j], dzu_out[j] = d, a, b
+        sp, sd = _ratio_test(d, a, b, wl[j], wu[j], zl[j], zu[j], sp, sd)
+    return sp, sd
