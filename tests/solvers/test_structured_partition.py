@@ -41,7 +41,7 @@ def test_the_plan_splits_cars_and_rows_once():
     _, layout = _district_layout()
     split = plan(layout, 2)
     assert len(split.parts) == 2
-    everyone = [split.top] + split.parts
+    everyone = [split.top, *split.parts]
     # every car once (by its local rows), every coupling row eliminated by exactly one front
     local = np.concatenate([p.rows[:len(p.layout.local_rows)] for p in everyone])
     assert np.array_equal(np.sort(local), np.sort(layout.local_rows))
@@ -50,8 +50,9 @@ def test_the_plan_splits_cars_and_rows_once():
     assert np.array_equal(np.sort(owned), np.sort(layout.coupling_rows))
     # a partition's rows above its fronts are the coordinator's
     top_rows = split.top.rows[len(split.top.layout.local_rows):]
-    for p in split.parts:
+    for p, above in zip(split.parts, split.above_global):
         assert np.isin(p.rows[len(p.layout.local_rows) + p.above], top_rows).all() and len(p.above)
+        assert np.array_equal(p.above_global, above)  # what the coordinator knows without building the slice
     # every column is one part's (its iterates live there)
     assert np.array_equal(np.sort(np.concatenate([p.cols for p in everyone])), np.arange(layout.n_col))
 

@@ -81,6 +81,27 @@ def starting_point(lower: np.ndarray, upper: np.ndarray, free: np.ndarray, c: np
     return v, zl, zu
 
 
+def iteration_head(it: int, begun: float, comp: float, n_free: int, dual_bad: float, primal_worst: float,
+                   x_big: float, pobj: float, offset: float, bound, log, on_iteration: OnIteration | None):
+    """The start of iteration ``it`` (``begun``: the solve's start, perf_counter seconds): the lower bound
+    ``bound()`` when :func:`bound_due`, the log lines and the progress report. Returns the relative gap and the
+    bound [CNY], both None when the bound was not due."""
+    mu = comp / (2 * n_free)
+    primal_bad = primal_worst / (1.0 + x_big)
+    gap = lb = None
+    if bound_due(primal_bad, comp, pobj, offset):
+        lb = bound()
+        gap = relative_gap(pobj, lb, offset)
+        if log:
+            log(f"it {it}: gap {gap:.2e}")
+    if on_iteration is not None:
+        on_iteration(IterationProgress(it - 1, float(primal_bad), float(dual_bad), gap, float(mu),
+                                       float(pobj + offset), time.perf_counter() - begun))
+    if log and not (gap is not None and gap <= INNER_GAP):
+        log(f"it {it}: mu {mu:.3e} primal {primal_bad:.2e} dual {dual_bad:.2e} obj {pobj:.9g}")
+    return gap, lb
+
+
 def bound_due(primal_bad: float, comp: float, pobj: float, offset: float) -> bool:
     """Whether the lower bound is worth computing: the rows hold and complementarity alone no longer rules the gap
     out."""
@@ -109,7 +130,7 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
     :class:`~gridcharge.solvers.progress.IterationProgress`. ``equations(layout, delta)`` makes the normal equations
     (``factor``, ``solve``, ``seconds``), :class:`~.normal.NormalEquations` by default; the split solve of
     :mod:`.partition` has its own driver over the same helpers (:func:`boxes`, :func:`starting_point`,
-    :func:`bound_due`, :func:`relative_gap`, :func:`centring_target`)."""
+    :func:`iteration_head`, :func:`centring_target`)."""
     begun = time.perf_counter()
     n = layout.n_col
     m = len(layout.row_lower)
@@ -145,23 +166,13 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
         if deadline is not None and started > deadline:
             status, message = "time_limit", "the wall-clock limit was reached"
             break
-        mu = comp / (2 * n_free)
-        primal_bad = primal_worst / (1.0 + x_big)
-        gap = None
-        if bound_due(primal_bad, comp, pobj, offset):
-            lb = lower_bound(layout, cost, y)
-            gap = relative_gap(pobj, lb, offset)
-            if log:
-                log(f"it {it}: gap {gap:.2e}")
-        if on_iteration is not None:
-            on_iteration(IterationProgress(it - 1, float(primal_bad), float(dual_bad), gap, float(mu),
-                                           float(pobj + offset), time.perf_counter() - begun))
+        gap, bound = iteration_head(it, begun, comp, n_free, dual_bad, primal_worst, x_big, pobj, offset,
+                                    lambda: lower_bound(layout, cost, y), log, on_iteration)
+        lb = lb if bound is None else bound
         if gap is not None and gap <= INNER_GAP:
             status = "optimal"
             it -= 1
             break
-        if log:
-            log(f"it {it}: mu {mu:.3e} primal {primal_bad:.2e} dual {dual_bad:.2e} obj {pobj:.9g}")
         seconds["iterate"] += time.perf_counter() - started
         try:
             normal.factor(theta[:n], theta[n:])

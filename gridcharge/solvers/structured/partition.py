@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numba
@@ -19,11 +20,11 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from ..progress import IterationProgress, OnIteration
+from ..progress import OnIteration
 from . import kernels
 from .certificate import BoundPart, bound_part, combine_bounds
-from .ipm import (DUAL_REG, INNER_GAP, MIN_DISTANCE, PRIMAL_REG, STEP_SHARE, IpmResult, bound_due, boxes,
-                  centring_target, infeasible_row, relative_gap, starting_point)
+from .ipm import (DUAL_REG, INNER_GAP, MIN_DISTANCE, PRIMAL_REG, STEP_SHARE, IpmResult, boxes, centring_target,
+                  infeasible_row, iteration_head, starting_point)
 from .layout import Layout
 from .normal import NormalEquations, NumericalTrouble
 
@@ -50,8 +51,25 @@ class Plan:
     """The split of a layout: the coordinator's part and the partitions, in a fixed order."""
 
     top: Part
-    parts: list
+    parts: Sequence  # of Part, each restricted from the layout when asked for and not kept (:class:`Lazy`)
+    above_global: list  # per partition, the coupling positions of the whole layout it meets above its fronts
     top_front_of: np.ndarray  # front of the whole layout -> the coordinator's front (-1: a partition's)
+
+
+class Lazy(Sequence):
+    """A sequence whose ``n`` items are made by ``make(i)`` when asked for and not kept: the coordinator holds the
+    layout once, not its slices as well (a dask share is re-created from them after a lost worker)."""
+
+    def __init__(self, n: int, make):
+        self.n, self.make = n, make
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self.make(j) for j in range(self.n)[i]]
+        return self.make(range(self.n)[i])
 
 
 def plan(layout: Layout, n_parts: int = PARTITIONS) -> Plan:
@@ -96,16 +114,17 @@ def plan(layout: Layout, n_parts: int = PARTITIONS) -> Plan:
         if not top[f] and owner[f] < 0:
             owner[f] = owner[parent[f]]
     car_owner = np.where(cars_front >= 0, owner[np.maximum(cars_front, 0)], -1)
-    parts = []
+    cars, fronts = [], []
     for p in range(n if roots else 0):
-        fronts = np.flatnonzero(owner == p)
-        if len(fronts):
-            parts.append(restrict(layout, np.flatnonzero(car_owner == p), fronts, with_global=False))
+        if (owner == p).any():
+            cars.append(np.flatnonzero(car_owner == p))
+            fronts.append(np.flatnonzero(owner == p))
+    parts = Lazy(len(cars), lambda i: restrict(layout, cars[i], fronts[i], with_global=False))
     top_fronts = np.flatnonzero(top)
     top_part = restrict(layout, np.flatnonzero(car_owner < 0), top_fronts, with_global=True)
     top_front_of = np.full(n_front, -1, dtype=np.int64)
     top_front_of[top_fronts] = np.arange(len(top_fronts))
-    return Plan(top_part, parts, top_front_of)
+    return Plan(top_part, parts, [_coupling(layout, f)[1] for f in fronts], top_front_of)
 
 
 def restrict(layout: Layout, cars: np.ndarray, fronts: np.ndarray, *, with_global: bool) -> Part:
@@ -122,13 +141,9 @@ def restrict(layout: Layout, cars: np.ndarray, fronts: np.ndarray, *, with_globa
     col_map = np.full(lay.n_col, -1, dtype=np.int64)
     col_map[cols] = np.arange(len(cols))
     # coupling positions: the fronts' rows (own rows and those above them)
-    cpos = np.unique(np.concatenate([lay.front_rows[f] for f in fronts])) if len(fronts) else np.zeros(0, np.int64)
+    cpos, above_global = _coupling(lay, fronts)
     c_map = np.full(len(lay.coupling_rows), -1, dtype=np.int64)
     c_map[cpos] = np.arange(len(cpos))
-    owned = np.zeros(len(lay.coupling_rows), dtype=bool)
-    for f in fronts:
-        owned[lay.front_rows[f][:lay.front_own[f]]] = True
-    above_global = cpos[~owned[cpos]]
     rows = np.r_[lay.local_rows[pos], lay.coupling_rows[cpos]]
     a = lay.a_csr[rows][:, cols]
     a_csr = sp.csr_matrix(a)
@@ -177,6 +192,15 @@ def restrict(layout: Layout, cars: np.ndarray, fronts: np.ndarray, *, with_globa
         front_rows=[c_map[lay.front_rows[f]] for f in fronts], group_front=group_front, global_front=global_front,
     )
     return Part(sub, cols, rows, c_map[above_global], above_global, root_parent)
+
+
+def _coupling(lay: Layout, fronts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The coupling positions of ``fronts`` (their own rows and those above them), and those no front of them owns."""
+    cpos = np.unique(np.concatenate([lay.front_rows[f] for f in fronts])) if len(fronts) else np.zeros(0, np.int64)
+    owned = np.zeros(len(lay.coupling_rows), dtype=bool)
+    for f in fronts:
+        owned[lay.front_rows[f][:lay.front_own[f]]] = True
+    return cpos, cpos[~owned[cpos]]
 
 
 def _select(start: np.ndarray, items: np.ndarray, size: int):
@@ -368,8 +392,8 @@ class PartWorker:
         return bound_part(self.part.layout, self.cost, self.state.y, self.own)
 
     def result(self) -> tuple:
-        """``x`` of the partition's columns, ``y`` of its own rows (in ``part.cols``, ``part.rows[own]`` order)."""
-        return self.state.v[:self.state.n].copy(), self.state.y[self.own].copy(), self.own
+        """The partition's LP columns and ``x`` on them, its own LP rows and ``y`` on them."""
+        return self.part.cols, self.state.v[:self.state.n].copy(), self.part.rows[self.own], self.state.y[self.own]
 
     def seconds(self) -> dict:
         return dict(self.normal.seconds)
@@ -405,7 +429,7 @@ class Coordinator:
         cpos_top = top.rows[n_local:]
         t_map[np.searchsorted(layout.coupling_rows, cpos_top)] = np.arange(len(cpos_top))
         self.n_local = n_local
-        self.where = [n_local + t_map[p.above_global] for p in split.parts]  # top-layout rows each partition meets
+        self.where = [n_local + t_map[above] for above in split.above_global]  # top-layout rows each partition meets
         self.dy = np.zeros(len(top.rows))
 
     def step(self, ap: float, ad: float, reports: list) -> tuple:
@@ -484,7 +508,8 @@ def split_interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.
     split = plan(layout, n_parts)
     top = Coordinator(layout, split, cost, lower, upper, DUAL_REG)
     executor = executor if executor is not None else InProcess()
-    executor.start([share(p, cost, lower, upper) for p in split.parts], DUAL_REG, numba.get_num_threads())
+    executor.start(Lazy(len(split.parts), lambda i: share(split.parts[i], cost, lower, upper)), DUAL_REG,
+                   numba.get_num_threads())
     k = len(split.parts)
     seconds = {"iterate": 0.0, "partitions": 0.0}
 
@@ -504,23 +529,13 @@ def split_interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.
             if deadline is not None and started > deadline:
                 status, message = "time_limit", "the wall-clock limit was reached"
                 break
-            mu = comp / (2 * n_free)
-            primal_bad = primal_worst / (1.0 + x_big)
-            gap = None
-            if bound_due(primal_bad, comp, pobj, offset):
-                lb = top.bound(each("bound"))
-                gap = relative_gap(pobj, lb, offset)
-                if log:
-                    log(f"it {it}: gap {gap:.2e}")
-            if on_iteration is not None:
-                on_iteration(IterationProgress(it - 1, float(primal_bad), float(dual_bad), gap, float(mu),
-                                               float(pobj + offset), time.perf_counter() - begun))
+            gap, bound = iteration_head(it, begun, comp, n_free, dual_bad, primal_worst, x_big, pobj, offset,
+                                        lambda: top.bound(each("bound")), log, on_iteration)
+            lb = lb if bound is None else bound
             if gap is not None and gap <= INNER_GAP:
                 status = "optimal"
                 it -= 1
                 break
-            if log:
-                log(f"it {it}: mu {mu:.3e} primal {primal_bad:.2e} dual {dual_bad:.2e} obj {pobj:.9g}")
             try:
                 top.factor(each("factor"))
             except NumericalTrouble as exc:
@@ -540,8 +555,8 @@ def split_interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.
         else:
             it = max_iterations
         x, y = np.empty(n), np.empty(m)
-        for p, (xp, yp, own) in zip(split.parts, each("result")):
-            x[p.cols], y[p.rows[own]] = xp, yp
+        for cols, xp, rows, yp in each("result"):
+            x[cols], y[rows] = xp, yp
         x[split.top.cols], y[split.top.rows] = top.state.v[:top.state.n], top.state.y
     finally:
         executor.close()
