@@ -499,7 +499,7 @@ def split_interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.
     and run their passes where ``executor`` (default :class:`InProcess`) runs them; per iteration only top-row-sized
     messages and scalars travel. The same Mehrotra steps (:mod:`.ipm`'s helpers); the numbers do not depend on the
     executor."""
-    begun = time.perf_counter()
+    begun, cpu = time.perf_counter(), time.process_time()
     n, m = layout.n_col, len(layout.row_lower)
     lower, upper = boxes(layout)
     if np.any(lower > upper):
@@ -511,7 +511,8 @@ def split_interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.
     executor.start(Lazy(len(split.parts), lambda i: share(split.parts[i], cost, lower, upper)), DUAL_REG,
                    numba.get_num_threads())
     k = len(split.parts)
-    seconds = {"iterate": 0.0, "partitions": 0.0}
+    looping = time.perf_counter()
+    seconds = {"start": looping - begun, "partitions": 0.0}  # wall: set-up (slices sent), waiting for partitions
 
     def each(method: str, args: list | None = None) -> list:
         started = time.perf_counter()
@@ -525,8 +526,7 @@ def split_interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.
         comp, dual_bad, primal_worst, x_big, pobj, _ = top.step(0.0, 0.0, each("step", [(0.0, 0.0)] * k))
         it = 0
         for it in range(1, max_iterations + 1):
-            started = time.perf_counter()
-            if deadline is not None and started > deadline:
+            if deadline is not None and time.perf_counter() > deadline:
                 status, message = "time_limit", "the wall-clock limit was reached"
                 break
             gap, bound = iteration_head(it, begun, comp, n_free, dual_bad, primal_worst, x_big, pobj, offset,
@@ -551,7 +551,6 @@ def split_interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.
             if not finite:
                 status, message = "numerical_trouble", "the iterates left the finite numbers"
                 break
-            seconds["iterate"] += time.perf_counter() - started
         else:
             it = max_iterations
         x, y = np.empty(n), np.empty(m)
@@ -560,6 +559,7 @@ def split_interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.
         x[split.top.cols], y[split.top.rows] = top.state.v[:top.state.n], top.state.y
     finally:
         executor.close()
-    seconds["iterate"] -= seconds["partitions"]
+    seconds["iterate"] = time.perf_counter() - looping - seconds["partitions"]  # the coordinator's own share
+    seconds["cpu"] = time.process_time() - cpu  # this process's, all its threads (a dask client's included)
     seconds.update({f"top_{key}": value for key, value in top.normal.seconds.items()})
     return IpmResult(status, x, y, it, lb, pobj, seconds, message)
