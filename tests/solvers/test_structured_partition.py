@@ -20,6 +20,7 @@ from gridcharge.solvers.structured.ipm import interior_point
 from gridcharge.solvers.structured.layout import derive_layout
 from gridcharge.solvers.structured.on_dask import DaskExecutor, WorkerLost
 from gridcharge.solvers.structured.partition import plan, split_interior_point
+from gridcharge.testing import assert_feasible
 from tests.solvers.test_structured import _both, _check_certified, small_districts
 
 
@@ -82,6 +83,7 @@ def test_zero_one_and_two_workers_give_the_same_numbers(cluster):
             gridcharge.solve(data, solver="structured", scheduler=address)]
     for schedule in runs:
         assert schedule.summary["fallback"] is None and schedule.verification.ok
+        assert_feasible(data, schedule)
     for schedule in runs[1:]:
         assert schedule.summary["objective_cny"] == runs[0].summary["objective_cny"]
         assert schedule.summary["iterations"] == runs[0].summary["iterations"]
