@@ -28,6 +28,10 @@ from .ipm import (DUAL_REG, INNER_GAP, MIN_DISTANCE, PRIMAL_REG, STEP_SHARE, Ipm
 from .layout import Layout
 from .normal import NormalEquations, NumericalTrouble
 
+#: A front below the top costs as much as this many cars in a partition's work ([-]; its dense elimination of its
+#: own rows and its line's, ~450 rows at 10,000 sessions / 50 transformers, measured per partition in process:
+#: benchmarks/RESULTS.md, "The element-wise passes and the step vectors on the partitions").
+FRONT_CARS = 20
 #: A partition gets subtrees until it holds about this share of the cars ([-]; 1/8: up to 8 partitions, so that 2-8
 #: workers each get whole partitions). Fixed, not derived from the worker count, so every count gives the same numbers.
 PARTITIONS = 8
@@ -74,12 +78,13 @@ class Lazy(Sequence):
 
 def plan(layout: Layout, n_parts: int = PARTITIONS) -> Plan:
     """Split ``layout`` into at most ``n_parts`` partitions of whole subtrees below the top fronts (a district's
-    lines and substation), each a run of subtrees in top-front order of about equal car count."""
+    lines and substation), each a run of subtrees in top-front order of about equal work (cars, and
+    :data:`FRONT_CARS` per front)."""
     n_front = len(layout.front_rows)
     parent = layout.front_parent
-    # cars per front (by their lowest front), then per subtree
+    # work per front: its cars (by their lowest front) and its dense elimination, then per subtree
     cars_front = np.where(layout.car_group >= 0, layout.group_front[layout.car_group], -1)
-    weight = np.bincount(cars_front[cars_front >= 0], minlength=n_front).astype(float)
+    weight = np.bincount(cars_front[cars_front >= 0], minlength=n_front) + FRONT_CARS * (parent >= 0)
     subtree = weight.copy()
     for f in range(n_front - 1, -1, -1):  # children are numbered after their parents
         if parent[f] >= 0:
