@@ -6,7 +6,9 @@ A cell ``N/dask`` starts its ``N`` workers with dask's own defaults instead of a
 
 Per cell: wall seconds of the solve call, CPU seconds of this process (the coordinator) and of the workers (their
 ``getrusage`` before and after, summed), iterations, gap, objective, the coordinator's peak RSS and the workers' peak
-RSS (largest), the load average around it. The numbers must not depend on the worker count: the script checks that
+RSS (largest), the load average around it; of the split interior point, the coordinator's wall seconds waiting for the
+partitions (``ipm_partitions_seconds``), its own wall seconds in the loop besides (``ipm_iterate_seconds``, what does
+not shrink with workers) and its CPU seconds over the loop (``ipm_cpu_seconds``, dask client threads included). The numbers must not depend on the worker count: the script checks that
 every split cell has the objective of the 0-worker cell exactly.
 
 Usage (from the repository root)::
@@ -31,7 +33,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KEYS = ("sessions", "transformers", "workers", "status", "fallback", "verified", "wall_s", "coordinator_cpu_s",
         "workers_cpu_s", "iterations", "gap_rel", "objective_cny", "coordinator_peak_mb", "worker_peak_mb",
-        "load_before", "load_after", "ipm_partitions_seconds", "iterations_seconds", "layout_seconds", "error")
+        "load_before", "load_after", "ipm_partitions_seconds", "ipm_iterate_seconds", "ipm_cpu_seconds",
+        "iterations_seconds", "layout_seconds", "error")
 
 
 def _usage() -> tuple[float, float]:

@@ -105,3 +105,18 @@ def test_with_correctors_the_optimum_is_highs_and_the_iterate_stays_in_its_boxes
     scale = max(1.0, abs(highs))
     assert abs(result.primal_objective + lp.offset - highs) <= 1e-7 * scale
     assert result.lower_bound + lp.offset <= highs + 1e-9 * scale
+
+
+def test_a_bad_corrector_count_or_correctors_on_workers_are_refused_by_name():
+    """The count is a non-negative integer, and the split solve (workers, scheduler) runs Mehrotra alone: asking it
+    for correctors is an error naming the option, not correctors silently dropped."""
+    import pytest
+
+    problem = gridcharge.build_problem(generate("district", 60, 3, transformers=2))
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="correctors"):
+            gridcharge.solve(problem, solver="structured", correctors=bad)
+    with pytest.raises(ValueError, match="correctors: 2 with workers"):
+        gridcharge.solve(problem, solver="structured", correctors=2, workers=0)
+    split = gridcharge.solve(problem, solver="structured", correctors=0, workers=0)
+    assert split.verification.ok and split.summary["correctors"] == 0

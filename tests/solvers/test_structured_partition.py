@@ -1,6 +1,7 @@
-"""The structured solver's normal equations split by transformer subtree (gridcharge/solvers/structured/partition.py)
-and run on dask workers (on_dask.py): the same solves as unsplit, the same numbers on 0, 1 and 2 workers, HiGHS's
-optimum on small districts, and a worker lost mid-solve re-created without changing a number."""
+"""The structured solver's interior point split by transformer subtree (gridcharge/solvers/structured/partition.py),
+each partition keeping its iterates and running its passes, in process or on dask workers (on_dask.py): the optimum of
+the unsplit solve, the same numbers on 0, 1 and 2 workers, HiGHS's optimum on small districts, and a worker lost
+mid-solve re-created without changing a number."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from hypothesis import HealthCheck, given, settings
 import gridcharge
 from gridcharge.bench.generate import generate
 from gridcharge.formulation.lp import build_lp
+from gridcharge.solvers.structured import on_dask
+from gridcharge.solvers.structured.certificate import lower_bound
 from gridcharge.solvers.structured.ipm import interior_point
 from gridcharge.solvers.structured.layout import derive_layout
-from gridcharge.solvers.structured.normal import NormalEquations
-from gridcharge.solvers.structured import on_dask
 from gridcharge.solvers.structured.on_dask import DaskExecutor, WorkerLost
-from gridcharge.solvers.structured.partition import PartitionedNormalEquations, plan
+from gridcharge.solvers.structured.partition import plan, split_interior_point
+from gridcharge.testing import assert_feasible
 from tests.solvers.test_structured import _both, _check_certified, small_districts
 
 
@@ -40,7 +42,7 @@ def test_the_plan_splits_cars_and_rows_once():
     _, layout = _district_layout()
     split = plan(layout, 2)
     assert len(split.parts) == 2
-    everyone = [split.top] + split.parts
+    everyone = [split.top, *split.parts]
     # every car once (by its local rows), every coupling row eliminated by exactly one front
     local = np.concatenate([p.rows[:len(p.layout.local_rows)] for p in everyone])
     assert np.array_equal(np.sort(local), np.sort(layout.local_rows))
@@ -49,24 +51,28 @@ def test_the_plan_splits_cars_and_rows_once():
     assert np.array_equal(np.sort(owned), np.sort(layout.coupling_rows))
     # a partition's rows above its fronts are the coordinator's
     top_rows = split.top.rows[len(split.top.layout.local_rows):]
-    for p in split.parts:
+    for p, above in zip(split.parts, split.above_global):
         assert np.isin(p.rows[len(p.layout.local_rows) + p.above], top_rows).all() and len(p.above)
+        assert np.array_equal(p.above_global, above)  # what the coordinator knows without building the slice
+    # every column is one part's (its iterates live there)
+    assert np.array_equal(np.sort(np.concatenate([p.cols for p in everyone])), np.arange(layout.n_col))
 
 
-@pytest.mark.parametrize("spread", [0.0, 4.0])
-def test_the_split_solve_equals_the_whole_one(spread):
+@pytest.mark.parametrize("n_parts", [1, 2, 3, 8])
+def test_the_split_interior_point_reaches_the_unsplit_optimum(n_parts):
     lp, layout = _district_layout()
-    rng = np.random.default_rng(2)
-    theta = 10.0 ** rng.uniform(-spread, spread, lp.n_col)
-    theta_s = np.where(lp.row_lower < lp.row_upper, 10.0 ** rng.uniform(-spread, spread, lp.n_row), 0.0)
-    rhs = rng.normal(size=lp.n_row)
-    whole = NormalEquations(layout, 1e-8)
-    whole.factor(theta, theta_s)
-    for n_parts in (1, 2, 3):
-        split = PartitionedNormalEquations(layout, 1e-8, n_parts=n_parts)
-        split.factor(theta, theta_s)
-        expected = whole.solve(rhs)
-        assert np.abs(split.solve(rhs) - expected).max() <= 1e-10 * np.abs(expected).max()
+    whole = interior_point(layout, lp.col_cost, offset=lp.offset, max_iterations=200)
+    split = split_interior_point(layout, lp.col_cost, offset=lp.offset, max_iterations=200, n_parts=n_parts)
+    assert whole.status == split.status == "optimal"
+    scale = max(1.0, abs(whole.primal_objective + lp.offset))
+    assert abs(split.primal_objective - whole.primal_objective) <= 1e-9 * scale
+    assert abs(split.iterations - whole.iterations) <= 3
+    # the bound summed from the parts' shares is the whole certificate's at the same duals, and a bound
+    assert abs(split.lower_bound - lower_bound(layout, lp.col_cost, split.y)) <= 1e-12 * scale
+    assert split.lower_bound <= whole.primal_objective + 1e-9 * scale
+    # the rows hold for the x gathered from the parts
+    activity = layout.a_csr @ split.x
+    assert (activity >= layout.row_lower - 1e-6).all() and (activity <= layout.row_upper + 1e-6).all()
 
 
 def test_zero_one_and_two_workers_give_the_same_numbers(cluster):
@@ -77,10 +83,12 @@ def test_zero_one_and_two_workers_give_the_same_numbers(cluster):
             gridcharge.solve(data, solver="structured", scheduler=address)]
     for schedule in runs:
         assert schedule.summary["fallback"] is None and schedule.verification.ok
+        assert_feasible(data, schedule)
     for schedule in runs[1:]:
         assert schedule.summary["objective_cny"] == runs[0].summary["objective_cny"]
         assert schedule.summary["iterations"] == runs[0].summary["iterations"]
         assert np.array_equal(schedule.power, runs[0].power)
+        assert schedule.summary["lower_bound_cny"] == runs[0].summary["lower_bound_cny"]
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -91,6 +99,8 @@ def test_split_solves_certify_small_districts_like_highs(cluster, data):
         if structured is not None:
             _check_certified(structured, highs, data)
             assert structured.summary["fallback"] is None
+            whole = gridcharge.solve(data, solver="structured").summary["objective_cny"]
+            assert abs(structured.summary["objective_cny"] - whole) <= 1e-7 * max(1.0, abs(whole))
 
 
 class _KillingExecutor(DaskExecutor):
@@ -110,30 +120,23 @@ class _KillingExecutor(DaskExecutor):
         return super().map(method, args)
 
 
-@pytest.mark.parametrize("method", ["factor", "forward", "backward"])
+@pytest.mark.parametrize("method", ["step", "factor", "forward", "backward"])
 def test_a_worker_lost_mid_solve_is_replaced_without_changing_a_number(cluster, method):
     lp, layout = _district_layout(n=80, transformers=3)
     client = cluster[1]
-    reference = interior_point(layout, lp.col_cost, offset=lp.offset, equations=PartitionedNormalEquations)
-    executors = []
-
-    def equations(lay, delta):
-        executors.append(_KillingExecutor(client, method, at=4))
-        return PartitionedNormalEquations(lay, delta, executors[-1])
-
-    result = interior_point(layout, lp.col_cost, offset=lp.offset, equations=equations)
-    assert executors[0].killed  # the loss happened mid-solve
+    reference = split_interior_point(layout, lp.col_cost, offset=lp.offset)
+    executor = _KillingExecutor(client, method, at=4)
+    result = split_interior_point(layout, lp.col_cost, offset=lp.offset, executor=executor)
+    assert executor.killed  # the loss happened mid-solve
     assert result.status == reference.status == "optimal"
     assert result.iterations == reference.iterations
     assert np.array_equal(result.x, reference.x) and np.array_equal(result.y, reference.y)
+    assert result.lower_bound == reference.lower_bound
 
 
 def test_a_worker_lost_for_good_stops_the_solve_with_an_error(cluster, monkeypatch):
     lp, layout = _district_layout(n=80, transformers=3)
     monkeypatch.setattr(on_dask, "ATTEMPTS", 1)  # no second attempt: the loss is final
-
-    def equations(lay, delta):
-        return PartitionedNormalEquations(lay, delta, _KillingExecutor(cluster[1], "forward", at=2))
-
     with pytest.raises(WorkerLost, match="could not be run on the dask cluster"):
-        interior_point(layout, lp.col_cost, offset=lp.offset, equations=equations)
+        split_interior_point(layout, lp.col_cost, offset=lp.offset,
+                             executor=_KillingExecutor(cluster[1], "forward", at=2))

@@ -23,8 +23,7 @@ from ..highs import solve_highs
 from ..progress import OnIteration
 from .ipm import Correctors, interior_point
 from .layout import LayoutError, derive_layout
-from .normal import NormalEquations
-from .partition import PartitionedNormalEquations
+from .partition import split_interior_point
 
 #: A schedule is returned only when (upper - lower) / max(1 CNY, |upper|) is at most this [-].
 GAP_TOLERANCE = 1e-7
@@ -74,16 +73,18 @@ def solve_structured(problem: Problem, *, time_limit_s: float | None = None, all
     on_iteration : callable, optional — called with an :class:`~gridcharge.solvers.progress.IterationProgress` per
         iterate of the interior point (every round of the charge-or-discharge rule starts again at iteration 0;
         a HiGHS fallback reports nothing)
-    workers : int, optional — split the normal equations by transformer subtree (:mod:`.partition`) and run the
+    workers : int, optional — split the interior point by transformer subtree (:mod:`.partition`) and run the
         partitions on a local dask cluster of this many processes; ``0``: split, in this process. The numbers are the
         same for every count. ``None`` (default): one process, unsplit.
     scheduler : str, optional — address of a running dask scheduler (``tcp://HOST:8786``) for the partitions;
         overrides ``workers``
     correctors : int, optional — Gondzio centrality correctors per iteration at most (``0``: Mehrotra's direction
-        alone); ``None`` (default): where they pay by measurement (:func:`.ipm.correctors_for`)
+        alone); ``None`` (default): where they pay by measurement (:func:`.ipm.correctors_for`). With ``workers`` or
+        ``scheduler`` only ``0`` or ``None``: the split solve runs Mehrotra alone
 
-    The summary adds ``lower_bound_cny``, ``gap_rel``, ``iterations``, ``correctors`` (tried, each one more solve), ``layout_seconds``, ``iterations_seconds``,
-    ``certificate_seconds``, ``writeback_seconds`` and ``fallback`` (``None``, or why HiGHS solved the day).
+    The summary adds ``lower_bound_cny``, ``gap_rel``, ``iterations``, ``correctors`` (tried, each one more solve),
+    ``layout_seconds``, ``iterations_seconds``, ``certificate_seconds``, ``writeback_seconds`` and ``fallback``
+    (``None``, or why HiGHS solved the day).
     """
     started = time.perf_counter()
     deadline = None if time_limit_s is None else started + float(time_limit_s)
@@ -100,36 +101,41 @@ def solve_structured(problem: Problem, *, time_limit_s: float | None = None, all
         return fallback("export pays more than import plus degradation for a V2G car: binaries needed", {})
     if correctors is not None and (isinstance(correctors, bool) or not isinstance(correctors, int) or correctors < 0):
         raise ValueError(f"correctors: {correctors!r} is not a count of correctors per iteration (expected 0 or more)")
+    if correctors and (workers is not None or scheduler is not None):
+        raise ValueError(f"correctors: {correctors!r} with workers or a scheduler (the split solve runs Mehrotra "
+                         "alone; expected 0 or None)")
     numba.set_num_threads(min(int(threads or DEFAULT_THREADS), numba.config.NUMBA_NUM_THREADS))
     stats = {"iterations": 0, "correctors": 0, "layout_seconds": 0.0, "iterations_seconds": 0.0}
     seen: dict = {}
     with ExitStack() as stack:
-        equations = _equations(workers, scheduler, stack)
-        return _certified(problem, max_iterations, deadline, verbose, stats, seen, equations, fallback,
-                          on_iteration=on_iteration, correctors=correctors)
+        solve_lp = _interior_point(workers, scheduler, stack)
+        unsplit = workers is None and scheduler is None  # the split solve runs Mehrotra alone (checked above)
+        options = {"correctors": Correctors(count=correctors)} if unsplit and correctors is not None else {}
+        return _certified(problem, max_iterations, deadline, verbose, stats, seen, solve_lp, fallback,
+                          on_iteration=on_iteration, ipm_options=options)
 
 
-def _equations(workers: int | None, scheduler: str | None, stack: ExitStack):
-    """The normal equations' factory for ``workers`` / ``scheduler`` (see :func:`solve_structured`); a dask client
-    it opens is closed by ``stack``."""
+def _interior_point(workers: int | None, scheduler: str | None, stack: ExitStack):
+    """The interior point for ``workers`` / ``scheduler`` (see :func:`solve_structured`): unsplit, or split on an
+    executor; a dask client it opens is closed by ``stack``."""
     if workers is None and scheduler is None:
-        return NormalEquations
+        return interior_point
     if workers is not None and workers < 0:
         raise ValueError(f"workers: {workers} is not a count of worker processes (expected 0 or more)")
     if scheduler is None and workers == 0:
-        return PartitionedNormalEquations
+        return split_interior_point
     from ...cluster import dask_client
     from .on_dask import DaskExecutor
 
     client = stack.enter_context(dask_client(workers, scheduler))
 
-    def make(layout, delta):
-        return PartitionedNormalEquations(layout, delta, DaskExecutor(client))
-    return make
+    def on_dask(layout, cost, **options):
+        return split_interior_point(layout, cost, executor=DaskExecutor(client), **options)
+    return on_dask
 
 
-def _certified(problem, max_iterations, deadline, verbose, stats, seen, equations, fallback, *,
-               on_iteration: OnIteration | None = None, correctors: int | None = None) -> Schedule:
+def _certified(problem, max_iterations, deadline, verbose, stats, seen, solve_lp, fallback, *,
+               on_iteration: OnIteration | None = None, ipm_options: dict | None = None) -> Schedule:
     """The body of :func:`solve_structured` once its options are settled."""
     def run(lp: LinearProgram) -> RunResult:
         t0 = time.perf_counter()
@@ -140,9 +146,8 @@ def _certified(problem, max_iterations, deadline, verbose, stats, seen, equation
         t1 = time.perf_counter()
         log = (lambda text: print(text, file=sys.stderr)) if verbose else None
         with threadpool_limits(limits=1, user_api="blas"):  # BLAS threads would spin against numba's
-            result = interior_point(layout, lp.col_cost, offset=lp.offset, max_iterations=max_iterations,
-                                    deadline=deadline, log=log, on_iteration=on_iteration, equations=equations,
-                                    correctors=None if correctors is None else Correctors(count=correctors))
+            result = solve_lp(layout, lp.col_cost, offset=lp.offset, max_iterations=max_iterations,
+                              deadline=deadline, log=log, on_iteration=on_iteration, **(ipm_options or {}))
         t2 = time.perf_counter()
         stats["layout_seconds"] += t1 - t0
         stats["iterations_seconds"] += t2 - t1

@@ -99,33 +99,92 @@ def _implied_activity(layout: Layout):
     return pos @ lo + neg @ hi, pos @ hi + neg @ lo
 
 
+def boxes(layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of ``v = [x, s]``: the columns' boxes, then the row activities' (the rows' bounds
+    tightened to what the columns' boxes imply, plus a margin); some lower above its upper: :func:`infeasible_row`."""
+    act_lo, act_hi = _implied_activity(layout)
+    margin = np.maximum(1.0, 0.1 * (act_hi - act_lo))
+    s_lo = np.maximum(layout.row_lower, act_lo - margin)
+    s_hi = np.minimum(layout.row_upper, act_hi + margin)
+    return np.r_[layout.col_lower, s_lo], np.r_[layout.col_upper, s_hi]
+
+
+def infeasible_row(n: int, m: int) -> IpmResult:
+    """The result when :func:`boxes` shows a row no column in its box can meet."""
+    return IpmResult("infeasible_row", np.zeros(n), np.zeros(m), 0, -math.inf, math.nan,
+                     message="a row's bounds cannot be met by any column in its box")
+
+
+def starting_point(lower: np.ndarray, upper: np.ndarray, free: np.ndarray, c: np.ndarray):
+    """``v``, ``zl``, ``zu`` of the first iterate, entry by entry (so a slice of the vectors gives the slice)."""
+    width = np.where(free, upper - lower, 0.0)
+    v = np.where(free, lower + 0.5 * width, lower)
+    zl = np.where(free, np.maximum(c, 0.0) + INITIAL_DUAL, 0.0)
+    zu = np.where(free, np.maximum(-c, 0.0) + INITIAL_DUAL, 0.0)
+    return v, zl, zu
+
+
+def iteration_head(it: int, begun: float, comp: float, n_free: int, dual_bad: float, primal_worst: float,
+                   x_big: float, pobj: float, offset: float, bound, log, on_iteration: OnIteration | None):
+    """The start of iteration ``it`` (``begun``: the solve's start, perf_counter seconds): the lower bound
+    ``bound()`` when :func:`bound_due`, the log lines and the progress report. Returns the relative gap and the
+    bound [CNY], both None when the bound was not due."""
+    mu = comp / (2 * n_free)
+    primal_bad = primal_worst / (1.0 + x_big)
+    gap = lb = None
+    if bound_due(primal_bad, comp, pobj, offset):
+        lb = bound()
+        gap = relative_gap(pobj, lb, offset)
+        if log:
+            log(f"it {it}: gap {gap:.2e}")
+    if on_iteration is not None:
+        on_iteration(IterationProgress(it - 1, float(primal_bad), float(dual_bad), gap, float(mu),
+                                       float(pobj + offset), time.perf_counter() - begun))
+    if log and not (gap is not None and gap <= INNER_GAP):
+        log(f"it {it}: mu {mu:.3e} primal {primal_bad:.2e} dual {dual_bad:.2e} obj {pobj:.9g}")
+    return gap, lb
+
+
+def bound_due(primal_bad: float, comp: float, pobj: float, offset: float) -> bool:
+    """Whether the lower bound is worth computing: the rows hold and complementarity alone no longer rules the gap
+    out."""
+    return primal_bad < PRIMAL_TOLERANCE and comp <= 10 * INNER_GAP * max(1.0, abs(pobj + offset))
+
+
+def relative_gap(pobj: float, lb: float, offset: float) -> float:
+    """The gap between the primal objective and the lower bound, relative to the objective with its offset [-]."""
+    return (pobj - lb) / max(1.0, abs(pobj + offset))
+
+
+def centring_target(comp: float, n_free: int, ap: float, ad: float, s1: float, s2: float, s3: float) -> float:
+    """Mehrotra's corrector target ``sigma mu`` from the complementarity ``comp`` and the predictor's steps and sums
+    (:func:`~.kernels.predictor_tail`)."""
+    mu = comp / (2 * n_free)
+    mu_aff = max(comp + ap * s1 + ad * s2 + ap * ad * s3, 0.0) / (2 * n_free)
+    sigma = min((mu_aff / mu) ** 3, 1.0) if mu > 0 else 0.0
+    return sigma * mu
+
+
 def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max_iterations: int = 100,
                    deadline: float | None = None, log=None, on_iteration: OnIteration | None = None,
                    equations=NormalEquations, correctors: Correctors | None = None) -> IpmResult:
     """Solve the LP of ``layout`` with objective ``cost`` (per column) plus the constant ``offset`` [CNY], which only
     sets the scale of the relative gap; ``log`` takes a line of text per iterate, ``on_iteration`` an
     :class:`~gridcharge.solvers.progress.IterationProgress`. ``equations(layout, delta)`` makes the normal equations
-    (``factor``, ``solve``, ``seconds``): :class:`~.normal.NormalEquations`, or the partitioned ones of
-    :mod:`.partition`. ``correctors``: Gondzio's centrality correctors (:class:`Correctors`; default :func:`correctors_for`)."""
+    (``factor``, ``solve``, ``seconds``), :class:`~.normal.NormalEquations` by default; the split solve of
+    :mod:`.partition` has its own driver over the same helpers (:func:`boxes`, :func:`starting_point`,
+    :func:`iteration_head`, :func:`centring_target`) and runs Mehrotra alone. ``correctors``: Gondzio's centrality
+    correctors (:class:`Correctors`; default :func:`correctors_for`)."""
     begun = time.perf_counter()
     n = layout.n_col
     m = len(layout.row_lower)
-    act_lo, act_hi = _implied_activity(layout)
-    margin = np.maximum(1.0, 0.1 * (act_hi - act_lo))
-    s_lo = np.maximum(layout.row_lower, act_lo - margin)
-    s_hi = np.minimum(layout.row_upper, act_hi + margin)
-    lower = np.r_[layout.col_lower, s_lo]
-    upper = np.r_[layout.col_upper, s_hi]
+    lower, upper = boxes(layout)
     if np.any(lower > upper):
-        return IpmResult("infeasible_row", np.zeros(n), np.zeros(m), 0, -math.inf, math.nan,
-                         message="a row's bounds cannot be met by any column in its box")
+        return infeasible_row(n, m)
     free = upper > lower
     c = np.r_[cost, np.zeros(m)]
     cols = kernels.columns(layout).arrays  # every product with A goes column by column, fused into a pass of kernels
-    width = np.where(free, upper - lower, 0.0)
-    v = np.where(free, lower + 0.5 * width, lower)
-    zl = np.where(free, np.maximum(c, 0.0) + INITIAL_DUAL, 0.0)
-    zu = np.where(free, np.maximum(-c, 0.0) + INITIAL_DUAL, 0.0)
+    v, zl, zu = starting_point(lower, upper, free, c)
     y = np.zeros(m)
     n_free = max(int(free.sum()), 1)
     normal = equations(layout, DUAL_REG)
@@ -157,24 +216,13 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
         if deadline is not None and started > deadline:
             status, message = "time_limit", "the wall-clock limit was reached"
             break
-        mu = comp / (2 * n_free)
-        primal_bad = primal_worst / (1.0 + x_big)
-        # the bound is only worth computing once complementarity alone no longer rules the gap out
-        gap = None
-        if primal_bad < PRIMAL_TOLERANCE and comp <= 10 * INNER_GAP * max(1.0, abs(pobj + offset)):
-            lb = lower_bound(layout, cost, y)
-            gap = (pobj - lb) / max(1.0, abs(pobj + offset))
-            if log:
-                log(f"it {it}: gap {gap:.2e}")
-        if on_iteration is not None:
-            on_iteration(IterationProgress(it - 1, float(primal_bad), float(dual_bad), gap, float(mu),
-                                           float(pobj + offset), time.perf_counter() - begun))
+        gap, bound = iteration_head(it, begun, comp, n_free, dual_bad, primal_worst, x_big, pobj, offset,
+                                    lambda: lower_bound(layout, cost, y), log, on_iteration)
+        lb = lb if bound is None else bound
         if gap is not None and gap <= INNER_GAP:
             status = "optimal"
             it -= 1
             break
-        if log:
-            log(f"it {it}: mu {mu:.3e} primal {primal_bad:.2e} dual {dual_bad:.2e} obj {pobj:.9g}")
         seconds["iterate"] += time.perf_counter() - started
         try:
             normal.factor(theta[:n], theta[n:])
@@ -188,9 +236,7 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
         dy = normal.solve(rhs_p)
         ap, ad, s1, s2, s3 = kernels.predictor_tail(*cols, dy, theta, wl, wu, zl, zu, rd, free, dva, rhs_k,
                                                     cells[:n_cells], cells[n_cells:2 * n_cells])
-        mu_aff = max(comp + ap * s1 + ad * s2 + ap * ad * s3, 0.0) / (2 * n_free)
-        sigma = min((mu_aff / mu) ** 3, 1.0) if mu > 0 else 0.0
-        target = sigma * mu
+        target = centring_target(comp, n_free, ap, ad, s1, s2, s3)
         dy = normal.solve(rhs_p + target * rhs_h + rhs_k)
         ap, ad = kernels.corrector_tail(*cols, dy, theta, wl, wu, zl, zu, rd, free, target, dva, atdy, dv, dzl, dzu,
                                         cells[:n_cells])
@@ -215,7 +261,7 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
             n_kept += 1
         ap, ad = STEP_SHARE * ap, STEP_SHARE * ad
         if log:
-            log(f"  steps {ap:.3f} {ad:.3f} sigma {sigma:.2e}")
+            log(f"  steps {ap:.3f} {ad:.3f} target sigma mu {target:.2e}")
         # A^T y is carried along (the certificate recomputes it from y)
         comp, dual_bad, primal_worst, x_big, pobj, finite = advance(ap, ad)
         y += ad * dy

@@ -1,9 +1,10 @@
 """Partitions of :mod:`.partition` as dask actors: the partitions are dealt round robin to the workers (in address
 order), each worker's share is one actor whose blocks stay resident across the iterations, and only the partitions'
-contributions and the top rows' steps travel (one message per worker and round trip). A share whose worker is lost is
-re-created from its slices of the LP on a worker still there and brought back to the state of the call that failed
-(its last factorisation and right side are replayed, which gives the same numbers); when that fails too,
-:class:`WorkerLost`.
+contributions, the top rows' steps and a few scalars travel (one message per worker and round trip). A share whose
+worker is lost is re-created from its slices of the LP on a worker still there and brought back to the state of the
+call that failed: its iterates live there too, so every state-changing call since the start is replayed in order
+(their arguments are top-row-sized; the replay redoes that share's work so far and gives the same numbers); when that
+fails too, :class:`WorkerLost`.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class DaskExecutor:
         self.parts, self.delta, self.threads = parts, delta, threads
         n = max(1, min(len(parts), len(self._workers())))
         self.shares = [list(range(i, len(parts), n)) for i in range(n)]
-        self.replay: list = [[] for _ in self.shares]  # per share, the calls since its last factor
+        self.replay: list = [[] for _ in self.shares]  # per share, every call that changed its state, in order
         self.futures = [None] * n
         self.actors = [self._create(i, i) for i in range(n)]
 
@@ -77,10 +78,8 @@ class DaskExecutor:
                 results = self._retry(i, method, a, exc)
             for p, result in zip(self.shares[i], results):
                 out[p] = result
-            if method == "factor":
-                self.replay[i] = [("factor", a)]
-            elif method == "forward":
-                self.replay[i] = self.replay[i][:1] + [("forward", a)]
+            if method not in PartWorker.READS:
+                self.replay[i].append((method, a))
         return out
 
     @staticmethod
@@ -95,9 +94,7 @@ class DaskExecutor:
         for attempt in range(ATTEMPTS - 1):
             try:
                 actor = self._create(i, i + attempt + 1)
-                for name, earlier in self.replay[i] if method != "factor" else []:
-                    if name == "forward" and method == "forward":
-                        continue
+                for name, earlier in self.replay[i]:
                     actor.call(name, earlier).result()
                 result = actor.call(method, a).result()
             except Exception as exc:  # noqa: BLE001 - see map

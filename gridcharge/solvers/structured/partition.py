@@ -10,7 +10,9 @@ See docs/design/district.md.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numba
@@ -18,9 +20,18 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from ..progress import OnIteration
+from . import kernels
+from .certificate import BoundPart, bound_part, combine_bounds
+from .ipm import (DUAL_REG, INNER_GAP, MIN_DISTANCE, PRIMAL_REG, STEP_SHARE, IpmResult, boxes, centring_target,
+                  infeasible_row, iteration_head, starting_point)
 from .layout import Layout
-from .normal import NormalEquations
+from .normal import NormalEquations, NumericalTrouble
 
+#: A front below the top costs as much as this many cars in a partition's work ([-]; its dense elimination of its
+#: own rows and its line's, ~450 rows at 10,000 sessions / 50 transformers, measured per partition in process:
+#: benchmarks/RESULTS.md, "The element-wise passes and the step vectors on the partitions").
+FRONT_CARS = 20
 #: A partition gets subtrees until it holds about this share of the cars ([-]; 1/8: up to 8 partitions, so that 2-8
 #: workers each get whole partitions). Fixed, not derived from the worker count, so every count gives the same numbers.
 PARTITIONS = 8
@@ -44,18 +55,36 @@ class Plan:
     """The split of a layout: the coordinator's part and the partitions, in a fixed order."""
 
     top: Part
-    parts: list
+    parts: Sequence  # of Part, each restricted from the layout when asked for and not kept (:class:`Lazy`)
+    above_global: list  # per partition, the coupling positions of the whole layout it meets above its fronts
     top_front_of: np.ndarray  # front of the whole layout -> the coordinator's front (-1: a partition's)
+
+
+class Lazy(Sequence):
+    """A sequence whose ``n`` items are made by ``make(i)`` when asked for and not kept: the coordinator holds the
+    layout once, not its slices as well (a dask share is re-created from them after a lost worker)."""
+
+    def __init__(self, n: int, make):
+        self.n, self.make = n, make
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self.make(j) for j in range(self.n)[i]]
+        return self.make(range(self.n)[i])
 
 
 def plan(layout: Layout, n_parts: int = PARTITIONS) -> Plan:
     """Split ``layout`` into at most ``n_parts`` partitions of whole subtrees below the top fronts (a district's
-    lines and substation), each a run of subtrees in top-front order of about equal car count."""
+    lines and substation), each a run of subtrees in top-front order of about equal work (cars, and
+    :data:`FRONT_CARS` per front)."""
     n_front = len(layout.front_rows)
     parent = layout.front_parent
-    # cars per front (by their lowest front), then per subtree
+    # work per front: its cars (by their lowest front) and its dense elimination, then per subtree
     cars_front = np.where(layout.car_group >= 0, layout.group_front[layout.car_group], -1)
-    weight = np.bincount(cars_front[cars_front >= 0], minlength=n_front).astype(float)
+    weight = np.bincount(cars_front[cars_front >= 0], minlength=n_front) + FRONT_CARS * (parent >= 0)
     subtree = weight.copy()
     for f in range(n_front - 1, -1, -1):  # children are numbered after their parents
         if parent[f] >= 0:
@@ -90,16 +119,17 @@ def plan(layout: Layout, n_parts: int = PARTITIONS) -> Plan:
         if not top[f] and owner[f] < 0:
             owner[f] = owner[parent[f]]
     car_owner = np.where(cars_front >= 0, owner[np.maximum(cars_front, 0)], -1)
-    parts = []
+    cars, fronts = [], []
     for p in range(n if roots else 0):
-        fronts = np.flatnonzero(owner == p)
-        if len(fronts):
-            parts.append(restrict(layout, np.flatnonzero(car_owner == p), fronts, with_global=False))
+        if (owner == p).any():
+            cars.append(np.flatnonzero(car_owner == p))
+            fronts.append(np.flatnonzero(owner == p))
+    parts = Lazy(len(cars), lambda i: restrict(layout, cars[i], fronts[i], with_global=False))
     top_fronts = np.flatnonzero(top)
     top_part = restrict(layout, np.flatnonzero(car_owner < 0), top_fronts, with_global=True)
     top_front_of = np.full(n_front, -1, dtype=np.int64)
     top_front_of[top_fronts] = np.arange(len(top_fronts))
-    return Plan(top_part, parts, top_front_of)
+    return Plan(top_part, parts, [_coupling(layout, f)[1] for f in fronts], top_front_of)
 
 
 def restrict(layout: Layout, cars: np.ndarray, fronts: np.ndarray, *, with_global: bool) -> Part:
@@ -111,18 +141,14 @@ def restrict(layout: Layout, cars: np.ndarray, fronts: np.ndarray, *, with_globa
     pos, pos_map, lengths = _select(lay.car_start, cars, len(lay.local_rows))
     le = np.flatnonzero(pos_map[lay.le_pos] >= 0)
     cols = np.unique(lay.le_col[le])
-    if with_global:
-        cols = np.union1d(cols, lay.global_cols)
+    if with_global:  # ... and the columns of no row at all
+        cols = np.union1d(cols, np.union1d(lay.global_cols, np.flatnonzero(np.diff(lay.a_csc.indptr) == 0)))
     col_map = np.full(lay.n_col, -1, dtype=np.int64)
     col_map[cols] = np.arange(len(cols))
     # coupling positions: the fronts' rows (own rows and those above them)
-    cpos = np.unique(np.concatenate([lay.front_rows[f] for f in fronts])) if len(fronts) else np.zeros(0, np.int64)
+    cpos, above_global = _coupling(lay, fronts)
     c_map = np.full(len(lay.coupling_rows), -1, dtype=np.int64)
     c_map[cpos] = np.arange(len(cpos))
-    owned = np.zeros(len(lay.coupling_rows), dtype=bool)
-    for f in fronts:
-        owned[lay.front_rows[f][:lay.front_own[f]]] = True
-    above_global = cpos[~owned[cpos]]
     rows = np.r_[lay.local_rows[pos], lay.coupling_rows[cpos]]
     a = lay.a_csr[rows][:, cols]
     a_csr = sp.csr_matrix(a)
@@ -173,6 +199,15 @@ def restrict(layout: Layout, cars: np.ndarray, fronts: np.ndarray, *, with_globa
     return Part(sub, cols, rows, c_map[above_global], above_global, root_parent)
 
 
+def _coupling(lay: Layout, fronts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The coupling positions of ``fronts`` (their own rows and those above them), and those no front of them owns."""
+    cpos = np.unique(np.concatenate([lay.front_rows[f] for f in fronts])) if len(fronts) else np.zeros(0, np.int64)
+    owned = np.zeros(len(lay.coupling_rows), dtype=bool)
+    for f in fronts:
+        owned[lay.front_rows[f][:lay.front_own[f]]] = True
+    return cpos, cpos[~owned[cpos]]
+
+
 def _select(start: np.ndarray, items: np.ndarray, size: int):
     """The entries ``[start[i], start[i + 1])`` of every item ``i`` of ``items``, in order; the map entry -> its new
     position (-1: not selected, ``size`` entries); the items' lengths."""
@@ -184,44 +219,186 @@ def _select(start: np.ndarray, items: np.ndarray, size: int):
     return index, new, lengths
 
 
-class PartWorker:
-    """A partition's normal equations, resident where it runs (this process, or a dask worker as an actor)."""
+@dataclass(eq=False)
+class PartLP:
+    """A partition with its share of the LP: the cost of its columns [CNY per column unit] and the bounds of its
+    ``v = [x, s]`` (its columns, then its sub-layout's rows; a row above it is fixed at 0: its activity is the
+    coordinator's)."""
 
-    def __init__(self, part: Part, delta: float, threads: int):
-        self.part = part
+    part: Part
+    cost: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+def share(part: Part, cost: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> PartLP:
+    """``part``'s slices of the LP's ``cost`` (per column) and of the bounds of ``v = [x, s]`` (:func:`.ipm.boxes`)."""
+    n = len(cost)
+    rows = n + part.rows
+    lo, hi = np.r_[lower[part.cols], lower[rows]], np.r_[upper[part.cols], upper[rows]]
+    fixed = len(part.cols) + len(part.layout.local_rows) + part.above
+    lo[fixed] = hi[fixed] = 0.0
+    return PartLP(part, cost[part.cols], lo, hi)
+
+
+class Iterates:
+    """One part's resident interior-point vectors (``v = [x, s]`` over its columns and rows, the bound duals, the row
+    duals ``y`` of its rows, the directions) and the element-wise passes of :mod:`.kernels` on them."""
+
+    def __init__(self, layout: Layout, cost: np.ndarray, lower: np.ndarray, upper: np.ndarray):
+        n, m = layout.n_col, len(layout.row_lower)
+        self.n = n
+        self.lower, self.upper = lower, upper
+        self.free = upper > lower
+        self.c = np.r_[cost, np.zeros(m)]
+        self.cols = kernels.columns(layout).arrays
+        self.v, self.zl, self.zu = starting_point(lower, upper, self.free, self.c)
+        self.y, self.dy = np.zeros(m), np.zeros(m)
+        size = n + m
+        self.wl, self.wu, self.rd, self.theta = (np.empty(size) for _ in range(4))
+        self.dv, self.dzl, self.dzu, self.dva, self.atdy = (np.zeros(size) for _ in range(5))
+        self.aty = np.zeros(size)  # A_full^T y, y = 0
+        self.rp, self.rhs_p, self.rhs_h, self.rhs_k = (np.zeros(m) for _ in range(4))
+        self.n_cells = layout.n_groups * layout.n_periods
+        self.cells = np.empty(3 * self.n_cells)
+
+    def advance(self, ap: float, ad: float) -> tuple:
+        """Step by ``ap``, ``ad`` along the last direction (``y`` by ``ad`` along the last ``dy``), then prepare the
+        next iteration (:func:`.kernels.advance`): its complementarity, largest dual residual, largest ``|rp|`` (of
+        every row here, complete or not), largest ``|x|``, ``c^T v`` and whether everything stayed finite."""
+        comp, dual, primal, big, obj, finite = kernels.advance(
+            *self.cols, self.v, self.zl, self.zu, self.lower, self.upper, self.free, self.c, self.dv, self.dzl,
+            self.dzu, ap, ad, self.aty, self.atdy, MIN_DISTANCE, PRIMAL_REG, self.wl, self.wu, self.rd, self.theta,
+            self.rp, self.rhs_p, self.rhs_h, self.cells)
+        self.y += ad * self.dy
+        return comp, dual, primal, big, obj, bool(finite and np.isfinite(self.y).all())
+
+    def rhs(self, target: float | None) -> np.ndarray:
+        """The predictor's right side (``target`` None) or the corrector's for the centring ``target``."""
+        return self.rhs_p.copy() if target is None else self.rhs_p + target * self.rhs_h + self.rhs_k
+
+    def predictor(self, dy: np.ndarray) -> tuple:
+        """:func:`.kernels.predictor_tail` for the step ``dy`` on the rows here: ``ap``, ``ad``, ``s1``-``s3``."""
+        nc = self.n_cells
+        return kernels.predictor_tail(*self.cols, dy, self.theta, self.wl, self.wu, self.zl, self.zu, self.rd,
+                                      self.free, self.dva, self.rhs_k, self.cells[:nc], self.cells[nc:2 * nc])
+
+    def corrector(self, dy: np.ndarray, target: float) -> tuple:
+        """:func:`.kernels.corrector_tail` for the step ``dy``, kept for the next :meth:`advance`: ``ap``, ``ad``."""
+        self.dy = dy
+        return kernels.corrector_tail(*self.cols, dy, self.theta, self.wl, self.wu, self.zl, self.zu, self.rd,
+                                      self.free, target, self.dva, self.atdy, self.dv, self.dzl, self.dzu,
+                                      self.cells[:self.n_cells])
+
+
+@dataclass
+class StepReport:
+    """What a partition sends after a step: its scalars (see :meth:`Iterates.advance`; ``primal`` over its own rows
+    only) and its partial sums on the top rows it meets of ``rp``, ``rhs_p`` and ``rhs_h``."""
+
+    comp: float
+    dual: float
+    primal: float
+    big: float
+    obj: float
+    finite: bool
+    rp: np.ndarray
+    rhs_p: np.ndarray
+    rhs_h: np.ndarray
+
+
+@dataclass
+class Factored:
+    """A partition's dense updates (front of the whole layout -> matrix on its rows), or why it could not factor."""
+
+    updates: dict
+    trouble: str = ""
+
+
+@dataclass
+class Tail:
+    """A partition's step lengths after a direction, and after the predictor its sums and its partial ``rhs_k`` on
+    the top rows it meets."""
+
+    ap: float
+    ad: float
+    sums: tuple = ()
+    rhs_k: np.ndarray | None = None
+
+
+class PartWorker:
+    """A partition's normal equations and iterates, resident where it runs (this process, or a dask worker as an
+    actor). Every call but :attr:`READS` changes its state; replaying them in order rebuilds it bit for bit."""
+
+    #: calls that change nothing
+    READS = frozenset({"bound", "result"})
+
+    def __init__(self, lp: PartLP, delta: float, threads: int):
+        self.part = part = lp.part
+        self.cost = lp.cost
         self.threads = threads  # numba's threads set the Schur sums' chunks, so they are the coordinator's count
         # one BLAS thread in this process from now on (spinning BLAS threads starve numba's: structured.md); in the
         # coordinator's process that holds already, inside the solver's own limit
         threadpool_limits(limits=1, user_api="blas")
         with self._limits():  # NormalEquations chunks the Schur sums by numba's thread count
             self.normal = NormalEquations(part.layout, delta)
+            self.state = Iterates(part.layout, lp.cost, lp.lower, lp.upper)
+        self.above = len(part.layout.local_rows) + part.above  # sub-layout rows that are the coordinator's
+        own = np.ones(len(part.layout.row_lower), dtype=bool)
+        own[self.above] = False
+        self.own = np.flatnonzero(own)
 
     def _limits(self):
         numba.set_num_threads(self.threads)
         return contextlib.nullcontext()
 
-    def factor(self, theta: np.ndarray, theta_s: np.ndarray) -> dict:
-        """Factor for the partition's column and row weights; returns the dense updates on the coordinator's fronts
-        (front of the whole layout -> matrix on its rows), summed per front in the partition's front order."""
+    def step(self, ap: float, ad: float) -> StepReport:
+        """Step and prepare the next iteration (:meth:`Iterates.advance`)."""
         with self._limits():
-            self.normal.factor(theta, theta_s)
+            comp, dual, _, big, obj, finite = self.state.advance(ap, ad)
+        st, above = self.state, self.above
+        primal = float(np.abs(st.rp[self.own]).max(initial=0.0))
+        return StepReport(comp, dual, primal, big, obj, finite, st.rp[above], st.rhs_p[above], st.rhs_h[above])
+
+    def factor(self) -> Factored:
+        """Factor for the current iterate; the dense updates on the coordinator's fronts, summed per front in the
+        partition's front order."""
+        theta, n = self.state.theta, self.state.n
+        with self._limits():
+            try:
+                self.normal.factor(theta[:n], theta[n:])
+            except NumericalTrouble as exc:
+                return Factored({}, str(exc))
         out: dict = {}
         for f, target in sorted(self.part.root_parent.items()):
             update = self.normal.outgoing[f]
             out[target] = update if target not in out else out[target] + update
-        return out
+        return Factored(out)
 
-    def forward(self, rhs: np.ndarray) -> np.ndarray:
-        """First half of a solve: the partition's contribution to the right side of the top rows (``above``)."""
-        rhs = rhs.copy()
-        rhs[len(self.part.layout.local_rows) + self.part.above] = 0.0  # the coordinator's share of the right side
+    def forward(self, target: float | None) -> np.ndarray:
+        """First half of a solve of the predictor's (``target`` None) or the corrector's right side: the
+        partition's contribution to the right side of the top rows it meets."""
+        rhs = self.state.rhs(target)
+        rhs[self.above] = 0.0  # the coordinator's share of the right side
         with self._limits():
             return self.normal.forward(rhs)
 
-    def backward(self, dy_above: np.ndarray) -> np.ndarray:
-        """Second half: ``dy`` on the partition's rows, given the top rows' step."""
+    def backward(self, dy_above: np.ndarray, target: float | None) -> Tail:
+        """Second half, given the top rows' step, then the predictor's or the corrector's pass on the direction."""
         with self._limits():
-            return self.normal.backward(dy_above)
+            dy = self.normal.backward(dy_above)
+            if target is None:
+                ap, ad, *sums = self.state.predictor(dy)
+                return Tail(ap, ad, tuple(sums), self.state.rhs_k[self.above])
+            return Tail(*self.state.corrector(dy, target))
+
+    def bound(self) -> BoundPart:
+        """The partition's share of the certificate's lower bound at the current ``y``."""
+        return bound_part(self.part.layout, self.cost, self.state.y, self.own)
+
+    def result(self) -> tuple:
+        """The partition's LP columns and ``x`` on them, its own LP rows and ``y`` on them."""
+        return self.part.cols, self.state.v[:self.state.n].copy(), self.part.rows[self.own], self.state.y[self.own]
 
     def seconds(self) -> dict:
         return dict(self.normal.seconds)
@@ -240,58 +417,154 @@ class InProcess:
         self.workers = []
 
 
-class PartitionedNormalEquations:
-    """The interface of :class:`~.normal.NormalEquations` (``factor``, ``solve``, ``seconds``) over a :class:`Plan`:
-    the partitions through ``executor``, the top fronts here. Contributions are summed in partition order."""
+class Coordinator:
+    """The coordinator's share of a split solve: the top fronts' normal equations and the iterates of the top part
+    (its columns and rows), and the sums of the partitions' messages, always in partition order after its own."""
 
-    def __init__(self, layout: Layout, delta: float, executor=None, n_parts: int = PARTITIONS):
-        self.plan = plan(layout, n_parts)
-        self.top = NormalEquations(self.plan.top.layout, delta)
-        self.executor = executor if executor is not None else InProcess()
-        self.executor.start(self.plan.parts, delta, numba.get_num_threads())
-        self.m = len(layout.row_lower)
-        top = self.plan.top
+    def __init__(self, layout: Layout, split: Plan, cost: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                 delta: float):
+        top = split.top
+        self.split = split
+        own = share(top, cost, lower, upper)
+        self.cost = own.cost
+        self.state = Iterates(top.layout, own.cost, own.lower, own.upper)
+        self.normal = NormalEquations(top.layout, delta)
+        n_local = len(top.layout.local_rows)
         t_map = np.full(len(layout.coupling_rows), -1, dtype=np.int64)
-        cpos_top = top.rows[len(top.layout.local_rows):]
+        cpos_top = top.rows[n_local:]
         t_map[np.searchsorted(layout.coupling_rows, cpos_top)] = np.arange(len(cpos_top))
-        self.above_in_top = [t_map[p.above_global] for p in self.plan.parts]
-        self.seconds = {"partitions": 0.0}  # waiting for the partitions (their own seconds stay where they ran)
+        self.n_local = n_local
+        self.where = [n_local + t_map[above] for above in split.above_global]  # top-layout rows each partition meets
+        self.dy = np.zeros(len(top.rows))
 
-    def factor(self, theta: np.ndarray, theta_s: np.ndarray) -> None:
-        started = time.perf_counter()
-        updates = self.executor.map("factor", [(theta[p.cols], theta_s[p.rows]) for p in self.plan.parts])
-        self.seconds["partitions"] += time.perf_counter() - started
+    def step(self, ap: float, ad: float, reports: list) -> tuple:
+        """The top part's step, with the partitions' ``reports``: the whole iterate's scalars (as
+        :meth:`Iterates.advance`)."""
+        st = self.state
+        comp, dual, _, big, obj, finite = st.advance(ap, ad)
+        for where, r in zip(self.where, reports):
+            st.rp[where] += r.rp
+            st.rhs_p[where] += r.rhs_p
+            st.rhs_h[where] += r.rhs_h
+        primal = float(np.abs(st.rp).max(initial=0.0))
+        for r in reports:
+            comp += r.comp
+            obj += r.obj
+            dual, primal, big = max(dual, r.dual), max(primal, r.primal), max(big, r.big)
+            finite = finite and r.finite
+        return comp, dual, primal, big, obj, finite
+
+    def factor(self, factored: list) -> None:
+        """Factor the top fronts with the partitions' dense updates (:class:`NumericalTrouble` from any of them)."""
         incoming: dict = {}
-        for update in updates:  # partition order
-            for target, block in update.items():
-                f = int(self.plan.top_front_of[target])
-                incoming[f] = block if f not in incoming else incoming[f] + block
-        top = self.plan.top
-        self.top.factor(theta[top.cols], theta_s[top.rows], incoming=incoming)
-        self._sync_seconds()
+        for f in factored:  # partition order
+            if f.trouble:
+                raise NumericalTrouble(f.trouble)
+            for target, block in f.updates.items():
+                front = int(self.split.top_front_of[target])
+                incoming[front] = block if front not in incoming else incoming[front] + block
+        theta, n = self.state.theta, self.state.n
+        self.normal.factor(theta[:n], theta[n:], incoming=incoming)
 
-    def solve(self, rhs: np.ndarray) -> np.ndarray:
+    def solve(self, contributions: list, target: float | None) -> list:
+        """The top rows' step for the partitions' forward ``contributions``; the part of it each partition meets."""
+        extra = np.zeros(len(self.split.top.layout.coupling_rows))
+        for where, z in zip(self.where, contributions):
+            extra[where - self.n_local] += z
+        self.normal.forward(self.state.rhs(target), extra=extra)
+        self.dy = self.normal.backward(None)
+        return [self.dy[where] for where in self.where]
+
+    def predictor(self, tails: list) -> tuple:
+        """The predictor's step lengths and sums over every part."""
+        ap, ad, s1, s2, s3 = self.state.predictor(self.dy)
+        for where, t in zip(self.where, tails):
+            self.state.rhs_k[where] += t.rhs_k
+            ap, ad = min(ap, t.ap), min(ad, t.ad)
+            s1, s2, s3 = s1 + t.sums[0], s2 + t.sums[1], s3 + t.sums[2]
+        return ap, ad, s1, s2, s3
+
+    def corrector(self, tails: list, target: float) -> tuple:
+        """The corrector's step lengths over every part."""
+        ap, ad = self.state.corrector(self.dy, target)
+        for t in tails:
+            ap, ad = min(ap, t.ap), min(ad, t.ad)
+        return ap, ad
+
+    def bound(self, parts: list) -> float:
+        """The certificate's lower bound from the top part's share and the partitions' (:func:`combine_bounds`)."""
+        own = np.arange(len(self.split.top.rows))
+        return combine_bounds([bound_part(self.split.top.layout, self.cost, self.state.y, own)] + parts)
+
+
+def split_interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max_iterations: int = 100,
+                         deadline: float | None = None, log=None, on_iteration: OnIteration | None = None,
+                         executor=None, n_parts: int = PARTITIONS) -> IpmResult:
+    """:func:`.ipm.interior_point` split by transformer subtree: the partitions of :func:`plan` keep their iterates
+    and run their passes where ``executor`` (default :class:`InProcess`) runs them; per iteration only top-row-sized
+    messages and scalars travel. The same Mehrotra steps (:mod:`.ipm`'s helpers); the numbers do not depend on the
+    executor."""
+    begun, cpu = time.perf_counter(), time.process_time()
+    n, m = layout.n_col, len(layout.row_lower)
+    lower, upper = boxes(layout)
+    if np.any(lower > upper):
+        return infeasible_row(n, m)
+    n_free = max(int((upper > lower).sum()), 1)
+    split = plan(layout, n_parts)
+    top = Coordinator(layout, split, cost, lower, upper, DUAL_REG)
+    executor = executor if executor is not None else InProcess()
+    executor.start(Lazy(len(split.parts), lambda i: share(split.parts[i], cost, lower, upper)), DUAL_REG,
+                   numba.get_num_threads())
+    k = len(split.parts)
+    looping = time.perf_counter()
+    seconds = {"start": looping - begun, "partitions": 0.0}  # wall: set-up (slices sent), waiting for partitions
+
+    def each(method: str, args: list | None = None) -> list:
         started = time.perf_counter()
-        parts = self.plan.parts
-        contributions = self.executor.map("forward", [(rhs[p.rows],) for p in parts])
-        top = self.plan.top
-        extra = np.zeros(len(top.layout.coupling_rows))
-        for where, z in zip(self.above_in_top, contributions):
-            extra[where] += z
-        self.top.forward(rhs[top.rows], extra=extra)
-        dy_top = self.top.backward(None)
-        dy_c = dy_top[len(top.layout.local_rows):]
-        pieces = self.executor.map("backward", [(dy_c[where],) for where in self.above_in_top])
-        out = np.empty(self.m)
-        for p, piece in zip(parts, pieces):
-            out[p.rows] = piece
-        out[top.rows] = dy_top
-        self.seconds["partitions"] += time.perf_counter() - started
+        out = executor.map(method, args if args is not None else [()] * k)
+        seconds["partitions"] += time.perf_counter() - started
         return out
 
-    def _sync_seconds(self) -> None:
-        for key, value in self.top.seconds.items():
-            self.seconds[f"top_{key}"] = value
-
-    def close(self) -> None:
-        self.executor.close()
+    lb, pobj = -math.inf, math.nan
+    status, message = "iteration_limit", ""
+    try:
+        comp, dual_bad, primal_worst, x_big, pobj, _ = top.step(0.0, 0.0, each("step", [(0.0, 0.0)] * k))
+        it = 0
+        for it in range(1, max_iterations + 1):
+            if deadline is not None and time.perf_counter() > deadline:
+                status, message = "time_limit", "the wall-clock limit was reached"
+                break
+            gap, bound = iteration_head(it, begun, comp, n_free, dual_bad, primal_worst, x_big, pobj, offset,
+                                        lambda: top.bound(each("bound")), log, on_iteration)
+            lb = lb if bound is None else bound
+            if gap is not None and gap <= INNER_GAP:
+                status = "optimal"
+                it -= 1
+                break
+            try:
+                top.factor(each("factor"))
+            except NumericalTrouble as exc:
+                status, message = "numerical_trouble", str(exc)
+                break
+            dy = top.solve(each("forward", [(None,)] * k), None)
+            ap, ad, s1, s2, s3 = top.predictor(each("backward", [(d, None) for d in dy]))
+            target = centring_target(comp, n_free, ap, ad, s1, s2, s3)
+            dy = top.solve(each("forward", [(target,)] * k), target)
+            ap, ad = top.corrector(each("backward", [(d, target) for d in dy]), target)
+            ap, ad = STEP_SHARE * ap, STEP_SHARE * ad
+            comp, dual_bad, primal_worst, x_big, pobj, finite = top.step(ap, ad, each("step", [(ap, ad)] * k))
+            if not finite:
+                status, message = "numerical_trouble", "the iterates left the finite numbers"
+                break
+        else:
+            it = max_iterations
+        x, y = np.empty(n), np.empty(m)
+        for cols, xp, rows, yp in each("result"):
+            x[cols], y[rows] = xp, yp
+        x[split.top.cols], y[split.top.rows] = top.state.v[:top.state.n], top.state.y
+    finally:
+        executor.close()
+    seconds["iterate"] = time.perf_counter() - looping - seconds["partitions"]  # the coordinator's own share
+    seconds["cpu"] = time.process_time() - cpu  # this process's, all its threads (a dask client's included)
+    seconds.update({f"top_{key}": value for key, value in top.normal.seconds.items()})
+    return IpmResult(status, x, y, it, lb, pobj, seconds, message)
