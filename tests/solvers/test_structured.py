@@ -432,3 +432,12 @@ def test_the_column_passes_in_chunks_equal_one_chunk_and_do_not_depend_on_the_th
         assert np.allclose(a, b, rtol=1e-12, atol=1e-9)
     assert np.allclose(np.array(one_thread[0][0], dtype=float), np.array(reference[0][0], dtype=float), rtol=1e-12)
     assert np.allclose(one_thread[0][1], reference[0][1], rtol=1e-12) and one_thread[0][2] == reference[0][2]
+
+
+def test_an_unsplit_solve_uses_the_cores_it_may_run_on_and_a_split_one_a_single_thread():
+    import os
+
+    from gridcharge.solvers.structured import SPLIT_THREADS, default_threads
+
+    assert default_threads(split=False) == len(os.sched_getaffinity(0))
+    assert default_threads(split=True) == SPLIT_THREADS == 1

@@ -7,6 +7,7 @@ The charge-or-discharge rule, netting, write-back and infeasibility diagnosis ar
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from contextlib import ExitStack
@@ -31,9 +32,10 @@ GAP_TOLERANCE = 1e-7
 #: district of 50 transformers was still converging steadily at 100 (mu 1e-5, primal residual 1e-9; its steps are
 #: short for ~60 iterations, docs/design/structured.md), so districts get room; the certificate decides either way.
 MAX_ITERATIONS = 200
-#: numba threads by default: on the shared 2-core machine a second thread made every iteration ~5x slower (its
-#: barrier waits for a core that another process holds; benchmarks/RESULTS.md); ``threads=2`` where cores are free.
-DEFAULT_THREADS = 1
+#: numba threads of a split solve (``workers`` or ``scheduler``) by default [-]: its partitions run with the
+#: coordinator's count on workers that already share the cores, and one count for 0, 1 and N workers keeps their bits
+#: equal. An unsplit solve runs on every core this process may use (:func:`default_threads`).
+SPLIT_THREADS = 1
 #: ``auto`` uses ``structured`` on days with at least this many V2G sessions (their energy chains are what makes the
 #: LP hard for simplex: measured 1.8x less CPU than HiGHS dual at 300 sessions of which ~100 V2G, 3.4x at 1,000,
 #: 11x at 10,000; benchmarks/RESULTS.md) [-]
@@ -41,6 +43,20 @@ AUTO_MIN_V2G_SESSIONS = 100
 #: ... and on charge-only days from this many sessions (equal CPU at 1,000, 2.3x less at 3,000, HiGHS 2.8x faster
 #: at 300; benchmarks/RESULTS.md) [-]
 AUTO_MIN_SESSIONS = 2000
+
+
+def default_threads(split: bool = False) -> int:
+    """numba threads a solve runs its kernels on when not told [-]: :data:`SPLIT_THREADS` for a split solve, else
+    the cores this process may run on. Measured on the 10,000-session V2G day on a quiet 2-core machine (fresh
+    processes; benchmarks/RESULTS.md, issue 13): 3.3-3.8 s with two threads against 3.9-4.8 s with one. On a machine
+    whose other core is busy two threads cost about the same CPU as one (idle OpenMP threads sleep: kernels.py) but
+    are not faster; pass ``threads=1`` there."""
+    if split:
+        return SPLIT_THREADS
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity on this platform (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
 
 
 class _Fallback(Exception):
@@ -67,7 +83,7 @@ def solve_structured(problem: Problem, *, time_limit_s: float | None = None, all
     allow_overload : bool — node limits as penalised slack (HiGHS: the slack columns are not boxed)
     max_iterations : int — Mehrotra iterations before falling back [-]
     verbose : bool — iteration log on stderr
-    threads : int, optional — numba threads for the per-car kernels (default :data:`DEFAULT_THREADS`) and HiGHS's
+    threads : int, optional — numba threads for the per-car kernels (default :func:`default_threads`) and HiGHS's
         threads on a fallback
     method : str — HiGHS method of a fallback
     on_iteration : callable, optional — called with an :class:`~gridcharge.solvers.progress.IterationProgress` per
@@ -104,7 +120,8 @@ def solve_structured(problem: Problem, *, time_limit_s: float | None = None, all
     if correctors and (workers is not None or scheduler is not None):
         raise ValueError(f"correctors: {correctors!r} with workers or a scheduler (the split solve runs Mehrotra "
                          "alone; expected 0 or None)")
-    numba.set_num_threads(min(int(threads or DEFAULT_THREADS), numba.config.NUMBA_NUM_THREADS))
+    split = workers is not None or scheduler is not None
+    numba.set_num_threads(min(int(threads or default_threads(split)), numba.config.NUMBA_NUM_THREADS))
     stats = {"iterations": 0, "correctors": 0, "layout_seconds": 0.0, "iterations_seconds": 0.0}
     seen: dict = {}
     with ExitStack() as stack:
@@ -196,4 +213,4 @@ def solve_auto(problem: Problem, **options) -> Schedule:
     return solve_highs(problem, **{k: v for k, v in options.items() if k not in highs_only})
 
 
-__all__ = ["GAP_TOLERANCE", "needs_binaries", "solve_auto", "solve_structured"]
+__all__ = ["GAP_TOLERANCE", "default_threads", "needs_binaries", "solve_auto", "solve_structured"]
