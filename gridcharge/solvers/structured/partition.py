@@ -292,9 +292,18 @@ class Iterates:
 
 
 @dataclass
+class Factored:
+    """A partition's dense updates (front of the whole layout -> matrix on its rows), or why it could not factor."""
+
+    updates: dict
+    trouble: str = ""
+
+
+@dataclass
 class StepReport:
     """What a partition sends after a step: its scalars (see :meth:`Iterates.advance`; ``primal`` over its own rows
-    only) and its partial sums on the top rows it meets of ``rp``, ``rhs_p`` and ``rhs_h``."""
+    only), its partial sums on the top rows it meets of ``rp``, ``rhs_p`` and ``rhs_h``, and its factorisation at the
+    new iterate (:class:`Factored`: the next iteration's, sent with the step to save a round trip)."""
 
     comp: float
     dual: float
@@ -305,14 +314,7 @@ class StepReport:
     rp: np.ndarray
     rhs_p: np.ndarray
     rhs_h: np.ndarray
-
-
-@dataclass
-class Factored:
-    """A partition's dense updates (front of the whole layout -> matrix on its rows), or why it could not factor."""
-
-    updates: dict
-    trouble: str = ""
+    factored: Factored
 
 
 @dataclass
@@ -353,14 +355,19 @@ class PartWorker:
         return contextlib.nullcontext()
 
     def step(self, ap: float, ad: float) -> StepReport:
-        """Step and prepare the next iteration (:meth:`Iterates.advance`)."""
+        """Step and prepare the next iteration (:meth:`Iterates.advance`), and factor for it: the coordinator needs
+        the factorisation right after the step's scalars whenever the iteration goes on (the bound, a read, may come
+        between; it does not depend on the factors), so one round trip carries both. The last step's factorisation
+        is not used."""
         with self._limits():
             comp, dual, _, big, obj, finite = self.state.advance(ap, ad)
         st, above = self.state, self.above
         primal = float(np.abs(st.rp[self.own]).max(initial=0.0))
-        return StepReport(comp, dual, primal, big, obj, finite, st.rp[above], st.rhs_p[above], st.rhs_h[above])
+        factored = self._factor() if finite else Factored({}, "the iterates left the finite numbers")
+        return StepReport(comp, dual, primal, big, obj, finite, st.rp[above], st.rhs_p[above], st.rhs_h[above],
+                          factored)
 
-    def factor(self) -> Factored:
+    def _factor(self) -> Factored:
         """Factor for the current iterate; the dense updates on the coordinator's fronts, summed per front in the
         partition's front order."""
         theta, n = self.state.theta, self.state.n
@@ -528,7 +535,8 @@ def split_interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.
     lb, pobj = -math.inf, math.nan
     status, message = "iteration_limit", ""
     try:
-        comp, dual_bad, primal_worst, x_big, pobj, _ = top.step(0.0, 0.0, each("step", [(0.0, 0.0)] * k))
+        reports = each("step", [(0.0, 0.0)] * k)  # each partition's step and its factorisation for the next one
+        comp, dual_bad, primal_worst, x_big, pobj, _ = top.step(0.0, 0.0, reports)
         it = 0
         for it in range(1, max_iterations + 1):
             if deadline is not None and time.perf_counter() > deadline:
@@ -542,7 +550,7 @@ def split_interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.
                 it -= 1
                 break
             try:
-                top.factor(each("factor"))
+                top.factor([r.factored for r in reports])
             except NumericalTrouble as exc:
                 status, message = "numerical_trouble", str(exc)
                 break
@@ -552,7 +560,8 @@ def split_interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.
             dy = top.solve(each("forward", [(target,)] * k), target)
             ap, ad = top.corrector(each("backward", [(d, target) for d in dy]), target)
             ap, ad = STEP_SHARE * ap, STEP_SHARE * ad
-            comp, dual_bad, primal_worst, x_big, pobj, finite = top.step(ap, ad, each("step", [(ap, ad)] * k))
+            reports = each("step", [(ap, ad)] * k)
+            comp, dual_bad, primal_worst, x_big, pobj, finite = top.step(ap, ad, reports)
             if not finite:
                 status, message = "numerical_trouble", "the iterates left the finite numbers"
                 break
