@@ -167,12 +167,11 @@ def centring_target(comp: float, n_free: int, ap: float, ad: float, s1: float, s
 
 def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max_iterations: int = 100,
                    deadline: float | None = None, log=None, on_iteration: OnIteration | None = None,
-                   equations=NormalEquations, correctors: Correctors | None = None) -> IpmResult:
+                   correctors: Correctors | None = None) -> IpmResult:
     """Solve the LP of ``layout`` with objective ``cost`` (per column) plus the constant ``offset`` [CNY], which only
     sets the scale of the relative gap; ``log`` takes a line of text per iterate, ``on_iteration`` an
-    :class:`~gridcharge.solvers.progress.IterationProgress`. ``equations(layout, delta)`` makes the normal equations
-    (``factor``, ``solve``, ``seconds``), :class:`~.normal.NormalEquations` by default; the split solve of
-    :mod:`.partition` has its own driver over the same helpers (:func:`boxes`, :func:`starting_point`,
+    :class:`~gridcharge.solvers.progress.IterationProgress`. The normal equations are
+    :class:`~.normal.NormalEquations`; the split solve of :mod:`.partition` has its own driver over the same helpers (:func:`boxes`, :func:`starting_point`,
     :func:`iteration_head`, :func:`centring_target`) and runs Mehrotra alone. ``correctors``: Gondzio's centrality
     correctors (:class:`Correctors`; default :func:`correctors_for`)."""
     begun = time.perf_counter()
@@ -187,7 +186,7 @@ def interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max
     v, zl, zu = starting_point(lower, upper, free, c)
     y = np.zeros(m)
     n_free = max(int(free.sum()), 1)
-    normal = equations(layout, DUAL_REG)
+    normal = NormalEquations(layout, DUAL_REG)
     seconds = {"iterate": 0.0}
     lb, pobj = -math.inf, math.nan
     status, message = "iteration_limit", ""
