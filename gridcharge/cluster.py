@@ -16,6 +16,17 @@ from contextlib import contextmanager
 #: rule), also one a dask cluster started earlier in this process left there: its nannies write their
 #: ``pre-spawn-environ`` into this process's environment.
 WORKER_ENVIRON = {"MALLOC_MMAP_THRESHOLD_": 32 * 2**20, "MALLOC_TRIM_THRESHOLD_": 64 * 2**20}
+#: dask settings of the local cluster, over dask's defaults: its periodic housekeeping, which costs CPU every second
+#: whatever the cluster does, on the cores the work runs on. Measured on an idle cluster of 2 workers (30 s; the
+#: coordinator process holds the scheduler, the nannies and the client): 45 ms of CPU per second in the coordinator
+#: and 30 per worker with dask's defaults, 15 and 5-6 with these (benchmarks/RESULTS.md, "dask's housekeeping"), ~4 %
+#: of a 2-core machine. The event-loop tick (dask's detector of a blocked loop, every 20 ms in every scheduler,
+#: nanny and worker) every second (a blocked loop is still reported after its 3 s limit), the system monitor every
+#: 2 s instead of 0.5 s (its dashboard figures), and no statistical profiler on the workers (a stack sample every
+#: 10 ms, for the dashboard's profile page, which gridcharge does not serve). Work stealing and the nannies' memory
+#: monitor stay: they balance a study's tasks and guard a worker's memory.
+CLUSTER_CONFIG = {"distributed.admin.tick.interval": "1s", "distributed.admin.system-monitor.interval": "2s",
+                  "distributed.worker.profile.enabled": False}
 
 
 @contextmanager
@@ -23,7 +34,8 @@ def dask_client(workers: int | None, scheduler: str | None):
     """A client of the running cluster at ``scheduler``, or of a local cluster of ``workers`` processes (default: the
     CPU count) with one thread each; closed in order on any exit.
 
-    The local workers start with :data:`WORKER_ENVIRON` and with SIGINT ignored (they inherit it): Ctrl-C reaches this
+    The local workers start with :data:`WORKER_ENVIRON`, the cluster with :data:`CLUSTER_CONFIG`, and the workers with
+    SIGINT ignored (they inherit it): Ctrl-C reaches this
     process alone, which cancels the tasks and closes the cluster, instead of every worker dying mid-task with a
     traceback. Closing, dask's own
     shutdown races (a worker's heartbeat to a scheduler that has just closed, messages for cancelled tasks to a
@@ -39,7 +51,8 @@ def dask_client(workers: int | None, scheduler: str | None):
 
         n = workers or os.cpu_count() or 1
         environ = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENVIRON.items()}
-        with _sigint_ignored(), dask.config.set(environ):  # read when each nanny is made, kept for its restarts
+        # read when the scheduler and each nanny are made; a nanny hands them to its worker, also on a restart
+        with _sigint_ignored(), dask.config.set({**environ, **CLUSTER_CONFIG}):
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                    silence_logs=logging.ERROR)
         client = Client(cluster)

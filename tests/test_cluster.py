@@ -40,3 +40,23 @@ def test_local_workers_reuse_freed_memory_for_large_arrays(monkeypatch):
         # on a worker thread, like an actor's call; dask's defaults (or the mmap threshold alone) fault ~every page
         faults = client.submit(_page_faults_per_round, pure=False).result()
     assert faults < pages / 16
+
+
+def _housekeeping() -> dict:
+    """The periodic callbacks of the worker this runs on: name -> period [ms]."""
+    from distributed import get_worker
+
+    return {name: pc.callback_time for name, pc in get_worker().periodic_callbacks.items()}
+
+
+def test_the_local_cluster_keeps_its_housekeeping_to_what_gridcharge_uses():
+    pytest.importorskip("dask.distributed")
+    with dask_client(1, None) as client:
+        worker = client.submit(_housekeeping, pure=False).result()
+        scheduler = client.run_on_scheduler(
+            lambda dask_scheduler: {n: pc.callback_time for n, pc in dask_scheduler.periodic_callbacks.items()})
+    # no statistical profiler on the workers; the blocked-loop detector and the system monitor run less often
+    assert "profile" not in worker and "profile-cycle" not in worker
+    assert worker["tick"] == scheduler["tick"] == 1000
+    assert scheduler["monitor"] == 2000
+    assert "heartbeat" in worker  # the rest is dask's

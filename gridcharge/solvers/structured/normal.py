@@ -7,6 +7,7 @@ update on its parent front's rows. One front holding every coupling row is the f
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as la
@@ -40,6 +41,20 @@ def _cholesky(block: np.ndarray) -> np.ndarray:
         except la.LinAlgError:
             block[np.diag_indices(len(block))] += scale * 1e-14 * 100.0 ** attempt
     raise NumericalTrouble("the Schur complement on the coupling rows is not positive definite")
+
+
+@dataclass(eq=False)
+class Forward:
+    """What a forward half-solve leaves for the backward one: the right side of the local rows (as given) and the
+    coupling rows' right side after the fronts' forward substitution. Both are linear in the right side, so the
+    state of ``r_a + t r_b`` is that of ``r_a`` plus ``t`` times that of ``r_b`` (:meth:`plus`), up to rounding."""
+
+    local: np.ndarray
+    coupling: np.ndarray
+
+    def plus(self, other: Forward, scale: float) -> Forward:
+        """The state of this right side plus ``scale`` times ``other``'s."""
+        return Forward(self.local + scale * other.local, self.coupling + scale * other.coupling)
 
 
 class NormalEquations:
@@ -95,6 +110,7 @@ class NormalEquations:
         self.above = np.flatnonzero(~owned)
         self.outgoing: dict = {}  # root front with rows above it -> its dense update on them
         self.replaced = 0
+        self.state: Forward | None = None  # the last forward's, for the backward (settable: :meth:`Forward.plus`)
         self.seconds = {"chains": 0.0, "schur": 0.0, "dense": 0.0, "solve": 0.0}
 
     def factor(self, theta: np.ndarray, theta_s: np.ndarray, incoming: dict | None = None) -> None:
@@ -174,7 +190,7 @@ class NormalEquations:
         if extra is not None:
             z += extra
         self._forward_fronts(z)
-        self._state = (r_l, z)
+        self.state = Forward(r_l, z)
         self.seconds["solve"] += time.perf_counter() - started
         return z[self.above]
 
@@ -183,7 +199,7 @@ class NormalEquations:
         ``dy`` per LP row."""
         started = time.perf_counter()
         lay = self.lay
-        r_l, z = self._state
+        r_l, z = self.state.local, self.state.coupling.copy()  # the state stays as it is (a lost worker replays)
         if dy_above is not None:
             z[self.above] = dy_above
         self._backward_fronts(z)

@@ -45,13 +45,23 @@ class DaskExecutor:
         n = max(1, min(len(parts), len(self._workers())))
         self.shares = [list(range(i, len(parts), n)) for i in range(n)]
         self.replay: list = [[] for _ in self.shares]  # per share, every call that changed its state, in order
-        self.futures = [None] * n
-        self.actors = [self._create(i, i) for i in range(n)]
+        # every share sent before any is waited for: a worker sets up its share (its normal equations and iterates)
+        # while the next share's slices are cut and sent
+        self.futures = [self._submit(i, i) for i in range(n)]
+        self.actors = [future.result() for future in self.futures]
 
     def _workers(self) -> list:
         return sorted(self.client.scheduler_info().get("workers", {}))
 
     def _create(self, i: int, slot: int):
+        """Share ``i`` re-created on the worker ``slot`` (modulo the workers there are), its actor once it is set up."""
+        future = self._submit(i, slot)
+        actor = future.result()
+        self.futures[i] = future
+        return actor
+
+    def _submit(self, i: int, slot: int):
+        """The future of share ``i``'s actor on the worker ``slot`` (modulo the workers there are)."""
         workers = self._workers()
         if not workers:
             try:
@@ -59,11 +69,8 @@ class DaskExecutor:
             except Exception as exc:  # noqa: BLE001 - dask's timeout error
                 raise WorkerLost(f"the dask cluster has had no workers for {WORKER_WAIT_S:g} s") from exc
             workers = self._workers()
-        future = self.client.submit(Share, [self.parts[p] for p in self.shares[i]], self.delta, self.threads,
-                                    actor=True, pure=False, workers=[workers[slot % len(workers)]])
-        actor = future.result()
-        self.futures[i] = future
-        return actor
+        return self.client.submit(Share, [self.parts[p] for p in self.shares[i]], self.delta, self.threads,
+                                  actor=True, pure=False, workers=[workers[slot % len(workers)]])
 
     def map(self, method: str, args: list) -> list:
         share_args = [[args[p] for p in share] for share in self.shares]

@@ -26,7 +26,7 @@ from .certificate import BoundPart, bound_part, combine_bounds
 from .ipm import (DUAL_REG, INNER_GAP, MIN_DISTANCE, PRIMAL_REG, STEP_SHARE, IpmResult, boxes, centring_target,
                   infeasible_row, iteration_head, starting_point)
 from .layout import Layout
-from .normal import NormalEquations, NumericalTrouble
+from .normal import Forward, NormalEquations, NumericalTrouble
 
 #: A front below the top costs as much as this many cars in a partition's work ([-]; its dense elimination of its
 #: own rows and its line's, ~450 rows at 10,000 sessions / 50 transformers, measured per partition in process:
@@ -302,8 +302,9 @@ class Factored:
 @dataclass
 class StepReport:
     """What a partition sends after a step: its scalars (see :meth:`Iterates.advance`; ``primal`` over its own rows
-    only), its partial sums on the top rows it meets of ``rp``, ``rhs_p`` and ``rhs_h``, and its factorisation at the
-    new iterate (:class:`Factored`: the next iteration's, sent with the step to save a round trip)."""
+    only), its partial sums on the top rows it meets of ``rp``, ``rhs_p`` and ``rhs_h``, its factorisation at the
+    new iterate (:class:`Factored`: the next iteration's) and the forward half of the next predictor's solve on it
+    (its remainder on the top rows; ``None`` when it could not factor): both sent with the step to save round trips."""
 
     comp: float
     dual: float
@@ -315,17 +316,26 @@ class StepReport:
     rhs_p: np.ndarray
     rhs_h: np.ndarray
     factored: Factored
+    forward: np.ndarray | None = None
 
 
 @dataclass
 class Tail:
-    """A partition's step lengths after a direction, and after the predictor its sums and its partial ``rhs_k`` on
-    the top rows it meets."""
+    """A partition's step lengths after a direction, and after the predictor its sums, its partial ``rhs_k`` on
+    the top rows it meets and the forward halves of the corrector's solve (remainders on the top rows) for the two
+    parts of its right side, ``rhs_p + rhs_k`` and ``rhs_h``: the corrector's is the first plus the centring target
+    times the second, so they travel before the target is known and save a round trip."""
 
     ap: float
     ad: float
     sums: tuple = ()
     rhs_k: np.ndarray | None = None
+    ahead: tuple = ()
+
+    def corrector_remainder(self, target: float) -> np.ndarray:
+        """The forward remainder of the corrector's right side for the centring ``target``."""
+        fixed, centring = self.ahead
+        return fixed + target * centring
 
 
 class PartWorker:
@@ -349,23 +359,25 @@ class PartWorker:
         own = np.ones(len(part.layout.row_lower), dtype=bool)
         own[self.above] = False
         self.own = np.flatnonzero(own)
+        self.ahead: tuple = ()  # the corrector's two forward states, from the predictor's backward
 
     def _limits(self):
         numba.set_num_threads(self.threads)
         return contextlib.nullcontext()
 
     def step(self, ap: float, ad: float) -> StepReport:
-        """Step and prepare the next iteration (:meth:`Iterates.advance`), and factor for it: the coordinator needs
-        the factorisation right after the step's scalars whenever the iteration goes on (the bound, a read, may come
-        between; it does not depend on the factors), so one round trip carries both. The last step's factorisation
-        is not used."""
+        """Step and prepare the next iteration (:meth:`Iterates.advance`), factor for it and run the forward half of
+        its predictor's solve: the coordinator needs both right after the step's scalars whenever the iteration goes
+        on (the bound, a read, may come between; it depends on neither), so one round trip carries all three. The
+        last step's factorisation and forward are not used."""
         with self._limits():
             comp, dual, _, big, obj, finite = self.state.advance(ap, ad)
         st, above = self.state, self.above
         primal = float(np.abs(st.rp[self.own]).max(initial=0.0))
         factored = self._factor() if finite else Factored({}, "the iterates left the finite numbers")
+        forward = None if factored.trouble else self._forward(st.rhs(None))[0]
         return StepReport(comp, dual, primal, big, obj, finite, st.rp[above], st.rhs_p[above], st.rhs_h[above],
-                          factored)
+                          factored, forward)
 
     def _factor(self) -> Factored:
         """Factor for the current iterate; the dense updates on the coordinator's fronts, summed per front in the
@@ -382,22 +394,29 @@ class PartWorker:
             out[target] = update if target not in out else out[target] + update
         return Factored(out)
 
-    def forward(self, target: float | None) -> np.ndarray:
-        """First half of a solve of the predictor's (``target`` None) or the corrector's right side: the
-        partition's contribution to the right side of the top rows it meets."""
-        rhs = self.state.rhs(target)
+    def _forward(self, rhs: np.ndarray) -> tuple[np.ndarray, Forward]:
+        """First half of a solve of ``rhs`` (overwritten): the partition's contribution to the right side of the
+        top rows it meets, and the state the second half starts from."""
         rhs[self.above] = 0.0  # the coordinator's share of the right side
         with self._limits():
-            return self.normal.forward(rhs)
+            return self.normal.forward(rhs), self.normal.state
 
     def backward(self, dy_above: np.ndarray, target: float | None) -> Tail:
-        """Second half, given the top rows' step, then the predictor's or the corrector's pass on the direction."""
+        """Second half of the predictor's (``target`` None) or the corrector's solve, given the top rows' step, then
+        the pass on the direction; after the predictor also the forward halves of the corrector's two parts."""
+        st = self.state
+        if target is not None:  # the corrector's right side is rhs_p + rhs_k + target rhs_h: its forward state too
+            fixed, centring = self.ahead
+            self.normal.state = fixed.plus(centring, target)
         with self._limits():
             dy = self.normal.backward(dy_above)
-            if target is None:
-                ap, ad, *sums = self.state.predictor(dy)
-                return Tail(ap, ad, tuple(sums), self.state.rhs_k[self.above])
-            return Tail(*self.state.corrector(dy, target))
+            if target is not None:
+                return Tail(*st.corrector(dy, target))
+            ap, ad, *sums = st.predictor(dy)
+        fixed, fixed_state = self._forward(st.rhs_p + st.rhs_k)
+        centring, centring_state = self._forward(st.rhs_h.copy())
+        self.ahead = (fixed_state, centring_state)
+        return Tail(ap, ad, tuple(sums), st.rhs_k[self.above], (fixed, centring))
 
     def bound(self) -> BoundPart:
         """The partition's share of the certificate's lower bound at the current ``y``."""
@@ -554,10 +573,11 @@ def split_interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.
             except NumericalTrouble as exc:
                 status, message = "numerical_trouble", str(exc)
                 break
-            dy = top.solve(each("forward", [(None,)] * k), None)
-            ap, ad, s1, s2, s3 = top.predictor(each("backward", [(d, None) for d in dy]))
+            dy = top.solve([r.forward for r in reports], None)
+            tails = each("backward", [(d, None) for d in dy])
+            ap, ad, s1, s2, s3 = top.predictor(tails)
             target = centring_target(comp, n_free, ap, ad, s1, s2, s3)
-            dy = top.solve(each("forward", [(target,)] * k), target)
+            dy = top.solve([t.corrector_remainder(target) for t in tails], target)
             ap, ad = top.corrector(each("backward", [(d, target) for d in dy]), target)
             ap, ad = STEP_SHARE * ap, STEP_SHARE * ad
             reports = each("step", [(ap, ad)] * k)
