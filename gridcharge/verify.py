@@ -424,6 +424,12 @@ def _power_array(inst: Instance, schedule) -> np.ndarray:
     """Signed power as an (S, T) array in the instance's session order."""
     ids = [s.id for s in inst.sessions]
     S, T = len(ids), inst.horizon.periods
+    # a Schedule: its power array, whose rows its power_kw frame names by its problem's session ids; taken without
+    # building that frame when they are the instance's sessions in its order (else the frame below matches by name)
+    power, problem = getattr(schedule, "power", None), getattr(schedule, "problem", None)
+    if (hasattr(schedule, "power_kw") and isinstance(power, np.ndarray) and power.shape == (S, T)
+            and list(map(str, getattr(problem, "session_ids", ()))) == ids):
+        return power.astype(float)
     # a long frame has a ``power_kw`` column, which attribute access would return in place of the frame
     frame = schedule if isinstance(schedule, (pd.DataFrame, np.ndarray)) else getattr(schedule, "power_kw", schedule)
     if isinstance(frame, pd.DataFrame):

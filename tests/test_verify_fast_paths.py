@@ -1,13 +1,17 @@
-"""The verifier reads each session's figures in one vectorised pass (``_cars``); these equal the rules written one
-session at a time, with every optional field present or absent."""
+"""The verifier's fast paths give what the slow ones give: each session's figures read in one vectorised pass
+(``_cars``) equal the rules written one session at a time, with every optional field present or absent; a Schedule is
+read from its power array, not its frame, with the same verdict."""
 
 import importlib
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import gridcharge
 from gridcharge import load_instance
+from gridcharge.bench.generate import generate
 from tests.builders import at, charger, instance, session
 
 verify_module = importlib.import_module("gridcharge.verify")  # the module, not the function gridcharge exports
@@ -66,3 +70,17 @@ def test_cars_equal_the_rules_one_session_at_a_time(data):
             lower, upper = (start if s.min_kwh is None else s.min_kwh) - start, s.battery_kwh - start
         assert (cars.lower_kwh[i, 0], cars.upper_kwh[i, 0]) == (lower, upper)
     assert cars.max_charge_kw.shape == (len(inst.sessions), 1) and np.all(np.isfinite(cars.lower_kwh))
+
+
+@pytest.mark.parametrize("scale", [1.0, 1.5])  # the optimum, and one breaking limits everywhere
+def test_a_schedule_is_read_as_its_frame_would_be(scale):
+    problem = gridcharge.build_problem(generate("residential", 60, 2))
+    schedule = gridcharge.solve(problem, solver="highs")
+    schedule.power = schedule.power * scale
+    verdicts = [verify_module.verify(problem.instance, given) for given in
+                (schedule, schedule.power_kw, schedule.power_kw[schedule.power_kw.columns[::-1]], schedule.power)]
+    assert all(v == verdicts[0] for v in verdicts)
+    frame_read = verify_module._power_array(problem.instance, schedule.power_kw[schedule.power_kw.columns[::-1]])
+    assert np.array_equal(verify_module._power_array(problem.instance, schedule), frame_read)
+    assert verdicts[0].ok == (scale == 1.0)
+    assert verify_module._power_array(problem.instance, schedule) is not schedule.power  # a copy
