@@ -28,6 +28,7 @@ Rules checked, at every period, on every phase, in both directions:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 import weakref
 from dataclasses import dataclass, field, replace
@@ -309,10 +310,16 @@ def _cars(inst: Instance) -> _Cars:
     per_charger = np.array([(c.max_charge_kw, c.max_discharge_kw, c.efficiency) for c in inst.chargers],
                            dtype=float).reshape(len(inst.chargers), 3)
     nan = float("nan")
-    table = np.array([(position[s.charger], s.arrival.timestamp(), s.departure.timestamp(),
-                       nan if s.max_charge_kw is None else s.max_charge_kw, s.max_discharge_kw, s.energy_kwh,
-                       nan if s.battery_kwh is None else s.battery_kwh, s.initial_kwh or 0.0,
-                       nan if s.min_kwh is None else s.min_kwh) for s in inst.sessions], dtype=float).reshape(S, 9)
+
+    def row(s) -> tuple:
+        return (position[s.charger], s.arrival.timestamp(), s.departure.timestamp(),
+                nan if s.max_charge_kw is None else s.max_charge_kw, s.max_discharge_kw, s.energy_kwh,
+                nan if s.battery_kwh is None else s.battery_kwh, s.initial_kwh or 0.0,
+                nan if s.min_kwh is None else s.min_kwh)
+
+    # streamed: each row's tuple is freed as it is read, so no 10,000 live tuples wake the garbage collector
+    table = np.fromiter(itertools.chain.from_iterable(map(row, inst.sessions)), dtype=float,
+                        count=9 * S).reshape(S, 9)
     charger = table[:, 0].astype(np.int64)
     charger_kw = per_charger[charger, 0]
     car_kw, battery, start, floor = table[:, 3], table[:, 6], table[:, 7], table[:, 8]
