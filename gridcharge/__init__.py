@@ -6,6 +6,22 @@ The flow: ``load_instance`` (validated input) → ``build_problem`` (arrays) →
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+#: numpy asks the kernel for transparent huge pages on every array of 4 MB or more (``madvise``), as set once at its
+#: import by ``NUMPY_MADVISE_HUGEPAGE``. A solve's big arrays are short-lived temporaries, and on a virtual machine
+#: that hands free memory back to its host (free page reporting) a huge page touched first after a few seconds of
+#: idle is faulted in from the host: 0.7 s of a 3.6 s solve of the 10,000-session V2G day, nothing gained in the
+#: iterations (docs/design/structured.md, "Huge pages"). So a numpy that gridcharge imports first does without; a
+#: value the user set wins, a numpy imported before keeps its setting, and child processes get their own default.
+if "numpy" not in _sys.modules and "NUMPY_MADVISE_HUGEPAGE" not in _os.environ:
+    _os.environ["NUMPY_MADVISE_HUGEPAGE"] = "0"
+    try:
+        import numpy as _numpy  # noqa: F401 — reads the variable now
+    finally:
+        del _os.environ["NUMPY_MADVISE_HUGEPAGE"]
+
 from .errors import InfeasibleError, InstanceError, SolverError, UnknownSolverError
 from .instance import Instance, load_instance
 from .problem import Problem, build_problem

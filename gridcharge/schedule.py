@@ -374,8 +374,13 @@ def scheduled_gain_kwh(problem: Problem, power: np.ndarray) -> np.ndarray:
 def taken_kwh(problem: Problem, power: np.ndarray) -> np.ndarray:
     """Energy each battery actually takes per period [kWh], shape (S, T): the set-point's energy, except that a car
     stops drawing once full (:class:`EnergyCaps`). The one definition of delivered energy."""
+    return _taken(problem, scheduled_gain_kwh(problem, power))
+
+
+def _taken(problem: Problem, gain: np.ndarray) -> np.ndarray:
+    """:func:`taken_kwh` from the schedule's :func:`scheduled_gain_kwh` [kWh]."""
     caps = energy_caps(problem)
-    return energy_taken(scheduled_gain_kwh(problem, power), caps.cap_kwh, caps.final_cap_kwh)
+    return energy_taken(gain, caps.cap_kwh, caps.final_cap_kwh)
 
 
 def drawn_kw(problem: Problem, power: np.ndarray) -> np.ndarray:
@@ -383,8 +388,13 @@ def drawn_kw(problem: Problem, power: np.ndarray) -> np.ndarray:
     full and 0 after (discharge as scheduled). Export limits, the bill and the battery's lower bound hold at this;
     import and phase limits are checked at the set-points (the most a car can draw)."""
     gain = scheduled_gain_kwh(problem, power)
+    return _drawn(power, gain, _taken(problem, gain))
+
+
+def _drawn(power: np.ndarray, gain: np.ndarray, taken: np.ndarray) -> np.ndarray:
+    """:func:`drawn_kw` from the schedule's energy per period at the set-points and taken [kWh]."""
     charging = gain > 0
-    share = np.where(charging, taken_kwh(problem, power) / np.where(charging, gain, 1.0), 1.0)
+    share = np.where(charging, taken / np.where(charging, gain, 1.0), 1.0)
     return power * np.clip(share, 0.0, 1.0)
 
 
@@ -397,12 +407,24 @@ def delivered_kwh(problem: Problem, power: np.ndarray) -> np.ndarray:
 def cost_cny(problem: Problem, power: np.ndarray) -> float:
     """The objective of a schedule [CNY]: energy bought − sold + degradation + unmet penalty + peak charge, all at
     the power the cars actually draw (:func:`drawn_kw`)."""
-    drawn = drawn_kw(problem, power)
+    gain = scheduled_gain_kwh(problem, power)
+    taken = _taken(problem, gain)
+    drawn = _drawn(power, gain, taken)
+    return _cost(problem, drawn, taken.sum(axis=1), _root_load_kw(problem, drawn))
+
+
+def _root_load_kw(problem: Problem, drawn: np.ndarray) -> np.ndarray:
+    """The root's net load at the power drawn [kW], shape (T,) (:func:`node_loads` of the root alone)."""
+    return node_loads(problem, drawn, np.array([problem.root]))[0]
+
+
+def _cost(problem: Problem, drawn: np.ndarray, delivered: np.ndarray, root_load: np.ndarray) -> float:
+    """:func:`cost_cny` from the power drawn [kW], the energy delivered [kWh] and the root's load [kW]."""
     energy = problem.presence * problem.step_hours
     charge = np.clip(drawn, 0.0, None) * energy
     discharge = np.clip(-drawn, 0.0, None) * energy
-    unmet = np.clip(problem.energy_request_kwh - delivered_kwh(problem, power), 0.0, None)
-    peak = node_loads(problem, drawn)[problem.root].max() if problem.n_periods else 0.0
+    unmet = np.clip(problem.energy_request_kwh - delivered, 0.0, None)
+    peak = root_load.max() if problem.n_periods else 0.0
     return float((charge.sum(axis=0) @ problem.import_price) - (discharge.sum(axis=0) @ problem.export_price)
                  + problem.degradation_cost * discharge.sum() + problem.unmet_penalty * unmet.sum()
                  + problem.peak_cost * peak)
@@ -414,15 +436,18 @@ def summarise(problem: Problem, power: np.ndarray, **extra) -> dict:
     ``objective_cny`` is the cost of the emitted schedule (:func:`cost_cny`); a solver's own objective value, which
     can differ from it by the solver's tolerances, goes in ``extra`` as ``solver_objective_cny``.
     """
-    delivered = delivered_kwh(problem, power)
+    gain = scheduled_gain_kwh(problem, power)  # the energy taken and the power drawn once, for every figure below
+    taken = _taken(problem, gain)
+    drawn = _drawn(power, gain, taken)
+    delivered = taken.sum(axis=1)
     request = problem.energy_request_kwh
-    root_load = node_loads(problem, drawn_kw(problem, power))[problem.root]
+    root_load = _root_load_kw(problem, drawn)
     discharge = np.clip(-power, 0.0, None) * problem.presence * problem.step_hours
     unmet = np.clip(request - delivered, 0.0, None)
     undeliverable = np.minimum(problem.undeliverable_kwh(), unmet)
     summary = {
         "status": extra.pop("status", "optimal"),
-        "objective_cny": cost_cny(problem, power),
+        "objective_cny": _cost(problem, drawn, delivered, root_load),
         "currency": problem.instance.tariff.currency,  # of every *_cny figure (the names are kept for compatibility)
         "energy_requested_kwh": float(request.sum()),
         "energy_delivered_kwh": float(delivered.sum()),

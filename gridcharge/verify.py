@@ -28,6 +28,7 @@ Rules checked, at every period, on every phase, in both directions:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 import weakref
 from dataclasses import dataclass, field, replace
@@ -162,22 +163,20 @@ def _verify(inst: Instance, power: np.ndarray) -> Verification:
     step_h = inst.horizon.step_minutes / 60.0
     violations: list[Violation] = []
     session_ids = [s.id for s in inst.sessions]
-    chargers = {c.id: c for c in inst.chargers}
 
     bad = ~np.isfinite(power)
     violations += _collect("not_finite", session_ids, bad, power, np.zeros_like(power))
     power = np.where(bad, 0.0, power)
 
-    frac = _presence(inst)
+    cars = _cars(inst)
+    frac = _presence(inst, cars.arrival_s, cars.departure_s)
     tol_kw = TOLERANCE
     violations += _collect("not_plugged_in", session_ids, (frac <= 0) & (np.abs(power) > tol_kw), power,
                            np.zeros_like(power))
 
-    cmax = np.array([min(chargers[s.charger].max_charge_kw,
-                         chargers[s.charger].max_charge_kw if s.max_charge_kw is None else s.max_charge_kw)
-                     for s in inst.sessions]).reshape(S, 1)
-    dmax = np.array([min(chargers[s.charger].max_discharge_kw, s.max_discharge_kw) for s in inst.sessions]).reshape(S, 1)
-    violations += _not_executable(inst, session_ids, power, frac)
+    cmax, dmax = cars.max_charge_kw, cars.max_discharge_kw
+    grid = _allowed_grid(inst)
+    violations += _not_executable(grid, session_ids, power, frac)
     violations += _exceeds("charge_limit", session_ids, power, np.broadcast_to(cmax, power.shape))
     violations += _exceeds("discharge_limit", session_ids, -power, np.broadcast_to(dmax, power.shape))
 
@@ -185,26 +184,17 @@ def _verify(inst: Instance, power: np.ndarray) -> Verification:
     # cut where it reaches its cap (the battery's upper bound while the car will still give energy back later, the
     # request after its last discharge, i.e. always for a car that only charges); the battery bounds hold at what it
     # takes, the set-point may carry more only in the last increment (within the allowance below)
-    eta = np.array([chargers[s.charger].efficiency for s in inst.sessions]).reshape(S, 1)
+    eta = cars.efficiency
     kwh_per_kw = eta * frac * step_h  # energy into the battery of 1 kW charging [kWh per kW]
     gained = np.where(power > 0, power * eta, power / eta) * frac * step_h
-    request = np.array([s.energy_kwh for s in inst.sessions]).reshape(S, 1)
-    upper = np.empty((S, 1))
-    lower = np.empty((S, 1))
-    for i, s in enumerate(inst.sessions):
-        if s.battery_kwh is None:
-            lower[i], upper[i] = 0.0, s.energy_kwh
-        else:
-            start = s.initial_kwh or 0.0
-            floor = start if s.min_kwh is None else s.min_kwh
-            lower[i], upper[i] = floor - start, s.battery_kwh - start
+    request, lower, upper = cars.request_kwh, cars.lower_kwh, cars.upper_kwh
     plugged = frac > 0
     final_cap = np.minimum(upper, request)[:, 0]
     taken = energy_taken(gained, upper[:, 0], final_cap)
     added = np.cumsum(taken, axis=1)
     before = added - taken
     request_in_force = np.arange(T)[None, :] >= request_from(gained)[:, None]
-    up = _smallest_allowed_at_least(inst)
+    up = _smallest_allowed_at_least(grid)
     charging = (gained > 0) & plugged
     over_request_at = set()
     for kind, bound, where_in_force in (("battery_upper", upper, charging),
@@ -237,15 +227,14 @@ def _verify(inst: Instance, power: np.ndarray) -> Verification:
         above[up] = parent[above[up]]
 
     own = inst.own_net_load_kw()
-    session_node = np.array([index[chargers[s.charger].node] for s in inst.sessions], dtype=int)
+    session_node = np.array([index[c.node] for c in inst.chargers], dtype=int)[cars.charger]
     # each charger's share of its power per phase, looked up per session (not built per session)
-    charger_pos = {c.id: k for k, c in enumerate(inst.chargers)}
     charger_shares = np.array([[1 / 3] * 3 if c.phases == "ABC" else [float(c.phases == ph) for ph in "ABC"]
                                for c in inst.chargers]).reshape(len(inst.chargers), 3)
     # the sessions' power and drawn power summed per (node, kind of phase share): a few kinds (three-phase, A, B,
     # C), so the phases follow from these sums instead of from three scaled copies of every session's power
     kinds, kind = np.unique(charger_shares, axis=0, return_inverse=True)
-    kind = kind.reshape(-1)[np.array([charger_pos[s.charger] for s in inst.sessions], dtype=int)]
+    kind = kind.reshape(-1)[cars.charger]
     by_kind = np.zeros((N * len(kinds), 2, T))
     add_rows_at(by_kind, session_node * len(kinds) + kind, np.stack([power, drawn], axis=1))
     by_kind = by_kind.reshape(N, len(kinds), 2, T)
@@ -290,13 +279,70 @@ def _verify(inst: Instance, power: np.ndarray) -> Verification:
                         unmet_kwh=float(unmet.sum()), peak_kw=peak, overload_kwh=overload)
 
 
-def _presence(inst: Instance) -> np.ndarray:
-    """Fraction of each period each session is plugged in, from first/last period indices and edge fractions."""
+@dataclass(frozen=True)
+class _Cars:
+    """Each session's figures, read from the instance in one pass over its sessions; shape (S, 1) unless said.
+
+    charger : numpy.ndarray of int, shape (S,) — position of its charger in ``inst.chargers``
+    arrival_s, departure_s : numpy.ndarray, shape (S,) — POSIX timestamps [s]
+    max_charge_kw, max_discharge_kw : the least of the charger's and the car's [kW]
+    efficiency : the charger's [-]
+    request_kwh : ``energy_kwh`` [kWh]
+    lower_kwh, upper_kwh : the battery's bounds on the energy added, relative to its start (no battery: 0 and the
+        request) [kWh]
+    """
+
+    charger: np.ndarray
+    arrival_s: np.ndarray
+    departure_s: np.ndarray
+    max_charge_kw: np.ndarray
+    max_discharge_kw: np.ndarray
+    efficiency: np.ndarray
+    request_kwh: np.ndarray
+    lower_kwh: np.ndarray
+    upper_kwh: np.ndarray
+
+
+def _cars(inst: Instance) -> _Cars:
+    """:class:`_Cars` of an instance (absent optional figures read as NaN, then replaced as the rules say)."""
+    S = len(inst.sessions)
+    position = {c.id: k for k, c in enumerate(inst.chargers)}
+    per_charger = np.array([(c.max_charge_kw, c.max_discharge_kw, c.efficiency) for c in inst.chargers],
+                           dtype=float).reshape(len(inst.chargers), 3)
+    nan = float("nan")
+
+    def row(s) -> tuple:
+        return (position[s.charger], s.arrival.timestamp(), s.departure.timestamp(),
+                nan if s.max_charge_kw is None else s.max_charge_kw, s.max_discharge_kw, s.energy_kwh,
+                nan if s.battery_kwh is None else s.battery_kwh, s.initial_kwh or 0.0,
+                nan if s.min_kwh is None else s.min_kwh)
+
+    # streamed: each row's tuple is freed as it is read, so no 10,000 live tuples wake the garbage collector
+    table = np.fromiter(itertools.chain.from_iterable(map(row, inst.sessions)), dtype=float,
+                        count=9 * S).reshape(S, 9)
+    charger = table[:, 0].astype(np.int64)
+    charger_kw = per_charger[charger, 0]
+    car_kw, battery, start, floor = table[:, 3], table[:, 6], table[:, 7], table[:, 8]
+    floor = np.where(np.isnan(floor), start, floor)
+    has_battery = ~np.isnan(battery)
+    column = lambda values: values.reshape(S, 1)  # noqa: E731
+    return _Cars(
+        charger=charger, arrival_s=table[:, 1], departure_s=table[:, 2],
+        max_charge_kw=column(np.minimum(charger_kw, np.where(np.isnan(car_kw), charger_kw, car_kw))),
+        max_discharge_kw=column(np.minimum(per_charger[charger, 1], table[:, 4])),
+        efficiency=column(per_charger[charger, 2]), request_kwh=column(table[:, 5]),
+        lower_kwh=column(np.where(has_battery, floor - start, 0.0)),
+        upper_kwh=column(np.where(has_battery, battery - start, table[:, 5])))
+
+
+def _presence(inst: Instance, arrival_s: np.ndarray, departure_s: np.ndarray) -> np.ndarray:
+    """Fraction of each period each session is plugged in, from first/last period indices and edge fractions;
+    ``arrival_s``, ``departure_s``: the sessions' timestamps [s]."""
     S, T = len(inst.sessions), inst.horizon.periods
     step = inst.horizon.step_minutes * 60.0
     start = inst.horizon.start.timestamp()
-    arrive = np.array([max(s.arrival.timestamp(), start) for s in inst.sessions]) - start
-    leave = np.array([s.departure.timestamp() for s in inst.sessions]) - start
+    arrive = np.maximum(arrival_s, start) - start
+    leave = departure_s - start
     first = np.floor(arrive / step).astype(int)
     last = np.ceil(leave / step).astype(int) - 1
     t = np.arange(T)
@@ -323,10 +369,10 @@ def _allowed_grid(inst: Instance) -> tuple[np.ndarray, np.ndarray] | None:
     return lowest, step
 
 
-def _smallest_allowed_at_least(inst: Instance):
+def _smallest_allowed_at_least(grid: tuple[np.ndarray, np.ndarray] | None):
     """``up(x)``: for an (S, T) array of powers [kW], the smallest power each car may be set to that is at least
-    ``x`` (0 for ``x`` up to the verifier's tolerance; ``x`` itself where every power is allowed)."""
-    grid = _allowed_grid(inst)
+    ``x`` (0 for ``x`` up to the verifier's tolerance; ``x`` itself where every power is allowed); ``grid`` is
+    :func:`_allowed_grid` of the instance."""
 
     def up(x: np.ndarray) -> np.ndarray:
         if grid is None:
@@ -339,9 +385,10 @@ def _smallest_allowed_at_least(inst: Instance):
     return up
 
 
-def _not_executable(inst: Instance, names: list[str], power: np.ndarray, frac: np.ndarray) -> list[Violation]:
-    """Powers a car cannot follow: inside (0, smallest current's power) or off the current step, by magnitude."""
-    grid = _allowed_grid(inst)
+def _not_executable(grid: tuple[np.ndarray, np.ndarray] | None, names: list[str], power: np.ndarray,
+                    frac: np.ndarray) -> list[Violation]:
+    """Powers a car cannot follow: inside (0, smallest current's power) or off the current step, by magnitude;
+    ``grid`` is :func:`_allowed_grid` of the instance."""
     if grid is None:
         return []
     lowest, step = grid
@@ -384,6 +431,12 @@ def _power_array(inst: Instance, schedule) -> np.ndarray:
     """Signed power as an (S, T) array in the instance's session order."""
     ids = [s.id for s in inst.sessions]
     S, T = len(ids), inst.horizon.periods
+    # a Schedule: its power array, whose rows its power_kw frame names by its problem's session ids; taken without
+    # building that frame when they are the instance's sessions in its order (else the frame below matches by name)
+    power, problem = getattr(schedule, "power", None), getattr(schedule, "problem", None)
+    if (hasattr(schedule, "power_kw") and isinstance(power, np.ndarray) and power.shape == (S, T)
+            and list(map(str, getattr(problem, "session_ids", ()))) == ids):
+        return power.astype(float)
     # a long frame has a ``power_kw`` column, which attribute access would return in place of the frame
     frame = schedule if isinstance(schedule, (pd.DataFrame, np.ndarray)) else getattr(schedule, "power_kw", schedule)
     if isinstance(frame, pd.DataFrame):

@@ -25,6 +25,7 @@ from ..progress import OnIteration
 from .ipm import Correctors, interior_point
 from .layout import LayoutError, derive_layout
 from .partition import split_interior_point
+from .warm import warm_up_beside
 
 #: A schedule is returned only when (upper - lower) / max(1 CNY, |upper|) is at most this [-].
 GAP_TOLERANCE = 1e-7
@@ -122,6 +123,7 @@ def solve_structured(problem: Problem, *, time_limit_s: float | None = None, all
                          "alone; expected 0 or None)")
     split = workers is not None or scheduler is not None
     numba.set_num_threads(min(int(threads or default_threads(split)), numba.config.NUMBA_NUM_THREADS))
+    warm_up_beside()  # numba's registries load beside the LP build and the layout, not at the first kernel
     stats = {"iterations": 0, "correctors": 0, "layout_seconds": 0.0, "iterations_seconds": 0.0}
     seen: dict = {}
     with ExitStack() as stack:
