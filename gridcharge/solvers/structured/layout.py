@@ -60,7 +60,7 @@ class Layout:
     col_upper: np.ndarray
     row_lower: np.ndarray  # LP order
     row_upper: np.ndarray
-    a_csr: sp.csr_matrix  # the LP matrix, rows in LP order
+    a_csr: sp.csr_matrix | None  # the LP matrix, rows in LP order (None in a part's slice: read by boxes and restrict)
     a_csc: sp.csc_matrix
     local_rows: np.ndarray  # LP row index of each local position (car-major, chain order)
     coupling_rows: np.ndarray  # LP row index of each coupling position
@@ -108,8 +108,39 @@ class Layout:
 
     @functools.cached_property
     def abs_a_t(self) -> sp.csr_matrix:
-        """``|A|^T``, for the rounding-error bound of the certificate."""
-        return abs(self.a_csc).T.tocsr()
+        """``|A|^T``, for the rounding-error bound of the certificate: CSR on ``a_csc``'s own index arrays (only the
+        values are new)."""
+        a = self.a_csc
+        return sp.csr_matrix((np.abs(a.data), a.indices, a.indptr), shape=(a.shape[1], a.shape[0]))
+
+
+class Derived:
+    """The layout of an LP, derived (:func:`derive_layout`) when asked for and kept until :meth:`release`: the split
+    solve lets go of the whole layout once the partitions hold their slices, and only a lost worker's share, made
+    again, needs it again (derived anew from ``lp``: the same arrays, bit for bit). Without ``lp`` the layout it was
+    given is kept."""
+
+    def __init__(self, lp: LinearProgram | None, layout: Layout | None = None):
+        if lp is None and layout is None:
+            raise ValueError("Derived: expected an LP to derive the layout from, or the layout itself")
+        self.lp = lp
+        self._layout = layout
+
+    def get(self) -> Layout:
+        """The layout (derived again if it was released)."""
+        if self._layout is None:
+            self._layout = derive_layout(self.lp)
+        return self._layout
+
+    @property
+    def held(self) -> bool:
+        """Whether the layout is held now."""
+        return self._layout is not None
+
+    def release(self) -> None:
+        """Let go of the layout if it can be derived again."""
+        if self.lp is not None:
+            self._layout = None
 
 
 def unique_bounded(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

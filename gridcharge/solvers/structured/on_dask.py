@@ -9,6 +9,7 @@ fails too, :class:`WorkerLost`.
 
 from __future__ import annotations
 
+from ..._memory import give_back
 from ...errors import SolverError
 from .partition import PartWorker
 
@@ -27,6 +28,7 @@ class Share:
 
     def __init__(self, parts: list, delta: float, threads: int):
         self.workers = [PartWorker(part, delta, threads) for part in parts]
+        give_back()  # the received slices' buffers and the set-up's temporaries
 
     def call(self, method: str, args: list) -> list:
         return [getattr(w, method)(*a) for w, a in zip(self.workers, args)]
@@ -91,17 +93,20 @@ class DaskExecutor:
             return exc
 
     def _retry(self, i: int, method: str, a: list, error: Exception) -> list:
-        for attempt in range(ATTEMPTS - 1):
-            try:
-                actor = self._create(i, i + attempt + 1)
-                for name, earlier in self.replay[i]:
-                    actor.call(name, earlier).result()
-                result = actor.call(method, a).result()
-            except Exception as exc:  # noqa: BLE001 - see map
-                error = exc
-                continue
-            self.actors[i] = actor
-            return result
+        try:
+            for attempt in range(ATTEMPTS - 1):
+                try:
+                    actor = self._create(i, i + attempt + 1)
+                    for name, earlier in self.replay[i]:
+                        actor.call(name, earlier).result()
+                    result = actor.call(method, a).result()
+                except Exception as exc:  # noqa: BLE001 - see map
+                    error = exc
+                    continue
+                self.actors[i] = actor
+                return result
+        finally:  # what the slices were cut from again (partition.Lazy) is let go again
+            getattr(self.parts, "release", lambda: None)()
         raise WorkerLost(f"partitions {self.shares[i]} of the district could not be run on the dask cluster: "
                          f"{error}") from error
 
