@@ -61,9 +61,13 @@ class DaskExecutor:
             except Exception as exc:  # noqa: BLE001 - dask's timeout error
                 raise WorkerLost(f"the dask cluster has had no workers for {WORKER_WAIT_S:g} s") from exc
             workers = self._workers()
-        future = self.client.submit(Share, [self.parts[p] for p in self.shares[i]], self.delta, self.threads,
-                                    actor=True, pure=False, workers=[workers[slot % len(workers)]])
+        target = [workers[slot % len(workers)]]
+        # the slices go to the worker as data, not inside the task: a task's arguments stay with the scheduler (in the
+        # coordinator's process for a local cluster) as long as its future, the whole layout's worth for the solve
+        slices = self.client.scatter([self.parts[p] for p in self.shares[i]], workers=target, hash=False)
+        future = self.client.submit(Share, slices, self.delta, self.threads, actor=True, pure=False, workers=target)
         actor = future.result()
+        del slices  # the worker's data store lets go of them: the actor holds what it needs
         self.futures[i] = future
         return actor
 
