@@ -5,7 +5,8 @@ resident set size (RSS) of that process and of every process below it (the dask 
 nannies of gridcharge's local cluster run inside the command's process) with psutil every ``--interval`` seconds.
 The child announces each stage of the solve as it starts (instance loaded, problem, LP, layout, plan, shares sent to
 the workers, the interior point's loop, write-back, verify, outputs), by wrappers around the library's functions,
-so each stage's start can be set beside the memory curve. Reported: per process its peak RSS, the peak of the sum
+so each stage's start can be set beside the memory curve. Reported: per process its peak RSS and its CPU seconds
+(user + system, as last sampled before it ended), the peak of the sum
 over all of them (and when it happened), and per stage its start [s], the summed RSS when it started and the largest
 summed RSS while it ran [MB].
 
@@ -89,6 +90,7 @@ class Sampler(threading.Thread):
         self.root = psutil.Process(pid)
         self.interval = interval
         self.samples: list[tuple[float, dict]] = []  # (time, {pid: rss})
+        self.cpu: dict[int, float] = {}  # per process, its CPU seconds (user + system) when last sampled
         self.names: dict[int, str] = {pid: "command"}
         self.done = threading.Event()
 
@@ -115,6 +117,8 @@ class Sampler(threading.Thread):
             for proc in procs:
                 try:
                     rss[proc.pid] = proc.memory_info().rss
+                    times = proc.cpu_times()
+                    self.cpu[proc.pid] = times.user + times.system
                     if proc.pid not in self.names:
                         self.names[proc.pid] = self._label(proc)
                 except psutil.Error:  # gone meanwhile
@@ -168,10 +172,12 @@ def measure(argv: list[str], interval: float) -> dict:
                            "sum_peak_mb": round(max(inside) / MB, 1) if inside else None})
     series = [{"t_s": round(t - started, 2), **{f"{sampler.names.get(pid, '?')} ({pid})": round(v / MB, 1)
                                                 for pid, v in r.items()}} for t, r in samples]
+    cpu = {f"{name} ({pid})": round(sampler.cpu[pid], 1) for pid, name in sampler.names.items() if pid in sampler.cpu}
     return {"command": " ".join(["gridcharge", *argv]), "exit_code": code, "wall_s": round(ended - started, 2),
             "load_before": None, "samples": len(samples), "interval_s": interval,
             "sum_peak_mb": round(peak / MB, 1), "sum_peak_at_s": round(peak_t - started, 2),
-            "at_sum_peak_mb": at_peak, "process_peak_mb": per_process, "stages": stage_rows,
+            "at_sum_peak_mb": at_peak, "process_peak_mb": per_process,
+            "process_cpu_s": cpu, "cpu_s": round(sum(cpu.values()), 1), "stages": stage_rows,
             "summary": stdout.strip().splitlines()[-12:], "stderr_tail": other[-5:], "series": series}
 
 
