@@ -63,9 +63,9 @@ class DaskExecutor:
             workers = self._workers()
         target = [workers[slot % len(workers)]]
         # the slices go to the worker as data, not inside the task: a task's arguments stay with the scheduler (in the
-        # coordinator's process for a local cluster) as long as its future, the whole layout's worth for the solve
-        slices = [self.parts[p] for p in self.shares[i]]
-        slices = self.client.scatter(slices, workers=target, hash=False) if slices else []  # dask refuses nothing
+        # coordinator's process for a local cluster) as long as its future, the whole layout's worth for the solve;
+        # one at a time, so that the coordinator holds one slice and its serialised copy at once, not a share's
+        slices = [self.client.scatter(self.parts[p], workers=target, hash=False) for p in self.shares[i]]
         future = self.client.submit(Share, slices, self.delta, self.threads, actor=True, pure=False, workers=target)
         actor = future.result()
         del slices  # the worker's data store lets go of them: the actor holds what it needs
