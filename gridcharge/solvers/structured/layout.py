@@ -253,6 +253,7 @@ def derive_layout(lp: LinearProgram, *, nested: bool = True) -> Layout:
     coupling_rows = np.flatnonzero(~is_local)
     coo = a_csc.tocoo()
     e_row, e_col, e_val = coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data
+    del coo  # here and below: the per-entry temporaries go as soon as they are used (the derivation's peak memory)
     local_e = is_local[e_row]
     # the car of a local row: that of its columns, all the same
     lrow, lcol = e_row[local_e], e_col[local_e]
@@ -315,6 +316,7 @@ def derive_layout(lp: LinearProgram, *, nested: bool = True) -> Layout:
 
     inside = ce & in_car
     k_col, k_row, k_val = e_col[inside], e_row[inside], e_val[inside]
+    del e_row, e_col, e_val, local_e, ce, in_car, outside, inside, lrow
     if np.any(row_period[k_row] != period_of_col[k_col]):
         raise LayoutError("a session column meets a coupling row of another period")
     if np.any(sigma[k_col] == 0):
@@ -322,12 +324,14 @@ def derive_layout(lp: LinearProgram, *, nested: bool = True) -> Layout:
     k_car, k_type = ccar[k_col], type_id[c_pos[k_row]]
     gamma = k_val * sigma[k_col]  # sigma is +-1
     cell = k_car * len(types) + k_type  # (car, row type), only those that occur: a district has thousands of types
+    del k_row, k_val, k_car, k_type
     u_cell, cell_index = unique_bounded(cell, n_cars * len(types))
     reference = np.zeros(len(u_cell))
     reference[cell_index] = gamma  # any one entry's coefficient per (car, row type); all must agree with it
     agreed = reference[cell_index]
     if not np.array_equal(gamma, agreed) and np.any(np.abs(gamma - agreed) > 1e-12 * np.maximum(1.0, np.abs(gamma))):
         raise LayoutError("a session's columns meet one coupling row type with different coefficients")
+    del cell, cell_index, gamma, agreed
     u_gamma = reference
     u_car, u_type = u_cell // len(types), u_cell % len(types)
     # group signature: the car's (type, gamma) list, padded
@@ -339,6 +343,7 @@ def derive_layout(lp: LinearProgram, *, nested: bool = True) -> Layout:
     sig_type[u_car, slot] = u_type
     sig_gamma[u_car, slot] = u_gamma
     signature, car_group = np.unique(np.hstack([sig_type, sig_gamma]), axis=0, return_inverse=True)
+    del sig_type, sig_gamma
     car_group = car_group.ravel().astype(np.int64)
     G = len(signature)
     if G * T * T > MAX_GROUP_CELLS:
@@ -360,6 +365,7 @@ def derive_layout(lp: LinearProgram, *, nested: bool = True) -> Layout:
 
     # direct coupling: per car coupling-column (not per entry): sigma^2 into its group's period cell
     dcols = np.flatnonzero(np.bincount(k_col, minlength=n))
+    del k_col
     dc_cell = car_group[ccar[dcols]] * T + period_of_col[dcols]
     dc_val = sigma[dcols] ** 2
 
@@ -371,6 +377,7 @@ def derive_layout(lp: LinearProgram, *, nested: bool = True) -> Layout:
     h_period = period_of_col[h_col]
     key = h_pos * T + h_period
     u_key, hc_entry = unique_bounded(key, len(local_rows) * T)
+    del key, hm, h_pos, h_period
     he_pos, he_period = u_key // T, u_key % T
     he_car = np.searchsorted(car_start, he_pos, side="right") - 1
     he_start = np.searchsorted(he_car, np.arange(n_cars + 1)).astype(np.int64)
