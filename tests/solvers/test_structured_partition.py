@@ -182,3 +182,27 @@ def test_a_lost_share_is_cut_from_the_layout_derived_again_with_the_same_numbers
     assert result.iterations == reference.iterations
     assert np.array_equal(result.x, reference.x) and np.array_equal(result.y, reference.y)
     assert result.lower_bound == reference.lower_bound
+
+
+def test_the_local_cluster_ends_before_the_write_back_and_the_verifier(monkeypatch):
+    import contextlib
+
+    from gridcharge import cluster as cluster_module
+    from gridcharge.solvers import structured
+
+    events = []
+    opened = cluster_module.dask_client
+
+    @contextlib.contextmanager
+    def recorded(workers, scheduler):
+        with opened(workers, scheduler) as client:
+            events.append("open")
+            yield client
+        events.append("closed")
+
+    checked = structured.verify
+    monkeypatch.setattr(cluster_module, "dask_client", recorded)
+    monkeypatch.setattr(structured, "verify", lambda *a, **k: events.append("verify") or checked(*a, **k))
+    schedule = gridcharge.solve(generate("district", 80, 3, transformers=3), solver="structured", workers=1)
+    assert schedule.summary["fallback"] is None and schedule.verification.ok
+    assert events == ["open", "closed", "verify"]  # the workers' memory is gone before the verifier's is taken
