@@ -5,7 +5,9 @@ mid-solve re-created without changing a number."""
 
 from __future__ import annotations
 
+import gc
 import os
+import weakref
 
 import numpy as np
 import pytest
@@ -17,9 +19,9 @@ from gridcharge.formulation.lp import build_lp
 from gridcharge.solvers.structured import on_dask
 from gridcharge.solvers.structured.certificate import lower_bound
 from gridcharge.solvers.structured.ipm import interior_point
-from gridcharge.solvers.structured.layout import derive_layout
+from gridcharge.solvers.structured.layout import Derived, derive_layout
 from gridcharge.solvers.structured.on_dask import DaskExecutor, WorkerLost
-from gridcharge.solvers.structured.partition import plan, split_interior_point
+from gridcharge.solvers.structured.partition import InProcess, plan, split_interior_point
 from gridcharge.testing import assert_feasible
 from tests.solvers.test_structured import _both, _check_certified, small_districts
 
@@ -142,3 +144,67 @@ def test_a_worker_lost_for_good_stops_the_solve_with_an_error(cluster, monkeypat
     with pytest.raises(WorkerLost, match="could not be run on the dask cluster"):
         split_interior_point(layout, lp.col_cost, offset=lp.offset,
                              executor=_KillingExecutor(cluster[1], "backward", at=2))
+
+
+class _Watching(InProcess):
+    """Records, at the first call after the partitions are made, whether the whole layout is still alive."""
+
+    def __init__(self, whole):
+        self.whole, self.alive = whole, []
+
+    def map(self, method, args):
+        if not self.alive:
+            gc.collect()
+            self.alive.append(self.whole() is not None)
+        return super().map(method, args)
+
+
+def test_the_coordinator_lets_go_of_the_whole_layout_once_the_partitions_hold_their_slices():
+    lp, layout = _district_layout()
+    reference = split_interior_point(layout, lp.col_cost, offset=lp.offset)
+    source = Derived(lp, derive_layout(lp))
+    executor = _Watching(weakref.ref(source.get()))
+    result = split_interior_point(source, lp.col_cost, offset=lp.offset, executor=executor)
+    assert executor.alive == [False] and not source.held
+    assert result.iterations == reference.iterations
+    assert np.array_equal(result.x, reference.x) and np.array_equal(result.y, reference.y)
+    # a Layout given as such is the caller's: kept
+    kept = _Watching(weakref.ref(layout))
+    split_interior_point(layout, lp.col_cost, offset=lp.offset, executor=kept)
+    assert kept.alive == [True]
+
+
+def test_a_lost_share_is_cut_from_the_layout_derived_again_with_the_same_numbers(cluster):
+    lp, layout = _district_layout(n=80, transformers=3)
+    reference = split_interior_point(layout, lp.col_cost, offset=lp.offset)
+    source = Derived(lp, derive_layout(lp))
+    executor = _KillingExecutor(cluster[1], "backward", at=4)
+    result = split_interior_point(source, lp.col_cost, offset=lp.offset, executor=executor)
+    assert executor.killed and not source.held  # derived again for the new share, and let go again
+    assert result.iterations == reference.iterations
+    assert np.array_equal(result.x, reference.x) and np.array_equal(result.y, reference.y)
+    assert result.lower_bound == reference.lower_bound
+
+
+def test_the_local_cluster_ends_before_the_write_back_and_the_verifier(monkeypatch):
+    import contextlib
+
+    from gridcharge import cluster as cluster_module
+    from gridcharge.solvers import structured
+
+    events = []
+    opened = cluster_module.dask_client
+
+    @contextlib.contextmanager
+    def recorded(workers, scheduler):
+        with opened(workers, scheduler) as client:
+            events.append("open")
+            yield client
+        events.append("closed")
+
+    checked = structured.verify
+    monkeypatch.setattr(cluster_module, "dask_client", recorded)
+    monkeypatch.setattr(structured, "verify", lambda *a, **k: events.append("verify") or checked(*a, **k))
+    schedule = gridcharge.solve(generate("district", 80, 3, transformers=3), solver="structured", workers=1)
+    assert schedule.summary["fallback"] is None and schedule.verification.ok
+    assert events == ["open", "closed", "verify"]  # the workers' memory is gone before the verifier's is taken

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from contextlib import ExitStack
 
 import numba
 from threadpoolctl import threadpool_limits
@@ -23,7 +22,7 @@ from ..exact import RunResult, solve_exactly
 from ..highs import solve_highs
 from ..progress import OnIteration
 from .ipm import Correctors, interior_point
-from .layout import LayoutError, derive_layout
+from .layout import Derived, LayoutError, derive_layout
 from .partition import split_interior_point
 from .warm import warm_up_beside
 
@@ -126,19 +125,21 @@ def solve_structured(problem: Problem, *, time_limit_s: float | None = None, all
     warm_up_beside()  # numba's registries load beside the LP build and the layout, not at the first kernel
     stats = {"iterations": 0, "correctors": 0, "layout_seconds": 0.0, "iterations_seconds": 0.0}
     seen: dict = {}
-    with ExitStack() as stack:
-        solve_lp = _interior_point(workers, scheduler, stack)
-        unsplit = workers is None and scheduler is None  # the split solve runs Mehrotra alone (checked above)
-        options = {"correctors": Correctors(count=correctors)} if unsplit and correctors is not None else {}
-        return _certified(problem, max_iterations, deadline, verbose, stats, seen, solve_lp, fallback,
-                          on_iteration=on_iteration, ipm_options=options)
+    solve_lp = _interior_point(workers, scheduler)
+    unsplit = workers is None and scheduler is None  # the split solve runs Mehrotra alone (checked above)
+    options = {"correctors": Correctors(count=correctors)} if unsplit and correctors is not None else {}
+    return _certified(problem, max_iterations, deadline, verbose, stats, seen, solve_lp, fallback,
+                      on_iteration=on_iteration, ipm_options=options)
 
 
-def _interior_point(workers: int | None, scheduler: str | None, stack: ExitStack):
-    """The interior point for ``workers`` / ``scheduler`` (see :func:`solve_structured`): unsplit, or split on an
-    executor; a dask client it opens is closed by ``stack``."""
+def _interior_point(workers: int | None, scheduler: str | None):
+    """The interior point for ``workers`` / ``scheduler`` (see :func:`solve_structured`), called with a
+    :class:`~.layout.Derived` layout: unsplit, or split on an executor (which lets go of the whole layout once the
+    partitions hold their slices). A dask client is opened for the split solve and closed when it returns, a local
+    cluster with it: its workers' memory is given back before the write-back and the verifier (at 100,000 sessions
+    the workers hold gigabytes; docs/design/district.md, "The coordinator's memory")."""
     if workers is None and scheduler is None:
-        return interior_point
+        return lambda source, cost, **options: interior_point(source.get(), cost, **options)
     if workers is not None and workers < 0:
         raise ValueError(f"workers: {workers} is not a count of worker processes (expected 0 or more)")
     if scheduler is None and workers == 0:
@@ -146,10 +147,9 @@ def _interior_point(workers: int | None, scheduler: str | None, stack: ExitStack
     from ...cluster import dask_client
     from .on_dask import DaskExecutor
 
-    client = stack.enter_context(dask_client(workers, scheduler))
-
     def on_dask(layout, cost, **options):
-        return split_interior_point(layout, cost, executor=DaskExecutor(client), **options)
+        with dask_client(workers, scheduler) as client:
+            return split_interior_point(layout, cost, executor=DaskExecutor(client), **options)
     return on_dask
 
 
@@ -159,13 +159,13 @@ def _certified(problem, max_iterations, deadline, verbose, stats, seen, solve_lp
     def run(lp: LinearProgram) -> RunResult:
         t0 = time.perf_counter()
         try:
-            layout = derive_layout(lp)
+            source = Derived(lp, derive_layout(lp))  # no name of its own here: the split solve lets go of it
         except LayoutError as exc:
             raise _Fallback(f"layout: {exc}") from None
         t1 = time.perf_counter()
         log = (lambda text: print(text, file=sys.stderr)) if verbose else None
         with threadpool_limits(limits=1, user_api="blas"):  # BLAS threads would spin against numba's
-            result = solve_lp(layout, lp.col_cost, offset=lp.offset, max_iterations=max_iterations,
+            result = solve_lp(source, lp.col_cost, offset=lp.offset, max_iterations=max_iterations,
                               deadline=deadline, log=log, on_iteration=on_iteration, **(ipm_options or {}))
         t2 = time.perf_counter()
         stats["layout_seconds"] += t1 - t0

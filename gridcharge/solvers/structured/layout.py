@@ -60,7 +60,7 @@ class Layout:
     col_upper: np.ndarray
     row_lower: np.ndarray  # LP order
     row_upper: np.ndarray
-    a_csr: sp.csr_matrix  # the LP matrix, rows in LP order
+    a_csr: sp.csr_matrix | None  # the LP matrix, rows in LP order (None in a part's slice: read by boxes and restrict)
     a_csc: sp.csc_matrix
     local_rows: np.ndarray  # LP row index of each local position (car-major, chain order)
     coupling_rows: np.ndarray  # LP row index of each coupling position
@@ -108,8 +108,39 @@ class Layout:
 
     @functools.cached_property
     def abs_a_t(self) -> sp.csr_matrix:
-        """``|A|^T``, for the rounding-error bound of the certificate."""
-        return abs(self.a_csc).T.tocsr()
+        """``|A|^T``, for the rounding-error bound of the certificate: CSR on ``a_csc``'s own index arrays (only the
+        values are new)."""
+        a = self.a_csc
+        return sp.csr_matrix((np.abs(a.data), a.indices, a.indptr), shape=(a.shape[1], a.shape[0]))
+
+
+class Derived:
+    """The layout of an LP, derived (:func:`derive_layout`) when asked for and kept until :meth:`release`: the split
+    solve lets go of the whole layout once the partitions hold their slices, and only a lost worker's share, made
+    again, needs it again (derived anew from ``lp``: the same arrays, bit for bit). Without ``lp`` the layout it was
+    given is kept."""
+
+    def __init__(self, lp: LinearProgram | None, layout: Layout | None = None):
+        if lp is None and layout is None:
+            raise ValueError("Derived: expected an LP to derive the layout from, or the layout itself")
+        self.lp = lp
+        self._layout = layout
+
+    def get(self) -> Layout:
+        """The layout (derived again if it was released)."""
+        if self._layout is None:
+            self._layout = derive_layout(self.lp)
+        return self._layout
+
+    @property
+    def held(self) -> bool:
+        """Whether the layout is held now."""
+        return self._layout is not None
+
+    def release(self) -> None:
+        """Let go of the layout if it can be derived again."""
+        if self.lp is not None:
+            self._layout = None
 
 
 def unique_bounded(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -222,6 +253,7 @@ def derive_layout(lp: LinearProgram, *, nested: bool = True) -> Layout:
     coupling_rows = np.flatnonzero(~is_local)
     coo = a_csc.tocoo()
     e_row, e_col, e_val = coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data
+    del coo  # here and below: the per-entry temporaries go as soon as they are used (the derivation's peak memory)
     local_e = is_local[e_row]
     # the car of a local row: that of its columns, all the same
     lrow, lcol = e_row[local_e], e_col[local_e]
@@ -284,6 +316,7 @@ def derive_layout(lp: LinearProgram, *, nested: bool = True) -> Layout:
 
     inside = ce & in_car
     k_col, k_row, k_val = e_col[inside], e_row[inside], e_val[inside]
+    del e_row, e_col, e_val, local_e, ce, in_car, outside, inside, lrow
     if np.any(row_period[k_row] != period_of_col[k_col]):
         raise LayoutError("a session column meets a coupling row of another period")
     if np.any(sigma[k_col] == 0):
@@ -291,12 +324,14 @@ def derive_layout(lp: LinearProgram, *, nested: bool = True) -> Layout:
     k_car, k_type = ccar[k_col], type_id[c_pos[k_row]]
     gamma = k_val * sigma[k_col]  # sigma is +-1
     cell = k_car * len(types) + k_type  # (car, row type), only those that occur: a district has thousands of types
+    del k_row, k_val, k_car, k_type
     u_cell, cell_index = unique_bounded(cell, n_cars * len(types))
     reference = np.zeros(len(u_cell))
     reference[cell_index] = gamma  # any one entry's coefficient per (car, row type); all must agree with it
     agreed = reference[cell_index]
     if not np.array_equal(gamma, agreed) and np.any(np.abs(gamma - agreed) > 1e-12 * np.maximum(1.0, np.abs(gamma))):
         raise LayoutError("a session's columns meet one coupling row type with different coefficients")
+    del cell, cell_index, gamma, agreed
     u_gamma = reference
     u_car, u_type = u_cell // len(types), u_cell % len(types)
     # group signature: the car's (type, gamma) list, padded
@@ -308,6 +343,7 @@ def derive_layout(lp: LinearProgram, *, nested: bool = True) -> Layout:
     sig_type[u_car, slot] = u_type
     sig_gamma[u_car, slot] = u_gamma
     signature, car_group = np.unique(np.hstack([sig_type, sig_gamma]), axis=0, return_inverse=True)
+    del sig_type, sig_gamma
     car_group = car_group.ravel().astype(np.int64)
     G = len(signature)
     if G * T * T > MAX_GROUP_CELLS:
@@ -329,6 +365,7 @@ def derive_layout(lp: LinearProgram, *, nested: bool = True) -> Layout:
 
     # direct coupling: per car coupling-column (not per entry): sigma^2 into its group's period cell
     dcols = np.flatnonzero(np.bincount(k_col, minlength=n))
+    del k_col
     dc_cell = car_group[ccar[dcols]] * T + period_of_col[dcols]
     dc_val = sigma[dcols] ** 2
 
@@ -340,6 +377,7 @@ def derive_layout(lp: LinearProgram, *, nested: bool = True) -> Layout:
     h_period = period_of_col[h_col]
     key = h_pos * T + h_period
     u_key, hc_entry = unique_bounded(key, len(local_rows) * T)
+    del key, hm, h_pos, h_period
     he_pos, he_period = u_key // T, u_key % T
     he_car = np.searchsorted(car_start, he_pos, side="right") - 1
     he_start = np.searchsorted(he_car, np.arange(n_cars + 1)).astype(np.int64)

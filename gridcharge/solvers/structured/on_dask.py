@@ -9,6 +9,7 @@ fails too, :class:`WorkerLost`.
 
 from __future__ import annotations
 
+from ..._memory import give_back
 from ...errors import SolverError
 from .partition import PartWorker
 
@@ -27,6 +28,7 @@ class Share:
 
     def __init__(self, parts: list, delta: float, threads: int):
         self.workers = [PartWorker(part, delta, threads) for part in parts]
+        give_back()  # the received slices' buffers and the set-up's temporaries
 
     def call(self, method: str, args: list) -> list:
         return [getattr(w, method)(*a) for w, a in zip(self.workers, args)]
@@ -47,21 +49,25 @@ class DaskExecutor:
         self.replay: list = [[] for _ in self.shares]  # per share, every call that changed its state, in order
         # every share sent before any is waited for: a worker sets up its share (its normal equations and iterates)
         # while the next share's slices are cut and sent
-        self.futures = [self._submit(i, i) for i in range(n)]
+        sent = [self._submit(i, i) for i in range(n)]
+        self.futures = [future for future, _ in sent]
         self.actors = [future.result() for future in self.futures]
+        del sent  # the slices' futures: the workers' data stores let go of them, the actors hold what they need
 
     def _workers(self) -> list:
         return sorted(self.client.scheduler_info().get("workers", {}))
 
     def _create(self, i: int, slot: int):
         """Share ``i`` re-created on the worker ``slot`` (modulo the workers there are), its actor once it is set up."""
-        future = self._submit(i, slot)
+        future, slices = self._submit(i, slot)
         actor = future.result()
+        del slices  # see start
         self.futures[i] = future
         return actor
 
     def _submit(self, i: int, slot: int):
-        """The future of share ``i``'s actor on the worker ``slot`` (modulo the workers there are)."""
+        """The future of share ``i``'s actor on the worker ``slot`` (modulo the workers there are), and the futures of
+        the slices sent for it (held until the actor is made)."""
         workers = self._workers()
         if not workers:
             try:
@@ -69,8 +75,13 @@ class DaskExecutor:
             except Exception as exc:  # noqa: BLE001 - dask's timeout error
                 raise WorkerLost(f"the dask cluster has had no workers for {WORKER_WAIT_S:g} s") from exc
             workers = self._workers()
-        return self.client.submit(Share, [self.parts[p] for p in self.shares[i]], self.delta, self.threads,
-                                  actor=True, pure=False, workers=[workers[slot % len(workers)]])
+        target = [workers[slot % len(workers)]]
+        # the slices go to the worker as data, not inside the task: a task's arguments stay with the scheduler (in the
+        # coordinator's process for a local cluster) as long as its future, the whole layout's worth for the solve;
+        # one at a time, so that the coordinator holds one slice and its serialised copy at once, not a share's
+        slices = [self.client.scatter(self.parts[p], workers=target, hash=False) for p in self.shares[i]]
+        return self.client.submit(Share, slices, self.delta, self.threads, actor=True, pure=False,
+                                  workers=target), slices
 
     def map(self, method: str, args: list) -> list:
         share_args = [[args[p] for p in share] for share in self.shares]
@@ -98,17 +109,20 @@ class DaskExecutor:
             return exc
 
     def _retry(self, i: int, method: str, a: list, error: Exception) -> list:
-        for attempt in range(ATTEMPTS - 1):
-            try:
-                actor = self._create(i, i + attempt + 1)
-                for name, earlier in self.replay[i]:
-                    actor.call(name, earlier).result()
-                result = actor.call(method, a).result()
-            except Exception as exc:  # noqa: BLE001 - see map
-                error = exc
-                continue
-            self.actors[i] = actor
-            return result
+        try:
+            for attempt in range(ATTEMPTS - 1):
+                try:
+                    actor = self._create(i, i + attempt + 1)
+                    for name, earlier in self.replay[i]:
+                        actor.call(name, earlier).result()
+                    result = actor.call(method, a).result()
+                except Exception as exc:  # noqa: BLE001 - see map
+                    error = exc
+                    continue
+                self.actors[i] = actor
+                return result
+        finally:  # what the slices were cut from again (partition.Lazy) is let go again
+            getattr(self.parts, "release", lambda: None)()
         raise WorkerLost(f"partitions {self.shares[i]} of the district could not be run on the dask cluster: "
                          f"{error}") from error
 

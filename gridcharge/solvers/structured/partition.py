@@ -20,12 +20,13 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from ..._memory import give_back
 from ..progress import OnIteration
 from . import kernels
 from .certificate import BoundPart, bound_part, combine_bounds
 from .ipm import (DUAL_REG, INNER_GAP, MIN_DISTANCE, PRIMAL_REG, STEP_SHARE, IpmResult, boxes, centring_target,
                   infeasible_row, iteration_head, starting_point)
-from .layout import Layout
+from .layout import Derived, Layout
 from .normal import Forward, NormalEquations, NumericalTrouble
 
 #: A front below the top costs as much as this many cars in a partition's work ([-]; its dense elimination of its
@@ -62,10 +63,16 @@ class Plan:
 
 class Lazy(Sequence):
     """A sequence whose ``n`` items are made by ``make(i)`` when asked for and not kept: the coordinator holds the
-    layout once, not its slices as well (a dask share is re-created from them after a lost worker)."""
+    layout once, not its slices as well (a dask share is re-created from them after a lost worker). ``release()``
+    lets go of what the items are made from until one is asked for again (see :class:`.layout.Derived`)."""
 
-    def __init__(self, n: int, make):
+    def __init__(self, n: int, make, release=None):
         self.n, self.make = n, make
+        self._release = release
+
+    def release(self) -> None:
+        if self._release is not None:
+            self._release()
 
     def __len__(self) -> int:
         return self.n
@@ -76,10 +83,13 @@ class Lazy(Sequence):
         return self.make(range(self.n)[i])
 
 
-def plan(layout: Layout, n_parts: int = PARTITIONS) -> Plan:
-    """Split ``layout`` into at most ``n_parts`` partitions of whole subtrees below the top fronts (a district's
-    lines and substation), each a run of subtrees in top-front order of about equal work (cars, and
-    :data:`FRONT_CARS` per front)."""
+def plan(whole: Layout | Derived, n_parts: int = PARTITIONS) -> Plan:
+    """Split the layout ``whole`` into at most ``n_parts`` partitions of whole subtrees below the top fronts (a
+    district's lines and substation), each a run of subtrees in top-front order of about equal work (cars, and
+    :data:`FRONT_CARS` per front). The partitions' slices are cut from ``whole`` when asked for (a :class:`Derived`
+    layout may have been released meanwhile: it is derived again)."""
+    source = whole if isinstance(whole, Derived) else Derived(None, whole)
+    layout = source.get()
     n_front = len(layout.front_rows)
     parent = layout.front_parent
     # work per front: its cars (by their lowest front) and its dense elimination, then per subtree
@@ -124,7 +134,7 @@ def plan(layout: Layout, n_parts: int = PARTITIONS) -> Plan:
         if (owner == p).any():
             cars.append(np.flatnonzero(car_owner == p))
             fronts.append(np.flatnonzero(owner == p))
-    parts = Lazy(len(cars), lambda i: restrict(layout, cars[i], fronts[i], with_global=False))
+    parts = Lazy(len(cars), lambda i: restrict(source.get(), cars[i], fronts[i], with_global=False), source.release)
     top_fronts = np.flatnonzero(top)
     top_part = restrict(layout, np.flatnonzero(car_owner < 0), top_fronts, with_global=True)
     top_front_of = np.full(n_front, -1, dtype=np.int64)
@@ -150,9 +160,7 @@ def restrict(layout: Layout, cars: np.ndarray, fronts: np.ndarray, *, with_globa
     c_map = np.full(len(lay.coupling_rows), -1, dtype=np.int64)
     c_map[cpos] = np.arange(len(cpos))
     rows = np.r_[lay.local_rows[pos], lay.coupling_rows[cpos]]
-    a = lay.a_csr[rows][:, cols]
-    a_csr = sp.csr_matrix(a)
-    a_csc = a_csr.tocsc()
+    a_csc = sp.csr_matrix(lay.a_csr[rows][:, cols]).tocsc()  # no CSR copy: nothing on a part reads it
     n_local = len(pos)
     # chains
     off = np.flatnonzero(pos_map[lay.off_pos] >= 0)
@@ -181,7 +189,7 @@ def restrict(layout: Layout, cars: np.ndarray, fronts: np.ndarray, *, with_globa
         global_cols, global_block, global_front = np.zeros(0, np.int64), np.zeros((len(cpos), 0)), -1
     sub = Layout(
         n_col=len(cols), col_lower=lay.col_lower[cols], col_upper=lay.col_upper[cols],
-        row_lower=lay.row_lower[rows], row_upper=lay.row_upper[rows], a_csr=a_csr, a_csc=a_csc,
+        row_lower=lay.row_lower[rows], row_upper=lay.row_upper[rows], a_csr=None, a_csc=a_csc,
         local_rows=np.arange(n_local), coupling_rows=n_local + np.arange(len(cpos)), car_start=car_start,
         le_col=col_map[lay.le_col[le]], le_pos=pos_map[lay.le_pos[le]], le_val=lay.le_val[le],
         off_col=col_map[lay.off_col[off]], off_pos=pos_map[lay.off_pos[off]], off_val=lay.off_val[off],
@@ -430,6 +438,31 @@ class PartWorker:
         return dict(self.normal.seconds)
 
 
+class Slices:
+    """The whole layout the partitions' slices are cut from (:func:`plan`, :func:`share`) and the boxes of its
+    ``v = [x, s]`` (:func:`.ipm.boxes`): kept while the shares are made, let go by :meth:`release` when the layout
+    can be derived again (:class:`~.layout.Derived`)."""
+
+    def __init__(self, layout: Layout | Derived):
+        self.source = layout if isinstance(layout, Derived) else Derived(None, layout)
+        self._boxes: tuple | None = None
+
+    def size(self) -> tuple[int, int]:
+        """Columns and rows of the LP [-]."""
+        layout = self.source.get()
+        return layout.n_col, len(layout.row_lower)
+
+    def boxes(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._boxes is None:
+            self._boxes = boxes(self.source.get())
+        return self._boxes
+
+    def release(self) -> None:
+        self.source.release()
+        if self.source.lp is not None:
+            self._boxes = None
+
+
 class InProcess:
     """Runs each call of every partition here, one after the other."""
 
@@ -523,24 +556,33 @@ class Coordinator:
         return combine_bounds([bound_part(self.split.top.layout, self.cost, self.state.y, own)] + parts)
 
 
-def split_interior_point(layout: Layout, cost: np.ndarray, *, offset: float = 0.0, max_iterations: int = 100,
-                         deadline: float | None = None, log=None, on_iteration: OnIteration | None = None,
-                         executor=None, n_parts: int = PARTITIONS) -> IpmResult:
+def split_interior_point(layout: Layout | Derived, cost: np.ndarray, *, offset: float = 0.0,
+                         max_iterations: int = 100, deadline: float | None = None, log=None,
+                         on_iteration: OnIteration | None = None, executor=None,
+                         n_parts: int = PARTITIONS) -> IpmResult:
     """:func:`.ipm.interior_point` split by transformer subtree: the partitions of :func:`plan` keep their iterates
     and run their passes where ``executor`` (default :class:`InProcess`) runs them; per iteration only top-row-sized
     messages and scalars travel. The same Mehrotra steps (:mod:`.ipm`'s helpers); the numbers do not depend on the
-    executor."""
+    executor.
+
+    A :class:`~.layout.Derived` ``layout`` is released once the partitions hold their slices (the coordinator keeps
+    its own part only; a lost worker's share is cut from the layout derived again); a :class:`Layout` is kept."""
     begun, cpu = time.perf_counter(), time.process_time()
-    n, m = layout.n_col, len(layout.row_lower)
-    lower, upper = boxes(layout)
+    give_back()  # the build's temporaries (LP, layout): their pages would stay with this process for the solve
+    whole = Slices(layout)
+    n, m = whole.size()
+    lower, upper = whole.boxes()
     if np.any(lower > upper):
         return infeasible_row(n, m)
     n_free = max(int((upper > lower).sum()), 1)
-    split = plan(layout, n_parts)
-    top = Coordinator(layout, split, cost, lower, upper, DUAL_REG)
+    split = plan(whole.source, n_parts)
+    top = Coordinator(whole.source.get(), split, cost, lower, upper, DUAL_REG)
+    del lower, upper
     executor = executor if executor is not None else InProcess()
-    executor.start(Lazy(len(split.parts), lambda i: share(split.parts[i], cost, lower, upper)), DUAL_REG,
-                   numba.get_num_threads())
+    slices = Lazy(len(split.parts), lambda i: share(split.parts[i], cost, *whole.boxes()), whole.release)
+    executor.start(slices, DUAL_REG, numba.get_num_threads())
+    whole.release()
+    give_back()
     k = len(split.parts)
     looping = time.perf_counter()
     seconds = {"start": looping - begun, "partitions": 0.0}  # wall: set-up (slices sent), waiting for partitions
