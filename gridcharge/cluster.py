@@ -57,7 +57,14 @@ def dask_client(workers: int | None, scheduler: str | None):
                                    silence_logs=logging.ERROR)
         client = Client(cluster)
     else:
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler)
+        except (OSError, TimeoutError) as exc:  # no scheduler answers there: the user's address, not a crash
+            from .errors import FieldProblem, InstanceError
+
+            raise InstanceError(FieldProblem("--scheduler", scheduler, "the address of a running dask scheduler "
+                                             f"(tcp://HOST:PORT); none answered there ({exc})"),
+                                what="invalid option") from None
     try:
         yield client
     finally:

@@ -60,3 +60,15 @@ def test_the_local_cluster_keeps_its_housekeeping_to_what_gridcharge_uses():
     assert worker["tick"] == scheduler["tick"] == 1000
     assert scheduler["monitor"] == 2000
     assert "heartbeat" in worker  # the rest is dask's
+
+
+def test_an_address_where_no_scheduler_answers_is_a_named_input_error(monkeypatch):
+    pytest.importorskip("dask.distributed")
+    import dask
+
+    from gridcharge.errors import InstanceError
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        with pytest.raises(InstanceError, match=r"--scheduler: tcp://127\.0\.0\.1:9 — the address of a running dask"):
+            with dask_client(None, "tcp://127.0.0.1:9"):
+                pass
