@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 
+from .errors import FieldProblem, InstanceError
+
 #: Environment the local workers' processes start with, over dask's ``distributed.nanny.pre-spawn-environ``: glibc's
 #: malloc thresholds [bytes] at the ceilings its dynamic thresholds rise to in a process left alone. dask sets
 #: ``MALLOC_TRIM_THRESHOLD_=65536``, and setting any threshold turns the dynamic ones off: every array above 128 KiB
@@ -60,8 +62,6 @@ def dask_client(workers: int | None, scheduler: str | None):
         try:
             client = Client(scheduler)
         except (OSError, TimeoutError) as exc:  # no scheduler answers there: the user's address, not a crash
-            from .errors import FieldProblem, InstanceError
-
             raise InstanceError(FieldProblem("--scheduler", scheduler, "the address of a running dask scheduler "
                                              f"(tcp://HOST:PORT); none answered there ({exc})"),
                                 what="invalid option") from None
